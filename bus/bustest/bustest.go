@@ -1,0 +1,51 @@
+// Package bustest starts a real embedded NATS JetStream server for tests.
+package bustest
+
+import (
+	"testing"
+
+	"github.com/kanade-fleet/backend/bus"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Server is a running embedded server with one client connection.
+type Server struct {
+	*server.Server
+	URL string
+	NC  *nats.Conn
+	JS  jetstream.JetStream
+}
+
+// Start starts an embedded server on a free loopback port with its store in a
+// temp dir; it is shut down when the test ends. It does not bootstrap the
+// kanade resources: call bus.Bootstrap or use StartBootstrapped.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	s, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &Server{Server: s, URL: s.ClientURL(), NC: nc, JS: js}
+}
+
+// StartBootstrapped is Start followed by bus.Bootstrap with one replica.
+func StartBootstrapped(tb testing.TB) *Server {
+	tb.Helper()
+	s := Start(tb)
+	if err := bus.Bootstrap(tb.Context(), s.JS, 1); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}

@@ -1,0 +1,59 @@
+package bus
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// EmbeddedOptions configure an in-process NATS JetStream server.
+type EmbeddedOptions struct {
+	// Listen is host:port; port -1 picks a free port. Empty means 127.0.0.1:-1.
+	Listen string
+	// StoreDir holds the JetStream files.
+	StoreDir string
+	// Token, when set, is required from every client.
+	Token string
+}
+
+// StartEmbedded starts a NATS server with JetStream enabled and waits until it
+// accepts connections. Callers stop it with Shutdown and WaitForShutdown.
+func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
+	host, port := "127.0.0.1", -1
+	if o.Listen != "" {
+		h, p, err := net.SplitHostPort(o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: listen %q: %w", o.Listen, err)
+		}
+		if port, err = strconv.Atoi(p); err != nil {
+			return nil, fmt.Errorf("embedded nats: listen %q: %w", o.Listen, err)
+		}
+		if h != "" {
+			host = h
+		}
+	}
+	opts := &server.Options{
+		ServerName:         "kanade-embedded",
+		Host:               host,
+		Port:               port,
+		JetStream:          true,
+		StoreDir:           o.StoreDir,
+		Authorization:      o.Token,
+		NoSigs:             true,
+		MaxPayload:         8 * 1024 * 1024,
+		JetStreamMaxMemory: 256 * 1024 * 1024,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded nats on %s: not ready after 10s", o.Listen)
+	}
+	return s, nil
+}

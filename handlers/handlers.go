@@ -1,0 +1,117 @@
+// Package handlers is the stateless HTTP surface of the backend: huma v2
+// operations over the read model, the probes, /metrics and the embedded SPA,
+// assembled into one http.Handler that every shell (on-prem HTTP, Lambda)
+// mounts unchanged.
+//
+// Handlers keep no process state between requests: everything they answer
+// comes from the database, JetStream or the clock given in Config. They import
+// no NATS consumer and no scheduler.
+package handlers
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/storage"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ResourceStatus is the probe result of one JetStream resource.
+type ResourceStatus struct {
+	Kind   kanade.ResourceKind
+	Name   string
+	Exists bool
+	// Err says why the resource could not be checked (nil when it was).
+	Err error
+}
+
+// Prober checks the JetStream resources of the bootstrap contract. It must
+// return one status per resource of kanade.Resources and respect ctx's deadline.
+type Prober interface {
+	Probe(ctx context.Context) []ResourceStatus
+}
+
+// Config is everything the handler needs. DB and Auth are required.
+type Config struct {
+	DB *storage.DB
+	// Prober checks JetStream; nil reports every resource missing.
+	Prober Prober
+	// NATSConnected reports whether the shell's NATS connection is up
+	// (for /readyz); nil means "no NATS configured" and fails readiness.
+	NATSConnected func() bool
+	// Clock is the one "now" of every cutoff. Defaults to the wall clock.
+	Clock kanade.Clock
+	// StaleThreshold: an agent is active when its last heartbeat is within it. Default 2m.
+	StaleThreshold time.Duration
+	// StaleDegradedRatio: stale/known at or above it degrades the fleet. Default 1.0.
+	StaleDegradedRatio float64
+	// ProbeTimeout bounds all JetStream probes of one request together. Default 2s.
+	ProbeTimeout time.Duration
+	// Auth configures authentication of /api/* and /metrics.
+	Auth auth.Config
+	// Registry receives the handler's metrics and is served on /metrics.
+	// Nil gets a fresh registry.
+	Registry *prometheus.Registry
+	// SPA is the dashboard's file tree (index.html at its root). Nil serves none.
+	SPA    fs.FS
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.DB == nil {
+		return errors.New("handlers: Config.DB is required")
+	}
+	if c.Clock == nil {
+		c.Clock = kanade.SystemClock
+	}
+	if c.StaleThreshold <= 0 {
+		c.StaleThreshold = 2 * time.Minute
+	}
+	if c.StaleDegradedRatio <= 0 {
+		c.StaleDegradedRatio = 1.0
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = 2 * time.Second
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// New builds the handler. The result is safe for concurrent use and holds no
+// state beyond cfg.
+func New(cfg Config) (http.Handler, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	hc := huma.DefaultConfig("kanade backend API", kanade.Version)
+	hc.OpenAPIPath = "/api/openapi"
+	hc.DocsPath = "/api/docs"
+	hc.SchemasPath = "/api/schemas"
+	api := humago.New(mux, hc)
+
+	registerProbes(mux, &cfg)
+	registerHealth(api, &cfg)
+	registerReads(api, &cfg)
+	registerMetrics(mux, &cfg)
+	registerSPA(mux, &cfg)
+
+	authed, err := auth.Middleware(cfg.Auth, mux)
+	if err != nil {
+		return nil, err
+	}
+	return authed, nil
+}

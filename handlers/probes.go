@@ -1,0 +1,5 @@
+package handlers
+
+import "net/http"
+
+func registerProbes(mux *http.ServeMux, cfg *Config) {}

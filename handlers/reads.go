@@ -1,0 +1,5 @@
+package handlers
+
+import "github.com/danielgtaylor/huma/v2"
+
+func registerReads(api huma.API, cfg *Config) {}

@@ -1,0 +1,23 @@
+// Package kanade holds the domain shared by every part of the kanade backend:
+// the wire payloads agents exchange over NATS (shared/spec/wire.md), the list of
+// JetStream resources the backend owns, and the one timestamp layout used in SQL.
+//
+// It imports no database and no HTTP code, so handlers, projection, schedule and
+// the shells can all depend on it without depending on each other.
+package kanade
+
+import "time"
+
+// Build information, set by the linker (-X) in release builds.
+var (
+	Version = "dev"
+	Commit  = "unknown"
+)
+
+// Clock returns the current time. Every rule that depends on time (stale
+// thresholds, windows, reaping, cron) takes a Clock at construction so tests can
+// move time instead of sleeping.
+type Clock func() time.Time
+
+// SystemClock is the wall clock.
+func SystemClock() time.Time { return time.Now() }

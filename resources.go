@@ -1,0 +1,98 @@
+package kanade
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ResourceKind says which JetStream API manages a resource.
+type ResourceKind string
+
+// The three kinds of JetStream resources of wire.md §2.
+const (
+	KindStream      ResourceKind = "stream"
+	KindKeyValue    ResourceKind = "kv"
+	KindObjectStore ResourceKind = "object_store"
+)
+
+// Resource is one entry of the bootstrap contract. Exactly one of Stream,
+// KeyValue and ObjectStore is set, matching Kind.
+type Resource struct {
+	Kind        ResourceKind
+	Name        string
+	Stream      *jetstream.StreamConfig
+	KeyValue    *jetstream.KeyValueConfig
+	ObjectStore *jetstream.ObjectStoreConfig
+}
+
+// Names of the resources other parts address directly.
+const (
+	StreamResults       = "RESULTS"
+	StreamEvents        = "EVENTS"
+	StreamAudit         = "AUDIT"
+	StreamExec          = "EXEC"
+	BucketScriptCurrent = "script_current"
+	BucketAgentGroups   = "agent_groups"
+	BucketSchedules     = "schedules"
+	BucketJobs          = "jobs"
+	BucketDispatch      = "scheduler_dispatch"
+	ObjectResultOutput  = "result_output"
+)
+
+const (
+	day = 24 * time.Hour
+	kib = 1024
+	mib = 1024 * kib
+	gib = 1024 * mib
+)
+
+// Resources is the bootstrap contract of wire.md §2 with the given replica
+// count. The bootstrap creates exactly this list and the fleet-health probe
+// checks exactly this list, so the two cannot drift apart.
+func Resources(replicas int) []Resource {
+	if replicas < 1 {
+		replicas = 1
+	}
+	stream := func(name, subject string, maxAge time.Duration, maxBytes int64) Resource {
+		return Resource{Kind: KindStream, Name: name, Stream: &jetstream.StreamConfig{
+			Name: name, Subjects: []string{subject}, MaxAge: maxAge, MaxBytes: maxBytes,
+			Storage: jetstream.FileStorage, Replicas: replicas, Discard: jetstream.DiscardOld,
+			MaxMsgs: -1, MaxMsgsPerSubject: -1,
+		}}
+	}
+	kv := func(name string, history uint8, ttl time.Duration) Resource {
+		return Resource{Kind: KindKeyValue, Name: name, KeyValue: &jetstream.KeyValueConfig{
+			Bucket: name, History: history, TTL: ttl, Storage: jetstream.FileStorage, Replicas: replicas,
+		}}
+	}
+	obj := func(name string, maxAge time.Duration, maxBytes int64) Resource {
+		if maxBytes == 0 {
+			maxBytes = -1
+		}
+		return Resource{Kind: KindObjectStore, Name: name, ObjectStore: &jetstream.ObjectStoreConfig{
+			Bucket: name, TTL: maxAge, MaxBytes: maxBytes, Storage: jetstream.FileStorage, Replicas: replicas,
+		}}
+	}
+	exec := stream(StreamExec, "commands.>", 7*day, 64*mib)
+	exec.Stream.MaxMsgsPerSubject = 1
+	return []Resource{
+		stream("INVENTORY", "inventory.>", 90*day, 1*gib),
+		stream(StreamResults, "results.>", 30*day, 2*gib),
+		exec,
+		stream(StreamEvents, "events.>", 7*day, 256*mib),
+		stream(StreamAudit, "audit.>", 90*day, 512*mib),
+		stream("OBS_EVENTS", "obs.>", 90*day, 512*mib),
+		stream("NOTIFICATIONS", "notifications.>", 90*day, 512*mib),
+		kv(BucketScriptCurrent, 5, 0),
+		kv("script_status", 5, 0),
+		kv("agents_state", 1, 0),
+		kv("agent_config", 1, 0),
+		kv(BucketAgentGroups, 1, 0),
+		kv(BucketSchedules, 5, 0),
+		kv(BucketJobs, 5, 0),
+		kv("fleet_config", 1, 0),
+		obj("agent_releases", 0, 0),
+		obj(ObjectResultOutput, 30*day, 1*gib),
+	}
+}

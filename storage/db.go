@@ -1,0 +1,276 @@
+// Package storage is the SQL read model: the schema and its migrations, the
+// projection's write path and the queries the HTTP handlers read. It speaks one
+// SQL dialect (SQLite 3.45) to two backends: a local SQLite file through the
+// pure-Go modernc driver, or a remote libSQL server (sqld, Turso).
+//
+// Every timestamp is bound as kanade.TimeLayout text computed in Go from an
+// injected clock; nothing here calls CURRENT_TIMESTAMP or julianday.
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kanade-fleet/backend"
+
+	_ "github.com/tursodatabase/libsql-client-go/libsql" // registers "libsql"
+	_ "modernc.org/sqlite"                               // registers "sqlite"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// sqlitePragmas are the connection settings every SQLite connection gets. WAL
+// lets readers run beside the writer; _txlock=immediate takes the write lock at
+// BEGIN, so two writers queue on busy_timeout instead of failing with
+// "database is locked" when a read transaction tries to upgrade.
+const sqlitePragmas = "_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+
+// DB is the read model. Writes go through a single connection (SQLite allows
+// one writer at a time; queuing in Go is cheaper than busy-waiting in SQLite),
+// reads through a pool.
+type DB struct {
+	write  *sql.DB
+	read   *sql.DB
+	remote bool
+	now    kanade.Clock
+}
+
+// Options tune Open. The zero value is usable.
+type Options struct {
+	// AuthToken authenticates to a remote libSQL server (KANADE_DB_AUTH_TOKEN).
+	AuthToken string
+	// Clock stamps updated_at and similar columns. Defaults to the wall clock.
+	Clock kanade.Clock
+	// ReadConns caps the SQLite read pool. Defaults to max(4, GOMAXPROCS).
+	ReadConns int
+}
+
+// Open opens the database named by dsn and applies pending migrations.
+//
+// A plain path or a file: URL opens SQLite (the parent directory is created);
+// http://, https://, ws://, wss:// and libsql:// open libSQL.
+func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
+	if dsn == "" {
+		return nil, errors.New("open database: empty DSN")
+	}
+	if opts.Clock == nil {
+		opts.Clock = kanade.SystemClock
+	}
+	var db *DB
+	var err error
+	if isRemote(dsn) {
+		db, err = openLibSQL(dsn, opts)
+	} else {
+		db, err = openSQLite(dsn, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func isRemote(dsn string) bool {
+	for _, p := range []string{"http://", "https://", "ws://", "wss://", "libsql://"} {
+		if strings.HasPrefix(strings.ToLower(dsn), p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Redact hides credentials in a DSN so it can be logged.
+func Redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" || len(u.Scheme) == 1 {
+		return dsn
+	}
+	q := u.Query()
+	if q.Has("authToken") {
+		q.Set("authToken", "REDACTED")
+		u.RawQuery = q.Encode()
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	return u.String()
+}
+
+func openLibSQL(dsn string, opts Options) (*DB, error) {
+	if opts.AuthToken != "" {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open libsql %s: %w", Redact(dsn), err)
+		}
+		q := u.Query()
+		q.Set("authToken", opts.AuthToken)
+		u.RawQuery = q.Encode()
+		dsn = u.String()
+	}
+	sdb, err := sql.Open("libsql", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open libsql %s: %w", Redact(dsn), err)
+	}
+	// The server serializes writers itself; each connection is a stream.
+	sdb.SetMaxOpenConns(8)
+	sdb.SetConnMaxIdleTime(time.Minute)
+	return &DB{write: sdb, read: sdb, remote: true, now: opts.Clock}, nil
+}
+
+func openSQLite(dsn string, opts Options) (*DB, error) {
+	path, query := dsn, ""
+	if strings.HasPrefix(dsn, "file:") {
+		path = strings.TrimPrefix(dsn, "file:")
+		if i := strings.IndexByte(path, '?'); i >= 0 {
+			path, query = path[:i], path[i+1:]
+		}
+		path = strings.TrimPrefix(path, "//")
+	}
+	if path == "" {
+		return nil, fmt.Errorf("open sqlite %q: no path", dsn)
+	}
+	if path != ":memory:" {
+		if dir := filepath.Dir(path); dir != "." {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+			}
+		}
+	}
+	full := "file:" + path + "?" + sqlitePragmas
+	if query != "" {
+		full += "&" + query
+	}
+	write, err := sql.Open("sqlite", full)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	if path == ":memory:" {
+		// Each :memory: connection is its own database: share the one writer.
+		return &DB{write: write, read: write, now: opts.Clock}, nil
+	}
+	read, err := sql.Open("sqlite", full)
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	n := opts.ReadConns
+	if n <= 0 {
+		n = max(4, runtime.GOMAXPROCS(0))
+	}
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	return &DB{write: write, read: read, now: opts.Clock}, nil
+}
+
+// Remote reports whether the database is a libSQL server, where each query is
+// a network round trip.
+func (db *DB) Remote() bool { return db.remote }
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	err := db.write.Close()
+	if db.read != db.write {
+		err = errors.Join(err, db.read.Close())
+	}
+	return err
+}
+
+// Ping checks that the database answers a query.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := db.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	return nil
+}
+
+// Tx is a write transaction. Besides the SQL transaction it carries the
+// pending duration-summary changes, flushed just before commit so that rows and
+// summaries always commit together.
+type Tx struct {
+	tx        *sql.Tx
+	now       time.Time
+	durations durationChanges
+}
+
+// Update runs fn in a write transaction and commits it if fn returns nil.
+func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	sqlTx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin write: %w", err)
+	}
+	tx := &Tx{tx: sqlTx, now: db.now()}
+	if err := fn(tx); err != nil {
+		sqlTx.Rollback()
+		return err
+	}
+	if err := tx.flushDurations(ctx); err != nil {
+		sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Exec runs a statement inside the transaction.
+func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return tx.tx.ExecContext(ctx, query, args...)
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.write.ExecContext(ctx,
+		`CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		version := strings.TrimSuffix(filepath.Base(name), ".sql")
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", version, err)
+		}
+		err = db.Update(ctx, func(tx *Tx) error {
+			var n int
+			if err := tx.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.Exec(ctx, string(body)); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
+				version, kanade.FormatTime(tx.now))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", version, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,64 @@
+package storage_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kanade-fleet/backend/storage"
+)
+
+// MustOpenDB opens a fresh SQLite file in a temp dir, or the database named
+// by KANADE_TEST_DB (a libSQL URL, used by .ci/run against a real sqld).
+func MustOpenDB(tb testing.TB, clock func() time.Time) *storage.DB {
+	tb.Helper()
+	dsn := filepath.Join(tb.TempDir(), "kanade.db")
+	db, err := storage.Open(context.Background(), dsn, storage.Options{Clock: clock})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestOpenMigratesTwice(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		db, err := storage.Open(ctx, filepath.Join(dir, "sub", "k.db"), storage.Options{})
+		if err != nil {
+			t.Fatalf("open #%d: %v", i, err)
+		}
+		if err := db.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+	}
+}
+
+func TestUpsertFiresUpdateTriggerOnly(t *testing.T) {
+	db := MustOpenDB(t, nil)
+	ctx := context.Background()
+	up := func(pc, at string) {
+		t.Helper()
+		err := db.Update(ctx, func(tx *storage.Tx) error {
+			_, err := tx.Exec(ctx, `INSERT INTO agents (pc_id, last_heartbeat, updated_at) VALUES (?, ?, ?)
+				ON CONFLICT (pc_id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat`, pc, at, at)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	up("a", "2026-01-01T00:00:01.000000000Z")
+	up("a", "2026-01-01T00:05:01.000000000Z")
+	up("b", "2026-01-01T00:05:02.000000000Z")
+	var known, minutes, inMinute int
+	if err := storage.QueryRowForTest(ctx, db, `SELECT (SELECT value FROM fleet_counters WHERE name='agents'), (SELECT COUNT(*) FROM agent_minutes), (SELECT agents FROM agent_minutes WHERE minute='2026-01-01T00:05')`, &known, &minutes, &inMinute); err != nil {
+		t.Fatal(err)
+	}
+	if known != 2 || minutes != 1 || inMinute != 2 {
+		t.Fatalf("known=%d minutes=%d inMinute=%d, want 2 1 2", known, minutes, inMinute)
+	}
+}
