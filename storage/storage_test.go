@@ -2,18 +2,18 @@ package storage_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kanade-fleet/backend/storage"
+	"github.com/kanade-fleet/backend/storage/storagetest"
 )
 
 // MustOpenDB opens a fresh SQLite file in a temp dir, or the database named
 // by KANADE_TEST_DB (a libSQL URL, used by .ci/run against a real sqld).
 func MustOpenDB(tb testing.TB, clock func() time.Time) *storage.DB {
 	tb.Helper()
-	dsn := filepath.Join(tb.TempDir(), "kanade.db")
+	dsn := storagetest.DSN(tb)
 	db, err := storage.Open(context.Background(), dsn, storage.Options{Clock: clock})
 	if err != nil {
 		tb.Fatal(err)
@@ -26,7 +26,7 @@ func TestOpenMigratesTwice(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	for i := 0; i < 2; i++ {
-		db, err := storage.Open(ctx, filepath.Join(dir, "sub", "k.db"), storage.Options{})
+		db, err := storage.Open(ctx, dir+"/sub/k.db", storage.Options{})
 		if err != nil {
 			t.Fatalf("open #%d: %v", i, err)
 		}
