@@ -1,0 +1,457 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/kanade-fleet/backend"
+)
+
+// The projection's write path (storage.md "Projection rules"). Every method
+// applies a whole batch with a handful of statements, because a batch is one
+// transaction and, over libSQL, every statement is a network round trip.
+//
+// All rules are idempotent on their own (a redelivered message changes
+// nothing); the projector additionally skips messages whose stream sequence is
+// at or below the consumer's recorded offset.
+
+// maxVars bounds the bind variables of one statement (SQLite's limit is 32766).
+const maxVars = 30000
+
+// Result is an ExecResult ready to apply: output already fetched from the
+// object store when the agent moved it there.
+type Result struct {
+	kanade.ExecResult
+	// RecordedAt is the stream timestamp of the message (never the wall clock,
+	// so a replay reproduces identical rows).
+	RecordedAt time.Time
+}
+
+// Started is a started event ready to apply.
+type Started struct {
+	kanade.EventStarted
+	RecordedAt time.Time
+	// Timeout is the manifest's timeout; 0 when unknown (expires_at stays NULL).
+	Timeout time.Duration
+}
+
+// ApplyStats says what a batch changed, for metrics and tests.
+type ApplyStats struct {
+	Inserted, Updated, Unchanged int
+}
+
+// existingRun is the part of a stored row the result rules look at.
+type existingRun struct {
+	finished  bool
+	reaped    bool
+	jobID     *string
+	execID    *string
+	startedAt *string
+	// duration is the summary entry the row currently has (valid if inSummary).
+	finishedAt string
+	durationMs int64
+	inSummary  bool
+}
+
+func placeholders(rows, cols int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
+	return strings.TrimSuffix(strings.Repeat(one+",", rows), ",")
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (tx *Tx) loadRuns(ctx context.Context, ids []string) (map[string]*existingRun, error) {
+	out := make(map[string]*existingRun, len(ids))
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		chunk := ids[:n]
+		ids = ids[n:]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := tx.tx.QueryContext(ctx, `SELECT result_id, finished_at, reaped, job_id, exec_id, started_at, duration_ms
+			FROM execution_results WHERE result_id IN (`+strings.TrimSuffix(strings.Repeat("?,", n), ",")+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("load runs: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			var finishedAt, jobID, execID, startedAt *string
+			var reaped int
+			var dur *int64
+			if err := rows.Scan(&id, &finishedAt, &reaped, &jobID, &execID, &startedAt, &dur); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("load runs: %w", err)
+			}
+			r := &existingRun{finished: finishedAt != nil && reaped == 0, reaped: reaped != 0,
+				jobID: jobID, execID: execID, startedAt: startedAt}
+			if finishedAt != nil && dur != nil && jobID != nil {
+				r.inSummary, r.finishedAt, r.durationMs = true, *finishedAt, *dur
+			}
+			out[id] = r
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("load runs: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// execDelta accumulates one execution's counter changes within a batch.
+type execDelta struct{ success, failure int64 }
+
+// ApplyResults applies a batch of results in order (storage.md RESULTS rules):
+// insert a finished row when none exists; fill in a running or reaped row;
+// leave a finished row alone. Execution counters move only when a row really
+// changed, and a late result for a reaped run does not count again.
+func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, error) {
+	var st ApplyStats
+	if len(batch) == 0 {
+		return st, nil
+	}
+	ids := make([]string, 0, len(batch))
+	for i := range batch {
+		ids = append(ids, batch[i].ResultID)
+	}
+	runs, err := tx.loadRuns(ctx, ids)
+	if err != nil {
+		return st, err
+	}
+	var inserts []*Result
+	execs := map[string]*execDelta{}
+	bump := func(execID string, exit int64) {
+		if execID == "" {
+			return
+		}
+		d := execs[execID]
+		if d == nil {
+			d = &execDelta{}
+			execs[execID] = d
+		}
+		if exit == 0 {
+			d.success++
+		} else {
+			d.failure++
+		}
+	}
+	for i := range batch {
+		r := &batch[i]
+		exit := *r.ExitCode
+		cur, ok := runs[r.ResultID]
+		switch {
+		case !ok:
+			inserts = append(inserts, r)
+			runs[r.ResultID] = &existingRun{finished: true}
+			bump(r.ExecID, exit)
+			if r.ManifestID != "" {
+				tx.addDuration(r.ManifestID, r.FinishedAt.Time, kanade.DurationMillis(r.StartedAt.Time, r.FinishedAt.Time))
+			}
+			st.Inserted++
+		case cur.finished:
+			st.Unchanged++
+		default: // running or reaped
+			started := r.StartedAt.Time
+			if cur.startedAt != nil {
+				if t, err := kanade.ParseTime(*cur.startedAt); err == nil {
+					started = t
+				}
+			}
+			jobID := r.ManifestID
+			if cur.jobID != nil {
+				jobID = *cur.jobID
+			}
+			dur := kanade.DurationMillis(started, r.FinishedAt.Time)
+			if cur.inSummary {
+				t, err := kanade.ParseTime(cur.finishedAt)
+				if err != nil {
+					return st, fmt.Errorf("result %s: stored finished_at: %w", r.ResultID, err)
+				}
+				tx.removeDuration(*cur.jobID, t, cur.durationMs)
+			}
+			if jobID != "" {
+				tx.addDuration(jobID, r.FinishedAt.Time, dur)
+			}
+			skipped := 0
+			if r.Skipped {
+				skipped = 1
+			}
+			_, err := tx.tx.ExecContext(ctx, `UPDATE execution_results
+				SET exit_code = ?, skipped = ?, stdout = ?, stderr = ?, finished_at = ?, reaped = 0,
+				    job_id = COALESCE(job_id, ?), duration_ms = ?
+				WHERE result_id = ?`,
+				exit, skipped, r.Stdout, r.Stderr, kanade.FormatTime(r.FinishedAt.Time),
+				nullString(r.ManifestID), dur, r.ResultID)
+			if err != nil {
+				return st, fmt.Errorf("update run %s: %w", r.ResultID, err)
+			}
+			if !cur.reaped && cur.execID != nil {
+				bump(*cur.execID, exit)
+			}
+			runs[r.ResultID] = &existingRun{finished: true}
+			st.Updated++
+		}
+	}
+	if err := tx.insertResults(ctx, inserts); err != nil {
+		return st, err
+	}
+	return st, tx.bumpExecutions(ctx, execs)
+}
+
+const resultCols = 17
+
+func (tx *Tx) insertResults(ctx context.Context, rows []*Result) error {
+	per := maxVars / resultCols
+	for len(rows) > 0 {
+		n := min(len(rows), per)
+		chunk := rows[:n]
+		rows = rows[n:]
+		args := make([]any, 0, n*resultCols)
+		for _, r := range chunk {
+			skipped := 0
+			if r.Skipped {
+				skipped = 1
+			}
+			args = append(args, r.ResultID, r.RequestID, nullString(r.ExecID), r.PcID,
+				nullString(r.ManifestID), nil, *r.ExitCode, skipped, r.Stdout, r.Stderr,
+				kanade.FormatTime(r.StartedAt.Time), kanade.FormatTime(r.FinishedAt.Time),
+				kanade.FormatTime(r.RecordedAt), nil, 0, nullString(r.ParentResultID),
+				kanade.DurationMillis(r.StartedAt.Time, r.FinishedAt.Time))
+		}
+		_, err := tx.tx.ExecContext(ctx, `INSERT INTO execution_results
+			(result_id, request_id, exec_id, pc_id, job_id, version, exit_code, skipped, stdout, stderr,
+			 started_at, finished_at, recorded_at, expires_at, reaped, parent_result_id, duration_ms)
+			VALUES `+placeholders(n, resultCols), args...)
+		if err != nil {
+			return fmt.Errorf("insert %d runs: %w", n, err)
+		}
+	}
+	return nil
+}
+
+func (tx *Tx) bumpExecutions(ctx context.Context, execs map[string]*execDelta) error {
+	for id, d := range execs {
+		_, err := tx.tx.ExecContext(ctx, `UPDATE executions
+			SET success_count = success_count + ?, failure_count = failure_count + ?,
+			    status = CASE WHEN target_count IS NOT NULL
+			                   AND success_count + ? + failure_count + ? >= target_count
+			              THEN 'completed' ELSE 'running' END
+			WHERE exec_id = ?`, d.success, d.failure, d.success, d.failure, id)
+		if err != nil {
+			return fmt.Errorf("bump execution %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// ApplyStarted inserts a running row for each started event whose result_id
+// has no row yet, and moves its execution from pending to running.
+func (tx *Tx) ApplyStarted(ctx context.Context, batch []Started) (ApplyStats, error) {
+	var st ApplyStats
+	if len(batch) == 0 {
+		return st, nil
+	}
+	ids := make([]string, 0, len(batch))
+	for i := range batch {
+		ids = append(ids, batch[i].ResultID)
+	}
+	runs, err := tx.loadRuns(ctx, ids)
+	if err != nil {
+		return st, err
+	}
+	const cols = 9
+	var args []any
+	n := 0
+	execs := map[string]bool{}
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		_, err := tx.tx.ExecContext(ctx, `INSERT INTO execution_results
+			(result_id, request_id, exec_id, pc_id, job_id, version, started_at, recorded_at, expires_at)
+			VALUES `+placeholders(n, cols), args...)
+		args, n = args[:0], 0
+		if err != nil {
+			return fmt.Errorf("insert running runs: %w", err)
+		}
+		return nil
+	}
+	for i := range batch {
+		e := &batch[i]
+		if _, ok := runs[e.ResultID]; ok {
+			st.Unchanged++
+			continue
+		}
+		runs[e.ResultID] = &existingRun{}
+		var expires any
+		if e.Timeout > 0 {
+			expires = kanade.FormatTime(e.RecordedAt.Add(e.Timeout + max(2*time.Minute, e.Timeout/2)))
+		}
+		args = append(args, e.ResultID, nullString(e.RequestID), nullString(e.ExecID), e.PcID,
+			nullString(e.ManifestID), nullString(e.Version), kanade.FormatTime(e.StartedAt.Time),
+			kanade.FormatTime(e.RecordedAt), expires)
+		n++
+		if e.ExecID != "" {
+			execs[e.ExecID] = true
+		}
+		st.Inserted++
+		if (n+1)*cols > maxVars {
+			if err := flush(); err != nil {
+				return st, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return st, err
+	}
+	for id := range execs {
+		if _, err := tx.tx.ExecContext(ctx,
+			`UPDATE executions SET status = 'running' WHERE exec_id = ? AND status = 'pending'`, id); err != nil {
+			return st, fmt.Errorf("start execution %s: %w", id, err)
+		}
+	}
+	return st, nil
+}
+
+const agentCols = 16
+
+// UpsertHeartbeats writes the newest beat of each PC (storage.md heartbeat
+// rules): hostname and os_family keep their first non-NULL value; logon user,
+// command keys and protocols and enforcing change only when the beat carries
+// them (a ping reply must not erase them); everything else is replaced.
+// beats must hold at most one beat per pc_id.
+func (tx *Tx) UpsertHeartbeats(ctx context.Context, beats []kanade.Heartbeat) error {
+	now := kanade.FormatTime(tx.now)
+	per := maxVars / agentCols
+	for len(beats) > 0 {
+		n := min(len(beats), per)
+		chunk := beats[:n]
+		beats = beats[n:]
+		args := make([]any, 0, n*agentCols)
+		for i := range chunk {
+			h := &chunk[i]
+			var quarantined, keys, protocols any
+			if len(h.QuarantinedVersions) > 0 {
+				quarantined = mustJSON(h.QuarantinedVersions)
+			}
+			if h.CommandKeys != nil {
+				keys = mustJSON(*h.CommandKeys)
+			}
+			if h.CommandProtocols != nil {
+				protocols = mustJSON(*h.CommandProtocols)
+			}
+			var enforcing any
+			if h.Enforcing != nil {
+				enforcing = 0
+				if *h.Enforcing {
+					enforcing = 1
+				}
+			}
+			args = append(args, h.PcID, h.Hostname, h.OsFamily, h.AgentVersion,
+				kanade.FormatTime(h.At.Time), h.AgentCPUPct, h.AgentRSSBytes, h.AgentDiskReadBytes,
+				h.AgentDiskWrittenBytes, quarantined, h.LastLogonUser, h.LastLogonDisplayName,
+				keys, protocols, enforcing, now)
+		}
+		_, err := tx.tx.ExecContext(ctx, `INSERT INTO agents
+			(pc_id, hostname, os_family, agent_version, last_heartbeat, agent_cpu_pct, agent_rss_bytes,
+			 agent_disk_read_bytes, agent_disk_written_bytes, quarantined_versions, last_logon_user,
+			 last_logon_display_name, command_keys, command_protocols, enforcing, updated_at)
+			VALUES `+placeholders(n, agentCols)+`
+			ON CONFLICT (pc_id) DO UPDATE SET
+			    hostname = COALESCE(agents.hostname, excluded.hostname),
+			    os_family = COALESCE(agents.os_family, excluded.os_family),
+			    agent_version = excluded.agent_version,
+			    last_heartbeat = excluded.last_heartbeat,
+			    agent_cpu_pct = excluded.agent_cpu_pct,
+			    agent_rss_bytes = excluded.agent_rss_bytes,
+			    agent_disk_read_bytes = excluded.agent_disk_read_bytes,
+			    agent_disk_written_bytes = excluded.agent_disk_written_bytes,
+			    quarantined_versions = excluded.quarantined_versions,
+			    last_logon_user = COALESCE(excluded.last_logon_user, agents.last_logon_user),
+			    last_logon_display_name = COALESCE(excluded.last_logon_display_name, agents.last_logon_display_name),
+			    command_keys = COALESCE(excluded.command_keys, agents.command_keys),
+			    command_protocols = COALESCE(excluded.command_protocols, agents.command_protocols),
+			    enforcing = COALESCE(excluded.enforcing, agents.enforcing),
+			    updated_at = excluded.updated_at`, args...)
+		if err != nil {
+			return fmt.Errorf("upsert %d heartbeats: %w", n, err)
+		}
+	}
+	return nil
+}
+
+func mustJSON(v []string) string {
+	b, _ := json.Marshal(v) // []string always marshals
+	return string(b)
+}
+
+// Audit is an audit event with the stream sequence that makes it idempotent.
+type Audit struct {
+	kanade.AuditEvent
+	StreamSeq uint64
+}
+
+// InsertAudit appends audit events; an event whose stream sequence is already
+// stored is skipped.
+func (tx *Tx) InsertAudit(ctx context.Context, batch []Audit) (ApplyStats, error) {
+	var st ApplyStats
+	for i := range batch {
+		a := &batch[i]
+		var payload any
+		if len(a.Payload) > 0 && string(a.Payload) != "null" {
+			payload = string(a.Payload)
+		}
+		res, err := tx.tx.ExecContext(ctx, `INSERT INTO audit_log (actor, action, target, payload, occurred_at, stream_seq)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (stream_seq) WHERE stream_seq IS NOT NULL DO NOTHING`,
+			a.Actor, a.Action, a.Target, payload, kanade.FormatTime(a.OccurredAt.Time), int64(a.StreamSeq))
+		if err != nil {
+			return st, fmt.Errorf("insert audit seq %d: %w", a.StreamSeq, err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			st.Inserted++
+		} else {
+			st.Unchanged++
+		}
+	}
+	return st, nil
+}
+
+// ConsumerSeq returns the last stream sequence applied for consumer (0 if none).
+func (tx *Tx) ConsumerSeq(ctx context.Context, consumer string) (uint64, error) {
+	var seq int64
+	err := tx.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_seq), 0) FROM consumer_offsets WHERE consumer = ?`, consumer).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("consumer %s offset: %w", consumer, err)
+	}
+	return uint64(seq), nil
+}
+
+// SetConsumerSeq records seq as applied for consumer, in this transaction.
+func (tx *Tx) SetConsumerSeq(ctx context.Context, consumer string, seq uint64) error {
+	_, err := tx.tx.ExecContext(ctx, `INSERT INTO consumer_offsets (consumer, stream_seq, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (consumer) DO UPDATE SET stream_seq = excluded.stream_seq, updated_at = excluded.updated_at`,
+		consumer, int64(seq), kanade.FormatTime(tx.now))
+	if err != nil {
+		return fmt.Errorf("set consumer %s offset: %w", consumer, err)
+	}
+	return nil
+}
+
+// ConsumerSeq returns the last stream sequence applied for consumer (0 if none).
+func (db *DB) ConsumerSeq(ctx context.Context, consumer string) (uint64, error) {
+	var seq int64
+	err := db.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_seq), 0) FROM consumer_offsets WHERE consumer = ?`, consumer).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("consumer %s offset: %w", consumer, err)
+	}
+	return uint64(seq), nil
+}
