@@ -96,3 +96,15 @@ func Resources(replicas int) []Resource {
 		obj(ObjectResultOutput, 30*day, 1*gib),
 	}
 }
+
+// ResourceStatus is the probe result of one JetStream resource. It lives here,
+// beside Resources, so the bus package that probes and the handlers that
+// report can share it without importing each other.
+type ResourceStatus struct {
+	Kind   ResourceKind
+	Name   string
+	Exists bool
+	// Err says why the resource could not be checked; nil when the check got
+	// an answer (present or absent).
+	Err error
+}

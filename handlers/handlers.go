@@ -24,19 +24,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// ResourceStatus is the probe result of one JetStream resource.
-type ResourceStatus struct {
-	Kind   kanade.ResourceKind
-	Name   string
-	Exists bool
-	// Err says why the resource could not be checked (nil when it was).
-	Err error
-}
-
 // Prober checks the JetStream resources of the bootstrap contract. It must
 // return one status per resource of kanade.Resources and respect ctx's deadline.
 type Prober interface {
-	Probe(ctx context.Context) []ResourceStatus
+	Probe(ctx context.Context) []kanade.ResourceStatus
 }
 
 // Config is everything the handler needs. DB and Auth are required.
@@ -104,12 +95,19 @@ func New(cfg Config) (http.Handler, error) {
 	api := humago.New(mux, hc)
 
 	registerProbes(mux, &cfg)
+	registerVersion(api)
 	registerHealth(api, &cfg)
 	registerReads(api, &cfg)
-	registerMetrics(mux, &cfg)
+	if err := registerMetrics(mux, &cfg); err != nil {
+		return nil, err
+	}
 	registerSPA(mux, &cfg)
 
-	authed, err := auth.Middleware(cfg.Auth, mux)
+	measured, err := instrument(cfg.Registry, mux)
+	if err != nil {
+		return nil, err
+	}
+	authed, err := auth.Middleware(cfg.Auth, measured)
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,420 @@
 package handlers
 
-import "github.com/danielgtaylor/huma/v2"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
 
-func registerHealth(api huma.API, cfg *Config) {}
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/negotiation"
+	"github.com/kanade-fleet/backend"
+)
+
+// recentWindow is the look-back of recent_results and the default of
+// scan_durations' since.
+const recentWindow = 24 * time.Hour
+
+// Fleet statuses of api.md.
+const (
+	fleetOK       = "ok"
+	fleetUnknown  = "unknown"
+	fleetDegraded = "degraded"
+)
+
+// Parts of the rollup, the keys of FleetHealth.Errors and of the
+// kanade_fleet_check_failed metric.
+const (
+	partAgents        = "agents"
+	partJetStream     = "jetstream"
+	partRecentResults = "recent_results"
+)
+
+// FleetHealth is the body of GET /api/health/fleet (api.md). The same body is
+// sent with 200 and 503 so a monitor can read why.
+type FleetHealth struct {
+	Status        string             `json:"status" enum:"ok,unknown,degraded" doc:"degraded (HTTP 503): a JetStream resource is missing, a part could not be read, or stale/known reached the configured ratio; unknown: no agent known yet; ok otherwise."`
+	Agents        FleetAgents        `json:"agents"`
+	JetStream     FleetJetStream     `json:"jetstream"`
+	RecentResults FleetRecentResults `json:"recent_results"`
+	ObservedAt    time.Time          `json:"observed_at" doc:"The one now every cutoff was computed from."`
+	// Errors is present only when a part could not be read; its numbers are
+	// then null rather than a misleading 0.
+	Errors map[string]string `json:"errors,omitempty" doc:"Why a part could not be read, keyed agents, jetstream or recent_results. Absent when everything was read."`
+}
+
+// FleetAgents counts agents by freshness. All three are null when the
+// database could not be read.
+type FleetAgents struct {
+	Known  *int64 `json:"known" nullable:"true"`
+	Active *int64 `json:"active" nullable:"true" doc:"Agents whose last heartbeat is within the stale threshold of observed_at."`
+	Stale  *int64 `json:"stale" nullable:"true"`
+}
+
+// FleetJetStream summarizes the probe of every resource of the bootstrap
+// contract.
+type FleetJetStream struct {
+	AllOK   bool     `json:"all_ok"`
+	Healthy int      `json:"healthy"`
+	Total   int      `json:"total"`
+	Missing []string `json:"missing" doc:"Resources that are absent or could not be checked."`
+}
+
+// FleetRecentResults counts runs recorded in the window. Total and failed are
+// null when the database could not be read.
+type FleetRecentResults struct {
+	WindowHours int    `json:"window_hours"`
+	Total       *int64 `json:"total" nullable:"true"`
+	Failed      *int64 `json:"failed" nullable:"true" doc:"Finished, non-skipped runs with a non-zero exit code (a reaped run, -1, included)."`
+}
+
+// HealthCheck is the application/health+json rendering of the fleet rollup
+// (draft-inadarei-api-health-check).
+type HealthCheck struct {
+	Status      string                        `json:"status" enum:"pass,warn,fail"`
+	Description string                        `json:"description"`
+	ReleaseID   string                        `json:"releaseId"`
+	Output      string                        `json:"output,omitempty"`
+	Checks      map[string][]HealthCheckEntry `json:"checks"`
+}
+
+// HealthCheckEntry is one measurement of a HealthCheck.
+type HealthCheckEntry struct {
+	ComponentType string    `json:"componentType" enum:"system,datastore,component"`
+	ObservedValue *float64  `json:"observedValue,omitempty" doc:"Absent when the value could not be read."`
+	ObservedUnit  string    `json:"observedUnit"`
+	Status        string    `json:"status" enum:"pass,warn,fail"`
+	Time          time.Time `json:"time"`
+	Output        string    `json:"output,omitempty"`
+}
+
+const (
+	mediaJSON   = "application/json"
+	mediaHealth = "application/health+json"
+)
+
+type fleetHealthInput struct {
+	Accept string `header:"Accept" doc:"application/health+json selects the IETF health-check format."`
+}
+
+type fleetHealthOutput struct {
+	Status       int
+	CacheControl string `header:"Cache-Control"`
+	// ContentType overrides huma's negotiation, which knows only JSON; the
+	// operation documents both media types itself.
+	ContentType string `header:"Content-Type" hidden:"true"`
+	// Body is a FleetHealth or a HealthCheck, as documented per media type.
+	Body any
+}
+
+type scanDurationsInput struct {
+	Since string `query:"since" format:"date-time" doc:"RFC 3339 instant, any offset; runs finished at or after it. Default: 24 h before now." example:"2026-06-20T10:00:00+09:00"`
+}
+
+type scanDurationsOutput struct {
+	Body []kanade.ScanDuration
+}
+
+// JetStreamStatus is the body of GET /api/jetstream/status.
+type JetStreamStatus struct {
+	Streams      []ResourceState `json:"streams"`
+	KVBuckets    []ResourceState `json:"kv_buckets"`
+	ObjectStores []ResourceState `json:"object_stores"`
+}
+
+// ResourceState is one probed resource.
+type ResourceState struct {
+	Name   string `json:"name"`
+	Exists bool   `json:"exists"`
+	Error  string `json:"error,omitempty" doc:"Why the resource could not be checked; absent when the server answered."`
+}
+
+type jetStreamStatusOutput struct {
+	CacheControl string `header:"Cache-Control"`
+	Body         JetStreamStatus
+}
+
+func registerHealth(api huma.API, cfg *Config) {
+	registry := api.OpenAPI().Components.Schemas
+	both := func() map[string]*huma.MediaType {
+		return map[string]*huma.MediaType{
+			mediaJSON:   {Schema: registry.Schema(reflect.TypeFor[FleetHealth](), true, "FleetHealth")},
+			mediaHealth: {Schema: registry.Schema(reflect.TypeFor[HealthCheck](), true, "HealthCheck")},
+		}
+	}
+	noStore := map[string]*huma.Param{"Cache-Control": {Schema: &huma.Schema{Type: huma.TypeString}}}
+	huma.Register(api, huma.Operation{
+		OperationID: "get-fleet-health",
+		Method:      http.MethodGet,
+		Path:        "/api/health/fleet",
+		Summary:     "Fleet health rollup",
+		Description: "Agent freshness, JetStream resources and recent failures, for monitors. 503 with the same body when degraded.",
+		Tags:        []string{"health"},
+		Responses: map[string]*huma.Response{
+			"200": {Description: "ok or unknown", Content: both(), Headers: noStore},
+			"503": {Description: "degraded; the body says why", Content: both(), Headers: noStore},
+		},
+	}, func(ctx context.Context, in *fleetHealthInput) (*fleetHealthOutput, error) {
+		h := cfg.fleetHealth(ctx)
+		out := &fleetHealthOutput{Status: http.StatusOK, CacheControl: "no-store", ContentType: mediaJSON, Body: h}
+		if h.Status == fleetDegraded {
+			out.Status = http.StatusServiceUnavailable
+		}
+		if negotiation.SelectQValueFast(in.Accept, []string{mediaJSON, mediaHealth}) == mediaHealth {
+			out.ContentType = mediaHealth
+			out.Body = h.healthCheck(cfg)
+		}
+		return out, nil
+	})
+
+	huma.Register(api, huma.Operation{
+		OperationID: "get-scan-durations",
+		Method:      http.MethodGet,
+		Path:        "/api/health/scan_durations",
+		Summary:     "Run-time percentiles per job",
+		Description: "Finished runs with finished_at >= since, one row per job, sorted by p95 descending then job_id.",
+		Tags:        []string{"health"},
+	}, func(ctx context.Context, in *scanDurationsInput) (*scanDurationsOutput, error) {
+		since := cfg.Clock().Add(-recentWindow)
+		if in.Since != "" {
+			t, err := kanade.ParseTime(in.Since)
+			if err != nil {
+				return nil, huma.Error422UnprocessableEntity("invalid query parameter since",
+					&huma.ErrorDetail{Location: "query.since", Message: err.Error(), Value: in.Since})
+			}
+			since = t
+		}
+		rows, err := cfg.DB.ScanDurations(ctx, since)
+		if err != nil {
+			cfg.Logger.ErrorContext(ctx, "scan durations", slog.Any("error", err))
+			return nil, huma.Error500InternalServerError("scan durations could not be read")
+		}
+		if rows == nil {
+			rows = []kanade.ScanDuration{} // [] on the wire, never null
+		}
+		return &scanDurationsOutput{Body: rows}, nil
+	})
+
+	huma.Register(api, huma.Operation{
+		OperationID: "get-jetstream-status",
+		Method:      http.MethodGet,
+		Path:        "/api/jetstream/status",
+		Summary:     "JetStream resources of the bootstrap contract",
+		Tags:        []string{"health"},
+	}, func(ctx context.Context, _ *struct{}) (*jetStreamStatusOutput, error) {
+		ctx, cancel := context.WithTimeout(ctx, cfg.ProbeTimeout)
+		defer cancel()
+		out := &jetStreamStatusOutput{CacheControl: "no-store", Body: JetStreamStatus{
+			Streams: []ResourceState{}, KVBuckets: []ResourceState{}, ObjectStores: []ResourceState{},
+		}}
+		for _, st := range cfg.probe(ctx) {
+			rs := ResourceState{Name: st.Name, Exists: st.Exists}
+			if st.Err != nil {
+				rs.Error = st.Err.Error()
+			}
+			switch st.Kind {
+			case kanade.KindStream:
+				out.Body.Streams = append(out.Body.Streams, rs)
+			case kanade.KindKeyValue:
+				out.Body.KVBuckets = append(out.Body.KVBuckets, rs)
+			case kanade.KindObjectStore:
+				out.Body.ObjectStores = append(out.Body.ObjectStores, rs)
+			}
+		}
+		return out, nil
+	})
+}
+
+// probe returns exactly one status per resource of the bootstrap contract,
+// in its order, by ctx's deadline: a resource the prober did not report, or
+// did not report in time, is missing with the reason.
+func (cfg *Config) probe(ctx context.Context) []kanade.ResourceStatus {
+	resources := kanade.Resources(1)
+	out := make([]kanade.ResourceStatus, len(resources))
+	for i, r := range resources {
+		out[i] = kanade.ResourceStatus{Kind: r.Kind, Name: r.Name, Err: errors.New("not probed: no JetStream prober configured")}
+	}
+	if cfg.Prober == nil {
+		return out
+	}
+	// The Prober promises to honour ctx, but it is an interface: a slow one
+	// must not hang the health endpoint.
+	answer := make(chan []kanade.ResourceStatus, 1)
+	go func() { answer <- cfg.Prober.Probe(ctx) }()
+	var got []kanade.ResourceStatus
+	select {
+	case got = <-answer:
+	case <-ctx.Done():
+		for i := range out {
+			out[i].Err = fmt.Errorf("probe %s %s: %w", out[i].Kind, out[i].Name, ctx.Err())
+		}
+		return out
+	}
+	byName := make(map[string]kanade.ResourceStatus, len(got))
+	for _, st := range got {
+		byName[string(st.Kind)+"/"+st.Name] = st
+	}
+	for i := range out {
+		if st, ok := byName[string(out[i].Kind)+"/"+out[i].Name]; ok {
+			out[i] = st
+		} else {
+			out[i].Err = errors.New("not reported by the prober")
+		}
+	}
+	return out
+}
+
+// fleetHealth computes the rollup from one now. The JetStream probes and the
+// two database reads run concurrently under one ProbeTimeout, so a dead NATS
+// or database gives a prompt, explicit degraded instead of a hung request.
+func (cfg *Config) fleetHealth(ctx context.Context) FleetHealth {
+	now := cfg.Clock().UTC()
+	ctx, cancel := context.WithTimeout(ctx, cfg.ProbeTimeout)
+	defer cancel()
+
+	var (
+		wg                    sync.WaitGroup
+		statuses              []kanade.ResourceStatus
+		known, active         int64
+		total, failed         int64
+		agentsErr, resultsErr error
+	)
+	wg.Go(func() { statuses = cfg.probe(ctx) })
+	wg.Go(func() { known, active, agentsErr = cfg.DB.AgentCounts(ctx, now, cfg.StaleThreshold) })
+	wg.Go(func() { total, failed, resultsErr = cfg.DB.ResultCounts(ctx, now.Add(-recentWindow)) })
+	wg.Wait()
+
+	h := FleetHealth{
+		ObservedAt:    now,
+		JetStream:     FleetJetStream{Total: len(statuses), Missing: []string{}},
+		RecentResults: FleetRecentResults{WindowHours: int(recentWindow / time.Hour)},
+	}
+	fail := func(part string, err error) {
+		if h.Errors == nil {
+			h.Errors = map[string]string{}
+		}
+		h.Errors[part] = err.Error()
+		cfg.Logger.WarnContext(ctx, "fleet health: part unreadable", slog.String("part", part), slog.Any("error", err))
+	}
+
+	var unchecked []string
+	for _, st := range statuses {
+		switch {
+		case st.Exists:
+			h.JetStream.Healthy++
+		case st.Err != nil:
+			h.JetStream.Missing = append(h.JetStream.Missing, st.Name)
+			unchecked = append(unchecked, st.Err.Error())
+		default:
+			h.JetStream.Missing = append(h.JetStream.Missing, st.Name)
+		}
+	}
+	h.JetStream.AllOK = len(h.JetStream.Missing) == 0
+	if len(unchecked) > 0 {
+		fail(partJetStream, fmt.Errorf("%d of %d resources could not be checked: %s",
+			len(unchecked), len(statuses), strings.Join(firstN(unchecked, 3), "; ")))
+	}
+
+	if agentsErr != nil {
+		fail(partAgents, agentsErr)
+	} else {
+		stale := max(known-active, 0)
+		h.Agents = FleetAgents{Known: &known, Active: &active, Stale: &stale}
+	}
+	if resultsErr != nil {
+		fail(partRecentResults, resultsErr)
+	} else {
+		h.RecentResults.Total, h.RecentResults.Failed = &total, &failed
+	}
+
+	switch {
+	case !h.JetStream.AllOK || agentsErr != nil || resultsErr != nil || cfg.staleDegrades(known, *h.Agents.Stale):
+		h.Status = fleetDegraded
+	case known == 0:
+		h.Status = fleetUnknown
+	default:
+		h.Status = fleetOK
+	}
+	return h
+}
+
+// staleDegrades is the ratio rule: with the default ratio 1.0 only a total
+// blackout degrades, because powered-off laptops are normal.
+func (cfg *Config) staleDegrades(known, stale int64) bool {
+	return known > 0 && float64(stale)/float64(known) >= cfg.StaleDegradedRatio
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
+	}
+	return s
+}
+
+// healthCheck renders h in the IETF health-check format: pass for ok, warn
+// for unknown, fail for degraded, one check per part.
+func (h FleetHealth) healthCheck(cfg *Config) HealthCheck {
+	out := HealthCheck{
+		Status:      map[string]string{fleetOK: "pass", fleetUnknown: "warn", fleetDegraded: "fail"}[h.Status],
+		Description: "kanade fleet health",
+		ReleaseID:   kanade.Version,
+		Checks:      map[string][]HealthCheckEntry{},
+	}
+	num := func(v *int64) *float64 {
+		if v == nil {
+			return nil
+		}
+		f := float64(*v)
+		return &f
+	}
+	var reasons []string
+	// componentType values of the draft: the agents are the fleet (system),
+	// JetStream is where commands and results live (datastore).
+	componentType := map[string]string{"agents:freshness": "system", "jetstream:resources": "datastore", "executions:failures": "component"}
+	add := func(key, unit, status, output string, value *float64) {
+		e := HealthCheckEntry{ComponentType: componentType[key], ObservedValue: value, ObservedUnit: unit, Status: status, Time: h.ObservedAt}
+		if status != "pass" {
+			e.Output = output
+			reasons = append(reasons, key+": "+output)
+		}
+		out.Checks[key] = []HealthCheckEntry{e}
+	}
+
+	switch {
+	case h.Errors[partAgents] != "":
+		add("agents:freshness", "stale agents", "fail", "database read failed: "+h.Errors[partAgents], nil)
+	case *h.Agents.Known == 0:
+		add("agents:freshness", "stale agents", "warn", "no agent has reported yet", num(h.Agents.Stale))
+	case cfg.staleDegrades(*h.Agents.Known, *h.Agents.Stale):
+		add("agents:freshness", "stale agents", "fail", fmt.Sprintf("%d of %d known agents have not sent a heartbeat for %s (degraded at a stale ratio of %g)",
+			*h.Agents.Stale, *h.Agents.Known, cfg.StaleThreshold, cfg.StaleDegradedRatio), num(h.Agents.Stale))
+	default:
+		add("agents:freshness", "stale agents", "pass", "", num(h.Agents.Stale))
+	}
+
+	healthy := float64(h.JetStream.Healthy)
+	if h.JetStream.AllOK {
+		add("jetstream:resources", "healthy resources", "pass", "", &healthy)
+	} else {
+		output := fmt.Sprintf("%d of %d resources missing: %s", len(h.JetStream.Missing), h.JetStream.Total, strings.Join(h.JetStream.Missing, ", "))
+		if e := h.Errors[partJetStream]; e != "" {
+			output += " (" + e + ")"
+		}
+		add("jetstream:resources", "healthy resources", "fail", output, &healthy)
+	}
+
+	if e := h.Errors[partRecentResults]; e != "" {
+		add("executions:failures", "failed runs in 24h", "fail", "database read failed: "+e, nil)
+	} else {
+		// Failed runs are reported, never judged: a failing script is the
+		// script's problem, not the backend's health.
+		add("executions:failures", "failed runs in 24h", "pass", "", num(h.RecentResults.Failed))
+	}
+	out.Output = strings.Join(reasons, "; ")
+	return out
+}

@@ -1,8 +1,93 @@
 package storage
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // QueryRowForTest reads one row through the read pool.
 func QueryRowForTest(ctx context.Context, db *DB, q string, dest ...any) error {
 	return db.read.QueryRowContext(ctx, q).Scan(dest...)
+}
+
+// ExecForTest runs one statement on the write connection, so tests can seed
+// rows the projection would write (the triggers still run).
+func ExecForTest(ctx context.Context, db *DB, q string, args ...any) error {
+	_, err := db.write.ExecContext(ctx, q, args...)
+	return err
+}
+
+// CountForTest runs a query returning one integer, with arguments, through
+// the read pool: the brute-force reference of the summary-based counts.
+func CountForTest(ctx context.Context, db *DB, q string, args ...any) (int64, error) {
+	var n int64
+	err := db.read.QueryRowContext(ctx, q, args...).Scan(&n)
+	return n, err
+}
+
+// FleetQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the two
+// fleet rollup statements, so a test can prove they never scan the big tables.
+func FleetQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
+	plans := map[string][]string{}
+	for name, q := range map[string]string{"agents": agentCountsSQL, "results": resultCountsSQL} {
+		args := []any{"2026-01-01T00:00", "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:01:00.000000000Z"}
+		rows, err := db.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id, parent, notused any
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			plans[name] = append(plans[name], detail)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return plans, nil
+}
+
+// ReadsQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the list
+// statements of reads.go, by case name, so a test can prove which of them walk
+// an index in order instead of sorting the table.
+func ReadsQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
+	const at, id, n = "2026-01-01T00:00:00.000000000Z", "x", 51
+	cases := map[string]struct {
+		q    string
+		args []any
+	}{
+		"results first page": {runList.selectSQL(runList.afterConds(false), runList.order()), []any{n}},
+		"results next page":  {runList.selectSQL(runList.afterConds(true), runList.order()), []any{at, at, id, n}},
+		"results of a pc next page": {runList.selectSQL(append([]string{"pc_id = ?"}, runList.afterConds(true)...), runList.order()),
+			[]any{"pc", at, at, id, n}},
+		"results of a job next page": {runList.selectSQL(append([]string{"job_id = ?"}, runList.afterConds(true)...), runList.order()),
+			[]any{"job", at, at, id, n}},
+		"results without start": {runList.selectSQL([]string{"started_at IS NULL", "result_id < ?"}, "result_id DESC"), []any{id, n}},
+		"executions next page":  {executionList.selectSQL(executionList.afterConds(true), executionList.order()), []any{at, at, id, n}},
+		"audit next page":       {auditList.selectSQL(auditList.afterConds(true), auditList.order()), []any{at, at, 7, n}},
+	}
+	plans := map[string][]string{}
+	for name, c := range cases {
+		rows, err := db.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.q, c.args...)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		for rows.Next() {
+			var id, parent, notused any
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			plans[name] = append(plans[name], detail)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return plans, nil
 }
