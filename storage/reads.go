@@ -1,0 +1,597 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kanade-fleet/backend"
+)
+
+// The read side of the API (api.md "Read and manage endpoints"): the agent
+// roster, runs, executions and the audit log, each as a keyset-paginated list
+// and a single-row lookup, all through the read pool.
+//
+// Keyset, not OFFSET: a page costs the same at row 10 and at row 10 million,
+// and rows inserted while someone pages (the projection never stops) neither
+// repeat nor vanish from the pages still to come. The cursor is the sort key
+// of the last row served, base64url-encoded JSON, opaque to clients.
+//
+// Every filter value is a bound parameter; the only text joined into SQL is
+// the constant fragments below.
+
+// MaxPageLimit is the largest page a list serves (api.md: default 50, max 500).
+const MaxPageLimit = 500
+
+// ErrNotFound is returned by the single-row reads when no row has the id.
+var ErrNotFound = errors.New("not found")
+
+// ErrInvalidCursor is returned (wrapped) by the lists when the cursor is not
+// one this package produced for that list. The handler answers 400.
+var ErrInvalidCursor = errors.New("invalid cursor")
+
+// maxCursorLen bounds what is decoded: a real cursor holds one timestamp and
+// one id.
+const maxCursorLen = 4096
+
+// Page is one page of a list. NextCursor is nil on the last page.
+type Page[T any] struct {
+	Items      []T     `json:"items" nullable:"false"`
+	NextCursor *string `json:"next_cursor" doc:"Pass as ?cursor= to get the next page; null on the last page."`
+}
+
+// PageRequest is the paging part of every list.
+type PageRequest struct {
+	// Limit is the page size, 1..MaxPageLimit.
+	Limit int
+	// Cursor is the NextCursor of the previous page; empty for the first.
+	Cursor string
+}
+
+func (p PageRequest) check() error {
+	if p.Limit < 1 || p.Limit > MaxPageLimit {
+		return fmt.Errorf("page limit %d outside 1..%d", p.Limit, MaxPageLimit)
+	}
+	return nil
+}
+
+// pageKey is the decoded cursor. Kind names the list, so a cursor of one list
+// is refused by another instead of silently returning a wrong page. At is the
+// timestamp of the last row served, nil when that row had none (the NULL
+// section at the end of a descending list) and always nil for agents.
+type pageKey struct {
+	Kind string  `json:"k"`
+	At   *string `json:"t,omitempty"`
+	ID   *string `json:"i"`
+}
+
+func encodeCursor(k pageKey) *string {
+	b, err := json.Marshal(k)
+	if err != nil {
+		// Strings and a pointer to a string always marshal.
+		panic(fmt.Sprintf("encode cursor: %v", err))
+	}
+	s := base64.RawURLEncoding.EncodeToString(b)
+	return &s
+}
+
+func decodeCursor(kind, s string) (*pageKey, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if len(s) > maxCursorLen {
+		return nil, fmt.Errorf("%w: too long", ErrInvalidCursor)
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not base64url", ErrInvalidCursor)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var k pageKey
+	if err := dec.Decode(&k); err != nil {
+		return nil, fmt.Errorf("%w: not a cursor", ErrInvalidCursor)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: trailing data", ErrInvalidCursor)
+	}
+	if k.Kind != kind || k.ID == nil {
+		return nil, fmt.Errorf("%w: not a %s cursor", ErrInvalidCursor, kind)
+	}
+	return &k, nil
+}
+
+// likeContains returns a LIKE pattern (for ESCAPE '\') matching s literally
+// anywhere in a value.
+func likeContains(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(s) + "%"
+}
+
+func boolPtr(v *int64) *bool {
+	if v == nil {
+		return nil
+	}
+	b := *v != 0
+	return &b
+}
+
+// stringList decodes a JSON text column holding a string array; NULL is nil
+// (JSON null), "[]" an empty array.
+func stringList(col string, v *string) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	out := []string{}
+	if err := json.Unmarshal([]byte(*v), &out); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", col, err)
+	}
+	return out, nil
+}
+
+// ---- agents ----------------------------------------------------------------
+
+// Agent is one row of the roster. Timestamps are the stored text: RFC 3339,
+// UTC, nine fractional digits.
+type Agent struct {
+	PCID                  string   `json:"pc_id"`
+	Hostname              *string  `json:"hostname"`
+	OSFamily              *string  `json:"os_family"`
+	AgentVersion          *string  `json:"agent_version"`
+	LastHeartbeat         string   `json:"last_heartbeat" format:"date-time"`
+	Online                bool     `json:"online" doc:"last_heartbeat is within the stale threshold of now"`
+	AgentCPUPct           *float64 `json:"agent_cpu_pct"`
+	AgentRSSBytes         *int64   `json:"agent_rss_bytes"`
+	AgentDiskReadBytes    *int64   `json:"agent_disk_read_bytes"`
+	AgentDiskWrittenBytes *int64   `json:"agent_disk_written_bytes"`
+	QuarantinedVersions   []string `json:"quarantined_versions" nullable:"true"`
+	LastLogonUser         *string  `json:"last_logon_user"`
+	LastLogonDisplayName  *string  `json:"last_logon_display_name"`
+	CommandKeys           []string `json:"command_keys" nullable:"true" doc:"null when unknown"`
+	CommandProtocols      []string `json:"command_protocols" nullable:"true" doc:"null when unknown"`
+	Enforcing             *bool    `json:"enforcing" doc:"null when unknown"`
+	UpdatedAt             string   `json:"updated_at" format:"date-time"`
+}
+
+// AgentStatus filters the roster by liveness.
+type AgentStatus string
+
+// The values of AgentStatus; the empty string means both.
+const (
+	AgentsOnline  AgentStatus = "online"
+	AgentsOffline AgentStatus = "offline"
+)
+
+// AgentFilter selects a page of the roster.
+type AgentFilter struct {
+	PageRequest
+	// OnlineSince is the cutoff: an agent is online when its last heartbeat is
+	// at or after it (the caller's now − stale threshold, as AgentCounts).
+	OnlineSince time.Time
+	Status      AgentStatus
+	// Query matches pc_id or hostname as a case-insensitive (ASCII) substring;
+	// %, _ and \ are literal.
+	Query string
+}
+
+const agentColumns = `pc_id, hostname, os_family, agent_version, last_heartbeat, agent_cpu_pct,
+	agent_rss_bytes, agent_disk_read_bytes, agent_disk_written_bytes, quarantined_versions,
+	last_logon_user, last_logon_display_name, command_keys, command_protocols, enforcing, updated_at`
+
+func scanAgent(sc interface{ Scan(...any) error }, cutoff string) (Agent, error) {
+	var a Agent
+	var quarantined, keys, protocols *string
+	var enforcing *int64
+	if err := sc.Scan(&a.PCID, &a.Hostname, &a.OSFamily, &a.AgentVersion, &a.LastHeartbeat,
+		&a.AgentCPUPct, &a.AgentRSSBytes, &a.AgentDiskReadBytes, &a.AgentDiskWrittenBytes,
+		&quarantined, &a.LastLogonUser, &a.LastLogonDisplayName, &keys, &protocols, &enforcing,
+		&a.UpdatedAt); err != nil {
+		return a, err
+	}
+	// Text order is time order (kanade.TimeLayout), and Go compares strings
+	// bytewise as SQLite's BINARY collation does, so this agrees with the
+	// status filter's SQL.
+	a.Online = a.LastHeartbeat >= cutoff
+	a.Enforcing = boolPtr(enforcing)
+	var err error
+	if a.QuarantinedVersions, err = stringList("quarantined_versions", quarantined); err != nil {
+		return a, fmt.Errorf("agent %q: %w", a.PCID, err)
+	}
+	if a.CommandKeys, err = stringList("command_keys", keys); err != nil {
+		return a, fmt.Errorf("agent %q: %w", a.PCID, err)
+	}
+	if a.CommandProtocols, err = stringList("command_protocols", protocols); err != nil {
+		return a, fmt.Errorf("agent %q: %w", a.PCID, err)
+	}
+	return a, nil
+}
+
+// ListAgents returns a page of the roster ordered by pc_id.
+func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (Page[Agent], error) {
+	var page Page[Agent]
+	if err := f.check(); err != nil {
+		return page, fmt.Errorf("list agents: %w", err)
+	}
+	after, err := decodeCursor("agents", f.Cursor)
+	if err != nil {
+		return page, fmt.Errorf("list agents: %w", err)
+	}
+	cutoff := kanade.FormatTime(f.OnlineSince)
+	conds, args := []string{"1 = 1"}, []any{}
+	switch f.Status {
+	case "":
+	case AgentsOnline:
+		conds, args = append(conds, "last_heartbeat >= ?"), append(args, cutoff)
+	case AgentsOffline:
+		conds, args = append(conds, "last_heartbeat < ?"), append(args, cutoff)
+	default:
+		return page, fmt.Errorf("list agents: unknown status %q", f.Status)
+	}
+	if f.Query != "" {
+		p := likeContains(f.Query)
+		conds = append(conds, `(pc_id LIKE ? ESCAPE '\' OR hostname LIKE ? ESCAPE '\')`)
+		args = append(args, p, p)
+	}
+	if after != nil {
+		if after.At != nil {
+			return page, fmt.Errorf("list agents: %w: not an agents cursor", ErrInvalidCursor)
+		}
+		conds, args = append(conds, "pc_id > ?"), append(args, *after.ID)
+	}
+	args = append(args, f.Limit+1)
+	rows, err := db.read.QueryContext(ctx, `SELECT `+agentColumns+` FROM agents WHERE `+
+		strings.Join(conds, " AND ")+` ORDER BY pc_id LIMIT ?`, args...)
+	if err != nil {
+		return page, fmt.Errorf("list agents: %w", err)
+	}
+	defer rows.Close()
+	page.Items = []Agent{}
+	for rows.Next() {
+		a, err := scanAgent(rows, cutoff)
+		if err != nil {
+			return page, fmt.Errorf("list agents: %w", err)
+		}
+		page.Items = append(page.Items, a)
+	}
+	if err := rows.Err(); err != nil {
+		return page, fmt.Errorf("list agents: %w", err)
+	}
+	if len(page.Items) > f.Limit {
+		page.Items = page.Items[:f.Limit]
+		page.NextCursor = encodeCursor(pageKey{Kind: "agents", ID: &page.Items[f.Limit-1].PCID})
+	}
+	return page, nil
+}
+
+// GetAgent returns one agent, online relative to onlineSince, or ErrNotFound.
+func (db *DB) GetAgent(ctx context.Context, pcID string, onlineSince time.Time) (Agent, error) {
+	row := db.read.QueryRowContext(ctx, `SELECT `+agentColumns+` FROM agents WHERE pc_id = ?`, pcID)
+	a, err := scanAgent(row, kanade.FormatTime(onlineSince))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("agent %q: %w", pcID, ErrNotFound)
+	}
+	if err != nil {
+		return a, fmt.Errorf("get agent %q: %w", pcID, err)
+	}
+	return a, nil
+}
+
+// ---- descending keyset lists -----------------------------------------------
+
+// descList describes a list ordered by (at DESC, id DESC) where at may be
+// NULL. SQLite sorts NULL last in a descending order, but a NULL never
+// satisfies "at < ?", so the list is read in two sections: rows with a
+// timestamp, then (only once those are exhausted) rows without one, by id.
+// Each section is one indexed range scan; the second costs a query only on
+// the last page.
+type descList[T any] struct {
+	kind    string
+	columns string
+	table   string
+	at, id  string // sort columns
+	// parseID turns a cursor's id back into the id column's value.
+	parseID func(string) (any, error)
+	scan    func(*sql.Rows) (T, error)
+	key     func(*T) (at *string, id string)
+}
+
+// selectSQL is the statement of one section: the conditions are ANDed, and
+// the last placeholder is the LIMIT.
+func (l *descList[T]) selectSQL(conds []string, order string) string {
+	return `SELECT ` + l.columns + ` FROM ` + l.table + ` WHERE ` +
+		strings.Join(append([]string{"1 = 1"}, conds...), " AND ") + ` ORDER BY ` + order + ` LIMIT ?`
+}
+
+func (l *descList[T]) order() string { return l.at + " DESC, " + l.id + " DESC" }
+
+// afterConds are the conditions of the section with a timestamp, after the
+// cursor's row when there is one. The first term alone is an index range;
+// the second breaks ties.
+func (l *descList[T]) afterConds(after bool) []string {
+	c := []string{l.at + " IS NOT NULL"}
+	if after {
+		c = append(c, l.at+" <= ?", "("+l.at+" < ? OR "+l.id+" < ?)")
+	}
+	return c
+}
+
+func (l *descList[T]) page(ctx context.Context, db *DB, p PageRequest, conds []string, args []any) (Page[T], error) {
+	var page Page[T]
+	if err := p.check(); err != nil {
+		return page, fmt.Errorf("list %s: %w", l.kind, err)
+	}
+	after, err := decodeCursor(l.kind, p.Cursor)
+	if err != nil {
+		return page, fmt.Errorf("list %s: %w", l.kind, err)
+	}
+	var afterID any
+	if after != nil {
+		if afterID, err = l.parseID(*after.ID); err != nil {
+			return page, fmt.Errorf("list %s: %w: bad id", l.kind, ErrInvalidCursor)
+		}
+	}
+	page.Items = []T{}
+	want := p.Limit + 1 // one more than the page tells whether another follows
+
+	query := func(extra []string, extraArgs []any, order string) error {
+		a := append(append(append([]any{}, args...), extraArgs...), want-len(page.Items))
+		rows, err := db.read.QueryContext(ctx, l.selectSQL(append(append([]string{}, conds...), extra...), order), a...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			v, err := l.scan(rows)
+			if err != nil {
+				return err
+			}
+			page.Items = append(page.Items, v)
+		}
+		return rows.Err()
+	}
+
+	if after == nil || after.At != nil {
+		var extraArgs []any
+		if after != nil {
+			extraArgs = []any{*after.At, *after.At, afterID}
+		}
+		if err := query(l.afterConds(after != nil), extraArgs, l.order()); err != nil {
+			return page, fmt.Errorf("list %s: %w", l.kind, err)
+		}
+	}
+	if len(page.Items) < want {
+		extra := []string{l.at + " IS NULL"}
+		var extraArgs []any
+		if after != nil && after.At == nil {
+			extra = append(extra, l.id+" < ?")
+			extraArgs = []any{afterID}
+		}
+		if err := query(extra, extraArgs, l.id+" DESC"); err != nil {
+			return page, fmt.Errorf("list %s: %w", l.kind, err)
+		}
+	}
+	if len(page.Items) > p.Limit {
+		page.Items = page.Items[:p.Limit]
+		at, id := l.key(&page.Items[p.Limit-1])
+		page.NextCursor = encodeCursor(pageKey{Kind: l.kind, At: at, ID: &id})
+	}
+	return page, nil
+}
+
+func textID(s string) (any, error) { return s, nil }
+
+// ---- runs (execution_results) ------------------------------------------------
+
+// Run is one row of execution_results without its output, as lists show it.
+type Run struct {
+	ResultID       string  `json:"result_id"`
+	RequestID      *string `json:"request_id"`
+	ExecID         *string `json:"exec_id"`
+	PCID           *string `json:"pc_id"`
+	JobID          *string `json:"job_id"`
+	Version        *string `json:"version"`
+	ExitCode       *int64  `json:"exit_code" doc:"null while running; -1 when reaped"`
+	Skipped        bool    `json:"skipped"`
+	StartedAt      *string `json:"started_at" format:"date-time"`
+	FinishedAt     *string `json:"finished_at" format:"date-time" doc:"null while running"`
+	RecordedAt     string  `json:"recorded_at" format:"date-time"`
+	ExpiresAt      *string `json:"expires_at" format:"date-time"`
+	Reaped         bool    `json:"reaped"`
+	ParentResultID *string `json:"parent_result_id"`
+	DurationMs     *int64  `json:"duration_ms" doc:"whole milliseconds finished_at - started_at; null until both are known"`
+}
+
+// RunDetail is a run with its output.
+type RunDetail struct {
+	Run
+	Stdout *string `json:"stdout"`
+	Stderr *string `json:"stderr"`
+}
+
+// RunStatus filters runs by outcome.
+type RunStatus string
+
+// The values of RunStatus; the empty string means all runs.
+const (
+	RunsSuccess RunStatus = "success"
+	RunsFailure RunStatus = "failure"
+	RunsRunning RunStatus = "running"
+	RunsSkipped RunStatus = "skipped"
+)
+
+// runStatusPredicates are the api.md rules; failure is the failedPredicate of
+// the fleet rollup, so the list and the counts never disagree.
+var runStatusPredicates = map[RunStatus]string{
+	RunsSuccess: "exit_code = 0 AND skipped = 0",
+	RunsFailure: failedPredicate,
+	RunsRunning: "finished_at IS NULL",
+	RunsSkipped: "skipped = 1",
+}
+
+// RunFilter selects a page of runs; empty fields do not filter.
+type RunFilter struct {
+	PageRequest
+	JobID  string
+	PCID   string
+	Status RunStatus
+}
+
+const runColumns = `result_id, request_id, exec_id, pc_id, job_id, version, exit_code, skipped,
+	started_at, finished_at, recorded_at, expires_at, reaped, parent_result_id, duration_ms`
+
+func runDest(r *Run, skipped, reaped *int64) []any {
+	return []any{&r.ResultID, &r.RequestID, &r.ExecID, &r.PCID, &r.JobID, &r.Version, &r.ExitCode,
+		skipped, &r.StartedAt, &r.FinishedAt, &r.RecordedAt, &r.ExpiresAt, reaped,
+		&r.ParentResultID, &r.DurationMs}
+}
+
+var runList = descList[Run]{
+	kind: "results", columns: runColumns, table: "execution_results",
+	at: "started_at", id: "result_id", parseID: textID,
+	scan: func(rows *sql.Rows) (Run, error) {
+		var r Run
+		var skipped, reaped int64
+		err := rows.Scan(runDest(&r, &skipped, &reaped)...)
+		r.Skipped, r.Reaped = skipped != 0, reaped != 0
+		return r, err
+	},
+	key: func(r *Run) (*string, string) { return r.StartedAt, r.ResultID },
+}
+
+// ListRuns returns a page of runs, newest started first (runs without a
+// start time last).
+func (db *DB) ListRuns(ctx context.Context, f RunFilter) (Page[Run], error) {
+	var conds []string
+	var args []any
+	if f.JobID != "" {
+		conds, args = append(conds, "job_id = ?"), append(args, f.JobID)
+	}
+	if f.PCID != "" {
+		conds, args = append(conds, "pc_id = ?"), append(args, f.PCID)
+	}
+	if f.Status != "" {
+		p, ok := runStatusPredicates[f.Status]
+		if !ok {
+			return Page[Run]{}, fmt.Errorf("list results: unknown status %q", f.Status)
+		}
+		conds = append(conds, "("+p+")")
+	}
+	return runList.page(ctx, db, f.PageRequest, conds, args)
+}
+
+// GetRun returns one run with its output, or ErrNotFound.
+func (db *DB) GetRun(ctx context.Context, resultID string) (RunDetail, error) {
+	var r RunDetail
+	var skipped, reaped int64
+	err := db.read.QueryRowContext(ctx, `SELECT `+runColumns+`, stdout, stderr
+		FROM execution_results WHERE result_id = ?`, resultID).
+		Scan(append(runDest(&r.Run, &skipped, &reaped), &r.Stdout, &r.Stderr)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("result %q: %w", resultID, ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("get result %q: %w", resultID, err)
+	}
+	r.Skipped, r.Reaped = skipped != 0, reaped != 0
+	return r, nil
+}
+
+// ---- executions ----------------------------------------------------------------
+
+// Execution is one fan-out with its counters.
+type Execution struct {
+	ExecID       string  `json:"exec_id"`
+	JobID        *string `json:"job_id"`
+	Version      *string `json:"version"`
+	InitiatedBy  *string `json:"initiated_by"`
+	InitiatedAt  *string `json:"initiated_at" format:"date-time"`
+	TargetCount  *int64  `json:"target_count"`
+	SuccessCount int64   `json:"success_count"`
+	FailureCount int64   `json:"failure_count"`
+	Status       string  `json:"status" enum:"pending,running,completed,expired"`
+}
+
+const executionColumns = `exec_id, job_id, version, initiated_by, initiated_at, target_count,
+	success_count, failure_count, status`
+
+func executionDest(e *Execution) []any {
+	return []any{&e.ExecID, &e.JobID, &e.Version, &e.InitiatedBy, &e.InitiatedAt, &e.TargetCount,
+		&e.SuccessCount, &e.FailureCount, &e.Status}
+}
+
+var executionList = descList[Execution]{
+	kind: "executions", columns: executionColumns, table: "executions",
+	at: "initiated_at", id: "exec_id", parseID: textID,
+	scan: func(rows *sql.Rows) (Execution, error) {
+		var e Execution
+		return e, rows.Scan(executionDest(&e)...)
+	},
+	key: func(e *Execution) (*string, string) { return e.InitiatedAt, e.ExecID },
+}
+
+// ListExecutions returns a page of executions, newest first (those without
+// an initiation time last).
+func (db *DB) ListExecutions(ctx context.Context, p PageRequest) (Page[Execution], error) {
+	return executionList.page(ctx, db, p, nil, nil)
+}
+
+// GetExecution returns one execution, or ErrNotFound.
+func (db *DB) GetExecution(ctx context.Context, execID string) (Execution, error) {
+	var e Execution
+	err := db.read.QueryRowContext(ctx, `SELECT `+executionColumns+` FROM executions WHERE exec_id = ?`, execID).
+		Scan(executionDest(&e)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, fmt.Errorf("execution %q: %w", execID, ErrNotFound)
+	}
+	if err != nil {
+		return e, fmt.Errorf("get execution %q: %w", execID, err)
+	}
+	return e, nil
+}
+
+// ---- audit log ---------------------------------------------------------------------
+
+// AuditEntry is one row of the audit log.
+type AuditEntry struct {
+	ID         int64           `json:"id"`
+	Actor      string          `json:"actor"`
+	Action     string          `json:"action"`
+	Target     *string         `json:"target"`
+	Payload    json.RawMessage `json:"payload" doc:"the event's JSON payload, null when it had none"`
+	OccurredAt string          `json:"occurred_at" format:"date-time"`
+	StreamSeq  *int64          `json:"stream_seq"`
+}
+
+var auditList = descList[AuditEntry]{
+	kind: "audit", columns: `id, actor, action, target, payload, occurred_at, stream_seq`,
+	table: "audit_log", at: "occurred_at", id: "id",
+	parseID: func(s string) (any, error) { return strconv.ParseInt(s, 10, 64) },
+	scan: func(rows *sql.Rows) (AuditEntry, error) {
+		var e AuditEntry
+		var payload *string
+		if err := rows.Scan(&e.ID, &e.Actor, &e.Action, &e.Target, &payload, &e.OccurredAt, &e.StreamSeq); err != nil {
+			return e, err
+		}
+		if payload != nil {
+			if !json.Valid([]byte(*payload)) {
+				return e, fmt.Errorf("audit %d: payload is not JSON", e.ID)
+			}
+			e.Payload = json.RawMessage(*payload)
+		}
+		return e, nil
+	},
+	key: func(e *AuditEntry) (*string, string) { return &e.OccurredAt, strconv.FormatInt(e.ID, 10) },
+}
+
+// ListAudit returns a page of the audit log, newest first.
+func (db *DB) ListAudit(ctx context.Context, p PageRequest) (Page[AuditEntry], error) {
+	return auditList.page(ctx, db, p, nil, nil)
+}
