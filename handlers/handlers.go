@@ -92,6 +92,9 @@ func New(cfg Config) (http.Handler, error) {
 	hc.OpenAPIPath = "/api/openapi"
 	hc.DocsPath = "/api/docs"
 	hc.SchemasPath = "/api/schemas"
+	// No "$schema" field in bodies and no Link header: the bodies are a
+	// contract monitors parse, and must carry exactly the documented fields.
+	hc.CreateHooks = nil
 	api := humago.New(mux, hc)
 
 	registerProbes(mux, &cfg)

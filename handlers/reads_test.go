@@ -94,7 +94,7 @@ func (e *readsEnv) get(path string) *httptest.ResponseRecorder {
 }
 
 // getJSON serves path, checks the status and returns the body as generic
-// JSON (without huma's "$schema" link), so tests see the wire exactly.
+// JSON, so tests see the wire exactly.
 func (e *readsEnv) getJSON(path string, wantStatus int) map[string]any {
 	e.t.Helper()
 	rec := e.get(path)
@@ -105,7 +105,6 @@ func (e *readsEnv) getJSON(path string, wantStatus int) map[string]any {
 	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
 		e.t.Fatalf("GET %s: body %q: %v", path, rec.Body, err)
 	}
-	delete(m, "$schema")
 	return m
 }
 
