@@ -253,7 +253,11 @@ func (tx *Tx) bumpExecutions(ctx context.Context, execs map[string]*execDelta) e
 }
 
 // ApplyStarted inserts a running row for each started event whose result_id
-// has no row yet, and moves its execution from pending to running.
+// has no row yet, and moves its execution from pending to running. When the
+// row exists (its result was projected first) it fills in the version,
+// request_id and expires_at only the started event knows and moves
+// recorded_at back to the earlier message, so the final row does not depend
+// on which stream was projected first.
 func (tx *Tx) ApplyStarted(ctx context.Context, batch []Started) (ApplyStats, error) {
 	var st ApplyStats
 	if len(batch) == 0 {
@@ -286,15 +290,35 @@ func (tx *Tx) ApplyStarted(ctx context.Context, batch []Started) (ApplyStats, er
 	}
 	for i := range batch {
 		e := &batch[i]
-		if _, ok := runs[e.ResultID]; ok {
-			st.Unchanged++
-			continue
-		}
-		runs[e.ResultID] = &existingRun{}
 		var expires any
 		if e.Timeout > 0 {
 			expires = kanade.FormatTime(e.RecordedAt.Add(e.Timeout + max(2*time.Minute, e.Timeout/2)))
 		}
+		if _, ok := runs[e.ResultID]; ok {
+			// The row exists (the result came first, or a redelivery): fill in
+			// what only the started event carries, so the final row is the
+			// same in either order. recorded_at is the earliest message.
+			res, err := tx.tx.ExecContext(ctx, `UPDATE execution_results
+				SET version = COALESCE(version, ?), request_id = COALESCE(request_id, ?),
+				    expires_at = COALESCE(expires_at, ?),
+				    recorded_at = CASE WHEN ? < recorded_at THEN ? ELSE recorded_at END
+				WHERE result_id = ?
+				  AND (version IS NULL AND ? IS NOT NULL OR request_id IS NULL AND ? IS NOT NULL
+				       OR expires_at IS NULL AND ? IS NOT NULL OR ? < recorded_at)`,
+				nullString(e.Version), nullString(e.RequestID), expires,
+				kanade.FormatTime(e.RecordedAt), kanade.FormatTime(e.RecordedAt), e.ResultID,
+				nullString(e.Version), nullString(e.RequestID), expires, kanade.FormatTime(e.RecordedAt))
+			if err != nil {
+				return st, fmt.Errorf("fill run %s from started event: %w", e.ResultID, err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				st.Updated++
+			} else {
+				st.Unchanged++
+			}
+			continue
+		}
+		runs[e.ResultID] = &existingRun{}
 		args = append(args, e.ResultID, nullString(e.RequestID), nullString(e.ExecID), e.PcID,
 			nullString(e.ManifestID), nullString(e.Version), kanade.FormatTime(e.StartedAt.Time),
 			kanade.FormatTime(e.RecordedAt), expires)

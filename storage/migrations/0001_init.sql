@@ -83,7 +83,9 @@ CREATE INDEX execution_results_job_pc_finished ON execution_results (job_id, pc_
 CREATE INDEX execution_results_started ON execution_results (started_at, result_id);
 CREATE INDEX execution_results_pc_started ON execution_results (pc_id, started_at);
 CREATE INDEX execution_results_running ON execution_results (expires_at) WHERE finished_at IS NULL;
-CREATE INDEX execution_results_job_duration ON execution_results (job_id, duration_ms);
+-- scan_durations' slowest-run lookup, answered from the index alone: per job,
+-- the range (job, max duration, finished_at >= since), smallest result_id.
+CREATE INDEX execution_results_job_duration ON execution_results (job_id, duration_ms, finished_at, result_id);
 
 -- Runs recorded per minute (by recorded_at) and how many of them failed: a
 -- failure is a finished, non-skipped run with a non-zero exit code.
@@ -121,17 +123,24 @@ END;
 
 -- Sorted run durations per (finished_at hour, job), in segments: the
 -- projection appends one segment per batch and compacts a bucket when it has
--- too many. scan_durations selects exact ranks from these instead of sorting
--- every row. Maintained in Go (storage/durations.go) in the same transaction
--- as the rows.
+-- too many, or once the next hour has begun. scan_durations selects exact
+-- ranks from these instead of sorting every row. Maintained in Go
+-- (storage/durations.go) in the same transaction as the rows; a finished row
+-- is in exactly one segment entry iff job_id, finished_at and duration_ms are
+-- all set.
+--   durs: uvarint(first duration) then uvarint deltas, ascending (ms);
+--   offs: uvarint ns of finished_at past the start of the hour, same order.
+-- Two columns so that every hour but the first of a window is read without
+-- its (larger) offsets.
 CREATE TABLE duration_segments (
     hour   INTEGER NOT NULL, -- floor(unix seconds of finished_at / 3600)
     job_id TEXT NOT NULL,
     seg    INTEGER NOT NULL,
     runs   INTEGER NOT NULL,
-    data   BLOB NOT NULL,
+    durs   BLOB NOT NULL,
+    offs   BLOB NOT NULL,
     PRIMARY KEY (hour, job_id, seg)
-);
+) WITHOUT ROWID; -- a window is one sequential range of the primary key
 
 CREATE TABLE executions (
     exec_id       TEXT PRIMARY KEY,

@@ -1,0 +1,52 @@
+package kanade
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ParseDuration parses the duration text of a manifest (execute.timeout,
+// jitter, rollout delays): anything time.ParseDuration accepts ("600s", "5m",
+// "1h30m") plus whole or fractional days with a "d" unit ("1d", "1.5d",
+// "1d12h"), which agents and operators write but Go does not accept. Negative
+// durations are refused: no manifest field means "before now".
+func ParseDuration(s string) (time.Duration, error) {
+	in := strings.TrimSpace(s)
+	if in == "" {
+		return 0, fmt.Errorf("parse duration %q: empty", s)
+	}
+	if strings.HasPrefix(in, "-") {
+		return 0, fmt.Errorf("parse duration %q: negative", s)
+	}
+	in = strings.TrimPrefix(in, "+")
+	var days time.Duration
+	if i := strings.IndexByte(in, 'd'); i >= 0 {
+		n, err := strconv.ParseFloat(in[:i], 64)
+		if err != nil || i == 0 || strings.ContainsAny(in[:i], "eEinfINFxX_") {
+			return 0, fmt.Errorf("parse duration %q: bad day count", s)
+		}
+		d := n * float64(24*time.Hour)
+		if d > math.MaxInt64 {
+			return 0, fmt.Errorf("parse duration %q: out of range", s)
+		}
+		days = time.Duration(d)
+		in = in[i+1:]
+		if in == "" {
+			return days, nil
+		}
+	}
+	rest, err := time.ParseDuration(in)
+	if err != nil {
+		return 0, fmt.Errorf("parse duration %q: %w", s, err)
+	}
+	if rest < 0 {
+		return 0, fmt.Errorf("parse duration %q: negative", s)
+	}
+	if days > math.MaxInt64-rest {
+		return 0, fmt.Errorf("parse duration %q: out of range", s)
+	}
+	return days + rest, nil
+}

@@ -1,0 +1,81 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/kanade-fleet/backend"
+)
+
+// RankForTest exposes the integer nearest-rank index.
+func RankForTest(num, den int64, n int) int { return rank(num, den, n) }
+
+// ScanDurationsPagedForTest is ScanDurations reading segments in pages of
+// page rows, as it does on libSQL.
+func ScanDurationsPagedForTest(ctx context.Context, db *DB, since time.Time, page int) ([]kanade.ScanDuration, error) {
+	return db.scanDurations(ctx, since, page)
+}
+
+// FinishedRunForTest is one row the scan-duration reference reads.
+type FinishedRunForTest struct {
+	JobID, ResultID, StartedAt, FinishedAt string
+}
+
+// FinishedRunsForTest reads every row api.md counts as a finished run,
+// straight from execution_results: the brute-force reference of the
+// duration summaries.
+func FinishedRunsForTest(ctx context.Context, db *DB) ([]FinishedRunForTest, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT job_id, result_id, started_at, finished_at FROM execution_results
+		WHERE finished_at IS NOT NULL AND started_at IS NOT NULL AND job_id IS NOT NULL`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []FinishedRunForTest
+	for rows.Next() {
+		var r FinishedRunForTest
+		if err := rows.Scan(&r.JobID, &r.ResultID, &r.StartedAt, &r.FinishedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ScanQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the
+// statements of ScanDurations and flushDurations, by name.
+func ScanQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
+	in, args := bucketValues([]bucketKey{{1, "a"}, {2, "b"}})
+	cases := map[string]struct {
+		q    string
+		args []any
+	}{
+		"segments":       {segmentsSQL, []any{1, 1, ""}},
+		"segments paged": {segmentsSQL + " LIMIT ?", []any{1, 1, "a", 10}},
+		"slowest":        {slowestRunsSQL(2), []any{"a", 1, "b", 2, "2026-01-01T00:00:00.000000000Z"}},
+		"meta": {`SELECT hour, job_id, COUNT(*), MAX(seg) FROM duration_segments
+			WHERE (hour, job_id) IN ` + in + ` GROUP BY hour, job_id`, args},
+		"delete": {`DELETE FROM duration_segments WHERE (hour, job_id) IN ` + in, args},
+	}
+	plans := map[string][]string{}
+	for name, c := range cases {
+		rows, err := db.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.q, c.args...)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		for rows.Next() {
+			var id, parent, notused any
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			plans[name] = append(plans[name], detail)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return plans, nil
+}

@@ -1,0 +1,639 @@
+package storage_test
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	gocmp "github.com/google/go-cmp/cmp"
+
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/storage"
+	"github.com/kanade-fleet/backend/storage/storagetest"
+)
+
+// floatRank is kanade-backend 0.43.56's percentile index, verbatim:
+// ceil(q·n) in float64, minus one, clamped.
+func floatRank(q float64, n int) int {
+	r := int(math.Ceil(q * float64(n)))
+	return min(max(r-1, 0), n-1)
+}
+
+// TestRankMatchesFloatFormula proves the integer nearest rank equal to the
+// float formula of the seed for every n up to 10^6. (It must be: q·n is an
+// integer exactly when float64(q)·n rounds to that integer, since float64(0.95)
+// and float64(0.99) lie just below the true values; otherwise the fractional
+// part is at least 0.01, far above the rounding error.)
+func TestRankMatchesFloatFormula(t *testing.T) {
+	qs := []struct {
+		q        float64
+		num, den int64
+	}{{0.50, 1, 2}, {0.95, 19, 20}, {0.99, 99, 100}}
+	for _, q := range qs {
+		for n := 1; n <= 1_000_000; n++ {
+			if got, want := storage.RankForTest(q.num, q.den, n), floatRank(q.q, n); got != want {
+				t.Fatalf("q=%v n=%d: integer rank %d, float rank %d", q.q, n, got, want)
+			}
+		}
+	}
+}
+
+var t0 = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+
+func exitCode(v int64) *int64 { return &v }
+
+// result builds a finished result of job that started at started and ran d.
+func result(id, job string, started time.Time, d time.Duration) storage.Result {
+	return storage.Result{ExecResult: kanade.ExecResult{ResultID: id, RequestID: "q-" + id, PcID: "pc", ExitCode: exitCode(0),
+		StartedAt: kanade.Timestamp{Time: started}, FinishedAt: kanade.Timestamp{Time: started.Add(d)}, ManifestID: job},
+		RecordedAt: started.Add(d)}
+}
+
+func apply(t *testing.T, db *storage.DB, fn func(ctx context.Context, tx *storage.Tx) error) {
+	t.Helper()
+	ctx := t.Context()
+	if err := db.Update(ctx, func(tx *storage.Tx) error { return fn(ctx, tx) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func applyResults(t *testing.T, db *storage.DB, batch ...storage.Result) {
+	t.Helper()
+	apply(t, db, func(ctx context.Context, tx *storage.Tx) error {
+		_, err := tx.ApplyResults(ctx, batch)
+		return err
+	})
+}
+
+func ptr(s string) *string { return &s }
+
+// TestScanDurationsSeedCases runs the percentile cases of kanade-backend
+// 0.43.56 (and a few more) through the write path and ScanDurations.
+func TestScanDurationsSeedCases(t *testing.T) {
+	ms := func(v ...int64) []int64 { return v }
+	seq := func(a, b int64) []int64 {
+		var out []int64
+		for v := a; v <= b; v++ {
+			out = append(out, v)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		durs []int64 // ms; negative = finished that long before started
+		want kanade.ScanDuration
+	}{
+		{"1..10", seq(1, 10), kanade.ScanDuration{Count: 10, MinMs: 1, P50Ms: 5, P95Ms: 10, P99Ms: 10, MaxMs: 10, MeanMs: 5, MaxResultID: ptr("r09")}},
+		{"single element", ms(42), kanade.ScanDuration{Count: 1, MinMs: 42, P50Ms: 42, P95Ms: 42, P99Ms: 42, MaxMs: 42, MeanMs: 42, MaxResultID: ptr("r00")}},
+		{"1..20 p95 is the 19th", seq(1, 20), kanade.ScanDuration{Count: 20, MinMs: 1, P50Ms: 10, P95Ms: 19, P99Ms: 20, MaxMs: 20, MeanMs: 10, MaxResultID: ptr("r19")}},
+		{"1..100", seq(1, 100), kanade.ScanDuration{Count: 100, MinMs: 1, P50Ms: 50, P95Ms: 95, P99Ms: 99, MaxMs: 100, MeanMs: 50, MaxResultID: ptr("r99")}},
+		{"two elements", ms(7, 3), kanade.ScanDuration{Count: 2, MinMs: 3, P50Ms: 3, P95Ms: 7, P99Ms: 7, MaxMs: 7, MeanMs: 5, MaxResultID: ptr("r00")}},
+		{"ties pick the smallest result_id", ms(5, 9, 9, 1, 9), kanade.ScanDuration{Count: 5, MinMs: 1, P50Ms: 9, P95Ms: 9, P99Ms: 9, MaxMs: 9, MeanMs: 6, MaxResultID: ptr("r01")}},
+		{"clock skew clamps to zero", ms(-1500, -1, 0), kanade.ScanDuration{Count: 3, MinMs: 0, P50Ms: 0, P95Ms: 0, P99Ms: 0, MaxMs: 0, MeanMs: 0, MaxResultID: ptr("r00")}},
+		{"mean truncates", ms(1, 2), kanade.ScanDuration{Count: 2, MinMs: 1, P50Ms: 1, P95Ms: 2, P99Ms: 2, MaxMs: 2, MeanMs: 1, MaxResultID: ptr("r01")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := storagetest.Open(t, nil)
+			var batch []storage.Result
+			for i, d := range tt.durs {
+				started := t0.Add(time.Duration(i) * time.Minute)
+				batch = append(batch, result(fmt.Sprintf("r%02d", i), "job", started, time.Duration(d)*time.Millisecond+time.Duration(i)*time.Microsecond))
+			}
+			// One run per transaction: many segments, then a compaction.
+			for _, r := range batch {
+				applyResults(t, db, r)
+			}
+			got, err := db.ScanDurations(t.Context(), t0.Add(-time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.want.JobID = "job"
+			if diff := gocmp.Diff([]kanade.ScanDuration{tt.want}, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestScanDurationsEmptyWindow(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	got, err := db.ScanDurations(t.Context(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || len(got) != 0 {
+		t.Fatalf("got %#v, want a non-nil empty slice", got)
+	}
+	applyResults(t, db, result("r1", "job", t0, time.Second))
+	if got, err = db.ScanDurations(t.Context(), t0.Add(time.Second+1)); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("window after the only run: got %#v, %v; want a non-nil empty slice", got, err)
+	}
+}
+
+// TestScanDurationsQueryPlans proves the reads use their indexes: a range of
+// the segments' primary key (no sort), and one covering (job_id, duration_ms,
+// finished_at, result_id) index range per job for the slowest run.
+func TestScanDurationsQueryPlans(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	if db.Remote() {
+		t.Skip("EXPLAIN QUERY PLAN is checked on SQLite")
+	}
+	plans, err := storage.ScanQueryPlansForTest(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"segments":       "SEARCH duration_segments USING PRIMARY KEY ((hour,job_id)>(?,?))",
+		"segments paged": "SEARCH duration_segments USING PRIMARY KEY ((hour,job_id)>(?,?))",
+		"slowest":        "SEARCH execution_results USING COVERING INDEX execution_results_job_duration (job_id=? AND duration_ms=? AND finished_at>?)",
+		"meta":           "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
+		"delete":         "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
+	}
+	for name, w := range want {
+		if !slices.Contains(plans[name], w) {
+			t.Errorf("%s: plan %q lacks %q", name, plans[name], w)
+		}
+		for _, line := range plans[name] {
+			if strings.HasPrefix(line, "SCAN ") && !strings.Contains(line, "VALUES") || strings.Contains(line, "FOR ORDER BY") {
+				t.Errorf("%s: plan scans or sorts: %q", name, plans[name])
+			}
+		}
+	}
+}
+
+// reference computes scan_durations the brute-force way of 0.43.56: every
+// finished row straight from execution_results, durations in Go, a sort per
+// job and the float nearest rank; the slowest run is the smallest result_id
+// among the runs with the maximum duration.
+func reference(t *testing.T, db *storage.DB, since time.Time) []kanade.ScanDuration {
+	t.Helper()
+	rows, err := storage.FinishedRunsForTest(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type run struct {
+		ms int64
+		id string
+	}
+	byJob := map[string][]run{}
+	for _, r := range rows {
+		started, err := kanade.ParseTime(r.StartedAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		finished, err := kanade.ParseTime(r.FinishedAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if finished.Before(since) {
+			continue
+		}
+		byJob[r.JobID] = append(byJob[r.JobID], run{kanade.DurationMillis(started, finished), r.ResultID})
+	}
+	out := []kanade.ScanDuration{}
+	for job, runs := range byJob {
+		slices.SortFunc(runs, func(a, b run) int {
+			return cmp.Or(cmp.Compare(a.ms, b.ms), -strings.Compare(a.id, b.id))
+		})
+		n := len(runs)
+		var sum int64
+		for _, r := range runs {
+			sum += r.ms
+		}
+		at := func(q float64) int64 { return runs[floatRank(q, n)].ms }
+		slowest := runs[n-1]
+		out = append(out, kanade.ScanDuration{JobID: job, Count: int64(n), MinMs: runs[0].ms, P50Ms: at(0.50),
+			P95Ms: at(0.95), P99Ms: at(0.99), MaxMs: slowest.ms, MeanMs: sum / int64(n), MaxResultID: ptr(slowest.id)})
+	}
+	slices.SortFunc(out, func(a, b kanade.ScanDuration) int {
+		return cmp.Or(cmp.Compare(b.P95Ms, a.P95Ms), strings.Compare(a.JobID, b.JobID))
+	})
+	return out
+}
+
+// simRun is one run of the random history.
+type simRun struct {
+	id, job        string
+	started        time.Time // the agent's started_at
+	resultStarted  time.Time // started_at as the result reports it (may differ)
+	finished       time.Time
+	hasStarted     bool // a started event is published
+	hasResult      bool // a result is published (else it stays running or is reaped)
+	timeout        time.Duration
+	startedEventAt time.Time
+	resultAt       time.Time
+}
+
+// event is one thing the history does, at a time.
+type event struct {
+	at   time.Time
+	kind int // evStarted, evResult, evReap, evRetention
+	run  *simRun
+}
+
+const (
+	evStarted = iota
+	evResult
+	evReap
+	evRetention
+)
+
+// history draws a random fleet history: ties, skewed clocks, runs without a
+// job, results before and after their started events, redeliveries, lost
+// results that get reaped and then a late result, and a retention delete.
+func history(rng *rand.Rand) []event {
+	jobs := []string{"backup", "inventory", "patch", "scan", "", "a"}[:2+rng.IntN(5)]
+	n := 1 + rng.IntN(250)
+	span := time.Duration(1+rng.IntN(6)) * time.Hour
+	var evs []event
+	for i := 0; i < n; i++ {
+		r := &simRun{id: fmt.Sprintf("r%04x", rng.IntN(1<<16)*256+i), job: jobs[rng.IntN(len(jobs))]}
+		r.started = t0.Add(time.Duration(rng.Int64N(int64(span))))
+		var d time.Duration
+		switch rng.IntN(6) {
+		case 0: // ties
+			d = []time.Duration{0, time.Second, time.Second, 2500 * time.Millisecond}[rng.IntN(4)]
+		case 1: // clock skew
+			d = -time.Duration(rng.Int64N(int64(5 * time.Second)))
+		case 2: // long: started before the window, finished inside
+			d = time.Duration(rng.Int64N(int64(3 * time.Hour)))
+		default:
+			d = time.Duration(rng.Int64N(int64(2 * time.Minute)))
+		}
+		r.finished = r.started.Add(d)
+		r.resultStarted = r.started
+		if rng.IntN(8) == 0 {
+			r.resultStarted = r.started.Add(time.Duration(rng.Int64N(int64(time.Second))))
+		}
+		r.hasStarted = rng.IntN(2) == 0
+		r.hasResult = rng.IntN(8) != 0 || !r.hasStarted
+		if rng.IntN(3) > 0 {
+			r.timeout = time.Duration(1+rng.IntN(30)) * time.Minute
+		}
+		r.startedEventAt = r.started.Add(time.Duration(rng.Int64N(int64(time.Second))))
+		r.resultAt = r.finished.Add(time.Duration(rng.Int64N(int64(time.Second))))
+		if rng.IntN(10) == 0 { // late: after a reap
+			r.resultAt = r.resultAt.Add(time.Duration(rng.IntN(40)) * time.Hour)
+		}
+		if r.hasStarted {
+			evs = append(evs, event{at: r.startedEventAt, kind: evStarted, run: r})
+		}
+		if r.hasResult {
+			evs = append(evs, event{at: r.resultAt, kind: evResult, run: r})
+			if rng.IntN(10) == 0 { // redelivery
+				evs = append(evs, event{at: r.resultAt.Add(time.Duration(rng.IntN(1000)) * time.Second), kind: evResult, run: r})
+			}
+		}
+	}
+	for i := rng.IntN(5); i > 0; i-- {
+		evs = append(evs, event{at: t0.Add(time.Duration(rng.Int64N(int64(span + 30*time.Hour)))), kind: evReap})
+	}
+	if rng.IntN(3) == 0 {
+		evs = append(evs, event{at: t0.Add(span + 50*time.Hour), kind: evRetention})
+	}
+	slices.SortStableFunc(evs, func(a, b event) int { return a.at.Compare(b.at) })
+	return evs
+}
+
+// play applies the history through the real write path in random batches:
+// consecutive events of a kind share a transaction, and sometimes a reap or
+// a started batch shares one with the results that follow.
+func play(t *testing.T, db *storage.DB, rng *rand.Rand, evs []event, check func(after int)) {
+	t.Helper()
+	for i := 0; i < len(evs); {
+		var started []storage.Started
+		var results []storage.Result
+		var reapAt, retentionAt *time.Time
+		size := 1 + rng.IntN(12)
+		j := i
+		for ; j < len(evs) && j-i < size; j++ {
+			e := evs[j]
+			if j > i && e.kind != evs[j-1].kind && rng.IntN(3) > 0 {
+				break
+			}
+			switch e.kind {
+			case evStarted:
+				started = append(started, storage.Started{EventStarted: kanade.EventStarted{ResultID: e.run.id, RequestID: "q-" + e.run.id,
+					PcID: "pc", StartedAt: kanade.Timestamp{Time: e.run.started}, ManifestID: e.run.job},
+					RecordedAt: e.at, Timeout: e.run.timeout})
+			case evResult:
+				r := e.run
+				results = append(results, storage.Result{ExecResult: kanade.ExecResult{ResultID: r.id, RequestID: "q-" + r.id, PcID: "pc",
+					ExitCode: exitCode(int64(rng.IntN(2))), StartedAt: kanade.Timestamp{Time: r.resultStarted},
+					FinishedAt: kanade.Timestamp{Time: r.finished}, ManifestID: r.job}, RecordedAt: e.at})
+			case evReap:
+				at := e.at
+				reapAt = &at
+			case evRetention:
+				at := e.at
+				retentionAt = &at
+			}
+		}
+		apply(t, db, func(ctx context.Context, tx *storage.Tx) error {
+			if reapAt != nil {
+				if _, err := tx.Reap(ctx, *reapAt, 1000); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ApplyStarted(ctx, started); err != nil {
+				return err
+			}
+			if _, err := tx.ApplyResults(ctx, results); err != nil {
+				return err
+			}
+			if retentionAt != nil {
+				// Everything recorded before the middle of the history.
+				if _, err := tx.DeleteOldResults(ctx, t0.Add(2*time.Hour), 1+rng.IntN(100)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		i = j
+		if check != nil && rng.IntN(20) == 0 {
+			check(i)
+		}
+	}
+}
+
+// sinces returns the windows worth checking for the rows now stored.
+func sinces(t *testing.T, db *storage.DB, rng *rand.Rand) []time.Time {
+	rows, err := storage.FinishedRunsForTest(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []time.Time{
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), // far past, before 1970
+		t0.Add(-1000 * time.Hour),
+		t0.Add(1000 * time.Hour),                       // future: empty
+		t0.Add(time.Duration(rng.IntN(8)) * time.Hour), // on an hour boundary
+		t0.Add(time.Duration(rng.Int64N(int64(8 * time.Hour)))).In(time.FixedZone("JST", 9*3600)),            // non-UTC offset
+		t0.Add(time.Duration(rng.Int64N(int64(8 * time.Hour)))).In(time.FixedZone("NST", -(3*3600 + 30*60))), // half-hour offset
+	}
+	for i := 0; i < 3 && len(rows) > 0; i++ {
+		f, err := kanade.ParseTime(rows[rng.IntN(len(rows))].FinishedAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, f, f.Add(1), f.Add(-1), f.Truncate(time.Hour))
+	}
+	return out
+}
+
+// TestScanDurationsMatchesBruteForce compares ScanDurations with the
+// brute-force reference on random histories.
+func TestScanDurationsMatchesBruteForce(t *testing.T) {
+	seeds := 40
+	if testing.Short() || os.Getenv(storagetest.EnvSQLD) != "" {
+		seeds = 8
+	}
+	for seed := 1; seed <= seeds; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(seed), 7))
+			db := storagetest.Open(t, nil)
+			compare := func(when string) {
+				t.Helper()
+				checkSummaryInvariants(t, db)
+				for _, since := range sinces(t, db, rng) {
+					got, err := db.ScanDurations(t.Context(), since)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got == nil {
+						t.Fatalf("%s, since %s: nil slice", when, since)
+					}
+					if diff := gocmp.Diff(reference(t, db, since), got); diff != "" {
+						t.Fatalf("%s, since %s: (-reference +ScanDurations):\n%s", when, since.Format(time.RFC3339Nano), diff)
+					}
+					// Pages of 9 rows: the smallest that holds a full bucket
+					// (8 segments) plus the start of the next.
+					paged, err := storage.ScanDurationsPagedForTest(t.Context(), db, since, 9)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if diff := gocmp.Diff(got, paged); diff != "" {
+						t.Fatalf("%s, since %s: (-one query +pages):\n%s", when, since.Format(time.RFC3339Nano), diff)
+					}
+				}
+			}
+			play(t, db, rng, history(rng), func(after int) { compare(fmt.Sprintf("after %d events", after)) })
+			compare("at the end")
+		})
+	}
+}
+
+// checkSummaryInvariants checks that the summaries hold one entry per row
+// with job_id, finished_at and duration_ms, and no bucket has more than 8
+// segments.
+func checkSummaryInvariants(t *testing.T, db *storage.DB) {
+	t.Helper()
+	ctx := t.Context()
+	entries, err := storage.CountForTest(ctx, db, `SELECT COALESCE(SUM(runs), 0) FROM duration_segments`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := storage.CountForTest(ctx, db, `SELECT COUNT(*) FROM execution_results
+		WHERE job_id IS NOT NULL AND finished_at IS NOT NULL AND duration_ms IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entries != rows {
+		t.Fatalf("summaries hold %d entries, execution_results %d summarized rows", entries, rows)
+	}
+	most, err := storage.CountForTest(ctx, db, `SELECT COALESCE(MAX(c), 0) FROM (SELECT COUNT(*) AS c FROM duration_segments GROUP BY hour, job_id)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if most > 8 {
+		t.Fatalf("a bucket has %d segments", most)
+	}
+}
+
+// TestReap checks the reaper's row changes and that the reaped run enters the
+// summaries once, and that its late result moves that entry, without
+// counting the failure twice.
+func TestReap(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	ctx := t.Context()
+	apply(t, db, func(ctx context.Context, tx *storage.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO executions (exec_id, job_id, target_count) VALUES ('e1', 'job', 3)`)
+		return err
+	})
+	start := func(id string, at time.Time, timeout time.Duration) storage.Started {
+		return storage.Started{EventStarted: kanade.EventStarted{ResultID: id, RequestID: "q", ExecID: "e1", PcID: "pc",
+			StartedAt: kanade.Timestamp{Time: at}, ManifestID: "job"}, RecordedAt: at, Timeout: timeout}
+	}
+	apply(t, db, func(ctx context.Context, tx *storage.Tx) error {
+		_, err := tx.ApplyStarted(ctx, []storage.Started{
+			start("expired", t0, time.Minute),              // expires at t0+3m
+			start("young", t0, time.Hour),                  // expires at t0+1h30m
+			start("no-deadline", t0.Add(-25*time.Hour), 0), // no expires_at, started over 24 h ago
+			start("no-deadline-young", t0.Add(-23*time.Hour), 0),
+		})
+		return err
+	})
+	now := t0.Add(10*time.Minute + 123456789)
+	var reaped int
+	apply(t, db, func(ctx context.Context, tx *storage.Tx) error {
+		var err error
+		reaped, err = tx.Reap(ctx, now, 100)
+		return err
+	})
+	if reaped != 2 {
+		t.Fatalf("reaped %d rows, want 2", reaped)
+	}
+	type row struct {
+		ID       string
+		Exit     *int64
+		Reaped   int
+		Finished *string
+		Dur      *int64
+		Stderr   *string
+	}
+	read := func() []row {
+		var out []row
+		for _, id := range []string{"expired", "young", "no-deadline", "no-deadline-young"} {
+			r := row{ID: id}
+			if err := storage.QueryRowForTest(ctx, db, `SELECT exit_code, reaped, finished_at, duration_ms, stderr FROM execution_results WHERE result_id = '`+id+`'`,
+				&r.Exit, &r.Reaped, &r.Finished, &r.Dur, &r.Stderr); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	i64 := func(v int64) *int64 { return &v }
+	at := kanade.FormatTime(now)
+	note := "[kanade] reaped: no result arrived before the run's deadline"
+	want := []row{
+		{ID: "expired", Exit: i64(-1), Reaped: 1, Finished: &at, Dur: i64(10*60*1000 + 123), Stderr: &note},
+		{ID: "young"},
+		{ID: "no-deadline", Exit: i64(-1), Reaped: 1, Finished: &at, Dur: i64((25*3600+10*60)*1000 + 123), Stderr: &note},
+		{ID: "no-deadline-young"},
+	}
+	if diff := gocmp.Diff(want, read()); diff != "" {
+		t.Fatalf("after reap (-want +got):\n%s", diff)
+	}
+	failures, err := storage.CountForTest(ctx, db, `SELECT failure_count FROM executions WHERE exec_id = 'e1'`)
+	if err != nil || failures != 2 {
+		t.Fatalf("failure_count %d (%v), want 2", failures, err)
+	}
+	got, err := db.ScanDurations(ctx, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSum := []kanade.ScanDuration{{JobID: "job", Count: 2, MinMs: 600123, P50Ms: 600123, P95Ms: 90600123, P99Ms: 90600123,
+		MaxMs: 90600123, MeanMs: (600123 + 90600123) / 2, MaxResultID: ptr("no-deadline")}}
+	if diff := gocmp.Diff(wantSum, got); diff != "" {
+		t.Fatalf("after reap (-want +got):\n%s", diff)
+	}
+	// A second round reaps nothing more.
+	apply(t, db, func(ctx context.Context, tx *storage.Tx) error {
+		n, err := tx.Reap(ctx, now, 100)
+		if n != 0 {
+			return fmt.Errorf("second reap: %d rows", n)
+		}
+		return err
+	})
+	// The late real result replaces the reaped entry.
+	late := result("expired", "job", t0, 90*time.Second)
+	late.ExecID = "e1"
+	applyResults(t, db, late, late)
+	got, err = db.ScanDurations(ctx, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSum = []kanade.ScanDuration{{JobID: "job", Count: 2, MinMs: 90000, P50Ms: 90000, P95Ms: 90600123, P99Ms: 90600123,
+		MaxMs: 90600123, MeanMs: (90000 + 90600123) / 2, MaxResultID: ptr("no-deadline")}}
+	if diff := gocmp.Diff(wantSum, got); diff != "" {
+		t.Fatalf("after the late result (-want +got):\n%s", diff)
+	}
+	if failures, err := storage.CountForTest(ctx, db, `SELECT failure_count + success_count FROM executions WHERE exec_id = 'e1'`); err != nil || failures != 2 {
+		t.Fatalf("counted %d (%v), want 2: a late result must not count again", failures, err)
+	}
+	checkSummaryInvariants(t, db)
+}
+
+// TestDurationSegmentsCompact feeds one bucket a run per transaction and
+// checks the segment count stays bounded, closed hours end as one segment,
+// and every answer stays exact.
+func TestDurationSegmentsCompact(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	ctx := t.Context()
+	segments := func(hour time.Time) int64 {
+		n, err := storage.CountForTest(ctx, db, `SELECT COUNT(*) FROM duration_segments WHERE hour = ?`, hour.Unix()/3600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var most int64
+	for i := 0; i < 30; i++ {
+		applyResults(t, db, result(fmt.Sprintf("r%02d", i), "job", t0.Add(time.Duration(i)*time.Minute), time.Duration(30-i)*time.Second))
+		most = max(most, segments(t0))
+		if diff := gocmp.Diff(reference(t, db, t0), mustScan(t, db, t0)); diff != "" {
+			t.Fatalf("after run %d (-want +got):\n%s", i, diff)
+		}
+	}
+	if most != 8 || segments(t0) > 8 {
+		t.Fatalf("at most %d segments, now %d; want a compaction at 8", most, segments(t0))
+	}
+	before := segments(t0)
+	applyResults(t, db, result("next-hour", "job", t0.Add(time.Hour), time.Second))
+	if before < 2 || segments(t0) != 1 {
+		t.Fatalf("closed hour has %d segments (before %d), want 1 once the next hour began", segments(t0), before)
+	}
+	if diff := gocmp.Diff(reference(t, db, t0.Add(17*time.Minute+1)), mustScan(t, db, t0.Add(17*time.Minute+1))); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+}
+
+func mustScan(t *testing.T, db *storage.DB, since time.Time) []kanade.ScanDuration {
+	t.Helper()
+	got, err := db.ScanDurations(t.Context(), since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// TestScanDurationsLargeJobs covers the selection over many sorted segments
+// (used when sorting would cost more): thousands of runs per job, spread over
+// a day and a half, in batches, with heavy ties in one job.
+func TestScanDurationsLargeJobs(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	rng := rand.New(rand.NewPCG(3, 4))
+	var batch []storage.Result
+	for i := 0; i < 12000; i++ {
+		job := []string{"spread", "ties", "skewed"}[i%3]
+		started := t0.Add(time.Duration(i) * 11 * time.Second)
+		var d time.Duration
+		switch job {
+		case "spread":
+			d = time.Duration(rng.Int64N(int64(10 * time.Minute)))
+		case "ties":
+			d = time.Duration(rng.IntN(4)) * time.Second
+		default:
+			d = time.Duration(math.Exp(rng.Float64()*12)) * time.Millisecond
+		}
+		batch = append(batch, result(fmt.Sprintf("r%05d", rng.IntN(100000)*10+i%10), job, started, d))
+		if len(batch) == 150 {
+			applyResults(t, db, batch...)
+			batch = batch[:0]
+		}
+	}
+	applyResults(t, db, batch...)
+	for _, since := range []time.Time{t0, t0.Add(90*time.Minute + 7), t0.Add(20 * time.Hour), t0.Add(36*time.Hour + 30*time.Minute)} {
+		if diff := gocmp.Diff(reference(t, db, since), mustScan(t, db, since)); diff != "" {
+			t.Fatalf("since %s (-want +got):\n%s", since, diff)
+		}
+	}
+}
