@@ -1,0 +1,442 @@
+// Command ingest measures the projector end to end against its baselines, in
+// one run, on the same schema with fresh database files:
+//
+//	ours: N results published to RESULTS, then the projector timed from start
+//	      until all N rows (with indexes, counters and summaries) are committed;
+//	(a)   the same rows as raw multi-row INSERTs in big transactions;
+//	(b)   one fetch, one transaction and one ack per message.
+//
+// With -heartbeats it instead runs the heartbeat load check: 100k agents
+// beating every 30 s at the real rate, then a 10x burst, reporting drops and
+// the lag until the agents table shows a beat.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/projection"
+	"github.com/kanade-fleet/backend/sim"
+	"github.com/kanade-fleet/backend/storage"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "ingest:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+	n := fs.Int("n", 200000, "results to ingest")
+	subset := fs.Int("b-subset", 20000, "results for baseline (b) (one tx per message) when smaller than -n")
+	batch := fs.Int("batch", 1000, "projector batch size")
+	hb := fs.Bool("heartbeats", false, "run the heartbeat load check instead")
+	agents := fs.Int("agents", 100000, "heartbeat mode: simulated agents")
+	steady := fs.Duration("steady", 60*time.Second, "heartbeat mode: time at the normal rate")
+	burst := fs.Duration("burst", 5*time.Second, "heartbeat mode: time at 10x the rate")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the projector run here")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "kanade-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		return err
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := bus.Bootstrap(ctx, js, 1); err != nil {
+		return err
+	}
+	if *hb {
+		return heartbeats(ctx, out, dir, srv.ClientURL(), nc, js, *agents, *steady, *burst)
+	}
+	return ingest(ctx, out, dir, nc, js, *n, *subset, *batch, *cpuprofile)
+}
+
+func openDB(ctx context.Context, dir, name string) (*storage.DB, error) {
+	return storage.Open(ctx, filepath.Join(dir, name+".db"), storage.Options{})
+}
+
+func ingest(ctx context.Context, out io.Writer, dir string, nc *nats.Conn, js jetstream.JetStream, n, subset, batchSize int, cpuprofile string) error {
+	fleet := sim.NewFleet(sim.Config{Agents: 10000, Seed: 42, LateRate: -1, DuplicateRate: -1})
+	jobs := fleet.Config().Jobs
+	base := time.Now().Add(-24 * time.Hour)
+	results := make([]storage.Result, n)
+	fmt.Fprintf(out, "publishing %d results to RESULTS (untimed)...\n", n)
+	pubStart := time.Now()
+	for i := range n {
+		r := fleet.Run(sim.RunSpec{Agent: i % 10000, Job: jobs[i%len(jobs)], StartedAt: base.Add(time.Duration(i) * 400 * time.Millisecond)}).Result
+		data, _ := json.Marshal(r)
+		if _, err := js.PublishAsync("results."+r.RequestID, data); err != nil {
+			return err
+		}
+		if i%5000 == 4999 {
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				return errors.New("publish stalled")
+			}
+		}
+		results[i] = storage.Result{ExecResult: r, RecordedAt: time.Now()}
+	}
+	<-js.PublishAsyncComplete()
+	stream, err := js.Stream(ctx, kanade.StreamResults)
+	if err != nil {
+		return err
+	}
+	last := stream.CachedInfo().State.LastSeq
+	fmt.Fprintf(out, "published in %v (stream last seq %d)\n\n", time.Since(pubStart).Round(time.Millisecond), last)
+
+	// Ours.
+	db, err := openDB(ctx, dir, "ours")
+	if err != nil {
+		return err
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w, err := projection.New(projection.Config{DB: db, NC: nc, JS: js, Logger: quiet, BatchSize: batchSize, Housekeeping: -1,
+		Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		return err
+	}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(wctx) }()
+	for {
+		seq, err := db.ConsumerSeq(ctx, projection.ConsumerResults)
+		if err != nil {
+			cancel()
+			return err
+		}
+		if seq >= last {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ours := time.Since(start)
+	if cpuprofile != "" {
+		pprof.StopCPUProfile()
+	}
+	cancel()
+	<-done
+	rows, err := count(dir, "ours", `SELECT COUNT(*) FROM execution_results WHERE finished_at IS NOT NULL`)
+	if err != nil {
+		return err
+	}
+	db.Close()
+	if rows != fmt.Sprint(n) {
+		return fmt.Errorf("ours: %s rows committed, want %d", rows, n)
+	}
+	oursRate := float64(n) / ours.Seconds()
+	fmt.Fprintf(out, "ours (projector, batch %d):   %8d rows in %8v = %9.0f rows/s\n", batchSize, n, ours.Round(time.Millisecond), oursRate)
+
+	// (a) raw batched INSERT.
+	dbA, err := openDB(ctx, dir, "raw")
+	if err != nil {
+		return err
+	}
+	startA := time.Now()
+	if err := rawInsert(ctx, dbA, results); err != nil {
+		return err
+	}
+	rawDur := time.Since(startA)
+	dbA.Close()
+	rawRate := float64(n) / rawDur.Seconds()
+	fmt.Fprintf(out, "(a) raw multi-row INSERT:       %8d rows in %8v = %9.0f rows/s\n", n, rawDur.Round(time.Millisecond), rawRate)
+
+	// (b) one transaction and one ack per message.
+	m := min(n, subset)
+	dbB, err := openDB(ctx, dir, "onebyone")
+	if err != nil {
+		return err
+	}
+	durB, err := oneByOne(ctx, js, dbB, m)
+	if err != nil {
+		return err
+	}
+	dbB.Close()
+	rateB := float64(m) / durB.Seconds()
+	note := ""
+	if m < n {
+		note = fmt.Sprintf("  (measured on the first %d of %d messages: at this rate all %d would take %v)", m, n, n,
+			time.Duration(float64(n)/rateB*float64(time.Second)).Round(time.Second))
+	}
+	fmt.Fprintf(out, "(b) one tx + one ack per msg:   %8d rows in %8v = %9.0f rows/s%s\n\n", m, durB.Round(time.Millisecond), rateB, note)
+	fmt.Fprintf(out, "ours / (a) = %.2f  (goal >= 0.70)\n", oursRate/rawRate)
+	fmt.Fprintf(out, "ours / (b) = %.1fx (goal >= 10x)\n", oursRate/rateB)
+	return nil
+}
+
+const resultCols = 17
+
+// rawInsert is baseline (a): the rows with multi-row INSERTs, 10k rows per
+// transaction, no read-before-write, no summaries.
+func rawInsert(ctx context.Context, db *storage.DB, rows []storage.Result) error {
+	const perStmt = 30000 / resultCols
+	const perTx = 10000
+	one := "(" + strings.TrimSuffix(strings.Repeat("?,", resultCols), ",") + ")"
+	for len(rows) > 0 {
+		txRows := rows[:min(perTx, len(rows))]
+		rows = rows[len(txRows):]
+		err := db.Update(ctx, func(tx *storage.Tx) error {
+			for len(txRows) > 0 {
+				chunk := txRows[:min(perStmt, len(txRows))]
+				txRows = txRows[len(chunk):]
+				args := make([]any, 0, len(chunk)*resultCols)
+				for _, r := range chunk {
+					skipped := 0
+					if r.Skipped {
+						skipped = 1
+					}
+					args = append(args, r.ResultID, r.RequestID, nil, r.PcID, r.ManifestID, nil, *r.ExitCode, skipped,
+						r.Stdout, r.Stderr, kanade.FormatTime(r.StartedAt.Time), kanade.FormatTime(r.FinishedAt.Time),
+						kanade.FormatTime(r.RecordedAt), nil, 0, nil, kanade.DurationMillis(r.StartedAt.Time, r.FinishedAt.Time))
+				}
+				q := `INSERT INTO execution_results (result_id, request_id, exec_id, pc_id, job_id, version, exit_code, skipped,
+					stdout, stderr, started_at, finished_at, recorded_at, expires_at, reaped, parent_result_id, duration_ms) VALUES ` +
+					strings.TrimSuffix(strings.Repeat(one+",", len(chunk)), ",")
+				if _, err := tx.Exec(ctx, q, args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("raw insert: %w", err)
+		}
+	}
+	return nil
+}
+
+// oneByOne is baseline (b): fetch one message, apply it in its own
+// transaction through the same write path, ack it.
+func oneByOne(ctx context.Context, js jetstream.JetStream, db *storage.DB, n int) (time.Duration, error) {
+	const name = "bench-one-by-one"
+	cons, err := js.CreateOrUpdateConsumer(ctx, kanade.StreamResults, jetstream.ConsumerConfig{
+		Durable: name, AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for i := 0; i < n; {
+		mb, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return 0, err
+		}
+		for msg := range mb.Messages() {
+			md, err := msg.Metadata()
+			if err != nil {
+				return 0, err
+			}
+			var r kanade.ExecResult
+			if err := json.Unmarshal(msg.Data(), &r); err != nil {
+				return 0, err
+			}
+			if err := r.Validate(); err != nil {
+				return 0, err
+			}
+			err = db.Update(ctx, func(tx *storage.Tx) error {
+				if _, err := tx.ApplyResults(ctx, []storage.Result{{ExecResult: r, RecordedAt: md.Timestamp}}); err != nil {
+					return err
+				}
+				return tx.SetConsumerSeq(ctx, name, md.Sequence.Stream)
+			})
+			if err != nil {
+				return 0, err
+			}
+			if err := msg.Ack(); err != nil {
+				return 0, err
+			}
+			i++
+		}
+	}
+	return time.Since(start), nil
+}
+
+// heartbeats is the load check: agents beat every 30 s at the real rate for
+// `steady`, then at 10x for `burst`. Each beat carries its publish time in
+// `at`; a poller watches MAX(last_heartbeat) to find when each publish
+// instant became visible.
+func heartbeats(ctx context.Context, out io.Writer, dir, url string, nc *nats.Conn, js jetstream.JetStream, agents int, steady, burst time.Duration) error {
+	db, err := openDB(ctx, dir, "heartbeats")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	reg := prometheus.NewRegistry()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w, err := projection.New(projection.Config{DB: db, NC: nc, JS: js, Logger: quiet, Housekeeping: -1, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(wctx) }()
+	time.Sleep(500 * time.Millisecond) // let the subscription come up
+
+	pub, err := nats.Connect(url)
+	if err != nil {
+		cancel()
+		return err
+	}
+	defer pub.Close()
+	fleet := sim.NewFleet(sim.Config{Agents: agents, Seed: 3})
+	// Pre-render one template per agent; only `at` changes per beat.
+	rate := float64(agents) / 30.0
+	fmt.Fprintf(out, "heartbeat load: %d agents / 30 s = %.0f beats/s for %v, then %.0f beats/s for %v\n", agents, rate, steady, 10*rate, burst)
+
+	type sample struct{ at time.Time }
+	var mu sync.Mutex
+	var samples []sample
+	type seen struct {
+		poll time.Time
+		max  string
+	}
+	var polls []seen
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		for wctx.Err() == nil {
+			maxHB, _ := count(dir, "heartbeats", `SELECT MAX(last_heartbeat) FROM agents`)
+			mu.Lock()
+			polls = append(polls, seen{time.Now(), maxHB})
+			mu.Unlock()
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+
+	published := 0
+	next := 0
+	phase := func(d time.Duration, perSec float64) error {
+		const tick = 10 * time.Millisecond
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		end := time.Now().Add(d)
+		began := time.Now()
+		for now := range t.C {
+			if now.After(end) {
+				return nil
+			}
+			target := int(perSec * now.Sub(began).Seconds())
+			for ; next < target; next++ {
+				h := fleet.Heartbeat(published%agents, now)
+				data, _ := json.Marshal(h)
+				if err := pub.Publish("heartbeat."+h.PcID, data); err != nil {
+					return err
+				}
+				published++
+			}
+			mu.Lock()
+			samples = append(samples, sample{now})
+			mu.Unlock()
+		}
+		return nil
+	}
+	if err := phase(steady, rate); err != nil {
+		return err
+	}
+	next = 0
+	if err := phase(burst, 10*rate); err != nil {
+		return err
+	}
+	if err := pub.Flush(); err != nil {
+		return err
+	}
+	time.Sleep(3 * time.Second) // let the last flush land
+	cancel()
+	<-done
+	<-pollDone
+
+	var maxLag time.Duration
+	var lags []time.Duration
+	for _, s := range samples {
+		want := kanade.FormatTime(s.at)
+		i := sort.Search(len(polls), func(i int) bool { return polls[i].max >= want })
+		if i == len(polls) {
+			return fmt.Errorf("beat published at %s never became visible", want)
+		}
+		lag := polls[i].poll.Sub(s.at)
+		lags = append(lags, lag)
+		maxLag = max(maxLag, lag)
+	}
+	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
+	received, dropped, err := hbCounters(reg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "published %d beats; received %.0f; dropped %.0f (goal 0)\n", published, received, dropped)
+	fmt.Fprintf(out, "lag publish -> agents table: p50 %v, p99 %v, max %v (goal <= 2s; poll resolution 50ms)\n",
+		lags[len(lags)/2].Round(time.Millisecond), lags[len(lags)*99/100].Round(time.Millisecond), maxLag.Round(time.Millisecond))
+	return nil
+}
+
+// count runs a one-value query on a bench database through its own handle.
+func count(dir, name, q string) (string, error) {
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(dir, name+".db")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		return "", err
+	}
+	defer raw.Close()
+	var v sql.NullString
+	err = raw.QueryRow(q).Scan(&v)
+	return v.String, err
+}
+
+func hbCounters(reg *prometheus.Registry) (received, dropped float64, err error) {
+	fams, err := reg.Gather()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			switch f.GetName() {
+			case "kanade_projector_heartbeats_received_total":
+				received = m.GetCounter().GetValue()
+			case "kanade_projector_heartbeats_dropped_total":
+				dropped = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return received, dropped, nil
+}

@@ -1,0 +1,373 @@
+// Package sim is a fleet simulator speaking the kanade wire format: N agents
+// that beat, start jobs and report results (with realistic durations,
+// failures, skips, late and duplicate deliveries), for tests, the ingest
+// benchmark and the HTTP shell's demo mode.
+//
+// It is deterministic for a seed and takes its time from a Clock, so a test
+// gets the same messages every run. It only publishes; it never reads the
+// database.
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/kanade-fleet/backend"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Job is a simulated manifest: durations are lognormal around MedianMs.
+type Job struct {
+	ID       string
+	Version  string
+	MedianMs float64
+	// Sigma is the lognormal shape (0.5 is a moderate spread).
+	Sigma   float64
+	Timeout time.Duration
+}
+
+// DefaultJobs are a few jobs with different duration profiles.
+func DefaultJobs() []Job {
+	return []Job{
+		{ID: "sim-inventory-hw", Version: "3", MedianMs: 4200, Sigma: 0.4, Timeout: 10 * time.Minute},
+		{ID: "sim-patch-scan", Version: "12", MedianMs: 45000, Sigma: 0.7, Timeout: 30 * time.Minute},
+		{ID: "sim-disk-cleanup", Version: "1", MedianMs: 12000, Sigma: 0.9, Timeout: time.Hour},
+		{ID: "sim-ping", Version: "1", MedianMs: 300, Sigma: 0.3, Timeout: time.Minute},
+	}
+}
+
+// Config shapes a simulated fleet. Zero values get the defaults noted.
+type Config struct {
+	// Agents is the fleet size (required for Run).
+	Agents int
+	// Prefix names the PCs: Prefix + a zero-padded index (default "SIM-").
+	Prefix string
+	// Jobs defaults to DefaultJobs().
+	Jobs []Job
+	// HeartbeatInterval is each agent's beat period (default 30s, jittered ±10%).
+	HeartbeatInterval time.Duration
+	// RunInterval is each agent's mean time between runs (default 10m).
+	RunInterval time.Duration
+	// FailureRate, SkipRate, LateRate, DuplicateRate are probabilities per
+	// run: a non-zero exit, a skipped run (exit 124, skipped), a result
+	// published before its started event, a result published twice.
+	// Defaults 0.05, 0.02, 0.01, 0.01; negative means 0.
+	FailureRate, SkipRate, LateRate, DuplicateRate float64
+	// Seed makes the fleet deterministic.
+	Seed uint64
+	// Clock stamps every message (default wall clock).
+	Clock kanade.Clock
+	// AgentVersion defaults to "0.45.3".
+	AgentVersion string
+}
+
+func (c *Config) defaults() {
+	if c.Prefix == "" {
+		c.Prefix = "SIM-"
+	}
+	if len(c.Jobs) == 0 {
+		c.Jobs = DefaultJobs()
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 30 * time.Second
+	}
+	if c.RunInterval == 0 {
+		c.RunInterval = 10 * time.Minute
+	}
+	rate := func(p *float64, d float64) {
+		if *p == 0 {
+			*p = d
+		} else if *p < 0 {
+			*p = 0
+		}
+	}
+	rate(&c.FailureRate, 0.05)
+	rate(&c.SkipRate, 0.02)
+	rate(&c.LateRate, 0.01)
+	rate(&c.DuplicateRate, 0.01)
+	if c.Clock == nil {
+		c.Clock = kanade.SystemClock
+	}
+	if c.AgentVersion == "" {
+		c.AgentVersion = "0.45.3"
+	}
+}
+
+// Message is one publication: JetStream ones go through js.Publish, the
+// others (heartbeats) through core NATS.
+type Message struct {
+	Subject   string
+	Data      []byte
+	JetStream bool
+}
+
+// Fleet generates messages. It is not safe for concurrent use.
+type Fleet struct {
+	cfg Config
+	rng *rand.Rand
+	seq uint64
+}
+
+// NewFleet returns a deterministic generator for cfg.
+func NewFleet(cfg Config) *Fleet {
+	cfg.defaults()
+	return &Fleet{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x6b616e616465))}
+}
+
+// Config returns the effective configuration (defaults filled in).
+func (f *Fleet) Config() Config { return f.cfg }
+
+// PcID names agent i.
+func (f *Fleet) PcID(i int) string { return fmt.Sprintf("%s%06d", f.cfg.Prefix, i) }
+
+// id returns a deterministic UUID-shaped id.
+func (f *Fleet) id() string {
+	f.seq++
+	a, b := f.rng.Uint64(), f.seq
+	return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", uint32(a>>32), uint16(a>>16), uint16(a)&0xfff, uint16(b>>48)&0xfff, b&0xffffffffffff)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Heartbeat is agent i's beat at `at`. Every tenth beat is a ping-reply-like
+// beat without logon user, as real fleets mix them.
+func (f *Fleet) Heartbeat(i int, at time.Time) kanade.Heartbeat {
+	pc := f.PcID(i)
+	h := kanade.Heartbeat{
+		PcID: pc, At: kanade.Timestamp{Time: at.UTC()}, AgentVersion: f.cfg.AgentVersion,
+		Hostname: ptr(pc), OsFamily: ptr([]string{"windows", "windows", "windows", "linux", "macos"}[i%5]),
+		AgentCPUPct: ptr(math.Round(f.rng.Float64()*200) / 100), AgentRSSBytes: ptr(int64(40_000_000 + f.rng.IntN(20_000_000))),
+		AgentDiskReadBytes: ptr(int64(f.rng.IntN(1 << 30))), AgentDiskWrittenBytes: ptr(int64(f.rng.IntN(1 << 28))),
+	}
+	if f.rng.IntN(10) != 0 {
+		h.LastLogonUser = ptr(fmt.Sprintf(`CORP\user%d`, i))
+		h.LastLogonDisplayName = ptr(fmt.Sprintf("User %d", i))
+		h.CommandKeys = &[]string{"k1"}
+		h.CommandProtocols = &[]string{"v1", "v2"}
+		h.Enforcing = ptr(i%2 == 0)
+	}
+	return h
+}
+
+// Duration draws a run duration of job (lognormal).
+func (f *Fleet) Duration(job Job) time.Duration {
+	sigma := job.Sigma
+	if sigma <= 0 {
+		sigma = 0.5
+	}
+	ms := job.MedianMs * math.Exp(sigma*f.rng.NormFloat64())
+	return time.Duration(ms * float64(time.Millisecond))
+}
+
+// RunSpec describes one simulated run.
+type RunSpec struct {
+	Agent     int
+	Job       Job
+	ExecID    string // optional
+	RequestID string // optional: generated when empty
+	StartedAt time.Time
+}
+
+// RunOutput is one run's payloads and the order they are published in.
+type RunOutput struct {
+	Started  kanade.EventStarted
+	Result   kanade.ExecResult
+	Messages []Message
+}
+
+// Run generates agent's run: a started event and its result, with the
+// configured chances of failure, skip, late result (result first) and
+// duplicate result.
+func (f *Fleet) Run(s RunSpec) RunOutput {
+	pc := f.PcID(s.Agent)
+	if s.RequestID == "" {
+		s.RequestID = f.id()
+	}
+	resultID := f.id()
+	started := s.StartedAt.UTC()
+	exit := int64(0)
+	skipped := false
+	stdout, stderr := "ok", ""
+	finished := started.Add(f.Duration(s.Job))
+	switch p := f.rng.Float64(); {
+	case p < f.cfg.SkipRate:
+		exit, skipped, stdout = 124, true, ""
+		stderr = "skipped: deadline passed"
+		finished = started.Add(time.Duration(f.rng.IntN(50)) * time.Millisecond)
+	case p < f.cfg.SkipRate+f.cfg.FailureRate:
+		exit = []int64{1, 2, 5, 121, 123}[f.rng.IntN(5)]
+		stdout, stderr = "", fmt.Sprintf("error: simulated failure %d", exit)
+	}
+	r := RunOutput{
+		Started: kanade.EventStarted{ResultID: resultID, RequestID: s.RequestID, ExecID: s.ExecID, PcID: pc,
+			StartedAt: kanade.Timestamp{Time: started}, ManifestID: s.Job.ID, Version: s.Job.Version},
+		Result: kanade.ExecResult{ResultID: resultID, RequestID: s.RequestID, ExecID: s.ExecID, PcID: pc,
+			ExitCode: &exit, Skipped: skipped, Stdout: stdout, Stderr: stderr,
+			StartedAt: kanade.Timestamp{Time: started}, FinishedAt: kanade.Timestamp{Time: finished},
+			ManifestID: s.Job.ID},
+	}
+	ev := Message{Subject: StartedSubject(r.Started), Data: mustJSON(r.Started), JetStream: true}
+	res := Message{Subject: "results." + s.RequestID, Data: mustJSON(r.Result), JetStream: true}
+	if f.rng.Float64() < f.cfg.LateRate {
+		r.Messages = []Message{res, ev}
+	} else {
+		r.Messages = []Message{ev, res}
+	}
+	if f.rng.Float64() < f.cfg.DuplicateRate {
+		r.Messages = append(r.Messages, res)
+	}
+	return r
+}
+
+// StartedSubject is events.started.{exec_id}.{pc_id}; an ad-hoc run (no
+// exec_id) uses "adhoc" as the exec token.
+func StartedSubject(e kanade.EventStarted) string {
+	exec := e.ExecID
+	if exec == "" {
+		exec = "adhoc"
+	}
+	return "events.started." + exec + "." + e.PcID
+}
+
+// Audit generates an operator audit event at `at`.
+func (f *Fleet) Audit(at time.Time) Message {
+	target := f.PcID(f.rng.IntN(max(1, f.cfg.Agents)))
+	a := kanade.AuditEvent{Actor: "operator", Action: []string{"exec", "freeze", "kill", "schedule.update"}[f.rng.IntN(4)],
+		Target: &target, Payload: json.RawMessage(`{"sim":true}`), OccurredAt: kanade.Timestamp{Time: at.UTC()}}
+	subj, err := a.Subject()
+	if err != nil {
+		subj = "audit.operator.unknown"
+	}
+	return Message{Subject: subj, Data: mustJSON(a), JetStream: true}
+}
+
+// HeartbeatMessage wraps a beat for core NATS.
+func HeartbeatMessage(h kanade.Heartbeat) Message {
+	return Message{Subject: "heartbeat." + h.PcID, Data: mustJSON(h)}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("sim: marshal %T: %v", v, err)) // wire types always marshal
+	}
+	return b
+}
+
+// Publish sends msgs in order: JetStream messages are confirmed one by one,
+// core ones just published.
+func Publish(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, msgs ...Message) error {
+	for _, m := range msgs {
+		if m.JetStream {
+			if _, err := js.Publish(ctx, m.Subject, m.Data); err != nil {
+				return fmt.Errorf("publish %s: %w", m.Subject, err)
+			}
+			continue
+		}
+		if err := nc.Publish(m.Subject, m.Data); err != nil {
+			return fmt.Errorf("publish %s: %w", m.Subject, err)
+		}
+	}
+	return nil
+}
+
+// PutManifests stores a Manifest for every job in KV jobs, so the projector
+// finds their timeouts.
+func PutManifests(ctx context.Context, js jetstream.JetStream, jobs []Job) error {
+	kv, err := js.KeyValue(ctx, kanade.BucketJobs)
+	if err != nil {
+		return fmt.Errorf("open KV %s: %w", kanade.BucketJobs, err)
+	}
+	for _, j := range jobs {
+		m := map[string]any{"id": j.ID, "version": j.Version, "description": "simulated job",
+			"execute": map[string]any{"shell": "sh", "script": "true", "timeout": fmt.Sprintf("%ds", int64(j.Timeout.Seconds()))}}
+		if _, err := kv.Put(ctx, j.ID, mustJSON(m)); err != nil {
+			return fmt.Errorf("put manifest %s: %w", j.ID, err)
+		}
+	}
+	return nil
+}
+
+// pendingResult is a result waiting for its run to finish.
+type pendingResult struct {
+	due  time.Time
+	msgs []Message
+}
+
+// Run simulates cfg.Agents agents until ctx ends: beats every
+// HeartbeatInterval (jittered), runs every RunInterval on average (started
+// event at start, result when the run finishes), and an audit event a minute.
+// It steps once a second of wall time, stamping messages with cfg.Clock.
+func Run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config) error {
+	if cfg.Agents <= 0 {
+		return fmt.Errorf("sim: %d agents", cfg.Agents)
+	}
+	f := NewFleet(cfg)
+	cfg = f.cfg
+	if err := PutManifests(ctx, js, cfg.Jobs); err != nil {
+		return err
+	}
+	now := cfg.Clock()
+	nextBeat := make([]time.Time, cfg.Agents)
+	nextRun := make([]time.Time, cfg.Agents)
+	for i := range nextBeat {
+		nextBeat[i] = now.Add(time.Duration(f.rng.Int64N(int64(cfg.HeartbeatInterval))))
+		nextRun[i] = now.Add(time.Duration(f.rng.ExpFloat64() * float64(cfg.RunInterval)))
+	}
+	var pending []pendingResult
+	nextAudit := now.Add(time.Minute)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		now = cfg.Clock()
+		for i := range nextBeat {
+			if !now.Before(nextBeat[i]) {
+				if err := Publish(ctx, nc, js, HeartbeatMessage(f.Heartbeat(i, now))); err != nil {
+					return err
+				}
+				jitter := 0.9 + 0.2*f.rng.Float64()
+				nextBeat[i] = now.Add(time.Duration(jitter * float64(cfg.HeartbeatInterval)))
+			}
+			if !now.Before(nextRun[i]) {
+				run := f.Run(RunSpec{Agent: i, Job: cfg.Jobs[f.rng.IntN(len(cfg.Jobs))], StartedAt: now})
+				// Publish up to the started event now, the rest when the run ends.
+				first := 1
+				if run.Messages[0].Subject != StartedSubject(run.Started) {
+					first = 2 // a late result: both now, result first
+				}
+				if err := Publish(ctx, nc, js, run.Messages[:first]...); err != nil {
+					return err
+				}
+				pending = append(pending, pendingResult{due: run.Result.FinishedAt.Time, msgs: run.Messages[first:]})
+				nextRun[i] = now.Add(time.Duration((0.5 + f.rng.ExpFloat64()) * float64(cfg.RunInterval)))
+			}
+		}
+		kept := pending[:0]
+		for _, p := range pending {
+			if now.Before(p.due) {
+				kept = append(kept, p)
+				continue
+			}
+			if err := Publish(ctx, nc, js, p.msgs...); err != nil {
+				return err
+			}
+		}
+		pending = kept
+		if !now.Before(nextAudit) {
+			if err := Publish(ctx, nc, js, f.Audit(now)); err != nil {
+				return err
+			}
+			nextAudit = now.Add(time.Minute)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
