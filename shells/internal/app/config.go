@@ -1,0 +1,339 @@
+// Package app is the plumbing the shells share: configuration from flags and
+// environment, logging, opening the database and NATS, authentication set-up,
+// the HTTP server with graceful shutdown, and the seam where the worker
+// (projector, scheduler) plugs in.
+//
+// It is wiring only. It holds no domain rules and no global state beyond the
+// worker hook; everything it builds is handed back to the shell that asked.
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Shell says which program is being configured; each sees only the settings
+// that mean something to it.
+type Shell uint8
+
+// The three shells.
+const (
+	ShellHTTP Shell = 1 << iota
+	ShellWorker
+	ShellLambda
+)
+
+const (
+	onPrem = ShellHTTP | ShellWorker
+	every  = ShellHTTP | ShellWorker | ShellLambda
+)
+
+// Config is the configuration of a shell, read from KANADE_* variables and
+// overridden by flags. Parse fills defaults and validates it.
+type Config struct {
+	// HTTPAddr is where the HTTP shell listens (KANADE_HTTP_ADDR).
+	HTTPAddr string
+	// AdminAddr is where the worker shell serves /healthz and /metrics.
+	AdminAddr string
+	// DataDir holds the SQLite file, the embedded NATS store and the
+	// generated auth token.
+	DataDir string
+	// DB is a SQLite path or file: URL, or an http(s)://, ws(s):// or
+	// libsql:// URL of a libSQL server.
+	DB          string
+	DBAuthToken string
+	// NATSURL names an external NATS; empty starts an embedded server.
+	NATSURL string
+	// NATSListen is the embedded server's host:port (port -1 picks one).
+	NATSListen string
+	// NATSToken is the client token, also required by the embedded server.
+	NATSToken    string
+	NATSReplicas int
+	// StaleThreshold: an agent whose last heartbeat is older is stale.
+	StaleThreshold time.Duration
+	// StaleDegradedRatio: stale/known at or above it degrades fleet health.
+	StaleDegradedRatio float64
+	// AuthDisabled opens every route (KANADE_AUTH_DISABLE present).
+	AuthDisabled    bool
+	AuthStaticToken string
+	JWTSecret       string
+	// Worker runs the projector and scheduler inside the HTTP shell.
+	Worker    bool
+	LogLevel  slog.Level
+	LogFormat string
+	// Demo is the number of simulated agents; 0 is off.
+	Demo int
+}
+
+// setting is one configuration value: an environment variable and the flag
+// that overrides it.
+type setting struct {
+	env, flag, def, usage string
+	shells                Shell
+	// presence: the variable counts when set at all, even empty; as a flag it
+	// is a boolean.
+	presence bool
+	// placeholder names the value in -h output.
+	placeholder string
+}
+
+var settings = []setting{
+	{env: "KANADE_HTTP_ADDR", flag: "addr", def: "127.0.0.1:8080", shells: ShellHTTP, placeholder: "host:port",
+		usage: "address the HTTP server (API, dashboard, probes) listens on"},
+	{env: "KANADE_ADMIN_ADDR", flag: "admin-addr", def: "127.0.0.1:9090", shells: ShellWorker, placeholder: "host:port",
+		usage: "address the worker serves /healthz and /metrics on"},
+	{env: "KANADE_DATA_DIR", flag: "data-dir", def: "./data", shells: onPrem, placeholder: "dir",
+		usage: "folder for the SQLite file, the embedded NATS store and the generated API token"},
+	{env: "KANADE_DB", flag: "db", def: "", shells: every, placeholder: "dsn",
+		usage: "database: a SQLite path or file: URL (default <data-dir>/kanade.db), or an http://, https://, ws://, wss:// or libsql:// URL of a libSQL server"},
+	{env: "KANADE_DB_AUTH_TOKEN", flag: "db-auth-token", shells: every, placeholder: "token",
+		usage: "auth token for a libSQL server (prefer the variable: flags show in ps)"},
+	{env: "KANADE_NATS_URL", flag: "nats-url", shells: every, placeholder: "url",
+		usage: "NATS server URL; empty starts an embedded NATS JetStream server"},
+	{env: "KANADE_NATS_LISTEN", flag: "nats-listen", def: "127.0.0.1:4222", shells: onPrem, placeholder: "host:port",
+		usage: "listen address of the embedded NATS server (port -1 picks a free one)"},
+	{env: "KANADE_NATS_TOKEN", flag: "nats-token", shells: every, placeholder: "token",
+		usage: "NATS client token; when set, the embedded server requires it too"},
+	{env: "KANADE_NATS_REPLICAS", flag: "nats-replicas", def: "1", shells: onPrem, placeholder: "n",
+		usage: "replicas of every JetStream stream, bucket and object store (3 on a clustered NATS)"},
+	{env: "KANADE_STALE_THRESHOLD", flag: "stale-threshold", def: "2m", shells: every, placeholder: "duration",
+		usage: "an agent is stale when its last heartbeat is older than this"},
+	{env: "KANADE_STALE_DEGRADED_RATIO", flag: "stale-degraded-ratio", def: "1.0", shells: every, placeholder: "ratio",
+		usage: "fleet health is degraded when stale/known agents reaches this ratio, in (0, 1]; 1.0 = only a total blackout"},
+	{env: "KANADE_AUTH_DISABLE", flag: "auth-disable", shells: every, presence: true,
+		usage: "disable authentication entirely (the variable counts when set at all, even empty)"},
+	{env: "KANADE_AUTH_STATIC_TOKEN", flag: "auth-static-token", shells: every, placeholder: "token",
+		usage: "static bearer token for /api and /metrics (caller service-token)"},
+	{env: "KANADE_JWT_SECRET", flag: "jwt-secret", shells: every, placeholder: "secret",
+		usage: "HS256 secret for bearer JWTs (audience kanade)"},
+	{env: "KANADE_WORKER", flag: "worker", def: "on", shells: ShellHTTP, placeholder: "on|off",
+		usage: "run the worker (projector, scheduler) inside the HTTP server"},
+	{env: "KANADE_LOG_LEVEL", flag: "log-level", def: "info", shells: every, placeholder: "level",
+		usage: "debug, info, warn or error"},
+	{env: "KANADE_LOG_FORMAT", flag: "log-format", def: "text", shells: every, placeholder: "text|json",
+		usage: "log line format"},
+	{env: "KANADE_DEMO", flag: "demo", def: "0", shells: onPrem, placeholder: "n",
+		usage: "simulate n agents for a demo (0 = off)"},
+}
+
+// value is a setting's raw value after environment and flags.
+type value struct {
+	s        string
+	set      bool // given by environment or flag
+	fromFlag bool
+}
+
+// flagValue lets the flag package write into a value.
+type flagValue struct {
+	v        *value
+	presence bool
+}
+
+func (f flagValue) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return f.v.s
+}
+
+func (f flagValue) Set(s string) error {
+	if f.presence {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		s = strconv.FormatBool(b)
+	}
+	*f.v = value{s: s, set: true, fromFlag: true}
+	return nil
+}
+
+func (f flagValue) IsBoolFlag() bool { return f.presence }
+
+// Parse reads the configuration of shell from lookup (os.LookupEnv) and
+// args (os.Args: the program name, then flags). Flags override variables.
+// With -h or -help it writes the settings to stderr and returns flag.ErrHelp.
+func Parse(shell Shell, args []string, lookup func(string) (string, bool), stderr io.Writer) (Config, error) {
+	name := "kanade"
+	if len(args) > 0 {
+		name = filepath.Base(args[0])
+		args = args[1:]
+	}
+	values := map[string]*value{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var mine []setting
+	for _, s := range settings {
+		if s.shells&shell == 0 {
+			continue
+		}
+		mine = append(mine, s)
+		v := &value{s: s.def}
+		if env, ok := lookup(s.env); ok {
+			*v = value{s: env, set: true}
+			if s.presence {
+				v.s = "true"
+			}
+		}
+		values[s.env] = v
+		if shell != ShellLambda {
+			fs.Var(flagValue{v: v, presence: s.presence}, s.flag, s.usage)
+		}
+	}
+	fs.Usage = func() { usage(stderr, name, shell, mine) }
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (settings are flags or KANADE_* variables; see -h)", fs.Arg(0))
+	}
+	return build(shell, values)
+}
+
+func usage(w io.Writer, name string, shell Shell, mine []setting) {
+	fmt.Fprintf(w, "Usage: %s [flags]\n\nEvery flag has an environment variable; a flag overrides its variable.\n\n", name)
+	for _, s := range mine {
+		if s.presence {
+			fmt.Fprintf(w, "  -%s\n", s.flag)
+		} else {
+			fmt.Fprintf(w, "  -%s %s\n", s.flag, s.placeholder)
+		}
+		def := ""
+		if s.def != "" {
+			def = fmt.Sprintf(" (default %q)", s.def)
+		}
+		fmt.Fprintf(w, "        %s%s\n        %s\n", s.env, def, s.usage)
+	}
+}
+
+// build converts and validates the raw values.
+func build(shell Shell, values map[string]*value) (Config, error) {
+	var errs []error
+	str := func(env string) string {
+		if v, ok := values[env]; ok {
+			return strings.TrimSpace(v.s)
+		}
+		return ""
+	}
+	bad := func(env, format string, a ...any) {
+		name := env
+		if shell != ShellLambda {
+			name += " (-" + flagName(env) + ")"
+		}
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, a...)))
+	}
+	addr := func(env string, allowNegative bool) string {
+		a := str(env)
+		if _, ok := values[env]; !ok {
+			return ""
+		}
+		_, port, err := net.SplitHostPort(a)
+		if err != nil {
+			bad(env, "want host:port, got %q", a)
+			return a
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p > 65535 || p < 0 && !(allowNegative && p == -1) {
+			bad(env, "invalid port %q", port)
+		}
+		return a
+	}
+	cfg := Config{
+		HTTPAddr:        addr("KANADE_HTTP_ADDR", false),
+		AdminAddr:       addr("KANADE_ADMIN_ADDR", false),
+		NATSListen:      addr("KANADE_NATS_LISTEN", true),
+		DataDir:         str("KANADE_DATA_DIR"),
+		DB:              str("KANADE_DB"),
+		DBAuthToken:     str("KANADE_DB_AUTH_TOKEN"),
+		NATSURL:         str("KANADE_NATS_URL"),
+		NATSToken:       str("KANADE_NATS_TOKEN"),
+		AuthStaticToken: str("KANADE_AUTH_STATIC_TOKEN"),
+		JWTSecret:       str("KANADE_JWT_SECRET"),
+		LogFormat:       strings.ToLower(str("KANADE_LOG_FORMAT")),
+		NATSReplicas:    1,
+	}
+	if shell&onPrem != 0 && cfg.DataDir == "" {
+		bad("KANADE_DATA_DIR", "must not be empty")
+	}
+	if shell&onPrem != 0 && cfg.DB == "" {
+		cfg.DB = filepath.Join(cfg.DataDir, "kanade.db")
+	}
+	if v := values["KANADE_AUTH_DISABLE"]; v != nil && v.set {
+		// The variable counts by presence; the flag is a boolean that
+		// overrides it either way.
+		cfg.AuthDisabled = v.s == "true" || !v.fromFlag
+	}
+	if _, ok := values["KANADE_NATS_REPLICAS"]; ok {
+		n, err := strconv.Atoi(str("KANADE_NATS_REPLICAS"))
+		if err != nil || n < 1 || n > 5 {
+			bad("KANADE_NATS_REPLICAS", "want an integer from 1 to 5, got %q", str("KANADE_NATS_REPLICAS"))
+		}
+		cfg.NATSReplicas = n
+	}
+	d, err := time.ParseDuration(str("KANADE_STALE_THRESHOLD"))
+	if err != nil || d <= 0 {
+		bad("KANADE_STALE_THRESHOLD", "want a positive duration such as 2m or 90s, got %q", str("KANADE_STALE_THRESHOLD"))
+	}
+	cfg.StaleThreshold = d
+	r, err := strconv.ParseFloat(str("KANADE_STALE_DEGRADED_RATIO"), 64)
+	if err != nil || !(r > 0 && r <= 1) {
+		bad("KANADE_STALE_DEGRADED_RATIO", "want a ratio in (0, 1], such as 1.0 or 0.5, got %q", str("KANADE_STALE_DEGRADED_RATIO"))
+	}
+	cfg.StaleDegradedRatio = r
+	if _, ok := values["KANADE_WORKER"]; ok {
+		switch strings.ToLower(str("KANADE_WORKER")) {
+		case "on":
+			cfg.Worker = true
+		case "off":
+		default:
+			bad("KANADE_WORKER", "want on or off, got %q", str("KANADE_WORKER"))
+		}
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(str("KANADE_LOG_LEVEL"))); err != nil {
+		bad("KANADE_LOG_LEVEL", "want debug, info, warn or error, got %q", str("KANADE_LOG_LEVEL"))
+	}
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		bad("KANADE_LOG_FORMAT", "want text or json, got %q", cfg.LogFormat)
+	}
+	if _, ok := values["KANADE_DEMO"]; ok {
+		n, err := strconv.Atoi(str("KANADE_DEMO"))
+		if err != nil || n < 0 {
+			bad("KANADE_DEMO", "want a number of agents >= 0, got %q", str("KANADE_DEMO"))
+		}
+		cfg.Demo = n
+	}
+	if shell == ShellLambda {
+		// Nothing persists on Lambda: no embedded NATS, no SQLite file that
+		// outlives the sandbox, no generated token.
+		if cfg.DB == "" {
+			errs = append(errs, errors.New("KANADE_DB is required on Lambda (usually a libsql:// URL)"))
+		}
+		if cfg.NATSURL == "" {
+			errs = append(errs, errors.New("KANADE_NATS_URL is required on Lambda"))
+		}
+		if !cfg.AuthDisabled && cfg.AuthStaticToken == "" && cfg.JWTSecret == "" {
+			errs = append(errs, errors.New("set KANADE_AUTH_STATIC_TOKEN or KANADE_JWT_SECRET on Lambda (or KANADE_AUTH_DISABLE to run open): nothing persists there to keep a generated token"))
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("configuration: %w", errors.Join(errs...))
+	}
+	return cfg, nil
+}
+
+func flagName(env string) string {
+	for _, s := range settings {
+		if s.env == env {
+			return s.flag
+		}
+	}
+	return strings.ToLower(env)
+}

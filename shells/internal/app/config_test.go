@@ -1,0 +1,282 @@
+package app
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestParseDefaultsOfTheHTTPShell(t *testing.T) {
+	got, err := Parse(ShellHTTP, []string{"kanade-http"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		HTTPAddr:           "127.0.0.1:8080",
+		DataDir:            "./data",
+		DB:                 filepath.Join("data", "kanade.db"),
+		NATSListen:         "127.0.0.1:4222",
+		NATSReplicas:       1,
+		StaleThreshold:     2 * time.Minute,
+		StaleDegradedRatio: 1.0,
+		Worker:             true,
+		LogLevel:           slog.LevelInfo,
+		LogFormat:          "text",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name  string
+		shell Shell
+		env   map[string]string
+		args  []string
+		check func(t *testing.T, c Config)
+	}{
+		{
+			name:  "variables set every field",
+			shell: ShellHTTP,
+			env: map[string]string{
+				"KANADE_HTTP_ADDR": "0.0.0.0:80", "KANADE_DATA_DIR": "/var/lib/kanade", "KANADE_DB": "libsql://db.example:8080",
+				"KANADE_DB_AUTH_TOKEN": "dbt", "KANADE_NATS_URL": "nats://n:4222", "KANADE_NATS_TOKEN": "nt",
+				"KANADE_NATS_REPLICAS": "3", "KANADE_STALE_THRESHOLD": "90s", "KANADE_STALE_DEGRADED_RATIO": "0.000001",
+				"KANADE_AUTH_STATIC_TOKEN": "st", "KANADE_JWT_SECRET": "js", "KANADE_WORKER": "off",
+				"KANADE_LOG_LEVEL": "debug", "KANADE_LOG_FORMAT": "JSON", "KANADE_DEMO": "50",
+			},
+			check: func(t *testing.T, c Config) {
+				want := Config{
+					HTTPAddr: "0.0.0.0:80", DataDir: "/var/lib/kanade", DB: "libsql://db.example:8080", DBAuthToken: "dbt",
+					NATSURL: "nats://n:4222", NATSListen: "127.0.0.1:4222", NATSToken: "nt", NATSReplicas: 3,
+					StaleThreshold: 90 * time.Second, StaleDegradedRatio: 0.000001, AuthStaticToken: "st", JWTSecret: "js",
+					LogLevel: slog.LevelDebug, LogFormat: "json", Demo: 50,
+				}
+				if diff := cmp.Diff(want, c); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+			},
+		},
+		{
+			name:  "flags override variables",
+			shell: ShellHTTP,
+			env:   map[string]string{"KANADE_HTTP_ADDR": "127.0.0.1:1", "KANADE_WORKER": "off", "KANADE_DEMO": "3"},
+			args:  []string{"-addr", "127.0.0.1:2", "-worker=on", "-demo", "0", "-data-dir", "/tmp/k"},
+			check: func(t *testing.T, c Config) {
+				got := []any{c.HTTPAddr, c.Worker, c.Demo, c.DB}
+				want := []any{"127.0.0.1:2", true, 0, "/tmp/k/kanade.db"}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+			},
+		},
+		{
+			name:  "an empty KANADE_AUTH_DISABLE still disables auth",
+			shell: ShellHTTP,
+			env:   map[string]string{"KANADE_AUTH_DISABLE": ""},
+			check: func(t *testing.T, c Config) {
+				if !c.AuthDisabled {
+					t.Error("AuthDisabled = false")
+				}
+			},
+		},
+		{
+			name:  "KANADE_AUTH_DISABLE=false is still presence",
+			shell: ShellHTTP,
+			env:   map[string]string{"KANADE_AUTH_DISABLE": "false"},
+			check: func(t *testing.T, c Config) {
+				if !c.AuthDisabled {
+					t.Error("AuthDisabled = false")
+				}
+			},
+		},
+		{
+			name:  "the -auth-disable=false flag overrides the variable",
+			shell: ShellHTTP,
+			env:   map[string]string{"KANADE_AUTH_DISABLE": "1"},
+			args:  []string{"-auth-disable=false"},
+			check: func(t *testing.T, c Config) {
+				if c.AuthDisabled {
+					t.Error("AuthDisabled = true")
+				}
+			},
+		},
+		{
+			name:  "the bare -auth-disable flag disables auth",
+			shell: ShellHTTP,
+			args:  []string{"-auth-disable"},
+			check: func(t *testing.T, c Config) {
+				if !c.AuthDisabled {
+					t.Error("AuthDisabled = false")
+				}
+			},
+		},
+		{
+			name:  "no variable means auth on",
+			shell: ShellHTTP,
+			check: func(t *testing.T, c Config) {
+				if c.AuthDisabled {
+					t.Error("AuthDisabled = true")
+				}
+			},
+		},
+		{
+			name:  "embedded NATS may pick a free port",
+			shell: ShellHTTP,
+			env:   map[string]string{"KANADE_NATS_LISTEN": "127.0.0.1:-1"},
+			check: func(t *testing.T, c Config) {
+				if c.NATSListen != "127.0.0.1:-1" {
+					t.Errorf("NATSListen = %q", c.NATSListen)
+				}
+			},
+		},
+		{
+			name:  "the worker shell has an admin address and no HTTP address",
+			shell: ShellWorker,
+			env:   map[string]string{"KANADE_HTTP_ADDR": "127.0.0.1:1"},
+			check: func(t *testing.T, c Config) {
+				got := []string{c.HTTPAddr, c.AdminAddr}
+				if diff := cmp.Diff([]string{"", "127.0.0.1:9090"}, got); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+			},
+		},
+		{
+			name:  "Lambda reads only the environment and has no data folder",
+			shell: ShellLambda,
+			env:   map[string]string{"KANADE_DB": "libsql://x", "KANADE_NATS_URL": "nats://n", "KANADE_JWT_SECRET": "j", "KANADE_DATA_DIR": "/d"},
+			check: func(t *testing.T, c Config) {
+				got := []string{c.DB, c.DataDir}
+				if diff := cmp.Diff([]string{"libsql://x", ""}, got); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.shell, append([]string{"kanade"}, tt.args...), env(tt.env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	tests := []struct {
+		name  string
+		shell Shell
+		env   map[string]string
+		args  []string
+		want  []string // substrings of the error
+	}{
+		{"a ratio above 1", ShellHTTP, map[string]string{"KANADE_STALE_DEGRADED_RATIO": "1.01"}, nil,
+			[]string{"KANADE_STALE_DEGRADED_RATIO (-stale-degraded-ratio)", "(0, 1]"}},
+		{"a ratio of 0", ShellHTTP, nil, []string{"-stale-degraded-ratio", "0"}, []string{"KANADE_STALE_DEGRADED_RATIO"}},
+		{"a ratio that is not a number", ShellHTTP, map[string]string{"KANADE_STALE_DEGRADED_RATIO": "half"}, nil, []string{`"half"`}},
+		{"a zero threshold", ShellHTTP, map[string]string{"KANADE_STALE_THRESHOLD": "0s"}, nil, []string{"KANADE_STALE_THRESHOLD", "positive duration"}},
+		{"a negative threshold", ShellHTTP, map[string]string{"KANADE_STALE_THRESHOLD": "-1m"}, nil, []string{"KANADE_STALE_THRESHOLD"}},
+		{"a threshold without unit", ShellHTTP, map[string]string{"KANADE_STALE_THRESHOLD": "120"}, nil, []string{"KANADE_STALE_THRESHOLD"}},
+		{"worker yes", ShellHTTP, map[string]string{"KANADE_WORKER": "yes"}, nil, []string{"KANADE_WORKER", "on or off"}},
+		{"zero replicas", ShellHTTP, map[string]string{"KANADE_NATS_REPLICAS": "0"}, nil, []string{"KANADE_NATS_REPLICAS"}},
+		{"an address without port", ShellHTTP, map[string]string{"KANADE_HTTP_ADDR": "localhost"}, nil, []string{"KANADE_HTTP_ADDR"}},
+		{"port -1 for HTTP", ShellHTTP, map[string]string{"KANADE_HTTP_ADDR": "127.0.0.1:-1"}, nil, []string{"KANADE_HTTP_ADDR"}},
+		{"a log format", ShellHTTP, map[string]string{"KANADE_LOG_FORMAT": "xml"}, nil, []string{"KANADE_LOG_FORMAT"}},
+		{"a log level", ShellHTTP, map[string]string{"KANADE_LOG_LEVEL": "loud"}, nil, []string{"KANADE_LOG_LEVEL"}},
+		{"negative demo", ShellHTTP, map[string]string{"KANADE_DEMO": "-3"}, nil, []string{"KANADE_DEMO"}},
+		{"every problem at once", ShellHTTP, map[string]string{"KANADE_DEMO": "x", "KANADE_WORKER": "x"}, nil, []string{"KANADE_DEMO", "KANADE_WORKER"}},
+		{"a positional argument", ShellHTTP, nil, []string{"serve"}, []string{`"serve"`}},
+		{"an unknown flag", ShellHTTP, nil, []string{"-admin-addr", "x"}, []string{"admin-addr"}},
+		{"Lambda without database, NATS or auth", ShellLambda, nil, nil,
+			[]string{"KANADE_DB is required", "KANADE_NATS_URL is required", "KANADE_AUTH_STATIC_TOKEN or KANADE_JWT_SECRET"}},
+		{"Lambda flags are not read", ShellLambda, map[string]string{"KANADE_DB": "x", "KANADE_NATS_URL": "y", "KANADE_AUTH_DISABLE": ""},
+			[]string{"-db", "z"}, []string{"-db"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.shell, append([]string{"kanade"}, tt.args...), env(tt.env), io.Discard)
+			if err == nil {
+				t.Fatal("Parse accepted it")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLambdaAcceptsEitherCredentialOrExplicitlyOpen(t *testing.T) {
+	base := map[string]string{"KANADE_DB": "libsql://x", "KANADE_NATS_URL": "nats://n"}
+	for _, extra := range []map[string]string{
+		{"KANADE_AUTH_STATIC_TOKEN": "t"}, {"KANADE_JWT_SECRET": "s"}, {"KANADE_AUTH_DISABLE": ""},
+	} {
+		e := map[string]string{}
+		for k, v := range base {
+			e[k] = v
+		}
+		for k, v := range extra {
+			e[k] = v
+		}
+		if _, err := Parse(ShellLambda, nil, env(e), io.Discard); err != nil {
+			t.Errorf("with %v: %v", extra, err)
+		}
+	}
+}
+
+func TestHelpNamesVariablesAndDefaults(t *testing.T) {
+	var out bytes.Buffer
+	_, err := Parse(ShellWorker, []string{"kanade-worker", "-h"}, env(nil), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("Parse -h = %v, want flag.ErrHelp", err)
+	}
+	for _, s := range settings {
+		listed := strings.Contains(out.String(), s.env)
+		if want := s.shells&ShellWorker != 0; listed != want {
+			t.Errorf("%s listed = %v, want %v", s.env, listed, want)
+		}
+	}
+	for _, want := range []string{"-admin-addr host:port", `KANADE_ADMIN_ADDR (default "127.0.0.1:9090")`, "-auth-disable\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("-h lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestDialableAddressForTheDashboard(t *testing.T) {
+	tests := []struct {
+		listen string
+		want   string
+	}{
+		{"127.0.0.1:8080", "127.0.0.1:8080"},
+		{"0.0.0.0:8080", "127.0.0.1:8080"},
+		{"[::]:8080", "127.0.0.1:8080"},
+		{"[::1]:8080", "[::1]:8080"},
+	}
+	for _, tt := range tests {
+		addr, err := net.ResolveTCPAddr("tcp", tt.listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dialable(addr); got != tt.want {
+			t.Errorf("dialable(%s) = %s, want %s", tt.listen, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/storage"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// NewLogger returns the structured logger every part of a shell writes to.
+func NewLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Deps are the long-lived dependencies a shell opens at start and closes at
+// shutdown.
+type Deps struct {
+	Config   Config
+	Logger   *slog.Logger
+	Clock    kanade.Clock
+	DB       *storage.DB
+	NATS     *NATS
+	Registry *prometheus.Registry
+}
+
+// NATS is the shell's connection to NATS, and the embedded server when the
+// shell started one.
+type NATS struct {
+	// Server is the embedded server, nil with an external NATS.
+	Server *server.Server
+	Conn   *nats.Conn
+	JS     jetstream.JetStream
+}
+
+// OpenOptions say what Open does beyond connecting.
+type OpenOptions struct {
+	// Name identifies this process to NATS (shown in connz).
+	Name string
+	// Bootstrap creates or updates the JetStream resources of wire.md §2.
+	Bootstrap bool
+	// Clock defaults to the wall clock.
+	Clock kanade.Clock
+}
+
+// Open opens the database and connects to NATS (starting the embedded server
+// when no URL is configured). On error everything opened so far is closed.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) (*Deps, error) {
+	if o.Clock == nil {
+		o.Clock = kanade.SystemClock
+	}
+	// The process-level collectors belong to the shell (one per process);
+	// handlers and the worker add their own metrics to the same registry.
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	d := &Deps{Config: cfg, Logger: logger, Clock: o.Clock, Registry: reg}
+	db, err := storage.Open(ctx, cfg.DB, storage.Options{AuthToken: cfg.DBAuthToken, Clock: o.Clock})
+	if err != nil {
+		return nil, err
+	}
+	d.DB = db
+	logger.Info("database open", slog.String("db", storage.Redact(cfg.DB)), slog.Bool("remote", db.Remote()))
+
+	d.NATS, err = connectNATS(ctx, cfg, logger, o)
+	if err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	return d, nil
+}
+
+func connectNATS(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) (*NATS, error) {
+	n := &NATS{}
+	url := cfg.NATSURL
+	if url == "" {
+		store := filepath.Join(cfg.DataDir, "nats")
+		s, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: cfg.NATSListen, StoreDir: store, Token: cfg.NATSToken})
+		if err != nil {
+			return nil, err
+		}
+		n.Server = s
+		url = s.ClientURL()
+		logger.Info("embedded NATS started", slog.String("url", url), slog.String("store", store),
+			slog.Bool("token_required", cfg.NATSToken != ""))
+	}
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		// Agents and NATS come and go; the backend never gives up on NATS.
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: our own Close
+				logger.Warn("NATS disconnected; reconnecting", slog.Any("err", err))
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			logger.Info("NATS reconnected", slog.String("url", c.ConnectedUrlRedacted()))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			attrs := []any{slog.Any("err", err)}
+			if sub != nil {
+				attrs = append(attrs, slog.String("subject", sub.Subject))
+			}
+			logger.Error("NATS async error", attrs...)
+		}),
+	}
+	if cfg.NATSToken != "" {
+		opts = append(opts, nats.Token(cfg.NATSToken))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		n.closeServer()
+		return nil, fmt.Errorf("connect to NATS %s: %w", redactURL(url), err)
+	}
+	n.Conn = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	n.JS = js
+	logger.Info("NATS connected", slog.String("url", nc.ConnectedUrlRedacted()))
+	if o.Bootstrap {
+		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := bus.Bootstrap(bctx, js, cfg.NATSReplicas); err != nil {
+			n.Close()
+			return nil, err
+		}
+		logger.Info("JetStream resources bootstrapped", slog.Int("replicas", cfg.NATSReplicas),
+			slog.Int("resources", len(kanade.Resources(cfg.NATSReplicas))))
+	}
+	return n, nil
+}
+
+// Connected reports whether the connection is up (for /readyz).
+func (n *NATS) Connected() bool { return n.Conn != nil && n.Conn.IsConnected() }
+
+// Close closes the connection, then stops the embedded server.
+func (n *NATS) Close() {
+	if n.Conn != nil {
+		n.Conn.Close()
+	}
+	n.closeServer()
+}
+
+func (n *NATS) closeServer() {
+	if n.Server != nil {
+		n.Server.Shutdown()
+		n.Server.WaitForShutdown()
+	}
+}
+
+// Close closes NATS (connection, then embedded server), then the database.
+func (d *Deps) Close() error {
+	if d.NATS != nil {
+		d.NATS.Close()
+	}
+	if err := d.DB.Close(); err != nil {
+		return fmt.Errorf("close database: %w", err)
+	}
+	return nil
+}
+
+// redactURL hides credentials in a NATS URL.
+func redactURL(u string) string { return storage.Redact(u) }

@@ -1,0 +1,66 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/storage"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Worker is the writing side of the backend (projector, scheduler, demo
+// simulator): it runs until ctx is cancelled and returns nil then, or returns
+// an error when it cannot go on, which stops the whole shell.
+type Worker interface {
+	Run(ctx context.Context) error
+}
+
+// WorkerDeps is everything a worker may need, opened by the shell.
+type WorkerDeps struct {
+	DB       *storage.DB
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Clock    kanade.Clock
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// StaleThreshold is the configured agent freshness (for gauges).
+	StaleThreshold time.Duration
+	// Demo is the number of simulated agents to run (0 = none).
+	Demo int
+}
+
+// NewWorker builds the worker. It is nil until the projector lands; that
+// change assigns it here (in this package, at declaration) so both the HTTP
+// and the worker shell pick it up. Shells call it only through Deps.Worker.
+var NewWorker func(deps WorkerDeps) (Worker, error)
+
+// Worker returns the worker to run beside the servers, or nil when the
+// worker is switched off or not available yet.
+func (d *Deps) Worker(enabled bool) (Worker, error) {
+	if d.Config.Demo > 0 && (!enabled || NewWorker == nil) {
+		d.Logger.Info("demo simulator not available yet; KANADE_DEMO is accepted but ignored",
+			slog.Int("agents", d.Config.Demo))
+	}
+	if !enabled {
+		d.Logger.Info("worker off (KANADE_WORKER=off): no projection or scheduling in this process")
+		return nil, nil
+	}
+	if NewWorker == nil {
+		d.Logger.Info("worker not available yet: the projector and scheduler are coming; serving reads only")
+		return nil, nil
+	}
+	return NewWorker(WorkerDeps{
+		DB:             d.DB,
+		NC:             d.NATS.Conn,
+		JS:             d.NATS.JS,
+		Clock:          d.Clock,
+		Logger:         d.Logger.With(slog.String("part", "worker")),
+		Registry:       d.Registry,
+		StaleThreshold: d.Config.StaleThreshold,
+		Demo:           d.Config.Demo,
+	})
+}

@@ -1,0 +1,63 @@
+// Command lambda serves the kanade API on AWS Lambda behind API Gateway (REST
+// v1 or HTTP v2 payloads) or an Application Load Balancer (with multi-value
+// headers on); algnhsa tells them apart per event. It is the same handler as
+// the on-prem shell; only the way requests arrive differs.
+//
+// Configuration comes from the environment only. Nothing persists on Lambda,
+// so the database must be remote (KANADE_DB, usually libsql://), NATS
+// external (KANADE_NATS_URL), and authentication configured explicitly. It
+// does not bootstrap JetStream (the worker or the on-prem shell does), so a
+// cold start costs one database and one NATS connection.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/akrylysov/algnhsa"
+	"github.com/kanade-fleet/backend/shells/internal/app"
+)
+
+func main() {
+	h, cleanup, err := newHandler(context.Background(), os.LookupEnv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kanade-lambda:", err)
+		os.Exit(1)
+	}
+	// The runtime freezes and eventually kills the sandbox; there is no
+	// shutdown hook to run cleanup from, so it is only for tests.
+	_ = cleanup
+	algnhsa.ListenAndServe(h, nil)
+}
+
+// newHandler builds the handler from the environment. cleanup closes NATS and
+// the database.
+func newHandler(ctx context.Context, lookup func(string) (string, bool)) (http.Handler, func(), error) {
+	cfg, err := app.Parse(app.ShellLambda, nil, lookup, os.Stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	logger := app.NewLogger(cfg, os.Stderr).With(slog.String("shell", "lambda"))
+	a, err := app.SetupAuth(cfg, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	deps, err := app.Open(ctx, cfg, logger, app.OpenOptions{Name: "kanade-lambda"})
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() {
+		if err := deps.Close(); err != nil {
+			logger.Error("close", slog.Any("err", err))
+		}
+	}
+	h, err := deps.Handler(a)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return h, cleanup, nil
+}

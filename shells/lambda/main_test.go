@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/akrylysov/algnhsa"
+	"github.com/kanade-fleet/backend/bus/bustest"
+)
+
+const token = "lambda-test-token"
+
+// Synthetic events as the three front doors send them. %s are the path and
+// the Authorization header value.
+const (
+	apiGatewayV1 = `{"resource":"/{proxy+}","path":%q,"httpMethod":"GET",
+		"headers":{"Accept":"*/*","Authorization":%q},
+		"multiValueHeaders":{"Accept":["*/*"],"Authorization":[%q]},
+		"requestContext":{"accountId":"123456789012","resourceId":"abc","stage":"prod","requestId":"r-1",
+			"identity":{"sourceIp":"127.0.0.1"},"httpMethod":"GET","path":"/prod/x"},
+		"body":null,"isBase64Encoded":false}`
+	apiGatewayV2 = `{"version":"2.0","routeKey":"$default","rawPath":%q,"rawQueryString":"",
+		"headers":{"accept":"*/*","authorization":%q},
+		"requestContext":{"accountId":"123456789012","apiId":"api","domainName":"api.example","domainPrefix":"api",
+			"http":{"method":"GET","path":"/x","protocol":"HTTP/1.1","sourceIp":"127.0.0.1","userAgent":"test"},
+			"requestId":"r-2","routeKey":"$default","stage":"$default","time":"20/Jun/2026:01:02:03 +0000","timeEpoch":0},
+		"isBase64Encoded":false}`
+	alb = `{"requestContext":{"elb":{"targetGroupArn":"arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/kanade/0123456789abcdef"}},
+		"httpMethod":"GET","path":%q,"multiValueQueryStringParameters":{},
+		"multiValueHeaders":{"accept":["*/*"],"authorization":[%q],"host":["kanade.example"]},
+		"body":"","isBase64Encoded":false}`
+)
+
+func event(kind, path, authorization string) []byte {
+	switch kind {
+	case "API Gateway v1":
+		return []byte(fmt.Sprintf(apiGatewayV1, path, authorization, authorization))
+	case "API Gateway v2":
+		return []byte(fmt.Sprintf(apiGatewayV2, path, authorization))
+	case "ALB":
+		return []byte(fmt.Sprintf(alb, path, authorization))
+	}
+	panic(kind)
+}
+
+type response struct {
+	StatusCode      int    `json:"statusCode"`
+	Body            string `json:"body"`
+	IsBase64Encoded bool   `json:"isBase64Encoded"`
+}
+
+func testEnv(t *testing.T) map[string]string {
+	nats := bustest.StartBootstrapped(t)
+	return map[string]string{
+		"KANADE_DB":                filepath.Join(t.TempDir(), "kanade.db"),
+		"KANADE_NATS_URL":          nats.URL,
+		"KANADE_AUTH_STATIC_TOKEN": token,
+		"KANADE_LOG_LEVEL":         "warn",
+	}
+}
+
+func TestEveryFrontDoorReachesTheSameHandler(t *testing.T) {
+	env := testEnv(t)
+	h, cleanup, err := newHandler(t.Context(), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	lh := algnhsa.New(h, nil)
+
+	tests := []struct {
+		path, auth string
+		wantCode   int
+		wantBody   string // substring
+	}{
+		{"/health", "", http.StatusOK, "ok"},
+		{"/api/health/fleet", "Bearer " + token, http.StatusOK, `"status":"unknown"`},
+		{"/api/health/fleet", "", http.StatusUnauthorized, ""},
+		{"/api/health/fleet", "Bearer wrong", http.StatusUnauthorized, ""},
+	}
+	for _, kind := range []string{"API Gateway v1", "API Gateway v2", "ALB"} {
+		for _, tt := range tests {
+			name := fmt.Sprintf("%s GET %s auth=%q", kind, tt.path, tt.auth)
+			t.Run(name, func(t *testing.T) {
+				out, err := lh.Invoke(context.Background(), event(kind, tt.path, tt.auth))
+				if err != nil {
+					t.Fatalf("invoke: %v", err)
+				}
+				var r response
+				if err := json.Unmarshal(out, &r); err != nil {
+					t.Fatalf("response %s: %v", out, err)
+				}
+				body := r.Body
+				if r.IsBase64Encoded {
+					b, err := base64.StdEncoding.DecodeString(body)
+					if err != nil {
+						t.Fatal(err)
+					}
+					body = string(b)
+				}
+				if r.StatusCode != tt.wantCode || !strings.Contains(body, tt.wantBody) {
+					t.Errorf("got %d %q, want %d containing %q", r.StatusCode, body, tt.wantCode, tt.wantBody)
+				}
+			})
+		}
+	}
+}
+
+func TestStartUpRefusesWhatCannotWorkOnLambda(t *testing.T) {
+	tests := []struct {
+		name string
+		drop string
+		want string
+	}{
+		{"no credentials and auth not disabled", "KANADE_AUTH_STATIC_TOKEN", "KANADE_AUTH_STATIC_TOKEN or KANADE_JWT_SECRET"},
+		{"no database", "KANADE_DB", "KANADE_DB is required"},
+		{"no NATS", "KANADE_NATS_URL", "KANADE_NATS_URL is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"KANADE_DB": filepath.Join(t.TempDir(), "k.db"), "KANADE_NATS_URL": "nats://127.0.0.1:1",
+				"KANADE_AUTH_STATIC_TOKEN": token}
+			delete(env, tt.drop)
+			_, _, err := newHandler(t.Context(), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("newHandler = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestExplicitlyOpenLambdaServesWithoutToken(t *testing.T) {
+	env := testEnv(t)
+	delete(env, "KANADE_AUTH_STATIC_TOKEN")
+	env["KANADE_AUTH_DISABLE"] = ""
+	h, cleanup, err := newHandler(t.Context(), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	out, err := algnhsa.New(h, nil).Invoke(context.Background(), event("API Gateway v2", "/api/health/fleet", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r response
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.StatusCode != http.StatusOK {
+		t.Errorf("open Lambda GET /api/health/fleet = %d %s, want 200", r.StatusCode, r.Body)
+	}
+}

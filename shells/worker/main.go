@@ -1,0 +1,80 @@
+// Command worker runs the writing side of the kanade backend alone (projector,
+// scheduler) next to a separately deployed API (e.g. on Lambda). It serves
+// only an admin address with /healthz and /metrics. `-h` lists the settings.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/shells/internal/app"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() { <-ctx.Done(); stop() }()
+	if err := run(ctx, os.Args, os.LookupEnv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "kanade-worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	cfg, err := app.Parse(app.ShellWorker, args, lookup, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logger := app.NewLogger(cfg, stderr)
+	// /metrics is authenticated like the API's; the generated token is the
+	// same file the HTTP shell uses when both share a data folder.
+	a, err := app.SetupAuth(cfg, logger)
+	if err != nil {
+		return err
+	}
+	deps, err := app.Open(ctx, cfg, logger, app.OpenOptions{Name: "kanade-worker", Bootstrap: true})
+	if err != nil {
+		return err
+	}
+	w, err := deps.Worker(true)
+	if err != nil {
+		return errors.Join(fmt.Errorf("worker: %w", err), deps.Close())
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{}))
+	admin, err := auth.Middleware(a.Config, mux)
+	if err != nil {
+		return errors.Join(err, deps.Close())
+	}
+	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		return errors.Join(fmt.Errorf("listen: %w", err), deps.Close())
+	}
+	fmt.Fprintf(stdout, "kanade-worker: admin on http://%s/ (/healthz, /metrics)\n", ln.Addr())
+	if a.Generated != "" {
+		logger.Info("/metrics needs the bearer token kept in the data folder", slog.String("data_dir", cfg.DataDir))
+	}
+	return app.Run(ctx, app.RunParams{
+		Logger:    logger,
+		Listeners: []app.Listener{{Name: "admin", Server: app.NewHTTPServer(admin, logger), Listener: ln}},
+		Worker:    w,
+		Deps:      deps,
+	})
+}
