@@ -33,16 +33,16 @@ type WorkerDeps struct {
 	Demo int
 }
 
-// NewWorker builds the worker. It is nil until the projector lands; that
-// change assigns it here (in this package, at declaration) so both the HTTP
-// and the worker shell pick it up. Shells call it only through Deps.Worker.
+// NewWorker builds the worker (projector.go sets it), so both the HTTP and
+// the worker shell pick up the same one. Shells call it only through
+// Deps.Worker.
 var NewWorker func(deps WorkerDeps) (Worker, error)
 
 // Worker returns the worker to run beside the servers, or nil when the
 // worker is switched off or not available yet.
 func (d *Deps) Worker(enabled bool) (Worker, error) {
-	if d.Config.Demo > 0 && (!enabled || NewWorker == nil) {
-		d.Logger.Info("demo simulator not available yet; KANADE_DEMO is accepted but ignored",
+	if d.Config.Demo > 0 && !enabled {
+		d.Logger.Info("KANADE_DEMO needs the worker; ignored with KANADE_WORKER=off",
 			slog.Int("agents", d.Config.Demo))
 	}
 	if !enabled {
