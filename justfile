@@ -39,9 +39,10 @@ test-libsql:
     [[ -n "$pkgs" ]] || { echo "no package uses storage/storagetest"; exit 1; }
     KANADE_TEST_SQLD="$sqld" go test -race -count=1 $pkgs
 
-# Benchmarks, one iteration each (a smoke run; the real benchmark lands later).
+# Benchmarks that print ratios against a baseline measured in the same run.
 bench:
-    go test -run '^$' -bench . -benchtime=1x ./...
+    go run ./bench/scandurations
+    go run ./bench/ingest -n 200000 -b-subset 20000
 
 # Static binaries for the three shells into bin/ (the Lambda one is named bootstrap, as provided.al2023 wants).
 build:
