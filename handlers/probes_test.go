@@ -54,8 +54,16 @@ func TestReadyz(t *testing.T) {
 			want:     handlers.Readiness{Status: "not_ready", Checks: map[string]string{"database": "database ping failed", "nats": "ok"}},
 		},
 		{
-			name:     "a NATS server that went away is not ready and named",
-			breakIt:  func(e *env) { e.nats.Shutdown(); e.nats.WaitForShutdown() },
+			name: "a NATS server that went away is not ready and named",
+			breakIt: func(e *env) {
+				e.nats.Shutdown()
+				e.nats.WaitForShutdown()
+				// The client notices the closed socket asynchronously;
+				// readiness reports what the connection knows.
+				for deadline := time.Now().Add(5 * time.Second); e.nats.NC.IsConnected() && time.Now().Before(deadline); {
+					time.Sleep(10 * time.Millisecond)
+				}
+			},
 			wantCode: http.StatusServiceUnavailable,
 			want:     handlers.Readiness{Status: "not_ready", Checks: map[string]string{"database": "ok", "nats": "not connected"}},
 		},
