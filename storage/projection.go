@@ -50,6 +50,9 @@ type existingRun struct {
 	jobID     *string
 	execID    *string
 	startedAt *string
+	// finishedAtRaw and exitCode are the stored values (a reaped row has both).
+	finishedAtRaw *string
+	exitCode      *int64
 	// duration is the summary entry the row currently has (valid if inSummary).
 	finishedAt string
 	durationMs int64
@@ -78,7 +81,7 @@ func (tx *Tx) loadRuns(ctx context.Context, ids []string) (map[string]*existingR
 		for i, id := range chunk {
 			args[i] = id
 		}
-		rows, err := tx.tx.QueryContext(ctx, `SELECT result_id, finished_at, reaped, job_id, exec_id, started_at, duration_ms
+		rows, err := tx.tx.QueryContext(ctx, `SELECT result_id, finished_at, reaped, job_id, exec_id, started_at, duration_ms, exit_code
 			FROM execution_results WHERE result_id IN (`+strings.TrimSuffix(strings.Repeat("?,", n), ",")+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("load runs: %w", err)
@@ -87,13 +90,13 @@ func (tx *Tx) loadRuns(ctx context.Context, ids []string) (map[string]*existingR
 			var id string
 			var finishedAt, jobID, execID, startedAt *string
 			var reaped int
-			var dur *int64
-			if err := rows.Scan(&id, &finishedAt, &reaped, &jobID, &execID, &startedAt, &dur); err != nil {
+			var dur, exit *int64
+			if err := rows.Scan(&id, &finishedAt, &reaped, &jobID, &execID, &startedAt, &dur, &exit); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("load runs: %w", err)
 			}
 			r := &existingRun{finished: finishedAt != nil && reaped == 0, reaped: reaped != 0,
-				jobID: jobID, execID: execID, startedAt: startedAt}
+				jobID: jobID, execID: execID, startedAt: startedAt, finishedAtRaw: finishedAt, exitCode: exit}
 			if finishedAt != nil && dur != nil && jobID != nil {
 				r.inSummary, r.finishedAt, r.durationMs = true, *finishedAt, *dur
 			}
@@ -253,11 +256,16 @@ func (tx *Tx) bumpExecutions(ctx context.Context, execs map[string]*execDelta) e
 }
 
 // ApplyStarted inserts a running row for each started event whose result_id
-// has no row yet, and moves its execution from pending to running. When the
-// row exists (its result was projected first) it fills in the version,
-// request_id and expires_at only the started event knows and moves
-// recorded_at back to the earlier message, so the final row does not depend
-// on which stream was projected first.
+// has no row yet, and moves its execution from pending to running.
+//
+// When the row exists because the result was projected first, the started
+// event still contributes what it is authoritative for, so the final row is
+// the one the ordered stream would have produced: started_at (a result never
+// changes it), exec_id and job_id when the result lacked them, version,
+// request_id, expires_at, and recorded_at moves back to the earlier message.
+// A finished row that gains its exec_id bumps that execution now, because the
+// result could not; a changed started_at or a new job_id moves the run's
+// duration-summary entry in this transaction.
 func (tx *Tx) ApplyStarted(ctx context.Context, batch []Started) (ApplyStats, error) {
 	var st ApplyStats
 	if len(batch) == 0 {
@@ -274,7 +282,8 @@ func (tx *Tx) ApplyStarted(ctx context.Context, batch []Started) (ApplyStats, er
 	const cols = 9
 	var args []any
 	n := 0
-	execs := map[string]bool{}
+	starts := map[string]bool{}
+	bumps := map[string]*execDelta{}
 	flush := func() error {
 		if n == 0 {
 			return nil
@@ -294,38 +303,27 @@ func (tx *Tx) ApplyStarted(ctx context.Context, batch []Started) (ApplyStats, er
 		if e.Timeout > 0 {
 			expires = kanade.FormatTime(e.RecordedAt.Add(e.Timeout + max(2*time.Minute, e.Timeout/2)))
 		}
-		if _, ok := runs[e.ResultID]; ok {
-			// The row exists (the result came first, or a redelivery): fill in
-			// what only the started event carries, so the final row is the
-			// same in either order. recorded_at is the earliest message.
-			res, err := tx.tx.ExecContext(ctx, `UPDATE execution_results
-				SET version = COALESCE(version, ?), request_id = COALESCE(request_id, ?),
-				    expires_at = COALESCE(expires_at, ?),
-				    recorded_at = CASE WHEN ? < recorded_at THEN ? ELSE recorded_at END
-				WHERE result_id = ?
-				  AND (version IS NULL AND ? IS NOT NULL OR request_id IS NULL AND ? IS NOT NULL
-				       OR expires_at IS NULL AND ? IS NOT NULL OR ? < recorded_at)`,
-				nullString(e.Version), nullString(e.RequestID), expires,
-				kanade.FormatTime(e.RecordedAt), kanade.FormatTime(e.RecordedAt), e.ResultID,
-				nullString(e.Version), nullString(e.RequestID), expires, kanade.FormatTime(e.RecordedAt))
+		if e.ExecID != "" {
+			starts[e.ExecID] = true
+		}
+		if cur, ok := runs[e.ResultID]; ok {
+			changed, err := tx.fillFromStarted(ctx, e, cur, expires, bumps)
 			if err != nil {
-				return st, fmt.Errorf("fill run %s from started event: %w", e.ResultID, err)
+				return st, err
 			}
-			if n, _ := res.RowsAffected(); n > 0 {
+			if changed {
 				st.Updated++
 			} else {
 				st.Unchanged++
 			}
 			continue
 		}
-		runs[e.ResultID] = &existingRun{}
+		startedAt := kanade.FormatTime(e.StartedAt.Time)
+		runs[e.ResultID] = &existingRun{startedAt: &startedAt, jobID: nullPtr(e.ManifestID), execID: nullPtr(e.ExecID)}
 		args = append(args, e.ResultID, nullString(e.RequestID), nullString(e.ExecID), e.PcID,
-			nullString(e.ManifestID), nullString(e.Version), kanade.FormatTime(e.StartedAt.Time),
+			nullString(e.ManifestID), nullString(e.Version), startedAt,
 			kanade.FormatTime(e.RecordedAt), expires)
 		n++
-		if e.ExecID != "" {
-			execs[e.ExecID] = true
-		}
 		st.Inserted++
 		if (n+1)*cols > maxVars {
 			if err := flush(); err != nil {
@@ -336,13 +334,101 @@ func (tx *Tx) ApplyStarted(ctx context.Context, batch []Started) (ApplyStats, er
 	if err := flush(); err != nil {
 		return st, err
 	}
-	for id := range execs {
+	// pending → running first, so a run that completes an execution in the
+	// bump below leaves it completed, as in the ordered stream.
+	for id := range starts {
 		if _, err := tx.tx.ExecContext(ctx,
 			`UPDATE executions SET status = 'running' WHERE exec_id = ? AND status = 'pending'`, id); err != nil {
 			return st, fmt.Errorf("start execution %s: %w", id, err)
 		}
 	}
-	return st, nil
+	return st, tx.bumpExecutions(ctx, bumps)
+}
+
+func nullPtr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// fillFromStarted applies a started event to a row that already exists (see
+// ApplyStarted) and keeps cur in step with the row, so a duplicate later in
+// the same batch sees what this one wrote. It reports whether anything
+// changed.
+func (tx *Tx) fillFromStarted(ctx context.Context, e *Started, cur *existingRun, expires any, bumps map[string]*execDelta) (bool, error) {
+	startedAt := kanade.FormatTime(e.StartedAt.Time)
+	newStart := cur.startedAt == nil || *cur.startedAt != startedAt
+	newJob := cur.jobID == nil && e.ManifestID != ""
+	newExec := cur.execID == nil && e.ExecID != ""
+	var dur any
+	if cur.finishedAtRaw != nil && (newStart || newJob) {
+		fin, err := kanade.ParseTime(*cur.finishedAtRaw)
+		if err != nil {
+			return false, fmt.Errorf("run %s: stored finished_at: %w", e.ResultID, err)
+		}
+		d := kanade.DurationMillis(e.StartedAt.Time, fin)
+		dur = d
+		if cur.inSummary {
+			old, err := kanade.ParseTime(cur.finishedAt)
+			if err != nil {
+				return false, fmt.Errorf("run %s: stored finished_at: %w", e.ResultID, err)
+			}
+			tx.removeDuration(*cur.jobID, old, cur.durationMs)
+			cur.inSummary = false
+		}
+		job := e.ManifestID
+		if cur.jobID != nil {
+			job = *cur.jobID
+		}
+		if job != "" {
+			tx.addDuration(job, fin, d)
+			cur.inSummary, cur.finishedAt, cur.durationMs = true, *cur.finishedAtRaw, d
+		}
+	}
+	res, err := tx.tx.ExecContext(ctx, `UPDATE execution_results
+		SET started_at = ?, job_id = COALESCE(job_id, ?), exec_id = COALESCE(exec_id, ?),
+		    version = COALESCE(version, ?), request_id = COALESCE(request_id, ?),
+		    expires_at = COALESCE(expires_at, ?),
+		    recorded_at = CASE WHEN ? < recorded_at THEN ? ELSE recorded_at END,
+		    duration_ms = COALESCE(?, duration_ms)
+		WHERE result_id = ?
+		  AND (started_at IS NOT ? OR job_id IS NULL AND ? IS NOT NULL OR exec_id IS NULL AND ? IS NOT NULL
+		       OR version IS NULL AND ? IS NOT NULL OR request_id IS NULL AND ? IS NOT NULL
+		       OR expires_at IS NULL AND ? IS NOT NULL OR ? < recorded_at)`,
+		startedAt, nullString(e.ManifestID), nullString(e.ExecID),
+		nullString(e.Version), nullString(e.RequestID), expires,
+		kanade.FormatTime(e.RecordedAt), kanade.FormatTime(e.RecordedAt), dur,
+		e.ResultID,
+		startedAt, nullString(e.ManifestID), nullString(e.ExecID),
+		nullString(e.Version), nullString(e.RequestID), expires, kanade.FormatTime(e.RecordedAt))
+	if err != nil {
+		return false, fmt.Errorf("fill run %s from started event: %w", e.ResultID, err)
+	}
+	// A finished (not reaped) row whose result could not name its execution
+	// is counted now; a reaped row was counted by the reaper when it knew the
+	// execution, and one it did not know stays uncounted as the reaper left it.
+	if newExec && cur.finished && cur.exitCode != nil {
+		d := bumps[e.ExecID]
+		if d == nil {
+			d = &execDelta{}
+			bumps[e.ExecID] = d
+		}
+		if *cur.exitCode == 0 {
+			d.success++
+		} else {
+			d.failure++
+		}
+	}
+	cur.startedAt = &startedAt
+	if newJob {
+		cur.jobID = nullPtr(e.ManifestID)
+	}
+	if newExec {
+		cur.execID = nullPtr(e.ExecID)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 const agentCols = 16
