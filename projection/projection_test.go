@@ -714,3 +714,66 @@ func gatherCount(reg *prometheus.Registry, name string) (int, error) {
 	}
 	return 0, nil
 }
+
+// TestGracefulShutdownFinishesTheBatchInFlight stops the worker while a
+// results batch is inside its transaction: Run must commit that batch, ack
+// every message it committed, write the buffered heartbeats, and only then
+// return, leaving nothing pending at the server that the database holds.
+func TestGracefulShutdownFinishesTheBatchInFlight(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	msgs := runMessages(t, e)
+	e.publish(msgs...)
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	r := e.start(func(cfg *Config, _ context.CancelFunc) {
+		cfg.BatchSize = 7
+		cfg.HeartbeatFlush = time.Hour // only the shutdown flush writes beats
+		cfg.inApply = func(c string) error {
+			if c == ConsumerResults {
+				once.Do(func() { close(inside); <-release })
+			}
+			return nil
+		}
+	})
+	waitFor(t, func() (bool, string) { return r.w.heartbeatsReady(), "heartbeat subscription" })
+	e.publish(sim.HeartbeatMessage(kanade.Heartbeat{PcID: "PC-LAST", At: ts("2026-09-30T11:59:59Z"), AgentVersion: "1"}))
+	waitFor(t, func() (bool, string) { return value(r.w.m.hbReceived) >= 1, "heartbeat received" })
+	<-inside
+	r.cancel() // the signal arrives mid-transaction
+	close(release)
+	<-r.done
+
+	off, err := e.db.ConsumerSeq(ctx, ConsumerResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off == 0 {
+		t.Fatal("the batch in flight at shutdown was not committed")
+	}
+	if got := e.dump(`SELECT COUNT(*) FROM agents WHERE pc_id = 'PC-LAST'`); got[0] != "1" {
+		t.Errorf("buffered heartbeat not written at shutdown")
+	}
+	// Every committed message is acknowledged: the server's ack floor reaches
+	// the committed offset and nothing the database holds is still pending.
+	cons, err := e.srv.JS.Consumer(ctx, kanade.StreamResults, ConsumerResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() (bool, string) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.AckFloor.Stream >= off, fmt.Sprintf("ack floor %d, committed %d, ack pending %d",
+			info.AckFloor.Stream, off, info.NumAckPending)
+	})
+	// And a restart carries on from there to the same rows as an
+	// uninterrupted run.
+	e.start(nil)
+	e.waitCaughtUp()
+	if got := e.dump(`SELECT COUNT(*) FROM execution_results`); got[0] != "65" {
+		t.Errorf("after restart: %s runs, want 65", got[0])
+	}
+}
