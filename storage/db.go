@@ -53,6 +53,12 @@ type DB struct {
 	read   *sql.DB
 	remote bool
 	now    kanade.Clock
+	// writer admits one write transaction at a time. For SQLite the single
+	// write connection already does; a libSQL server does not queue
+	// concurrent transactions but fails the later ones with "database is
+	// locked", so the projector's consumers and the heartbeat flusher would
+	// keep failing and replaying each other's batches.
+	writer chan struct{}
 }
 
 // Options tune Open. The zero value is usable.
@@ -137,7 +143,7 @@ func openLibSQL(dsn string, opts Options) (*DB, error) {
 	// The server serializes writers itself; each connection is a stream.
 	sdb.SetMaxOpenConns(8)
 	sdb.SetConnMaxIdleTime(time.Minute)
-	return &DB{write: sdb, read: sdb, remote: true, now: opts.Clock}, nil
+	return &DB{write: sdb, read: sdb, remote: true, now: opts.Clock, writer: make(chan struct{}, 1)}, nil
 }
 
 func openSQLite(dsn string, opts Options) (*DB, error) {
@@ -172,7 +178,7 @@ func openSQLite(dsn string, opts Options) (*DB, error) {
 	write.SetConnMaxLifetime(0)
 	if path == ":memory:" {
 		// Each :memory: connection is its own database: share the one writer.
-		return &DB{write: write, read: write, now: opts.Clock}, nil
+		return &DB{write: write, read: write, now: opts.Clock, writer: make(chan struct{}, 1)}, nil
 	}
 	read, err := sql.Open("sqlite", full)
 	if err != nil {
@@ -185,7 +191,7 @@ func openSQLite(dsn string, opts Options) (*DB, error) {
 	}
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
-	return &DB{write: write, read: read, now: opts.Clock}, nil
+	return &DB{write: write, read: read, now: opts.Clock, writer: make(chan struct{}, 1)}, nil
 }
 
 // Remote reports whether the database is a libSQL server, where each query is
@@ -220,7 +226,14 @@ type Tx struct {
 }
 
 // Update runs fn in a write transaction and commits it if fn returns nil.
+// Write transactions of one DB run one at a time.
 func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	select {
+	case db.writer <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("begin write: %w", ctx.Err())
+	}
+	defer func() { <-db.writer }()
 	sqlTx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin write: %w", err)
