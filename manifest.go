@@ -1,0 +1,252 @@
+package kanade
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Target names the PCs a job or schedule goes to (wire.md Manifest,
+// scheduler.md Schedule): every alive PC, members of groups, or listed PCs.
+type Target struct {
+	All    bool     `json:"all,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+	PCs    []string `json:"pcs,omitempty"`
+}
+
+// Empty reports whether the target names no PC at all.
+func (t Target) Empty() bool { return !t.All && len(t.Groups) == 0 && len(t.PCs) == 0 }
+
+// Validate checks that every group and PC can be a subject token, since each
+// becomes commands.group.{g} or commands.pc.{pc}.
+func (t Target) Validate() error {
+	for i, g := range t.Groups {
+		if !ValidToken(g) {
+			return fmt.Errorf("groups[%d]: %q is not a valid subject token", i, g)
+		}
+	}
+	for i, pc := range t.PCs {
+		if !ValidToken(pc) {
+			return fmt.Errorf("pcs[%d]: %q is not a valid subject token", i, pc)
+		}
+	}
+	return nil
+}
+
+// Subjects are the command subjects a whole-target dispatch publishes on.
+func (t Target) Subjects() []string {
+	if t.All {
+		return []string{SubjectCommandsAll}
+	}
+	out := make([]string, 0, len(t.Groups)+len(t.PCs))
+	for _, g := range t.Groups {
+		out = append(out, SubjectCommandsGroup+g)
+	}
+	for _, pc := range t.PCs {
+		out = append(out, SubjectCommandsPC+pc)
+	}
+	return out
+}
+
+// Command subject prefixes (wire.md §1).
+const (
+	SubjectCommandsAll   = "commands.all"
+	SubjectCommandsGroup = "commands.group."
+	SubjectCommandsPC    = "commands.pc."
+)
+
+// Wave is one step of a staged rollout: the command goes to
+// commands.group.{Group} Delay after the firing.
+type Wave struct {
+	Group string `json:"group"`
+	Delay string `json:"delay"`
+}
+
+// Rollout stages a dispatch in waves.
+type Rollout struct {
+	Strategy string `json:"strategy"`
+	Waves    []Wave `json:"waves"`
+}
+
+// Validate checks the strategy, the groups and the delays.
+func (r *Rollout) Validate() error {
+	if r.Strategy != "wave" {
+		return fmt.Errorf("strategy: %q is not supported (want \"wave\")", r.Strategy)
+	}
+	if len(r.Waves) == 0 {
+		return errors.New("waves: at least one wave is required")
+	}
+	for i, w := range r.Waves {
+		if !ValidToken(w.Group) {
+			return fmt.Errorf("waves[%d].group: %q is not a valid subject token", i, w.Group)
+		}
+		if _, err := ParseDuration(w.Delay); err != nil {
+			return fmt.Errorf("waves[%d].delay: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// Execute is how an agent runs a job.
+type Execute struct {
+	Shell   string `json:"shell"`
+	Script  string `json:"script"`
+	Timeout string `json:"timeout"`
+	Jitter  string `json:"jitter,omitempty"`
+	RunAs   string `json:"run_as,omitempty"`
+	Cwd     string `json:"cwd,omitempty"`
+}
+
+// Manifest is a job definition, the value of KV "jobs" (wire.md Manifest).
+// Fields this backend does not know are kept in Extra and written back, so an
+// older backend never strips what a newer CLI wrote.
+type Manifest struct {
+	ID          string   `json:"id"`
+	Version     string   `json:"version"`
+	Description string   `json:"description,omitempty"`
+	Execute     Execute  `json:"execute"`
+	Target      *Target  `json:"target,omitempty"`
+	Rollout     *Rollout `json:"rollout,omitempty"`
+	// Extra holds the unknown top-level fields, verbatim.
+	Extra map[string]json.RawMessage `json:"-"`
+}
+
+var manifestFields = map[string]bool{"id": true, "version": true, "description": true,
+	"execute": true, "target": true, "rollout": true}
+
+// UnmarshalJSON decodes the known fields and keeps the others in Extra.
+func (m *Manifest) UnmarshalJSON(b []byte) error {
+	type plain Manifest
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	for k := range all {
+		if manifestFields[k] {
+			delete(all, k)
+		}
+	}
+	if len(all) == 0 {
+		all = nil
+	}
+	*m = Manifest(p)
+	m.Extra = all
+	return nil
+}
+
+// MarshalJSON writes the known fields and Extra back.
+func (m Manifest) MarshalJSON() ([]byte, error) {
+	type plain Manifest
+	known, err := json.Marshal(plain(m))
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Extra) == 0 {
+		return known, nil
+	}
+	extra, err := json.Marshal(m.Extra)
+	if err != nil {
+		return nil, err
+	}
+	// Both are JSON objects: splice the extra members into the known ones.
+	known = bytes.TrimSuffix(known, []byte("}"))
+	return append(append(known, ','), extra[1:]...), nil
+}
+
+// Shells an agent can run.
+var validShells = map[string]bool{"powershell": true, "pwsh": true, "cmd": true, "sh": true}
+
+// Validate checks what an agent needs to run the job.
+func (m *Manifest) Validate() error {
+	switch {
+	case m.ID == "":
+		return errors.New("id: required")
+	case !ValidToken(m.ID):
+		return fmt.Errorf("id: %q is not a valid subject token", m.ID)
+	case m.Version == "":
+		return errors.New("version: required")
+	case !validShells[m.Execute.Shell]:
+		return fmt.Errorf("execute.shell: %q is not one of powershell, pwsh, cmd, sh", m.Execute.Shell)
+	case m.Execute.Script == "":
+		return errors.New("execute.script: required")
+	}
+	if _, err := m.Timeout(); err != nil {
+		return err
+	}
+	if m.Execute.Jitter != "" {
+		if _, err := ParseDuration(m.Execute.Jitter); err != nil {
+			return fmt.Errorf("execute.jitter: %w", err)
+		}
+	}
+	switch m.Execute.RunAs {
+	case "", "system", "user", "system_gui":
+	default:
+		return fmt.Errorf("execute.run_as: %q is not one of system, user, system_gui", m.Execute.RunAs)
+	}
+	if m.Target != nil {
+		if err := m.Target.Validate(); err != nil {
+			return fmt.Errorf("target.%w", err)
+		}
+	}
+	if m.Rollout != nil {
+		if err := m.Rollout.Validate(); err != nil {
+			return fmt.Errorf("rollout.%w", err)
+		}
+	}
+	return nil
+}
+
+// Timeout is execute.timeout; it must be positive.
+func (m *Manifest) Timeout() (time.Duration, error) {
+	d, err := ParseDuration(m.Execute.Timeout)
+	if err != nil {
+		return 0, fmt.Errorf("execute.timeout: %w", err)
+	}
+	if d <= 0 {
+		return 0, errors.New("execute.timeout: must be positive")
+	}
+	return d, nil
+}
+
+// CommandOptions are the per-dispatch parts of a Command.
+type CommandOptions struct {
+	ExecID    string
+	RequestID string
+	// Jitter overrides execute.jitter when set (a schedule's jitter).
+	Jitter *time.Duration
+	// DeadlineAt is when an agent that gets the command later skips it.
+	DeadlineAt *time.Time
+}
+
+// Command builds the wire Command for this manifest.
+func (m *Manifest) Command(o CommandOptions) (Command, error) {
+	if err := m.Validate(); err != nil {
+		return Command{}, fmt.Errorf("manifest %s: %w", m.ID, err)
+	}
+	timeout, _ := m.Timeout()
+	c := Command{ID: m.ID, Version: m.Version, RequestID: o.RequestID, ExecID: o.ExecID,
+		Shell: m.Execute.Shell, Script: m.Execute.Script, TimeoutSecs: int64(timeout.Round(time.Second) / time.Second),
+		RunAs: m.Execute.RunAs, Cwd: m.Execute.Cwd, Staleness: Staleness{Mode: "cached"}}
+	if c.TimeoutSecs == 0 {
+		c.TimeoutSecs = 1
+	}
+	jitter := o.Jitter
+	if jitter == nil && m.Execute.Jitter != "" {
+		j, _ := ParseDuration(m.Execute.Jitter)
+		jitter = &j
+	}
+	if jitter != nil {
+		s := int64(*jitter / time.Second)
+		c.JitterSecs = &s
+	}
+	if o.DeadlineAt != nil {
+		c.DeadlineAt = &Timestamp{Time: o.DeadlineAt.UTC()}
+	}
+	return c, nil
+}
