@@ -28,8 +28,8 @@ func TestCompletionsKeepEachPCsNewestSuccess(t *testing.T) {
 	apply(
 		res("a1", "PC-A", "job", 0, false, "01:00:00"),
 		res("a2", "PC-A", "job", 0, false, "03:00:00"),
-		res("a3", "PC-A", "job", 0, false, "02:00:00"), // older, arrives later
-		res("b1", "PC-B", "job", 1, false, "04:00:00"), // failure: no completion
+		res("a3", "PC-A", "job", 0, false, "02:00:00"),  // older, arrives later
+		res("b1", "PC-B", "job", 1, false, "04:00:00"),  // failure: no completion
 		res("c1", "PC-C", "job", 126, true, "04:00:00"), // skipped
 		res("d1", "PC-D", "other", 0, false, "04:00:00"),
 	)
