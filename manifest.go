@@ -11,7 +11,7 @@ import (
 // Target names the PCs a job or schedule goes to (wire.md Manifest,
 // scheduler.md Schedule): every alive PC, members of groups, or listed PCs.
 type Target struct {
-	All    bool     `json:"all,omitempty"`
+	All    bool     `json:"all"`
 	Groups []string `json:"groups,omitempty"`
 	PCs    []string `json:"pcs,omitempty"`
 }
@@ -35,17 +35,25 @@ func (t Target) Validate() error {
 	return nil
 }
 
-// Subjects are the command subjects a whole-target dispatch publishes on.
+// Subjects are the command subjects a whole-target dispatch publishes on,
+// each once.
 func (t Target) Subjects() []string {
 	if t.All {
 		return []string{SubjectCommandsAll}
 	}
 	out := make([]string, 0, len(t.Groups)+len(t.PCs))
+	seen := map[string]bool{}
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
 	for _, g := range t.Groups {
-		out = append(out, SubjectCommandsGroup+g)
+		add(SubjectCommandsGroup + g)
 	}
 	for _, pc := range t.PCs {
-		out = append(out, SubjectCommandsPC+pc)
+		add(SubjectCommandsPC + pc)
 	}
 	return out
 }

@@ -1,0 +1,572 @@
+package schedule
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	kanade "github.com/kanade-fleet/backend"
+)
+
+// Kind is which of the three `when` forms a schedule uses; it decides which
+// runtime path drives it (calendar timers or the per-minute reconcile).
+type Kind string
+
+// The three forms of `when`.
+const (
+	KindPerPC     Kind = "per_pc"
+	KindPerTarget Kind = "per_target"
+	KindCalendar  Kind = "calendar"
+)
+
+// Values of runs_on, tz and rollout.strategy the spec names.
+const (
+	RunsOnBackend = "backend" // the worker fires it (default)
+	RunsOnAgent   = "agent"   // agents tick it themselves; the backend ignores it
+	TZLocal       = "local"   // the worker host's zone (default)
+	TZUTC         = "utc"
+	StrategyWave  = "wave"
+)
+
+// Schedule is one value of KV "schedules" (shared/spec/scheduler.md). The
+// exported fields are the JSON exactly as stored; the unexported ones hold the
+// parsed forms, filled by Parse or Validate, which the methods below and the
+// calendar and decision functions rely on. A Schedule that did not go through
+// Parse or Validate must not be handed to them.
+type Schedule struct {
+	ID               string   `json:"id"`
+	When             When     `json:"when"`
+	JobID            string   `json:"job_id"`
+	Target           Target   `json:"target"`
+	Rollout          *Rollout `json:"rollout,omitempty"`
+	Jitter           string   `json:"jitter,omitempty"`
+	StartingDeadline string   `json:"starting_deadline,omitempty"`
+	Active           *Active  `json:"active,omitempty"`
+	TZ               string   `json:"tz,omitempty"`
+	RunsOn           string   `json:"runs_on,omitempty"`
+	// Enabled is true when the JSON leaves it out (or null): a schedule is
+	// meant to run unless someone switched it off. A Schedule built in Go
+	// rather than decoded must set it.
+	Enabled bool `json:"enabled"`
+
+	loc         *time.Location
+	jitter      time.Duration
+	deadline    time.Duration
+	from, until time.Time
+}
+
+// When holds exactly one of its three fields (Validate enforces it).
+type When struct {
+	PerPC     *Cadence  `json:"per_pc,omitempty"`
+	PerTarget *Cadence  `json:"per_target,omitempty"`
+	Calendar  *Calendar `json:"calendar,omitempty"`
+}
+
+// Cadence is the value of per_pc and per_target: the JSON string "once" or
+// {"every": duration}.
+type Cadence struct {
+	Once  bool
+	Every string
+
+	every time.Duration
+}
+
+// Calendar is the value of `calendar`: `at` is "HH:MM" (repeating, on Days,
+// every day when Days is empty) or "YYYY-MM-DD HH:MM" (one-shot, no Days).
+type Calendar struct {
+	At   string   `json:"at"`
+	Days []string `json:"days,omitempty"`
+
+	oneShot      bool
+	year         int
+	month        time.Month
+	day          int
+	hour, minute int
+	weekdays     uint8 // bit 1<<time.Weekday per allowed day
+}
+
+// Target is who a firing goes to (the same shape as a manifest's target).
+// PCs are taken as listed; All and Groups are resolved against the alive
+// fleet at fire time (see ExpectedPCs).
+type Target = kanade.Target
+
+// Rollout publishes a firing wave by wave on commands.group.{group}.
+type Rollout struct {
+	Strategy string `json:"strategy"`
+	Waves    []Wave `json:"waves"`
+}
+
+// Wave is one step of a rollout: its group goes after Delay from the fire time.
+type Wave struct {
+	Group string `json:"group"`
+	Delay string `json:"delay,omitempty"`
+
+	delay time.Duration
+}
+
+// Active bounds when a schedule may fire, half-open [From, Until). A bound is
+// "YYYY-MM-DD" (midnight in the schedule's tz) or RFC 3339; empty is unbounded.
+type Active struct {
+	From  string `json:"from,omitempty"`
+	Until string `json:"until,omitempty"`
+}
+
+// Parse decodes one value of KV "schedules" stored under key and validates it
+// (see Validate). Its errors name the offending field so the API can return
+// them as they are; key may be empty when there is none to compare to yet.
+func Parse(key string, data []byte) (*Schedule, error) {
+	var s Schedule
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, jsonError("", err)
+	}
+	if err := s.Validate(key); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// UnmarshalJSON decodes the stored shape and applies the one default JSON
+// cannot express: enabled is true when absent or null. It checks shapes only;
+// Validate checks meaning.
+func (s *Schedule) UnmarshalJSON(data []byte) error {
+	type plain Schedule // without methods, so this does not recurse
+	p := plain{Enabled: true}
+	if err := json.Unmarshal(data, &p); err != nil {
+		return err
+	}
+	*s = Schedule(p)
+	return nil
+}
+
+// Validate checks every rule of the Schedule JSON, fills the defaults (tz
+// "local", runs_on "backend") and the parsed forms the other functions use.
+// key is the KV key the record is stored under; when not empty, the id must
+// equal it.
+func (s *Schedule) Validate(key string) error {
+	if s.ID == "" {
+		return errors.New("id: required")
+	}
+	if key != "" && s.ID != key {
+		return fmt.Errorf("id %q does not equal the key %q", s.ID, key)
+	}
+	if strings.TrimSpace(s.JobID) == "" {
+		return errors.New("job_id: required")
+	}
+
+	if s.TZ == "" {
+		s.TZ = TZLocal
+	}
+	loc, err := loadLocation(s.TZ)
+	if err != nil {
+		return fmt.Errorf("tz: %w", err)
+	}
+	s.loc = loc
+
+	if err := s.When.validate(loc); err != nil {
+		return err
+	}
+	if err := validateTarget(&s.Target); err != nil {
+		return err
+	}
+	if s.Rollout != nil {
+		if err := s.Rollout.validate(); err != nil {
+			return err
+		}
+	}
+
+	s.jitter = 0
+	if s.Jitter != "" {
+		if s.jitter, err = kanade.ParseDuration(s.Jitter); err != nil {
+			return fmt.Errorf("jitter: %w", err)
+		}
+	}
+	s.deadline = 0
+	if s.StartingDeadline != "" {
+		if s.deadline, err = kanade.ParseDuration(s.StartingDeadline); err != nil {
+			return fmt.Errorf("starting_deadline: %w", err)
+		}
+		if s.deadline <= 0 {
+			return fmt.Errorf("starting_deadline: must be greater than zero (every command would arrive past its deadline)")
+		}
+	}
+
+	s.from, s.until = time.Time{}, time.Time{}
+	if s.Active != nil {
+		if s.Active.From != "" {
+			if s.from, err = parseBound(s.Active.From, loc); err != nil {
+				return fmt.Errorf("active.from: %w", err)
+			}
+		}
+		if s.Active.Until != "" {
+			if s.until, err = parseBound(s.Active.Until, loc); err != nil {
+				return fmt.Errorf("active.until: %w", err)
+			}
+		}
+		if !s.from.IsZero() && !s.until.IsZero() && !s.from.Before(s.until) {
+			return fmt.Errorf("active: from %q must be before until %q", s.Active.From, s.Active.Until)
+		}
+	}
+
+	switch s.RunsOn {
+	case "":
+		s.RunsOn = RunsOnBackend
+	case RunsOnBackend, RunsOnAgent:
+	default:
+		return fmt.Errorf("runs_on: unknown value %q (want %q or %q)", s.RunsOn, RunsOnBackend, RunsOnAgent)
+	}
+	return nil
+}
+
+// Kind tells which `when` form the schedule uses.
+func (s *Schedule) Kind() Kind {
+	switch {
+	case s.When.PerPC != nil:
+		return KindPerPC
+	case s.When.PerTarget != nil:
+		return KindPerTarget
+	default:
+		return KindCalendar
+	}
+}
+
+// Backend reports whether the worker drives this schedule at all: enabled and
+// not left to the agents.
+func (s *Schedule) Backend() bool { return s.Enabled && s.RunsOn != RunsOnAgent }
+
+// Location is the zone calendar times and date bounds are read in.
+func (s *Schedule) Location() *time.Location {
+	if s.loc == nil {
+		return time.Local
+	}
+	return s.loc
+}
+
+// JitterDuration is the parsed jitter (0 when unset); it becomes
+// Command.jitter_secs and widens the in-flight window.
+func (s *Schedule) JitterDuration() time.Duration { return s.jitter }
+
+// Deadline is the parsed starting_deadline, 0 when unset. When set, a command
+// carries deadline_at = fire time + Deadline, and a calendar firing missed by
+// less than it still runs late once.
+func (s *Schedule) Deadline() time.Duration { return s.deadline }
+
+// ActiveAt reports whether t lies in the active window [from, until).
+func (s *Schedule) ActiveAt(t time.Time) bool {
+	if !s.from.IsZero() && t.Before(s.from) {
+		return false
+	}
+	return s.until.IsZero() || t.Before(s.until)
+}
+
+// Interval is the `every` of a per_pc or per_target cadence; 0 means "once".
+func (c *Cadence) Interval() time.Duration { return c.every }
+
+// OneShot reports whether `at` names a single date rather than a daily time.
+func (c *Calendar) OneShot() bool { return c.oneShot }
+
+// DelayDuration is the parsed delay of the wave (0 when unset).
+func (w Wave) DelayDuration() time.Duration { return w.delay }
+
+// UnmarshalJSON reads the three forms of `when` itself so that its errors
+// name the field (when.per_pc, when.calendar.at, …) instead of a Go type.
+func (w *When) UnmarshalJSON(data []byte) error {
+	*w = When{}
+	if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return fmt.Errorf("when: must be an object with one of per_pc, per_target, calendar")
+	}
+	for _, name := range []string{"per_pc", "per_target", "calendar"} {
+		raw, ok := fields[name]
+		if !ok || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+			continue
+		}
+		switch name {
+		case "per_pc", "per_target":
+			var c Cadence
+			if err := c.UnmarshalJSON(raw); err != nil {
+				return fmt.Errorf("when.%s: %w", name, err)
+			}
+			if name == "per_pc" {
+				w.PerPC = &c
+			} else {
+				w.PerTarget = &c
+			}
+		case "calendar":
+			var c Calendar
+			if err := json.Unmarshal(raw, &c); err != nil {
+				return jsonError("when.calendar", err)
+			}
+			w.Calendar = &c
+		}
+	}
+	return nil
+}
+
+// UnmarshalJSON accepts "once" or {"every": duration}.
+func (c *Cadence) UnmarshalJSON(data []byte) error {
+	*c = Cadence{}
+	var word string
+	if err := json.Unmarshal(data, &word); err == nil {
+		if word != "once" {
+			return fmt.Errorf(`want "once" or {"every": duration}, got %q`, word)
+		}
+		c.Once = true
+		return nil
+	}
+	var obj struct {
+		Every *string `json:"every"`
+	}
+	if err := json.Unmarshal(data, &obj); err != nil || obj.Every == nil {
+		return fmt.Errorf(`want "once" or {"every": duration}`)
+	}
+	c.Every = *obj.Every
+	return nil
+}
+
+// MarshalJSON writes "once" or {"every": duration}.
+func (c Cadence) MarshalJSON() ([]byte, error) {
+	if c.Once {
+		return []byte(`"once"`), nil
+	}
+	return json.Marshal(struct {
+		Every string `json:"every"`
+	}{c.Every})
+}
+
+func (w *When) validate(loc *time.Location) error {
+	n := 0
+	for _, set := range []bool{w.PerPC != nil, w.PerTarget != nil, w.Calendar != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("when: exactly one of per_pc, per_target, calendar")
+	}
+	switch {
+	case w.PerPC != nil:
+		return w.PerPC.validate("when.per_pc")
+	case w.PerTarget != nil:
+		return w.PerTarget.validate("when.per_target")
+	default:
+		return w.Calendar.validate(loc)
+	}
+}
+
+func (c *Cadence) validate(field string) error {
+	c.every = 0
+	if c.Once {
+		if c.Every != "" {
+			return fmt.Errorf(`%s: "once" and every are exclusive`, field)
+		}
+		return nil
+	}
+	if c.Every == "" {
+		return fmt.Errorf(`%s: want "once" or {"every": duration}`, field)
+	}
+	d, err := kanade.ParseDuration(c.Every)
+	if err != nil {
+		return fmt.Errorf("%s.every: %w", field, err)
+	}
+	if d <= 0 {
+		return fmt.Errorf("%s.every: must be greater than zero", field)
+	}
+	c.every = d
+	return nil
+}
+
+func (c *Calendar) validate(loc *time.Location) error {
+	c.oneShot, c.year, c.month, c.day, c.weekdays = false, 0, 0, 0, 0
+	at := strings.TrimSpace(c.At)
+	switch len(at) {
+	case len("15:04"):
+		h, m, ok := parseClock(at)
+		if !ok {
+			return fmt.Errorf(`when.calendar.at: %q is neither "HH:MM" nor "YYYY-MM-DD HH:MM"`, c.At)
+		}
+		c.hour, c.minute = h, m
+	case len("2006-01-02 15:04"):
+		d, err := time.Parse("2006-01-02", at[:10])
+		h, m, ok := parseClock(at[11:])
+		if err != nil || at[10] != ' ' || !ok {
+			return fmt.Errorf(`when.calendar.at: %q is neither "HH:MM" nor "YYYY-MM-DD HH:MM"`, c.At)
+		}
+		if len(c.Days) > 0 {
+			return errors.New("when.calendar.days: not allowed with a one-shot at (YYYY-MM-DD HH:MM)")
+		}
+		c.oneShot = true
+		c.year, c.month, c.day = d.Date()
+		c.hour, c.minute = h, m
+		return nil
+	default:
+		return fmt.Errorf(`when.calendar.at: %q is neither "HH:MM" nor "YYYY-MM-DD HH:MM"`, c.At)
+	}
+	if len(c.Days) == 0 {
+		c.weekdays = allDays
+		return nil
+	}
+	for i, tok := range c.Days {
+		mask, err := parseDays(tok)
+		if err != nil {
+			return fmt.Errorf("when.calendar.days[%d]: %w", i, err)
+		}
+		c.weekdays |= mask
+	}
+	return nil
+}
+
+const allDays uint8 = 1<<7 - 1
+
+var dayNames = map[string]time.Weekday{
+	"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
+	"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday,
+}
+
+// parseDays reads "mon" or a range "mon-fri"; a range may wrap the week
+// ("fri-mon" is fri, sat, sun, mon).
+func parseDays(tok string) (uint8, error) {
+	t := strings.ToLower(strings.TrimSpace(tok))
+	first, last, isRange := strings.Cut(t, "-")
+	a, okA := dayNames[first]
+	b, okB := a, okA
+	if isRange {
+		b, okB = dayNames[last]
+	}
+	if !okA || !okB {
+		return 0, fmt.Errorf("unknown day %q (want mon..sun or a range such as mon-fri)", tok)
+	}
+	var mask uint8
+	for d := a; ; d = (d + 1) % 7 {
+		mask |= 1 << d
+		if d == b {
+			return mask, nil
+		}
+	}
+}
+
+// parseClock reads exactly "HH:MM" (two digits each, 00:00..23:59).
+func parseClock(s string) (hour, minute int, ok bool) {
+	if len(s) != 5 || s[2] != ':' {
+		return 0, 0, false
+	}
+	for _, i := range []int{0, 1, 3, 4} {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, 0, false
+		}
+	}
+	hour = int(s[0]-'0')*10 + int(s[1]-'0')
+	minute = int(s[3]-'0')*10 + int(s[4]-'0')
+	return hour, minute, hour < 24 && minute < 60
+}
+
+func validateTarget(t *Target) error {
+	if t.Empty() {
+		return errors.New("target: empty (set all, or at least one group or pc)")
+	}
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("target.%w", err)
+	}
+	return nil
+}
+
+func (r *Rollout) validate() error {
+	if r.Strategy != StrategyWave {
+		return fmt.Errorf("rollout.strategy: unknown strategy %q (want %q)", r.Strategy, StrategyWave)
+	}
+	if len(r.Waves) == 0 {
+		return errors.New("rollout.waves: at least one wave is required")
+	}
+	for i := range r.Waves {
+		w := &r.Waves[i]
+		if !kanade.ValidToken(w.Group) {
+			return fmt.Errorf("rollout.waves[%d].group: %q is not a valid subject token", i, w.Group)
+		}
+		w.delay = 0
+		if w.Delay != "" {
+			d, err := kanade.ParseDuration(w.Delay)
+			if err != nil {
+				return fmt.Errorf("rollout.waves[%d].delay: %w", i, err)
+			}
+			w.delay = d
+		}
+	}
+	return nil
+}
+
+func loadLocation(name string) (*time.Location, error) {
+	switch name {
+	case TZLocal:
+		return time.Local, nil
+	case TZUTC:
+		return time.UTC, nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("unknown zone %q (want local, utc or an IANA name): %w", name, err)
+	}
+	return loc, nil
+}
+
+// parseBound reads an active bound: a date is midnight in loc (or the first
+// instant after it, on the rare days a zone skips midnight), anything else
+// must be RFC 3339.
+func parseBound(s string, loc *time.Location) (time.Time, error) {
+	if len(s) == len("2006-01-02") {
+		d, err := time.Parse("2006-01-02", s)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%q is neither YYYY-MM-DD nor RFC 3339", s)
+		}
+		y, m, day := d.Date()
+		return wallInstant(y, m, day, 0, 0, loc), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither YYYY-MM-DD nor RFC 3339", s)
+	}
+	return t, nil
+}
+
+// jsonError turns encoding/json's errors into ones that name the field.
+func jsonError(prefix string, err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := te.Field
+		switch {
+		case prefix != "" && field != "":
+			field = prefix + "." + field
+		case prefix != "":
+			field = prefix
+		case field == "":
+			field = "schedule"
+		}
+		return fmt.Errorf("%s: got a JSON %s, want %s", field, te.Value, jsonKind(te.Type.String()))
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("invalid JSON at byte %d: %w", se.Offset, err)
+	}
+	if prefix != "" {
+		return fmt.Errorf("%s: %w", prefix, err)
+	}
+	return err
+}
+
+func jsonKind(goType string) string {
+	switch {
+	case goType == "string":
+		return "a string"
+	case goType == "bool":
+		return "a boolean"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case strings.Contains(goType, "."):
+		return "an object"
+	}
+	return goType
+}
