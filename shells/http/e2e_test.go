@@ -10,6 +10,7 @@ import (
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus/bustest"
+	natsgo "github.com/nats-io/nats.go"
 )
 
 // TestAgentTrafficReachesTheAPI is the whole path a real agent's messages
@@ -137,6 +138,58 @@ func TestAgentTrafficReachesTheAPI(t *testing.T) {
 	if code, m := get(t, s.base+"metrics", s.token); code != 200 ||
 		!strings.Contains(m, `kanade_projector_decode_failures_total{stream="RESULTS"} 1`) {
 		t.Errorf("GET /metrics = %d; no decode failure counted for RESULTS", code)
+	}
+	s.stop(t)
+}
+
+// TestSchedulerRunsInTheShell puts a job and a per_pc schedule into KV the
+// way the CLI does; the in-process worker dispatches it to the PC and the
+// execution shows in the API.
+func TestSchedulerRunsInTheShell(t *testing.T) {
+	ctx := context.Background()
+	nats := bustest.Start(t)
+	env := freshEnv(t)
+	env["KANADE_NATS_URL"] = nats.URL
+	cmds := make(chan *natsgo.Msg, 16)
+	sub, err := nats.NC.ChanSubscribe("commands.>", cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	s := start(t, env, "-addr", "127.0.0.1:0")
+	put := func(bucket, key, value string) {
+		kv, err := nats.JS.KeyValue(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, key, []byte(value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(kanade.BucketJobs, "inventory-hw", `{"id":"inventory-hw","version":"3","execute":{"shell":"sh","script":"uname -a","timeout":"5m"}}`)
+	put(kanade.BucketSchedules, "inv-once", `{"id":"inv-once","when":{"per_pc":"once"},"job_id":"inventory-hw","target":{"pcs":["PC-0123"]}}`)
+	var cmd kanade.Command
+	select {
+	case m := <-cmds:
+		if m.Subject != "commands.pc.PC-0123" {
+			t.Fatalf("command on %s, want commands.pc.PC-0123", m.Subject)
+		}
+		if err := json.Unmarshal(m.Data, &cmd); err != nil || cmd.ID != "inventory-hw" || cmd.Version != "3" || cmd.TimeoutSecs != 300 {
+			t.Fatalf("command %s: %+v %v", m.Data, cmd, err)
+		}
+	case <-time.After(70 * time.Second): // the reconcile runs at the first tick, then once a minute
+		t.Fatal("no command dispatched")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := get(t, s.base+"api/executions/"+cmd.ExecID, s.token)
+		if code == 200 && strings.Contains(body, `"initiated_by":"scheduler"`) && strings.Contains(body, `"target_count":1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /api/executions/%s = %d %s", cmd.ExecID, code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	s.stop(t)
 }
