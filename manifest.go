@@ -66,32 +66,44 @@ const (
 )
 
 // Wave is one step of a staged rollout: the command goes to
-// commands.group.{Group} Delay after the firing.
+// commands.group.{Group} Delay after the firing (no delay: at once).
 type Wave struct {
 	Group string `json:"group"`
-	Delay string `json:"delay"`
+	Delay string `json:"delay,omitempty"`
+
+	delay time.Duration
 }
 
-// Rollout stages a dispatch in waves.
+// DelayDuration is Delay parsed (by Rollout.Validate).
+func (w Wave) DelayDuration() time.Duration { return w.delay }
+
+// Rollout stages a dispatch in waves (a manifest's or a schedule's).
 type Rollout struct {
 	Strategy string `json:"strategy"`
 	Waves    []Wave `json:"waves"`
 }
 
-// Validate checks the strategy, the groups and the delays.
+// Validate checks the strategy, the groups and the delays, and keeps the
+// parsed delays for DelayDuration. Errors name the field from "rollout.".
 func (r *Rollout) Validate() error {
 	if r.Strategy != "wave" {
-		return fmt.Errorf("strategy: %q is not supported (want \"wave\")", r.Strategy)
+		return fmt.Errorf("rollout.strategy: unknown strategy %q (want \"wave\")", r.Strategy)
 	}
 	if len(r.Waves) == 0 {
-		return errors.New("waves: at least one wave is required")
+		return errors.New("rollout.waves: at least one wave is required")
 	}
-	for i, w := range r.Waves {
+	for i := range r.Waves {
+		w := &r.Waves[i]
 		if !ValidToken(w.Group) {
-			return fmt.Errorf("waves[%d].group: %q is not a valid subject token", i, w.Group)
+			return fmt.Errorf("rollout.waves[%d].group: %q is not a valid subject token", i, w.Group)
 		}
-		if _, err := ParseDuration(w.Delay); err != nil {
-			return fmt.Errorf("waves[%d].delay: %w", i, err)
+		w.delay = 0
+		if w.Delay != "" {
+			d, err := ParseDuration(w.Delay)
+			if err != nil {
+				return fmt.Errorf("rollout.waves[%d].delay: %w", i, err)
+			}
+			w.delay = d
 		}
 	}
 	return nil
@@ -204,7 +216,7 @@ func (m *Manifest) Validate() error {
 	}
 	if m.Rollout != nil {
 		if err := m.Rollout.Validate(); err != nil {
-			return fmt.Errorf("rollout.%w", err)
+			return err
 		}
 	}
 	return nil

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kanade-fleet/backend"
 )
 
 // ExpectedPCs is who a target means right now: the listed pcs always (a PC
@@ -12,7 +14,7 @@ import (
 // when it returns), every alive PC if all, and the alive PCs that belong to
 // one of the listed groups. pcGroups is KV "agent_groups" as stored: pc id →
 // the groups it belongs to. The result is sorted and without duplicates.
-func ExpectedPCs(t Target, alive []string, pcGroups map[string][]string) []string {
+func ExpectedPCs(t kanade.Target, alive []string, pcGroups map[string][]string) []string {
 	out := slices.Clone(t.PCs)
 	for _, pc := range alive {
 		if t.All || slices.ContainsFunc(pcGroups[pc], func(g string) bool { return slices.Contains(t.Groups, g) }) {
@@ -80,13 +82,13 @@ type Decision struct {
 // when no PC is expected. Anything dispatched less than in.Window ago is not
 // dispatched again. A disabled, inactive, agent-run or calendar schedule
 // never fires here.
-func Reconcile(s *Schedule, in ReconcileInput) Decision {
+func Reconcile(s *kanade.Schedule, in ReconcileInput) Decision {
 	switch {
 	case !s.Enabled:
 		return Decision{Reason: "disabled"}
-	case s.RunsOn == RunsOnAgent:
+	case s.RunsOn == kanade.RunsOnAgent:
 		return Decision{Reason: "runs on the agents"}
-	case s.Kind() == KindCalendar:
+	case s.Kind() == kanade.KindCalendar:
 		return Decision{Reason: "calendar schedules fire on their own timer"}
 	case !s.ActiveAt(in.Now):
 		return Decision{Reason: "outside the active window"}
@@ -106,7 +108,7 @@ func Reconcile(s *Schedule, in ReconcileInput) Decision {
 		return ok && in.Now.Sub(m) < in.Window
 	}
 
-	if s.Kind() == KindPerTarget {
+	if s.Kind() == kanade.KindPerTarget {
 		every := s.When.PerTarget.Interval()
 		var newest time.Time
 		var have bool
@@ -158,8 +160,8 @@ const MaxMissed = 100
 // oldest first so the runtime logs, counts and audits it. Only the newest
 // MaxMissed misses are returned. Reconciled schedules need no catch-up: the
 // next minute's Reconcile sees what is due.
-func CatchUp(s *Schedule, lastSeen, now time.Time) (runLate *time.Time, missed []time.Time) {
-	if s.Kind() != KindCalendar || !s.Backend() || !now.After(lastSeen) {
+func CatchUp(s *kanade.Schedule, lastSeen, now time.Time) (runLate *time.Time, missed []time.Time) {
+	if s.Kind() != kanade.KindCalendar || !s.Backend() || !now.After(lastSeen) {
 		return nil, nil
 	}
 	// A repeating schedule fires at least weekly until its active window
@@ -168,8 +170,8 @@ func CatchUp(s *Schedule, lastSeen, now time.Time) (runLate *time.Time, missed [
 	// lastSeen from long ago.
 	if !s.When.Calendar.OneShot() {
 		end := now
-		if !s.until.IsZero() && s.until.Before(end) {
-			end = s.until
+		if !s.ActiveUntil().IsZero() && s.ActiveUntil().Before(end) {
+			end = s.ActiveUntil()
 		}
 		if horizon := end.Add(-time.Duration(MaxMissed+2) * 7 * 24 * time.Hour); lastSeen.Before(horizon) {
 			lastSeen = horizon
@@ -191,7 +193,7 @@ func CatchUp(s *Schedule, lastSeen, now time.Time) (runLate *time.Time, missed [
 		return nil, nil
 	}
 	newest := fires[len(fires)-1]
-	if s.deadline > 0 && now.Sub(newest) < s.deadline {
+	if s.Deadline() > 0 && now.Sub(newest) < s.Deadline() {
 		runLate = &newest
 		fires = fires[:len(fires)-1]
 	}

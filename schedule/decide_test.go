@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kanade-fleet/backend"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -21,16 +23,16 @@ func TestExpectedPCs(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		target Target
+		target kanade.Target
 		alive  []string
 		want   []string
 	}{
-		{name: "all is every alive PC", target: Target{All: true}, alive: alive, want: []string{"pc-a", "pc-b", "pc-c", "pc-d"}},
-		{name: "listed PCs even when not alive", target: Target{PCs: []string{"pc-z", "pc-a"}}, alive: alive, want: []string{"pc-a", "pc-z"}},
-		{name: "alive members of any listed group", target: Target{Groups: []string{"canary", "wave1"}}, alive: alive, want: []string{"pc-a", "pc-b", "pc-c"}},
-		{name: "a group nobody is in", target: Target{Groups: []string{"nobody"}}, alive: alive},
-		{name: "union without duplicates", target: Target{All: true, Groups: []string{"wave1"}, PCs: []string{"pc-b", "pc-x", "pc-x"}}, alive: alive, want: []string{"pc-a", "pc-b", "pc-c", "pc-d", "pc-x"}},
-		{name: "nothing alive", target: Target{All: true, Groups: []string{"canary"}}},
+		{name: "all is every alive PC", target: kanade.Target{All: true}, alive: alive, want: []string{"pc-a", "pc-b", "pc-c", "pc-d"}},
+		{name: "listed PCs even when not alive", target: kanade.Target{PCs: []string{"pc-z", "pc-a"}}, alive: alive, want: []string{"pc-a", "pc-z"}},
+		{name: "alive members of any listed group", target: kanade.Target{Groups: []string{"canary", "wave1"}}, alive: alive, want: []string{"pc-a", "pc-b", "pc-c"}},
+		{name: "a group nobody is in", target: kanade.Target{Groups: []string{"nobody"}}, alive: alive},
+		{name: "union without duplicates", target: kanade.Target{All: true, Groups: []string{"wave1"}, PCs: []string{"pc-b", "pc-x", "pc-x"}}, alive: alive, want: []string{"pc-a", "pc-b", "pc-c", "pc-d", "pc-x"}},
+		{name: "nothing alive", target: kanade.Target{All: true, Groups: []string{"canary"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

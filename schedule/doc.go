@@ -1,18 +1,18 @@
 // Package schedule is the cron scheduler of shared/spec/scheduler.md.
 //
-// It has two halves. The decision core (schedule.go, calendar.go, decide.go)
-// is the Schedule record (parsing, validation, the JSON stored in KV
-// "schedules"), the calendar arithmetic that turns "09:00 on mon-fri in
-// Europe/Berlin" into instants (daylight-saving gaps and folds included), and
-// every dispatch decision (who is due, what is in flight, what was missed while
-// no worker ran, which KV key makes a firing exactly-once). All of it is pure:
-// no NATS, no SQL, no goroutines, no clock; the instant a decision is taken for
-// is always a parameter, so every rule is tested at its boundaries with a fake
-// now. Keep it that way.
+// The Schedule record and its calendar arithmetic live in the root package
+// (kanade.Schedule, NextFire, UpcomingFirings) because the API validates and
+// previews schedules too. This package holds the rest, in two halves.
+//
+// The decision core (decide.go) is every dispatch decision: who is expected,
+// who is due, what is in flight, what was missed while no worker ran, and
+// which KV key makes a firing exactly-once. It is pure: no NATS, no SQL, no
+// goroutines, no clock; the instant a decision is taken for is always a
+// parameter, so every rule is tested at its boundaries with a fake now. Keep
+// it that way.
 //
 // The runtime (scheduler.go) is a thin loop around that core: it follows KV
 // "schedules", ticks, claims each firing by creating a key in KV
 // "scheduler_dispatch" (JetStream lets exactly one worker create it), and
-// publishes commands, the executions row and the audit event. It never
-// decides anything the core could not be asked about.
+// publishes commands, the executions row and the audit event.
 package schedule

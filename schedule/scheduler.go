@@ -53,7 +53,7 @@ type Scheduler struct {
 	m   *metrics
 
 	mu        sync.Mutex
-	schedules map[string]*Schedule
+	schedules map[string]*kanade.Schedule
 	loaded    bool                 // the watch delivered the initial values
 	checked   map[string]time.Time // calendar firings handled up to here
 	minute    time.Time            // the last minute reconciled
@@ -89,7 +89,7 @@ func New(cfg Config) (*Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Scheduler{cfg: cfg, log: cfg.Logger, m: m, schedules: map[string]*Schedule{}, checked: map[string]time.Time{}}, nil
+	return &Scheduler{cfg: cfg, log: cfg.Logger, m: m, schedules: map[string]*kanade.Schedule{}, checked: map[string]time.Time{}}, nil
 }
 
 // Run follows the schedules and fires them until ctx ends; it returns nil
@@ -157,7 +157,7 @@ func (s *Scheduler) watch(ctx context.Context) error {
 		return fmt.Errorf("watch KV %s: %w", kanade.BucketSchedules, err)
 	}
 	defer w.Stop()
-	fresh := map[string]*Schedule{} // the initial values, swapped in at once
+	fresh := map[string]*kanade.Schedule{} // the initial values, swapped in at once
 	initial := true
 	for {
 		var e jetstream.KeyValueEntry
@@ -191,13 +191,13 @@ func (s *Scheduler) watch(ctx context.Context) error {
 }
 
 // apply registers one KV change in m. s.mu is held.
-func (s *Scheduler) apply(m map[string]*Schedule, e jetstream.KeyValueEntry) {
+func (s *Scheduler) apply(m map[string]*kanade.Schedule, e jetstream.KeyValueEntry) {
 	key := e.Key()
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(m, key)
 		return
 	}
-	sc, err := Parse(key, e.Value())
+	sc, err := kanade.ParseSchedule(key, e.Value())
 	if err != nil {
 		s.m.invalid.Inc()
 		s.log.Warn("scheduler: skipping a schedule that does not parse; its previous version stays registered",
@@ -218,7 +218,7 @@ func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 		s.mu.Unlock()
 		return nil
 	}
-	list := make([]*Schedule, 0, len(s.schedules))
+	list := make([]*kanade.Schedule, 0, len(s.schedules))
 	for _, sc := range s.schedules {
 		list = append(list, sc)
 	}
@@ -237,9 +237,9 @@ func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 		}
 		var err error
 		switch sc.Kind() {
-		case KindCalendar:
+		case kanade.KindCalendar:
 			err = s.calendar(ctx, sc, now)
-		case KindPerPC, KindPerTarget:
+		case kanade.KindPerPC, kanade.KindPerTarget:
 			if newMinute {
 				err = s.reconcile(ctx, sc, minute, now)
 			}
@@ -262,7 +262,7 @@ func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 // nothing before its creation fires. Instants noticed more than OnTime late
 // were missed while no worker ran: the newest runs late once when within
 // starting_deadline, the others are recorded as missed.
-func (s *Scheduler) calendar(ctx context.Context, sc *Schedule, now time.Time) error {
+func (s *Scheduler) calendar(ctx context.Context, sc *kanade.Schedule, now time.Time) error {
 	s.mu.Lock()
 	from, ok := s.checked[sc.ID]
 	s.mu.Unlock()
@@ -318,7 +318,7 @@ func (s *Scheduler) calendar(ctx context.Context, sc *Schedule, now time.Time) e
 }
 
 // fireCalendar claims one calendar instant and dispatches it.
-func (s *Scheduler) fireCalendar(ctx context.Context, sc *Schedule, at, now time.Time, kind string) error {
+func (s *Scheduler) fireCalendar(ctx context.Context, sc *kanade.Schedule, at, now time.Time, kind string) error {
 	won, err := s.claim(ctx, FireKey(sc.ID, at))
 	if err != nil || !won {
 		return err
@@ -337,7 +337,7 @@ func (s *Scheduler) fireCalendar(ctx context.Context, sc *Schedule, at, now time
 }
 
 // missed records a calendar firing nobody performed, once across workers.
-func (s *Scheduler) missed(ctx context.Context, sc *Schedule, at, now time.Time) error {
+func (s *Scheduler) missed(ctx context.Context, sc *kanade.Schedule, at, now time.Time) error {
 	won, err := s.claim(ctx, "missed."+escapeKey(sc.ID)+"."+at.UTC().Format("20060102T150405Z"))
 	if err != nil || !won {
 		return err
@@ -351,7 +351,7 @@ func (s *Scheduler) missed(ctx context.Context, sc *Schedule, at, now time.Time)
 
 // reconcile runs one minute's per_pc / per_target decision, claimed so that
 // one worker makes it.
-func (s *Scheduler) reconcile(ctx context.Context, sc *Schedule, minute, now time.Time) error {
+func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, now time.Time) error {
 	if !sc.ActiveAt(now) {
 		return nil
 	}
@@ -394,7 +394,7 @@ func (s *Scheduler) reconcile(ctx context.Context, sc *Schedule, minute, now tim
 	}
 	n := int64(len(d.PCs))
 	plan := dispatchPlan{targetCount: &n, kind: string(sc.Kind())}
-	if sc.Kind() == KindPerPC {
+	if sc.Kind() == kanade.KindPerPC {
 		for _, pc := range d.PCs {
 			plan.subjects = append(plan.subjects, kanade.SubjectCommandsPC+pc)
 			plan.marks = append(plan.marks, MarkKey(sc.ID, pc))
@@ -409,7 +409,7 @@ func (s *Scheduler) reconcile(ctx context.Context, sc *Schedule, minute, now tim
 // dispatchPlan is what one firing publishes.
 type dispatchPlan struct {
 	subjects    []string
-	rollout     *Rollout
+	rollout     *kanade.Rollout
 	targetCount *int64
 	marks       []string // written before anything is published
 	kind        string   // metric label
@@ -418,7 +418,7 @@ type dispatchPlan struct {
 // dispatchJob performs one firing (scheduler.md "A firing"): marks, then
 // script_current, then the commands (or the first waves, the later ones
 // stored for sendDueWaves), then the executions row, then the audit event.
-func (s *Scheduler) dispatchJob(ctx context.Context, sc *Schedule, m *kanade.Manifest, at, now time.Time, p dispatchPlan) error {
+func (s *Scheduler) dispatchJob(ctx context.Context, sc *kanade.Schedule, m *kanade.Manifest, at, now time.Time, p dispatchPlan) error {
 	for _, k := range p.marks {
 		if _, err := s.dispatchKV(ctx); err != nil {
 			return err
@@ -488,7 +488,7 @@ func (s *Scheduler) dispatchJob(ctx context.Context, sc *Schedule, m *kanade.Man
 		if err := tx.AddWaves(ctx, later); err != nil {
 			return err
 		}
-		if sc.Kind() == KindCalendar {
+		if sc.Kind() == kanade.KindCalendar {
 			return tx.SetScheduleChecked(ctx, sc.ID, at)
 		}
 		return nil

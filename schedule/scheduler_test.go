@@ -357,7 +357,7 @@ func TestAnInvalidValueKeepsThePreviousRegistration(t *testing.T) {
 	valid := `{"id":"s","when":{"calendar":{"at":"09:00"}},"job_id":"inv","target":{"all":true},"tz":"utc"}`
 	f.put(kanade.BucketSchedules, "s", valid)
 	w := f.worker()
-	registered := func() *Schedule {
+	registered := func() *kanade.Schedule {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return w.schedules["s"]

@@ -1,4 +1,4 @@
-package schedule
+package kanade
 
 import (
 	"encoding/json"
@@ -40,9 +40,9 @@ func with(t *testing.T, patch string) []byte {
 
 func mustParse(t *testing.T, patch string) *Schedule {
 	t.Helper()
-	s, err := Parse("", with(t, patch))
+	s, err := ParseSchedule("", with(t, patch))
 	if err != nil {
-		t.Fatalf("Parse(%s): %v", patch, err)
+		t.Fatalf("ParseSchedule(%s): %v", patch, err)
 	}
 	return s
 }
@@ -116,12 +116,12 @@ func TestParseRejectsEachRuleWithAnErrorNamingTheField(t *testing.T) {
 			if tt.raw == "" {
 				data = with(t, tt.patch)
 			}
-			s, err := Parse(tt.key, data)
+			s, err := ParseSchedule(tt.key, data)
 			if err == nil {
-				t.Fatalf("Parse(%s) = %+v, want error %q", data, s, tt.want)
+				t.Fatalf("ParseSchedule(%s) = %+v, want error %q", data, s, tt.want)
 			}
 			if !strings.HasPrefix(err.Error(), tt.want) {
-				t.Errorf("Parse(%s) error:\n got %q\nwant prefix %q", data, err, tt.want)
+				t.Errorf("ParseSchedule(%s) error:\n got %q\nwant prefix %q", data, err, tt.want)
 			}
 		})
 	}
@@ -130,7 +130,7 @@ func TestParseRejectsEachRuleWithAnErrorNamingTheField(t *testing.T) {
 func TestParseAcceptsEveryFormAndFillsDefaults(t *testing.T) {
 	berlin := mustLoad(t, "Europe/Berlin")
 	type got struct {
-		Kind      Kind
+		Kind      ScheduleKind
 		Enabled   bool
 		TZ        string
 		Loc       string
@@ -189,7 +189,7 @@ func TestParseAcceptsEveryFormAndFillsDefaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := Parse(tt.key, with(t, tt.patch))
+			s, err := ParseSchedule(tt.key, with(t, tt.patch))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -310,7 +310,7 @@ func TestScheduleJSONRoundTrips(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			first, err := Parse("", []byte(tt.in))
+			first, err := ParseSchedule("", []byte(tt.in))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -328,7 +328,7 @@ func TestScheduleJSONRoundTrips(t *testing.T) {
 			if diff := cmp.Diff(wantDoc, gotDoc); diff != "" {
 				t.Errorf("marshalled JSON (-want +got):\n%s", diff)
 			}
-			second, err := Parse(first.ID, out)
+			second, err := ParseSchedule(first.ID, out)
 			if err != nil {
 				t.Fatalf("re-parse %s: %v", out, err)
 			}

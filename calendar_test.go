@@ -1,4 +1,4 @@
-package schedule
+package kanade
 
 import (
 	"fmt"
@@ -182,7 +182,7 @@ func TestUpcomingMergesCalendarSchedulesTheWorkerDrives(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint("limit ", tt.limit), func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, Upcoming(schedules, now, tt.limit)); diff != "" {
+			if diff := cmp.Diff(tt.want, UpcomingFirings(schedules, now, tt.limit)); diff != "" {
 				t.Errorf("Upcoming (-want +got):\n%s", diff)
 			}
 		})

@@ -1,4 +1,4 @@
-package schedule
+package kanade
 
 import (
 	"cmp"
@@ -90,7 +90,7 @@ type Firing struct {
 // schedule id, at most limit of them. A schedule appears as many times as it
 // fires within the list, so "the next 20" of a single daily schedule are the
 // next 20 days. It backs GET /api/schedules/upcoming.
-func Upcoming(schedules []*Schedule, now time.Time, limit int) []Firing {
+func UpcomingFirings(schedules []*Schedule, now time.Time, limit int) []Firing {
 	var h firingHeap
 	for _, s := range schedules {
 		if s == nil || s.Kind() != KindCalendar || !s.Backend() {

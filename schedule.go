@@ -1,4 +1,4 @@
-package schedule
+package kanade
 
 import (
 	"bytes"
@@ -8,18 +8,17 @@ import (
 	"strings"
 	"time"
 
-	kanade "github.com/kanade-fleet/backend"
 )
 
 // Kind is which of the three `when` forms a schedule uses; it decides which
 // runtime path drives it (calendar timers or the per-minute reconcile).
-type Kind string
+type ScheduleKind string
 
 // The three forms of `when`.
 const (
-	KindPerPC     Kind = "per_pc"
-	KindPerTarget Kind = "per_target"
-	KindCalendar  Kind = "calendar"
+	KindPerPC     ScheduleKind = "per_pc"
+	KindPerTarget ScheduleKind = "per_target"
+	KindCalendar  ScheduleKind = "calendar"
 )
 
 // Values of runs_on, tz and rollout.strategy the spec names.
@@ -88,25 +87,6 @@ type Calendar struct {
 	weekdays     uint8 // bit 1<<time.Weekday per allowed day
 }
 
-// Target is who a firing goes to (the same shape as a manifest's target).
-// PCs are taken as listed; All and Groups are resolved against the alive
-// fleet at fire time (see ExpectedPCs).
-type Target = kanade.Target
-
-// Rollout publishes a firing wave by wave on commands.group.{group}.
-type Rollout struct {
-	Strategy string `json:"strategy"`
-	Waves    []Wave `json:"waves"`
-}
-
-// Wave is one step of a rollout: its group goes after Delay from the fire time.
-type Wave struct {
-	Group string `json:"group"`
-	Delay string `json:"delay,omitempty"`
-
-	delay time.Duration
-}
-
 // Active bounds when a schedule may fire, half-open [From, Until). A bound is
 // "YYYY-MM-DD" (midnight in the schedule's tz) or RFC 3339; empty is unbounded.
 type Active struct {
@@ -117,7 +97,7 @@ type Active struct {
 // Parse decodes one value of KV "schedules" stored under key and validates it
 // (see Validate). Its errors name the offending field so the API can return
 // them as they are; key may be empty when there is none to compare to yet.
-func Parse(key string, data []byte) (*Schedule, error) {
+func ParseSchedule(key string, data []byte) (*Schedule, error) {
 	var s Schedule
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, jsonError("", err)
@@ -172,20 +152,20 @@ func (s *Schedule) Validate(key string) error {
 		return err
 	}
 	if s.Rollout != nil {
-		if err := s.Rollout.validate(); err != nil {
+		if err := s.Rollout.Validate(); err != nil {
 			return err
 		}
 	}
 
 	s.jitter = 0
 	if s.Jitter != "" {
-		if s.jitter, err = kanade.ParseDuration(s.Jitter); err != nil {
+		if s.jitter, err = ParseDuration(s.Jitter); err != nil {
 			return fmt.Errorf("jitter: %w", err)
 		}
 	}
 	s.deadline = 0
 	if s.StartingDeadline != "" {
-		if s.deadline, err = kanade.ParseDuration(s.StartingDeadline); err != nil {
+		if s.deadline, err = ParseDuration(s.StartingDeadline); err != nil {
 			return fmt.Errorf("starting_deadline: %w", err)
 		}
 		if s.deadline <= 0 {
@@ -221,7 +201,7 @@ func (s *Schedule) Validate(key string) error {
 }
 
 // Kind tells which `when` form the schedule uses.
-func (s *Schedule) Kind() Kind {
+func (s *Schedule) Kind() ScheduleKind {
 	switch {
 	case s.When.PerPC != nil:
 		return KindPerPC
@@ -253,6 +233,9 @@ func (s *Schedule) JitterDuration() time.Duration { return s.jitter }
 // less than it still runs late once.
 func (s *Schedule) Deadline() time.Duration { return s.deadline }
 
+// ActiveUntil is the exclusive end of the active window; zero when unbounded.
+func (s *Schedule) ActiveUntil() time.Time { return s.until }
+
 // ActiveAt reports whether t lies in the active window [from, until).
 func (s *Schedule) ActiveAt(t time.Time) bool {
 	if !s.from.IsZero() && t.Before(s.from) {
@@ -267,8 +250,6 @@ func (c *Cadence) Interval() time.Duration { return c.every }
 // OneShot reports whether `at` names a single date rather than a daily time.
 func (c *Calendar) OneShot() bool { return c.oneShot }
 
-// DelayDuration is the parsed delay of the wave (0 when unset).
-func (w Wave) DelayDuration() time.Duration { return w.delay }
 
 // UnmarshalJSON reads the three forms of `when` itself so that its errors
 // name the field (when.per_pc, when.calendar.at, …) instead of a Go type.
@@ -370,7 +351,7 @@ func (c *Cadence) validate(field string) error {
 	if c.Every == "" {
 		return fmt.Errorf(`%s: want "once" or {"every": duration}`, field)
 	}
-	d, err := kanade.ParseDuration(c.Every)
+	d, err := ParseDuration(c.Every)
 	if err != nil {
 		return fmt.Errorf("%s.every: %w", field, err)
 	}
@@ -471,30 +452,6 @@ func validateTarget(t *Target) error {
 	}
 	if err := t.Validate(); err != nil {
 		return fmt.Errorf("target.%w", err)
-	}
-	return nil
-}
-
-func (r *Rollout) validate() error {
-	if r.Strategy != StrategyWave {
-		return fmt.Errorf("rollout.strategy: unknown strategy %q (want %q)", r.Strategy, StrategyWave)
-	}
-	if len(r.Waves) == 0 {
-		return errors.New("rollout.waves: at least one wave is required")
-	}
-	for i := range r.Waves {
-		w := &r.Waves[i]
-		if !kanade.ValidToken(w.Group) {
-			return fmt.Errorf("rollout.waves[%d].group: %q is not a valid subject token", i, w.Group)
-		}
-		w.delay = 0
-		if w.Delay != "" {
-			d, err := kanade.ParseDuration(w.Delay)
-			if err != nil {
-				return fmt.Errorf("rollout.waves[%d].delay: %w", i, err)
-			}
-			w.delay = d
-		}
 	}
 	return nil
 }
