@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
 )
 
 // Kind is which of the three `when` forms a schedule uses; it decides which
@@ -249,7 +248,6 @@ func (c *Cadence) Interval() time.Duration { return c.every }
 
 // OneShot reports whether `at` names a single date rather than a daily time.
 func (c *Calendar) OneShot() bool { return c.oneShot }
-
 
 // UnmarshalJSON reads the three forms of `when` itself so that its errors
 // name the field (when.per_pc, when.calendar.at, …) instead of a Go type.
