@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
@@ -402,5 +403,48 @@ func TestRolloutWaveWaitsForItsDelayAcrossARestart(t *testing.T) {
 	}
 	if n := f.count(`SELECT COUNT(*) FROM executions`); n != 1 {
 		t.Errorf("%d executions, want 1 for both waves", n)
+	}
+}
+
+// TestManyWorkersWithSkewedClocksFireEachScheduleOnce runs five workers whose
+// ticks land at different moments around the firing (as real workers'
+// tickers and clocks do) over twenty schedules due at the same minute.
+func TestManyWorkersWithSkewedClocksFireEachScheduleOnce(t *testing.T) {
+	f := newFleet(t)
+	f.put(kanade.BucketJobs, "inv", job)
+	const n = 20
+	for i := range n {
+		f.put(kanade.BucketSchedules, fmt.Sprintf("s%02d", i), fmt.Sprintf(
+			`{"id":"s%02d","when":{"calendar":{"at":"09:00"}},"job_id":"inv","target":{"pcs":["PC-%02d"]},"tz":"utc"}`, i, i))
+	}
+	var ws []*Scheduler
+	for range 5 {
+		ws = append(ws, f.worker())
+	}
+	f.tickAll(utc(10, 8, 59, 0), ws...)
+	var wg sync.WaitGroup
+	for i, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			skew := time.Duration(i) * 700 * time.Millisecond
+			for _, at := range []time.Time{utc(10, 8, 59, 59).Add(skew), utc(10, 9, 0, 0).Add(skew), utc(10, 9, 0, 2).Add(skew)} {
+				if err := w.tick(context.Background(), at); err != nil {
+					t.Errorf("worker %d at %v: %v", i, at, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got := f.received()
+	var want []string
+	for i := range n {
+		want = append(want, fmt.Sprintf("commands.pc.PC-%02d", i))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("commands (-want +got):\n%s", diff)
+	}
+	if c := f.count(`SELECT COUNT(*) FROM executions`); c != n {
+		t.Errorf("%d executions, want %d", c, n)
 	}
 }
