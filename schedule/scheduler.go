@@ -420,10 +420,11 @@ type dispatchPlan struct {
 // stored for sendDueWaves), then the executions row, then the audit event.
 func (s *Scheduler) dispatchJob(ctx context.Context, sc *kanade.Schedule, m *kanade.Manifest, at, now time.Time, p dispatchPlan) error {
 	for _, k := range p.marks {
-		if _, err := s.dispatchKV(ctx); err != nil {
+		kv, err := s.dispatchKV(ctx)
+		if err != nil {
 			return err
 		}
-		if _, err := s.dispatch.Put(ctx, k, []byte(kanade.FormatTime(now))); err != nil {
+		if _, err := kv.Put(ctx, k, []byte(kanade.FormatTime(now))); err != nil {
 			return fmt.Errorf("put mark %s: %w", k, err)
 		}
 	}
