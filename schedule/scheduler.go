@@ -419,13 +419,18 @@ type dispatchPlan struct {
 // script_current, then the commands (or the first waves, the later ones
 // stored for sendDueWaves), then the executions row, then the audit event.
 func (s *Scheduler) dispatchJob(ctx context.Context, sc *kanade.Schedule, m *kanade.Manifest, at, now time.Time, p dispatchPlan) error {
-	for _, k := range p.marks {
-		kv, err := s.dispatchKV(ctx)
-		if err != nil {
+	if len(p.marks) > 0 {
+		// A KV put is a publish on $KV.<bucket>.<key>; pipelining them costs
+		// one round trip per chunk instead of one per PC.
+		if _, err := s.dispatchKV(ctx); err != nil {
 			return err
 		}
-		if _, err := kv.Put(ctx, k, []byte(kanade.FormatTime(now))); err != nil {
-			return fmt.Errorf("put mark %s: %w", k, err)
+		msgs := make([]*nats.Msg, len(p.marks))
+		for i, k := range p.marks {
+			msgs[i] = &nats.Msg{Subject: "$KV." + kanade.BucketDispatch + "." + k, Data: []byte(kanade.FormatTime(now))}
+		}
+		if err := s.publishAll(ctx, msgs); err != nil {
+			return fmt.Errorf("put marks: %w", err)
 		}
 	}
 	scripts, err := s.cfg.JS.KeyValue(ctx, kanade.BucketScriptCurrent)
@@ -455,31 +460,42 @@ func (s *Scheduler) dispatchJob(ctx context.Context, sc *kanade.Schedule, m *kan
 	}
 	var subjects []string
 	var later []storage.Wave
+	var now1 []*nats.Msg
+	add := func(subject string) error {
+		b, requestID, err := command(at)
+		if err != nil {
+			return err
+		}
+		now1 = append(now1, commandMsg(subject, b, requestID))
+		subjects = append(subjects, subject)
+		return nil
+	}
 	if p.rollout != nil && len(p.rollout.Waves) > 0 {
 		for i, w := range p.rollout.Waves {
 			subject := kanade.SubjectCommandsGroup + w.Group
 			due := at.Add(w.DelayDuration())
-			if due.After(now) {
-				b, _, err := command(due)
-				if err != nil {
+			if !due.After(now) {
+				if err := add(subject); err != nil {
 					return err
 				}
-				later = append(later, storage.Wave{ExecID: execID, Wave: i, Subject: subject, DueAt: due, Command: b})
-				subjects = append(subjects, subject)
 				continue
 			}
-			if err := s.publish(ctx, subject, command, at); err != nil {
+			b, _, err := command(due)
+			if err != nil {
 				return err
 			}
+			later = append(later, storage.Wave{ExecID: execID, Wave: i, Subject: subject, DueAt: due, Command: b})
 			subjects = append(subjects, subject)
 		}
 	} else {
 		for _, subject := range p.subjects {
-			if err := s.publish(ctx, subject, command, at); err != nil {
+			if err := add(subject); err != nil {
 				return err
 			}
-			subjects = append(subjects, subject)
 		}
+	}
+	if err := s.publishAll(ctx, now1); err != nil {
+		return err
 	}
 	err = s.cfg.DB.Update(ctx, func(tx *storage.Tx) error {
 		if err := tx.InsertExecution(ctx, storage.NewExecution{ExecID: execID, JobID: m.ID, Version: m.Version,
@@ -506,17 +522,40 @@ func (s *Scheduler) dispatchJob(ctx context.Context, sc *kanade.Schedule, m *kan
 	return s.audit(ctx, "exec", m.ID, payload, now)
 }
 
-// publish sends one command through JetStream (so the EXEC stream keeps it
-// for agents that reconnect) with its request_id as the message id, so a
+// commandMsg is one command for JetStream (so the EXEC stream keeps it for
+// agents that reconnect), with its request_id as the message id, so a
 // retried publish is stored once.
-func (s *Scheduler) publish(ctx context.Context, subject string, command func(time.Time) ([]byte, string, error), at time.Time) error {
-	b, requestID, err := command(at)
-	if err != nil {
-		return err
-	}
-	if _, err := s.cfg.JS.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b,
-		Header: nats.Header{jetstream.MsgIDHeader: []string{requestID}}}); err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+func commandMsg(subject string, data []byte, requestID string) *nats.Msg {
+	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{requestID}}}
+}
+
+// publishChunk bounds the publishes in flight (the client stalls past 4000).
+const publishChunk = 1000
+
+// publishAll publishes msgs through JetStream pipelined, a chunk at a time,
+// and returns once every one is acknowledged: a dispatch to 100k PCs costs
+// a round trip per chunk, not per PC.
+func (s *Scheduler) publishAll(ctx context.Context, msgs []*nats.Msg) error {
+	for len(msgs) > 0 {
+		chunk := msgs[:min(len(msgs), publishChunk)]
+		msgs = msgs[len(chunk):]
+		futures := make([]jetstream.PubAckFuture, 0, len(chunk))
+		for _, m := range chunk {
+			f, err := s.cfg.JS.PublishMsgAsync(m)
+			if err != nil {
+				return fmt.Errorf("publish %s: %w", m.Subject, err)
+			}
+			futures = append(futures, f)
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 	}
 	return nil
 }
@@ -546,8 +585,7 @@ func (s *Scheduler) sendDueWaves(ctx context.Context, now time.Time) error {
 		if err := json.Unmarshal(w.Command, &c); err != nil {
 			return fmt.Errorf("wave %d of %s: %w", w.Wave, w.ExecID, err)
 		}
-		if _, err := s.cfg.JS.PublishMsg(ctx, &nats.Msg{Subject: w.Subject, Data: w.Command,
-			Header: nats.Header{jetstream.MsgIDHeader: []string{c.RequestID}}}); err != nil {
+		if _, err := s.cfg.JS.PublishMsg(ctx, commandMsg(w.Subject, w.Command, c.RequestID)); err != nil {
 			return fmt.Errorf("publish wave %d of %s: %w", w.Wave, w.ExecID, err)
 		}
 		s.m.waves.Inc()

@@ -26,16 +26,16 @@ import (
 // fleet is one NATS server and one database shared by several schedulers,
 // as several workers of one deployment share them.
 type fleet struct {
-	t        *testing.T
+	t        testing.TB
 	nats     *bustest.Server
 	dsn      string
 	db       *storage.DB
 	commands chan *nats.Msg
 }
 
-func newFleet(t *testing.T) *fleet {
+func newFleet(t testing.TB) *fleet {
 	t.Helper()
-	f := &fleet{t: t, nats: bustest.StartBootstrapped(t), dsn: storagetest.DSN(t), commands: make(chan *nats.Msg, 1024)}
+	f := &fleet{t: t, nats: bustest.StartBootstrapped(t), dsn: storagetest.DSN(t), commands: make(chan *nats.Msg, 1<<16)}
 	f.db = f.open()
 	// A channel subscription is filled by the connection's read loop itself,
 	// so after a Flush every command the server routed to us is in it.
@@ -178,7 +178,7 @@ func (f *fleet) audits() []string {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool, what string) {
+func waitFor(t testing.TB, cond func() bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
