@@ -406,6 +406,9 @@ func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, 
 	return s.dispatchJob(ctx, sc, m, now, now, plan)
 }
 
+// auditSubjects caps the subjects an audit event lists.
+const auditSubjects = 1000
+
 // dispatchPlan is what one firing publishes.
 type dispatchPlan struct {
 	subjects    []string
@@ -517,8 +520,13 @@ func (s *Scheduler) dispatchJob(ctx context.Context, sc *kanade.Schedule, m *kan
 	s.log.Info("scheduler: fired", slog.String("schedule", sc.ID), slog.String("job", m.ID),
 		slog.String("version", m.Version), slog.String("exec_id", execID), slog.Time("fire_at", at),
 		slog.Int("subjects", len(subjects)), slog.Int("waves_later", len(later)))
+	// A per_pc dispatch may name 100k subjects: the event keeps the first
+	// auditSubjects of them and the total, so it stays far below NATS's
+	// message size limit.
+	listed := subjects[:min(len(subjects), auditSubjects)]
 	payload := map[string]any{"schedule_id": sc.ID, "exec_id": execID, "version": m.Version,
-		"target_count": p.targetCount, "subjects": subjects, "fire_at": kanade.FormatTime(at)}
+		"target_count": p.targetCount, "subjects": listed, "subjects_total": len(subjects),
+		"fire_at": kanade.FormatTime(at)}
 	return s.audit(ctx, "exec", m.ID, payload, now)
 }
 
