@@ -21,6 +21,7 @@ import (
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
 	"github.com/kanade-fleet/backend/storage"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -38,6 +39,10 @@ type Config struct {
 	// NATSConnected reports whether the shell's NATS connection is up
 	// (for /readyz); nil means "no NATS configured" and fails readiness.
 	NATSConnected func() bool
+	// JS reaches the KV buckets jobs and schedules and the AUDIT stream for
+	// the manage endpoints (/api/jobs, /api/schedules); nil makes them
+	// answer 503 "NATS is not configured".
+	JS jetstream.JetStream
 	// Clock is the one "now" of every cutoff. Defaults to the wall clock.
 	Clock kanade.Clock
 	// StaleThreshold: an agent is active when its last heartbeat is within it. Default 2m.
@@ -101,6 +106,7 @@ func New(cfg Config) (http.Handler, error) {
 	registerVersion(api)
 	registerHealth(api, &cfg)
 	registerReads(api, &cfg)
+	registerManage(api, &cfg)
 	if err := registerMetrics(mux, &cfg); err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ func (d *Deps) Handler(a Auth) (http.Handler, error) {
 		DB:                 d.DB,
 		Prober:             bus.Prober{JS: d.NATS.JS, Replicas: d.Config.NATSReplicas},
 		NATSConnected:      d.NATS.Connected,
+		JS:                 d.NATS.JS,
 		Clock:              d.Clock,
 		StaleThreshold:     d.Config.StaleThreshold,
 		StaleDegradedRatio: d.Config.StaleDegradedRatio,

@@ -1,0 +1,622 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/auth"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The manage endpoints of api.md "Read and manage endpoints": job manifests in
+// KV "jobs" and schedules in KV "schedules", read and written by operators,
+// plus the upcoming calendar firings. Unlike the read endpoints they talk to
+// JetStream, not the database: the KV buckets are the source of truth the
+// worker and the agents read, so the API must show exactly what is stored,
+// broken entries included.
+//
+// Shapes:
+//   - GET /api/jobs/{id} and GET /api/schedules/{id} answer the stored JSON
+//     value byte for byte, so GET, edit, PUT round-trips.
+//   - PUT takes the whole object, validates it (422 naming the field), and
+//     answers 200 with the value as stored.
+//   - DELETE answers 204; a missing key is 404.
+//   - Lists answer {"items": [item...]} sorted by key, every item an envelope
+//     {key, revision, updated_at, value, error?, raw?}: value is the stored
+//     JSON; error says why it does not parse or validate (the worker skips such
+//     an entry, so operators must see it); raw carries the text of a value that
+//     is not JSON at all. An envelope rather than the bare object because a
+//     manifest may carry any unknown field, "error" or "key" included, and the
+//     two must not be confused.
+//
+// Every change publishes an audit event (job_upsert, job_delete,
+// schedule_upsert, schedule_delete) on the AUDIT stream.
+
+// manageTimeout bounds the NATS round trips of one manage request, so an
+// unreachable NATS gives a fast 503 instead of a hung request.
+const manageTimeout = 5 * time.Second
+
+// upcomingMax is the largest limit of GET /api/schedules/upcoming; it must
+// equal the maximum tag on upcomingInput.
+const upcomingMax = 500
+
+// operatorActor is the audit actor of a caller whose subject cannot be a
+// subject token (a JWT sub such as an e-mail address); the real subject stays
+// in the payload.
+const operatorActor = "operator"
+
+// Audit actions of the manage endpoints.
+const (
+	actionJobUpsert      = "job_upsert"
+	actionJobDelete      = "job_delete"
+	actionScheduleUpsert = "schedule_upsert"
+	actionScheduleDelete = "schedule_delete"
+)
+
+// jsonValue is a JSON value passed through byte for byte: a stored KV value
+// in a response, or a request body. Keeping the bytes (rather than a
+// map[string]any) preserves unknown fields, their order and large numbers.
+type jsonValue []byte
+
+// MarshalJSON writes the bytes as they are (encoding/json checks they are JSON).
+func (v jsonValue) MarshalJSON() ([]byte, error) {
+	if len(v) == 0 {
+		return []byte("null"), nil
+	}
+	return v, nil
+}
+
+// UnmarshalJSON keeps a copy of the bytes.
+func (v *jsonValue) UnmarshalJSON(b []byte) error {
+	*v = append((*v)[:0], b...)
+	return nil
+}
+
+// Schema documents a free-form object: the manifest and schedule shapes are
+// defined in wire.md and scheduler.md, and unknown fields are allowed.
+func (jsonValue) Schema(huma.Registry) *huma.Schema {
+	return &huma.Schema{Type: huma.TypeObject, AdditionalProperties: true,
+		Description: "A Manifest (wire.md) or a Schedule (scheduler.md) as JSON; unknown fields are kept."}
+}
+
+// manageItem is one entry of a list: see the shapes above.
+type manageItem struct {
+	Key       string           `json:"key" doc:"The KV key (the job or schedule id)."`
+	Revision  uint64           `json:"revision" doc:"The KV revision of the value."`
+	UpdatedAt kanade.Timestamp `json:"updated_at" format:"date-time" doc:"When this revision was written."`
+	Value     jsonValue        `json:"value,omitempty" doc:"The stored JSON; absent when the value is not JSON at all (see raw)."`
+	Error     string           `json:"error,omitempty" doc:"Why the value does not parse or validate; absent when it is fine. The worker skips such an entry."`
+	Raw       string           `json:"raw,omitempty" doc:"The stored text, only when it is not JSON."`
+}
+
+type manageListOutput struct {
+	Body struct {
+		Items []manageItem `json:"items"`
+	}
+}
+
+type manageValueOutput struct {
+	Body jsonValue
+}
+
+type manageIDInput struct {
+	ID string `path:"id" doc:"The job or schedule id, which is its KV key."`
+}
+
+type managePutInput struct {
+	ID   string    `path:"id" doc:"The job or schedule id, which is its KV key; must equal the body's id."`
+	Body jsonValue `required:"true"`
+}
+
+type upcomingInput struct {
+	Limit int `query:"limit" minimum:"1" maximum:"500" default:"20" doc:"How many firings to list."`
+}
+
+type upcomingOutput struct {
+	Body struct {
+		Items []kanade.Firing `json:"items"`
+	}
+}
+
+func registerManage(api huma.API, cfg *Config) {
+	op := func(method, id, path, summary, description string) huma.Operation {
+		o := huma.Operation{OperationID: id, Method: method, Path: path,
+			Summary: summary, Description: description, Tags: []string{"manage"}}
+		if method == http.MethodDelete {
+			o.DefaultStatus = http.StatusNoContent
+		}
+		return o
+	}
+	const listDoc = `All entries sorted by key, as {"items": [...]}. Each item is {key, revision, updated_at, value, error?, raw?}: ` +
+		`value is the stored JSON; error, present only when the value does not parse or validate, says why (such an entry is listed, not hidden); ` +
+		`raw holds the stored text when it is not JSON at all (value is then absent).`
+	const getDoc = `The stored value byte for byte (PUT it back after editing). A value that does not validate is still returned; the list says what is wrong with it. ` +
+		`A value that is not JSON at all cannot be, and answers 500 pointing at the list, which shows its text.`
+
+	jobs := manageKind{bucket: kanade.BucketJobs, noun: "job", upsert: actionJobUpsert, del: actionJobDelete,
+		parse: parseJob}
+	schedules := manageKind{bucket: kanade.BucketSchedules, noun: "schedule", upsert: actionScheduleUpsert, del: actionScheduleDelete,
+		parse: func(key string, data []byte) error { _, err := kanade.ParseSchedule(key, data); return err }}
+
+	huma.Register(api, op(http.MethodGet, "list-jobs", "/api/jobs", "Job manifests", listDoc),
+		func(ctx context.Context, _ *struct{}) (*manageListOutput, error) { return cfg.manageList(ctx, jobs) })
+	huma.Register(api, op(http.MethodGet, "get-job", "/api/jobs/{id}", "One job manifest", getDoc),
+		func(ctx context.Context, in *manageIDInput) (*manageValueOutput, error) {
+			return cfg.manageGet(ctx, jobs, in.ID)
+		})
+	huma.Register(api, op(http.MethodPut, "put-job", "/api/jobs/{id}", "Create or replace a job manifest",
+		"Validates the manifest (422 naming the field), requires its id to equal the path's, stores it in KV jobs with its unknown fields, "+
+			"publishes the audit event job_upsert and answers the stored value."),
+		func(ctx context.Context, in *managePutInput) (*manageValueOutput, error) {
+			return cfg.putJob(ctx, in.ID, in.Body)
+		})
+	huma.Register(api, op(http.MethodDelete, "delete-job", "/api/jobs/{id}", "Delete a job manifest",
+		"404 when there is no such job; 409 naming the schedules that still run it. Publishes the audit event job_delete."),
+		func(ctx context.Context, in *manageIDInput) (*struct{}, error) {
+			return nil, cfg.deleteJob(ctx, jobs, in.ID)
+		})
+
+	// Registered before /api/schedules/{id}; net/http prefers the literal
+	// path anyway, so a schedule named "upcoming" is reachable by PUT and
+	// DELETE and in the list, but not by GET /api/schedules/upcoming.
+	huma.Register(api, op(http.MethodGet, "upcoming-schedules", "/api/schedules/upcoming", "Upcoming calendar firings",
+		"The next fire instants after now of the calendar schedules the worker drives (enabled, runs_on backend), soonest first, then by schedule id; "+
+			"a daily schedule appears once per day in the list. Values that do not validate are skipped (GET /api/schedules shows them)."),
+		func(ctx context.Context, in *upcomingInput) (*upcomingOutput, error) {
+			return cfg.upcoming(ctx, in.Limit)
+		})
+	huma.Register(api, op(http.MethodGet, "list-schedules", "/api/schedules", "Schedules", listDoc),
+		func(ctx context.Context, _ *struct{}) (*manageListOutput, error) {
+			return cfg.manageList(ctx, schedules)
+		})
+	huma.Register(api, op(http.MethodGet, "get-schedule", "/api/schedules/{id}", "One schedule", getDoc),
+		func(ctx context.Context, in *manageIDInput) (*manageValueOutput, error) {
+			return cfg.manageGet(ctx, schedules, in.ID)
+		})
+	huma.Register(api, op(http.MethodPut, "put-schedule", "/api/schedules/{id}", "Create or replace a schedule",
+		"Validates the whole schedule (422 naming the field; its id must equal the path's) and that its job_id names a job in KV jobs, "+
+			"stores the body as sent, publishes the audit event schedule_upsert and answers the stored value."),
+		func(ctx context.Context, in *managePutInput) (*manageValueOutput, error) {
+			return cfg.putSchedule(ctx, in.ID, in.Body)
+		})
+	huma.Register(api, op(http.MethodDelete, "delete-schedule", "/api/schedules/{id}", "Delete a schedule",
+		"404 when there is no such schedule. Publishes the audit event schedule_delete."),
+		func(ctx context.Context, in *manageIDInput) (*struct{}, error) {
+			return nil, cfg.deleteEntry(ctx, schedules, in.ID, nil)
+		})
+}
+
+// manageKind is what differs between the jobs and the schedules endpoints.
+type manageKind struct {
+	bucket, noun, upsert, del string
+	// parse reports why a stored value is unusable (nil when it is fine).
+	parse func(key string, data []byte) error
+}
+
+// parseJob is the list's check of a stored manifest: it must decode,
+// validate, and carry its own key as id.
+func parseJob(key string, data []byte) error {
+	var m kanade.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return manifestJSONError(err)
+	}
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	if m.ID != key {
+		return fmt.Errorf("id: %q does not equal the key %q", m.ID, key)
+	}
+	return nil
+}
+
+// manifestJSONError names the field of a type mismatch instead of a Go type.
+func manifestJSONError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := te.Field
+		if field == "" {
+			field = "manifest"
+		}
+		return fmt.Errorf("%s: got a JSON %s, want %s", field, te.Value, jsonKind(te.Type))
+	}
+	return fmt.Errorf("manifest: %w", err)
+}
+
+// jsonKind names the JSON shape a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Struct, reflect.Map, reflect.Pointer:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	default:
+		return "a number"
+	}
+}
+
+// keyRe and validKey mirror the KV key rule of nats.go (unexported there), so
+// an id that could never be a key is answered 404/422, not 503.
+var keyRe = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
+
+func validKey(k string) bool {
+	return keyRe.MatchString(k) && k[0] != '.' && k[len(k)-1] != '.' && !strings.Contains(k, "..")
+}
+
+// fieldRe matches the field path the root package puts before ": " in its
+// validation errors (execute.shell, when.calendar.days[0], ...).
+var fieldRe = regexp.MustCompile(`^[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*$`)
+
+// invalid is the 422 of a body that does not validate; the detail is the
+// root package's error, which names the field, and the location points at it.
+func invalid(err error) error {
+	msg := err.Error()
+	loc := "body"
+	if field, _, ok := strings.Cut(msg, ": "); ok && fieldRe.MatchString(field) {
+		loc += "." + field
+	}
+	return huma.Error422UnprocessableEntity(msg, &huma.ErrorDetail{Location: loc, Message: msg})
+}
+
+// kv opens bucket; the caller's ctx carries the manageTimeout bound. A nil
+// JS (no NATS in this shell) is a 503, not a panic.
+func (cfg *Config) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	if cfg.JS == nil {
+		return nil, huma.Error503ServiceUnavailable("NATS is not configured")
+	}
+	kv, err := cfg.JS.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, cfg.natsProblem(ctx, "open KV "+bucket, err)
+	}
+	return kv, nil
+}
+
+// natsProblem maps a NATS error to 503 (the only errors left once input has
+// been checked are NATS being unreachable, slow or not bootstrapped), logged
+// here, at the edge.
+func (cfg *Config) natsProblem(ctx context.Context, what string, err error) error {
+	cfg.Logger.ErrorContext(ctx, what, slog.Any("error", err))
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return huma.Error503ServiceUnavailable(what + ": the bucket does not exist (NATS not bootstrapped?)")
+	}
+	return huma.Error503ServiceUnavailable(what + ": NATS is unavailable")
+}
+
+func notFound(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
+}
+
+// entries reads the latest value of every key of kv, sorted by key. The
+// buckets hold hundreds of keys, so one ordered consumer over the whole
+// bucket is cheaper than a Get per key.
+func entries(ctx context.Context, kv jetstream.KeyValue) ([]jetstream.KeyValueEntry, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	latest := map[string]jetstream.KeyValueEntry{}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("watcher closed before the initial values were read")
+			}
+			if e == nil { // every value stored when the watch began has arrived
+				out := make([]jetstream.KeyValueEntry, 0, len(latest))
+				for _, e := range latest {
+					out = append(out, e)
+				}
+				slices.SortFunc(out, func(a, b jetstream.KeyValueEntry) int { return strings.Compare(a.Key(), b.Key()) })
+				return out, nil
+			}
+			// A key written during the watch may arrive twice.
+			if prev, ok := latest[e.Key()]; !ok || prev.Revision() < e.Revision() {
+				latest[e.Key()] = e
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (cfg *Config) manageList(ctx context.Context, k manageKind) (*manageListOutput, error) {
+	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
+	defer cancel()
+	kv, err := cfg.kv(ctx, k.bucket)
+	if err != nil {
+		return nil, err
+	}
+	es, err := entries(ctx, kv)
+	if err != nil {
+		return nil, cfg.natsProblem(ctx, "list KV "+k.bucket, err)
+	}
+	out := &manageListOutput{}
+	out.Body.Items = make([]manageItem, 0, len(es))
+	for _, e := range es {
+		item := manageItem{Key: e.Key(), Revision: e.Revision(), UpdatedAt: kanade.Timestamp{Time: e.Created().UTC()}}
+		if json.Valid(e.Value()) {
+			item.Value = jsonValue(e.Value())
+			if err := k.parse(e.Key(), e.Value()); err != nil {
+				item.Error = err.Error()
+			}
+		} else {
+			item.Raw = string(e.Value())
+			item.Error = "the stored value is not JSON"
+		}
+		out.Body.Items = append(out.Body.Items, item)
+	}
+	return out, nil
+}
+
+func (cfg *Config) manageGet(ctx context.Context, k manageKind, id string) (*manageValueOutput, error) {
+	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
+	defer cancel()
+	kv, err := cfg.kv(ctx, k.bucket)
+	if err != nil {
+		return nil, err
+	}
+	e, err := get(ctx, kv, id)
+	if err != nil {
+		return nil, cfg.getProblem(ctx, k, id, err)
+	}
+	if !json.Valid(e.Value()) {
+		// Not the caller's fault and nothing a GET can repair: the list
+		// shows the text; say where to look.
+		return nil, huma.Error500InternalServerError(fmt.Sprintf("the stored value of %s %q is not JSON; GET /api/%ss lists its raw text", k.noun, id, k.noun))
+	}
+	return &manageValueOutput{Body: jsonValue(e.Value())}, nil
+}
+
+// get is kv.Get for an id that may not be a valid key (then: not found).
+func get(ctx context.Context, kv jetstream.KeyValue, id string) (jetstream.KeyValueEntry, error) {
+	if !validKey(id) {
+		return nil, jetstream.ErrKeyNotFound
+	}
+	return kv.Get(ctx, id)
+}
+
+func (cfg *Config) getProblem(ctx context.Context, k manageKind, id string, err error) error {
+	if notFound(err) {
+		return huma.Error404NotFound(fmt.Sprintf("no %s %q", k.noun, id))
+	}
+	return cfg.natsProblem(ctx, "get "+k.noun, err)
+}
+
+func (cfg *Config) putJob(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
+	var m kanade.Manifest
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, invalid(manifestJSONError(err))
+	}
+	if err := m.Validate(); err != nil {
+		return nil, invalid(err)
+	}
+	if m.ID != id {
+		return nil, invalid(fmt.Errorf("id: %q does not equal the id in the path %q", m.ID, id))
+	}
+	if !validKey(m.ID) {
+		return nil, invalid(fmt.Errorf("id: %q is not a valid KV key (letters, digits and - / _ = .)", m.ID))
+	}
+	// The manifest's own JSON: the known fields as decoded and the unknown
+	// ones verbatim (Manifest.Extra).
+	value, err := json.Marshal(m)
+	if err != nil {
+		return nil, invalid(fmt.Errorf("manifest: %w", err))
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
+	defer cancel()
+	kv, err := cfg.kv(ctx, kanade.BucketJobs)
+	if err != nil {
+		return nil, err
+	}
+	rev, err := kv.Put(ctx, id, value)
+	if err != nil {
+		return nil, cfg.natsProblem(ctx, "put job", err)
+	}
+	cfg.audit(ctx, actionJobUpsert, id, auditPayload{ID: id, Revision: rev, Value: value})
+	return &manageValueOutput{Body: value}, nil
+}
+
+func (cfg *Config) putSchedule(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
+	s, err := kanade.ParseSchedule(id, body)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	if !validKey(id) {
+		return nil, invalid(fmt.Errorf("id: %q is not a valid KV key (letters, digits and - / _ = .)", id))
+	}
+	// The body as sent (compacted): ParseSchedule's defaults are applied by
+	// every reader anyway, and fields this backend does not know survive.
+	var value bytes.Buffer
+	if err := json.Compact(&value, body); err != nil {
+		return nil, invalid(fmt.Errorf("schedule: %w", err))
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
+	defer cancel()
+	jobs, err := cfg.kv(ctx, kanade.BucketJobs)
+	if err != nil {
+		return nil, err
+	}
+	// Best effort: a job deleted between this check and the Put below leaves
+	// a dangling schedule, which the worker reports when it fires. KV offers
+	// no transaction across two buckets.
+	if _, err := get(ctx, jobs, s.JobID); err != nil {
+		if notFound(err) {
+			return nil, invalid(fmt.Errorf("job_id: no job %q in KV jobs (PUT /api/jobs/{id} it first)", s.JobID))
+		}
+		return nil, cfg.natsProblem(ctx, "get job", err)
+	}
+	kv, err := cfg.kv(ctx, kanade.BucketSchedules)
+	if err != nil {
+		return nil, err
+	}
+	rev, err := kv.Put(ctx, id, value.Bytes())
+	if err != nil {
+		return nil, cfg.natsProblem(ctx, "put schedule", err)
+	}
+	cfg.audit(ctx, actionScheduleUpsert, id, auditPayload{ID: id, Revision: rev, Value: value.Bytes()})
+	return &manageValueOutput{Body: value.Bytes()}, nil
+}
+
+// deleteJob refuses to delete a job that schedules still run: they would
+// fail at every firing, silently to whoever deleted the job.
+func (cfg *Config) deleteJob(ctx context.Context, k manageKind, id string) error {
+	return cfg.deleteEntry(ctx, k, id, func(ctx context.Context) error {
+		kv, err := cfg.kv(ctx, kanade.BucketSchedules)
+		if err != nil {
+			return err
+		}
+		es, err := entries(ctx, kv)
+		if err != nil {
+			return cfg.natsProblem(ctx, "list KV "+kanade.BucketSchedules, err)
+		}
+		var users []string
+		var details []error
+		for _, e := range es {
+			// Lenient on purpose: a schedule that no longer validates but
+			// still names the job counts too.
+			var ref struct {
+				JobID string `json:"job_id"`
+			}
+			if json.Unmarshal(e.Value(), &ref) == nil && ref.JobID == id {
+				users = append(users, e.Key())
+				details = append(details, &huma.ErrorDetail{Location: "schedules", Message: "runs job " + id, Value: e.Key()})
+			}
+		}
+		if len(users) > 0 {
+			return huma.Error409Conflict(fmt.Sprintf("job %q is run by schedules %s; delete them or point them at another job first",
+				id, strings.Join(users, ", ")), details...)
+		}
+		return nil
+	})
+}
+
+// deleteEntry deletes id from k's bucket after check (nil: none) allowed it.
+// The delete is conditional on the revision that was found, so a value
+// replaced meanwhile is not removed unseen.
+func (cfg *Config) deleteEntry(ctx context.Context, k manageKind, id string, check func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
+	defer cancel()
+	kv, err := cfg.kv(ctx, k.bucket)
+	if err != nil {
+		return err
+	}
+	e, err := get(ctx, kv, id)
+	if err != nil {
+		return cfg.getProblem(ctx, k, id, err)
+	}
+	if check != nil {
+		if err := check(ctx); err != nil {
+			return err
+		}
+	}
+	if err := kv.Delete(ctx, id, jetstream.LastRevision(e.Revision())); err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return huma.Error409Conflict(fmt.Sprintf("%s %q changed while it was being deleted; look at it again", k.noun, id))
+		}
+		return cfg.natsProblem(ctx, "delete "+k.noun, err)
+	}
+	cfg.audit(ctx, k.del, id, auditPayload{ID: id, PreviousRevision: e.Revision()})
+	return nil
+}
+
+func (cfg *Config) upcoming(ctx context.Context, limit int) (*upcomingOutput, error) {
+	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
+	defer cancel()
+	kv, err := cfg.kv(ctx, kanade.BucketSchedules)
+	if err != nil {
+		return nil, err
+	}
+	es, err := entries(ctx, kv)
+	if err != nil {
+		return nil, cfg.natsProblem(ctx, "list KV "+kanade.BucketSchedules, err)
+	}
+	schedules := make([]*kanade.Schedule, 0, len(es))
+	for _, e := range es {
+		if s, err := kanade.ParseSchedule(e.Key(), e.Value()); err == nil {
+			schedules = append(schedules, s)
+		}
+	}
+	out := &upcomingOutput{}
+	out.Body.Items = kanade.UpcomingFirings(schedules, cfg.Clock(), min(limit, upcomingMax))
+	if out.Body.Items == nil {
+		out.Body.Items = []kanade.Firing{}
+	}
+	for i := range out.Body.Items {
+		// Instants come in the schedule's zone; the API speaks UTC.
+		out.Body.Items[i].At = out.Body.Items[i].At.UTC()
+	}
+	return out, nil
+}
+
+// auditPayload is the payload of the manage audit events.
+type auditPayload struct {
+	ID string `json:"id"`
+	// Caller is the authenticated subject as it is, also when the event's
+	// actor had to be "operator".
+	Caller string `json:"caller"`
+	// Revision and Value are the KV revision and the value an upsert wrote.
+	Revision uint64          `json:"revision,omitempty"`
+	Value    json.RawMessage `json:"value,omitempty"`
+	// PreviousRevision is the revision a delete removed.
+	PreviousRevision uint64 `json:"previous_revision,omitempty"`
+}
+
+// audit publishes one event on audit.{actor}.{action}[.{target}]. It runs
+// after the KV write succeeded: the change has happened, so a failed publish
+// must not turn the answer into an error (the client would retry a write
+// that is already done). It is logged instead, loudly, as the audit trail
+// now misses an entry. The publish is detached from the request's
+// cancellation so a client that hangs up does not cost the audit entry.
+func (cfg *Config) audit(ctx context.Context, action, target string, p auditPayload) {
+	caller, _ := auth.CallerFrom(ctx)
+	p.Caller = caller.Subject
+	actor := caller.Subject
+	if !kanade.ValidToken(actor) {
+		actor = operatorActor
+	}
+	log := func(err error) {
+		cfg.Logger.ErrorContext(ctx, "audit event lost after a successful write",
+			slog.String("action", action), slog.String("target", target), slog.Any("error", err))
+	}
+	payload, err := json.Marshal(p)
+	if err != nil {
+		log(err)
+		return
+	}
+	ev := kanade.AuditEvent{Actor: actor, Action: action, Target: &target, Payload: payload,
+		OccurredAt: kanade.Timestamp{Time: cfg.Clock().UTC()}}
+	subject, err := ev.Subject()
+	if err != nil {
+		log(err)
+		return
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		log(err)
+		return
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), manageTimeout)
+	defer cancel()
+	if _, err := cfg.JS.Publish(pctx, subject, body); err != nil {
+		log(fmt.Errorf("publish %s: %w", subject, err))
+	}
+}
