@@ -31,6 +31,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanade_scheduler_errors_total", Help: "Failed scheduler steps, by part (calendar, per_pc, per_target, wave, watch)."}, []string{"part"}),
 	}
+	// Known label values start at 0, so a dashboard or alert sees the series
+	// before the first firing or failure.
+	for _, k := range []string{"calendar", "late", "per_pc", "per_target"} {
+		m.firings.WithLabelValues(k)
+	}
+	for _, p := range []string{"calendar", "per_pc", "per_target", "wave", "watch"} {
+		m.errors.WithLabelValues(p)
+	}
 	if reg == nil {
 		return m, nil
 	}

@@ -191,5 +191,10 @@ func TestSchedulerRunsInTheShell(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if code, m := get(t, s.base+"metrics", s.token); code != 200 ||
+		!strings.Contains(m, `kanade_scheduler_firings_total{kind="per_pc"} 1`) ||
+		!strings.Contains(m, `kanade_scheduler_missed_firings_total 0`) {
+		t.Errorf("GET /metrics = %d; want the scheduler's firing counted", code)
+	}
 	s.stop(t)
 }
