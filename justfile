@@ -43,6 +43,8 @@ test-libsql:
 bench:
     go run ./bench/scandurations
     go run ./bench/ingest -n 200000 -b-subset 20000
+    go run ./bench/ingest -heartbeats
+    go test -run '^$' -bench . -benchtime 3x ./schedule/
 
 # Static binaries for the three shells into bin/ (the Lambda one is named bootstrap, as provided.al2023 wants).
 build:
