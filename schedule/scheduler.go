@@ -41,6 +41,10 @@ type Config struct {
 	MaxBackoff time.Duration
 }
 
+// tickTimeout bounds one tick, so a hung NATS or database fails it (the next
+// tick retries) instead of stalling the scheduler.
+const tickTimeout = 30 * time.Second
+
 // Scheduler fires the schedules of KV "schedules" (scheduler.md). Any number
 // of Schedulers may run against the same NATS and database: every firing,
 // every per-minute reconcile and every missed-firing record is claimed by
@@ -130,7 +134,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if err := s.tick(ctx, s.cfg.Clock()); err != nil && ctx.Err() == nil {
+		// A tick is finished even when shutdown begins during it: a firing
+		// stopped halfway would have its commands out but no executions row.
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tickTimeout)
+		err := s.tick(tctx, s.cfg.Clock())
+		cancel()
+		if err != nil {
 			s.log.Error("scheduler: tick failed", slog.Any("err", err))
 		}
 	}
