@@ -101,6 +101,11 @@ func Run(ctx context.Context, p RunParams) error {
 			errs = append(errs, fmt.Errorf("%s server: graceful shutdown: %w", l.Name, err))
 			l.Server.Close()
 		}
+		// Shutdown closes only the listeners Serve has started on; a failure
+		// right at start can come before a Serve goroutine ran, and its
+		// listener would keep accepting into the backlog. (Closing twice is
+		// harmless: the second close only returns an error.)
+		l.Listener.Close()
 	}
 	stopWorker()
 	if workerDone != nil {
