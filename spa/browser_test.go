@@ -1,7 +1,9 @@
 package spa_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,15 +16,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/spa"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/kanade-fleet/backend/storage/storagetest"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 const (
@@ -278,16 +285,87 @@ func sorted(s []string) []string {
 	return s
 }
 
-func TestDashboardInABrowser(t *testing.T) {
-	b := newBrowser(t)
+// The job manifests and schedules seeded into the KV buckets. disk-check's
+// description and script are markup, which the pages must show as text.
+const (
+	hostileDescription = `<img src=x onerror=alert(1)>`
+	diskCheckScript    = "df -h\n<img src=x onerror=\"document.body.dataset.pwned=4\">\necho done"
+	diskCheckJob       = `{"id":"disk-check","version":"v7","description":"<img src=x onerror=alert(1)>",` +
+		`"execute":{"shell":"sh","script":"df -h\n<img src=x onerror=\"document.body.dataset.pwned=4\">\necho done","timeout":"2m"},` +
+		`"target":{"groups":["lab"],"pcs":["PC-3"]},"owner":"it-ops"}`
+	inventoryJob = `{"id":"inventory","version":"v3","description":"Count installed packages",` +
+		`"execute":{"shell":"pwsh","script":"Get-Package | Measure-Object","timeout":"5m","run_as":"system"},"target":{"all":true}}`
+	garbledJob     = `not json {`
+	brokenSchedule = `{"id":"s-broken","when":{"calendar":{"at":"25:00"}},"job_id":"inventory","target":{"all":true}}`
+	// browserZone is the zone the browser formats times in: not UTC, so a
+	// page that printed the API's UTC instants as they are would be caught.
+	browserZone = "Asia/Tokyo"
+)
 
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	clock := func() time.Time { return now }
-	db := storagetest.Open(t, clock)
-	browserSeed(t, db, now)
+// kvSeeded is what kvSeed wrote that the assertions depend on.
+type kvSeeded struct {
+	oneShot   time.Time // the single firing of s-oneshot
+	daily     time.Time // the first firing of s-daily, then every 24 h
+	dailyAt   string    // s-daily's calendar.at
+	brokenErr string    // why s-broken does not validate
+}
+
+// kvSeed puts three jobs (one not JSON at all) and six schedules (one that
+// does not validate) into the KV buckets the manage endpoints read. The two
+// calendar schedules the worker fires are placed relative to now, the fake
+// clock of the handler: s-oneshot once in 90 minutes, s-daily every day at
+// the minute 5 h 30 min from now. s-berlin is disabled and s-agent runs on
+// the agents, so neither has firings listed; per-PC and per-target
+// schedules never do.
+func kvSeed(t *testing.T, js jetstream.JetStream, now time.Time) kvSeeded {
+	t.Helper()
+	ctx := t.Context()
+	oneShot := now.Add(90 * time.Minute).Truncate(time.Minute)
+	daily := now.Add(5*time.Hour + 30*time.Minute).Truncate(time.Minute)
+	seed := kvSeeded{oneShot: oneShot, daily: daily, dailyAt: daily.Format("15:04")}
+	_, err := kanade.ParseSchedule("s-broken", []byte(brokenSchedule))
+	if err == nil {
+		t.Fatal("s-broken validates; the test needs a broken schedule")
+	}
+	seed.brokenErr = err.Error()
+	put := func(bucket string, entries [][2]string) {
+		kv, err := js.KeyValue(ctx, bucket)
+		if err != nil {
+			t.Fatalf("open KV %s: %v", bucket, err)
+		}
+		for _, e := range entries {
+			if _, err := kv.Put(ctx, e[0], []byte(e[1])); err != nil {
+				t.Fatalf("put %s/%s: %v", bucket, e[0], err)
+			}
+		}
+	}
+	put(kanade.BucketJobs, [][2]string{
+		{"inventory", inventoryJob},
+		{"disk-check", diskCheckJob},
+		{"j-garbled", garbledJob},
+	})
+	put(kanade.BucketSchedules, [][2]string{
+		{"s-daily", `{"id":"s-daily","when":{"calendar":{"at":"` + seed.dailyAt + `"}},"tz":"utc","job_id":"inventory","target":{"all":true}}`},
+		{"s-oneshot", `{"id":"s-oneshot","when":{"calendar":{"at":"` + oneShot.Format("2006-01-02 15:04") + `"}},"tz":"utc",` +
+			`"job_id":"disk-check","target":{"pcs":["PC-3"]}}`},
+		{"s-berlin", `{"id":"s-berlin","when":{"calendar":{"at":"09:00","days":["mon-fri"]}},"tz":"Europe/Berlin",` +
+			`"job_id":"inventory","target":{"groups":["lab","office"]},"enabled":false}`},
+		{"s-agent", `{"id":"s-agent","when":{"per_pc":"once"},"runs_on":"agent","job_id":"inventory","target":{"all":true}}`},
+		{"s-every", `{"id":"s-every","when":{"per_target":{"every":"1d"}},"job_id":"disk-check","target":{"groups":["lab"]}}`},
+		{"s-broken", brokenSchedule},
+	})
+	return seed
+}
+
+// dashboard serves the real handler on a loopback test server and returns
+// its base URL (http://127.0.0.1:port). js reaches the KV buckets of the
+// manage endpoints; nil leaves NATS out, so those answer 503.
+func dashboard(t *testing.T, db *storage.DB, clock kanade.Clock, js jetstream.JetStream) string {
+	t.Helper()
 	h, err := handlers.New(handlers.Config{
 		DB:    db,
 		Clock: clock,
+		JS:    js,
 		// No JetStream prober: every resource counts as missing, so the
 		// fleet is degraded and /api/health/fleet answers 503 with its body,
 		// which the dashboard must still show.
@@ -300,7 +378,19 @@ func TestDashboardInABrowser(t *testing.T) {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	base := srv.URL // http://127.0.0.1:port
+	return srv.URL
+}
+
+func TestDashboardInABrowser(t *testing.T) {
+	b := newBrowser(t)
+
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	clock := func() time.Time { return now }
+	db := storagetest.Open(t, clock)
+	browserSeed(t, db, now)
+	natsSrv := bustest.StartBootstrapped(t)
+	kv := kvSeed(t, natsSrv.JS, now)
+	base := dashboard(t, db, clock, natsSrv.JS)
 
 	// The steps share one tab and build on each other's page, so after a
 	// failure the rest are skipped instead of each waiting out its timeout.
@@ -449,6 +539,184 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 	})
 
+	// The rows of a table as the operator reads them, one []string a row.
+	tableRows := func(t *testing.T, selector string) [][]string {
+		t.Helper()
+		return browserRun(t, b, "rows of "+selector, chromedp.Evaluate[[][]string](
+			`[...document.querySelectorAll(`+jsString(selector+" tbody tr")+`)].map(tr => [...tr.cells].map(td => td.textContent.trim()))`))
+	}
+	// kvFields reads a detail page's key/value table.
+	kvFields := func(t *testing.T) map[string]string {
+		t.Helper()
+		return browserRun(t, b, "fields", chromedp.Evaluate[map[string]string](
+			`Object.fromEntries([...document.querySelectorAll('table.kv tr')].map(tr => [tr.cells[0].textContent, tr.cells[1].textContent]))`))
+	}
+	noKVMeta := cmpopts.IgnoreMapEntries(func(k, _ string) bool { return strings.HasPrefix(k, "kv.") })
+	tokyo, err := time.LoadLocation(browserZone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := func(at time.Time) string { return at.In(tokyo).Format("2006-01-02 15:04:05") }
+	noInjection := func(t *testing.T) {
+		t.Helper()
+		n := browserRun(t, b, "count injected elements", chromedp.Evaluate[int](`document.querySelectorAll('img, #app script').length`))
+		pwned := browserRun(t, b, "check for injected script", chromedp.Evaluate[string](`document.body.dataset.pwned || ''`))
+		if n != 0 || pwned != "" {
+			t.Errorf("stored text became markup: %d <img>/<script> element(s), marker %q", n, pwned)
+		}
+	}
+
+	step("the jobs view lists every job, the broken one flagged, markup as text", func(t *testing.T) {
+		b.do(t, "format times in "+browserZone, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: browserZone})
+			return err
+		}))
+		b.do(t, "open Jobs", chromedp.Click(chromedp.CSS(`#nav a[data-nav="jobs"]`)))
+		b.waitFor(t, "the jobs table", `document.querySelector('table#jobs tbody tr')`)
+		if got := b.path(t); got != "/jobs" {
+			t.Errorf("address = %q, want /jobs", got)
+		}
+		want := [][]string{
+			{"disk-check", "v7", "sh", "2m", "groups lab; pcs PC-3", hostileDescription},
+			{"inventory", "v3", "pwsh", "5m", "all PCs", "Count installed packages"},
+			{"j-garbled broken", "–", "–", "–", "–", "–"},
+			{"Broken, the worker skips it: the stored value is not JSON: " + garbledJob},
+		}
+		if diff := cmp.Diff(want, tableRows(t, "table#jobs")); diff != "" {
+			t.Errorf("jobs table (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"j-garbled broken"}, b.texts(t, "table#jobs tr.broken td:first-child")); diff != "" {
+			t.Errorf("rows flagged broken (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"1 broken"}, b.texts(t, ".card-head .badge.bad")); diff != "" {
+			t.Errorf("broken count in the heading (-want +got):\n%s", diff)
+		}
+		noInjection(t)
+	})
+
+	step("a job's page shows its fields, script, raw value and schedules", func(t *testing.T) {
+		b.do(t, "open disk-check", chromedp.Click(chromedp.CSS(`table#jobs a[href="/jobs/disk-check"]`)))
+		b.waitFor(t, "the job's fields", `document.querySelector('table.kv') && document.querySelector('#job-schedules')`)
+		if got := b.path(t); got != "/jobs/disk-check" {
+			t.Errorf("address = %q, want /jobs/disk-check", got)
+		}
+		want := map[string]string{
+			"id": "disk-check", "version": "v7", "description": hostileDescription,
+			"execute.shell": "sh", "execute.timeout": "2m", "execute.jitter": "–", "execute.run_as": "–", "execute.cwd": "–",
+			"target": "groups lab; pcs PC-3", "rollout": "–", "owner": "it-ops",
+		}
+		fields := kvFields(t)
+		if diff := cmp.Diff(want, fields, noKVMeta); diff != "" {
+			t.Errorf("fields (-want +got):\n%s", diff)
+		}
+		if fields["kv.revision"] == "" || fields["kv.updated_at"] == "" {
+			t.Errorf("the KV revision and time are missing: %q", fields)
+		}
+		if diff := cmp.Diff([]string{diskCheckScript}, b.texts(t, "pre#script")); diff != "" {
+			t.Errorf("script (-want +got):\n%s", diff)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, []byte(diskCheckJob)); err != nil {
+			t.Fatal(err)
+		}
+		raw := browserRun(t, b, "raw value", chromedp.Evaluate[string](`JSON.stringify(JSON.parse(document.querySelector('pre#raw').textContent))`))
+		if raw != compact.String() {
+			t.Errorf("raw value = %s, want %s", raw, compact.String())
+		}
+		if diff := cmp.Diff([]string{"runs of this job"}, b.texts(t, `a[href="/results?job_id=disk-check"]`)); diff != "" {
+			t.Errorf("link to the job's runs (-want +got):\n%s", diff)
+		}
+		wantScheds := [][]string{
+			{"s-every", "per target every 1d", "groups lab", "enabled", "backend"},
+			{"s-oneshot", "calendar once " + kv.oneShot.Format("2006-01-02 15:04") + " (utc)", "pcs PC-3", "enabled", "backend"},
+		}
+		if diff := cmp.Diff(wantScheds, tableRows(t, "table#job-schedules")); diff != "" {
+			t.Errorf("schedules that run the job (-want +got):\n%s", diff)
+		}
+		noInjection(t)
+	})
+
+	step("a job that is not JSON shows its stored text", func(t *testing.T) {
+		b.do(t, "open j-garbled", chromedp.Navigate(base+"/jobs/j-garbled"))
+		b.waitFor(t, "the broken job", `document.querySelector('pre#raw')`)
+		if diff := cmp.Diff([]string{"Broken: the worker skips this job. the stored value is not JSON"}, b.texts(t, ".problems")); diff != "" {
+			t.Errorf("problem (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{garbledJob}, b.texts(t, "pre#raw")); diff != "" {
+			t.Errorf("stored text (-want +got):\n%s", diff)
+		}
+	})
+
+	step("the schedules view lists upcoming firings in order and every schedule", func(t *testing.T) {
+		b.do(t, "open Schedules", chromedp.Click(chromedp.CSS(`#nav a[data-nav="schedules"]`)))
+		b.waitFor(t, "both tables", `document.querySelector('table#upcoming tbody tr') && document.querySelector('table#schedules tbody tr')`)
+		if got := b.path(t); got != "/schedules" {
+			t.Errorf("address = %q, want /schedules", got)
+		}
+		// The 20 asked for: s-oneshot first, then s-daily once a day.
+		want := [][]string{{local(kv.oneShot), "in 1 h", "s-oneshot", "disk-check"}}
+		for i := range 19 {
+			rel := "in 5 h"
+			if i > 0 {
+				rel = fmt.Sprintf("in %d d 5 h", i)
+			}
+			want = append(want, []string{local(kv.daily.Add(time.Duration(i) * 24 * time.Hour)), rel, "s-daily", "inventory"})
+		}
+		if diff := cmp.Diff(want, tableRows(t, "table#upcoming")); diff != "" {
+			t.Errorf("upcoming firings (-want +got):\n%s", diff)
+		}
+		wantScheds := [][]string{
+			{"s-agent", "per PC once", "inventory", "all PCs", "enabled", "agent"},
+			{"s-berlin", "calendar 09:00 mon-fri (Europe/Berlin)", "inventory", "groups lab, office", "disabled", "backend"},
+			{"s-broken broken", "calendar 25:00 daily (local)", "inventory", "all PCs", "enabled", "backend"},
+			{"Broken, the worker skips it: " + kv.brokenErr},
+			{"s-daily", "calendar " + kv.dailyAt + " daily (utc)", "inventory", "all PCs", "enabled", "backend"},
+			{"s-every", "per target every 1d", "disk-check", "groups lab", "enabled", "backend"},
+			{"s-oneshot", "calendar once " + kv.oneShot.Format("2006-01-02 15:04") + " (utc)", "disk-check", "pcs PC-3", "enabled", "backend"},
+		}
+		if diff := cmp.Diff(wantScheds, tableRows(t, "table#schedules")); diff != "" {
+			t.Errorf("schedules (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"s-broken broken"}, b.texts(t, "table#schedules tr.broken td:first-child")); diff != "" {
+			t.Errorf("rows flagged broken (-want +got):\n%s", diff)
+		}
+	})
+
+	step("a schedule's page shows its fields and its own next firings", func(t *testing.T) {
+		b.do(t, "open s-daily", chromedp.Click(chromedp.CSS(`table#schedules a[href="/schedules/s-daily"]`)))
+		b.waitFor(t, "the next firings", `document.querySelector('table#next-firings tbody tr')`)
+		if got := b.path(t); got != "/schedules/s-daily" {
+			t.Errorf("address = %q, want /schedules/s-daily", got)
+		}
+		want := map[string]string{
+			"id": "s-daily", "when": "calendar " + kv.dailyAt + " daily (utc)", "job_id": "inventory",
+			"target": "all PCs", "enabled": "yes", "runs_on": "backend", "tz": "utc",
+			"jitter": "–", "starting_deadline": "–", "active": "–", "rollout": "–",
+		}
+		if diff := cmp.Diff(want, kvFields(t), noKVMeta); diff != "" {
+			t.Errorf("fields (-want +got):\n%s", diff)
+		}
+		var next [][]string
+		for i := range 10 {
+			rel := "in 5 h"
+			if i > 0 {
+				rel = fmt.Sprintf("in %d d 5 h", i)
+			}
+			next = append(next, []string{local(kv.daily.Add(time.Duration(i) * 24 * time.Hour)), rel, "inventory"})
+		}
+		if diff := cmp.Diff(next, tableRows(t, "table#next-firings")); diff != "" {
+			t.Errorf("next firings (-want +got):\n%s", diff)
+		}
+		b.do(t, "open s-broken", chromedp.Navigate(base+"/schedules/s-broken"))
+		b.waitFor(t, "the broken schedule", `document.querySelector('pre#raw')`)
+		if diff := cmp.Diff([]string{"Broken: the worker skips this schedule. " + kv.brokenErr}, b.texts(t, ".problems")); diff != "" {
+			t.Errorf("problem (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"Broken: it does not fire."}, b.texts(t, "#next-firings")); diff != "" {
+			t.Errorf("next firings of the broken schedule (-want +got):\n%s", diff)
+		}
+	})
+
 	step("without a token the dashboard asks for one", func(t *testing.T) {
 		b.do(t, "forget the token", chromedp.Evaluate[chromedp.Void](`localStorage.removeItem('kanade.token')`))
 		b.do(t, "open Agents", chromedp.Navigate(base+"/agents"))
@@ -459,12 +727,40 @@ func TestDashboardInABrowser(t *testing.T) {
 		b.waitFor(t, "three agent rows after the prompt", agentRows)
 	})
 
-	step("screenshot of the overview", func(t *testing.T) {
+	step("screenshots of the overview, schedules and a job", func(t *testing.T) {
 		b.do(t, "open the overview", chromedp.Click(chromedp.CSS(`#nav a[data-nav="overview"]`)))
 		b.waitFor(t, "the fleet status", `document.querySelector('#fleet-status')`)
 		png := browserRun(t, b, "screenshot", chromedp.CaptureScreenshot())
 		if err := os.WriteFile("/tmp/kanade-overview.png", png, 0o644); err != nil {
 			t.Errorf("write screenshot: %v", err)
+		}
+		for _, page := range []struct{ path, ready, file string }{
+			{"/schedules", `document.querySelector('table#schedules')`, "/tmp/kanade-schedules.png"},
+			{"/jobs/disk-check", `document.querySelector('pre#raw')`, "/tmp/kanade-job.png"},
+		} {
+			b.do(t, "open "+page.path, chromedp.Navigate(base+page.path))
+			b.waitFor(t, page.path, page.ready)
+			png := browserRun(t, b, "screenshot", chromedp.FullScreenshot(100))
+			if err := os.WriteFile(page.file, png, 0o644); err != nil {
+				t.Errorf("write screenshot: %v", err)
+			}
+		}
+	})
+
+	step("without NATS the jobs and schedules views say so", func(t *testing.T) {
+		noNATS := dashboard(t, db, clock, nil)
+		b.do(t, "open Jobs without NATS", chromedp.Navigate(noNATS+"/jobs#token="+browserToken))
+		b.waitFor(t, "the error", `document.querySelector('#app .error')`)
+		if diff := cmp.Diff([]string{"HTTP 503: NATS is not configured"}, b.texts(t, "#app .error")); diff != "" {
+			t.Errorf("jobs error (-want +got):\n%s", diff)
+		}
+		b.do(t, "open Schedules without NATS", chromedp.Click(chromedp.CSS(`#nav a[data-nav="schedules"]`)))
+		b.waitFor(t, "both errors", `document.querySelectorAll('#app .error').length === 2`)
+		if diff := cmp.Diff([]string{"Upcoming firings", "Schedules"}, b.texts(t, "#app h2")); diff != "" {
+			t.Errorf("cards (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"HTTP 503: NATS is not configured", "HTTP 503: NATS is not configured"}, b.texts(t, "#app .error")); diff != "" {
+			t.Errorf("schedules errors (-want +got):\n%s", diff)
 		}
 	})
 

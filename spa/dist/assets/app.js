@@ -474,13 +474,14 @@ const audit = listView({
   ],
 });
 
-// kvTable shows every field of a record (nested values as JSON), leaving out
-// huma's "$schema" link and the keys in skip.
+// kvTable shows every field of a record (nested values as JSON, elements as
+// they are), leaving out huma's "$schema" link and the keys in skip.
 function kvTable(obj, skip = []) {
   return h('table', { class: 'kv' }, h('tbody', null,
     Object.entries(obj).filter(([k]) => !k.startsWith('$') && !skip.includes(k)).map(([k, v]) => {
       let cell;
-      if (v != null && typeof v === 'object') cell = h('code', null, JSON.stringify(v));
+      if (v instanceof Node) cell = v;
+      else if (v != null && typeof v === 'object') cell = h('code', null, JSON.stringify(v));
       else if (typeof v === 'boolean') cell = v ? 'yes' : 'no';
       else if (/_at$|heartbeat$/.test(k) && typeof v === 'string') cell = timeCell(v);
       else if (/_ms$/.test(k)) cell = fmtMs(v);
@@ -526,6 +527,356 @@ async function executionDetail({ params, signal }) {
     kvTable(x)));
 }
 
+// ---------------------------------------------------------------- jobs and schedules
+//
+// /api/jobs and /api/schedules read the KV buckets the worker and the agents
+// use, and answer every entry as {key, revision, updated_at, value, error?,
+// raw?}. An entry with an error is one the worker skips: it is listed and
+// flagged, never hidden, so an operator notices it. These pages only read;
+// changes go through PUT and DELETE on the API (or the CLI).
+
+const isObj = (v) => v != null && typeof v === 'object' && !Array.isArray(v);
+const itemsOf = (body) => (Array.isArray(body?.items) ? body.items : []);
+// entryValue is an entry's stored object; {} for a value that is not one
+// (not JSON at all, or JSON of another shape).
+const entryValue = (item) => (isObj(item.value) ? item.value : {});
+const clip = (s, n) => (s.length > n ? s.slice(0, n) + '…' : s);
+
+function rethrowAuth(settled) {
+  for (const r of settled) if (r.status === 'rejected' && r.reason instanceof AuthError) throw r.reason;
+}
+
+function listText(xs, max = 3) {
+  const a = Array.isArray(xs) ? xs.map(String) : [];
+  return a.length > max ? `${a.slice(0, max).join(', ')} +${a.length - max} more` : a.join(', ');
+}
+
+// targetSummary reads {all, groups, pcs}; null (shown as "–") when there is
+// no target object.
+function targetSummary(t) {
+  if (!isObj(t)) return null;
+  const parts = [];
+  if (t.all === true) parts.push('all PCs');
+  if (Array.isArray(t.groups) && t.groups.length) parts.push('groups ' + listText(t.groups));
+  if (Array.isArray(t.pcs) && t.pcs.length) parts.push('pcs ' + listText(t.pcs));
+  return parts.length ? parts.join('; ') : 'none';
+}
+
+function cadenceText(c) {
+  if (c === 'once') return 'once';
+  if (isObj(c) && c.every != null) return 'every ' + c.every;
+  return JSON.stringify(c);
+}
+
+// whenSummary says in a few words when a schedule fires: "per PC once",
+// "per target every 1d", "calendar 09:00 mon-fri (Europe/Berlin)",
+// "calendar once 2026-05-01 09:00 (utc)". It reads whatever is stored; a
+// value that does not validate is flagged by its row, not here.
+function whenSummary(s) {
+  const w = s.when;
+  if (!isObj(w)) return null;
+  if (w.per_pc != null) return 'per PC ' + cadenceText(w.per_pc);
+  if (w.per_target != null) return 'per target ' + cadenceText(w.per_target);
+  if (isObj(w.calendar)) {
+    const c = w.calendar;
+    const at = String(c.at ?? '?').trim();
+    const tz = `(${s.tz || 'local'})`;
+    if (at.length > 5) return `calendar once ${at} ${tz}`;
+    const days = Array.isArray(c.days) && c.days.length ? c.days.join(',') : 'daily';
+    return `calendar ${at} ${days} ${tz}`;
+  }
+  return JSON.stringify(w);
+}
+
+// A schedule is enabled unless enabled is false: absent or null means on.
+const scheduleEnabled = (s) => s.enabled !== false;
+const enabledBadge = (s) => (scheduleEnabled(s) ? badge('enabled', 'ok') : badge('disabled', 'muted'));
+
+function fmtUntil(iso) {
+  const t = new Date(iso).getTime();
+  if (!iso || Number.isNaN(t)) return '–';
+  const s = Math.round((t - Date.now()) / 1000);
+  if (s < 0) return 'due';
+  if (s < 60) return `in ${s} s`;
+  if (s < 3600) return `in ${Math.floor(s / 60)} min`;
+  if (s < 86400) return `in ${Math.floor(s / 3600)} h`;
+  const d = Math.floor(s / 86400);
+  const hrs = Math.floor((s % 86400) / 3600);
+  return `in ${d} d` + (hrs ? ` ${hrs} h` : '');
+}
+
+function brokenText(item) {
+  return item.raw != null ? `${item.error}: ${clip(String(item.raw), 300)}` : String(item.error);
+}
+
+function rowLink(tr, href) {
+  tr.classList.add('link');
+  tr.addEventListener('click', (e) => {
+    if (e.target.closest('a') || getSelection().toString()) return;
+    go(href);
+  });
+  return tr;
+}
+
+// entryTable lists KV entries: the key (a link, flagged when broken), then
+// cells(value, item) for the other columns. A broken entry gets a second row
+// with its error across the table.
+function entryTable(id, items, base, columns) {
+  const rows = items.flatMap((item) => {
+    const href = base + seg(item.key);
+    const broken = Boolean(item.error);
+    const v = entryValue(item);
+    const tr = rowLink(h('tr', { class: broken ? 'broken' : null },
+      h('td', { class: 'mono' }, link(href, item.key), broken ? [' ', badge('broken', 'bad')] : null),
+      columns.map((c) => h('td', { class: c.class || null }, c.cell(v, item) ?? '–'))), href);
+    if (!broken) return [tr];
+    return [tr, h('tr', { class: 'broken-why' },
+      h('td', { colspan: columns.length + 1 }, h('strong', null, 'Broken, the worker skips it: '), brokenText(item)))];
+  });
+  return h('div', { class: 'scroll' }, h('table', { class: 'list', id },
+    h('thead', null, h('tr', null, h('th', null, 'id'), columns.map((c) => h('th', { class: c.class || null }, c.label)))),
+    h('tbody', null, rows)));
+}
+
+// entriesHead is a list's title with its count and how many are broken.
+function entriesHead(title, items, noun) {
+  const broken = items.filter((x) => x.error).length;
+  return h('div', { class: 'card-head' }, h('h2', null, title),
+    items.length ? h('span', { class: 'muted' }, `${items.length} ${noun}${items.length === 1 ? '' : 's'}`) : null,
+    broken ? badge(`${broken} broken`, 'bad') : null);
+}
+
+const jobColumns = [
+  { label: 'version', class: 'mono', cell: (m) => m.version },
+  { label: 'shell', cell: (m) => m.execute?.shell },
+  { label: 'timeout', class: 'mono', cell: (m) => m.execute?.timeout },
+  { label: 'target', cell: (m) => targetSummary(m.target) },
+  { label: 'description', class: 'clip wide', cell: (m) => (m.description != null ? String(m.description) : null) },
+];
+
+async function jobs({ signal }) {
+  let body;
+  try {
+    ({ body } = await api('/api/jobs', { signal }));
+  } catch (err) {
+    if (err instanceof AuthError || err.name === 'AbortError') throw err;
+    app.replaceChildren(h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', null, 'Jobs')), errorBox(err)));
+    return;
+  }
+  const items = itemsOf(body);
+  app.replaceChildren(h('section', { class: 'card' },
+    entriesHead('Jobs', items, 'job'),
+    items.length
+      ? entryTable('jobs', items, '/jobs/', jobColumns)
+      : h('p', { class: 'muted empty' }, 'No jobs yet — put one with PUT /api/jobs/{id}.')));
+  markRefreshed();
+}
+
+function scheduleColumns() {
+  return [
+    { label: 'when', cell: (s) => whenSummary(s) },
+    { label: 'job', cell: (s) => (s.job_id != null ? link('/jobs/' + seg(String(s.job_id)), String(s.job_id)) : null) },
+    { label: 'target', cell: (s) => targetSummary(s.target) },
+    { label: 'state', cell: (s) => enabledBadge(s) },
+    { label: 'runs on', cell: (s) => String(s.runs_on || 'backend') },
+  ];
+}
+
+function firingsTable(id, firings, { schedule = true } = {}) {
+  return h('table', { class: 'list', id },
+    h('thead', null, h('tr', null, h('th', null, 'at'), h('th', null, 'in'),
+      schedule ? h('th', null, 'schedule') : null, h('th', null, 'job'))),
+    h('tbody', null, firings.map((f) => h('tr', null,
+      h('td', null, timeCell(f.at)),
+      h('td', { class: 'muted' }, fmtUntil(f.at)),
+      schedule ? h('td', { class: 'mono' }, link('/schedules/' + seg(f.schedule_id), f.schedule_id)) : null,
+      h('td', null, link('/jobs/' + seg(f.job_id), f.job_id))))));
+}
+
+async function schedules({ signal }) {
+  const root = h('div', { class: 'overview' }, h('p', { class: 'muted' }, 'Loading…'));
+  app.replaceChildren(root);
+  const [up, list] = await Promise.allSettled([
+    api('/api/schedules/upcoming?limit=20', { signal }),
+    api('/api/schedules', { signal }),
+  ]);
+  if (signal.aborted) return;
+  rethrowAuth([up, list]);
+
+  let upBody;
+  if (up.status === 'rejected') upBody = errorBox(up.reason);
+  else {
+    const firings = itemsOf(up.value.body);
+    upBody = firings.length
+      ? h('div', { class: 'scroll' }, firingsTable('upcoming', firings))
+      : h('p', { class: 'muted empty' }, 'No calendar firings ahead.');
+  }
+  const upCard = h('section', { class: 'card' },
+    h('div', { class: 'card-head' }, h('h2', null, 'Upcoming firings'),
+      h('span', { class: 'muted' }, 'calendar schedules the worker fires, soonest first')),
+    upBody);
+
+  let listCard;
+  if (list.status === 'rejected') {
+    listCard = h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', null, 'Schedules')), errorBox(list.reason));
+  } else {
+    const items = itemsOf(list.value.body);
+    listCard = h('section', { class: 'card' },
+      entriesHead('Schedules', items, 'schedule'),
+      items.length
+        ? entryTable('schedules', items, '/schedules/', scheduleColumns())
+        : h('p', { class: 'muted empty' }, 'No schedules yet — put one with PUT /api/schedules/{id}.'));
+  }
+  root.replaceChildren(upCard, listCard);
+  markRefreshed();
+}
+
+// detailEntry is the list envelope of key (revision, updated_at, error, raw),
+// or null when the list could not be read or lacks the key.
+function detailEntry(settled, key) {
+  return settled.status === 'fulfilled' ? itemsOf(settled.value.body).find((x) => x.key === key) || null : null;
+}
+
+// brokenBox says why an entry is broken; null when it is not.
+function brokenBox(entry, noun) {
+  if (!entry?.error) return null;
+  return h('div', { class: 'problems', role: 'alert' },
+    h('strong', null, `Broken: the worker skips this ${noun}. `), String(entry.error));
+}
+
+// otherFields are the stored fields the page does not lay out itself
+// (fields this dashboard does not know, kept by the API), as they are.
+function otherFields(v, known, into) {
+  for (const [k, x] of Object.entries(v)) if (!known.includes(k) && !(k in into)) into[k] = x;
+  return into;
+}
+
+function kvFields(entry, fields) {
+  if (entry) {
+    fields['kv.revision'] = entry.revision;
+    fields['kv.updated_at'] = entry.updated_at;
+  }
+  return fields;
+}
+
+// rawCard shows the stored value: JSON re-indented, or the text of a value
+// that is not JSON.
+function rawCard(value, entry) {
+  const text = value !== undefined ? JSON.stringify(value, null, 2) : String(entry?.raw ?? '');
+  return h('section', { class: 'card' }, h('h3', null, 'stored value'), h('pre', { id: 'raw' }, text));
+}
+
+// oneEntry fetches GET path and the list; a value that is not JSON answers
+// 500 on GET, and then the list's raw text stands in for it.
+async function oneEntry(path, listPath, key, signal, extra = []) {
+  const [one, list, ...rest] = await Promise.allSettled([
+    api(path, { signal }), api(listPath, { signal }), ...extra.map((p) => api(p, { signal }))]);
+  rethrowAuth([one, list, ...rest]);
+  const entry = detailEntry(list, key);
+  if (one.status === 'rejected' && entry?.raw == null) throw one.reason;
+  const value = one.status === 'fulfilled' ? one.value.body : undefined;
+  return { value, entry, rest };
+}
+
+const jobKnown = ['id', 'version', 'description', 'execute', 'target', 'rollout'];
+const executeKnown = ['shell', 'script', 'timeout', 'jitter', 'run_as', 'cwd'];
+
+async function jobDetail({ params, signal }) {
+  const id = params[0];
+  const { value, entry, rest: [scheds] } = await oneEntry(
+    '/api/jobs/' + seg(id), '/api/jobs', id, signal, ['/api/schedules']);
+  if (signal.aborted) return;
+  const m = isObj(value) ? value : {};
+  const ex = isObj(m.execute) ? m.execute : {};
+  const fields = {
+    id: m.id, version: m.version, description: m.description != null ? String(m.description) : undefined,
+    'execute.shell': ex.shell, 'execute.timeout': ex.timeout, 'execute.jitter': ex.jitter,
+    'execute.run_as': ex.run_as, 'execute.cwd': ex.cwd,
+    target: targetSummary(m.target), rollout: m.rollout,
+  };
+  for (const [k, x] of Object.entries(ex)) if (!executeKnown.includes(k)) fields['execute.' + k] = x;
+  otherFields(m, jobKnown, fields);
+  kvFields(entry, fields);
+
+  let users;
+  if (scheds.status === 'rejected') users = errorBox(scheds.reason);
+  else {
+    const mine = itemsOf(scheds.value.body).filter((x) => entryValue(x).job_id === id);
+    users = mine.length
+      ? entryTable('job-schedules', mine, '/schedules/', scheduleColumns().filter((c) => c.label !== 'job'))
+      : h('p', { class: 'muted empty' }, 'No schedule runs this job.');
+  }
+
+  const script = ex.script != null ? String(ex.script) : '';
+  app.replaceChildren(
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' },
+        h('h2', null, 'Job ', h('span', { class: 'mono' }, id)),
+        entry?.error ? badge('broken', 'bad') : null,
+        links(link('/results?job_id=' + seg(id), 'runs of this job'))),
+      brokenBox(entry, 'job'),
+      value !== undefined ? kvTable(fields) : null),
+    h('section', { class: 'card' }, h('h3', null, 'script'),
+      script ? h('pre', { id: 'script' }, script) : h('p', { class: 'muted', id: 'script' }, '(none)')),
+    h('section', { class: 'card' }, h('h3', null, 'schedules that run it'), users),
+    rawCard(value, entry));
+  markRefreshed();
+}
+
+// nextFiringsLimit is how many upcoming firings of all schedules the
+// schedule page asks for (the API's maximum) to find this one's among them.
+const nextFiringsLimit = 500;
+const nextFiringsShown = 10;
+
+// firingNote explains why a schedule has no calendar instants to list.
+function firingNote(s) {
+  if (!scheduleEnabled(s)) return 'Disabled: it does not fire.';
+  if (s.runs_on === 'agent') return 'Runs on the agents: they fire it themselves, the backend lists no instants.';
+  if (!isObj(s.when?.calendar)) return 'Not a calendar schedule: the worker reconciles it every minute, there are no fixed instants.';
+  return 'No firings ahead (a one-shot that has passed, or outside its active window).';
+}
+
+const scheduleKnown = ['id', 'when', 'job_id', 'target', 'rollout', 'jitter', 'starting_deadline', 'active', 'tz', 'runs_on', 'enabled'];
+
+async function scheduleDetail({ params, signal }) {
+  const id = params[0];
+  const { value, entry, rest: [up] } = await oneEntry(
+    '/api/schedules/' + seg(id), '/api/schedules', id, signal, [`/api/schedules/upcoming?limit=${nextFiringsLimit}`]);
+  if (signal.aborted) return;
+  const s = isObj(value) ? value : {};
+  const active = isObj(s.active) ? `${s.active.from || '…'} until ${s.active.until || '…'}` : undefined;
+  const fields = {
+    id: s.id, when: whenSummary(s),
+    job_id: s.job_id != null ? link('/jobs/' + seg(String(s.job_id)), String(s.job_id)) : undefined,
+    target: targetSummary(s.target), enabled: scheduleEnabled(s), runs_on: s.runs_on || 'backend',
+    tz: s.tz || 'local', jitter: s.jitter, starting_deadline: s.starting_deadline, active, rollout: s.rollout,
+  };
+  otherFields(s, scheduleKnown, fields);
+  kvFields(entry, fields);
+
+  let next;
+  if (up.status === 'rejected') next = errorBox(up.reason);
+  else {
+    const mine = itemsOf(up.value.body).filter((f) => f.schedule_id === id).slice(0, nextFiringsShown);
+    next = mine.length
+      ? h('div', { class: 'scroll' }, firingsTable('next-firings', mine, { schedule: false }))
+      : h('p', { class: 'muted empty', id: 'next-firings' }, entry?.error ? 'Broken: it does not fire.' : firingNote(s));
+  }
+
+  app.replaceChildren(
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' },
+        h('h2', null, 'Schedule ', h('span', { class: 'mono' }, id)),
+        value !== undefined ? enabledBadge(s) : null,
+        entry?.error ? badge('broken', 'bad') : null,
+        links(s.job_id != null ? link('/results?job_id=' + seg(String(s.job_id)), 'runs of its job') : null)),
+      brokenBox(entry, 'schedule'),
+      value !== undefined ? kvTable(fields) : null),
+    h('section', { class: 'card' }, h('h3', null, 'next firings'), next),
+    rawCard(value, entry));
+  markRefreshed();
+}
+
 function notFound() {
   app.replaceChildren(h('section', { class: 'card' }, h('h2', null, 'Not found'),
     h('p', null, 'No page at ', h('code', null, location.pathname), '. ', link('/', 'Back to the overview'))));
@@ -541,6 +892,10 @@ const routes = [
   [/^\/results\/([^/]+)$/, resultDetail, 'results'],
   [/^\/executions$/, executions, 'executions'],
   [/^\/executions\/([^/]+)$/, executionDetail, 'executions'],
+  [/^\/jobs$/, jobs, 'jobs'],
+  [/^\/jobs\/([^/]+)$/, jobDetail, 'jobs'],
+  [/^\/schedules$/, schedules, 'schedules'],
+  [/^\/schedules\/([^/]+)$/, scheduleDetail, 'schedules'],
   [/^\/audit$/, audit, 'audit'],
 ];
 
