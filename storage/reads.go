@@ -472,7 +472,15 @@ func (db *DB) ListRuns(ctx context.Context, f RunFilter) (Page[Run], error) {
 	var conds []string
 	var args []any
 	if f.JobID != "" {
-		conds, args = append(conds, "job_id = ?"), append(args, f.JobID)
+		// With a PC too, the (pc_id, started_at) index is the one to walk: a
+		// PC has hundreds of runs where a job may have a million, and the
+		// planner (without statistics) would pick the job's index. The unary
+		// + keeps job_id from being used for an index lookup.
+		col := "job_id"
+		if f.PCID != "" {
+			col = "+job_id"
+		}
+		conds, args = append(conds, col+" = ?"), append(args, f.JobID)
 	}
 	if f.PCID != "" {
 		conds, args = append(conds, "pc_id = ?"), append(args, f.PCID)
