@@ -240,6 +240,7 @@ func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 
 	var errs []error
+	fl := &fleetView{s: s, now: now}
 	for _, sc := range list {
 		if !sc.Backend() {
 			continue
@@ -250,7 +251,7 @@ func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 			err = s.calendar(ctx, sc, now)
 		case kanade.KindPerPC, kanade.KindPerTarget:
 			if newMinute {
-				err = s.reconcile(ctx, sc, minute, now)
+				err = s.reconcile(ctx, sc, minute, now, fl)
 			}
 		}
 		if err != nil {
@@ -360,7 +361,7 @@ func (s *Scheduler) missed(ctx context.Context, sc *kanade.Schedule, at, now tim
 
 // reconcile runs one minute's per_pc / per_target decision, claimed so that
 // one worker makes it.
-func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, now time.Time) error {
+func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, now time.Time, fl *fleetView) error {
 	if !sc.ActiveAt(now) {
 		return nil
 	}
@@ -376,11 +377,7 @@ func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, 
 	if err != nil {
 		return fmt.Errorf("job %s: %w", sc.JobID, err)
 	}
-	alive, err := s.cfg.DB.AlivePCs(ctx, now.Add(-s.cfg.StaleThreshold))
-	if err != nil {
-		return err
-	}
-	groups, err := s.pcGroups(ctx)
+	alive, groups, err := fl.get(ctx)
 	if err != nil {
 		return err
 	}
@@ -417,6 +414,33 @@ func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, 
 
 // auditSubjects caps the subjects an audit event lists.
 const auditSubjects = 1000
+
+// fleetView reads the alive PCs and the group memberships once per tick,
+// when the first reconcile of the tick needs them, and shares them with the
+// tick's other reconciles.
+type fleetView struct {
+	s      *Scheduler
+	now    time.Time
+	loaded bool
+	alive  []string
+	groups map[string][]string
+}
+
+func (f *fleetView) get(ctx context.Context) ([]string, map[string][]string, error) {
+	if f.loaded {
+		return f.alive, f.groups, nil
+	}
+	alive, err := f.s.cfg.DB.AlivePCs(ctx, f.now.Add(-f.s.cfg.StaleThreshold))
+	if err != nil {
+		return nil, nil, err
+	}
+	groups, err := f.s.pcGroups(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	f.alive, f.groups, f.loaded = alive, groups, true
+	return alive, groups, nil
+}
 
 // dispatchPlan is what one firing publishes.
 type dispatchPlan struct {
