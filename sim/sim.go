@@ -64,6 +64,9 @@ type Config struct {
 	Clock kanade.Clock
 	// AgentVersion defaults to "0.45.3".
 	AgentVersion string
+	// Schedules makes Run create the DemoSchedules (when absent), so the
+	// scheduler has something to fire at the simulated agents.
+	Schedules bool
 }
 
 func (c *Config) defaults() {
@@ -304,6 +307,14 @@ type pendingResult struct {
 // event at start, result when the run finishes), and an audit event a minute.
 // It steps once a second of wall time, stamping messages with cfg.Clock.
 func Run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config) error {
+	err := run(ctx, nc, js, cfg)
+	if ctx.Err() != nil {
+		return nil // a publish cut short by the end of ctx is the normal end
+	}
+	return err
+}
+
+func run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config) error {
 	if cfg.Agents <= 0 {
 		return fmt.Errorf("sim: %d agents", cfg.Agents)
 	}
@@ -312,6 +323,22 @@ func Run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config)
 	if err := PutManifests(ctx, js, cfg.Jobs); err != nil {
 		return err
 	}
+	if err := PutGroups(ctx, js, f); err != nil {
+		return err
+	}
+	if cfg.Schedules {
+		if err := PutDemoSchedules(ctx, js); err != nil {
+			return err
+		}
+	}
+	// Commands are answered by the agents they reach (core subscription: an
+	// agent that is down misses them, as a real one would until it replays).
+	commands := make(chan *nats.Msg, 4096)
+	sub, err := nc.ChanSubscribe("commands.>", commands)
+	if err != nil {
+		return fmt.Errorf("subscribe commands: %w", err)
+	}
+	defer sub.Unsubscribe()
 	now := cfg.Clock()
 	nextBeat := make([]time.Time, cfg.Agents)
 	nextRun := make([]time.Time, cfg.Agents)
@@ -323,8 +350,38 @@ func Run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config)
 	nextAudit := now.Add(time.Minute)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	// start publishes a run up to its started event now and the rest when
+	// the run ends.
+	start := func(run RunOutput) error {
+		first := 1
+		if run.Messages[0].Subject != StartedSubject(run.Started) {
+			first = 2 // a late result: both now, result first
+		}
+		if err := Publish(ctx, nc, js, run.Messages[:first]...); err != nil {
+			return err
+		}
+		pending = append(pending, pendingResult{due: run.Result.FinishedAt.Time, msgs: run.Messages[first:]})
+		return nil
+	}
 	for {
 		now = cfg.Clock()
+	drain:
+		for {
+			select {
+			case m := <-commands:
+				c := decodeCommand(m.Data)
+				if c == nil {
+					continue
+				}
+				for _, i := range f.Targets(m.Subject) {
+					if err := start(f.Answer(i, *c, now)); err != nil {
+						return err
+					}
+				}
+			default:
+				break drain
+			}
+		}
 		for i := range nextBeat {
 			if !now.Before(nextBeat[i]) {
 				if err := Publish(ctx, nc, js, HeartbeatMessage(f.Heartbeat(i, now))); err != nil {
@@ -335,15 +392,9 @@ func Run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config)
 			}
 			if !now.Before(nextRun[i]) {
 				run := f.Run(RunSpec{Agent: i, Job: cfg.Jobs[f.rng.IntN(len(cfg.Jobs))], StartedAt: now})
-				// Publish up to the started event now, the rest when the run ends.
-				first := 1
-				if run.Messages[0].Subject != StartedSubject(run.Started) {
-					first = 2 // a late result: both now, result first
-				}
-				if err := Publish(ctx, nc, js, run.Messages[:first]...); err != nil {
+				if err := start(run); err != nil {
 					return err
 				}
-				pending = append(pending, pendingResult{due: run.Result.FinishedAt.Time, msgs: run.Messages[first:]})
 				nextRun[i] = now.Add(time.Duration((0.5 + f.rng.ExpFloat64()) * float64(cfg.RunInterval)))
 			}
 		}

@@ -60,7 +60,7 @@ func (w *fleetWorker) Run(ctx context.Context) error {
 	if w.deps.Demo > 0 {
 		run(2, func(ctx context.Context) error {
 			w.deps.Logger.Info("demo fleet simulator on", slog.Int("agents", w.deps.Demo))
-			err := sim.Run(ctx, w.deps.NC, w.deps.JS, sim.Config{Agents: w.deps.Demo})
+			err := sim.Run(ctx, w.deps.NC, w.deps.JS, sim.Config{Agents: w.deps.Demo, Schedules: true})
 			if err != nil && !errors.Is(err, context.Canceled) {
 				w.deps.Logger.Error("demo simulator stopped", slog.Any("err", err))
 			}

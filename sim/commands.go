@@ -1,0 +1,134 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kanade-fleet/backend"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The simulated agents answer the commands the scheduler publishes, so the
+// demo shows the whole loop: schedule → command → started event → result →
+// execution completed.
+
+// Group names a simulated agent's group: every tenth agent is a canary.
+func (f *Fleet) Group(i int) string {
+	if i%10 == 0 {
+		return "sim-canary"
+	}
+	return "sim-fleet"
+}
+
+// agentIndex is the index of a simulated PC id, or -1 for someone else's.
+func (f *Fleet) agentIndex(pc string) int {
+	n, err := strconv.Atoi(strings.TrimPrefix(pc, f.cfg.Prefix))
+	if err != nil || !strings.HasPrefix(pc, f.cfg.Prefix) || n < 0 || n >= f.cfg.Agents || f.PcID(n) != pc {
+		return -1
+	}
+	return n
+}
+
+// Targets lists the simulated agents a command subject reaches.
+func (f *Fleet) Targets(subject string) []int {
+	var out []int
+	switch {
+	case subject == kanade.SubjectCommandsAll:
+		for i := range f.cfg.Agents {
+			out = append(out, i)
+		}
+	case strings.HasPrefix(subject, kanade.SubjectCommandsGroup):
+		g := strings.TrimPrefix(subject, kanade.SubjectCommandsGroup)
+		for i := range f.cfg.Agents {
+			if f.Group(i) == g {
+				out = append(out, i)
+			}
+		}
+	case strings.HasPrefix(subject, kanade.SubjectCommandsPC):
+		if i := f.agentIndex(strings.TrimPrefix(subject, kanade.SubjectCommandsPC)); i >= 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Answer is agent i's run of a command received at now: a started event and
+// a result carrying the command's exec_id and request_id. A command past its
+// deadline_at is answered with a skipped result, as a real agent does.
+func (f *Fleet) Answer(i int, c kanade.Command, now time.Time) RunOutput {
+	job := Job{ID: c.ID, Version: c.Version, MedianMs: 2000, Sigma: 0.5}
+	for _, j := range f.cfg.Jobs {
+		if j.ID == c.ID {
+			job = j
+			job.Version = c.Version
+		}
+	}
+	run := f.Run(RunSpec{Agent: i, Job: job, ExecID: c.ExecID, RequestID: c.RequestID, StartedAt: now})
+	if c.DeadlineAt != nil && now.After(c.DeadlineAt.Time) {
+		exit := int64(124)
+		run.Result.ExitCode, run.Result.Skipped = &exit, true
+		run.Result.Stdout, run.Result.Stderr = "", "skipped: deadline_at passed"
+		run.Result.FinishedAt = run.Result.StartedAt
+		res := Message{Subject: "results." + c.RequestID, Data: mustJSON(run.Result), JetStream: true}
+		run.Messages = []Message{{Subject: StartedSubject(run.Started), Data: mustJSON(run.Started), JetStream: true}, res}
+	}
+	return run
+}
+
+// PutGroups stores every simulated agent's group in KV agent_groups, so
+// group targets and rollout waves reach them.
+func PutGroups(ctx context.Context, js jetstream.JetStream, f *Fleet) error {
+	kv, err := js.KeyValue(ctx, kanade.BucketAgentGroups)
+	if err != nil {
+		return fmt.Errorf("open KV %s: %w", kanade.BucketAgentGroups, err)
+	}
+	for i := range f.cfg.Agents {
+		v := mustJSON(map[string][]string{"groups": {f.Group(i)}})
+		if _, err := kv.Put(ctx, f.PcID(i), v); err != nil {
+			return fmt.Errorf("put group of %s: %w", f.PcID(i), err)
+		}
+	}
+	return nil
+}
+
+// DemoSchedules are the schedules the demo starts with: a per_target job
+// every 10 minutes, a per_pc job on the canaries, and a weekday calendar
+// rollout (canaries first) that shows in the upcoming firings.
+func DemoSchedules() map[string]string {
+	return map[string]string{
+		"sim-inventory-every-10m": `{"id":"sim-inventory-every-10m","when":{"per_target":{"every":"10m"}},"job_id":"sim-inventory-hw","target":{"all":true},"jitter":"20s"}`,
+		"sim-ping-canaries":       `{"id":"sim-ping-canaries","when":{"per_pc":{"every":"1h"}},"job_id":"sim-ping","target":{"groups":["sim-canary"]}}`,
+		"sim-patch-weekdays": `{"id":"sim-patch-weekdays","when":{"calendar":{"at":"09:00","days":["mon-fri"]}},"job_id":"sim-patch-scan","target":{"all":true},` +
+			`"rollout":{"strategy":"wave","waves":[{"group":"sim-canary","delay":"0s"},{"group":"sim-fleet","delay":"10m"}]},"starting_deadline":"1h","tz":"utc"}`,
+	}
+}
+
+// PutDemoSchedules creates the demo schedules that do not exist yet, so an
+// operator's edit survives a restart (a deleted one comes back: the demo is
+// for looking around).
+func PutDemoSchedules(ctx context.Context, js jetstream.JetStream) error {
+	kv, err := js.KeyValue(ctx, kanade.BucketSchedules)
+	if err != nil {
+		return fmt.Errorf("open KV %s: %w", kanade.BucketSchedules, err)
+	}
+	for id, v := range DemoSchedules() {
+		if _, err := kv.Create(ctx, id, []byte(v)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("create schedule %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// decodeCommand reads a command payload; nil when it is not one.
+func decodeCommand(data []byte) *kanade.Command {
+	var c kanade.Command
+	if json.Unmarshal(data, &c) != nil || c.ID == "" || c.RequestID == "" {
+		return nil
+	}
+	return &c
+}

@@ -1,0 +1,111 @@
+package sim_test
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus/bustest"
+	"github.com/kanade-fleet/backend/sim"
+	"github.com/nats-io/nats.go"
+)
+
+// TestAgentsAnswerCommands publishes commands as the scheduler does and
+// expects the simulated agents they reach to answer with started events and
+// results carrying the command's exec_id, and a command past its deadline to
+// be answered as skipped.
+func TestAgentsAnswerCommands(t *testing.T) {
+	srv := bustest.StartBootstrapped(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sim.Run(ctx, srv.NC, srv.JS, sim.Config{Agents: 12, Schedules: true, RunInterval: time.Hour, Seed: 1}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	results := make(chan *nats.Msg, 64)
+	sub, err := srv.NC.ChanSubscribe("results.>", results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
+	// The demo schedules and the groups are in KV once Run is up.
+	kv, err := srv.JS.KeyValue(ctx, kanade.BucketSchedules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		keys, _ := kv.Keys(ctx)
+		sort.Strings(keys)
+		if cmp.Equal(keys, []string{"sim-inventory-every-10m", "sim-patch-weekdays", "sim-ping-canaries"}) {
+			for _, k := range keys {
+				e, err := kv.Get(ctx, k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := kanade.ParseSchedule(k, e.Value()); err != nil {
+					t.Errorf("demo schedule %s does not parse: %v", k, err)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo schedules = %v", keys)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Wait until the subscription to commands is up (Run subscribes before
+	// its first step, after the KV writes), by publishing until answered.
+	past := time.Now().Add(-time.Minute)
+	send := func(subject string, c kanade.Command) {
+		b, _ := json.Marshal(c)
+		if err := srv.NC.Publish(subject, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]kanade.ExecResult{}
+	deadline = time.Now().Add(30 * time.Second)
+	for len(got) < 3 {
+		if len(got) == 0 {
+			send("commands.group.sim-canary", kanade.Command{ID: "sim-ping", Version: "1", RequestID: "req-canary", ExecID: "exec-1"})
+			send("commands.pc.SIM-000005", kanade.Command{ID: "sim-ping", Version: "1", RequestID: "req-late", ExecID: "exec-2",
+				DeadlineAt: &kanade.Timestamp{Time: past}})
+		}
+		select {
+		case m := <-results:
+			var r kanade.ExecResult
+			if err := json.Unmarshal(m.Data, &r); err != nil {
+				t.Fatal(err)
+			}
+			got[r.PcID+"/"+r.RequestID] = r
+		case <-time.After(2 * time.Second):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("answers so far: %v", got)
+		}
+	}
+	var keys []string
+	for k := range got {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	// The canaries of 12 agents are 0 and 10; the late command reaches 5 only.
+	want := []string{"SIM-000000/req-canary", "SIM-000005/req-late", "SIM-000010/req-canary"}
+	if diff := cmp.Diff(want, keys[:min(len(keys), 3)]); diff != "" {
+		t.Errorf("answers (-want +got):\n%s", diff)
+	}
+	if r := got["SIM-000005/req-late"]; !r.Skipped || r.ExecID != "exec-2" {
+		t.Errorf("the command past its deadline was answered %+v, want skipped", r)
+	}
+	if r := got["SIM-000000/req-canary"]; r.ExecID != "exec-1" || r.ManifestID != "sim-ping" {
+		t.Errorf("canary answer = %+v", r)
+	}
+}
