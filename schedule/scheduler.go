@@ -61,6 +61,7 @@ type Scheduler struct {
 	loaded    bool                 // the watch delivered the initial values
 	checked   map[string]time.Time // calendar firings handled up to here
 	minute    time.Time            // the last minute reconciled
+	changed   map[string]bool      // registered since the last tick: reconcile now, not next minute
 
 	kvOnce   sync.Mutex
 	dispatch jetstream.KeyValue
@@ -93,7 +94,7 @@ func New(cfg Config) (*Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Scheduler{cfg: cfg, log: cfg.Logger, m: m, schedules: map[string]*kanade.Schedule{}, checked: map[string]time.Time{}}, nil
+	return &Scheduler{cfg: cfg, log: cfg.Logger, m: m, schedules: map[string]*kanade.Schedule{}, checked: map[string]time.Time{}, changed: map[string]bool{}}, nil
 }
 
 // Run follows the schedules and fires them until ctx ends; it returns nil
@@ -217,6 +218,9 @@ func (s *Scheduler) apply(m map[string]*kanade.Schedule, e jetstream.KeyValueEnt
 		return
 	}
 	m[key] = sc
+	s.changed[key] = true
+	s.log.Info("scheduler: schedule registered", slog.String("schedule", key), slog.String("job", sc.JobID),
+		slog.String("kind", string(sc.Kind())), slog.Bool("enabled", sc.Enabled), slog.Uint64("revision", e.Revision()))
 }
 
 // tick handles everything due at now: calendar firings, once a minute the
@@ -236,6 +240,8 @@ func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 	if newMinute {
 		s.minute = minute
 	}
+	changed := s.changed
+	s.changed = map[string]bool{}
 	s.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 
@@ -250,7 +256,9 @@ func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 		case kanade.KindCalendar:
 			err = s.calendar(ctx, sc, now)
 		case kanade.KindPerPC, kanade.KindPerTarget:
-			if newMinute {
+			// Every minute, and at once for a schedule just put (its
+			// minute's claim still makes the reconcile happen once).
+			if newMinute || changed[sc.ID] {
 				err = s.reconcile(ctx, sc, minute, now, fl)
 			}
 		}

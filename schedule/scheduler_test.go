@@ -448,3 +448,27 @@ func TestManyWorkersWithSkewedClocksFireEachScheduleOnce(t *testing.T) {
 		t.Errorf("%d executions, want %d", c, n)
 	}
 }
+
+// TestANewScheduleIsReconciledAtTheNextTick: a per_pc schedule put in the
+// middle of a minute is not left waiting for the next minute.
+func TestANewScheduleIsReconciledAtTheNextTick(t *testing.T) {
+	f := newFleet(t)
+	f.put(kanade.BucketJobs, "inv", job)
+	w := f.worker()
+	t0 := utc(10, 12, 0, 5)
+	f.tickAll(t0, w) // this minute's reconcile ran, with nothing to do
+	f.put(kanade.BucketSchedules, "each", `{"id":"each","when":{"per_pc":"once"},"job_id":"inv","target":{"pcs":["PC-1"]}}`)
+	waitFor(t, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.schedules["each"] != nil
+	}, "the schedule registered")
+	f.tickAll(t0.Add(time.Second), w)
+	if diff := cmp.Diff([]string{"commands.pc.PC-1"}, f.received()); diff != "" {
+		t.Errorf("at the next tick (-want +got):\n%s", diff)
+	}
+	f.tickAll(t0.Add(2*time.Second), w) // not again within the minute
+	if got := f.received(); len(got) != 0 {
+		t.Errorf("again: %v", got)
+	}
+}
