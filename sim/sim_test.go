@@ -22,7 +22,9 @@ func TestAgentsAnswerCommands(t *testing.T) {
 	srv := bustest.StartBootstrapped(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- sim.Run(ctx, srv.NC, srv.JS, sim.Config{Agents: 12, Schedules: true, RunInterval: time.Hour, Seed: 1}) }()
+	go func() {
+		done <- sim.Run(ctx, srv.NC, srv.JS, sim.Config{Agents: 12, Schedules: true, RunInterval: time.Hour, Seed: 1})
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
