@@ -46,6 +46,15 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		MaxPayload:         8 * 1024 * 1024,
 		JetStreamMaxMemory: 256 * 1024 * 1024,
 	}
+	if port > 0 {
+		// The server only logs a listen failure and then never gets ready;
+		// try the address first so a taken port is reported as such.
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: %w (another NATS or kanade already running? set KANADE_NATS_LISTEN or KANADE_NATS_URL)", err)
+		}
+		ln.Close()
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)

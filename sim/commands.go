@@ -62,7 +62,7 @@ func (f *Fleet) Targets(subject string) []int {
 // deadline_at is answered with a skipped result, as a real agent does.
 func (f *Fleet) Answer(i int, c kanade.Command, now time.Time) RunOutput {
 	job := Job{ID: c.ID, Version: c.Version, MedianMs: 2000, Sigma: 0.5}
-	for _, j := range f.cfg.Jobs {
+	for _, j := range append(f.cfg.Jobs, DemoJob) {
 		if j.ID == c.ID {
 			job = j
 			job.Version = c.Version
@@ -96,12 +96,16 @@ func PutGroups(ctx context.Context, js jetstream.JetStream, f *Fleet) error {
 	return nil
 }
 
+// DemoJob is the job only the demo schedules run (the agents' own random
+// runs would otherwise keep a per_target job permanently up to date).
+var DemoJob = Job{ID: "sim-compliance-check", Version: "2", MedianMs: 2500, Sigma: 0.4, Timeout: 10 * time.Minute}
+
 // DemoSchedules are the schedules the demo starts with: a per_target job
 // every 10 minutes, a per_pc job on the canaries, and a weekday calendar
 // rollout (canaries first) that shows in the upcoming firings.
 func DemoSchedules() map[string]string {
 	return map[string]string{
-		"sim-inventory-every-10m": `{"id":"sim-inventory-every-10m","when":{"per_target":{"every":"10m"}},"job_id":"sim-inventory-hw","target":{"all":true},"jitter":"20s"}`,
+		"sim-compliance-every-10m": `{"id":"sim-compliance-every-10m","when":{"per_target":{"every":"10m"}},"job_id":"sim-compliance-check","target":{"all":true},"jitter":"20s"}`,
 		"sim-ping-canaries":       `{"id":"sim-ping-canaries","when":{"per_pc":{"every":"1h"}},"job_id":"sim-ping","target":{"groups":["sim-canary"]}}`,
 		"sim-patch-weekdays": `{"id":"sim-patch-weekdays","when":{"calendar":{"at":"09:00","days":["mon-fri"]}},"job_id":"sim-patch-scan","target":{"all":true},` +
 			`"rollout":{"strategy":"wave","waves":[{"group":"sim-canary","delay":"0s"},{"group":"sim-fleet","delay":"10m"}]},"starting_deadline":"1h","tz":"utc"}`,
@@ -112,6 +116,9 @@ func DemoSchedules() map[string]string {
 // operator's edit survives a restart (a deleted one comes back: the demo is
 // for looking around).
 func PutDemoSchedules(ctx context.Context, js jetstream.JetStream) error {
+	if err := PutManifests(ctx, js, []Job{DemoJob}); err != nil {
+		return err
+	}
 	kv, err := js.KeyValue(ctx, kanade.BucketSchedules)
 	if err != nil {
 		return fmt.Errorf("open KV %s: %w", kanade.BucketSchedules, err)
