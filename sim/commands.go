@@ -106,7 +106,7 @@ var DemoJob = Job{ID: "sim-compliance-check", Version: "2", MedianMs: 2500, Sigm
 func DemoSchedules() map[string]string {
 	return map[string]string{
 		"sim-compliance-every-10m": `{"id":"sim-compliance-every-10m","when":{"per_target":{"every":"10m"}},"job_id":"sim-compliance-check","target":{"all":true},"jitter":"20s"}`,
-		"sim-ping-canaries":       `{"id":"sim-ping-canaries","when":{"per_pc":{"every":"1h"}},"job_id":"sim-ping","target":{"groups":["sim-canary"]}}`,
+		"sim-ping-canaries":        `{"id":"sim-ping-canaries","when":{"per_pc":{"every":"1h"}},"job_id":"sim-ping","target":{"groups":["sim-canary"]}}`,
 		"sim-patch-weekdays": `{"id":"sim-patch-weekdays","when":{"calendar":{"at":"09:00","days":["mon-fri"]}},"job_id":"sim-patch-scan","target":{"all":true},` +
 			`"rollout":{"strategy":"wave","waves":[{"group":"sim-canary","delay":"0s"},{"group":"sim-fleet","delay":"10m"}]},"starting_deadline":"1h","tz":"utc"}`,
 	}
