@@ -8,47 +8,22 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/kanade-fleet/backend/shells/internal/app"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal starts the graceful shutdown, a second one
-	// kills the process the default way.
-	go func() { <-ctx.Done(); stop() }()
-	if err := run(ctx, os.Args, os.LookupEnv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "kanade:", err)
-		os.Exit(1)
-	}
-}
+func main() { app.Main("kanade", run) }
 
-// run is the whole program; tests call it in-process with their own
-// arguments, environment and a context they cancel.
+// run is the whole program (see app.RunFunc).
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
-	cfg, err := app.Parse(app.ShellHTTP, args, lookup, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
+	st, err := app.Start(ctx, app.ShellHTTP, "kanade-http", args, lookup, stderr)
+	if st == nil || err != nil {
 		return err
 	}
-	logger := app.NewLogger(cfg, stderr)
-	a, err := app.SetupAuth(cfg, logger)
-	if err != nil {
-		return err
-	}
-	deps, err := app.Open(ctx, cfg, logger, app.OpenOptions{Name: "kanade-http", Bootstrap: true})
-	if err != nil {
-		return err
-	}
+	cfg, logger, a, deps := st.Config, st.Logger, st.Auth, st.Deps
 	h, err := deps.Handler(a)
 	if err != nil {
 		return errors.Join(err, deps.Close())

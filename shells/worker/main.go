@@ -6,49 +6,28 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/kanade-fleet/backend/auth"
 	"github.com/kanade-fleet/backend/shells/internal/app"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() { <-ctx.Done(); stop() }()
-	if err := run(ctx, os.Args, os.LookupEnv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "kanade-worker:", err)
-		os.Exit(1)
-	}
-}
+func main() { app.Main("kanade-worker", run) }
 
+// run is the whole program (see app.RunFunc).
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
-	cfg, err := app.Parse(app.ShellWorker, args, lookup, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	logger := app.NewLogger(cfg, stderr)
 	// /metrics is authenticated like the API's; the generated token is the
 	// same file the HTTP shell uses when both share a data folder.
-	a, err := app.SetupAuth(cfg, logger)
-	if err != nil {
+	st, err := app.Start(ctx, app.ShellWorker, "kanade-worker", args, lookup, stderr)
+	if st == nil || err != nil {
 		return err
 	}
-	deps, err := app.Open(ctx, cfg, logger, app.OpenOptions{Name: "kanade-worker", Bootstrap: true})
-	if err != nil {
-		return err
-	}
+	cfg, logger, a, deps := st.Config, st.Logger, st.Auth, st.Deps
 	w, err := deps.Worker(true)
 	if err != nil {
 		return errors.Join(fmt.Errorf("worker: %w", err), deps.Close())
