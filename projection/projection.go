@@ -16,12 +16,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/backoff"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -149,31 +149,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// forever runs fn until ctx ends, restarting it with exponential backoff
-// (with jitter) whenever it returns. A run that lasted a while resets the
-// backoff, so an occasional failure costs one short pause.
+// forever runs fn until ctx ends, restarting it with backoff whenever it
+// returns (backoff.Forever), counting and logging each restart.
 func (w *Worker) forever(ctx context.Context, name string, fn func(context.Context) error) {
-	backoff := 100 * time.Millisecond
-	for {
-		began := time.Now()
-		err := fn(ctx)
-		if ctx.Err() != nil {
-			return
-		}
+	backoff.Forever(ctx, w.cfg.MaxBackoff, fn, func(err error, wait time.Duration) {
 		w.m.restarts.WithLabelValues(name).Inc()
-		if time.Since(began) > time.Minute {
-			backoff = 100 * time.Millisecond
-		}
-		wait := backoff/2 + rand.N(backoff/2+1)
 		w.log.Error("projector loop failed; restarting", slog.String("loop", name),
 			slog.Any("err", err), slog.Duration("backoff", wait))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		backoff = min(backoff*2, w.cfg.MaxBackoff)
-	}
+	})
 }
 
 // objectStore opens the result_output store once it is first needed.

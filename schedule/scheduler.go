@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/backoff"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -105,26 +105,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		backoff := 100 * time.Millisecond
-		for {
-			began := time.Now()
-			err := s.watch(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			if time.Since(began) > time.Minute {
-				backoff = 100 * time.Millisecond
-			}
-			wait := backoff/2 + rand.N(backoff/2+1)
+		backoff.Forever(ctx, s.cfg.MaxBackoff, s.watch, func(err error, wait time.Duration) {
 			s.m.errors.WithLabelValues("watch").Inc()
 			s.log.Error("scheduler: schedules watch ended; re-establishing", slog.Any("err", err), slog.Duration("backoff", wait))
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			backoff = min(backoff*2, s.cfg.MaxBackoff)
-		}
+		})
 	}()
 	t := time.NewTicker(s.cfg.Tick)
 	defer t.Stop()
