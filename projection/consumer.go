@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -22,32 +23,36 @@ const (
 	kindAudit
 )
 
-// consumerSpec names one durable consumer and what its messages become.
+// consumerSpec is one projected stream and what its messages become.
 type consumerSpec struct {
-	name, stream, filter string
-	kind                 consumerKind
+	kanade.Projection
+	kind consumerKind
 }
 
-// Consumer names; the database keys its offsets by these, so they never change.
+// Consumer names, the keys of the database offsets (kanade.Projections).
 const (
-	ConsumerResults = "kanade-projector-results"
-	ConsumerStarted = "kanade-projector-started"
-	ConsumerAudit   = "kanade-projector-audit"
+	ConsumerResults = kanade.ProjectionResults
+	ConsumerStarted = kanade.ProjectionStarted
+	ConsumerAudit   = kanade.ProjectionAudit
 )
 
 func defaultConsumers() []consumerSpec {
-	return []consumerSpec{
-		{name: ConsumerResults, stream: kanade.StreamResults, filter: kanade.SubjectResults, kind: kindResults},
-		{name: ConsumerStarted, stream: kanade.StreamEvents, filter: kanade.SubjectEventsStarted, kind: kindStarted},
-		{name: ConsumerAudit, stream: kanade.StreamAudit, filter: kanade.SubjectAudit, kind: kindAudit},
+	kinds := map[string]consumerKind{ConsumerResults: kindResults, ConsumerStarted: kindStarted, ConsumerAudit: kindAudit}
+	var out []consumerSpec
+	for _, p := range kanade.Projections() {
+		out = append(out, consumerSpec{Projection: p, kind: kinds[p.Name]})
 	}
+	return out
 }
 
 // batch is one transaction's worth of messages, decoded and ready to apply.
-// msgs holds every message (good and bad) so all are acked after commit.
+// Malformed messages count in n and maxSeq (the offset moves past them) but
+// leave nothing to apply.
 type batch struct {
-	msgs    []jetstream.Msg
-	maxSeq  uint64
+	n      int
+	bytes  int64
+	maxSeq uint64
+	// results, started and audit hold the decoded messages by kind.
 	results []seqd[storage.Result]
 	started []seqd[storage.Started]
 	audit   []storage.Audit
@@ -62,204 +67,441 @@ type seqd[T any] struct {
 // errCrash marks an abort injected by a test hook.
 var errCrash = errors.New("projection: simulated crash")
 
-// opTimeout bounds one NATS or database operation of the pipeline, so a hung
-// dependency fails the loop (and restarts it) instead of stalling forever.
-const opTimeout = 2 * time.Minute
+// errStreamChanged says the stream was created anew under the loop.
+var errStreamChanged = errors.New("the stream was deleted and created again; starting over from its new beginning")
 
-// runConsumer syncs the durable consumer with the database offset, then runs
-// a two-stage pipeline until ctx ends or a stage fails: a fetcher that pulls
-// and decodes the next batch while an applier commits the current one. After
-// a failure the loop returns; the unacknowledged messages are replayed by the
-// next sync (see sync) so nothing is lost and nothing is applied twice.
-func (w *Worker) runConsumer(ctx context.Context, spec consumerSpec) error {
-	cons, err := w.sync(ctx, spec)
+// Timeouts of the pipeline's steps, so a hung dependency fails the loop (and
+// restarts it) instead of stalling it. A JetStream request whose reply was
+// lost with a connection waits for nothing but its deadline, so requests
+// get a short one; reading a long output and writing a big batch to a
+// remote database get longer ones.
+const (
+	natsTimeout   = 10 * time.Second
+	outputTimeout = time.Minute
+	dbTimeout     = 2 * time.Minute
+)
+
+// idleWait is how long a loop waits for a message before it reports the
+// stream idle and waits again.
+const idleWait = 5 * time.Second
+
+// pullExpiry and pullHeartbeat shape the client's pull requests: each lives
+// pullExpiry and the server sends a heartbeat every pullHeartbeat while it
+// has nothing, so a lost pull is noticed within 2*pullHeartbeat.
+const (
+	pullExpiry    = 10 * time.Second
+	pullHeartbeat = time.Second
+)
+
+// linger is how long a batch being assembled waits for one more message
+// before it goes to the database: long enough to take what the client has
+// buffered, short enough to add no visible latency.
+const linger = 2 * time.Millisecond
+
+// maxCoalesce is how many fetched batches one transaction may take when the
+// applier fell behind: a commit costs about as much for 1000 rows as for
+// 8000, so a backlog drains in fewer, bigger transactions.
+const maxCoalesce = 8
+
+// runConsumer projects one stream until ctx ends or something fails. It
+// starts an ordered consumer right after the database offset and runs a
+// two-stage pipeline: a fetcher that assembles and decodes the next batch
+// while an applier commits the current one. Whatever fails, the loop
+// returns and the next run starts again from the offset, so a batch that
+// was fetched but not committed is simply read again.
+func (w *Worker) runConsumer(ctx context.Context, c *conn, spec consumerSpec) (err error) {
+	p := w.progress[spec.Name]
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			w.recordFailure(spec, err)
+		}
+	}()
+	nctx, cancel := c.request(ctx, natsTimeout)
+	defer cancel()
+	stream, err := c.js.Stream(nctx, spec.Stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", spec.Stream, err)
+	}
+	info := stream.CachedInfo()
+	created := kanade.FormatTime(info.Created)
+	dctx, dcancel := context.WithTimeout(ctx, dbTimeout)
+	defer dcancel()
+	off, err := w.cfg.DB.Offset(dctx, spec.Name)
 	if err != nil {
 		return err
 	}
+	if off, err = w.checkStream(dctx, spec, off, created, info.State); err != nil {
+		return err
+	}
+	p.resumed(off.Seq, off.UpdatedAt)
+
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
-	batches := make(chan *batch, maxCoalesce)
+	r := &reader{w: w, c: c, spec: spec, stream: stream, last: off.Seq}
+	defer r.close()
+	queue := make(chan *batch, maxCoalesce)
+	room := newBudget(w.cfg.MaxBytes / 2)
 	fetchErr := make(chan error, 1)
 	go func() {
-		defer close(batches)
-		fetchErr <- w.fetchLoop(fetchCtx, cons, spec, batches)
+		defer close(queue)
+		fetchErr <- w.fetchLoop(fetchCtx, r, created, queue, room)
 	}()
-	go w.sampleInfo(fetchCtx, cons, spec.name)
 
 	var applyErr error
-	for b := range batches {
-		if applyErr != nil {
-			continue // drained unacked; the next sync replays them
+	for b := range queue {
+		if applyErr != nil || ctx.Err() != nil {
+			// Not applied: read again from the offset at the next start.
+			room.release(b.bytes)
+			continue
 		}
-		b = coalesce(b, batches)
-		if err := w.apply(ctx, spec, b); err != nil {
-			applyErr = err
-			if !errors.Is(err, errCrash) {
-				w.m.applyErrors.WithLabelValues(spec.name).Inc()
+		b = coalesce(b, queue)
+		applyErr = w.apply(ctx, spec, created, b)
+		room.release(b.bytes)
+		if applyErr != nil {
+			if !errors.Is(applyErr, errCrash) {
+				w.m.applyErrors.WithLabelValues(spec.Name).Inc()
 			}
 			stopFetch()
 		}
 	}
 	if err := <-fetchErr; err != nil && applyErr == nil {
-		return fmt.Errorf("consumer %s: %w", spec.name, err)
+		return fmt.Errorf("consumer %s: %w", spec.Name, err)
 	}
 	if applyErr != nil {
-		return fmt.Errorf("consumer %s: %w", spec.name, applyErr)
+		return fmt.Errorf("consumer %s: %w", spec.Name, applyErr)
 	}
 	return nil
 }
 
-// fetchLoop pulls batches until ctx ends. It holds every message it pulled
-// until the applier has it, so a clean shutdown leaves nothing unacked.
-func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, spec consumerSpec, out chan<- *batch) error {
-	for ctx.Err() == nil {
-		msgs, err := w.fetch(ctx, cons)
+// checkStream makes the offset belong to the stream as it is now. A stream
+// deleted and created again (its creation time differs from the one stored
+// with the offset, or, for an offset stored before creation times were,
+// its last sequence is below the offset) starts over at 0.
+func (w *Worker) checkStream(ctx context.Context, spec consumerSpec, off storage.Offset, created string, state jetstream.StreamState) (storage.Offset, error) {
+	recreated := off.StreamCreated != "" && off.StreamCreated != created ||
+		off.StreamCreated == "" && off.Seq > state.LastSeq
+	if !recreated {
+		if off.Seq > 0 && off.Seq+1 < state.FirstSeq {
+			w.log.Warn("projector: messages left the stream (by its age or size limit) before they were applied",
+				slog.String("consumer", spec.Name), slog.Uint64("from_seq", off.Seq+1), slog.Uint64("to_seq", state.FirstSeq-1))
+		}
+		return off, nil
+	}
+	w.log.Warn("projector: the stream was created anew; projecting it from its beginning",
+		slog.String("consumer", spec.Name), slog.String("stream", spec.Stream), slog.Uint64("old_offset", off.Seq),
+		slog.String("old_created", off.StreamCreated), slog.String("created", created))
+	err := w.cfg.DB.Update(ctx, func(tx *storage.Tx) error {
+		cur, err := tx.Offset(ctx, spec.Name)
 		if err != nil {
-			if ctx.Err() != nil {
-				// Stopping: what this fetch held stays unacknowledged and
-				// is replayed from the offset at the next start.
-				return nil
+			return err
+		}
+		if cur.StreamCreated == created {
+			return nil // another worker got here first
+		}
+		if spec.kind == kindAudit {
+			if err := tx.ForgetAuditSeqs(ctx); err != nil {
+				return err
 			}
-			return err
 		}
-		if len(msgs) == 0 {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-		b, err := w.prepare(pctx, spec, msgs)
-		cancel()
-		if err != nil {
-			return err
-		}
-		out <- b // the applier always drains, so this never blocks for good
+		return tx.ResetOffset(ctx, spec.Name, created)
+	})
+	if err != nil {
+		return off, err
 	}
-	return nil
+	w.m.resets.WithLabelValues(spec.Name).Inc()
+	return w.cfg.DB.Offset(ctx, spec.Name)
 }
 
-// fetch returns what is available now (up to BatchSize); when nothing is, it
-// waits a few seconds for the first message, then takes whatever followed it.
-func (w *Worker) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
-	n := w.cfg.BatchSize
-	mb, err := cons.FetchNoWait(n)
-	if err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
+// pullBytes is the client's fetch buffer: a quarter of MaxBytes, but never
+// less than twice the server's max_payload (a pull asks for what is left of
+// the buffer, and a message larger than a pull's byte limit would never be
+// delivered).
+func (w *Worker) pullBytes(c *conn) int64 {
+	payload := c.nc.MaxPayload()
+	if payload <= 0 {
+		payload = 8 << 20
 	}
-	msgs, err := drain(ctx, mb, nil)
-	if err != nil || len(msgs) > 0 {
-		return msgs, err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	mb, err = cons.Fetch(1, jetstream.FetchContext(wctx))
-	if err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
-	}
-	msgs, err = drain(ctx, mb, nil)
-	if err != nil || len(msgs) == 0 || n == 1 {
-		return msgs, err
-	}
-	mb, err = cons.FetchNoWait(n - 1)
-	if err != nil {
-		return msgs, err
-	}
-	return drain(ctx, mb, msgs)
+	return max(w.cfg.MaxBytes/4, 2*payload+1<<20)
 }
 
-// errAbandoned says a fetch was given up before the library finished it.
-// Messages it would still deliver are held by nobody, so the loop must
-// restart (and sync recreates the consumer from the offset) rather than go on
-// past them.
-var errAbandoned = errors.New("fetch abandoned before it completed")
+// batchBytes is where the fetcher closes a batch; a single larger message
+// makes a batch of its own.
+func (w *Worker) batchBytes() int64 { return max(w.cfg.MaxBytes/8, 1) }
 
-// drain collects a fetch's messages, but never waits on the library for long:
-// a pull the server holds (for example at MaxAckPending) must not hang the
-// loop.
-func drain(ctx context.Context, mb jetstream.MessageBatch, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
-	timer := time.NewTimer(10 * time.Second)
-	defer timer.Stop()
-	ch := mb.Messages()
+// fetchLoop assembles batches until ctx ends: it waits for a first message,
+// then takes what follows without waiting longer than linger, up to
+// BatchSize messages or batchBytes. Queued batches and the one being
+// applied share room, half of MaxBytes.
+//
+// While idle it checks that the silence is real. The client library finds a
+// lost message by the gap it leaves before the next one; messages lost at
+// the tail (a connection reset while the last ones were in transit) leave no
+// next one, so the stream is asked directly whether anything for this loop
+// lies past the last message received. A message seen there at two idle
+// checks in a row means the consumer is broken, and it is opened again.
+func (w *Worker) fetchLoop(ctx context.Context, r *reader, created string, out chan<- *batch, room *budget) error {
+	spec, c := r.spec, r.c
+	p := w.progress[spec.Name]
+	var suspect uint64 // a message past r.last seen at the previous idle check
 	for {
-		select {
-		case m, ok := <-ch:
-			if !ok {
-				err := mb.Error()
-				if err == nil || errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) ||
-					errors.Is(err, context.DeadlineExceeded) {
-					return msgs, nil
-				}
-				if errors.Is(err, context.Canceled) {
-					return msgs, errAbandoned
-				}
-				return msgs, fmt.Errorf("fetch: %w", err)
+		msg, err := r.next(ctx, idleWait)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, errIdle):
+			// A stream created anew with fewer messages than the offset
+			// sends nothing: only its identity tells.
+			if err := w.checkIdentity(ctx, c, spec, created); err != nil {
+				return err
 			}
-			msgs = append(msgs, m)
+			next, err := w.nextInStream(ctx, c, spec, r.last)
+			if err != nil {
+				return err
+			}
+			if next == 0 {
+				p.idle()
+				suspect = 0
+				continue
+			}
+			if suspect != 0 && suspect <= next {
+				w.log.Warn("projector: a message waits in the stream but the consumer delivers nothing; opening it again",
+					slog.String("consumer", spec.Name), slog.Uint64("waiting_seq", next), slog.Uint64("last_received", r.last))
+				r.reopen()
+			}
+			suspect = next
+			continue
+		case err != nil:
+			return err
+		}
+		b := &batch{}
+		if err := w.add(ctx, c, spec, b, msg, true); err != nil {
+			return err
+		}
+		for b.n < w.cfg.BatchSize && b.bytes < w.batchBytes() {
+			msg, err := r.next(ctx, linger)
+			if errors.Is(err, errIdle) {
+				break
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			if err := w.add(ctx, c, spec, b, msg, false); err != nil {
+				return err
+			}
+		}
+		if suspect <= r.last {
+			suspect = 0
+		}
+		// When a stream is deleted and created again under a running
+		// loop, the client library quietly follows it at the old
+		// position; applying its messages under the old stream's offset
+		// would skip the new one's beginning. One stream info per batch
+		// rules that out.
+		if err := w.checkIdentity(ctx, c, spec, created); err != nil {
+			return err
+		}
+		if err := room.acquire(ctx, b.bytes); err != nil {
+			return nil
+		}
+		select {
+		case out <- b:
 		case <-ctx.Done():
-			return msgs, errAbandoned
-		case <-timer.C:
-			return msgs, errAbandoned
+			room.release(b.bytes)
+			return nil
 		}
 	}
 }
 
-// prepare decodes a batch. A message that cannot be decoded or validated is
-// logged, counted and kept only for its ack: it must never block the good
-// messages around it. Outputs moved to the object store and manifest
-// timeouts are fetched here, outside the transaction; a transient failure
-// fails the batch (it is replayed).
-func (w *Worker) prepare(ctx context.Context, spec consumerSpec, msgs []jetstream.Msg) (*batch, error) {
-	b := &batch{msgs: msgs}
-	for _, msg := range msgs {
-		md, err := msg.Metadata()
+// errIdle says no message came within the wait.
+var errIdle = errors.New("no message within the wait")
+
+// reader hands over one stream's messages strictly in order, starting after
+// last. It reads through an ordered consumer and opens a new one right after
+// the last message it handed over whenever the old one cannot go on: the
+// connection dropped (a pull parked on it may be gone, and the messages in
+// transit with it), the library gave up recreating it, or the fetcher found
+// it stuck. Handing over in order is what lets the offset mean "everything
+// up to here".
+type reader struct {
+	w      *Worker
+	c      *conn
+	spec   consumerSpec
+	stream jetstream.Stream
+	last   uint64 // stream sequence of the last message handed over
+
+	it       jetstream.MessagesContext
+	unwatch  func() bool
+	failures int
+	failedAt time.Time
+}
+
+// open starts an ordered consumer after r.last.
+func (r *reader) open(ctx context.Context) error {
+	ocfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{r.spec.Filter},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: r.w.cfg.InactiveThreshold,
+		// The library recreates a lost consumer by itself a few times (a
+		// missed heartbeat, a gap); past that the error comes back here.
+		MaxResetAttempts: 5,
+	}
+	if r.last > 0 {
+		ocfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		ocfg.OptStartSeq = r.last + 1
+	}
+	rctx, cancel := r.c.request(ctx, natsTimeout)
+	defer cancel()
+	cons, err := r.stream.OrderedConsumer(rctx, ocfg)
+	if err != nil {
+		return fmt.Errorf("ordered consumer on %s after %d: %w", r.spec.Stream, r.last, err)
+	}
+	// The client notices a lost pull (a reset connection, a consumer gone)
+	// when no heartbeat came for twice pullHeartbeat during one Next; Next
+	// waits up to idleWait, so the heartbeat must be well below half of it.
+	it, err := cons.Messages(jetstream.PullMaxBytes(int(r.w.pullBytes(r.c))),
+		jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
+	if err != nil {
+		return fmt.Errorf("read %s after %d: %w", r.spec.Stream, r.last, err)
+	}
+	r.it = it
+	// Stop unblocks a Next busy inside the library recreating the consumer
+	// (while NATS is away), which neither ctx nor a drop can reach.
+	r.unwatch = context.AfterFunc(ctx, it.Stop)
+	return nil
+}
+
+// reopen drops the current consumer; the next call to next opens a new one
+// after r.last.
+func (r *reader) reopen() {
+	if r.it != nil {
+		r.unwatch()
+		r.it.Stop()
+		r.it = nil
+	}
+}
+
+func (r *reader) close() { r.reopen() }
+
+// next returns the next message, errIdle when none came within wait, or an
+// error when no consumer could be opened for longer than dbTimeout.
+func (r *reader) next(ctx context.Context, wait time.Duration) (jetstream.Msg, error) {
+	for {
+		if r.it == nil {
+			if err := r.open(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				if err := r.failed(ctx, err); err != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
+		// The wait ends early when the connection drops.
+		wctx, cancel := r.c.request(ctx, wait)
+		msg, err := r.it.Next(jetstream.NextContext(wctx))
+		dropped := err != nil && errors.Is(err, context.Canceled) && ctx.Err() == nil
+		cancel()
+		switch {
+		case err == nil:
+			md, err := msg.Metadata()
+			if err != nil {
+				return nil, fmt.Errorf("message metadata: %w", err)
+			}
+			r.last = md.Sequence.Stream
+			r.failures = 0
+			return msg, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			return nil, errIdle
+		case dropped:
+			r.w.log.Debug("projector: connection dropped; opening the consumer again",
+				slog.String("consumer", r.spec.Name), slog.Uint64("after", r.last))
+			r.reopen()
+		default:
+			r.reopen()
+			if err := r.failed(ctx, fmt.Errorf("next message after %d: %w", r.last, err)); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// failed waits before the next attempt to open a consumer, and gives up
+// with err once attempts have failed for longer than dbTimeout.
+func (r *reader) failed(ctx context.Context, err error) error {
+	now := time.Now()
+	if r.failures == 0 {
+		r.failedAt = now
+	}
+	r.failures++
+	if now.Sub(r.failedAt) > dbTimeout {
+		return err
+	}
+	wait := min(time.Duration(r.failures)*50*time.Millisecond, 2*time.Second)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(wait):
+		return nil
+	}
+}
+
+// add decodes one message into b. A message that cannot be decoded or
+// validated is logged, counted and passed over: it must never block the
+// good messages behind it. Outputs moved to the object store and manifest
+// timeouts are fetched here, outside the transaction; a failure to reach
+// them fails the loop (the message is read again).
+func (w *Worker) add(ctx context.Context, c *conn, spec consumerSpec, b *batch, msg jetstream.Msg, begin bool) error {
+	md, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("message metadata: %w", err)
+	}
+	seq := md.Sequence.Stream
+	b.n++
+	b.maxSeq = max(b.maxSeq, seq)
+	b.bytes += int64(len(msg.Data()) + len(msg.Subject()))
+	w.progress[spec.Name].received(seq, md.Timestamp, md.NumPending, begin)
+	switch spec.kind {
+	case kindResults:
+		var r kanade.ExecResult
+		if err := decode(msg.Data(), &r); err != nil {
+			w.bad(spec, msg.Subject(), seq, err)
+			return nil
+		}
+		res := storage.Result{ExecResult: r, RecordedAt: md.Timestamp.UTC()}
+		n, err := w.fetchOutputs(ctx, c, &res)
 		if err != nil {
-			w.bad(spec, msg, 0, fmt.Errorf("metadata: %w", err))
-			continue
+			return err
 		}
-		seq := md.Sequence.Stream
-		b.maxSeq = max(b.maxSeq, seq)
-		if md.NumDelivered > 1 {
-			w.m.redeliveries.WithLabelValues(spec.name).Inc()
+		b.bytes += n
+		b.results = append(b.results, seqd[storage.Result]{seq, res})
+	case kindStarted:
+		var e kanade.EventStarted
+		if err := decode(msg.Data(), &e); err != nil {
+			w.bad(spec, msg.Subject(), seq, err)
+			return nil
 		}
-		switch spec.kind {
-		case kindResults:
-			var r kanade.ExecResult
-			if err := decode(msg.Data(), &r); err != nil {
-				w.bad(spec, msg, seq, err)
-				continue
+		s := storage.Started{EventStarted: e, RecordedAt: md.Timestamp.UTC()}
+		if s.ManifestID != "" {
+			if s.Timeout, err = c.manifests.timeout(ctx, s.ManifestID); err != nil {
+				return err
 			}
-			b.results = append(b.results, seqd[storage.Result]{seq, storage.Result{ExecResult: r, RecordedAt: md.Timestamp.UTC()}})
-		case kindStarted:
-			var e kanade.EventStarted
-			if err := decode(msg.Data(), &e); err != nil {
-				w.bad(spec, msg, seq, err)
-				continue
-			}
-			b.started = append(b.started, seqd[storage.Started]{seq, storage.Started{EventStarted: e, RecordedAt: md.Timestamp.UTC()}})
-		case kindAudit:
-			var a kanade.AuditEvent
-			if err := decode(msg.Data(), &a); err != nil {
-				w.bad(spec, msg, seq, err)
-				continue
-			}
-			b.audit = append(b.audit, storage.Audit{AuditEvent: a, StreamSeq: seq})
 		}
+		b.started = append(b.started, seqd[storage.Started]{seq, s})
+	case kindAudit:
+		var a kanade.AuditEvent
+		if err := decode(msg.Data(), &a); err != nil {
+			w.bad(spec, msg.Subject(), seq, err)
+			return nil
+		}
+		b.audit = append(b.audit, storage.Audit{AuditEvent: a, StreamSeq: seq})
 	}
-	for i := range b.results {
-		if err := w.fetchOutputs(ctx, &b.results[i].v); err != nil {
-			return nil, err
-		}
-	}
-	for i := range b.started {
-		s := &b.started[i].v
-		if s.ManifestID == "" {
-			continue
-		}
-		t, err := w.manifests.timeout(ctx, s.ManifestID)
-		if err != nil {
-			return nil, err
-		}
-		s.Timeout = t
-	}
-	return b, nil
+	return nil
 }
 
 // validator is what every wire payload implements.
@@ -272,16 +514,18 @@ func decode(data []byte, v validator) error {
 	return v.Validate()
 }
 
-func (w *Worker) bad(spec consumerSpec, msg jetstream.Msg, seq uint64, err error) {
-	w.m.decodeFailures.WithLabelValues(spec.stream).Inc()
-	w.log.Warn("projector: skipping undecodable message", slog.String("stream", spec.stream),
-		slog.String("subject", msg.Subject()), slog.Uint64("stream_seq", seq), slog.Any("err", err))
+func (w *Worker) bad(spec consumerSpec, subject string, seq uint64, err error) {
+	w.m.decodeFailures.WithLabelValues(spec.Stream).Inc()
+	w.log.Warn("projector: skipping undecodable message", slog.String("stream", spec.Stream),
+		slog.String("subject", clip(subject)), slog.Uint64("stream_seq", seq), slog.String("err", clip(err.Error())))
 }
 
 // fetchOutputs replaces stdout/stderr with the object-store text the agent
-// moved there. A missing object stores "" (logged, counted); any other error
+// moved there, at most MaxOutputBytes of each, and returns the bytes it
+// added. A missing object stores "" (logged, counted); any other error
 // fails the batch so it is retried.
-func (w *Worker) fetchOutputs(ctx context.Context, r *storage.Result) error {
+func (w *Worker) fetchOutputs(ctx context.Context, c *conn, r *storage.Result) (int64, error) {
+	var added int64
 	for _, f := range []struct {
 		key string
 		dst *string
@@ -289,95 +533,202 @@ func (w *Worker) fetchOutputs(ctx context.Context, r *storage.Result) error {
 		if f.key == "" {
 			continue
 		}
-		os, err := w.objectStore(ctx)
-		if err != nil {
-			return err
-		}
-		data, err := os.GetBytes(ctx, f.key)
+		octx, cancel := c.request(ctx, outputTimeout)
+		text, err := w.readOutput(octx, c, f.key)
+		cancel()
 		switch {
 		case errors.Is(err, jetstream.ErrObjectNotFound):
 			w.m.missingOutput.Inc()
 			w.log.Warn("projector: result output object missing; storing empty text",
-				slog.String("result_id", r.ResultID), slog.String("object", f.key))
+				slog.String("result_id", clip(r.ResultID)), slog.String("object", clip(f.key)))
 			*f.dst = ""
 		case err != nil:
-			return fmt.Errorf("get output %s: %w", f.key, err)
+			return 0, fmt.Errorf("get output %s: %w", clip(f.key), err)
 		default:
-			*f.dst = string(data)
+			*f.dst = text
+			added += int64(len(text))
 		}
 	}
-	return nil
+	return added, nil
 }
 
-// apply commits one batch and then acks it. Messages at or below the
-// consumer's recorded offset were committed before (a crash between commit
-// and ack) and are skipped; the offset moves to the batch's highest sequence
-// in the same transaction.
-func (w *Worker) apply(ctx context.Context, spec consumerSpec, b *batch) error {
-	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+// readOutput reads one output object, cut at MaxOutputBytes with a note
+// saying where the whole text is.
+func (w *Worker) readOutput(ctx context.Context, c *conn, key string) (string, error) {
+	os, err := c.objectStore(ctx)
+	if err != nil {
+		return "", err
+	}
+	obj, err := os.Get(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	defer obj.Close()
+	limit := w.cfg.MaxOutputBytes
+	data, err := io.ReadAll(io.LimitReader(obj, limit+1))
+	if err != nil {
+		return "", err
+	}
+	if int64(len(data)) <= limit {
+		return string(data), nil
+	}
+	w.m.cutOutput.Inc()
+	info, _ := obj.Info()
+	size := int64(-1)
+	if info != nil {
+		size = int64(info.Size)
+	}
+	return string(data[:limit]) + fmt.Sprintf("\n[kanade: output cut at %d of %d bytes; the whole text is object %q in %s]",
+		limit, size, key, kanade.ObjectResultOutput), nil
+}
+
+// apply commits one batch: the messages past the offset it reads inside the
+// transaction, and the offset moved to the batch's highest sequence. A
+// batch that another worker already applied needs no write transaction.
+func (w *Worker) apply(ctx context.Context, spec consumerSpec, created string, b *batch) error {
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
 	defer cancel()
-	err := w.cfg.DB.Update(tctx, func(tx *storage.Tx) error {
-		off, err := tx.ConsumerSeq(tctx, spec.name)
+	if w.cfg.observe != nil {
+		w.cfg.observe(spec.Name, b.n, b.bytes)
+	}
+	p := w.progress[spec.Name]
+	off, err := w.cfg.DB.Offset(tctx, spec.Name)
+	if err != nil {
+		return err
+	}
+	if err := sameStream(off, created); err != nil {
+		return err
+	}
+	if b.maxSeq <= off.Seq {
+		w.m.behind.WithLabelValues(spec.Name).Add(float64(b.n))
+		p.committed(off.Seq, w.cfg.Clock())
+		return nil
+	}
+	var stats storage.ApplyStats
+	behind := 0
+	err = w.cfg.DB.Update(tctx, func(tx *storage.Tx) error {
+		off, err := tx.Offset(tctx, spec.Name)
 		if err != nil {
 			return err
 		}
-		if b.maxSeq <= off {
+		if err := sameStream(off, created); err != nil {
+			return err
+		}
+		if b.maxSeq <= off.Seq {
+			behind = b.n
 			return nil
 		}
 		switch spec.kind {
 		case kindResults:
-			rs := fresh(b.results, off)
-			if _, err := tx.ApplyResults(tctx, rs); err != nil {
-				return err
-			}
+			stats, err = tx.ApplyResults(tctx, fresh(b.results, off.Seq))
 		case kindStarted:
-			ss := fresh(b.started, off)
-			if _, err := tx.ApplyStarted(tctx, ss); err != nil {
-				return err
-			}
+			stats, err = tx.ApplyStarted(tctx, fresh(b.started, off.Seq))
 		case kindAudit:
 			var as []storage.Audit
 			seen := map[uint64]bool{}
 			for _, a := range b.audit {
-				if a.StreamSeq > off && !seen[a.StreamSeq] {
+				if a.StreamSeq > off.Seq && !seen[a.StreamSeq] {
 					seen[a.StreamSeq] = true
 					as = append(as, a)
 				}
 			}
-			if _, err := tx.InsertAudit(tctx, as); err != nil {
-				return err
-			}
+			stats, err = tx.InsertAudit(tctx, as)
+		}
+		if err != nil {
+			return err
 		}
 		if w.cfg.inApply != nil {
-			if err := w.cfg.inApply(spec.name); err != nil {
+			if err := w.cfg.inApply(spec.Name); err != nil {
 				return err
 			}
 		}
-		return tx.SetConsumerSeq(tctx, spec.name, b.maxSeq)
+		return tx.Advance(tctx, spec.Name, b.maxSeq, created)
 	})
 	if err != nil {
-		return fmt.Errorf("apply batch of %d: %w", len(b.msgs), err)
+		return fmt.Errorf("apply batch of %d: %w", b.n, err)
 	}
 	if w.cfg.afterCommit != nil {
-		if err := w.cfg.afterCommit(spec.name); err != nil {
+		if err := w.cfg.afterCommit(spec.Name); err != nil {
 			return err
 		}
 	}
-	for _, msg := range b.msgs {
-		// An ack that does not reach the server only causes a redelivery,
-		// which the offset check skips.
-		_ = msg.Ack()
+	p.committed(b.maxSeq, w.cfg.Clock())
+	if behind > 0 {
+		w.m.behind.WithLabelValues(spec.Name).Add(float64(behind))
+		return nil
 	}
-	w.m.batchSize.WithLabelValues(spec.name).Observe(float64(len(b.msgs)))
-	w.m.applied.WithLabelValues(spec.name).Add(float64(len(b.msgs)))
-	w.m.lastSeq.WithLabelValues(spec.name).Set(float64(b.maxSeq))
+	if stats.Implausible > 0 {
+		w.m.implausible.Add(float64(stats.Implausible))
+		w.log.Warn("projector: runs stored without a duration: started_at and finished_at too far apart (agent clock?)",
+			slog.Int("runs", stats.Implausible), slog.Uint64("up_to_seq", b.maxSeq))
+	}
+	w.m.batchSize.WithLabelValues(spec.Name).Observe(float64(b.n))
+	w.m.batchBytes.WithLabelValues(spec.Name).Observe(float64(b.bytes))
+	w.m.applied.WithLabelValues(spec.Name).Add(float64(b.n))
 	return nil
 }
 
-// maxCoalesce is how many fetched batches one transaction may take when the
-// applier fell behind: a commit costs about as much for 1000 rows as for
-// 8000, so a backlog drains in fewer, bigger transactions.
-const maxCoalesce = 8
+// nextInStream returns the sequence of the first message for spec past
+// after, or 0 when there is none.
+func (w *Worker) nextInStream(ctx context.Context, c *conn, spec consumerSpec, after uint64) (uint64, error) {
+	var next uint64
+	err := c.ask(ctx, func(ctx context.Context) error {
+		st, err := c.js.Stream(ctx, spec.Stream)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", spec.Stream, err)
+		}
+		if st.CachedInfo().State.LastSeq <= after {
+			next = 0
+			return nil
+		}
+		m, err := st.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(spec.Filter))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			next = 0
+			return nil
+		case err != nil:
+			return fmt.Errorf("stream %s: look past %d: %w", spec.Stream, after, err)
+		}
+		next = m.Sequence
+		return nil
+	})
+	return next, err
+}
+
+// checkIdentity fails with errStreamChanged when the stream is no longer
+// the one created at created.
+func (w *Worker) checkIdentity(ctx context.Context, c *conn, spec consumerSpec, created string) error {
+	return c.ask(ctx, func(ctx context.Context) error {
+		st, err := c.js.Stream(ctx, spec.Stream)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", spec.Stream, err)
+		}
+		if kanade.FormatTime(st.CachedInfo().Created) != created {
+			return errStreamChanged
+		}
+		return nil
+	})
+}
+
+func sameStream(off storage.Offset, created string) error {
+	if off.StreamCreated != "" && off.StreamCreated != created {
+		return errStreamChanged
+	}
+	return nil
+}
+
+// recordFailure keeps a loop's failure for readiness, metrics and, best
+// effort, the database (for a fleet rollup served by another process).
+func (w *Worker) recordFailure(spec consumerSpec, err error) {
+	now := w.cfg.Clock()
+	w.progress[spec.Name].failed(err, now)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if dbErr := w.cfg.DB.RecordProjectionError(ctx, spec.Name, clipN(err.Error(), 1000), now); dbErr != nil {
+		w.log.Debug("projector: could not record the failure in the database", slog.String("consumer", spec.Name),
+			slog.Any("err", dbErr))
+	}
+}
 
 // coalesce merges the batches already waiting behind b into it (without
 // waiting for more), up to maxCoalesce in all.
@@ -388,7 +739,8 @@ func coalesce(b *batch, more <-chan *batch) *batch {
 			if !ok {
 				return b
 			}
-			b.msgs = append(b.msgs, nb.msgs...)
+			b.n += nb.n
+			b.bytes += nb.bytes
 			b.maxSeq = max(b.maxSeq, nb.maxSeq)
 			b.results = append(b.results, nb.results...)
 			b.started = append(b.started, nb.started...)
@@ -400,8 +752,7 @@ func coalesce(b *batch, more <-chan *batch) *batch {
 	return b
 }
 
-// fresh keeps the payloads above the offset, once per stream sequence (a
-// redelivery can land in the same batch as the original).
+// fresh keeps the payloads above the offset, once per stream sequence.
 func fresh[T any](in []seqd[T], off uint64) []T {
 	out := make([]T, 0, len(in))
 	seen := make(map[uint64]bool, len(in))
@@ -414,22 +765,39 @@ func fresh[T any](in []seqd[T], off uint64) []T {
 	return out
 }
 
-// sampleInfo feeds the lag gauges from consumer info.
-func (w *Worker) sampleInfo(ctx context.Context, cons jetstream.Consumer, name string) {
-	t := time.NewTicker(w.cfg.InfoInterval)
-	defer t.Stop()
+// budget bounds the bytes of the batches between the fetcher and the
+// database. A batch larger than the whole budget still goes, alone.
+type budget struct {
+	mu    sync.Mutex
+	used  int64
+	max   int64
+	freed chan struct{} // closed and replaced on every release
+}
+
+func newBudget(max int64) *budget { return &budget{max: max, freed: make(chan struct{})} }
+
+func (b *budget) acquire(ctx context.Context, n int64) error {
 	for {
-		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		info, err := cons.Info(ictx)
-		cancel()
-		if err == nil {
-			w.m.pending.WithLabelValues(name).Set(float64(info.NumPending))
-			w.m.ackPending.WithLabelValues(name).Set(float64(info.NumAckPending))
+		b.mu.Lock()
+		if b.used == 0 || b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return nil
 		}
+		freed := b.freed
+		b.mu.Unlock()
 		select {
+		case <-freed:
 		case <-ctx.Done():
-			return
-		case <-t.C:
+			return ctx.Err()
 		}
 	}
+}
+
+func (b *budget) release(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	close(b.freed)
+	b.freed = make(chan struct{})
+	b.mu.Unlock()
 }

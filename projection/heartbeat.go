@@ -3,6 +3,7 @@ package projection
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -97,10 +98,12 @@ func mergeBeats(a, b kanade.Heartbeat) kanade.Heartbeat {
 // HeartbeatFlush, or sooner when HeartbeatMaxPending PCs are waiting. A
 // failed flush keeps the beats for the next one; the subscription stays up,
 // because while it is down beats are lost.
-func (w *Worker) runHeartbeats(ctx context.Context) error {
+func (w *Worker) runHeartbeats(ctx context.Context, c *conn) error {
 	buf := &beatBuffer{beats: map[string]kanade.Heartbeat{}}
 	full := make(chan struct{}, 1)
-	sub, err := w.cfg.NC.Subscribe(kanade.SubjectHeartbeats, func(msg *nats.Msg) {
+	// A queue group: several workers share the beats instead of each writing
+	// all of them (storage keeps the newest per PC whichever flushes last).
+	sub, err := c.nc.QueueSubscribe(kanade.SubjectHeartbeats, heartbeatQueue, func(msg *nats.Msg) {
 		defer w.m.hbReceived.Inc() // after the beat is buffered (tests wait on it)
 		var h kanade.Heartbeat
 		err := json.Unmarshal(msg.Data, &h)
@@ -109,8 +112,15 @@ func (w *Worker) runHeartbeats(ctx context.Context) error {
 		}
 		if err != nil {
 			w.m.decodeFailures.WithLabelValues("heartbeat").Inc()
-			w.log.Warn("projector: skipping undecodable heartbeat", slog.String("subject", msg.Subject), slog.Any("err", err))
+			w.log.Warn("projector: skipping undecodable heartbeat", slog.String("subject", clip(msg.Subject)),
+				slog.String("err", clip(err.Error())))
 			return
+		}
+		if now := w.cfg.Clock(); h.At.Sub(now) > maxClockAhead {
+			// A beat from the future would keep a dead PC fresh until
+			// then, and outrank every real beat after it.
+			w.m.hbClamped.Inc()
+			h.At = kanade.Timestamp{Time: now}
 		}
 		if buf.add(h) >= w.cfg.HeartbeatMaxPending {
 			select {
@@ -157,8 +167,22 @@ func (w *Worker) runHeartbeats(ctx context.Context) error {
 		}
 		w.flushBeats(ctx, buf)
 		checkDrops()
+		if !sub.IsValid() {
+			// The connection closed for good under the subscription.
+			w.flushBeats(ctx, buf)
+			return errors.New("heartbeat subscription closed with its connection")
+		}
 	}
 }
+
+// maxClockAhead is how far ahead of this worker's clock a beat's `at` may be
+// and still be believed; beyond it the beat counts as sent now. It is far
+// above the drift of a synchronised clock.
+const maxClockAhead = 10 * time.Minute
+
+// heartbeatQueue is the queue group of every worker's heartbeat
+// subscription.
+const heartbeatQueue = "kanade-projector"
 
 func (w *Worker) flushBeats(ctx context.Context, buf *beatBuffer) {
 	beats := buf.take()

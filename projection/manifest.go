@@ -16,7 +16,7 @@ import (
 // while, so a burst of started events for one job costs one KV read. It is
 // bounded: when full it is simply emptied.
 type manifestCache struct {
-	js    jetstream.JetStream
+	c     *conn
 	clock kanade.Clock
 	ttl   time.Duration
 	max   int
@@ -31,8 +31,8 @@ type manifestEntry struct {
 	at      time.Time
 }
 
-func newManifestCache(js jetstream.JetStream, clock kanade.Clock, ttl time.Duration, max int) *manifestCache {
-	return &manifestCache{js: js, clock: clock, ttl: ttl, max: max, entries: map[string]manifestEntry{}}
+func newManifestCache(c *conn, clock kanade.Clock, ttl time.Duration, max int) *manifestCache {
+	return &manifestCache{c: c, clock: clock, ttl: ttl, max: max, entries: map[string]manifestEntry{}}
 }
 
 // timeout returns the job's execute.timeout; 0 when the job is unknown or its
@@ -45,21 +45,27 @@ func (c *manifestCache) timeout(ctx context.Context, jobID string) (time.Duratio
 	if e, ok := c.entries[jobID]; ok && now.Sub(e.at) < c.ttl && !now.Before(e.at) {
 		return e.timeout, nil
 	}
-	if c.kv == nil {
-		kv, err := c.js.KeyValue(ctx, kanade.BucketJobs)
-		if err != nil {
-			return 0, fmt.Errorf("open KV %s: %w", kanade.BucketJobs, err)
-		}
-		c.kv = kv
-	}
 	var t time.Duration
-	entry, err := c.kv.Get(ctx, jobID)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrInvalidKey):
-	case err != nil:
-		return 0, fmt.Errorf("read job %s: %w", jobID, err)
-	default:
-		t = manifestTimeout(entry.Value())
+	err := c.c.ask(ctx, func(ctx context.Context) error {
+		if c.kv == nil {
+			kv, err := c.c.js.KeyValue(ctx, kanade.BucketJobs)
+			if err != nil {
+				return fmt.Errorf("open KV %s: %w", kanade.BucketJobs, err)
+			}
+			c.kv = kv
+		}
+		entry, err := c.kv.Get(ctx, jobID)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrInvalidKey):
+		case err != nil:
+			return fmt.Errorf("read job %s: %w", jobID, err)
+		default:
+			t = manifestTimeout(entry.Value())
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	if len(c.entries) >= c.max {
 		clear(c.entries)

@@ -10,70 +10,72 @@ import (
 // metrics are the projector's Prometheus series. They are created per Worker
 // (no global registry) so tests can read them and two workers never collide.
 type metrics struct {
-	lastSeq        *prometheus.GaugeVec
-	pending        *prometheus.GaugeVec
-	ackPending     *prometheus.GaugeVec
 	batchSize      *prometheus.HistogramVec
+	batchBytes     *prometheus.HistogramVec
 	decodeFailures *prometheus.CounterVec
-	redeliveries   *prometheus.CounterVec
 	applied        *prometheus.CounterVec
+	behind         *prometheus.CounterVec
 	applyErrors    *prometheus.CounterVec
 	restarts       *prometheus.CounterVec
-	recreated      *prometheus.CounterVec
+	resets         *prometheus.CounterVec
+	implausible    prometheus.Counter
 	missingOutput  prometheus.Counter
+	cutOutput      prometheus.Counter
 	hbReceived     prometheus.Counter
 	hbDropped      prometheus.Counter
+	hbClamped      prometheus.Counter
 	hbFlushed      prometheus.Counter
 	hbFlushSeconds prometheus.Histogram
 	housekeeping   *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, w *Worker) (*metrics, error) {
 	m := &metrics{
-		lastSeq: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kanade_projector_last_applied_stream_seq",
-			Help: "Last stream sequence committed to SQL, per durable consumer.",
-		}, []string{"consumer"}),
-		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kanade_projector_consumer_pending",
-			Help: "Messages in the stream not yet delivered to the consumer (lag), sampled from consumer info.",
-		}, []string{"consumer"}),
-		ackPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kanade_projector_consumer_ack_pending",
-			Help: "Messages delivered but not yet acknowledged, sampled from consumer info.",
-		}, []string{"consumer"}),
 		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kanade_projector_batch_size",
 			Help:    "Messages per applied batch (one transaction each).",
-			Buckets: []float64{1, 10, 50, 100, 250, 500, 1000, 2000, 5000},
+			Buckets: []float64{1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000},
+		}, []string{"consumer"}),
+		batchBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kanade_projector_batch_bytes",
+			Help:    "Message bytes (payloads and fetched outputs) per applied batch.",
+			Buckets: prometheus.ExponentialBuckets(1024, 4, 10),
 		}, []string{"consumer"}),
 		decodeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanade_projector_decode_failures_total",
-			Help: "Messages acknowledged without effect because they could not be decoded or validated.",
+			Help: "Messages passed over without effect because they could not be decoded or validated.",
 		}, []string{"stream"}),
-		redeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanade_projector_redeliveries_total",
-			Help: "Messages delivered more than once (NumDelivered > 1).",
-		}, []string{"consumer"}),
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanade_projector_messages_applied_total",
-			Help: "Messages committed (including skipped redeliveries and malformed ones).",
+			Help: "Messages whose batch this worker committed (malformed ones included).",
+		}, []string{"consumer"}),
+		behind: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanade_projector_messages_already_applied_total",
+			Help: "Messages this worker received that were already behind the database offset (another worker applied them).",
 		}, []string{"consumer"}),
 		applyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanade_projector_apply_errors_total",
-			Help: "Batches that failed (database, object store or KV error) and will be redelivered.",
+			Help: "Batches that failed (database, object store or KV error) and will be read again from the offset.",
 		}, []string{"consumer"}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanade_projector_loop_restarts_total",
 			Help: "Times a projector loop failed and was restarted with backoff.",
 		}, []string{"loop"}),
-		recreated: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanade_projector_consumer_recreated_total",
-			Help: "Times a durable consumer was recreated from the database offset (replay or recovery).",
+		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanade_projector_offset_resets_total",
+			Help: "Times a stream's offset started over because the stream was deleted and created again.",
 		}, []string{"consumer"}),
+		implausible: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kanade_projector_implausible_durations_total",
+			Help: "Runs stored without a duration because started_at and finished_at are too far apart to believe.",
+		}),
 		missingOutput: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kanade_projector_missing_output_objects_total",
 			Help: "Result outputs named by stdout_object/stderr_object but absent from the object store.",
+		}),
+		cutOutput: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kanade_projector_cut_output_objects_total",
+			Help: "Result outputs longer than the configured maximum, stored cut with a note.",
 		}),
 		hbReceived: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kanade_projector_heartbeats_received_total",
@@ -82,6 +84,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		hbDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kanade_projector_heartbeats_dropped_total",
 			Help: "Heartbeats dropped by the client library because the subscription fell behind.",
+		}),
+		hbClamped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kanade_projector_heartbeats_from_the_future_total",
+			Help: "Heartbeats whose `at` was over 10 minutes ahead of the worker's clock, stored as sent when received.",
 		}),
 		hbFlushed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kanade_projector_heartbeats_flushed_total",
@@ -97,12 +103,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Rows changed by housekeeping, by action.",
 		}, []string{"action"}),
 	}
+	// Known label values start at 0, so an alert on a rate sees the series
+	// before the first failure.
+	for _, c := range w.consumers {
+		for _, v := range []*prometheus.CounterVec{m.applied, m.behind, m.applyErrors, m.resets} {
+			v.WithLabelValues(c.Name)
+		}
+		m.decodeFailures.WithLabelValues(c.Stream)
+	}
+	m.decodeFailures.WithLabelValues("heartbeat")
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.lastSeq, m.pending, m.ackPending, m.batchSize, m.decodeFailures,
-		m.redeliveries, m.applied, m.applyErrors, m.restarts, m.recreated, m.missingOutput, m.hbReceived,
-		m.hbDropped, m.hbFlushed, m.hbFlushSeconds, m.housekeeping} {
+	for _, c := range []prometheus.Collector{m.batchSize, m.batchBytes, m.decodeFailures, m.applied, m.behind,
+		m.applyErrors, m.restarts, m.resets, m.implausible, m.missingOutput, m.cutOutput, m.hbReceived,
+		m.hbDropped, m.hbClamped, m.hbFlushed, m.hbFlushSeconds, m.housekeeping, progressCollector{w}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -112,4 +127,55 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+var (
+	descApplied = prometheus.NewDesc("kanade_projector_last_applied_stream_seq",
+		"The stream sequence up to which every message is applied (the database offset this worker last read or wrote).",
+		[]string{"consumer"}, nil)
+	descPending = prometheus.NewDesc("kanade_projector_consumer_pending",
+		"Messages waiting for this worker: held in batches not yet committed plus what the server still has.",
+		[]string{"consumer"}, nil)
+	descOldest = prometheus.NewDesc("kanade_projector_oldest_unapplied_age_seconds",
+		"Age of the oldest message this worker holds or failed to apply (0 when none waits).",
+		[]string{"consumer"}, nil)
+	descStalled = prometheus.NewDesc("kanade_projector_stalled",
+		"1 when the offset has not moved for the stall threshold while a message waited as long.",
+		[]string{"consumer"}, nil)
+	descLastError = prometheus.NewDesc("kanade_projector_last_error_timestamp_seconds",
+		"When the last batch of this consumer failed (Unix time; 0 if never).",
+		[]string{"consumer"}, nil)
+)
+
+// progressCollector reads each loop's progress at scrape time, so ages are
+// current however long ago the loop last changed anything.
+type progressCollector struct{ w *Worker }
+
+func (c progressCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descApplied, descPending, descOldest, descStalled, descLastError} {
+		ch <- d
+	}
+}
+
+func (c progressCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.w.cfg.Clock()
+	for _, spec := range c.w.consumers {
+		p := c.w.progress[spec.Name]
+		s := p.snapshot()
+		age, stalled, lastErr := 0.0, 0.0, 0.0
+		if !s.OldestUnapplied.IsZero() {
+			age = max(now.Sub(s.OldestUnapplied).Seconds(), 0)
+		}
+		if s.Stalled(now, c.w.cfg.StallAfter) {
+			stalled = 1
+		}
+		if !s.LastErrorAt.IsZero() {
+			lastErr = float64(s.LastErrorAt.UnixNano()) / 1e9
+		}
+		ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(s.AppliedSeq), spec.Name)
+		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(p.pending()), spec.Name)
+		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age, spec.Name)
+		ch <- prometheus.MustNewConstMetric(descStalled, prometheus.GaugeValue, stalled, spec.Name)
+		ch <- prometheus.MustNewConstMetric(descLastError, prometheus.GaugeValue, lastErr, spec.Name)
+	}
 }

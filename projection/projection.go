@@ -3,18 +3,53 @@
 // into rows of the SQL database (storage.md), and keeps that database tidy
 // (reaping, expiry, retention).
 //
-// Its one promise is exactly-once in effect from at-least-once delivery: every
-// batch of a durable consumer is applied in one transaction that also records
-// the consumer's stream sequence, and is acknowledged only after that
-// transaction commits. It must never acknowledge a message whose effect is not
-// committed, never block good messages behind a bad one, and never stop for
-// good: a failing loop restarts with backoff.
+// # The promise: exactly once in effect
+//
+// JetStream delivers at least once and, once anything is redelivered, not in
+// order. A high-water mark of acknowledged sequences cannot tell "applied"
+// from "delivered to somebody, not yet applied" under those rules, and two
+// workers moving one mark past each other's messages lose them. So the
+// projector does not rely on acknowledgements at all:
+//
+//   - Each stream is read through an ordered consumer: an ephemeral,
+//     unacknowledged consumer that hands messages over strictly in stream
+//     order. The client library detects a gap (a lost message, a missed
+//     heartbeat, a reconnect) and recreates the consumer right after the last
+//     message it handed over, so what a loop sees is always a contiguous run
+//     of the stream.
+//   - The database keeps each stream's offset (storage.Offset), written in the
+//     same transaction as the rows of the batch it covers, and a loop starts
+//     its consumer right after that offset. Every message up to the offset is
+//     applied; nothing past it is. A crash, a failed batch or a lost
+//     connection restarts the loop from the offset, so nothing is skipped and
+//     nothing committed is applied twice.
+//   - Offsets only move forward (storage.Tx.Advance) and a batch applies only
+//     its messages past the offset it reads inside its transaction. Several
+//     workers may therefore read the same stream: whichever commits first
+//     applies a message, the others find it behind the offset. That makes a
+//     second worker a hot standby rather than a hazard.
+//   - Every rule of storage.md is also idempotent by the message's own key
+//     (result_id, the v5 id of a legacy result, the started event's
+//     result_id, the audit entry's stream sequence), so even a replay that
+//     the offset did not stop changes nothing twice.
+//
+// What it tolerates: redelivery, reordering and loss in transit (the
+// ordered consumer restarts), crashes anywhere (the offset commits with the
+// rows), any number of workers on one database, NATS or the database going
+// away (loops restart with backoff and resume from the offset), a stream
+// deleted and created again (detected by its creation time; the offset
+// restarts at 0). What it cannot recover: messages the stream itself dropped
+// by its limits before anyone applied them.
+//
+// It must never block good messages behind a bad one (a message that cannot
+// be decoded is counted, logged and passed over), never hold more message
+// bytes in memory than Config.MaxBytes allows, and never stop for good: a
+// failing loop restarts with backoff.
 package projection
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -28,7 +63,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Config configures a Worker. DB, NC and JS are required.
+// Config configures a Worker. DB is required; NC and JS are the connection
+// Run uses (RunWith takes its own).
 type Config struct {
 	DB    *storage.DB
 	NC    *nats.Conn
@@ -39,11 +75,23 @@ type Config struct {
 	// Registerer receives the metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
 
-	// BatchSize caps the messages applied in one transaction (default 1000).
+	// BatchSize caps the messages of one fetched batch (default 1000).
 	BatchSize int
-	// AckWait is how long NATS waits for an ack before redelivering
-	// (default 60s; it must exceed the time a batch spends in the pipeline).
-	AckWait time.Duration
+	// MaxBytes bounds the message bytes one stream's loop holds in memory:
+	// buffered by the client, being decoded, queued and being applied
+	// (default 64 MiB). The client's fetch buffer never goes below twice the
+	// server's max_payload, so one message of any allowed size always fits.
+	MaxBytes int64
+	// MaxOutputBytes caps the text taken from one result_output object
+	// (default 16 MiB); longer output is cut with a note naming the object.
+	MaxOutputBytes int64
+	// StallAfter: a stream whose offset has not moved for this long while a
+	// message has waited at least as long is stalled (default
+	// kanade.DefaultStallAfter).
+	StallAfter time.Duration
+	// InactiveThreshold is how long the server keeps an idle ordered
+	// consumer (default 5m, the library's); tests shorten it.
+	InactiveThreshold time.Duration
 	// HeartbeatFlush is the heartbeat flush period (default 1s).
 	HeartbeatFlush time.Duration
 	// HeartbeatMaxPending flushes early once this many PCs wait (default 5000).
@@ -56,21 +104,20 @@ type Config struct {
 	HousekeepingBatch int
 	// ManifestTTL is how long a job's timeout is cached (default 1m).
 	ManifestTTL time.Duration
-	// InfoInterval is how often consumer info is sampled for the lag gauges
-	// (default 15s).
-	InfoInterval time.Duration
 	// MaxBackoff caps the restart backoff of a failed loop (default 30s).
 	MaxBackoff time.Duration
 
 	// Test hooks: a non-nil error from one of them aborts the batch as a
-	// crash would (no ack, no rollback-and-retry in the same loop).
+	// crash would (the loop restarts from the database offset).
 	afterCommit func(consumer string) error
 	inApply     func(consumer string) error
+	// observe sees every batch about to be applied.
+	observe func(consumer string, messages int, bytes int64)
 }
 
 func (c *Config) defaults() error {
-	if c.DB == nil || c.NC == nil || c.JS == nil {
-		return errors.New("projection: DB, NC and JS are required")
+	if c.DB == nil {
+		return errors.New("projection: DB is required")
 	}
 	if c.Clock == nil {
 		c.Clock = kanade.SystemClock
@@ -79,33 +126,33 @@ func (c *Config) defaults() error {
 		c.Logger = slog.Default()
 	}
 	setDefault(&c.BatchSize, 1000)
-	setDefault(&c.AckWait, time.Minute)
+	setDefault(&c.MaxBytes, 64<<20)
+	setDefault(&c.MaxOutputBytes, 16<<20)
+	setDefault(&c.StallAfter, kanade.DefaultStallAfter)
 	setDefault(&c.HeartbeatFlush, time.Second)
 	setDefault(&c.HeartbeatMaxPending, 5000)
 	setDefault(&c.Housekeeping, 5*time.Minute)
 	setDefault(&c.HousekeepingBatch, 1000)
 	setDefault(&c.ManifestTTL, time.Minute)
-	setDefault(&c.InfoInterval, 15*time.Second)
 	setDefault(&c.MaxBackoff, 30*time.Second)
 	return nil
 }
 
-func setDefault[T int | time.Duration](v *T, d T) {
+func setDefault[T int | int64 | time.Duration](v *T, d T) {
 	if *v == 0 {
 		*v = d
 	}
 }
 
-// Worker runs the projector's loops. Build it with New.
+// Worker runs the projector's loops. Build it with New; its metrics and the
+// progress it reports outlive any one NATS connection, so a shell that
+// replaces a closed connection runs the same Worker again (RunWith).
 type Worker struct {
 	cfg       Config
 	log       *slog.Logger
 	m         *metrics
-	manifests *manifestCache
 	consumers []consumerSpec
-
-	objOnce sync.Mutex
-	objects jetstream.ObjectStore
+	progress  map[string]*progress
 
 	hbReady  atomic.Bool
 	flushReq chan chan struct{}
@@ -117,31 +164,43 @@ func New(cfg Config) (*Worker, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Registerer)
+	w := &Worker{cfg: cfg, log: cfg.Logger, consumers: defaultConsumers(), progress: map[string]*progress{},
+		flushReq: make(chan chan struct{})}
+	for _, c := range w.consumers {
+		w.progress[c.Name] = &progress{name: c.Name}
+	}
+	m, err := newMetrics(cfg.Registerer, w)
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, m: m, consumers: defaultConsumers(), flushReq: make(chan chan struct{})}
-	w.manifests = newManifestCache(cfg.JS, cfg.Clock, cfg.ManifestTTL, 1024)
+	w.m = m
 	return w, nil
 }
 
-// Run runs every loop (three durable consumers, heartbeats, housekeeping)
-// until ctx ends, then returns nil. Loops that fail are restarted with
-// backoff; Run itself never gives up.
+// Run runs every loop on cfg.NC and cfg.JS until ctx ends (see RunWith).
 func (w *Worker) Run(ctx context.Context) error {
+	if w.cfg.NC == nil || w.cfg.JS == nil {
+		return errors.New("projection: Run needs Config.NC and Config.JS (or use RunWith)")
+	}
+	return w.RunWith(ctx, w.cfg.NC, w.cfg.JS)
+}
+
+// RunWith runs every loop (one per stream, heartbeats, housekeeping) on the
+// given connection until ctx ends, then returns nil. Loops that fail are
+// restarted with backoff; RunWith itself never gives up. A shell whose
+// connection closed for good cancels ctx and calls RunWith again with the
+// new one.
+func (w *Worker) RunWith(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error {
+	conn := newConn(nc, js, w.cfg)
+	defer conn.close()
 	var wg sync.WaitGroup
 	start := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.forever(ctx, name, fn)
-		}()
+		wg.Go(func() { w.forever(ctx, name, fn) })
 	}
 	for _, spec := range w.consumers {
-		start(spec.name, func(ctx context.Context) error { return w.runConsumer(ctx, spec) })
+		start(spec.Name, func(ctx context.Context) error { return w.runConsumer(ctx, conn, spec) })
 	}
-	start("heartbeats", w.runHeartbeats)
+	start("heartbeats", func(ctx context.Context) error { return w.runHeartbeats(ctx, conn) })
 	if w.cfg.Housekeeping > 0 {
 		start("housekeeping", w.runHousekeeping)
 	}
@@ -159,17 +218,15 @@ func (w *Worker) forever(ctx context.Context, name string, fn func(context.Conte
 	})
 }
 
-// objectStore opens the result_output store once it is first needed.
-func (w *Worker) objectStore(ctx context.Context) (jetstream.ObjectStore, error) {
-	w.objOnce.Lock()
-	defer w.objOnce.Unlock()
-	if w.objects != nil {
-		return w.objects, nil
+// Progress reports every stream's progress as this worker sees it, for the
+// worker's readiness and the fleet rollup of a shell that runs it.
+func (w *Worker) Progress() []kanade.ProjectionProgress {
+	out := make([]kanade.ProjectionProgress, 0, len(w.consumers))
+	for _, c := range w.consumers {
+		out = append(out, w.progress[c.Name].snapshot())
 	}
-	os, err := w.cfg.JS.ObjectStore(ctx, kanade.ObjectResultOutput)
-	if err != nil {
-		return nil, fmt.Errorf("open object store %s: %w", kanade.ObjectResultOutput, err)
-	}
-	w.objects = os
-	return os, nil
+	return out
 }
+
+// StallAfter is the configured stall threshold (for readiness).
+func (w *Worker) StallAfter() time.Duration { return w.cfg.StallAfter }

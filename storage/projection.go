@@ -41,6 +41,37 @@ type Started struct {
 // ApplyStats says what a batch changed, for metrics and tests.
 type ApplyStats struct {
 	Inserted, Updated, Unchanged int
+	// Implausible counts runs stored without a duration because their
+	// timestamps are too far apart to be believed (see MaxRunDuration).
+	Implausible int
+}
+
+// MaxRunDuration is the longest run whose duration the backend believes.
+// An agent with a broken clock can report a run from year 0001 to 9999; its
+// row is kept (the exit code and output are real) but it gets no duration
+// and stays out of the scan-duration summaries, where one such run would be
+// every job's p99 and max. 31 days is past any job timeout an operator sets
+// and past the RESULTS stream's 30-day retention.
+const MaxRunDuration = 31 * 24 * time.Hour
+
+// runMillis is the duration rule of storage.md (kanade.DurationMillis), and
+// whether the duration is believable: started and finished at most
+// MaxRunDuration apart, in either direction (a negative gap is clock skew,
+// clamped to 0, but a negative gap of years is no measurement at all).
+func runMillis(started, finished time.Time) (int64, bool) {
+	if d := finished.Sub(started); d > MaxRunDuration || d < -MaxRunDuration {
+		return 0, false
+	}
+	return kanade.DurationMillis(started, finished), true
+}
+
+// durationArg is a duration column value: the milliseconds, or NULL for an
+// implausible run.
+func durationArg(ms int64, ok bool) any {
+	if !ok {
+		return nil
+	}
+	return ms
 }
 
 // existingRun is the part of a stored row the result rules look at.
@@ -155,8 +186,11 @@ func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, err
 			inserts = append(inserts, r)
 			runs[r.ResultID] = &existingRun{finished: true}
 			bump(r.ExecID, exit)
-			if r.ManifestID != "" {
-				tx.addDuration(r.ManifestID, r.FinishedAt.Time, kanade.DurationMillis(r.StartedAt.Time, r.FinishedAt.Time))
+			ms, plausible := runMillis(r.StartedAt.Time, r.FinishedAt.Time)
+			if !plausible {
+				st.Implausible++
+			} else if r.ManifestID != "" {
+				tx.addDuration(r.ManifestID, r.FinishedAt.Time, ms)
 			}
 			st.Inserted++
 		case cur.finished:
@@ -172,7 +206,7 @@ func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, err
 			if cur.jobID != nil {
 				jobID = *cur.jobID
 			}
-			dur := kanade.DurationMillis(started, r.FinishedAt.Time)
+			dur, plausible := runMillis(started, r.FinishedAt.Time)
 			if cur.inSummary {
 				t, err := kanade.ParseTime(cur.finishedAt)
 				if err != nil {
@@ -180,7 +214,9 @@ func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, err
 				}
 				tx.removeDuration(*cur.jobID, t, cur.durationMs)
 			}
-			if jobID != "" {
+			if !plausible {
+				st.Implausible++
+			} else if jobID != "" {
 				tx.addDuration(jobID, r.FinishedAt.Time, dur)
 			}
 			skipped := 0
@@ -189,10 +225,12 @@ func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, err
 			}
 			_, err := tx.tx.ExecContext(ctx, `UPDATE execution_results
 				SET exit_code = ?, skipped = ?, stdout = ?, stderr = ?, finished_at = ?, reaped = 0,
-				    job_id = COALESCE(job_id, ?), duration_ms = ?
+				    job_id = COALESCE(job_id, ?), duration_ms = ?,
+				    recorded_at = CASE WHEN ? < recorded_at THEN ? ELSE recorded_at END
 				WHERE result_id = ?`,
 				exit, skipped, r.Stdout, r.Stderr, kanade.FormatTime(r.FinishedAt.Time),
-				nullString(r.ManifestID), dur, r.ResultID)
+				nullString(r.ManifestID), durationArg(dur, plausible),
+				kanade.FormatTime(r.RecordedAt), kanade.FormatTime(r.RecordedAt), r.ResultID)
 			if err != nil {
 				return st, fmt.Errorf("update run %s: %w", r.ResultID, err)
 			}
@@ -227,7 +265,7 @@ func (tx *Tx) insertResults(ctx context.Context, rows []*Result) error {
 				nullString(r.ManifestID), nil, *r.ExitCode, skipped, r.Stdout, r.Stderr,
 				kanade.FormatTime(r.StartedAt.Time), kanade.FormatTime(r.FinishedAt.Time),
 				kanade.FormatTime(r.RecordedAt), nil, 0, nullString(r.ParentResultID),
-				kanade.DurationMillis(r.StartedAt.Time, r.FinishedAt.Time))
+				durationArg(runMillis(r.StartedAt.Time, r.FinishedAt.Time)))
 		}
 		_, err := tx.tx.ExecContext(ctx, `INSERT INTO execution_results
 			(result_id, request_id, exec_id, pc_id, job_id, version, exit_code, skipped, stdout, stderr,
@@ -361,14 +399,17 @@ func (tx *Tx) fillFromStarted(ctx context.Context, e *Started, cur *existingRun,
 	newStart := cur.startedAt == nil || *cur.startedAt != startedAt
 	newJob := cur.jobID == nil && e.ManifestID != ""
 	newExec := cur.execID == nil && e.ExecID != ""
+	// setDur says whether duration_ms is rewritten (to dur, NULL for an
+	// implausible run).
+	var setDur bool
 	var dur any
 	if cur.finishedAtRaw != nil && (newStart || newJob) {
 		fin, err := kanade.ParseTime(*cur.finishedAtRaw)
 		if err != nil {
 			return false, fmt.Errorf("run %s: stored finished_at: %w", e.ResultID, err)
 		}
-		d := kanade.DurationMillis(e.StartedAt.Time, fin)
-		dur = d
+		d, plausible := runMillis(e.StartedAt.Time, fin)
+		setDur, dur = true, durationArg(d, plausible)
 		if cur.inSummary {
 			old, err := kanade.ParseTime(cur.finishedAt)
 			if err != nil {
@@ -381,7 +422,7 @@ func (tx *Tx) fillFromStarted(ctx context.Context, e *Started, cur *existingRun,
 		if cur.jobID != nil {
 			job = *cur.jobID
 		}
-		if job != "" {
+		if job != "" && plausible {
 			tx.addDuration(job, fin, d)
 			cur.inSummary, cur.finishedAt, cur.durationMs = true, *cur.finishedAtRaw, d
 		}
@@ -391,14 +432,14 @@ func (tx *Tx) fillFromStarted(ctx context.Context, e *Started, cur *existingRun,
 		    version = COALESCE(version, ?), request_id = COALESCE(request_id, ?),
 		    expires_at = COALESCE(expires_at, ?),
 		    recorded_at = CASE WHEN ? < recorded_at THEN ? ELSE recorded_at END,
-		    duration_ms = COALESCE(?, duration_ms)
+		    duration_ms = CASE WHEN ? THEN ? ELSE duration_ms END
 		WHERE result_id = ?
 		  AND (started_at IS NOT ? OR job_id IS NULL AND ? IS NOT NULL OR exec_id IS NULL AND ? IS NOT NULL
 		       OR version IS NULL AND ? IS NOT NULL OR request_id IS NULL AND ? IS NOT NULL
 		       OR expires_at IS NULL AND ? IS NOT NULL OR ? < recorded_at)`,
 		startedAt, nullString(e.ManifestID), nullString(e.ExecID),
 		nullString(e.Version), nullString(e.RequestID), expires,
-		kanade.FormatTime(e.RecordedAt), kanade.FormatTime(e.RecordedAt), dur,
+		kanade.FormatTime(e.RecordedAt), kanade.FormatTime(e.RecordedAt), setDur, dur,
 		e.ResultID,
 		startedAt, nullString(e.ManifestID), nullString(e.ExecID),
 		nullString(e.Version), nullString(e.RequestID), expires, kanade.FormatTime(e.RecordedAt))
@@ -433,10 +474,29 @@ func (tx *Tx) fillFromStarted(ctx context.Context, e *Started, cur *existingRun,
 
 const agentCols = 16
 
+// The heartbeat upsert compares the beat's `at` with the stored one, so beats
+// of one PC applied out of order (two workers share the heartbeat
+// subscription; a ping reply can overtake a beat) end as if applied in
+// order of `at`, the same rule as projection's in-memory merge.
+const newer = `excluded.last_heartbeat >= agents.last_heartbeat`
+
+// newest keeps the value of the later beat.
+func newest(col string) string {
+	return `CASE WHEN ` + newer + ` THEN excluded.` + col + ` ELSE agents.` + col + ` END`
+}
+
+// carried keeps the later beat's value when it carries one, else the
+// earlier's.
+func carried(col string) string {
+	return `CASE WHEN ` + newer + ` THEN COALESCE(excluded.` + col + `, agents.` + col + `)
+	             ELSE COALESCE(agents.` + col + `, excluded.` + col + `) END`
+}
+
 // UpsertHeartbeats writes the newest beat of each PC (storage.md heartbeat
 // rules): hostname and os_family keep their first non-NULL value; logon user,
 // command keys and protocols and enforcing change only when the beat carries
-// them (a ping reply must not erase them); everything else is replaced.
+// them (a ping reply must not erase them); everything else is replaced. A
+// beat older than the stored one only fills what the stored one lacks.
 // beats must hold at most one beat per pc_id.
 func (tx *Tx) UpsertHeartbeats(ctx context.Context, beats []kanade.Heartbeat) error {
 	now := kanade.FormatTime(tx.now)
@@ -476,20 +536,22 @@ func (tx *Tx) UpsertHeartbeats(ctx context.Context, beats []kanade.Heartbeat) er
 			 last_logon_display_name, command_keys, command_protocols, enforcing, updated_at)
 			VALUES `+placeholders(n, agentCols)+`
 			ON CONFLICT (pc_id) DO UPDATE SET
-			    hostname = COALESCE(agents.hostname, excluded.hostname),
-			    os_family = COALESCE(agents.os_family, excluded.os_family),
-			    agent_version = excluded.agent_version,
-			    last_heartbeat = excluded.last_heartbeat,
-			    agent_cpu_pct = excluded.agent_cpu_pct,
-			    agent_rss_bytes = excluded.agent_rss_bytes,
-			    agent_disk_read_bytes = excluded.agent_disk_read_bytes,
-			    agent_disk_written_bytes = excluded.agent_disk_written_bytes,
-			    quarantined_versions = excluded.quarantined_versions,
-			    last_logon_user = COALESCE(excluded.last_logon_user, agents.last_logon_user),
-			    last_logon_display_name = COALESCE(excluded.last_logon_display_name, agents.last_logon_display_name),
-			    command_keys = COALESCE(excluded.command_keys, agents.command_keys),
-			    command_protocols = COALESCE(excluded.command_protocols, agents.command_protocols),
-			    enforcing = COALESCE(excluded.enforcing, agents.enforcing),
+			    hostname = CASE WHEN `+newer+` THEN COALESCE(agents.hostname, excluded.hostname)
+			                    ELSE COALESCE(excluded.hostname, agents.hostname) END,
+			    os_family = CASE WHEN `+newer+` THEN COALESCE(agents.os_family, excluded.os_family)
+			                     ELSE COALESCE(excluded.os_family, agents.os_family) END,
+			    agent_version = `+newest("agent_version")+`,
+			    last_heartbeat = `+newest("last_heartbeat")+`,
+			    agent_cpu_pct = `+newest("agent_cpu_pct")+`,
+			    agent_rss_bytes = `+newest("agent_rss_bytes")+`,
+			    agent_disk_read_bytes = `+newest("agent_disk_read_bytes")+`,
+			    agent_disk_written_bytes = `+newest("agent_disk_written_bytes")+`,
+			    quarantined_versions = `+newest("quarantined_versions")+`,
+			    last_logon_user = `+carried("last_logon_user")+`,
+			    last_logon_display_name = `+carried("last_logon_display_name")+`,
+			    command_keys = `+carried("command_keys")+`,
+			    command_protocols = `+carried("command_protocols")+`,
+			    enforcing = `+carried("enforcing")+`,
 			    updated_at = excluded.updated_at`, args...)
 		if err != nil {
 			return fmt.Errorf("upsert %d heartbeats: %w", n, err)
@@ -533,35 +595,4 @@ func (tx *Tx) InsertAudit(ctx context.Context, batch []Audit) (ApplyStats, error
 		}
 	}
 	return st, nil
-}
-
-// ConsumerSeq returns the last stream sequence applied for consumer (0 if none).
-func (tx *Tx) ConsumerSeq(ctx context.Context, consumer string) (uint64, error) {
-	var seq int64
-	err := tx.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_seq), 0) FROM consumer_offsets WHERE consumer = ?`, consumer).Scan(&seq)
-	if err != nil {
-		return 0, fmt.Errorf("consumer %s offset: %w", consumer, err)
-	}
-	return uint64(seq), nil
-}
-
-// SetConsumerSeq records seq as applied for consumer, in this transaction.
-func (tx *Tx) SetConsumerSeq(ctx context.Context, consumer string, seq uint64) error {
-	_, err := tx.tx.ExecContext(ctx, `INSERT INTO consumer_offsets (consumer, stream_seq, updated_at) VALUES (?, ?, ?)
-		ON CONFLICT (consumer) DO UPDATE SET stream_seq = excluded.stream_seq, updated_at = excluded.updated_at`,
-		consumer, int64(seq), kanade.FormatTime(tx.now))
-	if err != nil {
-		return fmt.Errorf("set consumer %s offset: %w", consumer, err)
-	}
-	return nil
-}
-
-// ConsumerSeq returns the last stream sequence applied for consumer (0 if none).
-func (db *DB) ConsumerSeq(ctx context.Context, consumer string) (uint64, error) {
-	var seq int64
-	err := db.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_seq), 0) FROM consumer_offsets WHERE consumer = ?`, consumer).Scan(&seq)
-	if err != nil {
-		return 0, fmt.Errorf("consumer %s offset: %w", consumer, err)
-	}
-	return uint64(seq), nil
 }

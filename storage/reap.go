@@ -52,9 +52,9 @@ func (tx *Tx) Reap(ctx context.Context, now time.Time, limit int) (int, error) {
 				rows.Close()
 				return 0, fmt.Errorf("reap %s: stored started_at: %w", id, err)
 			}
-			ms := kanade.DurationMillis(started, now)
-			o.dur = ms
-			if jobID != nil {
+			ms, plausible := runMillis(started, now)
+			o.dur = durationArg(ms, plausible)
+			if jobID != nil && plausible {
 				tx.addDuration(*jobID, now, ms)
 			}
 		}

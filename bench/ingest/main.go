@@ -143,12 +143,12 @@ func ingest(ctx context.Context, out io.Writer, dir string, nc *nats.Conn, js je
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(wctx) }()
 	for {
-		seq, err := db.ConsumerSeq(ctx, projection.ConsumerResults)
+		off, err := db.Offset(ctx, projection.ConsumerResults)
 		if err != nil {
 			cancel()
 			return err
 		}
-		if seq >= last {
+		if off.Seq >= last {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -279,7 +279,7 @@ func oneByOne(ctx context.Context, js jetstream.JetStream, db *storage.DB, n int
 				if _, err := tx.ApplyResults(ctx, []storage.Result{{ExecResult: r, RecordedAt: md.Timestamp}}); err != nil {
 					return err
 				}
-				return tx.SetConsumerSeq(ctx, name, md.Sequence.Stream)
+				return tx.Advance(ctx, name, md.Sequence.Stream, "")
 			})
 			if err != nil {
 				return 0, err
