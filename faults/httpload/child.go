@@ -127,8 +127,9 @@ func startChild(ctx context.Context, bin, dir, dbPath, token string) (*child, er
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}
+	probe := &http.Client{Timeout: 5 * time.Second}
 	for {
-		res, err := http.Get(c.base + "/readyz")
+		res, err := probe.Get(c.base + "/readyz")
 		if err == nil {
 			io.Copy(io.Discard, res.Body)
 			res.Body.Close()
