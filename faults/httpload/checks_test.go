@@ -162,21 +162,31 @@ func TestScanLog(t *testing.T) {
 		`{"level":"WARN","msg":"http: superfluous response.WriteHeader call from x (metrics.go:165)"}`,
 		`{"level":"WARN","msg":"http: panic serving 127.0.0.1:1: boom"}`,
 		`panic: runtime error`,
+		`{"level":"WARN","msg":"fleet health: part unreadable","part":"agents","error":"count agents: context deadline exceeded"}`,
+		`{"level":"WARN","msg":"fleet health: part unreadable","part":"agents","error":"count agents: context deadline exceeded"}`,
 		`{"level":"INFO","msg":"stopped"}`,
 	}, "\n")
 	if err := os.WriteFile(path, []byte(log), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	lines, n, err := scanLog(path, 2)
+	got, err := scanLog(path, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{
-		`{"level":"WARN","msg":"http: superfluous response.WriteHeader call from x (metrics.go:165)"}`,
-		`{"level":"WARN","msg":"http: panic serving 127.0.0.1:1: boom"}`,
+	want := serverLog{
+		Suspicious: []string{
+			`{"level":"WARN","msg":"http: superfluous response.WriteHeader call from x (metrics.go:165)"}`,
+			`{"level":"WARN","msg":"http: panic serving 127.0.0.1:1: boom"}`,
+		},
+		Matches: 3,
+		Warnings: map[string]int{
+			"WARN http: superfluous response.WriteHeader call from x (metrics.go:165)":    1,
+			"WARN http: panic serving 127.0.0.1:1: boom":                                  1,
+			"WARN fleet health: part unreadable: count agents: context deadline exceeded": 2,
+		},
 	}
-	if diff := cmp.Diff(want, lines); diff != "" || n != 3 {
-		t.Fatalf("n %d, lines (-want +got):\n%s", n, diff)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("scan (-want +got):\n%s", diff)
 	}
 }
 

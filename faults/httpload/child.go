@@ -3,6 +3,7 @@ package httpload
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -197,30 +198,49 @@ func (c *child) stderrTail() string {
 // "http: panic serving" or a crash).
 var suspiciousLog = regexp.MustCompile(`superfluous response\.WriteHeader|(?i)panic`)
 
-// scanLog returns the lines of the child's stderr matching suspiciousLog (at
-// most limit of them) and how many there were.
-func scanLog(path string, limit int) ([]string, int, error) {
+// serverLog is what the scan of the child's stderr found.
+type serverLog struct {
+	// Suspicious holds the first lines matching suspiciousLog; Matches
+	// counts them all.
+	Suspicious []string
+	Matches    int
+	// Warnings counts the WARN and ERROR lines by message and error, so a
+	// report can say why a request failed without a trip to the file.
+	Warnings map[string]int
+}
+
+// scanLog reads the child's stderr (JSON lines from log/slog, or anything
+// else a crash prints) and keeps at most limit suspicious lines.
+func scanLog(path string, limit int) (serverLog, error) {
+	out := serverLog{Warnings: map[string]int{}}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("scan server log: %w", err)
+		return out, fmt.Errorf("scan server log: %w", err)
 	}
 	defer f.Close()
-	var lines []string
-	n := 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
-		if suspiciousLog.MatchString(sc.Text()) {
-			n++
-			if len(lines) < limit {
-				lines = append(lines, truncate(sc.Text(), 300))
+		line := sc.Text()
+		if suspiciousLog.MatchString(line) {
+			out.Matches++
+			if len(out.Suspicious) < limit {
+				out.Suspicious = append(out.Suspicious, truncate(line, 300))
 			}
+		}
+		var rec struct{ Level, Msg, Error string }
+		if json.Unmarshal([]byte(line), &rec) == nil && (rec.Level == "WARN" || rec.Level == "ERROR") {
+			key := rec.Level + " " + rec.Msg
+			if rec.Error != "" {
+				key += ": " + rec.Error
+			}
+			out.Warnings[truncate(key, 200)]++
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return lines, n, fmt.Errorf("scan server log %s: %w", path, err)
+		return out, fmt.Errorf("scan server log %s: %w", path, err)
 	}
-	return lines, n, nil
+	return out, nil
 }
 
 func truncate(s string, n int) string {

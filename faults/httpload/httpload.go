@@ -18,10 +18,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 )
@@ -211,16 +213,25 @@ func checkShutdown(alive bool, stopErr error) Check {
 }
 
 // checkServerLog fails on any "superfluous response.WriteHeader" or panic in
-// the server's stderr over the whole run.
+// the server's stderr over the whole run, and lists the warnings and errors
+// it logged (by message) as the explanation of any failed request.
 func checkServerLog(path string) Check {
 	c := Check{Name: "server log: no superfluous WriteHeader, no panic"}
-	lines, n, err := scanLog(path, 5)
+	l, err := scanLog(path, 5)
 	if err != nil {
 		c.Measured = err.Error()
 		return c
 	}
-	c.Pass, c.Details = n == 0, lines
-	c.Measured = fmt.Sprintf("%d matching lines in the server's stderr", n)
+	c.Pass, c.Details = l.Matches == 0, l.Suspicious
+	warned := 0
+	for _, key := range slices.Sorted(maps.Keys(l.Warnings)) {
+		warned += l.Warnings[key]
+		c.Details = append(c.Details, fmt.Sprintf("%d× %s", l.Warnings[key], key))
+	}
+	c.Measured = fmt.Sprintf("%d matching lines in the server's stderr; %d warnings or errors logged (listed below)", l.Matches, warned)
+	if warned == 0 {
+		c.Measured = fmt.Sprintf("%d matching lines in the server's stderr; no warnings or errors logged", l.Matches)
+	}
 	return c
 }
 

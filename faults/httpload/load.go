@@ -98,8 +98,7 @@ func runLoad(ctx context.Context, base, token string, conns int, d time.Duration
 	stats := make([]EndpointStats, len(targets))
 	lat := make([][]time.Duration, len(targets))
 	errCounts := make([]map[string]int, len(targets))
-	var errOrder [][]string
-	errOrder = make([][]string, len(targets))
+	errOrder := make([][]string, len(targets)) // first occurrence order
 	for i, t := range targets {
 		stats[i] = EndpointStats{Name: t.name, Statuses: map[int]int{}}
 		errCounts[i] = map[string]int{}
