@@ -151,15 +151,28 @@ func methodLabel(m string) string {
 	return "OTHER"
 }
 
-// statusRecorder remembers the status code. Unwrap lets
-// http.ResponseController reach the real writer's Flush, deadlines and hijack.
+// statusRecorder remembers the status code and forwards at most one final
+// WriteHeader. A second one reaches net/http, which logs "superfluous
+// response.WriteHeader call" for each: huma sets 499 after the body it was
+// marshaling could not be written to a client that left, and a handler may
+// write a body before calling WriteHeader. Under abuse (clients that hang
+// up mid-response) that is a log line per request, so later calls are
+// dropped here: the first status is the one the client got and the one the
+// metric records. Informational 1xx statuses (except 101, which ends the
+// HTTP exchange) pass through, as net/http allows several before the final one.
+//
+// Unwrap lets http.ResponseController reach the real writer's Flush,
+// deadlines and hijack.
 type statusRecorder struct {
 	http.ResponseWriter
-	code int
+	code int // the final status, 0 until one was written
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	if s.code == 0 && code >= 200 {
+	if s.code != 0 {
+		return
+	}
+	if code >= 200 || code == http.StatusSwitchingProtocols {
 		s.code = code
 	}
 	s.ResponseWriter.WriteHeader(code)
@@ -172,7 +185,14 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
-// Flush passes through for streaming handlers that assert http.Flusher.
-func (s *statusRecorder) Flush() { http.NewResponseController(s.ResponseWriter).Flush() }
+// Flush passes through for streaming handlers that assert http.Flusher. It
+// sends the header (200 unless one was written), so it counts as the final
+// status.
+func (s *statusRecorder) Flush() {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	http.NewResponseController(s.ResponseWriter).Flush()
+}
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
