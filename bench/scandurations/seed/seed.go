@@ -53,7 +53,9 @@ func Each(n, jobs int, fn func([]storage.Result) error) error {
 		if i < before {
 			finished = first.Add(time.Duration(int64(i) * int64(time.Hour) / int64(before)))
 		} else {
-			finished = Since().Add(time.Duration(int64(i-before) * int64(24*time.Hour) / int64(n)))
+			// In floating point: i * 24 h in nanoseconds overflows int64
+			// past about 107k runs, which folded 1M runs into 5 hours.
+			finished = Since().Add(time.Duration(float64(i-before) / float64(n) * float64(24*time.Hour)))
 		}
 		finished = finished.Add(time.Duration(rng.Int64N(int64(time.Millisecond))))
 		j := rng.IntN(jobs)
