@@ -20,16 +20,17 @@ type Target struct {
 func (t Target) Empty() bool { return !t.All && len(t.Groups) == 0 && len(t.PCs) == 0 }
 
 // Validate checks that every group and PC can be a subject token, since each
-// becomes commands.group.{g} or commands.pc.{pc}.
+// becomes commands.group.{g} or commands.pc.{pc}. Errors quote an excerpt of
+// the value (Clip), never all of it.
 func (t Target) Validate() error {
 	for i, g := range t.Groups {
 		if !ValidToken(g) {
-			return fmt.Errorf("groups[%d]: %q is not a valid subject token", i, g)
+			return fmt.Errorf("groups[%d]: %q is not a valid subject token", i, clip(g, errExcerptBytes))
 		}
 	}
 	for i, pc := range t.PCs {
 		if !ValidToken(pc) {
-			return fmt.Errorf("pcs[%d]: %q is not a valid subject token", i, pc)
+			return fmt.Errorf("pcs[%d]: %q is not a valid subject token", i, clip(pc, errExcerptBytes))
 		}
 	}
 	return nil
@@ -95,7 +96,7 @@ func (r *Rollout) Validate() error {
 	for i := range r.Waves {
 		w := &r.Waves[i]
 		if !ValidToken(w.Group) {
-			return fmt.Errorf("rollout.waves[%d].group: %q is not a valid subject token", i, w.Group)
+			return fmt.Errorf("rollout.waves[%d].group: %q is not a valid subject token", i, clip(w.Group, errExcerptBytes))
 		}
 		w.delay = 0
 		if w.Delay != "" {
@@ -188,7 +189,7 @@ func (m *Manifest) Validate() error {
 	case m.ID == "":
 		return errors.New("id: required")
 	case !ValidToken(m.ID):
-		return fmt.Errorf("id: %q is not a valid subject token", m.ID)
+		return fmt.Errorf("id: %q is not a valid subject token", clip(m.ID, errExcerptBytes))
 	case m.Version == "":
 		return errors.New("version: required")
 	case !validShells[m.Execute.Shell]:

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // Subjects of wire.md §1.
@@ -183,9 +182,4 @@ type Command struct {
 	Cwd         string     `json:"cwd,omitempty"`
 	DeadlineAt  *Timestamp `json:"deadline_at,omitempty"`
 	Staleness   Staleness  `json:"staleness"`
-}
-
-// ValidToken reports whether s can be one token of a NATS subject.
-func ValidToken(s string) bool {
-	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n\f\v")
 }
