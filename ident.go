@@ -1,6 +1,7 @@
 package kanade
 
 import (
+	"strconv"
 	"unicode"
 	"unicode/utf8"
 )
@@ -41,6 +42,15 @@ const (
 	// heartbeat (quarantined_versions, command_keys, command_protocols).
 	MaxListEntries    = 256
 	MaxListEntryBytes = 256
+)
+
+// The rules as error messages say them.
+const (
+	ruleToken  = "must be a subject token: 1–128 bytes of UTF-8 without '.', '*', '>', whitespace or control characters"
+	rulePCID   = "must be 1–128 bytes of [A-Za-z0-9_=/-]"
+	ruleKVKey  = "must be a KV key: 1–255 bytes of [-/_=.A-Za-z0-9], not starting or ending with '.', no '..'"
+	ruleObject = "must be an object name: 1–255 bytes of UTF-8 without control characters"
+	ruleID     = "must be 1–128 bytes of UTF-8 without control characters"
 )
 
 // ValidToken reports whether s can be one token of a NATS subject: not
@@ -132,4 +142,89 @@ func ValidText(s string, maxBytes int) bool {
 		}
 	}
 	return true
+}
+
+// validPrintable is ValidText for a short label (an agent version): 1 to
+// maxBytes of printable characters, so no control or invisible formatting
+// characters either.
+func validPrintable(s string, maxBytes int) bool {
+	if s == "" || len(s) > maxBytes || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// FieldError is a payload field that is missing or breaks its rule. It
+// carries a clipped excerpt of the value, never the value itself: the value
+// came from the wire and may be megabytes of control characters, and this
+// error ends up in log lines and problem bodies.
+type FieldError struct {
+	// Field is the JSON name of the field, with an index for list entries
+	// ("command_keys[3]").
+	Field string
+	// Rule says what is wrong: "is required" or "must be …".
+	Rule string
+	// Excerpt is a log-safe excerpt of the value (at most 64 bytes of it);
+	// empty for a missing field.
+	Excerpt string
+}
+
+func (e *FieldError) Error() string {
+	if e.Excerpt == "" {
+		return e.Field + " " + e.Rule
+	}
+	return e.Field + " " + strconv.Quote(e.Excerpt) + " " + e.Rule
+}
+
+// checker collects the first broken rule of a payload, so Validate methods
+// read as a list of rules.
+type checker struct{ err error }
+
+// required records field as missing unless present.
+func (c *checker) required(field string, present bool) {
+	if c.err == nil && !present {
+		c.err = &FieldError{Field: field, Rule: "is required"}
+	}
+}
+
+// rule records value of field as breaking rule unless ok.
+func (c *checker) rule(field, value string, ok bool, rule string) {
+	if c.err == nil && !ok {
+		c.err = &FieldError{Field: field, Rule: rule, Excerpt: clip(value, errExcerptBytes)}
+	}
+}
+
+// optional applies valid to value when it is not empty.
+func (c *checker) optional(field, value string, valid func(string) bool, rule string) {
+	c.rule(field, value, value == "" || valid(value), rule)
+}
+
+// time records a required timestamp that is missing or outside the years
+// the SQL layout can hold (Timestamps decoded from JSON are checked already;
+// this covers ones built in Go).
+func (c *checker) time(field string, t Timestamp) {
+	c.required(field, !t.IsZero())
+	if c.err == nil && !validYear(t.Time) {
+		c.err = &FieldError{Field: field, Rule: "must have a year in 0001–9999", Excerpt: t.UTC().Format("2006-01-02T15:04:05Z07:00")}
+	}
+}
+
+// list applies the heartbeat list bounds: at most MaxListEntries entries of
+// at most MaxListEntryBytes bytes of UTF-8 without control characters each.
+func (c *checker) list(field string, l []string) {
+	if c.err == nil && len(l) > MaxListEntries {
+		c.err = &FieldError{Field: field, Rule: "must have at most 256 entries (has " + strconv.Itoa(len(l)) + ")"}
+	}
+	for i, v := range l {
+		if c.err != nil {
+			return
+		}
+		c.rule(field+"["+strconv.Itoa(i)+"]", v, ValidText(v, MaxListEntryBytes),
+			"must be at most 256 bytes of UTF-8 without control characters")
+	}
 }
