@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -137,6 +138,19 @@ type Manifest struct {
 var manifestFields = map[string]bool{"id": true, "version": true, "description": true,
 	"execute": true, "target": true, "rollout": true}
 
+// knownManifestField reports whether encoding/json decodes member k into a
+// known field. It matches names case-insensitively ("ID" sets ID), so such a
+// member must not be kept in Extra too: written back after "id", it would
+// win on the next read and change the manifest's id.
+func knownManifestField(k string) bool {
+	for f := range manifestFields {
+		if strings.EqualFold(k, f) {
+			return true
+		}
+	}
+	return false
+}
+
 // UnmarshalJSON decodes the known fields and keeps the others in Extra.
 func (m *Manifest) UnmarshalJSON(b []byte) error {
 	type plain Manifest
@@ -149,7 +163,7 @@ func (m *Manifest) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	for k := range all {
-		if manifestFields[k] {
+		if knownManifestField(k) {
 			delete(all, k)
 		}
 	}
