@@ -20,6 +20,10 @@ run *flags:
 test:
     go test -race ./...
 
+# Every fuzz target of the module for `seconds` each; a failing input lands in testdata/fuzz.
+fuzz seconds="10":
+    scripts/fuzz.sh {{seconds}}
+
 # gofmt, go vet and staticcheck (installed on first use).
 lint:
     #!/usr/bin/env bash

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -20,16 +21,17 @@ type Target struct {
 func (t Target) Empty() bool { return !t.All && len(t.Groups) == 0 && len(t.PCs) == 0 }
 
 // Validate checks that every group and PC can be a subject token, since each
-// becomes commands.group.{g} or commands.pc.{pc}.
+// becomes commands.group.{g} or commands.pc.{pc}. Errors quote an excerpt of
+// the value (Clip), never all of it.
 func (t Target) Validate() error {
 	for i, g := range t.Groups {
 		if !ValidToken(g) {
-			return fmt.Errorf("groups[%d]: %q is not a valid subject token", i, g)
+			return fmt.Errorf("groups[%d]: %q is not a valid subject token", i, clip(g, errExcerptBytes))
 		}
 	}
 	for i, pc := range t.PCs {
 		if !ValidToken(pc) {
-			return fmt.Errorf("pcs[%d]: %q is not a valid subject token", i, pc)
+			return fmt.Errorf("pcs[%d]: %q is not a valid subject token", i, clip(pc, errExcerptBytes))
 		}
 	}
 	return nil
@@ -95,7 +97,7 @@ func (r *Rollout) Validate() error {
 	for i := range r.Waves {
 		w := &r.Waves[i]
 		if !ValidToken(w.Group) {
-			return fmt.Errorf("rollout.waves[%d].group: %q is not a valid subject token", i, w.Group)
+			return fmt.Errorf("rollout.waves[%d].group: %q is not a valid subject token", i, clip(w.Group, errExcerptBytes))
 		}
 		w.delay = 0
 		if w.Delay != "" {
@@ -136,6 +138,19 @@ type Manifest struct {
 var manifestFields = map[string]bool{"id": true, "version": true, "description": true,
 	"execute": true, "target": true, "rollout": true}
 
+// knownManifestField reports whether encoding/json decodes member k into a
+// known field. It matches names case-insensitively ("ID" sets ID), so such a
+// member must not be kept in Extra too: written back after "id", it would
+// win on the next read and change the manifest's id.
+func knownManifestField(k string) bool {
+	for f := range manifestFields {
+		if strings.EqualFold(k, f) {
+			return true
+		}
+	}
+	return false
+}
+
 // UnmarshalJSON decodes the known fields and keeps the others in Extra.
 func (m *Manifest) UnmarshalJSON(b []byte) error {
 	type plain Manifest
@@ -148,7 +163,7 @@ func (m *Manifest) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	for k := range all {
-		if manifestFields[k] {
+		if knownManifestField(k) {
 			delete(all, k)
 		}
 	}
@@ -188,7 +203,7 @@ func (m *Manifest) Validate() error {
 	case m.ID == "":
 		return errors.New("id: required")
 	case !ValidToken(m.ID):
-		return fmt.Errorf("id: %q is not a valid subject token", m.ID)
+		return fmt.Errorf("id: %q is not a valid subject token", clip(m.ID, errExcerptBytes))
 	case m.Version == "":
 		return errors.New("version: required")
 	case !validShells[m.Execute.Shell]:

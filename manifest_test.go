@@ -31,6 +31,26 @@ func TestManifestKeepsUnknownFields(t *testing.T) {
 	}
 }
 
+// TestManifestDoesNotKeepAKnownFieldTwice: encoding/json matches member
+// names case-insensitively, so "ID" is the id, not an unknown field; kept
+// in Extra as well it was written back after "id" and became the id on the
+// next read (caught by FuzzManifest's round trip on a seed).
+func TestManifestDoesNotKeepAKnownFieldTwice(t *testing.T) {
+	in := `{"ID":"x","id":"job","Version":"1","execute":{"shell":"sh","script":"x","timeout":"1s"},"Extra":1}`
+	var m kanade.Manifest
+	if err := json.Unmarshal([]byte(in), &m); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"job","version":"1","execute":{"shell":"sh","script":"x","timeout":"1s"},"Extra":1}`
+	if diff := cmp.Diff(want, string(out)); diff != "" {
+		t.Errorf("written back (-want +got):\n%s", diff)
+	}
+}
+
 func TestManifestValidation(t *testing.T) {
 	valid := func() kanade.Manifest {
 		return kanade.Manifest{ID: "job", Version: "1", Execute: kanade.Execute{Shell: "pwsh", Script: "x", Timeout: "1d"}}

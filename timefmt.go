@@ -1,6 +1,7 @@
 package kanade
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -16,33 +17,64 @@ func FormatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
 
 // ParseTime accepts any RFC 3339 timestamp (any offset, 0–9 fractional digits)
 // and returns it in UTC. Years outside 0000–9999 are refused because they cannot
-// be written in the fixed-width layout.
+// be written in the fixed-width layout (observe.md §0.4 keeps 0000 for query
+// bounds; wire Timestamps are narrower, see Timestamp). Its errors quote at
+// most an excerpt of s (Clip), since s may come from the wire.
 func ParseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("parse timestamp %q: %w", s, err)
+		return time.Time{}, fmt.Errorf("parse timestamp %q: %s", clip(s, errExcerptBytes), parseErrorReason(err))
 	}
 	t = t.UTC()
 	if y := t.Year(); y < 0 || y > 9999 {
-		return time.Time{}, fmt.Errorf("parse timestamp %q: year %d out of range", s, y)
+		return time.Time{}, fmt.Errorf("parse timestamp %q: year %d out of range", clip(s, errExcerptBytes), y)
 	}
 	return t, nil
 }
 
+// parseErrorReason says why time.Parse failed without repeating the whole
+// input, which time.ParseError.Error does.
+func parseErrorReason(err error) string {
+	var pe *time.ParseError
+	if !errors.As(err, &pe) {
+		return "not an RFC 3339 timestamp"
+	}
+	if pe.Message != "" {
+		return "not an RFC 3339 timestamp" + pe.Message // Message starts with ": "
+	}
+	return fmt.Sprintf("not an RFC 3339 timestamp: cannot parse %q as %q", clip(pe.ValueElem, errExcerptBytes), pe.LayoutElem)
+}
+
+// validYear reports whether t lies in the years 0001–9999 a wire timestamp
+// may have: four digits in TimeLayout, and not before the zero time.Time,
+// which stands for "absent".
+func validYear(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 1 && y <= 9999
+}
+
 // Timestamp is a wire timestamp: RFC 3339 in JSON with any offset, UTC in Go.
+// Its year must be 0001–9999 (wire.md payloads): the SQL layout holds four
+// digits, and a year before 0001 would sort before the zero time that stands
+// for "absent", so only real-looking instants reach storage.
 type Timestamp struct{ time.Time }
 
-// UnmarshalJSON accepts any RFC 3339 string; null leaves the zero value.
+// UnmarshalJSON accepts any RFC 3339 string with a year in 0001–9999; null
+// leaves the zero value.
 func (t *Timestamp) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		return nil
 	}
 	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
-		return fmt.Errorf("timestamp must be a JSON string, got %s", b)
+		return fmt.Errorf("timestamp must be a JSON string, got %s", clip(string(b), errExcerptBytes))
 	}
-	v, err := ParseTime(string(b[1 : len(b)-1]))
+	s := string(b[1 : len(b)-1])
+	v, err := ParseTime(s)
 	if err != nil {
 		return err
+	}
+	if !validYear(v) {
+		return fmt.Errorf("parse timestamp %q: year %d out of range 0001–9999", clip(s, errExcerptBytes), v.Year())
 	}
 	t.Time = v
 	return nil

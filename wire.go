@@ -3,9 +3,7 @@ package kanade
 import (
 	"crypto/sha1"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strings"
 )
 
 // Subjects of wire.md §1.
@@ -38,15 +36,39 @@ type Heartbeat struct {
 	Enforcing             *bool     `json:"enforcing,omitempty"`
 }
 
-// Validate reports what makes a decoded heartbeat unusable.
+// Validate reports what makes a decoded heartbeat unusable: a missing
+// required field, or a field breaking its bound (ident.go). The pc_id becomes
+// a subject token and KV key later, so it must be a ValidPCID; the free text
+// is bounded so one beat cannot bloat the agents table or the logs. A
+// *FieldError in the chain names the field.
 func (h *Heartbeat) Validate() error {
-	switch {
-	case h.PcID == "":
-		return errors.New("heartbeat: pc_id is required")
-	case h.At.IsZero():
-		return errors.New("heartbeat: at is required")
-	case h.AgentVersion == "":
-		return errors.New("heartbeat: agent_version is required")
+	var c checker
+	c.required("pc_id", h.PcID != "")
+	c.rule("pc_id", h.PcID, ValidPCID(h.PcID), rulePCID)
+	c.time("at", h.At)
+	c.required("agent_version", h.AgentVersion != "")
+	c.rule("agent_version", h.AgentVersion, validPrintable(h.AgentVersion, MaxIDBytes),
+		"must be 1–128 bytes of printable UTF-8")
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{
+		{"hostname", h.Hostname}, {"os_family", h.OsFamily},
+		{"last_logon_user", h.LastLogonUser}, {"last_logon_display_name", h.LastLogonDisplayName},
+	} {
+		if f.v != nil {
+			c.rule(f.name, *f.v, ValidText(*f.v, MaxTextBytes), "must be at most 1024 bytes of UTF-8 without control characters")
+		}
+	}
+	c.list("quarantined_versions", h.QuarantinedVersions)
+	if h.CommandKeys != nil {
+		c.list("command_keys", *h.CommandKeys)
+	}
+	if h.CommandProtocols != nil {
+		c.list("command_protocols", *h.CommandProtocols)
+	}
+	if c.err != nil {
+		return fmt.Errorf("heartbeat: %w", c.err)
 	}
 	return nil
 }
@@ -69,20 +91,30 @@ type ExecResult struct {
 	ParentResultID string    `json:"parent_result_id,omitempty"`
 }
 
-// Validate checks the required fields and derives a stable result_id for very
-// old agents that send none, so redeliveries of their results map to one row.
+// Validate checks the required fields and the bound of every id (ident.go),
+// and derives a stable result_id for very old agents that send none, so
+// redeliveries of their results map to one row. request_id and exec_id
+// become subject tokens (results.<request_id>, kill.<exec_id>), the object
+// names are fetched from the object store and manifest_id is a key of KV
+// "jobs", so each must obey that place's rule. A *FieldError in the chain
+// names the field.
 func (r *ExecResult) Validate() error {
-	switch {
-	case r.RequestID == "":
-		return errors.New("result: request_id is required")
-	case r.PcID == "":
-		return errors.New("result: pc_id is required")
-	case r.ExitCode == nil:
-		return errors.New("result: exit_code is required")
-	case r.StartedAt.IsZero():
-		return errors.New("result: started_at is required")
-	case r.FinishedAt.IsZero():
-		return errors.New("result: finished_at is required")
+	var c checker
+	c.optional("result_id", r.ResultID, ValidID, ruleID)
+	c.required("request_id", r.RequestID != "")
+	c.rule("request_id", r.RequestID, ValidToken(r.RequestID), ruleToken)
+	c.optional("exec_id", r.ExecID, ValidToken, ruleToken)
+	c.required("pc_id", r.PcID != "")
+	c.rule("pc_id", r.PcID, ValidPCID(r.PcID), rulePCID)
+	c.required("exit_code", r.ExitCode != nil)
+	c.optional("stdout_object", r.StdoutObject, ValidObjectName, ruleObject)
+	c.optional("stderr_object", r.StderrObject, ValidObjectName, ruleObject)
+	c.time("started_at", r.StartedAt)
+	c.time("finished_at", r.FinishedAt)
+	c.optional("manifest_id", r.ManifestID, ValidKVKey, ruleKVKey)
+	c.optional("parent_result_id", r.ParentResultID, ValidID, ruleID)
+	if c.err != nil {
+		return fmt.Errorf("result: %w", c.err)
 	}
 	if r.ResultID == "" {
 		r.ResultID = LegacyResultID(r.RequestID, r.PcID)
@@ -116,15 +148,23 @@ type EventStarted struct {
 	Version    string    `json:"version,omitempty"`
 }
 
-// Validate reports what makes a decoded started event unusable.
+// Validate reports what makes a decoded started event unusable: a missing
+// required field or an id breaking its rule (the same rules as ExecResult;
+// manifest_id is read as a key of KV "jobs"). A *FieldError in the chain
+// names the field.
 func (e *EventStarted) Validate() error {
-	switch {
-	case e.ResultID == "":
-		return errors.New("started event: result_id is required")
-	case e.PcID == "":
-		return errors.New("started event: pc_id is required")
-	case e.StartedAt.IsZero():
-		return errors.New("started event: started_at is required")
+	var c checker
+	c.required("result_id", e.ResultID != "")
+	c.rule("result_id", e.ResultID, ValidID(e.ResultID), ruleID)
+	c.optional("request_id", e.RequestID, ValidToken, ruleToken)
+	c.optional("exec_id", e.ExecID, ValidToken, ruleToken)
+	c.required("pc_id", e.PcID != "")
+	c.rule("pc_id", e.PcID, ValidPCID(e.PcID), rulePCID)
+	c.time("started_at", e.StartedAt)
+	c.optional("manifest_id", e.ManifestID, ValidKVKey, ruleKVKey)
+	c.optional("version", e.Version, ValidID, ruleID)
+	if c.err != nil {
+		return fmt.Errorf("started event: %w", c.err)
 	}
 	return nil
 }
@@ -138,15 +178,23 @@ type AuditEvent struct {
 	OccurredAt Timestamp       `json:"occurred_at"`
 }
 
-// Validate reports what makes a decoded audit event unusable.
+// Validate reports what makes a decoded audit event unusable: a missing
+// actor, action or occurred_at, or an actor, action or target breaking its
+// bound (they are stored and shown, and Subject puts them into a subject). A
+// *FieldError in the chain names the field.
 func (a *AuditEvent) Validate() error {
-	switch {
-	case a.Actor == "":
-		return errors.New("audit: actor is required")
-	case a.Action == "":
-		return errors.New("audit: action is required")
-	case a.OccurredAt.IsZero():
-		return errors.New("audit: occurred_at is required")
+	var c checker
+	c.required("actor", a.Actor != "")
+	c.rule("actor", a.Actor, ValidID(a.Actor), ruleID)
+	c.required("action", a.Action != "")
+	c.rule("action", a.Action, ValidID(a.Action), ruleID)
+	if a.Target != nil {
+		c.rule("target", *a.Target, ValidText(*a.Target, MaxTargetBytes),
+			"must be at most 1024 bytes of UTF-8 without control characters")
+	}
+	c.time("occurred_at", a.OccurredAt)
+	if c.err != nil {
+		return fmt.Errorf("audit: %w", c.err)
 	}
 	return nil
 }
@@ -155,7 +203,8 @@ func (a *AuditEvent) Validate() error {
 // valid subject token is left out of the subject; it stays in the body.
 func (a *AuditEvent) Subject() (string, error) {
 	if !ValidToken(a.Actor) || !ValidToken(a.Action) {
-		return "", fmt.Errorf("audit subject: actor %q or action %q is not a subject token", a.Actor, a.Action)
+		return "", fmt.Errorf("audit subject: actor %q or action %q is not a subject token",
+			clip(a.Actor, errExcerptBytes), clip(a.Action, errExcerptBytes))
 	}
 	s := "audit." + a.Actor + "." + a.Action
 	if a.Target != nil && ValidToken(*a.Target) {
@@ -183,9 +232,4 @@ type Command struct {
 	Cwd         string     `json:"cwd,omitempty"`
 	DeadlineAt  *Timestamp `json:"deadline_at,omitempty"`
 	Staleness   Staleness  `json:"staleness"`
-}
-
-// ValidToken reports whether s can be one token of a NATS subject.
-func ValidToken(s string) bool {
-	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n\f\v")
 }

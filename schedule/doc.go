@@ -15,4 +15,11 @@
 // "schedules", ticks, claims each firing by creating a key in KV
 // "scheduler_dispatch" (JetStream lets exactly one worker create it), and
 // publishes commands, the executions row and the audit event.
+//
+// NATS closes a client for good on a protocol error, so nothing read back
+// from storage goes into a subject or KV key unchecked: pc_ids from the
+// agents table must be kanade.ValidPCID and group names from KV agent_groups
+// kanade.ValidToken, or they are skipped, logged (clipped) and counted
+// (kanade_scheduler_invalid_ids_total). Ids in log lines go through
+// kanade.Clip.
 package schedule

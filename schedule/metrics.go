@@ -14,6 +14,10 @@ type metrics struct {
 	missed    prometheus.Counter
 	waves     prometheus.Counter
 	errors    *prometheus.CounterVec
+
+	// invalidIDs counts pc_ids and group names read back from storage that
+	// were skipped because they cannot go into a subject.
+	invalidIDs prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -22,6 +26,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kanade_scheduler_schedules", Help: "Schedules registered from KV schedules (valid ones)."}),
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kanade_scheduler_invalid_schedules_total", Help: "Schedule values skipped because they do not parse."}),
+		invalidIDs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kanade_scheduler_invalid_ids_total", Help: "pc_ids (agents table) and group names (KV agent_groups) skipped because they cannot go into a subject."}),
 		firings: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanade_scheduler_firings_total", Help: "Dispatches this worker performed, by kind (calendar, late, per_pc, per_target)."}, []string{"kind"}),
 		missed: prometheus.NewCounter(prometheus.CounterOpts{
@@ -42,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.schedules, m.invalid, m.firings, m.missed, m.waves, m.errors} {
+	for _, c := range []prometheus.Collector{m.schedules, m.invalid, m.invalidIDs, m.firings, m.missed, m.waves, m.errors} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -195,7 +196,7 @@ func (s *Scheduler) apply(m map[string]*kanade.Schedule, e jetstream.KeyValueEnt
 	if err != nil {
 		s.m.invalid.Inc()
 		s.log.Warn("scheduler: skipping a schedule that does not parse; its previous version stays registered",
-			slog.String("key", key), slog.Uint64("revision", e.Revision()), slog.Any("err", err))
+			slog.String("key", kanade.Clip(key)), slog.Uint64("revision", e.Revision()), slog.Any("err", err))
 		if prev, ok := s.schedules[key]; ok {
 			m[key] = prev
 		}
@@ -203,7 +204,7 @@ func (s *Scheduler) apply(m map[string]*kanade.Schedule, e jetstream.KeyValueEnt
 	}
 	m[key] = sc
 	s.changed[key] = true
-	s.log.Info("scheduler: schedule registered", slog.String("schedule", key), slog.String("job", sc.JobID),
+	s.log.Info("scheduler: schedule registered", slog.String("schedule", kanade.Clip(key)), slog.String("job", kanade.Clip(sc.JobID)),
 		slog.String("kind", string(sc.Kind())), slog.Bool("enabled", sc.Enabled), slog.Uint64("revision", e.Revision()))
 }
 
@@ -345,8 +346,8 @@ func (s *Scheduler) missed(ctx context.Context, sc *kanade.Schedule, at, now tim
 		return err
 	}
 	s.m.missed.Inc()
-	s.log.Warn("scheduler: firing missed while no worker ran", slog.String("schedule", sc.ID),
-		slog.String("job", sc.JobID), slog.Time("fire_at", at), slog.Duration("late", now.Sub(at)))
+	s.log.Warn("scheduler: firing missed while no worker ran", slog.String("schedule", kanade.Clip(sc.ID)),
+		slog.String("job", kanade.Clip(sc.JobID)), slog.Time("fire_at", at), slog.Duration("late", now.Sub(at)))
 	return s.audit(ctx, "schedule_missed", sc.JobID, map[string]any{
 		"schedule_id": sc.ID, "job_id": sc.JobID, "fire_at": kanade.FormatTime(at)}, now)
 }
@@ -426,6 +427,7 @@ func (f *fleetView) get(ctx context.Context) ([]string, map[string][]string, err
 	if err != nil {
 		return nil, nil, err
 	}
+	alive = f.s.skipInvalid("pc_id", "agents", alive, kanade.ValidPCID)
 	groups, err := f.s.pcGroups(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -542,8 +544,8 @@ func (s *Scheduler) dispatchJob(ctx context.Context, sc *kanade.Schedule, m *kan
 		return err
 	}
 	s.m.firings.WithLabelValues(p.kind).Inc()
-	s.log.Info("scheduler: fired", slog.String("schedule", sc.ID), slog.String("job", m.ID),
-		slog.String("version", m.Version), slog.String("exec_id", execID), slog.Time("fire_at", at),
+	s.log.Info("scheduler: fired", slog.String("schedule", kanade.Clip(sc.ID)), slog.String("job", kanade.Clip(m.ID)),
+		slog.String("version", kanade.Clip(m.Version)), slog.String("exec_id", execID), slog.Time("fire_at", at),
 		slog.Int("subjects", len(subjects)), slog.Int("waves_later", len(later)))
 	// A per_pc dispatch may name 100k subjects: the event keeps the first
 	// auditSubjects of them and the total, so it stays far below NATS's
@@ -718,10 +720,27 @@ func (s *Scheduler) pcGroups(ctx context.Context) (map[string][]string, error) {
 			Groups []string `json:"groups"`
 		}
 		if json.Unmarshal(e.Value(), &v) == nil {
-			out[e.Key()] = v.Groups
+			out[e.Key()] = s.skipInvalid("group", kanade.BucketAgentGroups, v.Groups, kanade.ValidToken)
 		}
 	})
 	return out, err
+}
+
+// skipInvalid removes from ids (in place) those valid refuses, logging and
+// counting each. The agents table and KV agent_groups may hold ids written
+// before the identifier rules existed, and one of them in a subject or a
+// dispatch-mark key would cost this worker its NATS connection ("maximum
+// control line exceeded") or publish on a wrong subject.
+func (s *Scheduler) skipInvalid(kind, source string, ids []string, valid func(string) bool) []string {
+	return slices.DeleteFunc(ids, func(id string) bool {
+		if valid(id) {
+			return false
+		}
+		s.m.invalidIDs.Inc()
+		s.log.Warn("scheduler: skipping an id that cannot go into a subject", slog.String("kind", kind),
+			slog.String("source", source), slog.String("id", kanade.Clip(id)), slog.Int("bytes", len(id)))
+		return true
+	})
 }
 
 // marks reads a schedule's dispatch marks (key → dispatch time) by PC, or

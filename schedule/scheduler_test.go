@@ -472,3 +472,42 @@ func TestANewScheduleIsReconciledAtTheNextTick(t *testing.T) {
 		t.Errorf("again: %v", got)
 	}
 }
+
+// TestInvalidIDsReadBackFromStorageAreSkipped: a database written before
+// pc_ids were checked may hold ones that cannot be subject tokens, and KV
+// agent_groups may hold such group names. The reconcile skips and counts
+// them and still sends every good PC its command; one long pc_id in a
+// publish would otherwise close the worker's NATS connection.
+func TestInvalidIDsReadBackFromStorageAreSkipped(t *testing.T) {
+	f := newFleet(t)
+	ctx := context.Background()
+	f.put(kanade.BucketJobs, "inv", job)
+	f.put(kanade.BucketSchedules, "each", `{"id":"each","when":{"per_pc":"once"},"job_id":"inv","target":{"all":true}}`)
+	f.put(kanade.BucketAgentGroups, "PC-1", `{"groups":["lab","bad.group"]}`)
+	t0 := utc(10, 12, 0, 0)
+	var hs []kanade.Heartbeat
+	for _, pc := range []string{"PC-1", "DESKTOP-ABC12", "PC.3", "PC 4", strings.Repeat("P", 5000)} {
+		hs = append(hs, kanade.Heartbeat{PcID: pc, At: kanade.Timestamp{Time: t0.Add(-10 * time.Second)}, AgentVersion: "1"})
+	}
+	if err := f.db.Update(ctx, func(tx *storage.Tx) error { return tx.UpsertHeartbeats(ctx, hs) }); err != nil {
+		t.Fatal(err)
+	}
+	w := f.worker()
+
+	// Bounded: a publish on a closed connection would wait for its ack forever.
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := w.tick(tctx, t0); err != nil {
+		t.Fatalf("tick: %v", err)
+	}
+	if diff := cmp.Diff([]string{"commands.pc.DESKTOP-ABC12", "commands.pc.PC-1"}, f.received()); diff != "" {
+		t.Errorf("commands (-want +got):\n%s", diff)
+	}
+	if n := f.count(`SELECT COUNT(*) FROM executions WHERE target_count = 2`); n != 1 {
+		t.Errorf("%d executions with target_count 2, want 1", n)
+	}
+	// Three pc_ids from agents, one group from agent_groups.
+	if got := counter(w.m.invalidIDs); got != 4 {
+		t.Errorf("kanade_scheduler_invalid_ids_total = %v, want 4", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,5 +110,56 @@ func TestAgentsAnswerCommands(t *testing.T) {
 	}
 	if r := got["SIM-000000/req-canary"]; r.ExecID != "exec-1" || r.ManifestID != "sim-ping" {
 		t.Errorf("canary answer = %+v", r)
+	}
+}
+
+// TestGeneratedMessagesValidate keeps the simulator inside the wire rules:
+// every heartbeat, started event, result and audit event it makes decodes
+// and passes Validate, so the projection never drops simulated traffic.
+func TestGeneratedMessagesValidate(t *testing.T) {
+	f := sim.NewFleet(sim.Config{Agents: 40, Seed: 3, FailureRate: 0.3, SkipRate: 0.3})
+	at := time.Date(2026, 6, 20, 1, 2, 3, 0, time.UTC)
+	var msgs []sim.Message
+	for i := range 40 {
+		msgs = append(msgs, sim.HeartbeatMessage(f.Heartbeat(i, at)))
+		for j, job := range f.Config().Jobs {
+			spec := sim.RunSpec{Agent: i, Job: job, StartedAt: at}
+			if j%2 == 0 {
+				spec.ExecID = "1d2e3f40-5a6b-4c7d-8e9f-a0b1c2d3e4f5"
+			}
+			msgs = append(msgs, f.Run(spec).Messages...)
+		}
+		msgs = append(msgs, f.Audit(at))
+	}
+	// The widest pc_id a default fleet names.
+	if pc := f.PcID(999_999); !kanade.ValidPCID(pc) {
+		t.Errorf("PcID(999999) = %q is not a valid pc_id", pc)
+	}
+	counts := map[string]int{}
+	for _, m := range msgs {
+		var v interface{ Validate() error }
+		kind := strings.SplitN(m.Subject, ".", 2)[0]
+		switch kind {
+		case "heartbeat":
+			v = &kanade.Heartbeat{}
+		case "events":
+			v = &kanade.EventStarted{}
+		case "results":
+			v = &kanade.ExecResult{}
+		case "audit":
+			v = &kanade.AuditEvent{}
+		default:
+			t.Fatalf("unexpected subject %s", m.Subject)
+		}
+		counts[kind]++
+		if err := json.Unmarshal(m.Data, v); err != nil {
+			t.Fatalf("%s: %v", m.Subject, err)
+		}
+		if err := v.Validate(); err != nil {
+			t.Errorf("%s: %v", m.Subject, err)
+		}
+	}
+	if counts["heartbeat"] != 40 || counts["events"] == 0 || counts["results"] == 0 || counts["audit"] != 40 {
+		t.Errorf("messages by kind = %v", counts)
 	}
 }
