@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/kanade-fleet/backend"
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,7 +15,9 @@ import (
 // checks exactly kanade.Resources, the list Bootstrap creates, so health and
 // bootstrap cannot drift apart.
 type Prober struct {
-	JS jetstream.JetStream
+	// JetStream gives the connection to probe on; an error (NATS not
+	// connected) fails every check at once, naming the reason.
+	JetStream func() (jetstream.JetStream, error)
 	// Replicas is the replica count the resources were bootstrapped with.
 	// Only the names are checked today; it selects the same list Bootstrap used.
 	Replicas int
@@ -30,6 +34,13 @@ type Prober struct {
 func (p Prober) Probe(ctx context.Context) []kanade.ResourceStatus {
 	resources := kanade.Resources(p.Replicas)
 	out := make([]kanade.ResourceStatus, len(resources))
+	js, err := p.js()
+	if err != nil {
+		for i, r := range resources {
+			out[i] = kanade.ResourceStatus{Kind: r.Kind, Name: r.Name, Err: err}
+		}
+		return out
+	}
 	type answer struct {
 		i   int
 		err error
@@ -38,7 +49,7 @@ func (p Prober) Probe(ctx context.Context) []kanade.ResourceStatus {
 	answers := make(chan answer, len(resources))
 	for i, r := range resources {
 		out[i] = kanade.ResourceStatus{Kind: r.Kind, Name: r.Name}
-		go func() { answers <- answer{i, p.check(ctx, r)} }()
+		go func() { answers <- answer{i, check(ctx, js, r)} }()
 	}
 	done := make([]bool, len(resources))
 	record := func(a answer) {
@@ -73,18 +84,22 @@ func (p Prober) Probe(ctx context.Context) []kanade.ResourceStatus {
 	return out
 }
 
-func (p Prober) check(ctx context.Context, r kanade.Resource) error {
-	if p.JS == nil {
-		return errors.New("no JetStream connection")
+func (p Prober) js() (jetstream.JetStream, error) {
+	if p.JetStream == nil {
+		return nil, errors.New("no JetStream connection configured")
 	}
+	return p.JetStream()
+}
+
+func check(ctx context.Context, js jetstream.JetStream, r kanade.Resource) error {
 	var err error
 	switch r.Kind {
 	case kanade.KindStream:
-		_, err = p.JS.Stream(ctx, r.Name)
+		_, err = js.Stream(ctx, r.Name)
 	case kanade.KindKeyValue:
-		_, err = p.JS.KeyValue(ctx, r.Name)
+		_, err = js.KeyValue(ctx, r.Name)
 	case kanade.KindObjectStore:
-		_, err = p.JS.ObjectStore(ctx, r.Name)
+		_, err = js.ObjectStore(ctx, r.Name)
 	default:
 		err = fmt.Errorf("unknown resource kind %q", r.Kind)
 	}
@@ -98,4 +113,57 @@ func (p Prober) check(ctx context.Context, r kanade.Resource) error {
 // to a failure to ask.
 func isNotFound(err error) bool {
 	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
+}
+
+// Backlog is what a stream holds past a projection's offset.
+type Backlog struct {
+	Name string
+	// LastSeq is the stream's last sequence.
+	LastSeq uint64
+	// Next is the first message for the projection past its offset; zero
+	// Seq when none waits.
+	NextSeq  uint64
+	NextTime time.Time
+	// Err says why the stream could not be asked.
+	Err error
+}
+
+// Backlogs asks, for each projection, what its stream holds past the
+// offset in after (by name): the first waiting message and the stream's
+// last sequence. The questions run concurrently under ctx's deadline.
+func (p Prober) Backlogs(ctx context.Context, projections []kanade.Projection, after map[string]uint64) []Backlog {
+	out := make([]Backlog, len(projections))
+	js, err := p.js()
+	var wg sync.WaitGroup
+	for i, pr := range projections {
+		out[i] = Backlog{Name: pr.Name, Err: err}
+		if err != nil {
+			continue
+		}
+		wg.Go(func() { out[i] = backlog(ctx, js, pr, after[pr.Name]) })
+	}
+	wg.Wait()
+	return out
+}
+
+func backlog(ctx context.Context, js jetstream.JetStream, pr kanade.Projection, after uint64) Backlog {
+	b := Backlog{Name: pr.Name}
+	st, err := js.Stream(ctx, pr.Stream)
+	if err != nil {
+		b.Err = fmt.Errorf("stream %s: %w", pr.Stream, err)
+		return b
+	}
+	b.LastSeq = st.CachedInfo().State.LastSeq
+	if b.LastSeq <= after {
+		return b
+	}
+	m, err := st.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(pr.Filter))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case err != nil:
+		b.Err = fmt.Errorf("stream %s: first message past %d: %w", pr.Stream, after, err)
+	default:
+		b.NextSeq, b.NextTime = m.Sequence, m.Time
+	}
+	return b
 }

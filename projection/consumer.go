@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -517,7 +518,7 @@ func decode(data []byte, v validator) error {
 func (w *Worker) bad(spec consumerSpec, subject string, seq uint64, err error) {
 	w.m.decodeFailures.WithLabelValues(spec.Stream).Inc()
 	w.log.Warn("projector: skipping undecodable message", slog.String("stream", spec.Stream),
-		slog.String("subject", clip(subject)), slog.Uint64("stream_seq", seq), slog.String("err", clip(err.Error())))
+		slog.String("subject", kanade.Clip(subject)), slog.Uint64("stream_seq", seq), slog.String("err", kanade.Clip(err.Error())))
 }
 
 // fetchOutputs replaces stdout/stderr with the object-store text the agent
@@ -540,10 +541,10 @@ func (w *Worker) fetchOutputs(ctx context.Context, c *conn, r *storage.Result) (
 		case errors.Is(err, jetstream.ErrObjectNotFound):
 			w.m.missingOutput.Inc()
 			w.log.Warn("projector: result output object missing; storing empty text",
-				slog.String("result_id", clip(r.ResultID)), slog.String("object", clip(f.key)))
+				slog.String("result_id", kanade.Clip(r.ResultID)), slog.String("object", kanade.Clip(f.key)))
 			*f.dst = ""
 		case err != nil:
-			return 0, fmt.Errorf("get output %s: %w", clip(f.key), err)
+			return 0, fmt.Errorf("get output %s: %w", kanade.Clip(f.key), err)
 		default:
 			*f.dst = text
 			added += int64(len(text))
@@ -724,7 +725,11 @@ func (w *Worker) recordFailure(spec consumerSpec, err error) {
 	w.progress[spec.Name].failed(err, now)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if dbErr := w.cfg.DB.RecordProjectionError(ctx, spec.Name, clipN(err.Error(), 1000), now); dbErr != nil {
+	msg := err.Error()
+	if len(msg) > 2000 { // our own wording around clipped wire values: long only by accident
+		msg = strings.ToValidUTF8(msg[:2000], "") + "…"
+	}
+	if dbErr := w.cfg.DB.RecordProjectionError(ctx, spec.Name, msg, now); dbErr != nil {
 		w.log.Debug("projector: could not record the failure in the database", slog.String("consumer", spec.Name),
 			slog.Any("err", dbErr))
 	}

@@ -112,8 +112,8 @@ func (w *Worker) runHeartbeats(ctx context.Context, c *conn) error {
 		}
 		if err != nil {
 			w.m.decodeFailures.WithLabelValues("heartbeat").Inc()
-			w.log.Warn("projector: skipping undecodable heartbeat", slog.String("subject", clip(msg.Subject)),
-				slog.String("err", clip(err.Error())))
+			w.log.Warn("projector: skipping undecodable heartbeat", slog.String("subject", kanade.Clip(msg.Subject)),
+				slog.String("err", kanade.Clip(err.Error())))
 			return
 		}
 		if now := w.cfg.Clock(); h.At.Sub(now) > maxClockAhead {
