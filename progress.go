@@ -67,3 +67,18 @@ func (p ProjectionProgress) Stalled(now time.Time, after time.Duration) bool {
 	}
 	return now.Sub(p.OldestUnapplied) >= after && now.Sub(p.LastProgress) >= after
 }
+
+// Backlog is what a stream holds past a projection's offset, as JetStream
+// answers it: the fleet rollup's half of a projection's progress (the
+// database holds the other half).
+type Backlog struct {
+	Name string
+	// LastSeq is the stream's last sequence.
+	LastSeq uint64
+	// NextSeq and NextTime are the first message for the projection past
+	// its offset; zero when none waits.
+	NextSeq  uint64
+	NextTime time.Time
+	// Err says why the stream could not be asked.
+	Err error
+}

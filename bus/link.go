@@ -328,6 +328,20 @@ func (l *Link) bootstrap(ctx context.Context, s *session) {
 	}
 }
 
+// Ready waits until the current connection is up and bootstrapped, or ctx
+// ends.
+func (l *Link) Ready(ctx context.Context) error {
+	l.mu.Lock()
+	s := l.cur
+	l.mu.Unlock()
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Connected reports whether the current connection is up.
 func (l *Link) Connected() bool {
 	l.mu.Lock()

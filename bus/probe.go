@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/kanade-fleet/backend"
 	"github.com/nats-io/nats.go/jetstream"
@@ -115,28 +114,15 @@ func isNotFound(err error) bool {
 	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
 }
 
-// Backlog is what a stream holds past a projection's offset.
-type Backlog struct {
-	Name string
-	// LastSeq is the stream's last sequence.
-	LastSeq uint64
-	// Next is the first message for the projection past its offset; zero
-	// Seq when none waits.
-	NextSeq  uint64
-	NextTime time.Time
-	// Err says why the stream could not be asked.
-	Err error
-}
-
 // Backlogs asks, for each projection, what its stream holds past the
 // offset in after (by name): the first waiting message and the stream's
 // last sequence. The questions run concurrently under ctx's deadline.
-func (p Prober) Backlogs(ctx context.Context, projections []kanade.Projection, after map[string]uint64) []Backlog {
-	out := make([]Backlog, len(projections))
+func (p Prober) Backlogs(ctx context.Context, projections []kanade.Projection, after map[string]uint64) []kanade.Backlog {
+	out := make([]kanade.Backlog, len(projections))
 	js, err := p.js()
 	var wg sync.WaitGroup
 	for i, pr := range projections {
-		out[i] = Backlog{Name: pr.Name, Err: err}
+		out[i] = kanade.Backlog{Name: pr.Name, Err: err}
 		if err != nil {
 			continue
 		}
@@ -146,8 +132,8 @@ func (p Prober) Backlogs(ctx context.Context, projections []kanade.Projection, a
 	return out
 }
 
-func backlog(ctx context.Context, js jetstream.JetStream, pr kanade.Projection, after uint64) Backlog {
-	b := Backlog{Name: pr.Name}
+func backlog(ctx context.Context, js jetstream.JetStream, pr kanade.Projection, after uint64) kanade.Backlog {
+	b := kanade.Backlog{Name: pr.Name}
 	st, err := js.Stream(ctx, pr.Stream)
 	if err != nil {
 		b.Err = fmt.Errorf("stream %s: %w", pr.Stream, err)

@@ -114,7 +114,7 @@ func BenchmarkFleetHealth(b *testing.B) {
 		name   string
 		prober handlers.Prober
 	}{
-		{"nats", bus.Prober{JS: nats.JS, Replicas: 1}},
+		{"nats", bus.Prober{JetStream: bus.Static(nats.JS), Replicas: 1}},
 		{"instant-prober", allPresent{}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
@@ -143,6 +143,14 @@ func BenchmarkFleetHealth(b *testing.B) {
 
 // allPresent is a Prober whose resources all exist, answering at once.
 type allPresent struct{}
+
+func (allPresent) Backlogs(_ context.Context, ps []kanade.Projection, _ map[string]uint64) []kanade.Backlog {
+	out := make([]kanade.Backlog, len(ps))
+	for i, p := range ps {
+		out[i] = kanade.Backlog{Name: p.Name}
+	}
+	return out
+}
 
 func (allPresent) Probe(context.Context) []kanade.ResourceStatus {
 	var out []kanade.ResourceStatus

@@ -25,10 +25,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Prober checks the JetStream resources of the bootstrap contract. It must
-// return one status per resource of kanade.Resources and respect ctx's deadline.
+// Prober asks JetStream what the fleet rollup needs from it. Probe must
+// return one status per resource of kanade.Resources and Backlogs one
+// answer per projection, both by ctx's deadline.
 type Prober interface {
 	Probe(ctx context.Context) []kanade.ResourceStatus
+	Backlogs(ctx context.Context, projections []kanade.Projection, after map[string]uint64) []kanade.Backlog
 }
 
 // Config is everything the handler needs. DB and Auth are required.
@@ -39,10 +41,18 @@ type Config struct {
 	// NATSConnected reports whether the shell's NATS connection is up
 	// (for /readyz); nil means "no NATS configured" and fails readiness.
 	NATSConnected func() bool
-	// JS reaches the KV buckets jobs and schedules and the AUDIT stream for
-	// the manage endpoints (/api/jobs, /api/schedules); nil makes them
-	// answer 503 "NATS is not configured".
-	JS jetstream.JetStream
+	// JetStream gives the current connection for the manage endpoints
+	// (/api/jobs, /api/schedules); an error (NATS not connected) makes them
+	// answer 503 at once, and nil "NATS is not configured".
+	JetStream func() (jetstream.JetStream, error)
+	// StallAfter: a projection whose offset has not moved for this long while
+	// a message waited as long degrades the fleet (default
+	// kanade.DefaultStallAfter).
+	StallAfter time.Duration
+	// Progress, when the shell runs the worker in-process, reports its view
+	// of each projection: the rollup takes a newer last error from it (when
+	// the database is what fails, the worker cannot write its error there).
+	Progress func() []kanade.ProjectionProgress
 	// Clock is the one "now" of every cutoff. Defaults to the wall clock.
 	Clock kanade.Clock
 	// StaleThreshold: an agent is active when its last heartbeat is within it. Default 2m.
@@ -76,6 +86,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ProbeTimeout <= 0 {
 		c.ProbeTimeout = 2 * time.Second
+	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = kanade.DefaultStallAfter
 	}
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()

@@ -33,6 +33,7 @@ const (
 	partAgents        = "agents"
 	partJetStream     = "jetstream"
 	partRecentResults = "recent_results"
+	partProjection    = "projection"
 )
 
 // FleetHealth is the body of GET /api/health/fleet (api.md). The same body is
@@ -42,10 +43,35 @@ type FleetHealth struct {
 	Agents        FleetAgents        `json:"agents"`
 	JetStream     FleetJetStream     `json:"jetstream"`
 	RecentResults FleetRecentResults `json:"recent_results"`
+	Projection    FleetProjection    `json:"projection"`
 	ObservedAt    time.Time          `json:"observed_at" doc:"The one now every cutoff was computed from."`
-	// Errors is present only when a part could not be read; its numbers are
-	// then null rather than a misleading 0.
-	Errors map[string]string `json:"errors,omitempty" doc:"Why a part could not be read, keyed agents, jetstream or recent_results. Absent when everything was read."`
+	// Errors is present only when a part could not be read or a projection
+	// is stalled; the numbers of an unreadable part are then null rather
+	// than a misleading 0.
+	Errors map[string]string `json:"errors,omitempty" doc:"Why a part could not be read (or, for projection, why it is stalled), keyed agents, jetstream, recent_results or projection. Absent when all is well."`
+}
+
+// FleetProjection says whether what agents send reaches the database: per
+// projected stream, how far the database is and what waits. A projection
+// that makes no progress while messages wait degrades the fleet: the
+// counts above would otherwise show an outage as a quiet fleet.
+type FleetProjection struct {
+	AllOK             bool              `json:"all_ok" doc:"No projection is stalled."`
+	StallAfterSeconds float64           `json:"stall_after_seconds" doc:"A projection is stalled when its offset has not moved for this long while a message has waited as long (KANADE_PROJECTION_STALL)."`
+	Consumers         []FleetProjecting `json:"consumers"`
+}
+
+// FleetProjecting is one projected stream.
+type FleetProjecting struct {
+	Name                      string     `json:"name" doc:"The projection (its offset's key in the database)."`
+	Stream                    string     `json:"stream"`
+	AppliedSeq                *uint64    `json:"applied_seq" nullable:"true" doc:"Every message up to this stream sequence is in the database; null when the database could not be read."`
+	Pending                   *uint64    `json:"pending" nullable:"true" doc:"Messages stored after applied_seq (for a stream the projection shares with other subjects, an upper bound); null when JetStream could not be asked."`
+	OldestUnappliedAgeSeconds *float64   `json:"oldest_unapplied_age_seconds" nullable:"true" doc:"How long the first message past applied_seq has waited; null when none waits or it is unknown."`
+	LastProgressAt            *time.Time `json:"last_progress_at" nullable:"true" doc:"When applied_seq last moved; null if never."`
+	LastError                 *string    `json:"last_error" nullable:"true" doc:"The projector's most recent failure, kept after recovery; null if none is known."`
+	LastErrorAt               *time.Time `json:"last_error_at" nullable:"true"`
+	Stalled                   bool       `json:"stalled"`
 }
 
 // FleetAgents counts agents by freshness. All three are null when the
@@ -283,23 +309,27 @@ func (cfg *Config) fleetHealth(ctx context.Context) FleetHealth {
 		known, active         int64
 		total, failed         int64
 		agentsErr, resultsErr error
+		projection            FleetProjection
+		projectionErr         error
 	)
 	wg.Go(func() { statuses = cfg.probe(ctx) })
 	wg.Go(func() { known, active, agentsErr = cfg.DB.AgentCounts(ctx, now, cfg.StaleThreshold) })
 	wg.Go(func() { total, failed, resultsErr = cfg.DB.ResultCounts(ctx, now.Add(-recentWindow)) })
+	wg.Go(func() { projection, projectionErr = cfg.projection(ctx, now) })
 	wg.Wait()
 
 	h := FleetHealth{
 		ObservedAt:    now,
 		JetStream:     FleetJetStream{Total: len(statuses), Missing: []string{}},
 		RecentResults: FleetRecentResults{WindowHours: int(recentWindow / time.Hour)},
+		Projection:    projection,
 	}
 	fail := func(part string, err error) {
 		if h.Errors == nil {
 			h.Errors = map[string]string{}
 		}
 		h.Errors[part] = err.Error()
-		cfg.Logger.WarnContext(ctx, "fleet health: part unreadable", slog.String("part", part), slog.Any("error", err))
+		cfg.Logger.WarnContext(ctx, "fleet health: part failing", slog.String("part", part), slog.Any("error", err))
 	}
 
 	var unchecked []string
@@ -331,9 +361,13 @@ func (cfg *Config) fleetHealth(ctx context.Context) FleetHealth {
 	} else {
 		h.RecentResults.Total, h.RecentResults.Failed = &total, &failed
 	}
+	if projectionErr != nil {
+		fail(partProjection, projectionErr)
+	}
 
 	switch {
-	case !h.JetStream.AllOK || agentsErr != nil || resultsErr != nil || cfg.staleDegrades(known, *h.Agents.Stale):
+	case !h.JetStream.AllOK || agentsErr != nil || resultsErr != nil || !h.Projection.AllOK ||
+		cfg.staleDegrades(known, *h.Agents.Stale):
 		h.Status = fleetDegraded
 	case known == 0:
 		h.Status = fleetUnknown
@@ -341,6 +375,93 @@ func (cfg *Config) fleetHealth(ctx context.Context) FleetHealth {
 		h.Status = fleetOK
 	}
 	return h
+}
+
+// projection rebuilds each projection's progress from the database (its
+// offset and when it moved) and JetStream (the first message past it), and
+// judges stalls by kanade.ProjectionProgress.Stalled, the rule the worker
+// applies to itself. It fails (with the part's error) only when a stall was
+// found; an unreadable database or JetStream leaves the numbers null and is
+// reported by the other parts.
+func (cfg *Config) projection(ctx context.Context, now time.Time) (FleetProjection, error) {
+	out := FleetProjection{AllOK: true, StallAfterSeconds: cfg.StallAfter.Seconds(), Consumers: []FleetProjecting{}}
+	projections := kanade.Projections()
+	offsets, dbErr := cfg.DB.Offsets(ctx)
+	var backlogs []kanade.Backlog
+	if dbErr == nil && cfg.Prober != nil {
+		after := make(map[string]uint64, len(offsets))
+		for name, o := range offsets {
+			after[name] = o.Seq
+		}
+		// The Prober promises to honour ctx, but it is an interface.
+		answer := make(chan []kanade.Backlog, 1)
+		go func() { answer <- cfg.Prober.Backlogs(ctx, projections, after) }()
+		select {
+		case backlogs = <-answer:
+		case <-ctx.Done():
+		}
+	}
+	local := map[string]kanade.ProjectionProgress{}
+	if cfg.Progress != nil {
+		for _, p := range cfg.Progress() {
+			local[p.Name] = p
+		}
+	}
+	var stalls []string
+	for i, pr := range projections {
+		c := FleetProjecting{Name: pr.Name, Stream: pr.Stream}
+		o, haveOffset := offsets[pr.Name]
+		p := kanade.ProjectionProgress{Name: pr.Name, AppliedSeq: o.Seq, LastProgress: o.UpdatedAt,
+			LastError: o.LastError, LastErrorAt: o.LastErrorAt}
+		if l, ok := local[pr.Name]; ok && l.LastErrorAt.After(p.LastErrorAt) {
+			p.LastError, p.LastErrorAt = l.LastError, l.LastErrorAt
+		}
+		if dbErr == nil {
+			c.AppliedSeq = &p.AppliedSeq
+			if haveOffset && !p.LastProgress.IsZero() {
+				c.LastProgressAt = &p.LastProgress
+			}
+		}
+		if p.LastError != "" {
+			c.LastError, c.LastErrorAt = &p.LastError, &p.LastErrorAt
+		}
+		if i < len(backlogs) && backlogs[i].Err == nil {
+			b := backlogs[i]
+			pending := uint64(0)
+			if b.LastSeq > p.AppliedSeq {
+				pending = b.LastSeq - p.AppliedSeq
+			}
+			c.Pending = &pending
+			if b.NextSeq != 0 {
+				p.OldestUnapplied = b.NextTime
+				age := max(now.Sub(b.NextTime).Seconds(), 0)
+				c.OldestUnappliedAgeSeconds = &age
+			}
+			if p.Stalled(now, cfg.StallAfter) {
+				c.Stalled = true
+				out.AllOK = false
+				why := fmt.Sprintf("%s: no progress for %s while messages wait (the oldest for %s, %d pending)",
+					pr.Name, since(now, p.LastProgress), now.Sub(b.NextTime).Round(time.Second), pending)
+				if p.LastError != "" {
+					why += "; last error " + now.Sub(p.LastErrorAt).Round(time.Second).String() + " ago: " + p.LastError
+				}
+				stalls = append(stalls, why)
+			}
+		}
+		out.Consumers = append(out.Consumers, c)
+	}
+	if len(stalls) > 0 {
+		return out, errors.New(strings.Join(stalls, "; "))
+	}
+	return out, nil
+}
+
+// since says how long ago t was, or "ever" for the zero time.
+func since(now, t time.Time) string {
+	if t.IsZero() {
+		return "ever"
+	}
+	return now.Sub(t).Round(time.Second).String()
 }
 
 // staleDegrades is the ratio rule: with the default ratio 1.0 only a total
@@ -375,7 +496,8 @@ func (h FleetHealth) healthCheck(cfg *Config) HealthCheck {
 	var reasons []string
 	// componentType values of the draft: the agents are the fleet (system),
 	// JetStream is where commands and results live (datastore).
-	componentType := map[string]string{"agents:freshness": "system", "jetstream:resources": "datastore", "executions:failures": "component"}
+	componentType := map[string]string{"agents:freshness": "system", "jetstream:resources": "datastore",
+		"projection:backlog": "component", "executions:failures": "component"}
 	add := func(key, unit, status, output string, value *float64) {
 		e := HealthCheckEntry{ComponentType: componentType[key], ObservedValue: value, ObservedUnit: unit, Status: status, Time: h.ObservedAt}
 		if status != "pass" {
@@ -406,6 +528,18 @@ func (h FleetHealth) healthCheck(cfg *Config) HealthCheck {
 			output += " (" + e + ")"
 		}
 		add("jetstream:resources", "healthy resources", "fail", output, &healthy)
+	}
+
+	waiting := 0.0
+	for _, c := range h.Projection.Consumers {
+		if c.Pending != nil {
+			waiting += float64(*c.Pending)
+		}
+	}
+	if h.Projection.AllOK {
+		add("projection:backlog", "messages waiting", "pass", "", &waiting)
+	} else {
+		add("projection:backlog", "messages waiting", "fail", "stalled: "+h.Errors[partProjection], &waiting)
 	}
 
 	if e := h.Errors[partRecentResults]; e != "" {

@@ -59,6 +59,7 @@ func fleetWant(status string, agents *[3]float64, missing []any, results *[2]flo
 			"window_hours": 24.0, "total": nil, "failed": nil,
 		},
 	}
+	body["projection"] = projectionWant(true, true)
 	if agents != nil {
 		body["agents"] = map[string]any{"known": agents[0], "active": agents[1], "stale": agents[2]}
 	}
@@ -67,6 +68,25 @@ func fleetWant(status string, agents *[3]float64, missing []any, results *[2]flo
 		body["recent_results"].(map[string]any)["failed"] = results[1]
 	}
 	return body
+}
+
+// projectionWant is the projection part of an idle fleet: nothing applied,
+// nothing waiting. applied says the database could be read, pending that
+// JetStream could be asked, except about the streams in noPending.
+func projectionWant(applied, pending bool, noPending ...string) map[string]any {
+	var consumers []any
+	for _, p := range kanade.Projections() {
+		c := map[string]any{"name": p.Name, "stream": p.Stream, "applied_seq": nil, "pending": nil,
+			"oldest_unapplied_age_seconds": nil, "last_progress_at": nil, "last_error": nil, "last_error_at": nil, "stalled": false}
+		if applied {
+			c["applied_seq"] = 0.0
+		}
+		if pending && !slices.Contains(noPending, p.Stream) {
+			c["pending"] = 0.0
+		}
+		consumers = append(consumers, c)
+	}
+	return map[string]any{"all_ok": true, "stall_after_seconds": 120.0, "consumers": consumers}
 }
 
 // check is the expected summary of one IETF check: its status and
@@ -101,6 +121,7 @@ func TestFleetHealth(t *testing.T) {
 				"agents:freshness":    {"warn", 0.0, true},
 				"jetstream:resources": {"pass", resources, false},
 				"executions:failures": {"pass", 0.0, false},
+				"projection:backlog":  {"pass", 0.0, false},
 			},
 		},
 		{
@@ -114,6 +135,7 @@ func TestFleetHealth(t *testing.T) {
 				"agents:freshness":    {"pass", 0.0, false},
 				"jetstream:resources": {"pass", resources, false},
 				"executions:failures": {"pass", 2.0, false},
+				"projection:backlog":  {"pass", 0.0, false},
 			},
 		},
 		{
@@ -127,6 +149,7 @@ func TestFleetHealth(t *testing.T) {
 				"agents:freshness":    {"pass", 2.0, false},
 				"jetstream:resources": {"pass", resources, false},
 				"executions:failures": {"pass", 2.0, false},
+				"projection:backlog":  {"pass", 0.0, false},
 			},
 		},
 		{
@@ -139,6 +162,7 @@ func TestFleetHealth(t *testing.T) {
 				"agents:freshness":    {"fail", 2.0, true},
 				"jetstream:resources": {"pass", resources, false},
 				"executions:failures": {"pass", 0.0, false},
+				"projection:backlog":  {"pass", 0.0, false},
 			},
 		},
 		{
@@ -153,6 +177,7 @@ func TestFleetHealth(t *testing.T) {
 				"agents:freshness":    {"fail", 1.0, true},
 				"jetstream:resources": {"pass", resources, false},
 				"executions:failures": {"pass", 2.0, false},
+				"projection:backlog":  {"pass", 0.0, false},
 			},
 		},
 		{
@@ -164,12 +189,14 @@ func TestFleetHealth(t *testing.T) {
 				}
 			},
 			wantCode: http.StatusServiceUnavailable,
-			wantBody: fleetWant("degraded", &[3]float64{1, 1, 0}, []any{kanade.StreamResults}, &[2]float64{0, 0}),
+			wantBody: withProjection(fleetWant("degraded", &[3]float64{1, 1, 0}, []any{kanade.StreamResults}, &[2]float64{0, 0}),
+				projectionWant(true, true, kanade.StreamResults)),
 			wantIETF: "fail",
 			wantChecks: map[string]check{
 				"agents:freshness":    {"pass", 0.0, false},
 				"jetstream:resources": {"fail", resources - 1, true},
 				"executions:failures": {"pass", 0.0, false},
+				"projection:backlog":  {"pass", 0.0, false},
 			},
 		},
 		{
@@ -181,13 +208,14 @@ func TestFleetHealth(t *testing.T) {
 				e.nats.WaitForShutdown()
 			},
 			wantCode:   http.StatusServiceUnavailable,
-			wantBody:   fleetWant("degraded", &[3]float64{1, 1, 0}, allResources(), &[2]float64{5, 2}),
+			wantBody:   withProjection(fleetWant("degraded", &[3]float64{1, 1, 0}, allResources(), &[2]float64{5, 2}), projectionWant(true, false)),
 			wantErrors: []string{"jetstream"},
 			wantIETF:   "fail",
 			wantChecks: map[string]check{
 				"agents:freshness":    {"pass", 0.0, false},
 				"jetstream:resources": {"fail", 0.0, true},
 				"executions:failures": {"pass", 2.0, false},
+				"projection:backlog":  {"pass", 0.0, false},
 			},
 		},
 		{
@@ -200,13 +228,14 @@ func TestFleetHealth(t *testing.T) {
 				}
 			},
 			wantCode:   http.StatusServiceUnavailable,
-			wantBody:   fleetWant("degraded", nil, nil, nil),
+			wantBody:   withProjection(fleetWant("degraded", nil, nil, nil), projectionWant(false, false)),
 			wantErrors: []string{"agents", "recent_results"},
 			wantIETF:   "fail",
 			wantChecks: map[string]check{
 				"agents:freshness":    {"fail", nil, true},
 				"jetstream:resources": {"pass", resources, false},
 				"executions:failures": {"fail", nil, true},
+				"projection:backlog":  {"pass", 0.0, false},
 			},
 		},
 		{
@@ -231,6 +260,7 @@ func TestFleetHealth(t *testing.T) {
 				"agents:freshness":    {"fail", nil, true},
 				"jetstream:resources": {"pass", resources, false},
 				"executions:failures": {"pass", 2.0, false},
+				"projection:backlog":  {"pass", 0.0, false},
 			},
 		},
 	}
@@ -301,6 +331,11 @@ func TestFleetHealth(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withProjection(body, projection map[string]any) map[string]any {
+	body["projection"] = projection
+	return body
 }
 
 func assertHeaders(t *testing.T, rec *httptest.ResponseRecorder, code int, contentType string) {

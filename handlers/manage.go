@@ -276,14 +276,27 @@ func invalid(err error) error {
 // kv opens bucket; the caller's ctx carries the manageTimeout bound. A nil
 // JS (no NATS in this shell) is a 503, not a panic.
 func (cfg *Config) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
-	if cfg.JS == nil {
-		return nil, huma.Error503ServiceUnavailable("NATS is not configured")
+	js, err := cfg.js()
+	if err != nil {
+		return nil, err
 	}
-	kv, err := cfg.JS.KeyValue(ctx, bucket)
+	kv, err := js.KeyValue(ctx, bucket)
 	if err != nil {
 		return nil, cfg.natsProblem(ctx, "open KV "+bucket, err)
 	}
 	return kv, nil
+}
+
+// js is the current JetStream, or a 503 problem saying why there is none.
+func (cfg *Config) js() (jetstream.JetStream, error) {
+	if cfg.JetStream == nil {
+		return nil, huma.Error503ServiceUnavailable("NATS is not configured")
+	}
+	js, err := cfg.JetStream()
+	if err != nil {
+		return nil, huma.Error503ServiceUnavailable(err.Error())
+	}
+	return js, nil
 }
 
 // natsProblem maps a NATS error to 503 (the only errors left once input has
@@ -614,9 +627,14 @@ func (cfg *Config) audit(ctx context.Context, action, target string, p auditPayl
 		log(err)
 		return
 	}
+	js, err := cfg.js()
+	if err != nil {
+		log(err)
+		return
+	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), manageTimeout)
 	defer cancel()
-	if _, err := cfg.JS.Publish(pctx, subject, body); err != nil {
+	if _, err := js.Publish(pctx, subject, body); err != nil {
 		log(fmt.Errorf("publish %s: %w", subject, err))
 	}
 }

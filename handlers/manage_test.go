@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/storage/storagetest"
@@ -64,11 +65,11 @@ func newManageEnv(t *testing.T, tweak func(*handlers.Config)) *manageEnv {
 	t.Helper()
 	e := &manageEnv{t: t, nats: bustest.StartBootstrapped(t), clock: &fakeClock{t: manageNow}, logs: &syncBuffer{}}
 	cfg := handlers.Config{
-		DB:     storagetest.Open(t, e.clock.Now),
-		JS:     e.nats.JS,
-		Clock:  e.clock.Now,
-		Auth:   auth.Config{StaticToken: testToken, JWTSecret: manageSecret, Clock: e.clock.Now},
-		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
+		DB:        storagetest.Open(t, e.clock.Now),
+		JetStream: bus.Static(e.nats.JS),
+		Clock:     e.clock.Now,
+		Auth:      auth.Config{StaticToken: testToken, JWTSecret: manageSecret, Clock: e.clock.Now},
+		Logger:    slog.New(slog.NewTextHandler(e.logs, nil)),
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -724,15 +725,16 @@ func TestManageWithoutNATS(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name   string
-		js     jetstream.JetStream
+		js     func() (jetstream.JetStream, error)
 		detail string
 	}{
 		{"no JetStream configured", nil, "NATS is not configured"},
-		{"a closed connection", closed, "NATS is unavailable"},
-		{"a server without the buckets", notBootstrapped, "bucket does not exist"},
+		{"NATS not connected", func() (jetstream.JetStream, error) { return nil, bus.ErrNotConnected }, "NATS is not connected"},
+		{"a closed connection", bus.Static(closed), "NATS is unavailable"},
+		{"a server without the buckets", bus.Static(notBootstrapped), "bucket does not exist"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newManageEnv(t, func(c *handlers.Config) { c.JS = tt.js })
+			e := newManageEnv(t, func(c *handlers.Config) { c.JetStream = tt.js })
 			for _, r := range requests {
 				rec := e.do(r.method, r.path, r.body)
 				if rec.Code != http.StatusServiceUnavailable {

@@ -48,14 +48,46 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.schedules, m.invalid, m.invalidIDs, m.firings, m.missed, m.waves, m.errors} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				continue
-			}
-			return nil, fmt.Errorf("register scheduler metrics: %w", err)
-		}
+	// A shell makes a new Scheduler for each NATS connection it gets (the
+	// old one went with its connection); the series carry on in the
+	// collectors registered by the first.
+	var err error
+	m.schedules, err = register(reg, m.schedules)
+	if err == nil {
+		m.invalid, err = register(reg, m.invalid)
+	}
+	if err == nil {
+		m.invalidIDs, err = register(reg, m.invalidIDs)
+	}
+	if err == nil {
+		m.firings, err = register(reg, m.firings)
+	}
+	if err == nil {
+		m.missed, err = register(reg, m.missed)
+	}
+	if err == nil {
+		m.waves, err = register(reg, m.waves)
+	}
+	if err == nil {
+		m.errors, err = register(reg, m.errors)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("register scheduler metrics: %w", err)
 	}
 	return m, nil
+}
+
+// register registers c, or returns the collector registered before it
+// under the same name.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
 }

@@ -365,7 +365,12 @@ func dashboard(t *testing.T, db *storage.DB, clock kanade.Clock, js jetstream.Je
 	h, err := handlers.New(handlers.Config{
 		DB:    db,
 		Clock: clock,
-		JS:    js,
+		JetStream: func() (jetstream.JetStream, error) {
+			if js == nil {
+				return nil, errors.New("no NATS in this test")
+			}
+			return js, nil
+		},
 		// No JetStream prober: every resource counts as missing, so the
 		// fleet is degraded and /api/health/fleet answers 503 with its body,
 		// which the dashboard must still show.

@@ -49,8 +49,14 @@ const writerPragmas = "&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(81
 // one writer at a time; queuing in Go is cheaper than busy-waiting in SQLite),
 // reads through a pool.
 type DB struct {
-	write  *sql.DB
-	read   *sql.DB
+	write *sql.DB
+	read  *sql.DB
+	// rollup serves the fleet rollup's few tiny reads (and Ping) on
+	// connections of their own, so a monitor's answer never queues behind
+	// the read pool's heavy queries (scan_durations at a million runs) on a
+	// busy server: the health of the fleet must not look worse because
+	// someone is reading a lot.
+	rollup *sql.DB
 	remote bool
 	now    kanade.Clock
 	// writer admits one write transaction at a time. For SQLite the single
@@ -143,7 +149,7 @@ func openLibSQL(dsn string, opts Options) (*DB, error) {
 	// The server serializes writers itself; each connection is a stream.
 	sdb.SetMaxOpenConns(8)
 	sdb.SetConnMaxIdleTime(time.Minute)
-	return &DB{write: sdb, read: sdb, remote: true, now: opts.Clock, writer: make(chan struct{}, 1)}, nil
+	return &DB{write: sdb, read: sdb, rollup: sdb, remote: true, now: opts.Clock, writer: make(chan struct{}, 1)}, nil
 }
 
 func openSQLite(dsn string, opts Options) (*DB, error) {
@@ -178,7 +184,7 @@ func openSQLite(dsn string, opts Options) (*DB, error) {
 	write.SetConnMaxLifetime(0)
 	if path == ":memory:" {
 		// Each :memory: connection is its own database: share the one writer.
-		return &DB{write: write, read: write, now: opts.Clock, writer: make(chan struct{}, 1)}, nil
+		return &DB{write: write, read: write, rollup: write, now: opts.Clock, writer: make(chan struct{}, 1)}, nil
 	}
 	read, err := sql.Open("sqlite", full)
 	if err != nil {
@@ -191,7 +197,15 @@ func openSQLite(dsn string, opts Options) (*DB, error) {
 	}
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
-	return &DB{write: write, read: read, now: opts.Clock, writer: make(chan struct{}, 1)}, nil
+	rollup, err := sql.Open("sqlite", full)
+	if err != nil {
+		write.Close()
+		read.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	rollup.SetMaxOpenConns(2)
+	rollup.SetMaxIdleConns(2)
+	return &DB{write: write, read: read, rollup: rollup, now: opts.Clock, writer: make(chan struct{}, 1)}, nil
 }
 
 // Remote reports whether the database is a libSQL server, where each query is
@@ -204,13 +218,16 @@ func (db *DB) Close() error {
 	if db.read != db.write {
 		err = errors.Join(err, db.read.Close())
 	}
+	if db.rollup != db.read && db.rollup != db.write {
+		err = errors.Join(err, db.rollup.Close())
+	}
 	return err
 }
 
 // Ping checks that the database answers a query.
 func (db *DB) Ping(ctx context.Context) error {
 	var one int
-	if err := db.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+	if err := db.rollup.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
 		return fmt.Errorf("ping database: %w", err)
 	}
 	return nil

@@ -43,7 +43,7 @@ const agentCountsSQL = `SELECT
 func (db *DB) AgentCounts(ctx context.Context, now time.Time, staleThreshold time.Duration) (known, active int64, err error) {
 	minute, from, to := minuteSplit(now.Add(-staleThreshold))
 	var k *int64
-	if err := db.read.QueryRowContext(ctx, agentCountsSQL, minute, from, to).Scan(&k, &active); err != nil {
+	if err := db.rollup.QueryRowContext(ctx, agentCountsSQL, minute, from, to).Scan(&k, &active); err != nil {
 		return 0, 0, fmt.Errorf("count agents: %w", err)
 	}
 	if k == nil {
@@ -71,7 +71,7 @@ const resultCountsSQL = `SELECT m.total + r.total, m.failed + r.failed FROM
 // skipped runs are never failures.
 func (db *DB) ResultCounts(ctx context.Context, since time.Time) (total, failed int64, err error) {
 	minute, from, to := minuteSplit(since)
-	if err := db.read.QueryRowContext(ctx, resultCountsSQL, minute, from, to).Scan(&total, &failed); err != nil {
+	if err := db.rollup.QueryRowContext(ctx, resultCountsSQL, minute, from, to).Scan(&total, &failed); err != nil {
 		return 0, 0, fmt.Errorf("count recent results: %w", err)
 	}
 	return total, failed, nil

@@ -70,7 +70,7 @@ func (db *DB) Offset(ctx context.Context, name string) (Offset, error) {
 
 // Offsets returns every projection's position, by name.
 func (db *DB) Offsets(ctx context.Context) (map[string]Offset, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT consumer, `+offsetCols+` FROM consumer_offsets`)
+	rows, err := db.rollup.QueryContext(ctx, `SELECT consumer, `+offsetCols+` FROM consumer_offsets`)
 	if err != nil {
 		return nil, fmt.Errorf("projection offsets: %w", err)
 	}

@@ -23,6 +23,7 @@ func TestAgentTrafficReachesTheAPI(t *testing.T) {
 	env := freshEnv(t)
 	env["KANADE_NATS_URL"] = nats.URL
 	s := start(t, env, "-addr", "127.0.0.1:0")
+	s.waitBootstrapped(t)
 
 	now := time.Now().UTC()
 	at := func(d time.Duration) string { return now.Add(d).Format("2006-01-02T15:04:05.000Z07:00") }
@@ -168,6 +169,7 @@ func TestSchedulerRunsInTheShell(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	s := start(t, env, "-addr", "127.0.0.1:0")
+	s.waitBootstrapped(t)
 	put := func(bucket, key, value string) {
 		kv, err := nats.JS.KeyValue(ctx, bucket)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/shells/internal/app"
 )
 
@@ -24,13 +25,17 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return err
 	}
 	cfg, logger, a, deps := st.Config, st.Logger, st.Auth, st.Deps
-	h, err := deps.Handler(a)
-	if err != nil {
-		return errors.Join(err, deps.Close())
-	}
 	w, err := deps.Worker(cfg.Worker)
 	if err != nil {
 		return errors.Join(fmt.Errorf("worker: %w", err), deps.Close())
+	}
+	var progress func() []kanade.ProjectionProgress
+	if w != nil {
+		progress = w.Progress
+	}
+	h, err := deps.Handler(a, progress)
+	if err != nil {
+		return errors.Join(err, deps.Close())
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

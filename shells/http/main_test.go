@@ -100,6 +100,23 @@ func start(t *testing.T, env map[string]string, args ...string) *shell {
 	}
 }
 
+// waitBootstrapped waits until the shell has created every JetStream
+// resource: it does that in the background once NATS answers.
+func (s *shell) waitBootstrapped(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second) // a guard against hangs, not a performance target
+	for {
+		code, body := get(t, s.base+"api/jetstream/status", s.token)
+		if code == http.StatusOK && !strings.Contains(body, `"exists":false`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("JetStream not bootstrapped after 30s: %d %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // stop cancels the run and requires a clean return within the shutdown bound.
 func (s *shell) stop(t *testing.T) {
 	t.Helper()

@@ -7,7 +7,9 @@
 // so the database must be remote (KANADE_DB, usually libsql://), NATS
 // external (KANADE_NATS_URL), and authentication configured explicitly. It
 // does not bootstrap JetStream (the worker or the on-prem shell does), so a
-// cold start costs one database and one NATS connection.
+// cold start costs one database and one NATS connection. A NATS that is down
+// at a cold start does not fail it: the API serves from the database and
+// reports NATS as down until the connection comes up in the background.
 package main
 
 import (
@@ -54,7 +56,7 @@ func newHandler(ctx context.Context, lookup func(string) (string, bool)) (http.H
 			logger.Error("close", slog.Any("err", err))
 		}
 	}
-	h, err := deps.Handler(a)
+	h, err := deps.Handler(a, nil)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/akrylysov/algnhsa"
 	"github.com/kanade-fleet/backend/bus/bustest"
@@ -154,5 +155,38 @@ func TestExplicitlyOpenLambdaServesWithoutToken(t *testing.T) {
 	}
 	if r.StatusCode != http.StatusOK {
 		t.Errorf("open Lambda GET /api/health/fleet = %d %s, want 200", r.StatusCode, r.Body)
+	}
+}
+
+// TestColdStartWithNATSDown: a cold start must not fail because NATS is
+// down; the API serves from the database and the fleet rollup says NATS is
+// down.
+func TestColdStartWithNATSDown(t *testing.T) {
+	env := testEnv(t)
+	env["KANADE_NATS_URL"] = "nats://127.0.0.1:1" // nothing listens on port 1
+	began := time.Now()
+	h, cleanup, err := newHandler(t.Context(), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatalf("cold start with NATS down: %v", err)
+	}
+	defer cleanup()
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("cold start took %v waiting for NATS", d)
+	}
+	for path, want := range map[string]int{"/api/health/fleet": http.StatusServiceUnavailable, "/api/agents": http.StatusOK} {
+		out, err := algnhsa.New(h, nil).Invoke(context.Background(), event("API Gateway v2", path, "Bearer "+token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r response
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.StatusCode != want {
+			t.Errorf("GET %s = %d %s, want %d", path, r.StatusCode, r.Body, want)
+		}
+		if path == "/api/health/fleet" && !strings.Contains(r.Body, "not connected") {
+			t.Errorf("fleet body does not say NATS is not connected: %s", r.Body)
+		}
 	}
 }

@@ -33,10 +33,9 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return errors.Join(fmt.Errorf("worker: %w", err), deps.Close())
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok")
-	})
+	healthz, readyz := deps.WorkerProbes(w)
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{}))
 	admin, err := auth.Middleware(a.Config, mux)
 	if err != nil {
@@ -46,7 +45,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen: %w", err), deps.Close())
 	}
-	fmt.Fprintf(stdout, "kanade-worker: admin on http://%s/ (/healthz, /metrics)\n", ln.Addr())
+	fmt.Fprintf(stdout, "kanade-worker: admin on http://%s/ (/healthz, /readyz, /metrics)\n", ln.Addr())
 	if a.Generated != "" {
 		logger.Info("/metrics needs the bearer token kept in the data folder", slog.String("data_dir", cfg.DataDir))
 	}

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/shells/internal/app"
 )
 
@@ -98,5 +101,76 @@ func TestAdminServesHealthAndAuthenticatedMetricsThenStops(t *testing.T) {
 		}
 	case <-time.After(app.ShutdownTimeout + 2*time.Second):
 		t.Fatal("run did not return after cancel")
+	}
+}
+
+func TestWorkerStartsWithoutNATSAndSaysWhyItIsNotReady(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	env := map[string]string{"KANADE_DATA_DIR": t.TempDir(), "KANADE_NATS_URL": "nats://" + addr,
+		"KANADE_ADMIN_ADDR": "127.0.0.1:0", "KANADE_AUTH_STATIC_TOKEN": "t"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"kanade-worker"}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, stdout, stderr)
+	}()
+	line := regexp.MustCompile(`admin on (http://127\.0\.0\.1:\d+/)`)
+	var base string
+	deadline := time.Now().Add(30 * time.Second)
+	for base == "" {
+		if m := line.FindStringSubmatch(stdout.String()); m != nil {
+			base = m[1]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run returned with NATS down: %v\n%s", err, stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no admin line\n%s", stderr)
+		}
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("healthz"); code != http.StatusOK || !strings.Contains(body, "not ready") || !strings.Contains(body, "nats: not connected") {
+		t.Errorf("/healthz = %d %q, want 200 saying NATS is not connected", code, body)
+	}
+	if code, body := get("readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"nats":"not connected`) {
+		t.Errorf("/readyz = %d %s, want 503 naming NATS", code, body)
+	}
+	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: addr, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	for {
+		code, body := get("readyz")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			t.Fatalf("/readyz after NATS appeared: %d %s\n%s", code, body, stderr)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if code, body := get("healthz"); code != http.StatusOK || body != "ok" {
+		t.Errorf("/healthz when ready = %d %q", code, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after cancel = %v", err)
 	}
 }

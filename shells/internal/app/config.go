@@ -61,6 +61,12 @@ type Config struct {
 	StaleThreshold time.Duration
 	// StaleDegradedRatio: stale/known at or above it degrades fleet health.
 	StaleDegradedRatio float64
+	// ProjectionStall: a projection making no progress this long while
+	// messages wait degrades fleet health and the worker's readiness.
+	ProjectionStall time.Duration
+	// ProjectorMaxBytes bounds the message bytes each projected stream holds
+	// in memory.
+	ProjectorMaxBytes int64
 	// AuthDisabled opens every route (KANADE_AUTH_DISABLE present).
 	AuthDisabled    bool
 	AuthStaticToken string
@@ -108,6 +114,10 @@ var settings = []setting{
 		usage: "an agent is stale when its last heartbeat is older than this"},
 	{env: "KANADE_STALE_DEGRADED_RATIO", flag: "stale-degraded-ratio", def: "1.0", shells: every, placeholder: "ratio",
 		usage: "fleet health is degraded when stale/known agents reaches this ratio, in (0, 1]; 1.0 = only a total blackout"},
+	{env: "KANADE_PROJECTION_STALL", flag: "projection-stall", def: "2m", shells: every, placeholder: "duration",
+		usage: "fleet health and worker readiness fail when a projection makes no progress this long while messages wait"},
+	{env: "KANADE_PROJECTOR_MAX_BYTES", flag: "projector-max-bytes", def: "64MiB", shells: onPrem, placeholder: "bytes",
+		usage: "message bytes each projected stream may hold in memory (e.g. 64MiB; never less than twice NATS's max_payload for the fetch)"},
 	{env: "KANADE_AUTH_DISABLE", flag: "auth-disable", shells: every, presence: true,
 		usage: "disable authentication entirely (the variable counts when set at all, even empty)"},
 	{env: "KANADE_AUTH_STATIC_TOKEN", flag: "auth-static-token", shells: every, placeholder: "token",
@@ -283,6 +293,18 @@ func build(shell Shell, values map[string]*value) (Config, error) {
 		bad("KANADE_STALE_THRESHOLD", "want a positive duration such as 2m or 90s, got %q", str("KANADE_STALE_THRESHOLD"))
 	}
 	cfg.StaleThreshold = d
+	if d, err := time.ParseDuration(str("KANADE_PROJECTION_STALL")); err != nil || d <= 0 {
+		bad("KANADE_PROJECTION_STALL", "want a positive duration such as 2m or 90s, got %q", str("KANADE_PROJECTION_STALL"))
+	} else {
+		cfg.ProjectionStall = d
+	}
+	if _, ok := values["KANADE_PROJECTOR_MAX_BYTES"]; ok {
+		n, err := parseBytes(str("KANADE_PROJECTOR_MAX_BYTES"))
+		if err != nil || n < 1<<20 {
+			bad("KANADE_PROJECTOR_MAX_BYTES", "want a size of at least 1MiB such as 64MiB or 1GiB, got %q", str("KANADE_PROJECTOR_MAX_BYTES"))
+		}
+		cfg.ProjectorMaxBytes = n
+	}
 	r, err := strconv.ParseFloat(str("KANADE_STALE_DEGRADED_RATIO"), 64)
 	if err != nil || !(r > 0 && r <= 1) {
 		bad("KANADE_STALE_DEGRADED_RATIO", "want a ratio in (0, 1], such as 1.0 or 0.5, got %q", str("KANADE_STALE_DEGRADED_RATIO"))
@@ -317,7 +339,7 @@ func build(shell Shell, values map[string]*value) (Config, error) {
 			errs = append(errs, errors.New("KANADE_DB is required on Lambda (usually a libsql:// URL)"))
 		}
 		if cfg.NATSURL == "" {
-			errs = append(errs, errors.New("KANADE_NATS_URL is required on Lambda"))
+			errs = append(errs, errors.New("KANADE_NATS_URL is required on Lambda (it may be down at a cold start: the API then reports NATS as down)"))
 		}
 		if !cfg.AuthDisabled && cfg.AuthStaticToken == "" && cfg.JWTSecret == "" {
 			errs = append(errs, errors.New("set KANADE_AUTH_STATIC_TOKEN or KANADE_JWT_SECRET on Lambda (or KANADE_AUTH_DISABLE to run open): nothing persists there to keep a generated token"))
@@ -327,6 +349,27 @@ func build(shell Shell, values map[string]*value) (Config, error) {
 		return Config{}, fmt.Errorf("configuration: %w", errors.Join(errs...))
 	}
 	return cfg, nil
+}
+
+// parseBytes reads a size: a whole number of bytes with an optional unit B,
+// KiB, MiB or GiB (any case).
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"b", 1}} {
+		if strings.HasSuffix(strings.ToLower(s), u.suffix) {
+			s, mult = strings.TrimSpace(s[:len(s)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("not a size: %q", s)
+	}
+	return n * mult, nil
 }
 
 func flagName(env string) string {

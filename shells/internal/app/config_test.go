@@ -32,6 +32,8 @@ func TestParseDefaultsOfTheHTTPShell(t *testing.T) {
 		NATSReplicas:       1,
 		StaleThreshold:     2 * time.Minute,
 		StaleDegradedRatio: 1.0,
+		ProjectionStall:    2 * time.Minute,
+		ProjectorMaxBytes:  64 << 20,
 		Worker:             true,
 		LogLevel:           slog.LevelInfo,
 		LogFormat:          "text",
@@ -58,6 +60,7 @@ func TestParse(t *testing.T) {
 				"KANADE_NATS_REPLICAS": "3", "KANADE_STALE_THRESHOLD": "90s", "KANADE_STALE_DEGRADED_RATIO": "0.000001",
 				"KANADE_AUTH_STATIC_TOKEN": "st", "KANADE_JWT_SECRET": "js", "KANADE_WORKER": "off",
 				"KANADE_LOG_LEVEL": "debug", "KANADE_LOG_FORMAT": "JSON", "KANADE_DEMO": "50",
+				"KANADE_PROJECTION_STALL": "45s", "KANADE_PROJECTOR_MAX_BYTES": "256MiB",
 			},
 			check: func(t *testing.T, c Config) {
 				want := Config{
@@ -65,6 +68,7 @@ func TestParse(t *testing.T) {
 					NATSURL: "nats://n:4222", NATSListen: "127.0.0.1:4222", NATSToken: "nt", NATSReplicas: 3,
 					StaleThreshold: 90 * time.Second, StaleDegradedRatio: 0.000001, AuthStaticToken: "st", JWTSecret: "js",
 					LogLevel: slog.LevelDebug, LogFormat: "json", Demo: 50,
+					ProjectionStall: 45 * time.Second, ProjectorMaxBytes: 256 << 20,
 				}
 				if diff := cmp.Diff(want, c); diff != "" {
 					t.Errorf("(-want +got):\n%s", diff)
@@ -200,6 +204,10 @@ func TestParseRejects(t *testing.T) {
 		{"a log format", ShellHTTP, map[string]string{"KANADE_LOG_FORMAT": "xml"}, nil, []string{"KANADE_LOG_FORMAT"}},
 		{"a log level", ShellHTTP, map[string]string{"KANADE_LOG_LEVEL": "loud"}, nil, []string{"KANADE_LOG_LEVEL"}},
 		{"negative demo", ShellHTTP, map[string]string{"KANADE_DEMO": "-3"}, nil, []string{"KANADE_DEMO"}},
+		{"a stall of 0", ShellWorker, map[string]string{"KANADE_PROJECTION_STALL": "0s"}, nil, []string{"KANADE_PROJECTION_STALL", "positive"}},
+		{"a size without number", ShellHTTP, map[string]string{"KANADE_PROJECTOR_MAX_BYTES": "MiB"}, nil, []string{"KANADE_PROJECTOR_MAX_BYTES"}},
+		{"a size under 1 MiB", ShellWorker, map[string]string{"KANADE_PROJECTOR_MAX_BYTES": "512KiB"}, nil, []string{"at least 1MiB"}},
+		{"a size in an unknown unit", ShellWorker, map[string]string{"KANADE_PROJECTOR_MAX_BYTES": "64MB"}, nil, []string{"KANADE_PROJECTOR_MAX_BYTES"}},
 		{"every problem at once", ShellHTTP, map[string]string{"KANADE_DEMO": "x", "KANADE_WORKER": "x"}, nil, []string{"KANADE_DEMO", "KANADE_WORKER"}},
 		{"a positional argument", ShellHTTP, nil, []string{"serve"}, []string{`"serve"`}},
 		{"an unknown flag", ShellHTTP, nil, []string{"-admin-addr", "x"}, []string{"admin-addr"}},

@@ -13,7 +13,6 @@ import (
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -44,22 +43,25 @@ type Deps struct {
 type NATS struct {
 	// Server is the embedded server, nil with an external NATS.
 	Server *server.Server
-	Conn   *nats.Conn
-	JS     jetstream.JetStream
+	// Link keeps the connection: it exists even while NATS is down.
+	Link *bus.Link
 }
 
 // OpenOptions say what Open does beyond connecting.
 type OpenOptions struct {
 	// Name identifies this process to NATS (shown in connz).
 	Name string
-	// Bootstrap creates or updates the JetStream resources of wire.md §2.
+	// Bootstrap creates or updates the JetStream resources of wire.md §2
+	// whenever the connection is (re)established.
 	Bootstrap bool
 	// Clock defaults to the wall clock.
 	Clock kanade.Clock
 }
 
-// Open opens the database and connects to NATS (starting the embedded server
-// when no URL is configured). On error everything opened so far is closed.
+// Open opens the database and starts keeping a NATS connection (starting
+// the embedded server when no URL is configured). An external NATS that is
+// down does not stop it: the shell starts, reports NATS as down, and
+// connects when NATS appears. On error everything opened so far is closed.
 func Open(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) (*Deps, error) {
 	if o.Clock == nil {
 		o.Clock = kanade.SystemClock
@@ -101,63 +103,46 @@ func connectNATS(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOpt
 		logger.Info("embedded NATS started", slog.String("url", url), slog.String("store", store),
 			slog.Bool("token_required", cfg.NATSToken != ""))
 	}
-	opts := []nats.Option{
-		nats.Name(o.Name),
-		// Agents and NATS come and go; the backend never gives up on NATS.
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil { // nil: our own Close
-				logger.Warn("NATS disconnected; reconnecting", slog.Any("err", err))
+	lo := bus.LinkOptions{URL: url, Name: o.Name, Token: cfg.NATSToken, Logger: logger}
+	if o.Bootstrap {
+		lo.Bootstrap = func(ctx context.Context, js jetstream.JetStream) error {
+			if err := bus.Bootstrap(ctx, js, cfg.NATSReplicas); err != nil {
+				return err
 			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) {
-			logger.Info("NATS reconnected", slog.String("url", c.ConnectedUrlRedacted()))
-		}),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			attrs := []any{slog.Any("err", err)}
-			if sub != nil {
-				attrs = append(attrs, slog.String("subject", sub.Subject))
-			}
-			logger.Error("NATS async error", attrs...)
-		}),
+			logger.Info("JetStream resources bootstrapped", slog.Int("replicas", cfg.NATSReplicas),
+				slog.Int("resources", len(kanade.Resources(cfg.NATSReplicas))))
+			return nil
+		}
 	}
-	if cfg.NATSToken != "" {
-		opts = append(opts, nats.Token(cfg.NATSToken))
-	}
-	nc, err := nats.Connect(url, opts...)
+	link, err := bus.Dial(lo)
 	if err != nil {
 		n.closeServer()
-		return nil, fmt.Errorf("connect to NATS %s: %w", redactURL(url), err)
+		return nil, err
 	}
-	n.Conn = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		n.Close()
-		return nil, fmt.Errorf("jetstream: %w", err)
+	n.Link = link
+	if !link.Connected() {
+		logger.Warn("NATS is not reachable yet; serving anyway and connecting in the background",
+			slog.String("url", bus.RedactURL(url)))
+		return n, nil
 	}
-	n.JS = js
-	logger.Info("NATS connected", slog.String("url", nc.ConnectedUrlRedacted()))
-	if o.Bootstrap {
-		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := bus.Bootstrap(bctx, js, cfg.NATSReplicas); err != nil {
-			n.Close()
-			return nil, err
-		}
-		logger.Info("JetStream resources bootstrapped", slog.Int("replicas", cfg.NATSReplicas),
-			slog.Int("resources", len(kanade.Resources(cfg.NATSReplicas))))
+	// A NATS that answers gets its resources before the shell serves, as a
+	// new install expects; one that does not is waited for in the
+	// background.
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := link.Ready(rctx); err != nil {
+		logger.Warn("JetStream not bootstrapped yet; serving anyway and retrying in the background", slog.Any("err", err))
 	}
 	return n, nil
 }
 
 // Connected reports whether the connection is up (for /readyz).
-func (n *NATS) Connected() bool { return n.Conn != nil && n.Conn.IsConnected() }
+func (n *NATS) Connected() bool { return n.Link != nil && n.Link.Connected() }
 
 // Close closes the connection, then stops the embedded server.
 func (n *NATS) Close() {
-	if n.Conn != nil {
-		n.Conn.Close()
+	if n.Link != nil {
+		n.Link.Close()
 	}
 	n.closeServer()
 }
@@ -179,6 +164,3 @@ func (d *Deps) Close() error {
 	}
 	return nil
 }
-
-// redactURL hides credentials in a NATS URL.
-func redactURL(u string) string { return storage.Redact(u) }

@@ -2,12 +2,15 @@ package app
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/nats-io/nats.go"
 )
 
@@ -32,19 +35,24 @@ func TestEmbeddedNATSRequiresTheConfiguredTokenAndIsBootstrapped(t *testing.T) {
 		t.Fatalf("client with the token: %v", err)
 	}
 	nc.Close()
-	for _, r := range kanade.Resources(1) {
-		var err error
-		switch r.Kind {
-		case kanade.KindStream:
-			_, err = d.NATS.JS.Stream(ctx, r.Name)
-		case kanade.KindKeyValue:
-			_, err = d.NATS.JS.KeyValue(ctx, r.Name)
-		case kanade.KindObjectStore:
-			_, err = d.NATS.JS.ObjectStore(ctx, r.Name)
+	// The bootstrap runs in the background once connected.
+	probe := func() []kanade.ResourceStatus {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return bus.Prober{JetStream: d.NATS.Link.JetStream}.Probe(pctx)
+	}
+	deadline := time.Now().Add(30 * time.Second) // a guard against hangs, not a performance target
+	for missing := true; missing; {
+		missing = false
+		for _, st := range probe() {
+			if !st.Exists {
+				missing = true
+				if time.Now().After(deadline) {
+					t.Fatalf("%s %s after Open with Bootstrap: %v", st.Kind, st.Name, st.Err)
+				}
+			}
 		}
-		if err != nil {
-			t.Errorf("%s %s after Open with Bootstrap: %v", r.Kind, r.Name, err)
-		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	if err := d.Close(); err != nil {
@@ -62,7 +70,7 @@ func TestEmbeddedNATSRequiresTheConfiguredTokenAndIsBootstrapped(t *testing.T) {
 	}
 }
 
-func TestOpenFailsClearlyWhenNATSIsUnreachable(t *testing.T) {
+func TestOpenStartsWhenNATSIsUnreachable(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -71,8 +79,15 @@ func TestOpenFailsClearlyWhenNATSIsUnreachable(t *testing.T) {
 	ln.Close() // a port nobody listens on
 	dir := t.TempDir()
 	cfg := Config{DataDir: dir, DB: filepath.Join(dir, "k.db"), NATSURL: "nats://" + addr, NATSReplicas: 1}
-	_, err = Open(context.Background(), cfg, quiet(), OpenOptions{Name: "test"})
-	if err == nil || !strings.Contains(err.Error(), "connect to NATS nats://"+addr) {
-		t.Fatalf("Open = %v, want an error naming the NATS URL", err)
+	d, err := Open(context.Background(), cfg, quiet(), OpenOptions{Name: "test", Bootstrap: true})
+	if err != nil {
+		t.Fatalf("Open with NATS down = %v, want it to start and connect later", err)
+	}
+	defer d.Close()
+	if d.NATS.Connected() {
+		t.Fatal("connected to nothing")
+	}
+	if _, err := d.NATS.Link.JetStream(); !errors.Is(err, bus.ErrNotConnected) || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("JetStream() = %v, want ErrNotConnected naming %s", err, addr)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/spa"
@@ -11,12 +12,17 @@ import (
 
 // Handler builds the one http.Handler every shell mounts (api.md): the API,
 // the probes, /metrics and the dashboard.
-func (d *Deps) Handler(a Auth) (http.Handler, error) {
+//
+// progress, when the worker runs in this process, is its view of the
+// projections (Worker.Progress); nil otherwise.
+func (d *Deps) Handler(a Auth, progress func() []kanade.ProjectionProgress) (http.Handler, error) {
 	return handlers.New(handlers.Config{
 		DB:                 d.DB,
-		Prober:             bus.Prober{JS: d.NATS.JS, Replicas: d.Config.NATSReplicas},
+		Prober:             bus.Prober{JetStream: d.NATS.Link.JetStream, Replicas: d.Config.NATSReplicas},
 		NATSConnected:      d.NATS.Connected,
-		JS:                 d.NATS.JS,
+		JetStream:          d.NATS.Link.JetStream,
+		StallAfter:         d.Config.ProjectionStall,
+		Progress:           progress,
 		Clock:              d.Clock,
 		StaleThreshold:     d.Config.StaleThreshold,
 		StaleDegradedRatio: d.Config.StaleDegradedRatio,

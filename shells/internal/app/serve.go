@@ -35,12 +35,17 @@ type Listener struct {
 	Listener net.Listener
 }
 
+// Runner is what Run runs beside the servers (a Worker).
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
 // RunParams is what Run runs and then shuts down.
 type RunParams struct {
 	Logger    *slog.Logger
 	Listeners []Listener
 	// Worker may be nil.
-	Worker Worker
+	Worker Runner
 	// Deps are closed last (NATS connection, embedded NATS, database).
 	Deps *Deps
 	// ShutdownTimeout defaults to ShutdownTimeout.

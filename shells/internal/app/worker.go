@@ -6,29 +6,35 @@ import (
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Worker is the writing side of the backend (projector, scheduler, demo
 // simulator): it runs until ctx is cancelled and returns nil then, or returns
-// an error when it cannot go on, which stops the whole shell.
+// an error when it cannot go on, which stops the whole shell. It waits for
+// NATS by itself and starts over on a new connection when one closes.
 type Worker interface {
 	Run(ctx context.Context) error
+	// Progress is the projector's view of each projected stream, for
+	// readiness and the fleet rollup.
+	Progress() []kanade.ProjectionProgress
 }
 
 // WorkerDeps is everything a worker may need, opened by the shell.
 type WorkerDeps struct {
 	DB       *storage.DB
-	NC       *nats.Conn
-	JS       jetstream.JetStream
+	Link     *bus.Link
 	Clock    kanade.Clock
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 	// StaleThreshold is the configured agent freshness (for gauges).
 	StaleThreshold time.Duration
+	// StallAfter is the projection stall threshold.
+	StallAfter time.Duration
+	// MaxBytes bounds the projector's in-memory message bytes per stream.
+	MaxBytes int64
 	// Demo is the number of simulated agents to run (0 = none).
 	Demo int
 }
@@ -55,12 +61,13 @@ func (d *Deps) Worker(enabled bool) (Worker, error) {
 	}
 	return NewWorker(WorkerDeps{
 		DB:             d.DB,
-		NC:             d.NATS.Conn,
-		JS:             d.NATS.JS,
+		Link:           d.NATS.Link,
 		Clock:          d.Clock,
 		Logger:         d.Logger.With(slog.String("part", "worker")),
 		Registry:       d.Registry,
 		StaleThreshold: d.Config.StaleThreshold,
+		StallAfter:     d.Config.ProjectionStall,
+		MaxBytes:       d.Config.ProjectorMaxBytes,
 		Demo:           d.Config.Demo,
 	})
 }
