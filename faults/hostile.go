@@ -29,10 +29,16 @@ var hostileJS = []struct {
 		return hostileResult(i, func(m map[string]any) { m["exit_code"] = json_number("123456789012345678901234567890") })
 	}},
 	{"control characters in ids (result)", "results.h", func(i int) string {
-		return hostileResult(i, func(m map[string]any) { m["result_id"] = "h\u0000\u0007\n-" + strconv.Itoa(i); m["pc_id"] = "PC\u0001\u001b[31m" })
+		return hostileResult(i, func(m map[string]any) {
+			m["result_id"] = "h\u0000\u0007\n-" + strconv.Itoa(i)
+			m["pc_id"] = "PC\u0001\u001b[31m"
+		})
 	}},
 	{"year 0000 (result)", "results.h", func(i int) string {
-		return hostileResult(i, func(m map[string]any) { m["started_at"] = "0000-01-01T00:00:00Z"; m["finished_at"] = "0000-01-01T00:00:01Z" })
+		return hostileResult(i, func(m map[string]any) {
+			m["started_at"] = "0000-01-01T00:00:00Z"
+			m["finished_at"] = "0000-01-01T00:00:01Z"
+		})
 	}},
 	{"stdout_object of 3,100 characters (result)", "results.h", func(i int) string {
 		return hostileResult(i, func(m map[string]any) { m["stdout_object"] = strings.Repeat("o", 3100) })
