@@ -97,7 +97,7 @@ func runCluster(ctx context.Context, e *Env, r *Result) error {
 	}()
 	sleep(ctx, 2*time.Second) // the first beats reach the agents table
 	// Calendar one-shots: CI two at the same minute, full one per minute.
-	first := time.Now().UTC().Add(40 * time.Second).Truncate(time.Minute).Add(time.Minute)
+	first := time.Now().UTC().Add(25 * time.Second).Truncate(time.Minute).Add(time.Minute)
 	var calJobs []string
 	var last time.Time
 	shots := max(2, e.Size.ClusterOneShots)
@@ -171,7 +171,7 @@ func runCluster(ctx context.Context, e *Env, r *Result) error {
 		return err
 	}
 	// Let the last one-shot fire and its commands arrive.
-	if wait := time.Until(last.Add(25 * time.Second)); wait > 0 {
+	if wait := time.Until(last.Add(12 * time.Second)); wait > 0 {
 		e.Logf("waiting %s for the last calendar firing", round(wait))
 		if err := sleep(ctx, wait); err != nil {
 			return err

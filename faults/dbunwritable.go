@@ -127,7 +127,7 @@ func unwritablePhase(ctx context.Context, e *Env, r *Result, label, db string, i
 	}
 	defer nc.Close()
 	const pubRate = 150
-	n := pubRate * 45
+	n := pubRate * 35
 	pub, err := NewPublisher(nc, PubOptions{Inflight: 500, Rate: pubRate})
 	if err != nil {
 		return err

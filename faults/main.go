@@ -181,17 +181,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		runOne(ctx, s, r, Env{Bins: binDir, Root: root, Dir: filepath.Join(work, s.name), Size: sz,
 			Token: "faults-" + uuidFor("token", int(time.Now().UnixNano()%1e9)), name: s.name, log: stderr})
 		fmt.Fprintf(stderr, "faults: %s %s in %v\n", s.name, r.Status(), round(r.Duration))
+		// The report so far, so an interrupted run still leaves one.
+		if err := writeReport(*out, h, results, wallStart); err != nil {
+			return err
+		}
 	}
-	h.LoadEnd = loadAvg()
-	h.Wall = time.Since(wallStart)
-	var buf bytes.Buffer
-	if err := Render(&buf, h, results); err != nil {
+	if err := writeReport(*out, h, results, wallStart); err != nil {
 		return err
 	}
-	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	fmt.Fprintf(stderr, "faults: wrote %s (wall %v)\n", *out, round(h.Wall))
+	fmt.Fprintf(stderr, "faults: wrote %s (wall %v)\n", *out, round(time.Since(wallStart)))
 	var failed []string
 	for _, r := range results {
 		if r.Status() == Fail {
@@ -202,6 +200,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("%d scenario(s) failed: %s", len(failed), strings.Join(failed, ", "))
 	}
 	return ctx.Err()
+}
+
+func writeReport(path string, h Header, results []*Result, wallStart time.Time) error {
+	h.LoadEnd = loadAvg()
+	h.Wall = time.Since(wallStart)
+	var buf bytes.Buffer
+	if err := Render(&buf, h, results); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
 }
 
 // runOne runs a scenario in its own directory and process table, and kills

@@ -59,8 +59,8 @@ func redeliveryResets(ctx context.Context, e *Env, r *Result) error {
 		return err
 	}
 	defer nc.Close()
-	// Paced over 30 s (60 s full) so that resets keep landing mid-stream.
-	span := 30.0
+	// Paced over 20 s (60 s full) so that resets keep landing mid-stream.
+	span := 20.0
 	if e.Size.Name == "full" {
 		span = 60
 	}
