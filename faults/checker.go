@@ -250,6 +250,58 @@ func DiffDumps(a, b TableDump, max int) (onlyA, onlyB []string, nA, nB int) {
 	return onlyA, onlyB, nA, nB
 }
 
+// KeyedDiffs explains rows that differ between two dumps by their first
+// column (the key): for keys on both sides, only the columns that differ;
+// for the others, which side has them. At most max lines.
+func KeyedDiffs(onlyA, onlyB []string, max int) []string {
+	split := func(row string) (string, map[string]string, []string) {
+		parts := strings.Split(strings.TrimSuffix(row, "|"), "|")
+		m := map[string]string{}
+		var order []string
+		for _, p := range parts {
+			k, v, _ := strings.Cut(p, "=")
+			m[k] = v
+			order = append(order, k)
+		}
+		return parts[0], m, order
+	}
+	bs := map[string]map[string]string{}
+	for _, r := range onlyB {
+		k, m, _ := split(r)
+		bs[k] = m
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range onlyA {
+		if len(out) >= max {
+			return out
+		}
+		k, ma, order := split(r)
+		seen[k] = true
+		mb, ok := bs[k]
+		if !ok {
+			out = append(out, k+": only in the first")
+			continue
+		}
+		var cols []string
+		for _, c := range order {
+			if ma[c] != mb[c] {
+				cols = append(cols, fmt.Sprintf("%s %s vs %s", c, oneLine(ma[c], 40), oneLine(mb[c], 40)))
+			}
+		}
+		out = append(out, k+": "+strings.Join(cols, "; "))
+	}
+	for _, r := range onlyB {
+		if len(out) >= max {
+			break
+		}
+		if k, _, _ := split(r); !seen[k] {
+			out = append(out, k+": only in the second")
+		}
+	}
+	return out
+}
+
 func firstLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {

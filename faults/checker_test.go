@@ -135,3 +135,13 @@ go_goroutines 12
 		t.Error("Has(absent) = true")
 	}
 }
+
+func TestKeyedDiffsNamesOnlyTheDifferingColumns(t *testing.T) {
+	a := []string{"id=1|x=a|y=b|", "id=2|x=a|y=b|"}
+	b := []string{"id=1|x=a|y=c|", "id=3|x=a|y=b|"}
+	got := KeyedDiffs(a, b, 10)
+	want := []string{"id=1: y b vs c", "id=2: only in the first", "id=3: only in the second"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

@@ -491,7 +491,7 @@ func compareReplay(ctx context.Context, r *Result, a, b string, base time.Time) 
 		if err != nil {
 			return err
 		}
-		onlyA, onlyB, nA, nB := DiffDumps(ta, tb, 2)
+		onlyA, onlyB, nA, nB := DiffDumps(ta, tb, len(ta.Rows)+len(tb.Rows))
 		name := t.table
 		if len(name) > 20 {
 			name = "duration_segments (runs per hour and job)"
@@ -501,8 +501,7 @@ func compareReplay(ctx context.Context, r *Result, a, b string, base time.Time) 
 			continue
 		}
 		r.Check(false, "%s: the killed run and the clean replay differ: %d rows only in the killed run, %d only in the replay", name, nA, nB)
-		r.Quote(name+": rows only in the killed run", onlyA)
-		r.Quote(name+": rows only in the replay", onlyB)
+		r.Quote(name+": differing rows by key (killed run vs replay)", KeyedDiffs(onlyA, onlyB, 5))
 	}
 	r.Check(true, "identical in the killed run and the clean replay: %s", joinMax(same, 10))
 	// The summaries by content: the same answers for windows starting at
