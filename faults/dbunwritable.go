@@ -189,7 +189,7 @@ func unwritablePhase(ctx context.Context, e *Env, r *Result, label, db string, i
 	healed = true
 	healAt := time.Now()
 	var fleetOK, readyOK time.Duration
-	for time.Since(healAt) < 60*time.Second && (fleetOK == 0 || readyOK == 0) {
+	for time.Since(healAt) < e.Size.Stall && (fleetOK == 0 || readyOK == 0) {
 		if fleetOK == 0 {
 			if res, _ := e.fleet(ctx, sh.URL); res.Status == http.StatusOK {
 				fleetOK = time.Since(healAt)
