@@ -61,3 +61,7 @@ build:
 # What CI runs.
 ci:
     bash .ci/run
+
+# The fault suite at the issue's sizes (real processes, faults injected from outside); writes RELIABILITY.md. Extra flags pass through (e.g. just faults -only kill9).
+faults *flags:
+    go run ./faults -size full {{flags}}
