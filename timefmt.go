@@ -56,7 +56,9 @@ func validYear(t time.Time) bool {
 // Timestamp is a wire timestamp: RFC 3339 in JSON with any offset, UTC in Go.
 // Its year must be 0001–9999 (wire.md payloads): the SQL layout holds four
 // digits, and a year before 0001 would sort before the zero time that stands
-// for "absent", so only real-looking instants reach storage.
+// for "absent", so only real-looking instants reach storage. The zero time
+// itself, 0001-01-01T00:00:00Z, is "absent" too: it is the unset value of Go
+// and of .NET's DateTime, so an agent that sends it sent no time.
 type Timestamp struct{ time.Time }
 
 // UnmarshalJSON accepts any RFC 3339 string with a year in 0001–9999; null

@@ -20,6 +20,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/kanade-fleet/backend"
 )
 
 // Config selects the authentication mode. The shells fill it from the
@@ -167,7 +169,7 @@ func (a *authenticator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.logger.Debug("auth: request refused",
 			slog.String("reason", f.reason),
 			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+			slog.String("path", kanade.Clip(r.URL.Path)),
 			slog.String("remote", r.RemoteAddr))
 		writeUnauthorized(w, f)
 		return

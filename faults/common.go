@@ -87,12 +87,6 @@ func rate(n int, d time.Duration) string {
 	return fmt.Sprintf("%.0f/s", float64(n)/d.Seconds())
 }
 
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return fmt.Sprintf("%d %s", n, one)
-	}
-	return fmt.Sprintf("%d %s", n, many)
-}
 
 func joinMax(items []string, max int) string {
 	if len(items) > max {

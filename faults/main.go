@@ -15,7 +15,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -52,18 +51,24 @@ type Sizes struct {
 	ClusterOneShots int           // cluster: calendar one-shots, a minute apart
 	Hostile         int           // hostile: hostile messages (and as many good)
 	BigResults      int           // big
+	BigMaxBytesMiB  int           // big: KANADE_PROJECTOR_MAX_BYTES in MiB
 	IngestResults   int           // ingest
 	Stall           time.Duration // give up waiting for rows after no progress this long
 	FaultTests      time.Duration // budget of go test -run Fault ./projection/
+	HTTPAgents      int           // http: seeded agents
+	HTTPRuns        int           // http: seeded runs
+	HTTPDuration    time.Duration // http: load phase
 }
 
 var sizes = map[string]Sizes{
 	"ci": {Name: "ci", ResetResults: 20000, MultiResults: 30000, KillResults: 20000, Kill9Results: 40000, Kill9Kills: 10,
-		Outage: 10 * time.Second, ClusterResults: 20000, ClusterOneShots: 1, Hostile: 10000, BigResults: 300,
-		IngestResults: 100000, Stall: 30 * time.Second, FaultTests: 3 * time.Minute},
+		Outage: 10 * time.Second, ClusterResults: 20000, ClusterOneShots: 1, Hostile: 10000, BigResults: 450, BigMaxBytesMiB: 16,
+		IngestResults: 100000, Stall: 30 * time.Second, FaultTests: 3 * time.Minute,
+		HTTPAgents: 10000, HTTPRuns: 100000, HTTPDuration: 10 * time.Second},
 	"full": {Name: "full", ResetResults: 50000, MultiResults: 100000, KillResults: 100000, Kill9Results: 200000, Kill9Kills: 10,
-		Outage: 30 * time.Second, ClusterResults: 100000, ClusterOneShots: 3, Hostile: 10000, BigResults: 1000,
-		IngestResults: 1000000, Stall: 60 * time.Second, FaultTests: 10 * time.Minute},
+		Outage: 30 * time.Second, ClusterResults: 100000, ClusterOneShots: 3, Hostile: 10000, BigResults: 1000, BigMaxBytesMiB: 64,
+		IngestResults: 1000000, Stall: 60 * time.Second, FaultTests: 10 * time.Minute,
+		HTTPAgents: 100000, HTTPRuns: 1000000, HTTPDuration: 30 * time.Second},
 }
 
 // Env is what a scenario runs with: the binaries, its own directory, its own
@@ -102,12 +107,7 @@ func scenarios() []scenario {
 		{"hostile", "Hostile payloads interleaved with good ones on every subject the projector reads.", runHostile},
 		{"big", "A backlog of ~900 KiB results drained under KANADE_PROJECTOR_MAX_BYTES.", runBig},
 		{"ingest", "The issue's acceptance check: publish N results, the database holds exactly N rows.", runIngest},
-		// ---- http scenario (faults/httpload, written separately) ----
-		// When faults/httpload lands, add here:
-		//	{"http", "HTTP API under load and faults.", func(ctx context.Context, e *Env, r *Result) error {
-		//		return httpload.Run(ctx, httpload.Config{ /* binaries e.Bins, dir e.Dir, token e.Token, size e.Size.Name */ }, r)
-		//	}},
-		// ---- end of the http scenario slot ----
+		{"http", "The HTTP API under load on a seeded fleet, then abused like a hostile client would.", runHTTP},
 	}
 }
 
@@ -306,5 +306,3 @@ func loadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
-
-var errSkip = errors.New("skipped")

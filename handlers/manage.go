@@ -608,7 +608,7 @@ func (cfg *Config) audit(ctx context.Context, action, target string, p auditPayl
 	}
 	log := func(err error) {
 		cfg.Logger.ErrorContext(ctx, "audit event lost after a successful write",
-			slog.String("action", action), slog.String("target", target), slog.Any("error", err))
+			slog.String("action", action), slog.String("target", kanade.Clip(target)), slog.Any("error", err))
 	}
 	payload, err := json.Marshal(p)
 	if err != nil {
