@@ -87,7 +87,6 @@ func rate(n int, d time.Duration) string {
 	return fmt.Sprintf("%.0f/s", float64(n)/d.Seconds())
 }
 
-
 func joinMax(items []string, max int) string {
 	if len(items) > max {
 		return strings.Join(items[:max], ", ") + fmt.Sprintf(" … (%d in all)", len(items))
