@@ -357,6 +357,14 @@ func kvSeed(t *testing.T, js jetstream.JetStream, now time.Time) kvSeeded {
 	return seed
 }
 
+// jetStream is the handler's provider of js; nil leaves NATS out.
+func jetStream(js jetstream.JetStream) func() (jetstream.JetStream, error) {
+	if js == nil {
+		return nil
+	}
+	return func() (jetstream.JetStream, error) { return js, nil }
+}
+
 // dashboard serves the real handler on a loopback test server and returns
 // its base URL (http://127.0.0.1:port). js reaches the KV buckets of the
 // manage endpoints; nil leaves NATS out, so those answer 503.
@@ -365,12 +373,7 @@ func dashboard(t *testing.T, db *storage.DB, clock kanade.Clock, js jetstream.Je
 	h, err := handlers.New(handlers.Config{
 		DB:    db,
 		Clock: clock,
-		JetStream: func() (jetstream.JetStream, error) {
-			if js == nil {
-				return nil, errors.New("no NATS in this test")
-			}
-			return js, nil
-		},
+		JetStream: jetStream(js),
 		// No JetStream prober: every resource counts as missing, so the
 		// fleet is degraded and /api/health/fleet answers 503 with its body,
 		// which the dashboard must still show.
