@@ -371,8 +371,8 @@ func jetStream(js jetstream.JetStream) func() (jetstream.JetStream, error) {
 func dashboard(t *testing.T, db *storage.DB, clock kanade.Clock, js jetstream.JetStream) string {
 	t.Helper()
 	h, err := handlers.New(handlers.Config{
-		DB:    db,
-		Clock: clock,
+		DB:        db,
+		Clock:     clock,
 		JetStream: jetStream(js),
 		// No JetStream prober: every resource counts as missing, so the
 		// fleet is degraded and /api/health/fleet answers 503 with its body,
