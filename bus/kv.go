@@ -78,6 +78,21 @@ func (c *Client) Get(ctx context.Context, bucket, key string) (Entry, error) {
 // One ordered read of the bucket's stream is far cheaper than a Get per key
 // for the hundreds of keys a bucket holds; an empty bucket is no error.
 func (c *Client) Entries(ctx context.Context, bucket string) ([]Entry, error) {
+	out, err := c.current(ctx, bucket, func(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+		return kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list KV %s: %w", bucket, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+// current reads the values a watch of bucket delivers before its "that was
+// everything" marker: the bucket's current values, read in one ordered
+// pass.
+func (c *Client) current(ctx context.Context, bucket string,
+	watch func(context.Context, jetstream.KeyValue) (jetstream.KeyWatcher, error)) ([]Entry, error) {
 	var out []Entry
 	err := c.ask(ctx, func(ctx context.Context) error {
 		out = out[:0]
@@ -85,11 +100,12 @@ func (c *Client) Entries(ctx context.Context, bucket string) ([]Entry, error) {
 		if err != nil {
 			return err
 		}
-		w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+		w, err := watch(ctx, kv)
 		if err != nil {
 			return err
 		}
 		defer w.Stop()
+		latest := map[string]int{} // a key written during the watch may arrive twice
 		for {
 			select {
 			case <-ctx.Done():
@@ -101,15 +117,18 @@ func (c *Client) Entries(ctx context.Context, bucket string) ([]Entry, error) {
 				if e == nil {
 					return nil
 				}
+				if i, ok := latest[e.Key()]; ok {
+					if out[i].Revision < e.Revision() {
+						out[i] = entryOf(e)
+					}
+					continue
+				}
+				latest[e.Key()] = len(out)
 				out = append(out, entryOf(e))
 			}
 		}
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list KV %s: %w", bucket, err)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
+	return out, err
 }
 
 // Put writes value under key, whatever is there.
@@ -268,32 +287,8 @@ func (c *Client) PutAll(ctx context.Context, bucket string, keys []string, value
 // filter, a KV key pattern with wildcards (mark.s1.> ): a filtered read,
 // so only those keys cross the wire.
 func (c *Client) Matching(ctx context.Context, bucket, filter string) ([]Entry, error) {
-	var out []Entry
-	err := c.ask(ctx, func(ctx context.Context) error {
-		out = out[:0]
-		kv, err := c.bucket(ctx, bucket)
-		if err != nil {
-			return err
-		}
-		w, err := kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
-		if err != nil {
-			return err
-		}
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case e, ok := <-w.Updates():
-				if !ok {
-					return errors.New("watch closed before the current values were read")
-				}
-				if e == nil {
-					return nil
-				}
-				out = append(out, entryOf(e))
-			}
-		}
+	out, err := c.current(ctx, bucket, func(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+		return kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read KV %s[%s]: %w", bucket, kanade.Clip(filter), err)
