@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/kanade-fleet/backend"
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,6 +41,10 @@ func (p Prober) Probe(ctx context.Context) []kanade.ResourceStatus {
 		}
 		return out
 	}
+	// Checks in flight when the connection drops end then, not at the
+	// deadline: a monitor learns of the outage at once.
+	ctx, cancel := c.request(ctx, time.Hour)
+	defer cancel()
 	type answer struct {
 		i   int
 		err error
@@ -120,6 +125,11 @@ func isNotFound(err error) bool {
 func (p Prober) Backlogs(ctx context.Context, projections []kanade.Projection, after map[string]uint64) []kanade.Backlog {
 	out := make([]kanade.Backlog, len(projections))
 	c, err := p.client()
+	if err == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = c.request(ctx, time.Hour)
+		defer cancel()
+	}
 	var wg sync.WaitGroup
 	for i, pr := range projections {
 		out[i] = kanade.Backlog{Name: pr.Name, Err: err}
