@@ -123,9 +123,22 @@ func (c *Client) request(ctx context.Context, timeout time.Duration) (context.Co
 		up = context.Background()
 	}
 	c.upMu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	stop := context.AfterFunc(up, cancel)
-	return ctx, func() { stop(); cancel() }
+	dropped, drop := context.WithCancelCause(ctx)
+	ctx, cancel := context.WithTimeout(dropped, timeout)
+	stop := context.AfterFunc(up, func() { drop(ErrDropped) })
+	return ctx, func() { stop(); cancel(); drop(nil) }
+}
+
+// ErrDropped is why a request ended early: its connection dropped.
+var ErrDropped = errors.New("the NATS connection dropped")
+
+// why replaces the bare "context canceled" of a request its connection's
+// drop ended with ErrDropped.
+func why(ctx context.Context, err error) error {
+	if err != nil && errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), ErrDropped) {
+		return fmt.Errorf("%w: %w", ErrDropped, err)
+	}
+	return err
 }
 
 // ask runs one JetStream question, asking again when the reply was lost

@@ -53,7 +53,7 @@ func (p Prober) Probe(ctx context.Context) []kanade.ResourceStatus {
 	answers := make(chan answer, len(resources))
 	for i, r := range resources {
 		out[i] = kanade.ResourceStatus{Kind: r.Kind, Name: r.Name}
-		go func() { answers <- answer{i, check(ctx, c.js, r)} }()
+		go func() { answers <- answer{i, why(ctx, check(ctx, c.js, r))} }()
 	}
 	done := make([]bool, len(resources))
 	record := func(a answer) {
@@ -79,7 +79,7 @@ func (p Prober) Probe(ctx context.Context) []kanade.ResourceStatus {
 			}
 			for i := range out {
 				if !done[i] {
-					out[i].Err = fmt.Errorf("probe %s %s: %w", out[i].Kind, out[i].Name, ctx.Err())
+					out[i].Err = fmt.Errorf("probe %s %s: %w", out[i].Kind, out[i].Name, why(ctx, ctx.Err()))
 				}
 			}
 			return out
@@ -147,7 +147,7 @@ func (c *Client) backlog(ctx context.Context, pr kanade.Projection, after uint64
 	b := kanade.Backlog{Name: pr.Name}
 	st, err := c.js.Stream(ctx, pr.Stream)
 	if err != nil {
-		b.Err = fmt.Errorf("stream %s: %w", pr.Stream, err)
+		b.Err = fmt.Errorf("stream %s: %w", pr.Stream, why(ctx, err))
 		return b
 	}
 	b.LastSeq = st.CachedInfo().State.LastSeq
