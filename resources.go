@@ -1,10 +1,6 @@
 package kanade
 
-import (
-	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
-)
+import "time"
 
 // ResourceKind says which JetStream API manages a resource.
 type ResourceKind string
@@ -16,14 +12,24 @@ const (
 	KindObjectStore ResourceKind = "object_store"
 )
 
-// Resource is one entry of the bootstrap contract. Exactly one of Stream,
-// KeyValue and ObjectStore is set, matching Kind.
+// Resource is one entry of the bootstrap contract, in the words of wire.md
+// §2: only the fields its Kind uses are set. The bus package turns it into
+// JetStream configuration; the list lives here, beside the wire types,
+// because the bootstrap and the fleet-health probe must read the same one.
 type Resource struct {
-	Kind        ResourceKind
-	Name        string
-	Stream      *jetstream.StreamConfig
-	KeyValue    *jetstream.KeyValueConfig
-	ObjectStore *jetstream.ObjectStoreConfig
+	Kind ResourceKind
+	Name string
+	// Streams: the subjects they capture, their limits (discard old), and
+	// at most this many messages per subject (0: no limit).
+	Subjects          []string
+	MaxAge            time.Duration
+	MaxBytes          int64
+	MaxMsgsPerSubject int64
+	// KV buckets: how many values a key keeps, and how long (0: forever).
+	History uint8
+	TTL     time.Duration
+	// Replicas of every resource (1, or 3 on a clustered NATS).
+	Replicas int
 }
 
 // Names of the resources other parts address directly.
@@ -49,33 +55,24 @@ const (
 
 // Resources is the bootstrap contract of wire.md §2 with the given replica
 // count. The bootstrap creates exactly this list and the fleet-health probe
-// checks exactly this list, so the two cannot drift apart.
+// checks exactly this list, so the two cannot drift apart. Object stores
+// keep their objects for MaxAge and at most MaxBytes (0: no limit).
 func Resources(replicas int) []Resource {
 	if replicas < 1 {
 		replicas = 1
 	}
 	stream := func(name, subject string, maxAge time.Duration, maxBytes int64) Resource {
-		return Resource{Kind: KindStream, Name: name, Stream: &jetstream.StreamConfig{
-			Name: name, Subjects: []string{subject}, MaxAge: maxAge, MaxBytes: maxBytes,
-			Storage: jetstream.FileStorage, Replicas: replicas, Discard: jetstream.DiscardOld,
-			MaxMsgs: -1, MaxMsgsPerSubject: -1,
-		}}
+		return Resource{Kind: KindStream, Name: name, Subjects: []string{subject}, MaxAge: maxAge, MaxBytes: maxBytes,
+			Replicas: replicas}
 	}
 	kv := func(name string, history uint8, ttl time.Duration) Resource {
-		return Resource{Kind: KindKeyValue, Name: name, KeyValue: &jetstream.KeyValueConfig{
-			Bucket: name, History: history, TTL: ttl, Storage: jetstream.FileStorage, Replicas: replicas,
-		}}
+		return Resource{Kind: KindKeyValue, Name: name, History: history, TTL: ttl, Replicas: replicas}
 	}
 	obj := func(name string, maxAge time.Duration, maxBytes int64) Resource {
-		if maxBytes == 0 {
-			maxBytes = -1
-		}
-		return Resource{Kind: KindObjectStore, Name: name, ObjectStore: &jetstream.ObjectStoreConfig{
-			Bucket: name, TTL: maxAge, MaxBytes: maxBytes, Storage: jetstream.FileStorage, Replicas: replicas,
-		}}
+		return Resource{Kind: KindObjectStore, Name: name, MaxAge: maxAge, MaxBytes: maxBytes, Replicas: replicas}
 	}
 	exec := stream(StreamExec, "commands.>", 7*day, 64*mib)
-	exec.Stream.MaxMsgsPerSubject = 1
+	exec.MaxMsgsPerSubject = 1
 	return []Resource{
 		stream("INVENTORY", "inventory.>", 90*day, 1*gib),
 		stream(StreamResults, "results.>", 30*day, 2*gib),

@@ -1,6 +1,12 @@
-// Package bus owns the backend's side of NATS JetStream: creating the resources
-// of the bootstrap contract (wire.md §2), probing them for fleet health, and
-// starting the embedded server used by tests and the one-command default.
+// Package bus is the backend's one JetStream adapter: everything the other
+// parts do with NATS goes through it. It keeps the process's connection
+// (Link), creates the resources of the bootstrap contract (wire.md §2) and
+// probes them for fleet health, reads streams in order (Reader), reads and
+// compare-and-sets KV buckets, reads job manifests, and publishes commands
+// and audit events (Client). Only this package imports the NATS client
+// library's jetstream package, so the library's sharp edges (a reply lost
+// with a connection, a key that cannot exist, an empty bucket) are handled
+// here once.
 //
 // It knows nothing about SQL or HTTP.
 package bus
@@ -17,16 +23,16 @@ import (
 // Bootstrap creates or updates every resource of kanade.Resources(replicas).
 // Streams and KV buckets are created-or-updated so configuration drift is
 // reconciled; an object store that already exists is left as it is.
-func Bootstrap(ctx context.Context, js jetstream.JetStream, replicas int) error {
+func (c *Client) Bootstrap(ctx context.Context, replicas int) error {
 	for _, r := range kanade.Resources(replicas) {
 		var err error
 		switch r.Kind {
 		case kanade.KindStream:
-			_, err = js.CreateOrUpdateStream(ctx, *r.Stream)
+			_, err = c.js.CreateOrUpdateStream(ctx, streamConfig(r))
 		case kanade.KindKeyValue:
-			_, err = js.CreateOrUpdateKeyValue(ctx, *r.KeyValue)
+			_, err = c.js.CreateOrUpdateKeyValue(ctx, kvConfig(r))
 		case kanade.KindObjectStore:
-			_, err = js.CreateObjectStore(ctx, *r.ObjectStore)
+			_, err = c.js.CreateObjectStore(ctx, objectConfig(r))
 			if errors.Is(err, jetstream.ErrBucketExists) {
 				err = nil
 			}
@@ -36,4 +42,30 @@ func Bootstrap(ctx context.Context, js jetstream.JetStream, replicas int) error 
 		}
 	}
 	return nil
+}
+
+// streamConfig is the JetStream configuration of a stream of the contract:
+// file storage, discard old.
+func streamConfig(r kanade.Resource) jetstream.StreamConfig {
+	perSubject := r.MaxMsgsPerSubject
+	if perSubject == 0 {
+		perSubject = -1
+	}
+	return jetstream.StreamConfig{Name: r.Name, Subjects: r.Subjects, MaxAge: r.MaxAge, MaxBytes: r.MaxBytes,
+		Storage: jetstream.FileStorage, Replicas: r.Replicas, Discard: jetstream.DiscardOld,
+		MaxMsgs: -1, MaxMsgsPerSubject: perSubject}
+}
+
+func kvConfig(r kanade.Resource) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{Bucket: r.Name, History: r.History, TTL: r.TTL,
+		Storage: jetstream.FileStorage, Replicas: r.Replicas}
+}
+
+func objectConfig(r kanade.Resource) jetstream.ObjectStoreConfig {
+	maxBytes := r.MaxBytes
+	if maxBytes == 0 {
+		maxBytes = -1
+	}
+	return jetstream.ObjectStoreConfig{Bucket: r.Name, TTL: r.MaxAge, MaxBytes: maxBytes,
+		Storage: jetstream.FileStorage, Replicas: r.Replicas}
 }

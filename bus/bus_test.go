@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/kanade-fleet/backend"
-	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/bustest"
 )
 
@@ -22,7 +21,7 @@ func TestBootstrapIsIdempotentAndReconcilesDrift(t *testing.T) {
 	if _, err := s.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if err := bus.Bootstrap(ctx, s.JS, 1); err != nil {
+	if err := s.Bus.Bootstrap(ctx, 1); err != nil {
 		t.Fatalf("second bootstrap: %v", err)
 	}
 	info, err := st.Info(ctx)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/kanade-fleet/backend/backoff"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // LinkOptions configure a Link.
@@ -27,7 +26,7 @@ type LinkOptions struct {
 	// Bootstrap runs after every connect and reconnect until it succeeds,
 	// so a NATS that comes up empty (first start, a wiped store) gets the
 	// resources back. Nil (the Lambda shell) runs nothing.
-	Bootstrap func(ctx context.Context, js jetstream.JetStream) error
+	Bootstrap func(ctx context.Context, c *Client) error
 	Logger    *slog.Logger
 	// ReconnectWait is the pause between reconnect attempts (default 1s).
 	ReconnectWait time.Duration
@@ -48,7 +47,7 @@ type LinkOptions struct {
 //     "maximum control line exceeded", repeated authorization failures)
 //     stays CLOSED forever. The Link replaces a closed connection with a new
 //     one, with backoff.
-//   - JetStream returns an error at once while NATS is not connected, so
+//   - Client returns an error at once while NATS is not connected, so
 //     handlers answer 503 instead of waiting out a request that cannot be
 //     sent.
 //   - Run runs a piece of work (the worker) once per connection, started
@@ -68,10 +67,10 @@ type Link struct {
 	done chan struct{}
 }
 
-// session is one *nats.Conn and what is known about it.
+// session is one *nats.Conn, its Client, and what is known about it.
 type session struct {
 	nc *nats.Conn
-	js jetstream.JetStream
+	c  *Client
 	// ready is closed once the connection is up and, with a Bootstrap,
 	// bootstrapped.
 	ready     chan struct{}
@@ -80,39 +79,6 @@ type session struct {
 	closed chan struct{}
 	// kick asks the bootstrapper to run (after a reconnect).
 	kick chan struct{}
-	// up ends when the connection drops (and is replaced on reconnect): a
-	// request whose reply was lost with the connection waits for nothing
-	// but its deadline otherwise.
-	upMu sync.Mutex
-	up   context.Context
-	drop context.CancelFunc
-}
-
-// dropped ends the current up context.
-func (s *session) dropped() {
-	s.upMu.Lock()
-	s.drop()
-	s.upMu.Unlock()
-}
-
-// connected starts a new up context, unless the current one is live (the
-// library may report one connect twice).
-func (s *session) connected() {
-	s.upMu.Lock()
-	if s.up.Err() != nil {
-		s.up, s.drop = context.WithCancel(context.Background())
-	}
-	s.upMu.Unlock()
-}
-
-// whileUp bounds ctx by the connection staying up.
-func (s *session) whileUp(ctx context.Context) (context.Context, context.CancelFunc) {
-	s.upMu.Lock()
-	up := s.up
-	s.upMu.Unlock()
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(up, cancel)
-	return ctx, func() { stop(); cancel() }
 }
 
 // ErrNotConnected is returned while the Link has no usable connection.
@@ -154,8 +120,6 @@ func Dial(o LinkOptions) (*Link, error) {
 // connects, and starts bootstrapping it.
 func (l *Link) connect() (*session, error) {
 	s := &session{ready: make(chan struct{}), closed: make(chan struct{}), kick: make(chan struct{}, 1)}
-	s.up, s.drop = context.WithCancel(context.Background())
-	s.drop() // not up until connected
 	var closeOnce sync.Once
 	opts := []nats.Option{
 		nats.Name(l.o.Name),
@@ -165,17 +129,14 @@ func (l *Link) connect() (*session, error) {
 		nats.ConnectHandler(func(c *nats.Conn) {
 			l.log.Info("NATS connected", slog.String("url", c.ConnectedUrlRedacted()))
 			l.setErr(nil)
-			s.connected()
 			s.poke()
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			l.log.Info("NATS reconnected", slog.String("url", c.ConnectedUrlRedacted()))
 			l.setErr(nil)
-			s.connected()
 			s.poke()
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			s.dropped()
 			if err != nil { // nil: our own Close
 				l.setErr(err)
 				l.log.Warn("NATS disconnected; reconnecting", slog.Any("err", err))
@@ -189,7 +150,6 @@ func (l *Link) connect() (*session, error) {
 			if err := c.LastError(); err != nil {
 				l.setErr(err)
 			}
-			s.dropped()
 			closeOnce.Do(func() { close(s.closed) })
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
@@ -207,14 +167,13 @@ func (l *Link) connect() (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS %s: %w", RedactURL(l.o.URL), err)
 	}
-	js, err := jetstream.New(nc)
+	c, err := NewClient(nc)
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("jetstream: %w", err)
+		return nil, err
 	}
-	s.nc, s.js = nc, js
+	s.nc, s.c = nc, c
 	if nc.IsConnected() {
-		s.connected()
 		s.poke()
 	}
 	return s, nil
@@ -250,11 +209,13 @@ func (l *Link) keep(ctx context.Context, s *session) {
 		case <-ctx.Done():
 			cancel()
 			<-bootstrapped
+			s.c.Close()
 			return
 		case <-s.closed:
 		}
 		cancel()
 		<-bootstrapped
+		s.c.Close()
 		l.mu.Lock()
 		closing := l.closing
 		l.mu.Unlock()
@@ -302,12 +263,12 @@ func (l *Link) bootstrap(ctx context.Context, s *session) {
 			continue
 		}
 		for wait := backoff.Initial; ; wait = min(2*wait, l.o.MaxBackoff) {
-			uctx, drop := s.whileUp(ctx)
-			bctx, cancel := context.WithTimeout(uctx, 30*time.Second)
-			err := l.o.Bootstrap(bctx, s.js)
+			// The request ends when the connection drops under it.
+			bctx, cancel := s.c.request(ctx, 30*time.Second)
+			err := l.o.Bootstrap(bctx, s.c)
+			dropped := bctx.Err() != nil && !errors.Is(bctx.Err(), context.DeadlineExceeded)
 			cancel()
-			drop()
-			if err != nil && uctx.Err() != nil && ctx.Err() == nil {
+			if err != nil && dropped && ctx.Err() == nil {
 				// The connection dropped under it; the reconnect kicks it
 				// again.
 				l.log.Debug("NATS: bootstrap cut short by a disconnect", slog.Any("err", err))
@@ -356,10 +317,10 @@ func (l *Link) Err() error {
 	return l.lastErr
 }
 
-// JetStream returns the current connection's JetStream, or an error
-// wrapping ErrNotConnected (with the last connection error) when there is
-// no usable connection.
-func (l *Link) JetStream() (jetstream.JetStream, error) {
+// Client returns the current connection's Client, or an error wrapping
+// ErrNotConnected (with the last connection error) when there is no usable
+// connection.
+func (l *Link) Client() (*Client, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cur == nil || !l.cur.nc.IsConnected() {
@@ -368,7 +329,7 @@ func (l *Link) JetStream() (jetstream.JetStream, error) {
 		}
 		return nil, fmt.Errorf("%w (%s)", ErrNotConnected, RedactURL(l.o.URL))
 	}
-	return l.cur.js, nil
+	return l.cur.c, nil
 }
 
 // Conn returns the current connection (connected or not), for tests and
@@ -384,7 +345,7 @@ func (l *Link) Conn() *nats.Conn {
 // bootstrapped, and its ctx is cancelled when that connection closes for
 // good (a connection that only reconnects keeps it). If fn returns early
 // with an error while its connection lives, it runs again after a backoff.
-func (l *Link) Run(ctx context.Context, fn func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error) error {
+func (l *Link) Run(ctx context.Context, fn func(ctx context.Context, c *Client) error) error {
 	wait := backoff.Initial
 	for ctx.Err() == nil {
 		l.mu.Lock()
@@ -436,7 +397,7 @@ func (l *Link) Run(ctx context.Context, fn func(ctx context.Context, nc *nats.Co
 }
 
 // runOn runs fn with a context that ends with ctx or with s's connection.
-func runOn(ctx context.Context, s *session, fn func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error) error {
+func runOn(ctx context.Context, s *session, fn func(ctx context.Context, c *Client) error) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -446,7 +407,7 @@ func runOn(ctx context.Context, s *session, fn func(ctx context.Context, nc *nat
 		case <-sctx.Done():
 		}
 	}()
-	return fn(sctx, s.nc, s.js)
+	return fn(sctx, s.c)
 }
 
 // Close closes the connection and stops replacing it.
@@ -474,8 +435,8 @@ func RedactURL(raw string) string {
 	return strings.Join(parts, ",")
 }
 
-// Static turns a fixed JetStream context into the provider the handlers
-// and the prober take (tests, tools).
-func Static(js jetstream.JetStream) func() (jetstream.JetStream, error) {
-	return func() (jetstream.JetStream, error) { return js, nil }
+// Static turns a fixed Client into the provider the handlers and the
+// prober take (tests, tools).
+func Static(c *Client) func() (*Client, error) {
+	return func() (*Client, error) { return c, nil }
 }

@@ -64,7 +64,7 @@ func (l tlog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func bootstrap(ctx context.Context, js jetstream.JetStream) error { return bus.Bootstrap(ctx, js, 1) }
+func bootstrap(ctx context.Context, c *bus.Client) error { return c.Bootstrap(ctx, 1) }
 
 // sessions records the connections Run handed to its function.
 type sessions struct {
@@ -72,9 +72,9 @@ type sessions struct {
 	conns []*nats.Conn
 }
 
-func (s *sessions) run(ctx context.Context, nc *nats.Conn, _ jetstream.JetStream) error {
+func (s *sessions) run(ctx context.Context, c *bus.Client) error {
 	s.mu.Lock()
-	s.conns = append(s.conns, nc)
+	s.conns = append(s.conns, c.Conn())
 	s.mu.Unlock()
 	<-ctx.Done()
 	return nil
@@ -97,14 +97,14 @@ func TestLinkStartsWithoutNATSAndConnectsWhenItAppears(t *testing.T) {
 	if l.Connected() {
 		t.Fatal("connected to nothing")
 	}
-	if _, err := l.JetStream(); !errors.Is(err, bus.ErrNotConnected) {
-		t.Fatalf("JetStream() = %v, want ErrNotConnected", err)
+	if _, err := l.Client(); !errors.Is(err, bus.ErrNotConnected) {
+		t.Fatalf("Client() = %v, want ErrNotConnected", err)
 	}
 	// The prober answers every resource at once, well inside its deadline.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	began := time.Now()
-	for _, st := range (bus.Prober{JetStream: l.JetStream}).Probe(ctx) {
+	for _, st := range (bus.Prober{Client: l.Client}).Probe(ctx) {
 		if !errors.Is(st.Err, bus.ErrNotConnected) {
 			t.Errorf("%s: %v, want ErrNotConnected", st.Name, st.Err)
 		}
@@ -121,11 +121,11 @@ func TestLinkStartsWithoutNATSAndConnectsWhenItAppears(t *testing.T) {
 	startAt(t, addr, t.TempDir())
 	waitUntil(t, "the link to connect and run its work", func() bool { return l.Connected() && ss.count() == 1 })
 	// Run started only after the bootstrap: every resource is there.
-	js, err := l.JetStream()
+	c, err := l.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, st := range (bus.Prober{JetStream: bus.Static(js)}).Probe(ctx) {
+	for _, st := range (bus.Prober{Client: bus.Static(c)}).Probe(ctx) {
 		if !st.Exists {
 			t.Errorf("%s missing after the bootstrap", st.Name)
 		}
@@ -183,11 +183,11 @@ func TestLinkBootstrapsAgainWhenNATSComesBackEmpty(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	waitUntil(t, "every resource to be back", func() bool {
-		js, err := l.JetStream()
+		c, err := l.Client()
 		if err != nil {
 			return false
 		}
-		for _, st := range (bus.Prober{JetStream: bus.Static(js)}).Probe(ctx) {
+		for _, st := range (bus.Prober{Client: bus.Static(c)}).Probe(ctx) {
 			if !st.Exists {
 				return false
 			}
@@ -205,8 +205,13 @@ func TestBacklogsFindTheFirstWaitingMessage(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
+	c, err := bus.NewClient(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	ctx := t.Context()
-	if err := bus.Bootstrap(ctx, js, 1); err != nil {
+	if err := c.Bootstrap(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	// EVENTS holds other events besides started ones: only a started event
@@ -217,7 +222,7 @@ func TestBacklogsFindTheFirstWaitingMessage(t *testing.T) {
 		}
 	}
 	after := map[string]uint64{kanade.ProjectionStarted: 1, kanade.ProjectionResults: 1, kanade.ProjectionAudit: 0}
-	got := (bus.Prober{JetStream: bus.Static(js)}).Backlogs(ctx, kanade.Projections(), after)
+	got := (bus.Prober{Client: bus.Static(c)}).Backlogs(ctx, kanade.Projections(), after)
 	type view struct {
 		Name             string
 		LastSeq, NextSeq uint64

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/kanade-fleet/backend"
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,9 +15,9 @@ import (
 // checks exactly kanade.Resources, the list Bootstrap creates, so health and
 // bootstrap cannot drift apart.
 type Prober struct {
-	// JetStream gives the connection to probe on; an error (NATS not
+	// Client gives the connection to probe on; an error (NATS not
 	// connected) fails every check at once, naming the reason.
-	JetStream func() (jetstream.JetStream, error)
+	Client func() (*Client, error)
 	// Replicas is the replica count the resources were bootstrapped with.
 	// Only the names are checked today; it selects the same list Bootstrap used.
 	Replicas int
@@ -33,13 +34,17 @@ type Prober struct {
 func (p Prober) Probe(ctx context.Context) []kanade.ResourceStatus {
 	resources := kanade.Resources(p.Replicas)
 	out := make([]kanade.ResourceStatus, len(resources))
-	js, err := p.js()
+	c, err := p.client()
 	if err != nil {
 		for i, r := range resources {
 			out[i] = kanade.ResourceStatus{Kind: r.Kind, Name: r.Name, Err: err}
 		}
 		return out
 	}
+	// Checks in flight when the connection drops end then, not at the
+	// deadline: a monitor learns of the outage at once.
+	ctx, cancel := c.request(ctx, time.Hour)
+	defer cancel()
 	type answer struct {
 		i   int
 		err error
@@ -48,7 +53,7 @@ func (p Prober) Probe(ctx context.Context) []kanade.ResourceStatus {
 	answers := make(chan answer, len(resources))
 	for i, r := range resources {
 		out[i] = kanade.ResourceStatus{Kind: r.Kind, Name: r.Name}
-		go func() { answers <- answer{i, check(ctx, js, r)} }()
+		go func() { answers <- answer{i, why(ctx, check(ctx, c.js, r))} }()
 	}
 	done := make([]bool, len(resources))
 	record := func(a answer) {
@@ -74,7 +79,7 @@ func (p Prober) Probe(ctx context.Context) []kanade.ResourceStatus {
 			}
 			for i := range out {
 				if !done[i] {
-					out[i].Err = fmt.Errorf("probe %s %s: %w", out[i].Kind, out[i].Name, ctx.Err())
+					out[i].Err = fmt.Errorf("probe %s %s: %w", out[i].Kind, out[i].Name, why(ctx, ctx.Err()))
 				}
 			}
 			return out
@@ -83,11 +88,11 @@ func (p Prober) Probe(ctx context.Context) []kanade.ResourceStatus {
 	return out
 }
 
-func (p Prober) js() (jetstream.JetStream, error) {
-	if p.JetStream == nil {
+func (p Prober) client() (*Client, error) {
+	if p.Client == nil {
 		return nil, errors.New("no JetStream connection configured")
 	}
-	return p.JetStream()
+	return p.Client()
 }
 
 func check(ctx context.Context, js jetstream.JetStream, r kanade.Resource) error {
@@ -119,24 +124,30 @@ func isNotFound(err error) bool {
 // last sequence. The questions run concurrently under ctx's deadline.
 func (p Prober) Backlogs(ctx context.Context, projections []kanade.Projection, after map[string]uint64) []kanade.Backlog {
 	out := make([]kanade.Backlog, len(projections))
-	js, err := p.js()
+	c, err := p.client()
+	if err == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = c.request(ctx, time.Hour)
+		defer cancel()
+	}
 	var wg sync.WaitGroup
 	for i, pr := range projections {
 		out[i] = kanade.Backlog{Name: pr.Name, Err: err}
 		if err != nil {
 			continue
 		}
-		wg.Go(func() { out[i] = backlog(ctx, js, pr, after[pr.Name]) })
+		wg.Go(func() { out[i] = c.backlog(ctx, pr, after[pr.Name]) })
 	}
 	wg.Wait()
 	return out
 }
 
-func backlog(ctx context.Context, js jetstream.JetStream, pr kanade.Projection, after uint64) kanade.Backlog {
+// backlog asks once (the caller's deadline is a monitor's, not a loop's).
+func (c *Client) backlog(ctx context.Context, pr kanade.Projection, after uint64) kanade.Backlog {
 	b := kanade.Backlog{Name: pr.Name}
-	st, err := js.Stream(ctx, pr.Stream)
+	st, err := c.js.Stream(ctx, pr.Stream)
 	if err != nil {
-		b.Err = fmt.Errorf("stream %s: %w", pr.Stream, err)
+		b.Err = fmt.Errorf("stream %s: %w", pr.Stream, why(ctx, err))
 		return b
 	}
 	b.LastSeq = st.CachedInfo().State.LastSeq

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/kanade-fleet/backend/bus"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // bootstrap creates the JetStream resources of wire.md §2 (as the shells
@@ -20,13 +19,14 @@ func bootstrap(ctx context.Context, url string, replicas int) error {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	c, err := bus.NewClient(nc)
 	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
+		return err
 	}
+	defer c.Close()
 	bctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := bus.Bootstrap(bctx, js, replicas); err != nil {
+	if err := c.Bootstrap(bctx, replicas); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	return nil

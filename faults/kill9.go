@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/sim"
 	"github.com/kanade-fleet/backend/storage"
 )
@@ -258,7 +259,12 @@ func runKill9(ctx context.Context, e *Env, r *Result) error {
 	for _, j := range l.g.Jobs {
 		jobs = append(jobs, sim.Job{ID: j, Version: "1", Timeout: time.Hour})
 	}
-	if err := sim.PutManifests(ctx, pub.js, jobs); err != nil {
+	client, err := bus.NewClient(nc)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := sim.PutManifests(ctx, client, jobs); err != nil {
 		return err
 	}
 	db := filepath.Join(e.Dir, "kill9.db")

@@ -114,7 +114,7 @@ func BenchmarkFleetHealth(b *testing.B) {
 		name   string
 		prober handlers.Prober
 	}{
-		{"nats", bus.Prober{JetStream: bus.Static(nats.JS), Replicas: 1}},
+		{"nats", bus.Prober{Client: bus.Static(nats.Bus), Replicas: 1}},
 		{"instant-prober", allPresent{}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

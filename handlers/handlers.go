@@ -20,8 +20,8 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -41,10 +41,10 @@ type Config struct {
 	// NATSConnected reports whether the shell's NATS connection is up
 	// (for /readyz); nil means "no NATS configured" and fails readiness.
 	NATSConnected func() bool
-	// JetStream gives the current connection for the manage endpoints
+	// Bus gives the current JetStream client for the manage endpoints
 	// (/api/jobs, /api/schedules); an error (NATS not connected) makes them
 	// answer 503 at once, and nil "NATS is not configured".
-	JetStream func() (jetstream.JetStream, error)
+	Bus func() (*bus.Client, error)
 	// StallAfter: a projection whose offset has not moved for this long while
 	// a message waited as long degrades the fleet (default
 	// kanade.DefaultStallAfter).

@@ -66,7 +66,7 @@ func newEnv(t testing.TB, tweak func(*handlers.Config)) *env {
 	e.nats = bustest.StartBootstrapped(t)
 	e.cfg = handlers.Config{
 		DB:            db,
-		Prober:        bus.Prober{JetStream: bus.Static(e.nats.JS), Replicas: 1},
+		Prober:        bus.Prober{Client: bus.Static(e.nats.Bus), Replicas: 1},
 		NATSConnected: e.nats.NC.IsConnected,
 		Clock:         e.clock.Now,
 		Auth:          auth.Config{StaticToken: testToken},

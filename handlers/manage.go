@@ -10,14 +10,13 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/kanade-fleet/backend/bus"
 )
 
 // The manage endpoints of api.md "Read and manage endpoints": job manifests in
@@ -273,30 +272,17 @@ func invalid(err error) error {
 	return huma.Error422UnprocessableEntity(msg, &huma.ErrorDetail{Location: loc, Message: msg})
 }
 
-// kv opens bucket; the caller's ctx carries the manageTimeout bound. A nil
-// JS (no NATS in this shell) is a 503, not a panic.
-func (cfg *Config) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
-	js, err := cfg.js()
-	if err != nil {
-		return nil, err
-	}
-	kv, err := js.KeyValue(ctx, bucket)
-	if err != nil {
-		return nil, cfg.natsProblem(ctx, "open KV "+bucket, err)
-	}
-	return kv, nil
-}
-
-// js is the current JetStream, or a 503 problem saying why there is none.
-func (cfg *Config) js() (jetstream.JetStream, error) {
-	if cfg.JetStream == nil {
+// bus is the current JetStream client, or a 503 problem saying why there is
+// none.
+func (cfg *Config) bus() (*bus.Client, error) {
+	if cfg.Bus == nil {
 		return nil, huma.Error503ServiceUnavailable("NATS is not configured")
 	}
-	js, err := cfg.JetStream()
+	c, err := cfg.Bus()
 	if err != nil {
 		return nil, huma.Error503ServiceUnavailable(err.Error())
 	}
-	return js, nil
+	return c, nil
 }
 
 // natsProblem maps a NATS error to 503 (the only errors left once input has
@@ -304,72 +290,60 @@ func (cfg *Config) js() (jetstream.JetStream, error) {
 // here, at the edge.
 func (cfg *Config) natsProblem(ctx context.Context, what string, err error) error {
 	cfg.Logger.ErrorContext(ctx, what, slog.Any("error", err))
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
+	if errors.Is(err, bus.ErrNotFound) {
 		return huma.Error503ServiceUnavailable(what + ": the bucket does not exist (NATS not bootstrapped?)")
 	}
 	return huma.Error503ServiceUnavailable(what + ": NATS is unavailable")
 }
 
-func notFound(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
-}
-
-// entries reads the latest value of every key of kv, sorted by key. The
-// buckets hold hundreds of keys, so one ordered consumer over the whole
-// bucket is cheaper than a Get per key.
-func entries(ctx context.Context, kv jetstream.KeyValue) ([]jetstream.KeyValueEntry, error) {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+// entries lists bucket, or answers why not.
+func (cfg *Config) entries(ctx context.Context, bucket string) ([]bus.Entry, error) {
+	c, err := cfg.bus()
 	if err != nil {
 		return nil, err
 	}
-	defer w.Stop()
-	latest := map[string]jetstream.KeyValueEntry{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("watcher closed before the initial values were read")
-			}
-			if e == nil { // every value stored when the watch began has arrived
-				out := make([]jetstream.KeyValueEntry, 0, len(latest))
-				for _, e := range latest {
-					out = append(out, e)
-				}
-				slices.SortFunc(out, func(a, b jetstream.KeyValueEntry) int { return strings.Compare(a.Key(), b.Key()) })
-				return out, nil
-			}
-			// A key written during the watch may arrive twice.
-			if prev, ok := latest[e.Key()]; !ok || prev.Revision() < e.Revision() {
-				latest[e.Key()] = e
-			}
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	es, err := c.Entries(ctx, bucket)
+	if err != nil {
+		return nil, cfg.natsProblem(ctx, "list KV "+bucket, err)
 	}
+	return es, nil
+}
+
+// get reads id from k's bucket; an id that could never be a key is not
+// found (404), not a NATS failure.
+func (cfg *Config) get(ctx context.Context, k manageKind, id string) (bus.Entry, error) {
+	c, err := cfg.bus()
+	if err != nil {
+		return bus.Entry{}, err
+	}
+	if !validKey(id) {
+		return bus.Entry{}, huma.Error404NotFound(fmt.Sprintf("no %s %q", k.noun, id))
+	}
+	e, err := c.Get(ctx, k.bucket, id)
+	if err != nil {
+		return bus.Entry{}, cfg.getProblem(ctx, k, id, err)
+	}
+	return e, nil
 }
 
 func (cfg *Config) manageList(ctx context.Context, k manageKind) (*manageListOutput, error) {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	kv, err := cfg.kv(ctx, k.bucket)
+	es, err := cfg.entries(ctx, k.bucket)
 	if err != nil {
 		return nil, err
-	}
-	es, err := entries(ctx, kv)
-	if err != nil {
-		return nil, cfg.natsProblem(ctx, "list KV "+k.bucket, err)
 	}
 	out := &manageListOutput{}
 	out.Body.Items = make([]manageItem, 0, len(es))
 	for _, e := range es {
-		item := manageItem{Key: e.Key(), Revision: e.Revision(), UpdatedAt: kanade.Timestamp{Time: e.Created().UTC()}}
-		if json.Valid(e.Value()) {
-			item.Value = jsonValue(e.Value())
-			if err := k.parse(e.Key(), e.Value()); err != nil {
+		item := manageItem{Key: e.Key, Revision: e.Revision, UpdatedAt: kanade.Timestamp{Time: e.Created.UTC()}}
+		if json.Valid(e.Value) {
+			item.Value = jsonValue(e.Value)
+			if err := k.parse(e.Key, e.Value); err != nil {
 				item.Error = err.Error()
 			}
 		} else {
-			item.Raw = string(e.Value())
+			item.Raw = string(e.Value)
 			item.Error = "the stored value is not JSON"
 		}
 		out.Body.Items = append(out.Body.Items, item)
@@ -380,32 +354,20 @@ func (cfg *Config) manageList(ctx context.Context, k manageKind) (*manageListOut
 func (cfg *Config) manageGet(ctx context.Context, k manageKind, id string) (*manageValueOutput, error) {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	kv, err := cfg.kv(ctx, k.bucket)
+	e, err := cfg.get(ctx, k, id)
 	if err != nil {
 		return nil, err
 	}
-	e, err := get(ctx, kv, id)
-	if err != nil {
-		return nil, cfg.getProblem(ctx, k, id, err)
-	}
-	if !json.Valid(e.Value()) {
+	if !json.Valid(e.Value) {
 		// Not the caller's fault and nothing a GET can repair: the list
 		// shows the text; say where to look.
 		return nil, huma.Error500InternalServerError(fmt.Sprintf("the stored value of %s %q is not JSON; GET /api/%ss lists its raw text", k.noun, id, k.noun))
 	}
-	return &manageValueOutput{Body: jsonValue(e.Value())}, nil
-}
-
-// get is kv.Get for an id that may not be a valid key (then: not found).
-func get(ctx context.Context, kv jetstream.KeyValue, id string) (jetstream.KeyValueEntry, error) {
-	if !validKey(id) {
-		return nil, jetstream.ErrKeyNotFound
-	}
-	return kv.Get(ctx, id)
+	return &manageValueOutput{Body: jsonValue(e.Value)}, nil
 }
 
 func (cfg *Config) getProblem(ctx context.Context, k manageKind, id string, err error) error {
-	if notFound(err) {
+	if errors.Is(err, bus.ErrNotFound) && !strings.Contains(err.Error(), "not bootstrapped") {
 		return huma.Error404NotFound(fmt.Sprintf("no %s %q", k.noun, id))
 	}
 	return cfg.natsProblem(ctx, "get "+k.noun, err)
@@ -434,11 +396,11 @@ func (cfg *Config) putJob(ctx context.Context, id string, body jsonValue) (*mana
 
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	kv, err := cfg.kv(ctx, kanade.BucketJobs)
+	c, err := cfg.bus()
 	if err != nil {
 		return nil, err
 	}
-	rev, err := kv.Put(ctx, id, value)
+	rev, err := c.Put(ctx, kanade.BucketJobs, id, value)
 	if err != nil {
 		return nil, cfg.natsProblem(ctx, "put job", err)
 	}
@@ -463,24 +425,21 @@ func (cfg *Config) putSchedule(ctx context.Context, id string, body jsonValue) (
 
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	jobs, err := cfg.kv(ctx, kanade.BucketJobs)
+	c, err := cfg.bus()
 	if err != nil {
 		return nil, err
 	}
 	// Best effort: a job deleted between this check and the Put below leaves
 	// a dangling schedule, which the worker reports when it fires. KV offers
 	// no transaction across two buckets.
-	if _, err := get(ctx, jobs, s.JobID); err != nil {
-		if notFound(err) {
+	if _, err := cfg.get(ctx, manageKind{bucket: kanade.BucketJobs, noun: "job"}, s.JobID); err != nil {
+		var se huma.StatusError
+		if errors.As(err, &se) && se.GetStatus() == http.StatusNotFound {
 			return nil, invalid(fmt.Errorf("job_id: no job %q in KV jobs (PUT /api/jobs/{id} it first)", s.JobID))
 		}
-		return nil, cfg.natsProblem(ctx, "get job", err)
-	}
-	kv, err := cfg.kv(ctx, kanade.BucketSchedules)
-	if err != nil {
 		return nil, err
 	}
-	rev, err := kv.Put(ctx, id, value.Bytes())
+	rev, err := c.Put(ctx, kanade.BucketSchedules, id, value.Bytes())
 	if err != nil {
 		return nil, cfg.natsProblem(ctx, "put schedule", err)
 	}
@@ -492,13 +451,9 @@ func (cfg *Config) putSchedule(ctx context.Context, id string, body jsonValue) (
 // fail at every firing, silently to whoever deleted the job.
 func (cfg *Config) deleteJob(ctx context.Context, k manageKind, id string) error {
 	return cfg.deleteEntry(ctx, k, id, func(ctx context.Context) error {
-		kv, err := cfg.kv(ctx, kanade.BucketSchedules)
+		es, err := cfg.entries(ctx, kanade.BucketSchedules)
 		if err != nil {
 			return err
-		}
-		es, err := entries(ctx, kv)
-		if err != nil {
-			return cfg.natsProblem(ctx, "list KV "+kanade.BucketSchedules, err)
 		}
 		var users []string
 		var details []error
@@ -508,9 +463,9 @@ func (cfg *Config) deleteJob(ctx context.Context, k manageKind, id string) error
 			var ref struct {
 				JobID string `json:"job_id"`
 			}
-			if json.Unmarshal(e.Value(), &ref) == nil && ref.JobID == id {
-				users = append(users, e.Key())
-				details = append(details, &huma.ErrorDetail{Location: "schedules", Message: "runs job " + id, Value: e.Key()})
+			if json.Unmarshal(e.Value, &ref) == nil && ref.JobID == id {
+				users = append(users, e.Key)
+				details = append(details, &huma.ErrorDetail{Location: "schedules", Message: "runs job " + id, Value: e.Key})
 			}
 		}
 		if len(users) > 0 {
@@ -527,44 +482,39 @@ func (cfg *Config) deleteJob(ctx context.Context, k manageKind, id string) error
 func (cfg *Config) deleteEntry(ctx context.Context, k manageKind, id string, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	kv, err := cfg.kv(ctx, k.bucket)
+	e, err := cfg.get(ctx, k, id)
 	if err != nil {
 		return err
-	}
-	e, err := get(ctx, kv, id)
-	if err != nil {
-		return cfg.getProblem(ctx, k, id, err)
 	}
 	if check != nil {
 		if err := check(ctx); err != nil {
 			return err
 		}
 	}
-	if err := kv.Delete(ctx, id, jetstream.LastRevision(e.Revision())); err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+	c, err := cfg.bus()
+	if err != nil {
+		return err
+	}
+	if err := c.Delete(ctx, k.bucket, id, e.Revision); err != nil {
+		if errors.Is(err, bus.ErrChanged) {
 			return huma.Error409Conflict(fmt.Sprintf("%s %q changed while it was being deleted; look at it again", k.noun, id))
 		}
 		return cfg.natsProblem(ctx, "delete "+k.noun, err)
 	}
-	cfg.audit(ctx, k.del, id, auditPayload{ID: id, PreviousRevision: e.Revision()})
+	cfg.audit(ctx, k.del, id, auditPayload{ID: id, PreviousRevision: e.Revision})
 	return nil
 }
 
 func (cfg *Config) upcoming(ctx context.Context, limit int) (*upcomingOutput, error) {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	kv, err := cfg.kv(ctx, kanade.BucketSchedules)
+	es, err := cfg.entries(ctx, kanade.BucketSchedules)
 	if err != nil {
 		return nil, err
 	}
-	es, err := entries(ctx, kv)
-	if err != nil {
-		return nil, cfg.natsProblem(ctx, "list KV "+kanade.BucketSchedules, err)
-	}
 	schedules := make([]*kanade.Schedule, 0, len(es))
 	for _, e := range es {
-		if s, err := kanade.ParseSchedule(e.Key(), e.Value()); err == nil {
+		if s, err := kanade.ParseSchedule(e.Key, e.Value); err == nil {
 			schedules = append(schedules, s)
 		}
 	}
@@ -617,24 +567,14 @@ func (cfg *Config) audit(ctx context.Context, action, target string, p auditPayl
 	}
 	ev := kanade.AuditEvent{Actor: actor, Action: action, Target: &target, Payload: payload,
 		OccurredAt: kanade.Timestamp{Time: cfg.Clock().UTC()}}
-	subject, err := ev.Subject()
-	if err != nil {
-		log(err)
-		return
-	}
-	body, err := json.Marshal(ev)
-	if err != nil {
-		log(err)
-		return
-	}
-	js, err := cfg.js()
+	c, err := cfg.bus()
 	if err != nil {
 		log(err)
 		return
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), manageTimeout)
 	defer cancel()
-	if _, err := js.Publish(pctx, subject, body); err != nil {
-		log(fmt.Errorf("publish %s: %w", subject, err))
+	if err := c.Audit(pctx, ev); err != nil {
+		log(err)
 	}
 }

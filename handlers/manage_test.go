@@ -23,7 +23,6 @@ import (
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/storage/storagetest"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // manageNow is a Monday, 08:30 UTC: the upcoming test's firings are read
@@ -65,11 +64,11 @@ func newManageEnv(t *testing.T, tweak func(*handlers.Config)) *manageEnv {
 	t.Helper()
 	e := &manageEnv{t: t, nats: bustest.StartBootstrapped(t), clock: &fakeClock{t: manageNow}, logs: &syncBuffer{}}
 	cfg := handlers.Config{
-		DB:        storagetest.Open(t, e.clock.Now),
-		JetStream: bus.Static(e.nats.JS),
-		Clock:     e.clock.Now,
-		Auth:      auth.Config{StaticToken: testToken, JWTSecret: manageSecret, Clock: e.clock.Now},
-		Logger:    slog.New(slog.NewTextHandler(e.logs, nil)),
+		DB:     storagetest.Open(t, e.clock.Now),
+		Bus:    bus.Static(e.nats.Bus),
+		Clock:  e.clock.Now,
+		Auth:   auth.Config{StaticToken: testToken, JWTSecret: manageSecret, Clock: e.clock.Now},
+		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -697,20 +696,20 @@ func TestManageListsBrokenValues(t *testing.T) {
 }
 
 func TestManageWithoutNATS(t *testing.T) {
-	closed := func() jetstream.JetStream {
+	closed := func() *bus.Client {
 		s := bustest.Start(t)
 		nc, err := nats.Connect(s.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		js, err := jetstream.New(nc)
+		c, err := bus.NewClient(nc)
 		if err != nil {
 			t.Fatal(err)
 		}
 		nc.Close()
-		return js
+		return c
 	}()
-	notBootstrapped := bustest.Start(t).JS
+	notBootstrapped := bustest.Start(t).Bus
 
 	requests := []struct{ method, path, body string }{
 		{http.MethodGet, "/api/jobs", ""},
@@ -725,16 +724,16 @@ func TestManageWithoutNATS(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name   string
-		js     func() (jetstream.JetStream, error)
+		js     func() (*bus.Client, error)
 		detail string
 	}{
 		{"no JetStream configured", nil, "NATS is not configured"},
-		{"NATS not connected", func() (jetstream.JetStream, error) { return nil, bus.ErrNotConnected }, "NATS is not connected"},
+		{"NATS not connected", func() (*bus.Client, error) { return nil, bus.ErrNotConnected }, "NATS is not connected"},
 		{"a closed connection", bus.Static(closed), "NATS is unavailable"},
 		{"a server without the buckets", bus.Static(notBootstrapped), "bucket does not exist"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newManageEnv(t, func(c *handlers.Config) { c.JetStream = tt.js })
+			e := newManageEnv(t, func(c *handlers.Config) { c.Bus = tt.js })
 			for _, r := range requests {
 				rec := e.do(r.method, r.path, r.body)
 				if rec.Code != http.StatusServiceUnavailable {

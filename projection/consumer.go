@@ -5,15 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 type consumerKind int
@@ -71,28 +70,14 @@ var errCrash = errors.New("projection: simulated crash")
 // errStreamChanged says the stream was created anew under the loop.
 var errStreamChanged = errors.New("the stream was deleted and created again; starting over from its new beginning")
 
-// Timeouts of the pipeline's steps, so a hung dependency fails the loop (and
-// restarts it) instead of stalling it. A JetStream request whose reply was
-// lost with a connection waits for nothing but its deadline, so requests
-// get a short one; reading a long output and writing a big batch to a
-// remote database get longer ones.
-const (
-	natsTimeout   = 10 * time.Second
-	outputTimeout = time.Minute
-	dbTimeout     = 2 * time.Minute
-)
+// dbTimeout bounds one database step of the pipeline, so a hung database
+// fails the loop (and restarts it) instead of stalling it; bus bounds the
+// NATS ones.
+const dbTimeout = 2 * time.Minute
 
 // idleWait is how long a loop waits for a message before it reports the
 // stream idle and waits again.
 const idleWait = 5 * time.Second
-
-// pullExpiry and pullHeartbeat shape the client's pull requests: each lives
-// pullExpiry and the server sends a heartbeat every pullHeartbeat while it
-// has nothing, so a lost pull is noticed within 2*pullHeartbeat.
-const (
-	pullExpiry    = 10 * time.Second
-	pullHeartbeat = time.Second
-)
 
 // linger is how long a batch being assembled waits for one more message
 // before it goes to the database: long enough to take what the client has
@@ -117,35 +102,34 @@ func (w *Worker) runConsumer(ctx context.Context, c *conn, spec consumerSpec) (e
 			w.recordFailure(spec, err)
 		}
 	}()
-	nctx, cancel := c.request(ctx, natsTimeout)
-	defer cancel()
-	stream, err := c.js.Stream(nctx, spec.Stream)
+	st, err := c.bus.Stream(ctx, spec.Stream)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", spec.Stream, err)
+		return err
 	}
-	info := stream.CachedInfo()
-	created := kanade.FormatTime(info.Created)
+	created := kanade.FormatTime(st.Created)
 	dctx, dcancel := context.WithTimeout(ctx, dbTimeout)
 	defer dcancel()
 	off, err := w.cfg.DB.Offset(dctx, spec.Name)
 	if err != nil {
 		return err
 	}
-	if off, err = w.checkStream(dctx, spec, off, created, info.State); err != nil {
+	if off, err = w.checkStream(dctx, spec, off, created, st); err != nil {
 		return err
 	}
 	p.resumed(off.Seq, off.UpdatedAt)
 
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
-	r := &reader{w: w, c: c, spec: spec, stream: stream, last: off.Seq}
-	defer r.close()
+	r := c.bus.Read(bus.ReadOptions{Stream: spec.Stream, Filter: spec.Filter, After: off.Seq,
+		MaxBytes: w.cfg.MaxBytes / 4, InactiveThreshold: w.cfg.InactiveThreshold})
+	defer r.Close()
+
 	queue := make(chan *batch, maxCoalesce)
 	room := newBudget(w.cfg.MaxBytes / 2)
 	fetchErr := make(chan error, 1)
 	go func() {
 		defer close(queue)
-		fetchErr <- w.fetchLoop(fetchCtx, r, created, queue, room)
+		fetchErr <- w.fetchLoop(fetchCtx, c, spec, r, created, queue, room)
 	}()
 
 	var applyErr error
@@ -178,7 +162,7 @@ func (w *Worker) runConsumer(ctx context.Context, c *conn, spec consumerSpec) (e
 // deleted and created again (its creation time differs from the one stored
 // with the offset, or, for an offset stored before creation times were,
 // its last sequence is below the offset) starts over at 0.
-func (w *Worker) checkStream(ctx context.Context, spec consumerSpec, off storage.Offset, created string, state jetstream.StreamState) (storage.Offset, error) {
+func (w *Worker) checkStream(ctx context.Context, spec consumerSpec, off storage.Offset, created string, state bus.StreamState) (storage.Offset, error) {
 	recreated := off.StreamCreated != "" && off.StreamCreated != created ||
 		off.StreamCreated == "" && off.Seq > state.LastSeq
 	if !recreated {
@@ -213,18 +197,6 @@ func (w *Worker) checkStream(ctx context.Context, spec consumerSpec, off storage
 	return w.cfg.DB.Offset(ctx, spec.Name)
 }
 
-// pullBytes is the client's fetch buffer: a quarter of MaxBytes, but never
-// less than twice the server's max_payload (a pull asks for what is left of
-// the buffer, and a message larger than a pull's byte limit would never be
-// delivered).
-func (w *Worker) pullBytes(c *conn) int64 {
-	payload := c.nc.MaxPayload()
-	if payload <= 0 {
-		payload = 8 << 20
-	}
-	return max(w.cfg.MaxBytes/4, 2*payload+1<<20)
-}
-
 // batchBytes is where the fetcher closes a batch; a single larger message
 // makes a batch of its own.
 func (w *Worker) batchBytes() int64 { return max(w.cfg.MaxBytes/8, 1) }
@@ -240,22 +212,21 @@ func (w *Worker) batchBytes() int64 { return max(w.cfg.MaxBytes/8, 1) }
 // next one, so the stream is asked directly whether anything for this loop
 // lies past the last message received. A message seen there at two idle
 // checks in a row means the consumer is broken, and it is opened again.
-func (w *Worker) fetchLoop(ctx context.Context, r *reader, created string, out chan<- *batch, room *budget) error {
-	spec, c := r.spec, r.c
+func (w *Worker) fetchLoop(ctx context.Context, c *conn, spec consumerSpec, r *bus.Reader, created string, out chan<- *batch, room *budget) error {
 	p := w.progress[spec.Name]
 	var suspect uint64 // a message past r.last seen at the previous idle check
 	for {
-		msg, err := r.next(ctx, idleWait)
+		msg, err := r.Next(ctx, idleWait)
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(err, errIdle):
+		case errors.Is(err, bus.ErrIdle):
 			// A stream created anew with fewer messages than the offset
 			// sends nothing: only its identity tells.
 			if err := w.checkIdentity(ctx, c, spec, created); err != nil {
 				return err
 			}
-			next, err := w.nextInStream(ctx, c, spec, r.last)
+			next, _, err := c.bus.Next(ctx, spec.Stream, spec.Filter, r.Last())
 			if err != nil {
 				return err
 			}
@@ -266,8 +237,8 @@ func (w *Worker) fetchLoop(ctx context.Context, r *reader, created string, out c
 			}
 			if suspect != 0 && suspect <= next {
 				w.log.Warn("projector: a message waits in the stream but the consumer delivers nothing; opening it again",
-					slog.String("consumer", spec.Name), slog.Uint64("waiting_seq", next), slog.Uint64("last_received", r.last))
-				r.reopen()
+					slog.String("consumer", spec.Name), slog.Uint64("waiting_seq", next), slog.Uint64("last_received", r.Last()))
+				r.Reopen()
 			}
 			suspect = next
 			continue
@@ -279,8 +250,8 @@ func (w *Worker) fetchLoop(ctx context.Context, r *reader, created string, out c
 			return err
 		}
 		for b.n < w.cfg.BatchSize && b.bytes < w.batchBytes() {
-			msg, err := r.next(ctx, linger)
-			if errors.Is(err, errIdle) {
+			msg, err := r.Next(ctx, linger)
+			if errors.Is(err, bus.ErrIdle) {
 				break
 			}
 			if err != nil {
@@ -293,7 +264,7 @@ func (w *Worker) fetchLoop(ctx context.Context, r *reader, created string, out c
 				return err
 			}
 		}
-		if suspect <= r.last {
+		if suspect <= r.Last() {
 			suspect = 0
 		}
 		// When a stream is deleted and created again under a running
@@ -316,165 +287,25 @@ func (w *Worker) fetchLoop(ctx context.Context, r *reader, created string, out c
 	}
 }
 
-// errIdle says no message came within the wait.
-var errIdle = errors.New("no message within the wait")
-
-// reader hands over one stream's messages strictly in order, starting after
-// last. It reads through an ordered consumer and opens a new one right after
-// the last message it handed over whenever the old one cannot go on: the
-// connection dropped (a pull parked on it may be gone, and the messages in
-// transit with it), the library gave up recreating it, or the fetcher found
-// it stuck. Handing over in order is what lets the offset mean "everything
-// up to here".
-type reader struct {
-	w      *Worker
-	c      *conn
-	spec   consumerSpec
-	stream jetstream.Stream
-	last   uint64 // stream sequence of the last message handed over
-
-	it       jetstream.MessagesContext
-	unwatch  func() bool
-	failures int
-	failedAt time.Time
-}
-
-// open starts an ordered consumer after r.last.
-func (r *reader) open(ctx context.Context) error {
-	ocfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{r.spec.Filter},
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		InactiveThreshold: r.w.cfg.InactiveThreshold,
-		// The library recreates a lost consumer by itself a few times (a
-		// missed heartbeat, a gap); past that the error comes back here.
-		MaxResetAttempts: 5,
-	}
-	if r.last > 0 {
-		ocfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		ocfg.OptStartSeq = r.last + 1
-	}
-	rctx, cancel := r.c.request(ctx, natsTimeout)
-	defer cancel()
-	cons, err := r.stream.OrderedConsumer(rctx, ocfg)
-	if err != nil {
-		return fmt.Errorf("ordered consumer on %s after %d: %w", r.spec.Stream, r.last, err)
-	}
-	// The client notices a lost pull (a reset connection, a consumer gone)
-	// when no heartbeat came for twice pullHeartbeat during one Next; Next
-	// waits up to idleWait, so the heartbeat must be well below half of it.
-	it, err := cons.Messages(jetstream.PullMaxBytes(int(r.w.pullBytes(r.c))),
-		jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
-	if err != nil {
-		return fmt.Errorf("read %s after %d: %w", r.spec.Stream, r.last, err)
-	}
-	r.it = it
-	// Stop unblocks a Next busy inside the library recreating the consumer
-	// (while NATS is away), which neither ctx nor a drop can reach.
-	r.unwatch = context.AfterFunc(ctx, it.Stop)
-	return nil
-}
-
-// reopen drops the current consumer; the next call to next opens a new one
-// after r.last.
-func (r *reader) reopen() {
-	if r.it != nil {
-		r.unwatch()
-		r.it.Stop()
-		r.it = nil
-	}
-}
-
-func (r *reader) close() { r.reopen() }
-
-// next returns the next message, errIdle when none came within wait, or an
-// error when no consumer could be opened for longer than dbTimeout.
-func (r *reader) next(ctx context.Context, wait time.Duration) (jetstream.Msg, error) {
-	for {
-		if r.it == nil {
-			if err := r.open(ctx); err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				if err := r.failed(ctx, err); err != nil {
-					return nil, err
-				}
-				continue
-			}
-		}
-		// The wait ends early when the connection drops.
-		wctx, cancel := r.c.request(ctx, wait)
-		msg, err := r.it.Next(jetstream.NextContext(wctx))
-		dropped := err != nil && errors.Is(err, context.Canceled) && ctx.Err() == nil
-		cancel()
-		switch {
-		case err == nil:
-			md, err := msg.Metadata()
-			if err != nil {
-				return nil, fmt.Errorf("message metadata: %w", err)
-			}
-			r.last = md.Sequence.Stream
-			r.failures = 0
-			return msg, nil
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case errors.Is(err, context.DeadlineExceeded):
-			return nil, errIdle
-		case dropped:
-			r.w.log.Debug("projector: connection dropped; opening the consumer again",
-				slog.String("consumer", r.spec.Name), slog.Uint64("after", r.last))
-			r.reopen()
-		default:
-			r.reopen()
-			if err := r.failed(ctx, fmt.Errorf("next message after %d: %w", r.last, err)); err != nil {
-				return nil, err
-			}
-		}
-	}
-}
-
-// failed waits before the next attempt to open a consumer, and gives up
-// with err once attempts have failed for longer than dbTimeout.
-func (r *reader) failed(ctx context.Context, err error) error {
-	now := time.Now()
-	if r.failures == 0 {
-		r.failedAt = now
-	}
-	r.failures++
-	if now.Sub(r.failedAt) > dbTimeout {
-		return err
-	}
-	wait := min(time.Duration(r.failures)*50*time.Millisecond, 2*time.Second)
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(wait):
-		return nil
-	}
-}
-
 // add decodes one message into b. A message that cannot be decoded or
 // validated is logged, counted and passed over: it must never block the
 // good messages behind it. Outputs moved to the object store and manifest
 // timeouts are fetched here, outside the transaction; a failure to reach
 // them fails the loop (the message is read again).
-func (w *Worker) add(ctx context.Context, c *conn, spec consumerSpec, b *batch, msg jetstream.Msg, begin bool) error {
-	md, err := msg.Metadata()
-	if err != nil {
-		return fmt.Errorf("message metadata: %w", err)
-	}
-	seq := md.Sequence.Stream
+func (w *Worker) add(ctx context.Context, c *conn, spec consumerSpec, b *batch, msg bus.Message, begin bool) error {
+	seq := msg.Seq
 	b.n++
 	b.maxSeq = max(b.maxSeq, seq)
-	b.bytes += int64(len(msg.Data()) + len(msg.Subject()))
-	w.progress[spec.Name].received(seq, md.Timestamp, md.NumPending, begin)
+	b.bytes += int64(len(msg.Data) + len(msg.Subject))
+	w.progress[spec.Name].received(seq, msg.Time, msg.Pending, begin)
 	switch spec.kind {
 	case kindResults:
 		var r kanade.ExecResult
-		if err := decode(msg.Data(), &r); err != nil {
-			w.bad(spec, msg.Subject(), seq, err)
+		if err := decode(msg.Data, &r); err != nil {
+			w.bad(spec, msg.Subject, seq, err)
 			return nil
 		}
-		res := storage.Result{ExecResult: r, RecordedAt: md.Timestamp.UTC()}
+		res := storage.Result{ExecResult: r, RecordedAt: msg.Time.UTC()}
 		n, err := w.fetchOutputs(ctx, c, &res)
 		if err != nil {
 			return err
@@ -483,21 +314,22 @@ func (w *Worker) add(ctx context.Context, c *conn, spec consumerSpec, b *batch, 
 		b.results = append(b.results, seqd[storage.Result]{seq, res})
 	case kindStarted:
 		var e kanade.EventStarted
-		if err := decode(msg.Data(), &e); err != nil {
-			w.bad(spec, msg.Subject(), seq, err)
+		if err := decode(msg.Data, &e); err != nil {
+			w.bad(spec, msg.Subject, seq, err)
 			return nil
 		}
-		s := storage.Started{EventStarted: e, RecordedAt: md.Timestamp.UTC()}
+		s := storage.Started{EventStarted: e, RecordedAt: msg.Time.UTC()}
 		if s.ManifestID != "" {
-			if s.Timeout, err = c.manifests.timeout(ctx, s.ManifestID); err != nil {
+			var err error
+			if s.Timeout, err = c.timeouts.Timeout(ctx, s.ManifestID); err != nil {
 				return err
 			}
 		}
 		b.started = append(b.started, seqd[storage.Started]{seq, s})
 	case kindAudit:
 		var a kanade.AuditEvent
-		if err := decode(msg.Data(), &a); err != nil {
-			w.bad(spec, msg.Subject(), seq, err)
+		if err := decode(msg.Data, &a); err != nil {
+			w.bad(spec, msg.Subject, seq, err)
 			return nil
 		}
 		b.audit = append(b.audit, storage.Audit{AuditEvent: a, StreamSeq: seq})
@@ -534,53 +366,27 @@ func (w *Worker) fetchOutputs(ctx context.Context, c *conn, r *storage.Result) (
 		if f.key == "" {
 			continue
 		}
-		octx, cancel := c.request(ctx, outputTimeout)
-		text, err := w.readOutput(octx, c, f.key)
-		cancel()
+		text, size, cut, err := c.bus.Output(ctx, f.key, w.cfg.MaxOutputBytes)
 		switch {
-		case errors.Is(err, jetstream.ErrObjectNotFound):
+		case errors.Is(err, bus.ErrNotFound):
 			w.m.missingOutput.Inc()
 			w.log.Warn("projector: result output object missing; storing empty text",
 				slog.String("result_id", kanade.Clip(r.ResultID)), slog.String("object", kanade.Clip(f.key)))
 			*f.dst = ""
 		case err != nil:
-			return 0, fmt.Errorf("get output %s: %w", kanade.Clip(f.key), err)
+			return 0, err
 		default:
+			if cut {
+				// The whole text stays in the object store; say where.
+				w.m.cutOutput.Inc()
+				text += fmt.Sprintf("\n[kanade: output cut at %d of %d bytes; the whole text is object %q in %s]",
+					w.cfg.MaxOutputBytes, size, f.key, kanade.ObjectResultOutput)
+			}
 			*f.dst = text
 			added += int64(len(text))
 		}
 	}
 	return added, nil
-}
-
-// readOutput reads one output object, cut at MaxOutputBytes with a note
-// saying where the whole text is.
-func (w *Worker) readOutput(ctx context.Context, c *conn, key string) (string, error) {
-	os, err := c.objectStore(ctx)
-	if err != nil {
-		return "", err
-	}
-	obj, err := os.Get(ctx, key)
-	if err != nil {
-		return "", err
-	}
-	defer obj.Close()
-	limit := w.cfg.MaxOutputBytes
-	data, err := io.ReadAll(io.LimitReader(obj, limit+1))
-	if err != nil {
-		return "", err
-	}
-	if int64(len(data)) <= limit {
-		return string(data), nil
-	}
-	w.m.cutOutput.Inc()
-	info, _ := obj.Info()
-	size := int64(-1)
-	if info != nil {
-		size = int64(info.Size)
-	}
-	return string(data[:limit]) + fmt.Sprintf("\n[kanade: output cut at %d of %d bytes; the whole text is object %q in %s]",
-		limit, size, key, kanade.ObjectResultOutput), nil
 }
 
 // apply commits one batch: the messages past the offset it reads inside the
@@ -669,46 +475,17 @@ func (w *Worker) apply(ctx context.Context, spec consumerSpec, created string, b
 	return nil
 }
 
-// nextInStream returns the sequence of the first message for spec past
-// after, or 0 when there is none.
-func (w *Worker) nextInStream(ctx context.Context, c *conn, spec consumerSpec, after uint64) (uint64, error) {
-	var next uint64
-	err := c.ask(ctx, func(ctx context.Context) error {
-		st, err := c.js.Stream(ctx, spec.Stream)
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", spec.Stream, err)
-		}
-		if st.CachedInfo().State.LastSeq <= after {
-			next = 0
-			return nil
-		}
-		m, err := st.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(spec.Filter))
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			next = 0
-			return nil
-		case err != nil:
-			return fmt.Errorf("stream %s: look past %d: %w", spec.Stream, after, err)
-		}
-		next = m.Sequence
-		return nil
-	})
-	return next, err
-}
-
 // checkIdentity fails with errStreamChanged when the stream is no longer
 // the one created at created.
 func (w *Worker) checkIdentity(ctx context.Context, c *conn, spec consumerSpec, created string) error {
-	return c.ask(ctx, func(ctx context.Context) error {
-		st, err := c.js.Stream(ctx, spec.Stream)
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", spec.Stream, err)
-		}
-		if kanade.FormatTime(st.CachedInfo().Created) != created {
-			return errStreamChanged
-		}
-		return nil
-	})
+	st, err := c.bus.Stream(ctx, spec.Stream)
+	if err != nil {
+		return err
+	}
+	if kanade.FormatTime(st.Created) != created {
+		return errStreamChanged
+	}
+	return nil
 }
 
 func sameStream(off storage.Offset, created string) error {

@@ -18,7 +18,6 @@ import (
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/sim"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The fault tests produce, on purpose, what JetStream and the network really
@@ -107,8 +106,9 @@ func (e *env) checkAgainst(wantRuns, wantExecs []string) {
 	}
 }
 
-// connect opens a worker's own connection that never gives up reconnecting.
-func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+// connect opens a worker's own connection that never gives up
+// reconnecting.
+func connect(t *testing.T, url string) *bus.Client {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
 		nats.ReconnectJitter(0, 0))
@@ -116,18 +116,19 @@ func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	c, err := bus.NewClient(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return nc, js
+	t.Cleanup(c.Close)
+	return c
 }
 
 // startOn runs a worker on its own connection.
-func (e *env) startOn(nc *nats.Conn, js jetstream.JetStream, mutate func(*Config)) *running {
+func (e *env) startOn(c *bus.Client, mutate func(*Config)) *running {
 	e.t.Helper()
 	return e.start(func(cfg *Config, _ context.CancelFunc) {
-		cfg.NC, cfg.JS = nc, js
+		cfg.Bus = c
 		if mutate != nil {
 			mutate(cfg)
 		}
@@ -154,8 +155,7 @@ func TestFaultSeveralWorkersOnOneDatabase(t *testing.T) {
 			e.publish(msgs[:len(msgs)/3]...)
 			var rs []*running
 			for range workers {
-				nc, js := connect(t, e.srv.URL)
-				rs = append(rs, e.startOn(nc, js, func(c *Config) { c.BatchSize = 17 }))
+				rs = append(rs, e.startOn(connect(t, e.srv.URL), func(c *Config) { c.BatchSize = 17 }))
 			}
 			e.publishSlowly(msgs[len(msgs)/3:], 97, 5*time.Millisecond)
 			e.waitCaughtUp()
@@ -191,8 +191,7 @@ func TestFaultCrashesBeforeAndAfterCommitWithTwoWorkers(t *testing.T) {
 		return nil
 	}
 	for range 2 {
-		nc, js := connect(t, e.srv.URL)
-		e.startOn(nc, js, func(c *Config) {
+		e.startOn(connect(t, e.srv.URL), func(c *Config) {
 			c.BatchSize = 13
 			c.MaxBackoff = 10 * time.Millisecond
 			c.inApply, c.afterCommit = maybe, maybe
@@ -288,8 +287,7 @@ func TestFaultConnectionResetTwiceASecond(t *testing.T) {
 	e := newEnv(t)
 	gen(e)
 	p := startProxy(t, e.srv.URL)
-	nc, js := connect(t, p.url())
-	e.startOn(nc, js, nil)
+	e.startOn(connect(t, p.url()), nil)
 	stop := make(chan struct{})
 	var stopOnce sync.Once
 	t.Cleanup(func() { stopOnce.Do(func() { close(stop) }) })
@@ -340,7 +338,7 @@ func TestFaultStreamCreatedAnew(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := bus.Bootstrap(ctx, e.srv.JS, 1); err != nil {
+	if err := e.srv.Bus.Bootstrap(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	// Fewer messages than before: the new stream's sequences stay below the

@@ -103,7 +103,7 @@ func (w *Worker) runHeartbeats(ctx context.Context, c *conn) error {
 	full := make(chan struct{}, 1)
 	// A queue group: several workers share the beats instead of each writing
 	// all of them (storage keeps the newest per PC whichever flushes last).
-	sub, err := c.nc.QueueSubscribe(kanade.SubjectHeartbeats, heartbeatQueue, func(msg *nats.Msg) {
+	sub, err := c.bus.Conn().QueueSubscribe(kanade.SubjectHeartbeats, heartbeatQueue, func(msg *nats.Msg) {
 		defer w.m.hbReceived.Inc() // after the beat is buffered (tests wait on it)
 		var h kanade.Heartbeat
 		err := json.Unmarshal(msg.Data, &h)

@@ -57,18 +57,16 @@ import (
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/backoff"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Config configures a Worker. DB is required; NC and JS are the connection
-// Run uses (RunWith takes its own).
+// Config configures a Worker. DB is required; Bus is the connection Run
+// uses (RunWith takes its own).
 type Config struct {
 	DB    *storage.DB
-	NC    *nats.Conn
-	JS    jetstream.JetStream
+	Bus   *bus.Client
 	Clock kanade.Clock
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -177,12 +175,12 @@ func New(cfg Config) (*Worker, error) {
 	return w, nil
 }
 
-// Run runs every loop on cfg.NC and cfg.JS until ctx ends (see RunWith).
+// Run runs every loop on cfg.Bus until ctx ends (see RunWith).
 func (w *Worker) Run(ctx context.Context) error {
-	if w.cfg.NC == nil || w.cfg.JS == nil {
-		return errors.New("projection: Run needs Config.NC and Config.JS (or use RunWith)")
+	if w.cfg.Bus == nil {
+		return errors.New("projection: Run needs Config.Bus (or use RunWith)")
 	}
-	return w.RunWith(ctx, w.cfg.NC, w.cfg.JS)
+	return w.RunWith(ctx, w.cfg.Bus)
 }
 
 // RunWith runs every loop (one per stream, heartbeats, housekeeping) on the
@@ -190,9 +188,8 @@ func (w *Worker) Run(ctx context.Context) error {
 // restarted with backoff; RunWith itself never gives up. A shell whose
 // connection closed for good cancels ctx and calls RunWith again with the
 // new one.
-func (w *Worker) RunWith(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error {
-	conn := newConn(nc, js, w.cfg)
-	defer conn.close()
+func (w *Worker) RunWith(ctx context.Context, c *bus.Client) error {
+	conn := newConn(c, w.cfg)
 	var wg sync.WaitGroup
 	start := func(name string, fn func(context.Context) error) {
 		wg.Go(func() { w.forever(ctx, name, fn) })

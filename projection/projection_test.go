@@ -102,7 +102,7 @@ func (e *env) start(mutate func(*Config, context.CancelFunc)) *running {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := Config{DB: e.db, NC: e.srv.NC, JS: e.srv.JS, Clock: e.clock, Registerer: reg, Logger: testLogger(e.t),
+	cfg := Config{DB: e.db, Bus: e.srv.Bus, Clock: e.clock, Registerer: reg, Logger: testLogger(e.t),
 		BatchSize: 50, HeartbeatFlush: 50 * time.Millisecond, Housekeeping: -1,
 		MaxBackoff: 200 * time.Millisecond}
 	if mutate != nil {
@@ -125,7 +125,7 @@ func (e *env) start(mutate func(*Config, context.CancelFunc)) *running {
 
 func (e *env) publish(msgs ...sim.Message) {
 	e.t.Helper()
-	if err := sim.Publish(context.Background(), e.srv.NC, e.srv.JS, msgs...); err != nil {
+	if err := sim.Publish(context.Background(), e.srv.Bus, msgs...); err != nil {
 		e.t.Fatal(err)
 	}
 	if err := e.srv.NC.Flush(); err != nil {
@@ -686,7 +686,7 @@ func TestHousekeeping(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(Config{DB: e.db, NC: e.srv.NC, JS: e.srv.JS, Clock: e.clock, HousekeepingBatch: 7})
+	w, err := New(Config{DB: e.db, Bus: e.srv.Bus, Clock: e.clock, HousekeepingBatch: 7})
 	if err != nil {
 		t.Fatal(err)
 	}

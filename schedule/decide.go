@@ -256,3 +256,47 @@ func escapeKey(s string) string {
 	}
 	return b.String()
 }
+
+func uniq(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// unescapeKey inverts escapeKey.
+func unescapeKey(s string) (string, bool) {
+	if s == "=" {
+		return "", true
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '=' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", false
+		}
+		var v byte
+		for _, c := range []byte{s[i+1], s[i+2]} {
+			v <<= 4
+			switch {
+			case c >= '0' && c <= '9':
+				v |= c - '0'
+			case c >= 'A' && c <= 'F':
+				v |= c - 'A' + 10
+			default:
+				return "", false
+			}
+		}
+		b.WriteByte(v)
+		i += 2
+	}
+	return b.String(), true
+}

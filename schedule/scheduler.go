@@ -2,28 +2,24 @@ package schedule
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/backoff"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Config configures a Scheduler. DB and JS are required.
+// Config configures a Scheduler. DB and Bus are required.
 type Config struct {
 	DB    *storage.DB
-	JS    jetstream.JetStream
+	Bus   *bus.Client
 	Clock kanade.Clock
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -64,14 +60,14 @@ type Scheduler struct {
 	minute    time.Time            // the last minute reconciled
 	changed   map[string]bool      // registered since the last tick: reconcile now, not next minute
 
-	kvOnce   sync.Mutex
-	dispatch jetstream.KeyValue
+	bucketOnce sync.Mutex
+	bucketOK   bool
 }
 
 // New checks cfg and registers the metrics.
 func New(cfg Config) (*Scheduler, error) {
-	if cfg.DB == nil || cfg.JS == nil {
-		return nil, errors.New("schedule: DB and JS are required")
+	if cfg.DB == nil || cfg.Bus == nil {
+		return nil, errors.New("schedule: DB and Bus are required")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = kanade.SystemClock
@@ -143,26 +139,24 @@ func (s *Scheduler) Loaded() bool {
 // values; a value that does not parse keeps the previous registration of its
 // key (only a valid change or a delete replaces it).
 func (s *Scheduler) watch(ctx context.Context) error {
-	kv, err := s.cfg.JS.KeyValue(ctx, kanade.BucketSchedules)
+	updates, err := s.cfg.Bus.Watch(ctx, kanade.BucketSchedules)
 	if err != nil {
-		return fmt.Errorf("open KV %s: %w", kanade.BucketSchedules, err)
+		return err
 	}
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch KV %s: %w", kanade.BucketSchedules, err)
-	}
-	defer w.Stop()
 	fresh := map[string]*kanade.Schedule{} // the initial values, swapped in at once
 	initial := true
 	for {
-		var e jetstream.KeyValueEntry
+		var e *bus.Entry
 		var ok bool
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok = <-w.Updates():
+		case e, ok = <-updates:
 		}
 		if !ok {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return errors.New("schedules watch closed")
 		}
 		s.mu.Lock()
@@ -177,7 +171,7 @@ func (s *Scheduler) watch(ctx context.Context) error {
 		if initial {
 			target = fresh
 		}
-		s.apply(target, e)
+		s.apply(target, *e)
 		if !initial {
 			s.m.schedules.Set(float64(len(target)))
 		}
@@ -186,17 +180,17 @@ func (s *Scheduler) watch(ctx context.Context) error {
 }
 
 // apply registers one KV change in m. s.mu is held.
-func (s *Scheduler) apply(m map[string]*kanade.Schedule, e jetstream.KeyValueEntry) {
-	key := e.Key()
-	if e.Operation() != jetstream.KeyValuePut {
+func (s *Scheduler) apply(m map[string]*kanade.Schedule, e bus.Entry) {
+	key := e.Key
+	if e.Deleted {
 		delete(m, key)
 		return
 	}
-	sc, err := kanade.ParseSchedule(key, e.Value())
+	sc, err := kanade.ParseSchedule(key, e.Value)
 	if err != nil {
 		s.m.invalid.Inc()
 		s.log.Warn("scheduler: skipping a schedule that does not parse; its previous version stays registered",
-			slog.String("key", kanade.Clip(key)), slog.Uint64("revision", e.Revision()), slog.Any("err", err))
+			slog.String("key", kanade.Clip(key)), slog.Uint64("revision", e.Revision), slog.Any("err", err))
 		if prev, ok := s.schedules[key]; ok {
 			m[key] = prev
 		}
@@ -205,7 +199,7 @@ func (s *Scheduler) apply(m map[string]*kanade.Schedule, e jetstream.KeyValueEnt
 	m[key] = sc
 	s.changed[key] = true
 	s.log.Info("scheduler: schedule registered", slog.String("schedule", kanade.Clip(key)), slog.String("job", kanade.Clip(sc.JobID)),
-		slog.String("kind", string(sc.Kind())), slog.Bool("enabled", sc.Enabled), slog.Uint64("revision", e.Revision()))
+		slog.String("kind", string(sc.Kind())), slog.Bool("enabled", sc.Enabled), slog.Uint64("revision", e.Revision))
 }
 
 // tick handles everything due at now: calendar firings, once a minute the
@@ -326,7 +320,7 @@ func (s *Scheduler) fireCalendar(ctx context.Context, sc *kanade.Schedule, at, n
 	if err != nil || !won {
 		return err
 	}
-	m, err := s.manifest(ctx, sc.JobID)
+	m, err := s.cfg.Bus.Job(ctx, sc.JobID)
 	if err != nil {
 		return err
 	}
@@ -362,7 +356,7 @@ func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, 
 	if err != nil || !won {
 		return err
 	}
-	m, err := s.manifest(ctx, sc.JobID)
+	m, err := s.cfg.Bus.Job(ctx, sc.JobID)
 	if err != nil {
 		return err
 	}
@@ -405,9 +399,6 @@ func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, 
 	return s.dispatchJob(ctx, sc, m, now, now, plan)
 }
 
-// auditSubjects caps the subjects an audit event lists.
-const auditSubjects = 1000
-
 // fleetView reads the alive PCs and the group memberships once per tick,
 // when the first reconcile of the tick needs them, and shares them with the
 // tick's other reconciles.
@@ -434,411 +425,4 @@ func (f *fleetView) get(ctx context.Context) ([]string, map[string][]string, err
 	}
 	f.alive, f.groups, f.loaded = alive, groups, true
 	return alive, groups, nil
-}
-
-// dispatchPlan is what one firing publishes.
-type dispatchPlan struct {
-	subjects    []string
-	rollout     *kanade.Rollout
-	targetCount *int64
-	marks       []string // written before anything is published
-	kind        string   // metric label
-}
-
-// dispatchJob performs one firing (scheduler.md "A firing"): marks, then
-// script_current, then the commands (or the first waves, the later ones
-// stored for sendDueWaves), then the executions row, then the audit event.
-func (s *Scheduler) dispatchJob(ctx context.Context, sc *kanade.Schedule, m *kanade.Manifest, at, now time.Time, p dispatchPlan) error {
-	if len(p.marks) > 0 {
-		// A KV put is a publish on $KV.<bucket>.<key>; pipelining them costs
-		// one round trip per chunk instead of one per PC.
-		if _, err := s.dispatchKV(ctx); err != nil {
-			return err
-		}
-		msgs := make([]*nats.Msg, len(p.marks))
-		for i, k := range p.marks {
-			msgs[i] = &nats.Msg{Subject: "$KV." + kanade.BucketDispatch + "." + k, Data: []byte(kanade.FormatTime(now))}
-		}
-		if err := s.publishAll(ctx, msgs); err != nil {
-			return fmt.Errorf("put marks: %w", err)
-		}
-	}
-	scripts, err := s.cfg.JS.KeyValue(ctx, kanade.BucketScriptCurrent)
-	if err != nil {
-		return fmt.Errorf("open KV %s: %w", kanade.BucketScriptCurrent, err)
-	}
-	if _, err := scripts.Put(ctx, m.ID, []byte(m.Version)); err != nil {
-		return fmt.Errorf("put %s[%s]: %w", kanade.BucketScriptCurrent, m.ID, err)
-	}
-	execID := kanade.NewUUID()
-	command := func(waveAt time.Time) ([]byte, string, error) {
-		o := kanade.CommandOptions{ExecID: execID, RequestID: kanade.NewUUID()}
-		if sc.Jitter != "" {
-			j := sc.JitterDuration()
-			o.Jitter = &j
-		}
-		if sc.Deadline() > 0 {
-			d := waveAt.Add(sc.Deadline())
-			o.DeadlineAt = &d
-		}
-		c, err := m.Command(o)
-		if err != nil {
-			return nil, "", err
-		}
-		b, err := json.Marshal(c)
-		return b, o.RequestID, err
-	}
-	var subjects []string
-	var later []storage.Wave
-	var now1 []*nats.Msg
-	add := func(subject string) error {
-		b, requestID, err := command(at)
-		if err != nil {
-			return err
-		}
-		now1 = append(now1, commandMsg(subject, b, requestID))
-		subjects = append(subjects, subject)
-		return nil
-	}
-	if p.rollout != nil && len(p.rollout.Waves) > 0 {
-		for i, w := range p.rollout.Waves {
-			subject := kanade.SubjectCommandsGroup + w.Group
-			due := at.Add(w.DelayDuration())
-			if !due.After(now) {
-				if err := add(subject); err != nil {
-					return err
-				}
-				continue
-			}
-			b, _, err := command(due)
-			if err != nil {
-				return err
-			}
-			later = append(later, storage.Wave{ExecID: execID, Wave: i, Subject: subject, DueAt: due, Command: b})
-			subjects = append(subjects, subject)
-		}
-	} else {
-		for _, subject := range p.subjects {
-			if err := add(subject); err != nil {
-				return err
-			}
-		}
-	}
-	if err := s.publishAll(ctx, now1); err != nil {
-		return err
-	}
-	err = s.cfg.DB.Update(ctx, func(tx *storage.Tx) error {
-		if err := tx.InsertExecution(ctx, storage.NewExecution{ExecID: execID, JobID: m.ID, Version: m.Version,
-			InitiatedBy: "scheduler", InitiatedAt: now, TargetCount: p.targetCount}); err != nil {
-			return err
-		}
-		if err := tx.AddWaves(ctx, later); err != nil {
-			return err
-		}
-		if sc.Kind() == kanade.KindCalendar {
-			return tx.SetScheduleChecked(ctx, sc.ID, at)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	s.m.firings.WithLabelValues(p.kind).Inc()
-	s.log.Info("scheduler: fired", slog.String("schedule", kanade.Clip(sc.ID)), slog.String("job", kanade.Clip(m.ID)),
-		slog.String("version", kanade.Clip(m.Version)), slog.String("exec_id", execID), slog.Time("fire_at", at),
-		slog.Int("subjects", len(subjects)), slog.Int("waves_later", len(later)))
-	// A per_pc dispatch may name 100k subjects: the event keeps the first
-	// auditSubjects of them and the total, so it stays far below NATS's
-	// message size limit.
-	listed := subjects[:min(len(subjects), auditSubjects)]
-	payload := map[string]any{"schedule_id": sc.ID, "exec_id": execID, "version": m.Version,
-		"target_count": p.targetCount, "subjects": listed, "subjects_total": len(subjects),
-		"fire_at": kanade.FormatTime(at)}
-	return s.audit(ctx, "exec", m.ID, payload, now)
-}
-
-// commandMsg is one command for JetStream (so the EXEC stream keeps it for
-// agents that reconnect), with its request_id as the message id, so a
-// retried publish is stored once.
-func commandMsg(subject string, data []byte, requestID string) *nats.Msg {
-	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{requestID}}}
-}
-
-// publishChunk bounds the publishes in flight (the client stalls past 4000).
-const publishChunk = 1000
-
-// publishAll publishes msgs through JetStream pipelined, a chunk at a time,
-// and returns once every one is acknowledged: a dispatch to 100k PCs costs
-// a round trip per chunk, not per PC.
-func (s *Scheduler) publishAll(ctx context.Context, msgs []*nats.Msg) error {
-	for len(msgs) > 0 {
-		chunk := msgs[:min(len(msgs), publishChunk)]
-		msgs = msgs[len(chunk):]
-		futures := make([]jetstream.PubAckFuture, 0, len(chunk))
-		for _, m := range chunk {
-			f, err := s.cfg.JS.PublishMsgAsync(m)
-			if err != nil {
-				return fmt.Errorf("publish %s: %w", m.Subject, err)
-			}
-			futures = append(futures, f)
-		}
-		for _, f := range futures {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}
-	return nil
-}
-
-// sendDueWaves publishes rollout waves whose delay has passed. A wave is
-// marked sent in the database before it is published: two workers never
-// both send it, and a worker dying in between loses it (logged by nobody;
-// the execution shows fewer answers).
-func (s *Scheduler) sendDueWaves(ctx context.Context, now time.Time) error {
-	waves, err := s.cfg.DB.DueWaves(ctx, now, 100)
-	if err != nil {
-		return err
-	}
-	for _, w := range waves {
-		var won bool
-		err := s.cfg.DB.Update(ctx, func(tx *storage.Tx) (err error) {
-			won, err = tx.MarkWaveSent(ctx, w.ExecID, w.Wave, now)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		if !won {
-			continue
-		}
-		var c kanade.Command
-		if err := json.Unmarshal(w.Command, &c); err != nil {
-			return fmt.Errorf("wave %d of %s: %w", w.Wave, w.ExecID, err)
-		}
-		if _, err := s.cfg.JS.PublishMsg(ctx, commandMsg(w.Subject, w.Command, c.RequestID)); err != nil {
-			return fmt.Errorf("publish wave %d of %s: %w", w.Wave, w.ExecID, err)
-		}
-		s.m.waves.Inc()
-	}
-	return nil
-}
-
-// audit publishes an audit event on audit.scheduler.{action}.{job}.
-func (s *Scheduler) audit(ctx context.Context, action, jobID string, payload any, now time.Time) error {
-	b, err := json.Marshal(payload)
-	if err != nil {
-		return err
-	}
-	subject := "audit.scheduler." + action
-	var target *string
-	if jobID != "" {
-		target = &jobID
-		if kanade.ValidToken(jobID) {
-			subject += "." + jobID
-		}
-	}
-	ev, err := json.Marshal(kanade.AuditEvent{Actor: "scheduler", Action: action, Target: target, Payload: b,
-		OccurredAt: kanade.Timestamp{Time: now}})
-	if err != nil {
-		return err
-	}
-	if _, err := s.cfg.JS.Publish(ctx, subject, ev); err != nil {
-		return fmt.Errorf("publish audit %s: %w", subject, err)
-	}
-	return nil
-}
-
-// claim creates key in KV scheduler_dispatch; true means this worker owns
-// what the key names.
-func (s *Scheduler) claim(ctx context.Context, key string) (bool, error) {
-	kv, err := s.dispatchKV(ctx)
-	if err != nil {
-		return false, err
-	}
-	_, err = kv.Create(ctx, key, []byte(kanade.FormatTime(s.cfg.Clock())))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyExists):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("claim %s: %w", key, err)
-	}
-	return true, nil
-}
-
-// dispatchKV opens (creating when needed) KV scheduler_dispatch: history 1,
-// entries kept an hour, longer than any dispatch window.
-func (s *Scheduler) dispatchKV(ctx context.Context) (jetstream.KeyValue, error) {
-	s.kvOnce.Lock()
-	defer s.kvOnce.Unlock()
-	if s.dispatch != nil {
-		return s.dispatch, nil
-	}
-	kv, err := s.cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kanade.BucketDispatch,
-		Description: "kanade scheduler: exactly-once claims and dispatch marks", History: 1, TTL: time.Hour,
-		Storage: jetstream.FileStorage})
-	if err != nil {
-		return nil, fmt.Errorf("open KV %s: %w", kanade.BucketDispatch, err)
-	}
-	s.dispatch = kv
-	return kv, nil
-}
-
-// manifest reads the job at fire time, so edits apply at the next firing.
-func (s *Scheduler) manifest(ctx context.Context, jobID string) (*kanade.Manifest, error) {
-	kv, err := s.cfg.JS.KeyValue(ctx, kanade.BucketJobs)
-	if err != nil {
-		return nil, fmt.Errorf("open KV %s: %w", kanade.BucketJobs, err)
-	}
-	e, err := kv.Get(ctx, jobID)
-	if err != nil {
-		return nil, fmt.Errorf("job %s: %w", jobID, err)
-	}
-	var m kanade.Manifest
-	if err := json.Unmarshal(e.Value(), &m); err != nil {
-		return nil, fmt.Errorf("job %s: %w", jobID, err)
-	}
-	if err := m.Validate(); err != nil {
-		return nil, fmt.Errorf("job %s: %w", jobID, err)
-	}
-	return &m, nil
-}
-
-// pcGroups reads KV agent_groups (pc_id → {"groups":[…]}).
-func (s *Scheduler) pcGroups(ctx context.Context) (map[string][]string, error) {
-	kv, err := s.cfg.JS.KeyValue(ctx, kanade.BucketAgentGroups)
-	if err != nil {
-		return nil, fmt.Errorf("open KV %s: %w", kanade.BucketAgentGroups, err)
-	}
-	out := map[string][]string{}
-	err = readAll(ctx, kv, nil, func(e jetstream.KeyValueEntry) {
-		var v struct {
-			Groups []string `json:"groups"`
-		}
-		if json.Unmarshal(e.Value(), &v) == nil {
-			out[e.Key()] = s.skipInvalid("group", kanade.BucketAgentGroups, v.Groups, kanade.ValidToken)
-		}
-	})
-	return out, err
-}
-
-// skipInvalid removes from ids (in place) those valid refuses, logging and
-// counting each. The agents table and KV agent_groups may hold ids written
-// before the identifier rules existed, and one of them in a subject or a
-// dispatch-mark key would cost this worker its NATS connection ("maximum
-// control line exceeded") or publish on a wrong subject.
-func (s *Scheduler) skipInvalid(kind, source string, ids []string, valid func(string) bool) []string {
-	return slices.DeleteFunc(ids, func(id string) bool {
-		if valid(id) {
-			return false
-		}
-		s.m.invalidIDs.Inc()
-		s.log.Warn("scheduler: skipping an id that cannot go into a subject", slog.String("kind", kind),
-			slog.String("source", source), slog.String("id", kanade.Clip(id)), slog.Int("bytes", len(id)))
-		return true
-	})
-}
-
-// marks reads a schedule's dispatch marks (key → dispatch time) by PC, or
-// under TargetMark.
-func (s *Scheduler) marks(ctx context.Context, scheduleID string) (map[string]time.Time, error) {
-	kv, err := s.dispatchKV(ctx)
-	if err != nil {
-		return nil, err
-	}
-	prefix := MarkPrefix(scheduleID)
-	byKey := map[string]string{MarkKey(scheduleID, TargetMark): TargetMark}
-	out := map[string]time.Time{}
-	err = readAll(ctx, kv, []string{prefix + ">"}, func(e jetstream.KeyValueEntry) {
-		t, err := kanade.ParseTime(string(e.Value()))
-		if err != nil {
-			return
-		}
-		if who, ok := byKey[e.Key()]; ok {
-			out[who] = t
-			return
-		}
-		if pc, ok := unescapeKey(strings.TrimPrefix(e.Key(), prefix+"pc.")); ok {
-			out[pc] = t
-		}
-	})
-	return out, err
-}
-
-// readAll visits the current (non-deleted) values of a bucket, or of the
-// keys matching filters.
-func readAll(ctx context.Context, kv jetstream.KeyValue, filters []string, fn func(jetstream.KeyValueEntry)) error {
-	var w jetstream.KeyWatcher
-	var err error
-	if filters == nil {
-		w, err = kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	} else {
-		w, err = kv.WatchFiltered(ctx, filters, jetstream.IgnoreDeletes())
-	}
-	if err != nil {
-		return fmt.Errorf("read KV %s: %w", kv.Bucket(), err)
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return fmt.Errorf("read KV %s: watch closed", kv.Bucket())
-			}
-			if e == nil {
-				return nil
-			}
-			fn(e)
-		}
-	}
-}
-
-func uniq(in []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// unescapeKey inverts escapeKey.
-func unescapeKey(s string) (string, bool) {
-	if s == "=" {
-		return "", true
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '=' {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+2 >= len(s) {
-			return "", false
-		}
-		var v byte
-		for _, c := range []byte{s[i+1], s[i+2]} {
-			v <<= 4
-			switch {
-			case c >= '0' && c <= '9':
-				v |= c - '0'
-			case c >= 'A' && c <= 'F':
-				v |= c - 'A' + 10
-			default:
-				return "", false
-			}
-		}
-		b.WriteByte(v)
-		i += 2
-	}
-	return b.String(), true
 }

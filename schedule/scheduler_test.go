@@ -74,7 +74,7 @@ func (f *fleet) put(bucket, key, value string) {
 // drives tick with its own instants) and waits until it has loaded.
 func (f *fleet) worker() *Scheduler {
 	f.t.Helper()
-	s, err := New(Config{DB: f.open(), JS: f.nats.JS, Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
+	s, err := New(Config{DB: f.open(), Bus: f.nats.Bus, Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
 		Clock: func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }})
 	if err != nil {
 		f.t.Fatal(err)

@@ -4,13 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kanade-fleet/backend"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/kanade-fleet/backend/bus"
 )
 
 // The simulated agents answer the commands the scheduler publishes, so the
@@ -82,15 +81,11 @@ func (f *Fleet) Answer(i int, c kanade.Command, now time.Time) RunOutput {
 
 // PutGroups stores every simulated agent's group in KV agent_groups, so
 // group targets and rollout waves reach them.
-func PutGroups(ctx context.Context, js jetstream.JetStream, f *Fleet) error {
-	kv, err := js.KeyValue(ctx, kanade.BucketAgentGroups)
-	if err != nil {
-		return fmt.Errorf("open KV %s: %w", kanade.BucketAgentGroups, err)
-	}
+func PutGroups(ctx context.Context, c *bus.Client, f *Fleet) error {
 	for i := range f.cfg.Agents {
 		v := mustJSON(map[string][]string{"groups": {f.Group(i)}})
-		if _, err := kv.Put(ctx, f.PcID(i), v); err != nil {
-			return fmt.Errorf("put group of %s: %w", f.PcID(i), err)
+		if _, err := c.Put(ctx, kanade.BucketAgentGroups, f.PcID(i), v); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -115,17 +110,13 @@ func DemoSchedules() map[string]string {
 // PutDemoSchedules creates the demo schedules that do not exist yet, so an
 // operator's edit survives a restart (a deleted one comes back: the demo is
 // for looking around).
-func PutDemoSchedules(ctx context.Context, js jetstream.JetStream) error {
-	if err := PutManifests(ctx, js, []Job{DemoJob}); err != nil {
+func PutDemoSchedules(ctx context.Context, c *bus.Client) error {
+	if err := PutManifests(ctx, c, []Job{DemoJob}); err != nil {
 		return err
 	}
-	kv, err := js.KeyValue(ctx, kanade.BucketSchedules)
-	if err != nil {
-		return fmt.Errorf("open KV %s: %w", kanade.BucketSchedules, err)
-	}
 	for id, v := range DemoSchedules() {
-		if _, err := kv.Create(ctx, id, []byte(v)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("create schedule %s: %w", id, err)
+		if _, err := c.Create(ctx, kanade.BucketSchedules, id, []byte(v)); err != nil && !errors.Is(err, bus.ErrExists) {
+			return err
 		}
 	}
 	return nil

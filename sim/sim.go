@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Job is a simulated manifest: durations are lognormal around MedianMs.
@@ -264,15 +264,15 @@ func mustJSON(v any) []byte {
 
 // Publish sends msgs in order: JetStream messages are confirmed one by one,
 // core ones just published.
-func Publish(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, msgs ...Message) error {
+func Publish(ctx context.Context, c *bus.Client, msgs ...Message) error {
 	for _, m := range msgs {
 		if m.JetStream {
-			if _, err := js.Publish(ctx, m.Subject, m.Data); err != nil {
-				return fmt.Errorf("publish %s: %w", m.Subject, err)
+			if err := c.Publish(ctx, m.Subject, m.Data, ""); err != nil {
+				return err
 			}
 			continue
 		}
-		if err := nc.Publish(m.Subject, m.Data); err != nil {
+		if err := c.Conn().Publish(m.Subject, m.Data); err != nil {
 			return fmt.Errorf("publish %s: %w", m.Subject, err)
 		}
 	}
@@ -281,16 +281,12 @@ func Publish(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, msgs ..
 
 // PutManifests stores a Manifest for every job in KV jobs, so the projector
 // finds their timeouts.
-func PutManifests(ctx context.Context, js jetstream.JetStream, jobs []Job) error {
-	kv, err := js.KeyValue(ctx, kanade.BucketJobs)
-	if err != nil {
-		return fmt.Errorf("open KV %s: %w", kanade.BucketJobs, err)
-	}
+func PutManifests(ctx context.Context, c *bus.Client, jobs []Job) error {
 	for _, j := range jobs {
 		m := map[string]any{"id": j.ID, "version": j.Version, "description": "simulated job",
 			"execute": map[string]any{"shell": "sh", "script": "true", "timeout": fmt.Sprintf("%ds", int64(j.Timeout.Seconds()))}}
-		if _, err := kv.Put(ctx, j.ID, mustJSON(m)); err != nil {
-			return fmt.Errorf("put manifest %s: %w", j.ID, err)
+		if _, err := c.Put(ctx, kanade.BucketJobs, j.ID, mustJSON(m)); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -306,35 +302,35 @@ type pendingResult struct {
 // HeartbeatInterval (jittered), runs every RunInterval on average (started
 // event at start, result when the run finishes), and an audit event a minute.
 // It steps once a second of wall time, stamping messages with cfg.Clock.
-func Run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config) error {
-	err := run(ctx, nc, js, cfg)
+func Run(ctx context.Context, c *bus.Client, cfg Config) error {
+	err := run(ctx, c, cfg)
 	if ctx.Err() != nil {
 		return nil // a publish cut short by the end of ctx is the normal end
 	}
 	return err
 }
 
-func run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config) error {
+func run(ctx context.Context, c *bus.Client, cfg Config) error {
 	if cfg.Agents <= 0 {
 		return fmt.Errorf("sim: %d agents", cfg.Agents)
 	}
 	f := NewFleet(cfg)
 	cfg = f.cfg
-	if err := PutManifests(ctx, js, cfg.Jobs); err != nil {
+	if err := PutManifests(ctx, c, cfg.Jobs); err != nil {
 		return err
 	}
-	if err := PutGroups(ctx, js, f); err != nil {
+	if err := PutGroups(ctx, c, f); err != nil {
 		return err
 	}
 	if cfg.Schedules {
-		if err := PutDemoSchedules(ctx, js); err != nil {
+		if err := PutDemoSchedules(ctx, c); err != nil {
 			return err
 		}
 	}
 	// Commands are answered by the agents they reach (core subscription: an
 	// agent that is down misses them, as a real one would until it replays).
 	commands := make(chan *nats.Msg, 4096)
-	sub, err := nc.ChanSubscribe("commands.>", commands)
+	sub, err := c.Conn().ChanSubscribe("commands.>", commands)
 	if err != nil {
 		return fmt.Errorf("subscribe commands: %w", err)
 	}
@@ -357,7 +353,7 @@ func run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config)
 		if run.Messages[0].Subject != StartedSubject(run.Started) {
 			first = 2 // a late result: both now, result first
 		}
-		if err := Publish(ctx, nc, js, run.Messages[:first]...); err != nil {
+		if err := Publish(ctx, c, run.Messages[:first]...); err != nil {
 			return err
 		}
 		pending = append(pending, pendingResult{due: run.Result.FinishedAt.Time, msgs: run.Messages[first:]})
@@ -369,12 +365,12 @@ func run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config)
 		for {
 			select {
 			case m := <-commands:
-				c := decodeCommand(m.Data)
-				if c == nil {
+				cmd := decodeCommand(m.Data)
+				if cmd == nil {
 					continue
 				}
 				for _, i := range f.Targets(m.Subject) {
-					if err := start(f.Answer(i, *c, now)); err != nil {
+					if err := start(f.Answer(i, *cmd, now)); err != nil {
 						return err
 					}
 				}
@@ -384,7 +380,7 @@ func run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config)
 		}
 		for i := range nextBeat {
 			if !now.Before(nextBeat[i]) {
-				if err := Publish(ctx, nc, js, HeartbeatMessage(f.Heartbeat(i, now))); err != nil {
+				if err := Publish(ctx, c, HeartbeatMessage(f.Heartbeat(i, now))); err != nil {
 					return err
 				}
 				jitter := 0.9 + 0.2*f.rng.Float64()
@@ -404,13 +400,13 @@ func run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config)
 				kept = append(kept, p)
 				continue
 			}
-			if err := Publish(ctx, nc, js, p.msgs...); err != nil {
+			if err := Publish(ctx, c, p.msgs...); err != nil {
 				return err
 			}
 		}
 		pending = kept
 		if !now.Before(nextAudit) {
-			if err := Publish(ctx, nc, js, f.Audit(now)); err != nil {
+			if err := Publish(ctx, c, f.Audit(now)); err != nil {
 				return err
 			}
 			nextAudit = now.Add(time.Minute)

@@ -24,7 +24,7 @@ func TestAgentsAnswerCommands(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- sim.Run(ctx, srv.NC, srv.JS, sim.Config{Agents: 12, Schedules: true, RunInterval: time.Hour, Seed: 1})
+		done <- sim.Run(ctx, srv.Bus, sim.Config{Agents: 12, Schedules: true, RunInterval: time.Hour, Seed: 1})
 	}()
 	defer func() {
 		cancel()

@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/spa"
@@ -357,23 +358,23 @@ func kvSeed(t *testing.T, js jetstream.JetStream, now time.Time) kvSeeded {
 	return seed
 }
 
-// jetStream is the handler's provider of js; nil leaves NATS out.
-func jetStream(js jetstream.JetStream) func() (jetstream.JetStream, error) {
-	if js == nil {
+// busOf is the handler's provider of c; nil leaves NATS out.
+func busOf(c *bus.Client) func() (*bus.Client, error) {
+	if c == nil {
 		return nil
 	}
-	return func() (jetstream.JetStream, error) { return js, nil }
+	return bus.Static(c)
 }
 
 // dashboard serves the real handler on a loopback test server and returns
 // its base URL (http://127.0.0.1:port). js reaches the KV buckets of the
 // manage endpoints; nil leaves NATS out, so those answer 503.
-func dashboard(t *testing.T, db *storage.DB, clock kanade.Clock, js jetstream.JetStream) string {
+func dashboard(t *testing.T, db *storage.DB, clock kanade.Clock, js *bus.Client) string {
 	t.Helper()
 	h, err := handlers.New(handlers.Config{
-		DB:        db,
-		Clock:     clock,
-		JetStream: jetStream(js),
+		DB:    db,
+		Clock: clock,
+		Bus:   busOf(js),
 		// No JetStream prober: every resource counts as missing, so the
 		// fleet is degraded and /api/health/fleet answers 503 with its body,
 		// which the dashboard must still show.
@@ -398,7 +399,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	browserSeed(t, db, now)
 	natsSrv := bustest.StartBootstrapped(t)
 	kv := kvSeed(t, natsSrv.JS, now)
-	base := dashboard(t, db, clock, natsSrv.JS)
+	base := dashboard(t, db, clock, natsSrv.Bus)
 
 	// The steps share one tab and build on each other's page, so after a
 	// failure the rest are skipped instead of each waiting out its timeout.

@@ -77,20 +77,25 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := bus.Bootstrap(ctx, js, 1); err != nil {
+	client, err := bus.NewClient(nc)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := client.Bootstrap(ctx, 1); err != nil {
 		return err
 	}
 	if *hb {
-		return heartbeats(ctx, out, dir, srv.ClientURL(), nc, js, *agents, *steady, *burst)
+		return heartbeats(ctx, out, dir, srv.ClientURL(), client, js, *agents, *steady, *burst)
 	}
-	return ingest(ctx, out, dir, nc, js, *n, *subset, *batch, *cpuprofile)
+	return ingest(ctx, out, dir, client, js, *n, *subset, *batch, *cpuprofile)
 }
 
 func openDB(ctx context.Context, dir, name string) (*storage.DB, error) {
 	return storage.Open(ctx, filepath.Join(dir, name+".db"), storage.Options{})
 }
 
-func ingest(ctx context.Context, out io.Writer, dir string, nc *nats.Conn, js jetstream.JetStream, n, subset, batchSize int, cpuprofile string) error {
+func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, js jetstream.JetStream, n, subset, batchSize int, cpuprofile string) error {
 	fleet := sim.NewFleet(sim.Config{Agents: 10000, Seed: 42, LateRate: -1, DuplicateRate: -1})
 	jobs := fleet.Config().Jobs
 	base := time.Now().Add(-24 * time.Hour)
@@ -126,7 +131,7 @@ func ingest(ctx context.Context, out io.Writer, dir string, nc *nats.Conn, js je
 		return err
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w, err := projection.New(projection.Config{DB: db, NC: nc, JS: js, Logger: quiet, BatchSize: batchSize, Housekeeping: -1,
+	w, err := projection.New(projection.Config{DB: db, Bus: client, Logger: quiet, BatchSize: batchSize, Housekeeping: -1,
 		Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		return err
@@ -297,7 +302,7 @@ func oneByOne(ctx context.Context, js jetstream.JetStream, db *storage.DB, n int
 // `steady`, then at 10x for `burst`. Each beat carries its publish time in
 // `at`; a poller watches MAX(last_heartbeat) to find when each publish
 // instant became visible.
-func heartbeats(ctx context.Context, out io.Writer, dir, url string, nc *nats.Conn, js jetstream.JetStream, agents int, steady, burst time.Duration) error {
+func heartbeats(ctx context.Context, out io.Writer, dir, url string, client *bus.Client, js jetstream.JetStream, agents int, steady, burst time.Duration) error {
 	db, err := openDB(ctx, dir, "heartbeats")
 	if err != nil {
 		return err
@@ -305,7 +310,7 @@ func heartbeats(ctx context.Context, out io.Writer, dir, url string, nc *nats.Co
 	defer db.Close()
 	reg := prometheus.NewRegistry()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w, err := projection.New(projection.Config{DB: db, NC: nc, JS: js, Logger: quiet, Housekeeping: -1, Registerer: reg})
+	w, err := projection.New(projection.Config{DB: db, Bus: client, Logger: quiet, Housekeeping: -1, Registerer: reg})
 	if err != nil {
 		return err
 	}

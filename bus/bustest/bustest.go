@@ -10,17 +10,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Server is a running embedded server with one client connection.
+// Server is a running embedded server with one client connection: Bus is
+// what the code under test uses, JS the raw library for a test that must
+// damage or inspect the server behind the adapter's back.
 type Server struct {
 	*server.Server
 	URL string
 	NC  *nats.Conn
 	JS  jetstream.JetStream
+	Bus *bus.Client
 }
 
 // Start starts an embedded server on a free loopback port with its store in a
 // temp dir; it is shut down when the test ends. It does not bootstrap the
-// kanade resources: call bus.Bootstrap or use StartBootstrapped.
+// kanade resources: call Bus.Bootstrap or use StartBootstrapped.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
 	s, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: tb.TempDir()})
@@ -37,14 +40,19 @@ func Start(tb testing.TB) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &Server{Server: s, URL: s.ClientURL(), NC: nc, JS: js}
+	c, err := bus.NewClient(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return &Server{Server: s, URL: s.ClientURL(), NC: nc, JS: js, Bus: c}
 }
 
 // StartBootstrapped is Start followed by bus.Bootstrap with one replica.
 func StartBootstrapped(tb testing.TB) *Server {
 	tb.Helper()
 	s := Start(tb)
-	if err := bus.Bootstrap(tb.Context(), s.JS, 1); err != nil {
+	if err := s.Bus.Bootstrap(tb.Context(), 1); err != nil {
 		tb.Fatal(err)
 	}
 	return s

@@ -13,7 +13,6 @@ import (
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -105,8 +104,8 @@ func connectNATS(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOpt
 	}
 	lo := bus.LinkOptions{URL: url, Name: o.Name, Token: cfg.NATSToken, Logger: logger}
 	if o.Bootstrap {
-		lo.Bootstrap = func(ctx context.Context, js jetstream.JetStream) error {
-			if err := bus.Bootstrap(ctx, js, cfg.NATSReplicas); err != nil {
+		lo.Bootstrap = func(ctx context.Context, c *bus.Client) error {
+			if err := c.Bootstrap(ctx, cfg.NATSReplicas); err != nil {
 				return err
 			}
 			logger.Info("JetStream resources bootstrapped", slog.Int("replicas", cfg.NATSReplicas),

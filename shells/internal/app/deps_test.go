@@ -39,7 +39,7 @@ func TestEmbeddedNATSRequiresTheConfiguredTokenAndIsBootstrapped(t *testing.T) {
 	probe := func() []kanade.ResourceStatus {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		return bus.Prober{JetStream: d.NATS.Link.JetStream}.Probe(pctx)
+		return bus.Prober{Client: d.NATS.Link.Client}.Probe(pctx)
 	}
 	deadline := time.Now().Add(30 * time.Second) // a guard against hangs, not a performance target
 	for missing := true; missing; {
@@ -87,7 +87,7 @@ func TestOpenStartsWhenNATSIsUnreachable(t *testing.T) {
 	if d.NATS.Connected() {
 		t.Fatal("connected to nothing")
 	}
-	if _, err := d.NATS.Link.JetStream(); !errors.Is(err, bus.ErrNotConnected) || !strings.Contains(err.Error(), addr) {
-		t.Fatalf("JetStream() = %v, want ErrNotConnected naming %s", err, addr)
+	if _, err := d.NATS.Link.Client(); !errors.Is(err, bus.ErrNotConnected) || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("Client() = %v, want ErrNotConnected naming %s", err, addr)
 	}
 }

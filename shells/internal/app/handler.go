@@ -18,9 +18,9 @@ import (
 func (d *Deps) Handler(a Auth, progress func() []kanade.ProjectionProgress) (http.Handler, error) {
 	return handlers.New(handlers.Config{
 		DB:                 d.DB,
-		Prober:             bus.Prober{JetStream: d.NATS.Link.JetStream, Replicas: d.Config.NATSReplicas},
+		Prober:             bus.Prober{Client: d.NATS.Link.Client, Replicas: d.Config.NATSReplicas},
 		NATSConnected:      d.NATS.Connected,
-		JetStream:          d.NATS.Link.JetStream,
+		Bus:                d.NATS.Link.Client,
 		StallAfter:         d.Config.ProjectionStall,
 		Progress:           progress,
 		Clock:              d.Clock,

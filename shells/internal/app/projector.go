@@ -7,11 +7,10 @@ import (
 	"sync"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/projection"
 	"github.com/kanade-fleet/backend/schedule"
 	"github.com/kanade-fleet/backend/sim"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The worker of both shells: the projector (with its housekeeping), the
@@ -48,17 +47,17 @@ func (w *fleetWorker) Run(ctx context.Context) error {
 }
 
 // runOn runs the parts on one connection.
-func (w *fleetWorker) runOn(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error {
+func (w *fleetWorker) runOn(ctx context.Context, c *bus.Client) error {
 	// The scheduler holds handles opened on its connection, so each
 	// connection gets its own; its metrics carry on in the same series.
 	s, err := schedule.New(schedule.Config{
-		DB: w.deps.DB, JS: js, Clock: w.deps.Clock, StaleThreshold: w.deps.StaleThreshold,
+		DB: w.deps.DB, Bus: c, Clock: w.deps.Clock, StaleThreshold: w.deps.StaleThreshold,
 		Logger: w.deps.Logger.With(slog.String("loop", "scheduler")), Registerer: w.deps.Registry,
 	})
 	if err != nil {
 		return err
 	}
-	w.deps.Logger.Info("worker running", slog.String("nats", nc.ConnectedUrlRedacted()))
+	w.deps.Logger.Info("worker running", slog.String("nats", c.Conn().ConnectedUrlRedacted()))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -69,12 +68,12 @@ func (w *fleetWorker) runOn(ctx context.Context, nc *nats.Conn, js jetstream.Jet
 			cancel() // one part ending ends the worker
 		})
 	}
-	run(0, func(ctx context.Context) error { return w.proj.RunWith(ctx, nc, js) })
+	run(0, func(ctx context.Context) error { return w.proj.RunWith(ctx, c) })
 	run(1, s.Run)
 	if w.deps.Demo > 0 {
 		run(2, func(ctx context.Context) error {
 			w.deps.Logger.Info("demo fleet simulator on", slog.Int("agents", w.deps.Demo))
-			err := sim.Run(ctx, nc, js, sim.Config{Agents: w.deps.Demo, Schedules: true})
+			err := sim.Run(ctx, c, sim.Config{Agents: w.deps.Demo, Schedules: true})
 			if err != nil && !errors.Is(err, context.Canceled) {
 				w.deps.Logger.Error("demo simulator stopped", slog.Any("err", err))
 			}
