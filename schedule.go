@@ -9,6 +9,11 @@ import (
 	"time"
 )
 
+// The Schedule record: one value of KV "schedules", its JSON shape and its
+// validation. Its calendar arithmetic is calendar.go; the scheduler that
+// drives schedules is package schedule, and its SQL state
+// storage/dispatch_state.go.
+
 // Kind is which of the three `when` forms a schedule uses; it decides which
 // runtime path drives it (calendar timers or the per-minute reconcile).
 type ScheduleKind string
