@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/storage"
 )
 
@@ -47,16 +48,16 @@ type readsResultsInput struct {
 	Status string `query:"status" enum:"success,failure,running,skipped" doc:"success: exit 0, not skipped; failure: finished with a non-zero exit (reaped runs are -1), not skipped; running: not finished; skipped: skipped."`
 }
 
-type readsAgentsOutput struct{ Body storage.Page[storage.Agent] }
-type readsAgentOutput struct{ Body storage.Agent }
-type readsResultsOutput struct{ Body storage.Page[storage.Run] }
-type readsResultOutput struct{ Body storage.RunDetail }
+type readsAgentsOutput struct{ Body kanade.Page[kanade.Agent] }
+type readsAgentOutput struct{ Body kanade.Agent }
+type readsResultsOutput struct{ Body kanade.Page[kanade.Run] }
+type readsResultOutput struct{ Body kanade.RunDetail }
 type readsExecutionsOutput struct {
-	Body storage.Page[storage.Execution]
+	Body kanade.Page[kanade.Execution]
 }
-type readsExecutionOutput struct{ Body storage.Execution }
+type readsExecutionOutput struct{ Body kanade.Execution }
 type readsAuditOutput struct {
-	Body storage.Page[storage.AuditEntry]
+	Body kanade.Page[kanade.AuditEntry]
 }
 
 func registerReads(api huma.API, cfg *Config) {
