@@ -55,9 +55,11 @@ type Config struct {
 	Progress func() []kanade.ProjectionProgress
 	// Clock is the one "now" of every cutoff. Defaults to the wall clock.
 	Clock kanade.Clock
-	// StaleThreshold: an agent is active when its last heartbeat is within it. Default 2m.
+	// StaleThreshold: an agent is active when its last heartbeat is within it
+	// (default kanade.DefaultStaleThreshold).
 	StaleThreshold time.Duration
-	// StaleDegradedRatio: stale/known at or above it degrades the fleet. Default 1.0.
+	// StaleDegradedRatio: stale/known at or above it degrades the fleet
+	// (default kanade.DefaultStaleDegradedRatio).
 	StaleDegradedRatio float64
 	// ProbeTimeout bounds all JetStream probes of one request together. Default 2s.
 	ProbeTimeout time.Duration
@@ -79,10 +81,10 @@ func (c *Config) setDefaults() error {
 		c.Clock = kanade.SystemClock
 	}
 	if c.StaleThreshold <= 0 {
-		c.StaleThreshold = 2 * time.Minute
+		c.StaleThreshold = kanade.DefaultStaleThreshold
 	}
 	if c.StaleDegradedRatio <= 0 {
-		c.StaleDegradedRatio = 1.0
+		c.StaleDegradedRatio = kanade.DefaultStaleDegradedRatio
 	}
 	if c.ProbeTimeout <= 0 {
 		c.ProbeTimeout = 2 * time.Second

@@ -19,7 +19,8 @@ import (
 //
 // Limits and enums are declared on the input types, so huma documents them in
 // the OpenAPI and refuses bad values (422, "validation failed") before a
-// handler runs. The tag literals must stay equal to storage.MaxPageLimit.
+// handler runs. The tag literals must stay equal to storage.MaxPageLimit
+// (TestLimitTagsAreTheLimits checks them).
 
 // readsPage is the input of a list with paging only. The other lists repeat
 // its two fields: huma reads parameters of exported fields only, and an
