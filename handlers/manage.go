@@ -130,7 +130,7 @@ type upcomingOutput struct {
 	}
 }
 
-func registerManage(api huma.API, cfg *Config) {
+func (srv *Server) registerManage(api huma.API) {
 	op := func(method, id, path, summary, description string) huma.Operation {
 		o := huma.Operation{OperationID: id, Method: method, Path: path,
 			Summary: summary, Description: description, Tags: []string{"manage"}}
@@ -151,21 +151,21 @@ func registerManage(api huma.API, cfg *Config) {
 		parse: func(key string, data []byte) error { _, err := kanade.ParseSchedule(key, data); return err }}
 
 	huma.Register(api, op(http.MethodGet, "list-jobs", "/api/jobs", "Job manifests", listDoc),
-		func(ctx context.Context, _ *struct{}) (*manageListOutput, error) { return cfg.manageList(ctx, jobs) })
+		func(ctx context.Context, _ *struct{}) (*manageListOutput, error) { return srv.manageList(ctx, jobs) })
 	huma.Register(api, op(http.MethodGet, "get-job", "/api/jobs/{id}", "One job manifest", getDoc),
 		func(ctx context.Context, in *manageIDInput) (*manageValueOutput, error) {
-			return cfg.manageGet(ctx, jobs, in.ID)
+			return srv.manageGet(ctx, jobs, in.ID)
 		})
 	huma.Register(api, op(http.MethodPut, "put-job", "/api/jobs/{id}", "Create or replace a job manifest",
 		"Validates the manifest (422 naming the field), requires its id to equal the path's, stores it in KV jobs with its unknown fields, "+
 			"publishes the audit event job_upsert and answers the stored value."),
 		func(ctx context.Context, in *managePutInput) (*manageValueOutput, error) {
-			return cfg.putJob(ctx, in.ID, in.Body)
+			return srv.putJob(ctx, in.ID, in.Body)
 		})
 	huma.Register(api, op(http.MethodDelete, "delete-job", "/api/jobs/{id}", "Delete a job manifest",
 		"404 when there is no such job; 409 naming the schedules that still run it. Publishes the audit event job_delete."),
 		func(ctx context.Context, in *manageIDInput) (*struct{}, error) {
-			return nil, cfg.deleteJob(ctx, jobs, in.ID)
+			return nil, srv.deleteJob(ctx, jobs, in.ID)
 		})
 
 	// Registered before /api/schedules/{id}; net/http prefers the literal
@@ -175,26 +175,26 @@ func registerManage(api huma.API, cfg *Config) {
 		"The next fire instants after now of the calendar schedules the worker drives (enabled, runs_on backend), soonest first, then by schedule id; "+
 			"a daily schedule appears once per day in the list. Values that do not validate are skipped (GET /api/schedules shows them)."),
 		func(ctx context.Context, in *upcomingInput) (*upcomingOutput, error) {
-			return cfg.upcoming(ctx, in.Limit)
+			return srv.upcoming(ctx, in.Limit)
 		})
 	huma.Register(api, op(http.MethodGet, "list-schedules", "/api/schedules", "Schedules", listDoc),
 		func(ctx context.Context, _ *struct{}) (*manageListOutput, error) {
-			return cfg.manageList(ctx, schedules)
+			return srv.manageList(ctx, schedules)
 		})
 	huma.Register(api, op(http.MethodGet, "get-schedule", "/api/schedules/{id}", "One schedule", getDoc),
 		func(ctx context.Context, in *manageIDInput) (*manageValueOutput, error) {
-			return cfg.manageGet(ctx, schedules, in.ID)
+			return srv.manageGet(ctx, schedules, in.ID)
 		})
 	huma.Register(api, op(http.MethodPut, "put-schedule", "/api/schedules/{id}", "Create or replace a schedule",
 		"Validates the whole schedule (422 naming the field; its id must equal the path's) and that its job_id names a job in KV jobs, "+
 			"stores the body as sent, publishes the audit event schedule_upsert and answers the stored value."),
 		func(ctx context.Context, in *managePutInput) (*manageValueOutput, error) {
-			return cfg.putSchedule(ctx, in.ID, in.Body)
+			return srv.putSchedule(ctx, in.ID, in.Body)
 		})
 	huma.Register(api, op(http.MethodDelete, "delete-schedule", "/api/schedules/{id}", "Delete a schedule",
 		"404 when there is no such schedule. Publishes the audit event schedule_delete."),
 		func(ctx context.Context, in *manageIDInput) (*struct{}, error) {
-			return nil, cfg.deleteEntry(ctx, schedules, in.ID, nil)
+			return nil, srv.deleteEntry(ctx, schedules, in.ID, nil)
 		})
 }
 
@@ -275,24 +275,24 @@ func invalid(err error) error {
 
 // kv opens bucket; the caller's ctx carries the manageTimeout bound. A nil
 // JS (no NATS in this shell) is a 503, not a panic.
-func (cfg *Config) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
-	js, err := cfg.js()
+func (srv *Server) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	js, err := srv.js()
 	if err != nil {
 		return nil, err
 	}
 	kv, err := js.KeyValue(ctx, bucket)
 	if err != nil {
-		return nil, cfg.natsProblem(ctx, "open KV "+bucket, err)
+		return nil, srv.natsProblem(ctx, "open KV "+bucket, err)
 	}
 	return kv, nil
 }
 
 // js is the current JetStream, or a 503 problem saying why there is none.
-func (cfg *Config) js() (jetstream.JetStream, error) {
-	if cfg.JetStream == nil {
+func (srv *Server) js() (jetstream.JetStream, error) {
+	if srv.cfg.JetStream == nil {
 		return nil, huma.Error503ServiceUnavailable("NATS is not configured")
 	}
-	js, err := cfg.JetStream()
+	js, err := srv.cfg.JetStream()
 	if err != nil {
 		return nil, huma.Error503ServiceUnavailable(err.Error())
 	}
@@ -302,8 +302,8 @@ func (cfg *Config) js() (jetstream.JetStream, error) {
 // natsProblem maps a NATS error to 503 (the only errors left once input has
 // been checked are NATS being unreachable, slow or not bootstrapped), logged
 // here, at the edge.
-func (cfg *Config) natsProblem(ctx context.Context, what string, err error) error {
-	cfg.Logger.ErrorContext(ctx, what, slog.Any("error", err))
+func (srv *Server) natsProblem(ctx context.Context, what string, err error) error {
+	srv.cfg.Logger.ErrorContext(ctx, what, slog.Any("error", err))
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return huma.Error503ServiceUnavailable(what + ": the bucket does not exist (NATS not bootstrapped?)")
 	}
@@ -348,16 +348,16 @@ func entries(ctx context.Context, kv jetstream.KeyValue) ([]jetstream.KeyValueEn
 	}
 }
 
-func (cfg *Config) manageList(ctx context.Context, k manageKind) (*manageListOutput, error) {
+func (srv *Server) manageList(ctx context.Context, k manageKind) (*manageListOutput, error) {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	kv, err := cfg.kv(ctx, k.bucket)
+	kv, err := srv.kv(ctx, k.bucket)
 	if err != nil {
 		return nil, err
 	}
 	es, err := entries(ctx, kv)
 	if err != nil {
-		return nil, cfg.natsProblem(ctx, "list KV "+k.bucket, err)
+		return nil, srv.natsProblem(ctx, "list KV "+k.bucket, err)
 	}
 	out := &manageListOutput{}
 	out.Body.Items = make([]manageItem, 0, len(es))
@@ -377,16 +377,16 @@ func (cfg *Config) manageList(ctx context.Context, k manageKind) (*manageListOut
 	return out, nil
 }
 
-func (cfg *Config) manageGet(ctx context.Context, k manageKind, id string) (*manageValueOutput, error) {
+func (srv *Server) manageGet(ctx context.Context, k manageKind, id string) (*manageValueOutput, error) {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	kv, err := cfg.kv(ctx, k.bucket)
+	kv, err := srv.kv(ctx, k.bucket)
 	if err != nil {
 		return nil, err
 	}
 	e, err := get(ctx, kv, id)
 	if err != nil {
-		return nil, cfg.getProblem(ctx, k, id, err)
+		return nil, srv.getProblem(ctx, k, id, err)
 	}
 	if !json.Valid(e.Value()) {
 		// Not the caller's fault and nothing a GET can repair: the list
@@ -404,14 +404,14 @@ func get(ctx context.Context, kv jetstream.KeyValue, id string) (jetstream.KeyVa
 	return kv.Get(ctx, id)
 }
 
-func (cfg *Config) getProblem(ctx context.Context, k manageKind, id string, err error) error {
+func (srv *Server) getProblem(ctx context.Context, k manageKind, id string, err error) error {
 	if notFound(err) {
 		return huma.Error404NotFound(fmt.Sprintf("no %s %q", k.noun, id))
 	}
-	return cfg.natsProblem(ctx, "get "+k.noun, err)
+	return srv.natsProblem(ctx, "get "+k.noun, err)
 }
 
-func (cfg *Config) putJob(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
+func (srv *Server) putJob(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
 	var m kanade.Manifest
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, invalid(manifestJSONError(err))
@@ -434,19 +434,19 @@ func (cfg *Config) putJob(ctx context.Context, id string, body jsonValue) (*mana
 
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	kv, err := cfg.kv(ctx, kanade.BucketJobs)
+	kv, err := srv.kv(ctx, kanade.BucketJobs)
 	if err != nil {
 		return nil, err
 	}
 	rev, err := kv.Put(ctx, id, value)
 	if err != nil {
-		return nil, cfg.natsProblem(ctx, "put job", err)
+		return nil, srv.natsProblem(ctx, "put job", err)
 	}
-	cfg.audit(ctx, actionJobUpsert, id, auditPayload{ID: id, Revision: rev, Value: value})
+	srv.audit(ctx, actionJobUpsert, id, auditPayload{ID: id, Revision: rev, Value: value})
 	return &manageValueOutput{Body: value}, nil
 }
 
-func (cfg *Config) putSchedule(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
+func (srv *Server) putSchedule(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
 	s, err := kanade.ParseSchedule(id, body)
 	if err != nil {
 		return nil, invalid(err)
@@ -463,7 +463,7 @@ func (cfg *Config) putSchedule(ctx context.Context, id string, body jsonValue) (
 
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	jobs, err := cfg.kv(ctx, kanade.BucketJobs)
+	jobs, err := srv.kv(ctx, kanade.BucketJobs)
 	if err != nil {
 		return nil, err
 	}
@@ -474,31 +474,31 @@ func (cfg *Config) putSchedule(ctx context.Context, id string, body jsonValue) (
 		if notFound(err) {
 			return nil, invalid(fmt.Errorf("job_id: no job %q in KV jobs (PUT /api/jobs/{id} it first)", s.JobID))
 		}
-		return nil, cfg.natsProblem(ctx, "get job", err)
+		return nil, srv.natsProblem(ctx, "get job", err)
 	}
-	kv, err := cfg.kv(ctx, kanade.BucketSchedules)
+	kv, err := srv.kv(ctx, kanade.BucketSchedules)
 	if err != nil {
 		return nil, err
 	}
 	rev, err := kv.Put(ctx, id, value.Bytes())
 	if err != nil {
-		return nil, cfg.natsProblem(ctx, "put schedule", err)
+		return nil, srv.natsProblem(ctx, "put schedule", err)
 	}
-	cfg.audit(ctx, actionScheduleUpsert, id, auditPayload{ID: id, Revision: rev, Value: value.Bytes()})
+	srv.audit(ctx, actionScheduleUpsert, id, auditPayload{ID: id, Revision: rev, Value: value.Bytes()})
 	return &manageValueOutput{Body: value.Bytes()}, nil
 }
 
 // deleteJob refuses to delete a job that schedules still run: they would
 // fail at every firing, silently to whoever deleted the job.
-func (cfg *Config) deleteJob(ctx context.Context, k manageKind, id string) error {
-	return cfg.deleteEntry(ctx, k, id, func(ctx context.Context) error {
-		kv, err := cfg.kv(ctx, kanade.BucketSchedules)
+func (srv *Server) deleteJob(ctx context.Context, k manageKind, id string) error {
+	return srv.deleteEntry(ctx, k, id, func(ctx context.Context) error {
+		kv, err := srv.kv(ctx, kanade.BucketSchedules)
 		if err != nil {
 			return err
 		}
 		es, err := entries(ctx, kv)
 		if err != nil {
-			return cfg.natsProblem(ctx, "list KV "+kanade.BucketSchedules, err)
+			return srv.natsProblem(ctx, "list KV "+kanade.BucketSchedules, err)
 		}
 		var users []string
 		var details []error
@@ -524,16 +524,16 @@ func (cfg *Config) deleteJob(ctx context.Context, k manageKind, id string) error
 // deleteEntry deletes id from k's bucket after check (nil: none) allowed it.
 // The delete is conditional on the revision that was found, so a value
 // replaced meanwhile is not removed unseen.
-func (cfg *Config) deleteEntry(ctx context.Context, k manageKind, id string, check func(context.Context) error) error {
+func (srv *Server) deleteEntry(ctx context.Context, k manageKind, id string, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	kv, err := cfg.kv(ctx, k.bucket)
+	kv, err := srv.kv(ctx, k.bucket)
 	if err != nil {
 		return err
 	}
 	e, err := get(ctx, kv, id)
 	if err != nil {
-		return cfg.getProblem(ctx, k, id, err)
+		return srv.getProblem(ctx, k, id, err)
 	}
 	if check != nil {
 		if err := check(ctx); err != nil {
@@ -545,22 +545,22 @@ func (cfg *Config) deleteEntry(ctx context.Context, k manageKind, id string, che
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
 			return huma.Error409Conflict(fmt.Sprintf("%s %q changed while it was being deleted; look at it again", k.noun, id))
 		}
-		return cfg.natsProblem(ctx, "delete "+k.noun, err)
+		return srv.natsProblem(ctx, "delete "+k.noun, err)
 	}
-	cfg.audit(ctx, k.del, id, auditPayload{ID: id, PreviousRevision: e.Revision()})
+	srv.audit(ctx, k.del, id, auditPayload{ID: id, PreviousRevision: e.Revision()})
 	return nil
 }
 
-func (cfg *Config) upcoming(ctx context.Context, limit int) (*upcomingOutput, error) {
+func (srv *Server) upcoming(ctx context.Context, limit int) (*upcomingOutput, error) {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	kv, err := cfg.kv(ctx, kanade.BucketSchedules)
+	kv, err := srv.kv(ctx, kanade.BucketSchedules)
 	if err != nil {
 		return nil, err
 	}
 	es, err := entries(ctx, kv)
 	if err != nil {
-		return nil, cfg.natsProblem(ctx, "list KV "+kanade.BucketSchedules, err)
+		return nil, srv.natsProblem(ctx, "list KV "+kanade.BucketSchedules, err)
 	}
 	schedules := make([]*kanade.Schedule, 0, len(es))
 	for _, e := range es {
@@ -569,7 +569,7 @@ func (cfg *Config) upcoming(ctx context.Context, limit int) (*upcomingOutput, er
 		}
 	}
 	out := &upcomingOutput{}
-	out.Body.Items = kanade.UpcomingFirings(schedules, cfg.Clock(), min(limit, upcomingMax))
+	out.Body.Items = kanade.UpcomingFirings(schedules, srv.cfg.Clock(), min(limit, upcomingMax))
 	if out.Body.Items == nil {
 		out.Body.Items = []kanade.Firing{}
 	}
@@ -599,7 +599,7 @@ type auditPayload struct {
 // that is already done). It is logged instead, loudly, as the audit trail
 // now misses an entry. The publish is detached from the request's
 // cancellation so a client that hangs up does not cost the audit entry.
-func (cfg *Config) audit(ctx context.Context, action, target string, p auditPayload) {
+func (srv *Server) audit(ctx context.Context, action, target string, p auditPayload) {
 	caller, _ := auth.CallerFrom(ctx)
 	p.Caller = caller.Subject
 	actor := caller.Subject
@@ -607,7 +607,7 @@ func (cfg *Config) audit(ctx context.Context, action, target string, p auditPayl
 		actor = operatorActor
 	}
 	log := func(err error) {
-		cfg.Logger.ErrorContext(ctx, "audit event lost after a successful write",
+		srv.cfg.Logger.ErrorContext(ctx, "audit event lost after a successful write",
 			slog.String("action", action), slog.String("target", kanade.Clip(target)), slog.Any("error", err))
 	}
 	payload, err := json.Marshal(p)
@@ -616,7 +616,7 @@ func (cfg *Config) audit(ctx context.Context, action, target string, p auditPayl
 		return
 	}
 	ev := kanade.AuditEvent{Actor: actor, Action: action, Target: &target, Payload: payload,
-		OccurredAt: kanade.Timestamp{Time: cfg.Clock().UTC()}}
+		OccurredAt: kanade.Timestamp{Time: srv.cfg.Clock().UTC()}}
 	subject, err := ev.Subject()
 	if err != nil {
 		log(err)
@@ -627,7 +627,7 @@ func (cfg *Config) audit(ctx context.Context, action, target string, p auditPayl
 		log(err)
 		return
 	}
-	js, err := cfg.js()
+	js, err := srv.js()
 	if err != nil {
 		log(err)
 		return

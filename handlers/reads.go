@@ -61,7 +61,7 @@ type readsAuditOutput struct {
 	Body kanade.Page[kanade.AuditEntry]
 }
 
-func registerReads(api huma.API, cfg *Config) {
+func (srv *Server) registerReads(api huma.API) {
 	get := func(id, path, summary, description string) huma.Operation {
 		return huma.Operation{
 			OperationID: id, Method: http.MethodGet, Path: path,
@@ -71,7 +71,7 @@ func registerReads(api huma.API, cfg *Config) {
 	// onlineSince is the cutoff of the online rule, the same as the fleet
 	// rollup's: last_heartbeat >= now - StaleThreshold.
 	onlineSince := func() storage.AgentFilter {
-		return storage.AgentFilter{OnlineSince: cfg.Clock().Add(-cfg.StaleThreshold)}
+		return storage.AgentFilter{OnlineSince: srv.cfg.Clock().Add(-srv.cfg.StaleThreshold)}
 	}
 
 	huma.Register(api, get("list-agents", "/api/agents", "Agent roster",
@@ -80,9 +80,9 @@ func registerReads(api huma.API, cfg *Config) {
 			f := onlineSince()
 			f.PageRequest = storage.PageRequest{Limit: in.Limit, Cursor: in.Cursor}
 			f.Status, f.Query = storage.AgentStatus(in.Status), in.Q
-			page, err := cfg.DB.ListAgents(ctx, f)
+			page, err := srv.cfg.DB.ListAgents(ctx, f)
 			if err != nil {
-				return nil, cfg.readsProblem(ctx, "list agents", in.Cursor, err)
+				return nil, srv.readsProblem(ctx, "list agents", in.Cursor, err)
 			}
 			return &readsAgentsOutput{Body: page}, nil
 		})
@@ -91,9 +91,9 @@ func registerReads(api huma.API, cfg *Config) {
 		func(ctx context.Context, in *struct {
 			PCID string `path:"pc_id"`
 		}) (*readsAgentOutput, error) {
-			a, err := cfg.DB.GetAgent(ctx, in.PCID, onlineSince().OnlineSince)
+			a, err := srv.cfg.DB.GetAgent(ctx, in.PCID, onlineSince().OnlineSince)
 			if err != nil {
-				return nil, cfg.readsProblem(ctx, "get agent", "", err)
+				return nil, srv.readsProblem(ctx, "get agent", "", err)
 			}
 			return &readsAgentOutput{Body: a}, nil
 		})
@@ -101,11 +101,11 @@ func registerReads(api huma.API, cfg *Config) {
 	huma.Register(api, get("list-results", "/api/results", "Runs",
 		"Runs newest first (by started_at, then result_id; runs without a start time last), without stdout/stderr."),
 		func(ctx context.Context, in *readsResultsInput) (*readsResultsOutput, error) {
-			page, err := cfg.DB.ListRuns(ctx, storage.RunFilter{
+			page, err := srv.cfg.DB.ListRuns(ctx, storage.RunFilter{
 				PageRequest: storage.PageRequest{Limit: in.Limit, Cursor: in.Cursor},
 				JobID:       in.JobID, PCID: in.PCID, Status: storage.RunStatus(in.Status)})
 			if err != nil {
-				return nil, cfg.readsProblem(ctx, "list results", in.Cursor, err)
+				return nil, srv.readsProblem(ctx, "list results", in.Cursor, err)
 			}
 			return &readsResultsOutput{Body: page}, nil
 		})
@@ -114,9 +114,9 @@ func registerReads(api huma.API, cfg *Config) {
 		func(ctx context.Context, in *struct {
 			ResultID string `path:"result_id"`
 		}) (*readsResultOutput, error) {
-			r, err := cfg.DB.GetRun(ctx, in.ResultID)
+			r, err := srv.cfg.DB.GetRun(ctx, in.ResultID)
 			if err != nil {
-				return nil, cfg.readsProblem(ctx, "get result", "", err)
+				return nil, srv.readsProblem(ctx, "get result", "", err)
 			}
 			return &readsResultOutput{Body: r}, nil
 		})
@@ -124,9 +124,9 @@ func registerReads(api huma.API, cfg *Config) {
 	huma.Register(api, get("list-executions", "/api/executions", "Executions",
 		"Fan-outs with their counters, newest first (by initiated_at, then exec_id)."),
 		func(ctx context.Context, in *readsPage) (*readsExecutionsOutput, error) {
-			page, err := cfg.DB.ListExecutions(ctx, in.request())
+			page, err := srv.cfg.DB.ListExecutions(ctx, in.request())
 			if err != nil {
-				return nil, cfg.readsProblem(ctx, "list executions", in.Cursor, err)
+				return nil, srv.readsProblem(ctx, "list executions", in.Cursor, err)
 			}
 			return &readsExecutionsOutput{Body: page}, nil
 		})
@@ -135,18 +135,18 @@ func registerReads(api huma.API, cfg *Config) {
 		func(ctx context.Context, in *struct {
 			ExecID string `path:"exec_id"`
 		}) (*readsExecutionOutput, error) {
-			e, err := cfg.DB.GetExecution(ctx, in.ExecID)
+			e, err := srv.cfg.DB.GetExecution(ctx, in.ExecID)
 			if err != nil {
-				return nil, cfg.readsProblem(ctx, "get execution", "", err)
+				return nil, srv.readsProblem(ctx, "get execution", "", err)
 			}
 			return &readsExecutionOutput{Body: e}, nil
 		})
 
 	huma.Register(api, get("list-audit", "/api/audit", "Audit log", "Newest first (by occurred_at, then id)."),
 		func(ctx context.Context, in *readsPage) (*readsAuditOutput, error) {
-			page, err := cfg.DB.ListAudit(ctx, in.request())
+			page, err := srv.cfg.DB.ListAudit(ctx, in.request())
 			if err != nil {
-				return nil, cfg.readsProblem(ctx, "list audit", in.Cursor, err)
+				return nil, srv.readsProblem(ctx, "list audit", in.Cursor, err)
 			}
 			return &readsAuditOutput{Body: page}, nil
 		})
@@ -156,7 +156,7 @@ func registerReads(api huma.API, cfg *Config) {
 // 404, a cursor storage did not issue is 400 naming the parameter, anything
 // else is logged here (the edge) and answered 500 without the database's
 // words.
-func (cfg *Config) readsProblem(ctx context.Context, what, cursor string, err error) error {
+func (srv *Server) readsProblem(ctx context.Context, what, cursor string, err error) error {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return huma.Error404NotFound(err.Error())
@@ -167,6 +167,6 @@ func (cfg *Config) readsProblem(ctx context.Context, what, cursor string, err er
 		}
 		return huma.Error400BadRequest("invalid cursor", detail)
 	}
-	cfg.Logger.ErrorContext(ctx, what, slog.Any("error", err))
+	srv.cfg.Logger.ErrorContext(ctx, what, slog.Any("error", err))
 	return huma.Error500InternalServerError(what + " failed")
 }
