@@ -2,6 +2,8 @@ package kanade
 
 import (
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +40,12 @@ func FuzzParseSchedule(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		first, err := ParseSchedule("", data)
 		if err != nil {
+			// Every refusal names its field, but for a document that is
+			// not a JSON object at all.
+			var fe *FieldError
+			if !errors.As(err, &fe) && !strings.HasPrefix(err.Error(), "schedule must be ") && !strings.HasPrefix(err.Error(), "invalid JSON") {
+				t.Fatalf("ParseSchedule(%s) = %q, not a FieldError", data, err)
+			}
 			return
 		}
 		out, err := json.Marshal(first)

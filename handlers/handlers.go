@@ -6,6 +6,9 @@
 // New builds a Server from a Config. Handlers keep no process state between
 // requests: everything they answer comes from the database, JetStream or the
 // clock given in Config. They import no NATS consumer and no scheduler.
+// The root package's validators return a *kanade.FieldError naming the
+// field; invalid (manage.go) turns it into a 422 at body.<field>, the one
+// place that does, found with errors.As and never by reading the message.
 package handlers
 
 import (

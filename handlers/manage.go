@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -146,7 +145,7 @@ func (srv *Server) registerManage(api huma.API) {
 		`A value that is not JSON at all cannot be, and answers 500 pointing at the list, which shows its text.`
 
 	jobs := manageKind{bucket: kanade.BucketJobs, noun: "job", upsert: actionJobUpsert, del: actionJobDelete,
-		parse: parseJob}
+		parse: func(key string, data []byte) error { _, err := kanade.ParseManifest(key, data); return err }}
 	schedules := manageKind{bucket: kanade.BucketSchedules, noun: "schedule", upsert: actionScheduleUpsert, del: actionScheduleDelete,
 		parse: func(key string, data []byte) error { _, err := kanade.ParseSchedule(key, data); return err }}
 
@@ -205,51 +204,6 @@ type manageKind struct {
 	parse func(key string, data []byte) error
 }
 
-// parseJob is the list's check of a stored manifest: it must decode,
-// validate, and carry its own key as id.
-func parseJob(key string, data []byte) error {
-	var m kanade.Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		return manifestJSONError(err)
-	}
-	if err := m.Validate(); err != nil {
-		return err
-	}
-	if m.ID != key {
-		return fmt.Errorf("id: %q does not equal the key %q", m.ID, key)
-	}
-	return nil
-}
-
-// manifestJSONError names the field of a type mismatch instead of a Go type.
-func manifestJSONError(err error) error {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		field := te.Field
-		if field == "" {
-			field = "manifest"
-		}
-		return fmt.Errorf("%s: got a JSON %s, want %s", field, te.Value, jsonKind(te.Type))
-	}
-	return fmt.Errorf("manifest: %w", err)
-}
-
-// jsonKind names the JSON shape a Go type decodes from.
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Struct, reflect.Map, reflect.Pointer:
-		return "an object"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	default:
-		return "a number"
-	}
-}
-
 // keyRe and validKey mirror the KV key rule of nats.go (unexported there), so
 // an id that could never be a key is answered 404/422, not 503.
 var keyRe = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
@@ -258,19 +212,24 @@ func validKey(k string) bool {
 	return keyRe.MatchString(k) && k[0] != '.' && k[len(k)-1] != '.' && !strings.Contains(k, "..")
 }
 
-// fieldRe matches the field path the root package puts before ": " in its
-// validation errors (execute.shell, when.calendar.days[0], ...).
-var fieldRe = regexp.MustCompile(`^[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*$`)
-
-// invalid is the 422 of a body that does not validate; the detail is the
-// root package's error, which names the field, and the location points at it.
+// invalid is the 422 of a body that does not validate, the one place where
+// a validation error becomes a problem. A *kanade.FieldError in err's chain
+// names the field, and the problem's location points at it
+// (body.execute.shell, body.when.calendar.days[0]); any other error is about
+// the body as a whole (location body). The detail is the error's text.
 func invalid(err error) error {
 	msg := err.Error()
 	loc := "body"
-	if field, _, ok := strings.Cut(msg, ": "); ok && fieldRe.MatchString(field) {
-		loc += "." + field
+	var fe *kanade.FieldError
+	if errors.As(err, &fe) {
+		loc += "." + fe.Field
 	}
 	return huma.Error422UnprocessableEntity(msg, &huma.ErrorDetail{Location: loc, Message: msg})
+}
+
+// invalidKey is the FieldError of a field whose value cannot be a KV key.
+func invalidKey(field, value string) error {
+	return &kanade.FieldError{Field: field, Rule: "must be a KV key (letters, digits and - / _ = .)", Excerpt: kanade.Clip(value)}
 }
 
 // kv opens bucket; the caller's ctx carries the manageTimeout bound. A nil
@@ -412,18 +371,13 @@ func (srv *Server) getProblem(ctx context.Context, k manageKind, id string, err 
 }
 
 func (srv *Server) putJob(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
-	var m kanade.Manifest
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, invalid(manifestJSONError(err))
-	}
-	if err := m.Validate(); err != nil {
+	// The path's id is the key the manifest is stored under.
+	m, err := kanade.ParseManifest(id, body)
+	if err != nil {
 		return nil, invalid(err)
 	}
-	if m.ID != id {
-		return nil, invalid(fmt.Errorf("id: %q does not equal the id in the path %q", m.ID, id))
-	}
 	if !validKey(m.ID) {
-		return nil, invalid(fmt.Errorf("id: %q is not a valid KV key (letters, digits and - / _ = .)", m.ID))
+		return nil, invalid(invalidKey("id", m.ID))
 	}
 	// The manifest's own JSON: the known fields as decoded and the unknown
 	// ones verbatim (Manifest.Extra).
@@ -452,7 +406,7 @@ func (srv *Server) putSchedule(ctx context.Context, id string, body jsonValue) (
 		return nil, invalid(err)
 	}
 	if !validKey(id) {
-		return nil, invalid(fmt.Errorf("id: %q is not a valid KV key (letters, digits and - / _ = .)", id))
+		return nil, invalid(invalidKey("id", id))
 	}
 	// The body as sent (compacted): ParseSchedule's defaults are applied by
 	// every reader anyway, and fields this backend does not know survive.
@@ -472,7 +426,8 @@ func (srv *Server) putSchedule(ctx context.Context, id string, body jsonValue) (
 	// no transaction across two buckets.
 	if _, err := get(ctx, jobs, s.JobID); err != nil {
 		if notFound(err) {
-			return nil, invalid(fmt.Errorf("job_id: no job %q in KV jobs (PUT /api/jobs/{id} it first)", s.JobID))
+			return nil, invalid(&kanade.FieldError{Field: "job_id", Rule: "must name a job in KV jobs (PUT /api/jobs/{id} it first)",
+				Excerpt: kanade.Clip(s.JobID)})
 		}
 		return nil, srv.natsProblem(ctx, "get job", err)
 	}
