@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/kanade-fleet/backend/internal/testkit"
 )
 
 // FuzzParseSchedule decodes a KV "schedules" value. It must never panic, and
@@ -17,7 +18,7 @@ import (
 // state included.
 func FuzzParseSchedule(f *testing.F) {
 	for _, s := range []string{
-		base,
+		testkit.MinimalSchedule,
 		`{"id":"nightly backup","when":{"calendar":{"at":"02:30","days":["mon-fri","sun"]}},"job_id":"backup",
 			"target":{"all":false,"groups":["office"],"pcs":["pc-1","pc-2"]},
 			"rollout":{"strategy":"wave","waves":[{"group":"canary","delay":"0s"},{"group":"office","delay":"1h"}]},

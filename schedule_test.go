@@ -9,39 +9,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/kanade-fleet/backend/internal/testkit"
 )
-
-// base is a minimal valid schedule; cases override top-level fields of it.
-const base = `{"id":"s1","when":{"per_pc":"once"},"job_id":"j1","target":{"all":true}}`
-
-// with returns base with the top-level fields of patch replacing its own; a
-// field patched to null is removed.
-func with(t *testing.T, patch string) []byte {
-	t.Helper()
-	var doc, p map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(base), &doc); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal([]byte(patch), &p); err != nil {
-		t.Fatalf("patch %s: %v", patch, err)
-	}
-	for k, v := range p {
-		if string(v) == "null" {
-			delete(doc, k)
-			continue
-		}
-		doc[k] = v
-	}
-	out, err := json.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 func mustParse(t *testing.T, patch string) *Schedule {
 	t.Helper()
-	s, err := ParseSchedule("", with(t, patch))
+	s, err := ParseSchedule("", testkit.Schedule(t, patch))
 	if err != nil {
 		t.Fatalf("ParseSchedule(%s): %v", patch, err)
 	}
@@ -115,7 +88,7 @@ func TestParseRejectsEachRuleWithAnErrorNamingTheField(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			data := []byte(tt.raw)
 			if tt.raw == "" {
-				data = with(t, tt.patch)
+				data = testkit.Schedule(t, tt.patch)
 			}
 			s, err := ParseSchedule(tt.key, data)
 			if err == nil {
@@ -203,7 +176,7 @@ func TestParseAcceptsEveryFormAndFillsDefaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := ParseSchedule(tt.key, with(t, tt.patch))
+			s, err := ParseSchedule(tt.key, testkit.Schedule(t, tt.patch))
 			if err != nil {
 				t.Fatal(err)
 			}

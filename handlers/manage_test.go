@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/handlers"
+	"github.com/kanade-fleet/backend/internal/testkit"
 	"github.com/kanade-fleet/backend/storage/storagetest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,37 +32,19 @@ var manageNow = time.Date(2026, 6, 22, 8, 30, 0, 0, time.UTC)
 // manageSecret signs the JWTs of the audit-actor test.
 var manageSecret = []byte("manage-test-jwt-secret-0123456789abcdef")
 
-// syncBuffer collects the handler's log lines across goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // manageEnv is the whole handler over a real SQLite file and a real,
 // bootstrapped embedded NATS whose JetStream the manage endpoints use.
 type manageEnv struct {
 	t     *testing.T
 	nats  *bustest.Server
 	clock *fakeClock
-	logs  *syncBuffer
+	logs  *testkit.SyncBuffer
 	h     http.Handler
 }
 
 func newManageEnv(t *testing.T, tweak func(*handlers.Config)) *manageEnv {
 	t.Helper()
-	e := &manageEnv{t: t, nats: bustest.StartBootstrapped(t), clock: &fakeClock{t: manageNow}, logs: &syncBuffer{}}
+	e := &manageEnv{t: t, nats: bustest.StartBootstrapped(t), clock: &fakeClock{t: manageNow}, logs: &testkit.SyncBuffer{}}
 	cfg := handlers.Config{
 		DB:        storagetest.Open(t, e.clock.Now),
 		JetStream: bus.Static(e.nats.JS),
