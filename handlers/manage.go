@@ -145,27 +145,18 @@ func (srv *Server) registerManage(api huma.API) {
 		`A value that is not JSON at all cannot be, and answers 500 pointing at the list, which shows its text.`
 
 	jobs := manageKind{bucket: kanade.BucketJobs, noun: "job", upsert: actionJobUpsert, del: actionJobDelete,
-		parse: func(key string, data []byte) error { _, err := kanade.ParseManifest(key, data); return err }}
+		parse:  func(key string, data []byte) error { _, err := kanade.ParseManifest(key, data); return err },
+		plural: "Job manifests", title: "job manifest", put: srv.putJob, remove: srv.deleteJob,
+		putDoc: "Validates the manifest (422 naming the field), requires its id to equal the path's, stores it in KV jobs with its unknown fields, " +
+			"publishes the audit event job_upsert and answers the stored value.",
+		deleteDoc: "404 when there is no such job; 409 naming the schedules that still run it. Publishes the audit event job_delete."}
 	schedules := manageKind{bucket: kanade.BucketSchedules, noun: "schedule", upsert: actionScheduleUpsert, del: actionScheduleDelete,
-		parse: func(key string, data []byte) error { _, err := kanade.ParseSchedule(key, data); return err }}
-
-	huma.Register(api, op(http.MethodGet, "list-jobs", "/api/jobs", "Job manifests", listDoc),
-		func(ctx context.Context, _ *struct{}) (*manageListOutput, error) { return srv.manageList(ctx, jobs) })
-	huma.Register(api, op(http.MethodGet, "get-job", "/api/jobs/{id}", "One job manifest", getDoc),
-		func(ctx context.Context, in *manageIDInput) (*manageValueOutput, error) {
-			return srv.manageGet(ctx, jobs, in.ID)
-		})
-	huma.Register(api, op(http.MethodPut, "put-job", "/api/jobs/{id}", "Create or replace a job manifest",
-		"Validates the manifest (422 naming the field), requires its id to equal the path's, stores it in KV jobs with its unknown fields, "+
-			"publishes the audit event job_upsert and answers the stored value."),
-		func(ctx context.Context, in *managePutInput) (*manageValueOutput, error) {
-			return srv.putJob(ctx, in.ID, in.Body)
-		})
-	huma.Register(api, op(http.MethodDelete, "delete-job", "/api/jobs/{id}", "Delete a job manifest",
-		"404 when there is no such job; 409 naming the schedules that still run it. Publishes the audit event job_delete."),
-		func(ctx context.Context, in *manageIDInput) (*struct{}, error) {
-			return nil, srv.deleteJob(ctx, jobs, in.ID)
-		})
+		parse:  func(key string, data []byte) error { _, err := kanade.ParseSchedule(key, data); return err },
+		plural: "Schedules", title: "schedule", put: srv.putSchedule,
+		remove: func(ctx context.Context, k manageKind, id string) error { return srv.deleteEntry(ctx, k, id, nil) },
+		putDoc: "Validates the whole schedule (422 naming the field; its id must equal the path's) and that its job_id names a job in KV jobs, " +
+			"stores the body as sent, publishes the audit event schedule_upsert and answers the stored value.",
+		deleteDoc: "404 when there is no such schedule. Publishes the audit event schedule_delete."}
 
 	// Registered before /api/schedules/{id}; net/http prefers the literal
 	// path anyway, so a schedule named "upcoming" is reachable by PUT and
@@ -176,25 +167,21 @@ func (srv *Server) registerManage(api huma.API) {
 		func(ctx context.Context, in *upcomingInput) (*upcomingOutput, error) {
 			return srv.upcoming(ctx, in.Limit)
 		})
-	huma.Register(api, op(http.MethodGet, "list-schedules", "/api/schedules", "Schedules", listDoc),
-		func(ctx context.Context, _ *struct{}) (*manageListOutput, error) {
-			return srv.manageList(ctx, schedules)
-		})
-	huma.Register(api, op(http.MethodGet, "get-schedule", "/api/schedules/{id}", "One schedule", getDoc),
-		func(ctx context.Context, in *manageIDInput) (*manageValueOutput, error) {
-			return srv.manageGet(ctx, schedules, in.ID)
-		})
-	huma.Register(api, op(http.MethodPut, "put-schedule", "/api/schedules/{id}", "Create or replace a schedule",
-		"Validates the whole schedule (422 naming the field; its id must equal the path's) and that its job_id names a job in KV jobs, "+
-			"stores the body as sent, publishes the audit event schedule_upsert and answers the stored value."),
-		func(ctx context.Context, in *managePutInput) (*manageValueOutput, error) {
-			return srv.putSchedule(ctx, in.ID, in.Body)
-		})
-	huma.Register(api, op(http.MethodDelete, "delete-schedule", "/api/schedules/{id}", "Delete a schedule",
-		"404 when there is no such schedule. Publishes the audit event schedule_delete."),
-		func(ctx context.Context, in *manageIDInput) (*struct{}, error) {
-			return nil, srv.deleteEntry(ctx, schedules, in.ID, nil)
-		})
+	for _, k := range []manageKind{jobs, schedules} {
+		list, one := "/api/"+k.noun+"s", "/api/"+k.noun+"s/{id}"
+		huma.Register(api, op(http.MethodGet, "list-"+k.noun+"s", list, k.plural, listDoc),
+			func(ctx context.Context, _ *struct{}) (*manageListOutput, error) { return srv.manageList(ctx, k) })
+		huma.Register(api, op(http.MethodGet, "get-"+k.noun, one, "One "+k.title, getDoc),
+			func(ctx context.Context, in *manageIDInput) (*manageValueOutput, error) {
+				return srv.manageGet(ctx, k, in.ID)
+			})
+		huma.Register(api, op(http.MethodPut, "put-"+k.noun, one, "Create or replace a "+k.title, k.putDoc),
+			func(ctx context.Context, in *managePutInput) (*manageValueOutput, error) {
+				return k.put(ctx, in.ID, in.Body)
+			})
+		huma.Register(api, op(http.MethodDelete, "delete-"+k.noun, one, "Delete a "+k.title, k.deleteDoc),
+			func(ctx context.Context, in *manageIDInput) (*struct{}, error) { return nil, k.remove(ctx, k, in.ID) })
+	}
 }
 
 // manageKind is what differs between the jobs and the schedules endpoints.
@@ -202,6 +189,14 @@ type manageKind struct {
 	bucket, noun, upsert, del string
 	// parse reports why a stored value is unusable (nil when it is fine).
 	parse func(key string, data []byte) error
+	// plural and title name the kind in the operations' summaries ("Job
+	// manifests", "job manifest"); putDoc and deleteDoc describe its PUT and
+	// DELETE.
+	plural, title, putDoc, deleteDoc string
+	// put validates and stores a body; remove deletes an entry after the
+	// kind's own checks.
+	put    func(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error)
+	remove func(ctx context.Context, k manageKind, id string) error
 }
 
 // keyRe and validKey mirror the KV key rule of nats.go (unexported there), so
