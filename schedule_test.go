@@ -115,7 +115,7 @@ func TestParseRejectsEachRuleWithAnErrorNamingTheField(t *testing.T) {
 }
 
 func TestParseAcceptsEveryFormAndFillsDefaults(t *testing.T) {
-	berlin := mustLoad(t, "Europe/Berlin")
+	berlin := testkit.Location(t, "Europe/Berlin")
 	type got struct {
 		Kind      ScheduleKind
 		Enabled   bool
@@ -232,14 +232,14 @@ func TestActiveAtIsHalfOpenWithDatesAtMidnightInTheZone(t *testing.T) {
 				got = append(got, probe{at, s.ActiveAt(at)})
 			}
 			if tt.from != "" {
-				from := mustTime(t, tt.from)
+				from := testkit.Time(t, tt.from)
 				add(from.Add(-time.Nanosecond), false)
 				add(from, true)
 			} else {
 				add(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), true)
 			}
 			if tt.until != "" {
-				until := mustTime(t, tt.until)
+				until := testkit.Time(t, tt.until)
 				add(until.Add(-time.Nanosecond), true)
 				add(until, false)
 			} else {
@@ -324,22 +324,4 @@ func TestScheduleJSONRoundTrips(t *testing.T) {
 			}
 		})
 	}
-}
-
-func mustLoad(t *testing.T, name string) *time.Location {
-	t.Helper()
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		t.Fatalf("tzdata: %v", err)
-	}
-	return loc
-}
-
-func mustTime(t *testing.T, s string) time.Time {
-	t.Helper()
-	v, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }

@@ -3,7 +3,6 @@ package schedule
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/internal/testkit"
@@ -28,22 +27,4 @@ func cal(t *testing.T, calendar, tz, extra string) *kanade.Schedule {
 		patch += "," + extra
 	}
 	return mustParse(t, patch+"}")
-}
-
-func mustLoad(t *testing.T, name string) *time.Location {
-	t.Helper()
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		t.Fatalf("tzdata: %v", err)
-	}
-	return loc
-}
-
-func mustTime(t *testing.T, s string) time.Time {
-	t.Helper()
-	v, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }

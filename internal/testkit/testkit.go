@@ -1,6 +1,6 @@
 // Package testkit holds the small helpers that tests of several packages
-// share: a buffer safe to write and read at once, and the patcher that
-// builds a Schedule JSON from a minimal one.
+// share: a buffer safe to write and read at once, the patcher that builds a
+// Schedule JSON from a minimal one, and must-style zone and time parsing.
 //
 // It is for tests only: no package's non-test code imports it (a test of
 // this package checks), and it imports nothing of this module, so the root
@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"sync"
 	"testing"
+	"time"
 )
 
 // SyncBuffer collects output written by one goroutine (a logger, a child
@@ -71,4 +72,26 @@ func PatchJSON(tb testing.TB, base, patch string) []byte {
 		tb.Fatal(err)
 	}
 	return out
+}
+
+// Location loads an IANA zone, failing the test when the zone database lacks
+// it.
+func Location(tb testing.TB, name string) *time.Location {
+	tb.Helper()
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		tb.Fatalf("tzdata: %v", err)
+	}
+	return loc
+}
+
+// Time parses an RFC 3339 instant (fractions allowed), failing the test when
+// it is not one.
+func Time(tb testing.TB, s string) time.Time {
+	tb.Helper()
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
 }
