@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kanade-fleet/backend/internal/testkit"
 )
 
 // cal builds a calendar schedule in zone tz; extra is more top-level JSON
@@ -89,7 +91,7 @@ func TestNextFire(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := cal(t, tt.calendar, tt.tz, tt.extra)
-			got, ok := s.NextFire(mustTime(t, tt.after))
+			got, ok := s.NextFire(testkit.Time(t, tt.after))
 			gotText := ""
 			if ok {
 				gotText = got.UTC().Format(time.RFC3339Nano)
@@ -106,7 +108,7 @@ func TestNextFire(t *testing.T) {
 
 func TestNextFireIsFalseForReconciledSchedules(t *testing.T) {
 	s := mustParse(t, `{"when":{"per_target":{"every":"1h"}}}`)
-	if got, ok := s.NextFire(mustTime(t, "2026-06-10T00:00:00Z")); ok {
+	if got, ok := s.NextFire(testkit.Time(t, "2026-06-10T00:00:00Z")); ok {
 		t.Errorf("NextFire of a per_target schedule = %v, want none", got)
 	}
 }
@@ -115,7 +117,7 @@ func TestNextFireIsFalseForReconciledSchedules(t *testing.T) {
 // local clock: the spec's "next valid instant" is 03:00 EDT, not 01:30 EST.
 func TestDSTGapFiresAtTheWallTimeTheClockJumpsTo(t *testing.T) {
 	s := cal(t, `{"at":"02:30"}`, "America/New_York", "")
-	got, _ := s.NextFire(mustTime(t, "2026-03-08T00:00:00Z"))
+	got, _ := s.NextFire(testkit.Time(t, "2026-03-08T00:00:00Z"))
 	if want := "2026-03-08 03:00 EDT"; got.Format("2006-01-02 15:04 MST") != want {
 		t.Errorf("gap firing reads %s on the local clock, want %s", got.Format("2006-01-02 15:04 MST"), want)
 	}
@@ -123,7 +125,7 @@ func TestDSTGapFiresAtTheWallTimeTheClockJumpsTo(t *testing.T) {
 
 func TestFiresBetweenIsHalfOpenAndCapped(t *testing.T) {
 	s := cal(t, `{"at":"09:00"}`, "utc", "")
-	from, to := mustTime(t, "2026-06-01T09:00:00Z"), mustTime(t, "2026-06-04T09:00:00Z")
+	from, to := testkit.Time(t, "2026-06-01T09:00:00Z"), testkit.Time(t, "2026-06-04T09:00:00Z")
 	tests := []struct {
 		name string
 		max  int
@@ -162,9 +164,9 @@ func TestUpcomingMergesCalendarSchedulesTheWorkerDrives(t *testing.T) {
 		mk("g-weekly", `{"when":{"calendar":{"at":"10:00","days":["thu"]}},"tz":"Europe/Berlin"}`),
 		nil,
 	}
-	now := mustTime(t, "2026-06-09T12:00:00Z")
+	now := testkit.Time(t, "2026-06-09T12:00:00Z")
 	at := func(id, when string) Firing {
-		return Firing{ScheduleID: id, JobID: "job-" + id, At: mustTime(t, when)}
+		return Firing{ScheduleID: id, JobID: "job-" + id, At: testkit.Time(t, when)}
 	}
 	tests := []struct {
 		limit int
@@ -209,7 +211,7 @@ func TestNextFireAgreesWithAMinuteByMinuteScan(t *testing.T) {
 	gaps, folds := 0, 0
 	for i := range cases {
 		zone := zones[rng.IntN(len(zones))]
-		loc := mustLoad(t, zone)
+		loc := testkit.Location(t, zone)
 		after, transition := randomInstant(rng, loc)
 
 		hour := rng.IntN(24)

@@ -1,7 +1,10 @@
 package kanade
 
 import (
+	"errors"
 	"strconv"
+	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -159,13 +162,17 @@ func validPrintable(s string, maxBytes int) bool {
 	return true
 }
 
-// FieldError is a payload field that is missing or breaks its rule. It
+// FieldError is a payload field that is missing or breaks its rule: the
+// error of every validator of this package, for wire payloads and for the
+// records operators write (Manifest, Schedule), so that the API can point at
+// the field without reading the message. It
 // carries a clipped excerpt of the value, never the value itself: the value
 // came from the wire and may be megabytes of control characters, and this
 // error ends up in log lines and problem bodies.
 type FieldError struct {
-	// Field is the JSON name of the field, with an index for list entries
-	// ("command_keys[3]").
+	// Field is the JSON path of the field from the payload's root: names
+	// joined by dots, an index for list entries ("command_keys[3]",
+	// "execute.shell", "when.calendar.days[0]").
 	Field string
 	// Rule says what is wrong: "is required" or "must be …".
 	Rule string
@@ -197,6 +204,43 @@ func (c *checker) rule(field, value string, ok bool, rule string) {
 	if c.err == nil && !ok {
 		c.err = &FieldError{Field: field, Rule: rule, Excerpt: clip(value, errExcerptBytes)}
 	}
+}
+
+// holds records field as breaking rule unless ok, for a rule about the
+// field as a whole (an empty list, two members that exclude each other), so
+// no value is quoted.
+func (c *checker) holds(field string, ok bool, rule string) {
+	if c.err == nil && !ok {
+		c.err = &FieldError{Field: field, Rule: rule}
+	}
+}
+
+// duration parses value, a duration (ParseDuration) that field requires,
+// and records why it is not one. It returns 0 once a rule is broken.
+func (c *checker) duration(field, value string) time.Duration {
+	c.required(field, strings.TrimSpace(value) != "")
+	if c.err != nil {
+		return 0
+	}
+	d, err := ParseDuration(value)
+	c.rule(field, value, err == nil, durationRule(err))
+	return d
+}
+
+// under records err, an error of a nested value whose FieldError names the
+// field relative to that value (groups[0]), with the field put under prefix
+// (target.groups[0]).
+func (c *checker) under(prefix string, err error) {
+	if c.err != nil || err == nil {
+		return
+	}
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		nested := *fe
+		nested.Field = prefix + "." + fe.Field
+		err = &nested
+	}
+	c.err = err
 }
 
 // optional applies valid to value when it is not empty.

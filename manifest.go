@@ -3,8 +3,8 @@ package kanade
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -21,20 +21,17 @@ type Target struct {
 func (t Target) Empty() bool { return !t.All && len(t.Groups) == 0 && len(t.PCs) == 0 }
 
 // Validate checks that every group and PC can be a subject token, since each
-// becomes commands.group.{g} or commands.pc.{pc}. Errors quote an excerpt of
-// the value (Clip), never all of it.
+// becomes commands.group.{g} or commands.pc.{pc}. The *FieldError names the
+// field from the target (groups[0]); a record puts it under its own field.
 func (t Target) Validate() error {
+	var c checker
 	for i, g := range t.Groups {
-		if !ValidToken(g) {
-			return fmt.Errorf("groups[%d]: %q is not a valid subject token", i, clip(g, errExcerptBytes))
-		}
+		c.rule("groups["+strconv.Itoa(i)+"]", g, ValidToken(g), ruleToken)
 	}
 	for i, pc := range t.PCs {
-		if !ValidToken(pc) {
-			return fmt.Errorf("pcs[%d]: %q is not a valid subject token", i, clip(pc, errExcerptBytes))
-		}
+		c.rule("pcs["+strconv.Itoa(i)+"]", pc, ValidToken(pc), ruleToken)
 	}
-	return nil
+	return c.err
 }
 
 // Subjects are the command subjects a whole-target dispatch publishes on,
@@ -86,29 +83,23 @@ type Rollout struct {
 }
 
 // Validate checks the strategy, the groups and the delays, and keeps the
-// parsed delays for DelayDuration. Errors name the field from "rollout.".
+// parsed delays for DelayDuration. The *FieldError names the field from
+// "rollout." (rollout.waves[1].delay).
 func (r *Rollout) Validate() error {
-	if r.Strategy != "wave" {
-		return fmt.Errorf("rollout.strategy: unknown strategy %q (want \"wave\")", r.Strategy)
-	}
-	if len(r.Waves) == 0 {
-		return errors.New("rollout.waves: at least one wave is required")
-	}
+	var c checker
+	c.rule("rollout.strategy", r.Strategy, r.Strategy == StrategyWave, `must be "wave"`)
+	c.holds("rollout.waves", len(r.Waves) > 0, "must have at least one wave")
 	for i := range r.Waves {
 		w := &r.Waves[i]
-		if !ValidToken(w.Group) {
-			return fmt.Errorf("rollout.waves[%d].group: %q is not a valid subject token", i, clip(w.Group, errExcerptBytes))
-		}
+		field := "rollout.waves[" + strconv.Itoa(i) + "]"
+		c.required(field+".group", w.Group != "")
+		c.rule(field+".group", w.Group, ValidToken(w.Group), ruleToken)
 		w.delay = 0
 		if w.Delay != "" {
-			d, err := ParseDuration(w.Delay)
-			if err != nil {
-				return fmt.Errorf("rollout.waves[%d].delay: %w", i, err)
-			}
-			w.delay = d
+			w.delay = c.duration(field+".delay", w.Delay)
 		}
 	}
-	return nil
+	return c.err
 }
 
 // Execute is how an agent runs a job.
@@ -133,6 +124,27 @@ type Manifest struct {
 	Rollout     *Rollout `json:"rollout,omitempty"`
 	// Extra holds the unknown top-level fields, verbatim.
 	Extra map[string]json.RawMessage `json:"-"`
+}
+
+// ParseManifest decodes one value of KV "jobs" stored under key and
+// validates it (see Validate); key may be empty when there is none to compare
+// the id to yet. An error about a field is a *FieldError naming it, a JSON
+// member of the wrong type included; only a value that is not a JSON object
+// at all gets a plain error.
+func ParseManifest(key string, data []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, jsonError("manifest", "", err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	var c checker
+	c.rule("id", m.ID, key == "" || m.ID == key, "must equal the key "+strconv.Quote(clip(key, errExcerptBytes)))
+	if c.err != nil {
+		return nil, c.err
+	}
+	return &m, nil
 }
 
 var manifestFields = map[string]bool{"id": true, "version": true, "description": true,
@@ -197,56 +209,44 @@ func (m Manifest) MarshalJSON() ([]byte, error) {
 // Shells an agent can run.
 var validShells = map[string]bool{"powershell": true, "pwsh": true, "cmd": true, "sh": true}
 
-// Validate checks what an agent needs to run the job.
+// Run-as modes an agent knows.
+var validRunAs = map[string]bool{"": true, "system": true, "user": true, "system_gui": true}
+
+// Validate checks what an agent needs to run the job. The first broken rule
+// is a *FieldError naming the field (execute.shell, target.groups[0]).
 func (m *Manifest) Validate() error {
-	switch {
-	case m.ID == "":
-		return errors.New("id: required")
-	case !ValidToken(m.ID):
-		return fmt.Errorf("id: %q is not a valid subject token", clip(m.ID, errExcerptBytes))
-	case m.Version == "":
-		return errors.New("version: required")
-	case !validShells[m.Execute.Shell]:
-		return fmt.Errorf("execute.shell: %q is not one of powershell, pwsh, cmd, sh", m.Execute.Shell)
-	case m.Execute.Script == "":
-		return errors.New("execute.script: required")
+	var c checker
+	c.required("id", m.ID != "")
+	c.rule("id", m.ID, ValidToken(m.ID), ruleToken)
+	c.required("version", m.Version != "")
+	c.rule("execute.shell", m.Execute.Shell, validShells[m.Execute.Shell], "must be one of powershell, pwsh, cmd, sh")
+	c.required("execute.script", m.Execute.Script != "")
+	if c.err != nil {
+		return c.err
 	}
 	if _, err := m.Timeout(); err != nil {
 		return err
 	}
 	if m.Execute.Jitter != "" {
-		if _, err := ParseDuration(m.Execute.Jitter); err != nil {
-			return fmt.Errorf("execute.jitter: %w", err)
-		}
+		c.duration("execute.jitter", m.Execute.Jitter)
 	}
-	switch m.Execute.RunAs {
-	case "", "system", "user", "system_gui":
-	default:
-		return fmt.Errorf("execute.run_as: %q is not one of system, user, system_gui", m.Execute.RunAs)
-	}
+	c.rule("execute.run_as", m.Execute.RunAs, validRunAs[m.Execute.RunAs], "must be one of system, user, system_gui")
 	if m.Target != nil {
-		if err := m.Target.Validate(); err != nil {
-			return fmt.Errorf("target.%w", err)
-		}
+		c.under("target", m.Target.Validate())
 	}
-	if m.Rollout != nil {
-		if err := m.Rollout.Validate(); err != nil {
-			return err
-		}
+	if m.Rollout != nil && c.err == nil {
+		c.err = m.Rollout.Validate()
 	}
-	return nil
+	return c.err
 }
 
-// Timeout is execute.timeout; it must be positive.
+// Timeout is execute.timeout; it must be positive. Its error is a
+// *FieldError on execute.timeout.
 func (m *Manifest) Timeout() (time.Duration, error) {
-	d, err := ParseDuration(m.Execute.Timeout)
-	if err != nil {
-		return 0, fmt.Errorf("execute.timeout: %w", err)
-	}
-	if d <= 0 {
-		return 0, errors.New("execute.timeout: must be positive")
-	}
-	return d, nil
+	var c checker
+	d := c.duration("execute.timeout", m.Execute.Timeout)
+	c.rule("execute.timeout", m.Execute.Timeout, d > 0, "must be greater than zero")
+	return d, c.err
 }
 
 // CommandOptions are the per-dispatch parts of a Command.

@@ -36,6 +36,18 @@ func Projections() []Projection {
 // commit time under load and above the clock skew NTP leaves between hosts.
 const DefaultStallAfter = 2 * time.Minute
 
+// DefaultStaleThreshold is how recent an agent's last heartbeat must be for
+// it to count as alive (active in the fleet rollup, online in the roster, a
+// target of the scheduler's all and groups). Agents beat every 30 s, so it
+// forgives three lost beats and some clock skew. Every part that judges
+// liveness defaults to it, so they never disagree about who is alive.
+const DefaultStaleThreshold = 2 * time.Minute
+
+// DefaultStaleDegradedRatio is the share of stale agents at which the fleet
+// counts as degraded: 1.0, only when every known agent is stale (a total
+// blackout, which points at NATS or the network rather than at PCs).
+const DefaultStaleDegradedRatio = 1.0
+
 // ProjectionProgress is how far one projection has got. The worker knows it
 // from its own loop; the stateless API rebuilds it from the database (the
 // offset and when it last moved) and JetStream (the oldest message past the

@@ -5,9 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 )
+
+// The Schedule record: one value of KV "schedules", its JSON shape and its
+// validation. Its calendar arithmetic is calendar.go; the scheduler that
+// drives schedules is package schedule, and its SQL state
+// storage/dispatch_state.go.
 
 // Kind is which of the three `when` forms a schedule uses; it decides which
 // runtime path drives it (calendar timers or the per-minute reconcile).
@@ -93,13 +100,16 @@ type Active struct {
 	Until string `json:"until,omitempty"`
 }
 
-// Parse decodes one value of KV "schedules" stored under key and validates it
-// (see Validate). Its errors name the offending field so the API can return
-// them as they are; key may be empty when there is none to compare to yet.
+// ParseSchedule decodes one value of KV "schedules" stored under key and
+// validates it (see Validate); key may be empty when there is none to compare
+// to yet. An error about a field is a *FieldError naming it (when.calendar.at,
+// target.pcs[1]), a JSON member of the wrong type included, so the API can
+// point at it; only a value that is not a JSON object at all gets a plain
+// error.
 func ParseSchedule(key string, data []byte) (*Schedule, error) {
 	var s Schedule
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, jsonError("", err)
+		return nil, jsonError("schedule", "", err)
 	}
 	if err := s.Validate(key); err != nil {
 		return nil, err
@@ -123,80 +133,63 @@ func (s *Schedule) UnmarshalJSON(data []byte) error {
 // Validate checks every rule of the Schedule JSON, fills the defaults (tz
 // "local", runs_on "backend") and the parsed forms the other functions use.
 // key is the KV key the record is stored under; when not empty, the id must
-// equal it.
+// equal it. The first broken rule is a *FieldError naming the field.
 func (s *Schedule) Validate(key string) error {
-	if s.ID == "" {
-		return errors.New("id: required")
-	}
-	if key != "" && s.ID != key {
-		return fmt.Errorf("id %q does not equal the key %q", s.ID, key)
-	}
-	if strings.TrimSpace(s.JobID) == "" {
-		return errors.New("job_id: required")
-	}
+	var c checker
+	c.required("id", s.ID != "")
+	c.rule("id", s.ID, key == "" || s.ID == key, "must equal the key "+strconv.Quote(clip(key, errExcerptBytes)))
+	c.required("job_id", strings.TrimSpace(s.JobID) != "")
 
 	if s.TZ == "" {
 		s.TZ = TZLocal
 	}
 	loc, err := loadLocation(s.TZ)
-	if err != nil {
-		return fmt.Errorf("tz: %w", err)
+	c.rule("tz", s.TZ, err == nil, "must be local, utc or an IANA zone name such as Europe/Berlin")
+	if c.err != nil {
+		return c.err
 	}
 	s.loc = loc
 
 	if err := s.When.validate(loc); err != nil {
 		return err
 	}
-	if err := validateTarget(&s.Target); err != nil {
-		return err
-	}
-	if s.Rollout != nil {
-		if err := s.Rollout.Validate(); err != nil {
-			return err
-		}
+	c.holds("target", !s.Target.Empty(), "must name PCs: set all, or at least one group or pc")
+	c.under("target", s.Target.Validate())
+	if s.Rollout != nil && c.err == nil {
+		c.err = s.Rollout.Validate()
 	}
 
 	s.jitter = 0
 	if s.Jitter != "" {
-		if s.jitter, err = ParseDuration(s.Jitter); err != nil {
-			return fmt.Errorf("jitter: %w", err)
-		}
+		s.jitter = c.duration("jitter", s.Jitter)
 	}
 	s.deadline = 0
 	if s.StartingDeadline != "" {
-		if s.deadline, err = ParseDuration(s.StartingDeadline); err != nil {
-			return fmt.Errorf("starting_deadline: %w", err)
-		}
-		if s.deadline <= 0 {
-			return fmt.Errorf("starting_deadline: must be greater than zero (every command would arrive past its deadline)")
-		}
+		s.deadline = c.duration("starting_deadline", s.StartingDeadline)
+		c.rule("starting_deadline", s.StartingDeadline, s.deadline > 0,
+			"must be greater than zero (every command would arrive past its deadline)")
 	}
 
 	s.from, s.until = time.Time{}, time.Time{}
 	if s.Active != nil {
+		const ruleBound = "must be YYYY-MM-DD or RFC 3339"
 		if s.Active.From != "" {
-			if s.from, err = parseBound(s.Active.From, loc); err != nil {
-				return fmt.Errorf("active.from: %w", err)
-			}
+			s.from, err = parseBound(s.Active.From, loc)
+			c.rule("active.from", s.Active.From, err == nil, ruleBound)
 		}
 		if s.Active.Until != "" {
-			if s.until, err = parseBound(s.Active.Until, loc); err != nil {
-				return fmt.Errorf("active.until: %w", err)
-			}
+			s.until, err = parseBound(s.Active.Until, loc)
+			c.rule("active.until", s.Active.Until, err == nil, ruleBound)
 		}
-		if !s.from.IsZero() && !s.until.IsZero() && !s.from.Before(s.until) {
-			return fmt.Errorf("active: from %q must be before until %q", s.Active.From, s.Active.Until)
-		}
+		c.rule("active.until", s.Active.Until, s.from.IsZero() || s.until.IsZero() || s.from.Before(s.until),
+			"must be after active.from "+strconv.Quote(clip(s.Active.From, errExcerptBytes)))
 	}
 
-	switch s.RunsOn {
-	case "":
+	if s.RunsOn == "" && c.err == nil {
 		s.RunsOn = RunsOnBackend
-	case RunsOnBackend, RunsOnAgent:
-	default:
-		return fmt.Errorf("runs_on: unknown value %q (want %q or %q)", s.RunsOn, RunsOnBackend, RunsOnAgent)
 	}
-	return nil
+	c.rule("runs_on", s.RunsOn, s.RunsOn == RunsOnBackend || s.RunsOn == RunsOnAgent, `must be "backend" or "agent"`)
+	return c.err
 }
 
 // Kind tells which `when` form the schedule uses.
@@ -258,7 +251,7 @@ func (w *When) UnmarshalJSON(data []byte) error {
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil {
-		return fmt.Errorf("when: must be an object with one of per_pc, per_target, calendar")
+		return &FieldError{Field: "when", Rule: "must be an object with one of per_pc, per_target, calendar"}
 	}
 	for _, name := range []string{"per_pc", "per_target", "calendar"} {
 		raw, ok := fields[name]
@@ -269,7 +262,9 @@ func (w *When) UnmarshalJSON(data []byte) error {
 		case "per_pc", "per_target":
 			var c Cadence
 			if err := c.UnmarshalJSON(raw); err != nil {
-				return fmt.Errorf("when.%s: %w", name, err)
+				var word string
+				_ = json.Unmarshal(raw, &word) // quoted when it is a string
+				return &FieldError{Field: "when." + name, Rule: ruleCadence, Excerpt: clip(word, errExcerptBytes)}
 			}
 			if name == "per_pc" {
 				w.PerPC = &c
@@ -279,7 +274,7 @@ func (w *When) UnmarshalJSON(data []byte) error {
 		case "calendar":
 			var c Calendar
 			if err := json.Unmarshal(raw, &c); err != nil {
-				return jsonError("when.calendar", err)
+				return jsonError("schedule", "when.calendar", err)
 			}
 			w.Calendar = &c
 		}
@@ -287,13 +282,16 @@ func (w *When) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
+// ruleCadence is the rule of per_pc and per_target.
+const ruleCadence = `must be "once" or {"every": duration}`
+
 // UnmarshalJSON accepts "once" or {"every": duration}.
 func (c *Cadence) UnmarshalJSON(data []byte) error {
 	*c = Cadence{}
 	var word string
 	if err := json.Unmarshal(data, &word); err == nil {
 		if word != "once" {
-			return fmt.Errorf(`want "once" or {"every": duration}, got %q`, word)
+			return fmt.Errorf(`cadence %q %s`, clip(word, errExcerptBytes), ruleCadence)
 		}
 		c.Once = true
 		return nil
@@ -302,7 +300,7 @@ func (c *Cadence) UnmarshalJSON(data []byte) error {
 		Every *string `json:"every"`
 	}
 	if err := json.Unmarshal(data, &obj); err != nil || obj.Every == nil {
-		return fmt.Errorf(`want "once" or {"every": duration}`)
+		return errors.New("cadence " + ruleCadence)
 	}
 	c.Every = *obj.Every
 	return nil
@@ -326,7 +324,7 @@ func (w *When) validate(loc *time.Location) error {
 		}
 	}
 	if n != 1 {
-		return errors.New("when: exactly one of per_pc, per_target, calendar")
+		return &FieldError{Field: "when", Rule: "must have exactly one of per_pc, per_target, calendar"}
 	}
 	switch {
 	case w.PerPC != nil:
@@ -340,64 +338,50 @@ func (w *When) validate(loc *time.Location) error {
 
 func (c *Cadence) validate(field string) error {
 	c.every = 0
+	var ck checker
 	if c.Once {
-		if c.Every != "" {
-			return fmt.Errorf(`%s: "once" and every are exclusive`, field)
-		}
-		return nil
+		ck.holds(field, c.Every == "", `must be "once" or {"every": duration}, not both`)
+		return ck.err
 	}
-	if c.Every == "" {
-		return fmt.Errorf(`%s: want "once" or {"every": duration}`, field)
-	}
-	d, err := ParseDuration(c.Every)
-	if err != nil {
-		return fmt.Errorf("%s.every: %w", field, err)
-	}
-	if d <= 0 {
-		return fmt.Errorf("%s.every: must be greater than zero", field)
-	}
+	ck.holds(field, c.Every != "", ruleCadence)
+	d := ck.duration(field+".every", c.Every)
+	ck.rule(field+".every", c.Every, d > 0, "must be greater than zero")
 	c.every = d
-	return nil
+	return ck.err
 }
 
 func (c *Calendar) validate(loc *time.Location) error {
 	c.oneShot, c.year, c.month, c.day, c.weekdays = false, 0, 0, 0, 0
+	const ruleAt = `must be "HH:MM" or "YYYY-MM-DD HH:MM"`
+	var ck checker
+	ck.required("when.calendar.at", c.At != "")
 	at := strings.TrimSpace(c.At)
 	switch len(at) {
 	case len("15:04"):
 		h, m, ok := parseClock(at)
-		if !ok {
-			return fmt.Errorf(`when.calendar.at: %q is neither "HH:MM" nor "YYYY-MM-DD HH:MM"`, c.At)
-		}
+		ck.rule("when.calendar.at", c.At, ok, ruleAt)
 		c.hour, c.minute = h, m
 	case len("2006-01-02 15:04"):
 		d, err := time.Parse("2006-01-02", at[:10])
 		h, m, ok := parseClock(at[11:])
-		if err != nil || at[10] != ' ' || !ok {
-			return fmt.Errorf(`when.calendar.at: %q is neither "HH:MM" nor "YYYY-MM-DD HH:MM"`, c.At)
-		}
-		if len(c.Days) > 0 {
-			return errors.New("when.calendar.days: not allowed with a one-shot at (YYYY-MM-DD HH:MM)")
-		}
+		ck.rule("when.calendar.at", c.At, err == nil && at[10] == ' ' && ok, ruleAt)
+		ck.holds("when.calendar.days", len(c.Days) == 0, "must be empty with a one-shot at (YYYY-MM-DD HH:MM)")
 		c.oneShot = true
 		c.year, c.month, c.day = d.Date()
 		c.hour, c.minute = h, m
-		return nil
+		return ck.err
 	default:
-		return fmt.Errorf(`when.calendar.at: %q is neither "HH:MM" nor "YYYY-MM-DD HH:MM"`, c.At)
+		ck.rule("when.calendar.at", c.At, false, ruleAt)
 	}
 	if len(c.Days) == 0 {
 		c.weekdays = allDays
-		return nil
 	}
 	for i, tok := range c.Days {
-		mask, err := parseDays(tok)
-		if err != nil {
-			return fmt.Errorf("when.calendar.days[%d]: %w", i, err)
-		}
+		mask, ok := parseDays(tok)
+		ck.rule("when.calendar.days["+strconv.Itoa(i)+"]", tok, ok, "must be a day mon..sun or a range such as mon-fri")
 		c.weekdays |= mask
 	}
-	return nil
+	return ck.err
 }
 
 const allDays uint8 = 1<<7 - 1
@@ -409,7 +393,7 @@ var dayNames = map[string]time.Weekday{
 
 // parseDays reads "mon" or a range "mon-fri"; a range may wrap the week
 // ("fri-mon" is fri, sat, sun, mon).
-func parseDays(tok string) (uint8, error) {
+func parseDays(tok string) (uint8, bool) {
 	t := strings.ToLower(strings.TrimSpace(tok))
 	first, last, isRange := strings.Cut(t, "-")
 	a, okA := dayNames[first]
@@ -418,13 +402,13 @@ func parseDays(tok string) (uint8, error) {
 		b, okB = dayNames[last]
 	}
 	if !okA || !okB {
-		return 0, fmt.Errorf("unknown day %q (want mon..sun or a range such as mon-fri)", tok)
+		return 0, false
 	}
 	var mask uint8
 	for d := a; ; d = (d + 1) % 7 {
 		mask |= 1 << d
 		if d == b {
-			return mask, nil
+			return mask, true
 		}
 	}
 }
@@ -442,16 +426,6 @@ func parseClock(s string) (hour, minute int, ok bool) {
 	hour = int(s[0]-'0')*10 + int(s[1]-'0')
 	minute = int(s[3]-'0')*10 + int(s[4]-'0')
 	return hour, minute, hour < 24 && minute < 60
-}
-
-func validateTarget(t *Target) error {
-	if t.Empty() {
-		return errors.New("target: empty (set all, or at least one group or pc)")
-	}
-	if err := t.Validate(); err != nil {
-		return fmt.Errorf("target.%w", err)
-	}
-	return nil
 }
 
 func loadLocation(name string) (*time.Location, error) {
@@ -487,41 +461,47 @@ func parseBound(s string, loc *time.Location) (time.Time, error) {
 	return t, nil
 }
 
-// jsonError turns encoding/json's errors into ones that name the field.
-func jsonError(prefix string, err error) error {
+// jsonError turns encoding/json's errors about a record (doc: "schedule",
+// "manifest") into ones that name the field: a member of the wrong JSON type
+// is a *FieldError on its path, below prefix when the JSON decoded was a
+// nested value (when.calendar); a record that is not an object at all, or
+// not JSON, gets a plain error.
+func jsonError(doc, prefix string, err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		field := te.Field
-		switch {
-		case prefix != "" && field != "":
-			field = prefix + "." + field
-		case prefix != "":
-			field = prefix
-		case field == "":
-			field = "schedule"
+		if prefix != "" {
+			field = strings.TrimSuffix(prefix+"."+field, ".")
 		}
-		return fmt.Errorf("%s: got a JSON %s, want %s", field, te.Value, jsonKind(te.Type.String()))
+		rule := "must be " + jsonKind(te.Type) + " (got a JSON " + te.Value + ")"
+		if field == "" {
+			return fmt.Errorf("%s %s", doc, rule)
+		}
+		return &FieldError{Field: field, Rule: rule}
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return fmt.Errorf("invalid JSON at byte %d: %w", se.Offset, err)
 	}
-	if prefix != "" {
-		return fmt.Errorf("%s: %w", prefix, err)
+	var fe *FieldError
+	if prefix == "" || errors.As(err, &fe) {
+		return err
 	}
-	return err
+	return fmt.Errorf("%s: %w", prefix, err)
 }
 
-func jsonKind(goType string) string {
-	switch {
-	case goType == "string":
+// jsonKind names the JSON shape a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
 		return "a string"
-	case goType == "bool":
+	case reflect.Bool:
 		return "a boolean"
-	case strings.HasPrefix(goType, "[]"):
-		return "an array"
-	case strings.Contains(goType, "."):
+	case reflect.Struct, reflect.Map, reflect.Pointer:
 		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	default:
+		return "a number"
 	}
-	return goType
 }

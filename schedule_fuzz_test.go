@@ -2,11 +2,14 @@ package kanade
 
 import (
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/kanade-fleet/backend/internal/testkit"
 )
 
 // FuzzParseSchedule decodes a KV "schedules" value. It must never panic, and
@@ -15,7 +18,7 @@ import (
 // state included.
 func FuzzParseSchedule(f *testing.F) {
 	for _, s := range []string{
-		base,
+		testkit.MinimalSchedule,
 		`{"id":"nightly backup","when":{"calendar":{"at":"02:30","days":["mon-fri","sun"]}},"job_id":"backup",
 			"target":{"all":false,"groups":["office"],"pcs":["pc-1","pc-2"]},
 			"rollout":{"strategy":"wave","waves":[{"group":"canary","delay":"0s"},{"group":"office","delay":"1h"}]},
@@ -38,6 +41,12 @@ func FuzzParseSchedule(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		first, err := ParseSchedule("", data)
 		if err != nil {
+			// Every refusal names its field, but for a document that is
+			// not a JSON object at all.
+			var fe *FieldError
+			if !errors.As(err, &fe) && !strings.HasPrefix(err.Error(), "schedule must be ") && !strings.HasPrefix(err.Error(), "invalid JSON") {
+				t.Fatalf("ParseSchedule(%s) = %q, not a FieldError", data, err)
+			}
 			return
 		}
 		out, err := json.Marshal(first)

@@ -2,45 +2,19 @@ package kanade
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/kanade-fleet/backend/internal/testkit"
 )
-
-// base is a minimal valid schedule; cases override top-level fields of it.
-const base = `{"id":"s1","when":{"per_pc":"once"},"job_id":"j1","target":{"all":true}}`
-
-// with returns base with the top-level fields of patch replacing its own; a
-// field patched to null is removed.
-func with(t *testing.T, patch string) []byte {
-	t.Helper()
-	var doc, p map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(base), &doc); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal([]byte(patch), &p); err != nil {
-		t.Fatalf("patch %s: %v", patch, err)
-	}
-	for k, v := range p {
-		if string(v) == "null" {
-			delete(doc, k)
-			continue
-		}
-		doc[k] = v
-	}
-	out, err := json.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 func mustParse(t *testing.T, patch string) *Schedule {
 	t.Helper()
-	s, err := ParseSchedule("", with(t, patch))
+	s, err := ParseSchedule("", testkit.Schedule(t, patch))
 	if err != nil {
 		t.Fatalf("ParseSchedule(%s): %v", patch, err)
 	}
@@ -53,68 +27,68 @@ func TestParseRejectsEachRuleWithAnErrorNamingTheField(t *testing.T) {
 		key   string
 		raw   string // whole document, when set
 		patch string
-		want  string // prefix of the error
+		want  string // prefix of the error; its first word is the field
 	}{
 		{name: "not JSON", raw: `{"id":`, want: "invalid JSON at byte"},
-		{name: "not an object", raw: `[]`, want: "schedule: got a JSON array, want an object"},
-		{name: "null", raw: `null`, want: "id: required"},
-		{name: "a field of the wrong JSON type", patch: `{"job_id":7}`, want: "job_id: got a JSON number, want a string"},
-		{name: "a nested field of the wrong JSON type", patch: `{"target":{"pcs":"pc1"}}`, want: "target.pcs: got a JSON string, want an array"},
-		{name: "enabled as a string", patch: `{"enabled":"yes"}`, want: "enabled: got a JSON string, want a boolean"},
-		{name: "no id", patch: `{"id":null}`, want: "id: required"},
-		{name: "id differs from the key", key: "b", patch: `{"id":"a"}`, want: `id "a" does not equal the key "b"`},
-		{name: "no job_id", patch: `{"job_id":null}`, want: "job_id: required"},
-		{name: "blank job_id", patch: `{"job_id":"  "}`, want: "job_id: required"},
-		{name: "no when", patch: `{"when":null}`, want: "when: exactly one of per_pc, per_target, calendar"},
-		{name: "empty when", patch: `{"when":{}}`, want: "when: exactly one of per_pc, per_target, calendar"},
-		{name: "unknown when kind", patch: `{"when":{"cron":"* * * * *"}}`, want: "when: exactly one of per_pc, per_target, calendar"},
-		{name: "two when kinds", patch: `{"when":{"per_pc":"once","per_target":"once"}}`, want: "when: exactly one of per_pc, per_target, calendar"},
-		{name: "when not an object", patch: `{"when":"daily"}`, want: "when: must be an object"},
-		{name: "per_pc neither once nor every", patch: `{"when":{"per_pc":"twice"}}`, want: `when.per_pc: want "once" or {"every": duration}, got "twice"`},
-		{name: "per_pc object without every", patch: `{"when":{"per_pc":{}}}`, want: `when.per_pc: want "once" or {"every": duration}`},
-		{name: "per_pc every not a duration", patch: `{"when":{"per_pc":{"every":"soon"}}}`, want: `when.per_pc.every: parse duration "soon"`},
-		{name: "per_pc every zero", patch: `{"when":{"per_pc":{"every":"0s"}}}`, want: "when.per_pc.every: must be greater than zero"},
-		{name: "per_target every negative", patch: `{"when":{"per_target":{"every":"-1h"}}}`, want: `when.per_target.every: parse duration "-1h": negative`},
-		{name: "per_target a number", patch: `{"when":{"per_target":5}}`, want: `when.per_target: want "once" or {"every": duration}`},
-		{name: "calendar at with one hour digit", patch: `{"when":{"calendar":{"at":"9:00"}}}`, want: `when.calendar.at: "9:00" is neither "HH:MM" nor "YYYY-MM-DD HH:MM"`},
-		{name: "calendar at with letters", patch: `{"when":{"calendar":{"at":"ab:cd"}}}`, want: `when.calendar.at: "ab:cd" is neither`},
-		{name: "calendar at with a dash", patch: `{"when":{"calendar":{"at":"09-00"}}}`, want: `when.calendar.at: "09-00" is neither`},
-		{name: "calendar at with seconds", patch: `{"when":{"calendar":{"at":"09:00:00"}}}`, want: `when.calendar.at: "09:00:00" is neither`},
-		{name: "calendar at 24:00", patch: `{"when":{"calendar":{"at":"24:00"}}}`, want: `when.calendar.at: "24:00" is neither`},
-		{name: "calendar at minute 60", patch: `{"when":{"calendar":{"at":"12:60"}}}`, want: `when.calendar.at: "12:60" is neither`},
-		{name: "calendar at missing", patch: `{"when":{"calendar":{"days":["mon"]}}}`, want: `when.calendar.at: "" is neither`},
-		{name: "calendar one-shot on a date that does not exist", patch: `{"when":{"calendar":{"at":"2026-02-30 09:00"}}}`, want: `when.calendar.at: "2026-02-30 09:00" is neither`},
-		{name: "calendar one-shot with a T", patch: `{"when":{"calendar":{"at":"2026-06-10T09:00"}}}`, want: `when.calendar.at: "2026-06-10T09:00" is neither`},
-		{name: "calendar one-shot with days", patch: `{"when":{"calendar":{"at":"2026-06-10 09:00","days":["mon"]}}}`, want: "when.calendar.days: not allowed with a one-shot at"},
-		{name: "calendar unknown day", patch: `{"when":{"calendar":{"at":"09:00","days":["mon","fri-xyz"]}}}`, want: `when.calendar.days[1]: unknown day "fri-xyz"`},
-		{name: "calendar open range", patch: `{"when":{"calendar":{"at":"09:00","days":["mon-"]}}}`, want: `when.calendar.days[0]: unknown day "mon-"`},
-		{name: "calendar full day name", patch: `{"when":{"calendar":{"at":"09:00","days":["monday"]}}}`, want: `when.calendar.days[0]: unknown day "monday"`},
-		{name: "calendar days not an array", patch: `{"when":{"calendar":{"at":"09:00","days":"mon"}}}`, want: "when.calendar.days: got a JSON string, want an array"},
-		{name: "unknown zone", patch: `{"tz":"Mars/Olympus"}`, want: `tz: unknown zone "Mars/Olympus"`},
-		{name: "active from not a date", patch: `{"active":{"from":"2026-13-01"}}`, want: `active.from: "2026-13-01" is neither YYYY-MM-DD nor RFC 3339`},
-		{name: "active until without zone", patch: `{"active":{"until":"2026-06-10T09:00:00"}}`, want: `active.until: "2026-06-10T09:00:00" is neither`},
-		{name: "active from equal to until", patch: `{"active":{"from":"2026-06-10","until":"2026-06-10"}}`, want: `active: from "2026-06-10" must be before until "2026-06-10"`},
-		{name: "active from after until", patch: `{"active":{"from":"2026-06-10T00:00:00Z","until":"2026-06-09"}}`, want: "active: from"},
-		{name: "rollout unknown strategy", patch: `{"rollout":{"strategy":"canary","waves":[{"group":"a"}]}}`, want: `rollout.strategy: unknown strategy "canary" (want "wave")`},
-		{name: "rollout without waves", patch: `{"rollout":{"strategy":"wave","waves":[]}}`, want: "rollout.waves: at least one wave is required"},
-		{name: "rollout wave without group", patch: `{"rollout":{"strategy":"wave","waves":[{"group":"a"},{"delay":"5m"}]}}`, want: `rollout.waves[1].group: "" is not a valid subject token`},
-		{name: "rollout wave group with a dot", patch: `{"rollout":{"strategy":"wave","waves":[{"group":"a.b"}]}}`, want: `rollout.waves[0].group: "a.b" is not a valid subject token`},
-		{name: "rollout wave bad delay", patch: `{"rollout":{"strategy":"wave","waves":[{"group":"a","delay":"later"}]}}`, want: `rollout.waves[0].delay: parse duration "later"`},
-		{name: "empty target", patch: `{"target":{}}`, want: "target: empty"},
-		{name: "target with empty lists", patch: `{"target":{"all":false,"groups":[],"pcs":[]}}`, want: "target: empty"},
-		{name: "no target", patch: `{"target":null}`, want: "target: empty"},
-		{name: "target pc with a space", patch: `{"target":{"pcs":["pc1","pc 2"]}}`, want: `target.pcs[1]: "pc 2" is not a valid subject token`},
-		{name: "target group wildcard", patch: `{"target":{"groups":[">"]}}`, want: `target.groups[0]: ">" is not a valid subject token`},
-		{name: "bad jitter", patch: `{"jitter":"a bit"}`, want: `jitter: parse duration "a bit"`},
-		{name: "bad starting_deadline", patch: `{"starting_deadline":"1x"}`, want: `starting_deadline: parse duration "1x"`},
-		{name: "zero starting_deadline", patch: `{"starting_deadline":"0s"}`, want: "starting_deadline: must be greater than zero"},
-		{name: "unknown runs_on", patch: `{"runs_on":"cloud"}`, want: `runs_on: unknown value "cloud" (want "backend" or "agent")`},
+		{name: "not an object", raw: `[]`, want: "schedule must be an object (got a JSON array)"},
+		{name: "null", raw: `null`, want: "id is required"},
+		{name: "a field of the wrong JSON type", patch: `{"job_id":7}`, want: "job_id must be a string (got a JSON number)"},
+		{name: "a nested field of the wrong JSON type", patch: `{"target":{"pcs":"pc1"}}`, want: "target.pcs must be an array (got a JSON string)"},
+		{name: "enabled as a string", patch: `{"enabled":"yes"}`, want: "enabled must be a boolean (got a JSON string)"},
+		{name: "no id", patch: `{"id":null}`, want: "id is required"},
+		{name: "id differs from the key", key: "b", patch: `{"id":"a"}`, want: `id "a" must equal the key "b"`},
+		{name: "no job_id", patch: `{"job_id":null}`, want: "job_id is required"},
+		{name: "blank job_id", patch: `{"job_id":"  "}`, want: "job_id is required"},
+		{name: "no when", patch: `{"when":null}`, want: "when must have exactly one of per_pc, per_target, calendar"},
+		{name: "empty when", patch: `{"when":{}}`, want: "when must have exactly one of per_pc, per_target, calendar"},
+		{name: "unknown when kind", patch: `{"when":{"cron":"* * * * *"}}`, want: "when must have exactly one of per_pc, per_target, calendar"},
+		{name: "two when kinds", patch: `{"when":{"per_pc":"once","per_target":"once"}}`, want: "when must have exactly one of per_pc, per_target, calendar"},
+		{name: "when not an object", patch: `{"when":"daily"}`, want: "when must be an object with one of per_pc, per_target, calendar"},
+		{name: "per_pc neither once nor every", patch: `{"when":{"per_pc":"twice"}}`, want: `when.per_pc "twice" must be "once" or {"every": duration}`},
+		{name: "per_pc object without every", patch: `{"when":{"per_pc":{}}}`, want: `when.per_pc must be "once" or {"every": duration}`},
+		{name: "per_pc every not a duration", patch: `{"when":{"per_pc":{"every":"soon"}}}`, want: `when.per_pc.every "soon" must be a duration such as 90s, 5m, 1h30m or 1.5d`},
+		{name: "per_pc every zero", patch: `{"when":{"per_pc":{"every":"0s"}}}`, want: `when.per_pc.every "0s" must be greater than zero`},
+		{name: "per_target every negative", patch: `{"when":{"per_target":{"every":"-1h"}}}`, want: `when.per_target.every "-1h" must not be negative`},
+		{name: "per_target a number", patch: `{"when":{"per_target":5}}`, want: `when.per_target must be "once" or {"every": duration}`},
+		{name: "calendar at with one hour digit", patch: `{"when":{"calendar":{"at":"9:00"}}}`, want: `when.calendar.at "9:00" must be "HH:MM" or "YYYY-MM-DD HH:MM"`},
+		{name: "calendar at with letters", patch: `{"when":{"calendar":{"at":"ab:cd"}}}`, want: `when.calendar.at "ab:cd" must be "HH:MM" or "YYYY-MM-DD HH:MM"`},
+		{name: "calendar at with a dash", patch: `{"when":{"calendar":{"at":"09-00"}}}`, want: `when.calendar.at "09-00" must be "HH:MM" or "YYYY-MM-DD HH:MM"`},
+		{name: "calendar at with seconds", patch: `{"when":{"calendar":{"at":"09:00:00"}}}`, want: `when.calendar.at "09:00:00" must be "HH:MM" or "YYYY-MM-DD HH:MM"`},
+		{name: "calendar at 24:00", patch: `{"when":{"calendar":{"at":"24:00"}}}`, want: `when.calendar.at "24:00" must be "HH:MM" or "YYYY-MM-DD HH:MM"`},
+		{name: "calendar at minute 60", patch: `{"when":{"calendar":{"at":"12:60"}}}`, want: `when.calendar.at "12:60" must be "HH:MM" or "YYYY-MM-DD HH:MM"`},
+		{name: "calendar at missing", patch: `{"when":{"calendar":{"days":["mon"]}}}`, want: "when.calendar.at is required"},
+		{name: "calendar one-shot on a date that does not exist", patch: `{"when":{"calendar":{"at":"2026-02-30 09:00"}}}`, want: `when.calendar.at "2026-02-30 09:00" must be "HH:MM" or "YYYY-MM-DD HH:MM"`},
+		{name: "calendar one-shot with a T", patch: `{"when":{"calendar":{"at":"2026-06-10T09:00"}}}`, want: `when.calendar.at "2026-06-10T09:00" must be "HH:MM" or "YYYY-MM-DD HH:MM"`},
+		{name: "calendar one-shot with days", patch: `{"when":{"calendar":{"at":"2026-06-10 09:00","days":["mon"]}}}`, want: "when.calendar.days must be empty with a one-shot at (YYYY-MM-DD HH:MM)"},
+		{name: "calendar unknown day", patch: `{"when":{"calendar":{"at":"09:00","days":["mon","fri-xyz"]}}}`, want: `when.calendar.days[1] "fri-xyz" must be a day mon..sun or a range such as mon-fri`},
+		{name: "calendar open range", patch: `{"when":{"calendar":{"at":"09:00","days":["mon-"]}}}`, want: `when.calendar.days[0] "mon-" must be a day mon..sun or a range such as mon-fri`},
+		{name: "calendar full day name", patch: `{"when":{"calendar":{"at":"09:00","days":["monday"]}}}`, want: `when.calendar.days[0] "monday" must be a day mon..sun or a range such as mon-fri`},
+		{name: "calendar days not an array", patch: `{"when":{"calendar":{"at":"09:00","days":"mon"}}}`, want: "when.calendar.days must be an array (got a JSON string)"},
+		{name: "unknown zone", patch: `{"tz":"Mars/Olympus"}`, want: `tz "Mars/Olympus" must be local, utc or an IANA zone name such as Europe/Berlin`},
+		{name: "active from not a date", patch: `{"active":{"from":"2026-13-01"}}`, want: `active.from "2026-13-01" must be YYYY-MM-DD or RFC 3339`},
+		{name: "active until without zone", patch: `{"active":{"until":"2026-06-10T09:00:00"}}`, want: `active.until "2026-06-10T09:00:00" must be YYYY-MM-DD or RFC 3339`},
+		{name: "active from equal to until", patch: `{"active":{"from":"2026-06-10","until":"2026-06-10"}}`, want: `active.until "2026-06-10" must be after active.from "2026-06-10"`},
+		{name: "active from after until", patch: `{"active":{"from":"2026-06-10T00:00:00Z","until":"2026-06-09"}}`, want: `active.until "2026-06-09" must be after active.from "2026-06-10T00:00:00Z"`},
+		{name: "rollout unknown strategy", patch: `{"rollout":{"strategy":"canary","waves":[{"group":"a"}]}}`, want: `rollout.strategy "canary" must be "wave"`},
+		{name: "rollout without waves", patch: `{"rollout":{"strategy":"wave","waves":[]}}`, want: "rollout.waves must have at least one wave"},
+		{name: "rollout wave without group", patch: `{"rollout":{"strategy":"wave","waves":[{"group":"a"},{"delay":"5m"}]}}`, want: "rollout.waves[1].group is required"},
+		{name: "rollout wave group with a dot", patch: `{"rollout":{"strategy":"wave","waves":[{"group":"a.b"}]}}`, want: `rollout.waves[0].group "a.b" must be a subject token: 1–128 bytes of UTF-8 without '.', '*', '>', whitespace or control characters`},
+		{name: "rollout wave bad delay", patch: `{"rollout":{"strategy":"wave","waves":[{"group":"a","delay":"later"}]}}`, want: `rollout.waves[0].delay "later" must be a duration such as 90s, 5m, 1h30m or 1.5d`},
+		{name: "empty target", patch: `{"target":{}}`, want: "target must name PCs: set all, or at least one group or pc"},
+		{name: "target with empty lists", patch: `{"target":{"all":false,"groups":[],"pcs":[]}}`, want: "target must name PCs: set all, or at least one group or pc"},
+		{name: "no target", patch: `{"target":null}`, want: "target must name PCs: set all, or at least one group or pc"},
+		{name: "target pc with a space", patch: `{"target":{"pcs":["pc1","pc 2"]}}`, want: `target.pcs[1] "pc 2" must be a subject token: 1–128 bytes of UTF-8 without '.', '*', '>', whitespace or control characters`},
+		{name: "target group wildcard", patch: `{"target":{"groups":[">"]}}`, want: `target.groups[0] ">" must be a subject token: 1–128 bytes of UTF-8 without '.', '*', '>', whitespace or control characters`},
+		{name: "bad jitter", patch: `{"jitter":"a bit"}`, want: `jitter "a bit" must be a duration such as 90s, 5m, 1h30m or 1.5d`},
+		{name: "bad starting_deadline", patch: `{"starting_deadline":"1x"}`, want: `starting_deadline "1x" must be a duration such as 90s, 5m, 1h30m or 1.5d`},
+		{name: "zero starting_deadline", patch: `{"starting_deadline":"0s"}`, want: `starting_deadline "0s" must be greater than zero (every command would arrive past its deadline)`},
+		{name: "unknown runs_on", patch: `{"runs_on":"cloud"}`, want: `runs_on "cloud" must be "backend" or "agent"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data := []byte(tt.raw)
 			if tt.raw == "" {
-				data = with(t, tt.patch)
+				data = testkit.Schedule(t, tt.patch)
 			}
 			s, err := ParseSchedule(tt.key, data)
 			if err == nil {
@@ -123,12 +97,25 @@ func TestParseRejectsEachRuleWithAnErrorNamingTheField(t *testing.T) {
 			if !strings.HasPrefix(err.Error(), tt.want) {
 				t.Errorf("ParseSchedule(%s) error:\n got %q\nwant prefix %q", data, err, tt.want)
 			}
+			// The field is what the message starts with; the API finds it
+			// in the FieldError, never in the text. A document that is not
+			// a JSON object names no field.
+			field, _, _ := strings.Cut(tt.want, " ")
+			var fe *FieldError
+			switch isField := errors.As(err, &fe); {
+			case field == "schedule" || field == "invalid":
+				if isField {
+					t.Errorf("ParseSchedule(%s) = FieldError %+v, want a plain error", data, fe)
+				}
+			case !isField || fe.Field != field:
+				t.Errorf("ParseSchedule(%s) error %q: FieldError %+v, want one on %s", data, err, fe, field)
+			}
 		})
 	}
 }
 
 func TestParseAcceptsEveryFormAndFillsDefaults(t *testing.T) {
-	berlin := mustLoad(t, "Europe/Berlin")
+	berlin := testkit.Location(t, "Europe/Berlin")
 	type got struct {
 		Kind      ScheduleKind
 		Enabled   bool
@@ -189,7 +176,7 @@ func TestParseAcceptsEveryFormAndFillsDefaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := ParseSchedule(tt.key, with(t, tt.patch))
+			s, err := ParseSchedule(tt.key, testkit.Schedule(t, tt.patch))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -245,14 +232,14 @@ func TestActiveAtIsHalfOpenWithDatesAtMidnightInTheZone(t *testing.T) {
 				got = append(got, probe{at, s.ActiveAt(at)})
 			}
 			if tt.from != "" {
-				from := mustTime(t, tt.from)
+				from := testkit.Time(t, tt.from)
 				add(from.Add(-time.Nanosecond), false)
 				add(from, true)
 			} else {
 				add(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), true)
 			}
 			if tt.until != "" {
-				until := mustTime(t, tt.until)
+				until := testkit.Time(t, tt.until)
 				add(until.Add(-time.Nanosecond), true)
 				add(until, false)
 			} else {
@@ -337,22 +324,4 @@ func TestScheduleJSONRoundTrips(t *testing.T) {
 			}
 		})
 	}
-}
-
-func mustLoad(t *testing.T, name string) *time.Location {
-	t.Helper()
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		t.Fatalf("tzdata: %v", err)
-	}
-	return loc
-}
-
-func mustTime(t *testing.T, s string) time.Time {
-	t.Helper()
-	v, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }

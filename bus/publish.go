@@ -73,14 +73,11 @@ func (c *Client) Job(ctx context.Context, job string) (*kanade.Manifest, error) 
 	if err != nil {
 		return nil, err
 	}
-	var m kanade.Manifest
-	if err := json.Unmarshal(e.Value, &m); err != nil {
+	m, err := kanade.ParseManifest(job, e.Value)
+	if err != nil {
 		return nil, fmt.Errorf("job %s: %w: %w", kanade.Clip(job), ErrInvalid, err)
 	}
-	if err := m.Validate(); err != nil {
-		return nil, fmt.Errorf("job %s: %w: %w", kanade.Clip(job), ErrInvalid, err)
-	}
-	return &m, nil
+	return m, nil
 }
 
 // Timeouts remembers each job's timeout for a while, so a burst of started

@@ -39,6 +39,11 @@ var benchNow = time.Date(2026, 6, 20, 12, 0, 0, 0, time.UTC)
 // benchDBPath returns a seeded database file, building it once per seed
 // version in os.TempDir: seeding a million runs through the triggers takes
 // far longer than the benchmark itself.
+//
+// The benchmark stays on SQLite on purpose, and so opens the file with
+// storage.Open rather than storagetest: the seeded file is a cache kept
+// between runs, which a fresh sqld per test cannot be, and its numbers
+// compare against the SQLite baseline (bench/scandurations measures sqld).
 func benchDBPath(b *testing.B) string {
 	b.Helper()
 	path := filepath.Join(os.TempDir(), "kanade-"+benchSeedVersion+".db")

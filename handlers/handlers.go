@@ -1,11 +1,14 @@
 // Package handlers is the stateless HTTP surface of the backend: huma v2
 // operations over the read model, the probes, /metrics and the embedded SPA,
-// assembled into one http.Handler that every shell (on-prem HTTP, Lambda)
-// mounts unchanged.
+// assembled into one Server (an http.Handler) that every shell (on-prem HTTP,
+// Lambda) mounts unchanged.
 //
-// Handlers keep no process state between requests: everything they answer
-// comes from the database, JetStream or the clock given in Config. They import
-// no NATS consumer and no scheduler.
+// New builds a Server from a Config. Handlers keep no process state between
+// requests: everything they answer comes from the database, JetStream or the
+// clock given in Config. They import no NATS consumer and no scheduler.
+// The root package's validators return a *kanade.FieldError naming the
+// field; invalid (manage.go) turns it into a 422 at body.<field>, the one
+// place that does, found with errors.As and never by reading the message.
 package handlers
 
 import (
@@ -33,7 +36,8 @@ type Prober interface {
 	Backlogs(ctx context.Context, projections []kanade.Projection, after map[string]uint64) []kanade.Backlog
 }
 
-// Config is everything the handler needs. DB and Auth are required.
+// Config is everything a Server needs: plain values, read once by New. DB
+// is required, and Auth must be a valid auth.Config.
 type Config struct {
 	DB *storage.DB
 	// Prober checks JetStream; nil reports every resource missing.
@@ -55,11 +59,14 @@ type Config struct {
 	Progress func() []kanade.ProjectionProgress
 	// Clock is the one "now" of every cutoff. Defaults to the wall clock.
 	Clock kanade.Clock
-	// StaleThreshold: an agent is active when its last heartbeat is within it. Default 2m.
+	// StaleThreshold: an agent is active when its last heartbeat is within it
+	// (default kanade.DefaultStaleThreshold).
 	StaleThreshold time.Duration
-	// StaleDegradedRatio: stale/known at or above it degrades the fleet. Default 1.0.
+	// StaleDegradedRatio: stale/known at or above it degrades the fleet
+	// (default kanade.DefaultStaleDegradedRatio).
 	StaleDegradedRatio float64
-	// ProbeTimeout bounds all JetStream probes of one request together. Default 2s.
+	// ProbeTimeout bounds all JetStream probes of one request together
+	// (default DefaultProbeTimeout).
 	ProbeTimeout time.Duration
 	// Auth configures authentication of /api/* and /metrics.
 	Auth auth.Config
@@ -71,21 +78,29 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c *Config) setDefaults() error {
+// DefaultProbeTimeout bounds the JetStream probes of one request when
+// Config.ProbeTimeout is not set: well under a monitor's own timeout, and far
+// above a healthy server's answer.
+const DefaultProbeTimeout = 2 * time.Second
+
+// withDefaults is c with every unset field at its default, or an error
+// naming a required field that is missing. New applies it once; nothing
+// downstream looks at a zero value again.
+func (c Config) withDefaults() (Config, error) {
 	if c.DB == nil {
-		return errors.New("handlers: Config.DB is required")
+		return c, errors.New("handlers: Config.DB is required")
 	}
 	if c.Clock == nil {
 		c.Clock = kanade.SystemClock
 	}
 	if c.StaleThreshold <= 0 {
-		c.StaleThreshold = 2 * time.Minute
+		c.StaleThreshold = kanade.DefaultStaleThreshold
 	}
 	if c.StaleDegradedRatio <= 0 {
-		c.StaleDegradedRatio = 1.0
+		c.StaleDegradedRatio = kanade.DefaultStaleDegradedRatio
 	}
 	if c.ProbeTimeout <= 0 {
-		c.ProbeTimeout = 2 * time.Second
+		c.ProbeTimeout = DefaultProbeTimeout
 	}
 	if c.StallAfter <= 0 {
 		c.StallAfter = kanade.DefaultStallAfter
@@ -96,15 +111,26 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return nil
+	return c, nil
 }
 
-// New builds the handler. The result is safe for concurrent use and holds no
-// state beyond cfg.
-func New(cfg Config) (http.Handler, error) {
-	if err := cfg.setDefaults(); err != nil {
+// Server is the HTTP surface built from a Config: the operations hang off it
+// and read their dependencies from its copy of the configuration, defaults
+// applied. It is an http.Handler, safe for concurrent use, and holds no state
+// beyond that configuration (the metrics live in Config.Registry).
+type Server struct {
+	cfg     Config
+	handler http.Handler // the routes behind instrumentation and auth
+}
+
+// New builds the Server of cfg: every route registered, wrapped in the
+// request metrics and the auth middleware.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
 		return nil, err
 	}
+	srv := &Server{cfg: cfg}
 	mux := http.NewServeMux()
 	hc := huma.DefaultConfig("kanade backend API", kanade.Version)
 	hc.OpenAPIPath = "/api/openapi"
@@ -115,23 +141,27 @@ func New(cfg Config) (http.Handler, error) {
 	hc.CreateHooks = nil
 	api := humago.New(mux, hc)
 
-	registerProbes(mux, &cfg)
+	srv.registerProbes(mux)
 	registerVersion(api)
-	registerHealth(api, &cfg)
-	registerReads(api, &cfg)
-	registerManage(api, &cfg)
-	if err := registerMetrics(mux, &cfg); err != nil {
+	srv.registerHealth(api)
+	srv.registerReads(api)
+	srv.registerManage(api)
+	if err := srv.registerMetrics(mux); err != nil {
 		return nil, err
 	}
-	registerSPA(mux, &cfg)
+	srv.registerSPA(mux)
 
 	measured, err := instrument(cfg.Registry, mux)
 	if err != nil {
 		return nil, err
 	}
-	authed, err := auth.Middleware(cfg.Auth, measured)
-	if err != nil {
+	if srv.handler, err = auth.Middleware(cfg.Auth, measured); err != nil {
 		return nil, err
 	}
-	return authed, nil
+	return srv, nil
+}
+
+// ServeHTTP serves one request through auth, the metrics and the routes.
+func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	srv.handler.ServeHTTP(w, r)
 }

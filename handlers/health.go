@@ -165,7 +165,7 @@ type jetStreamStatusOutput struct {
 	Body         JetStreamStatus
 }
 
-func registerHealth(api huma.API, cfg *Config) {
+func (srv *Server) registerHealth(api huma.API) {
 	registry := api.OpenAPI().Components.Schemas
 	both := func() map[string]*huma.MediaType {
 		return map[string]*huma.MediaType{
@@ -186,14 +186,14 @@ func registerHealth(api huma.API, cfg *Config) {
 			"503": {Description: "degraded; the body says why", Content: both(), Headers: noStore},
 		},
 	}, func(ctx context.Context, in *fleetHealthInput) (*fleetHealthOutput, error) {
-		h := cfg.fleetHealth(ctx)
+		h := srv.fleetHealth(ctx)
 		out := &fleetHealthOutput{Status: http.StatusOK, CacheControl: "no-store", ContentType: mediaJSON, Body: h}
 		if h.Status == fleetDegraded {
 			out.Status = http.StatusServiceUnavailable
 		}
 		if negotiation.SelectQValueFast(in.Accept, []string{mediaJSON, mediaHealth}) == mediaHealth {
 			out.ContentType = mediaHealth
-			out.Body = h.healthCheck(cfg)
+			out.Body = h.healthCheck(srv)
 		}
 		return out, nil
 	})
@@ -206,7 +206,7 @@ func registerHealth(api huma.API, cfg *Config) {
 		Description: "Finished runs with finished_at >= since, one row per job, sorted by p95 descending then job_id.",
 		Tags:        []string{"health"},
 	}, func(ctx context.Context, in *scanDurationsInput) (*scanDurationsOutput, error) {
-		since := cfg.Clock().Add(-recentWindow)
+		since := srv.cfg.Clock().Add(-recentWindow)
 		if in.Since != "" {
 			t, err := kanade.ParseTime(in.Since)
 			if err != nil {
@@ -215,9 +215,9 @@ func registerHealth(api huma.API, cfg *Config) {
 			}
 			since = t
 		}
-		rows, err := cfg.DB.ScanDurations(ctx, since)
+		rows, err := srv.cfg.DB.ScanDurations(ctx, since)
 		if err != nil {
-			cfg.Logger.ErrorContext(ctx, "scan durations", slog.Any("error", err))
+			srv.cfg.Logger.ErrorContext(ctx, "scan durations", slog.Any("error", err))
 			return nil, huma.Error500InternalServerError("scan durations could not be read")
 		}
 		if rows == nil {
@@ -233,12 +233,12 @@ func registerHealth(api huma.API, cfg *Config) {
 		Summary:     "JetStream resources of the bootstrap contract",
 		Tags:        []string{"health"},
 	}, func(ctx context.Context, _ *struct{}) (*jetStreamStatusOutput, error) {
-		ctx, cancel := context.WithTimeout(ctx, cfg.ProbeTimeout)
+		ctx, cancel := context.WithTimeout(ctx, srv.cfg.ProbeTimeout)
 		defer cancel()
 		out := &jetStreamStatusOutput{CacheControl: "no-store", Body: JetStreamStatus{
 			Streams: []ResourceState{}, KVBuckets: []ResourceState{}, ObjectStores: []ResourceState{},
 		}}
-		for _, st := range cfg.probe(ctx) {
+		for _, st := range srv.probe(ctx) {
 			rs := ResourceState{Name: st.Name, Exists: st.Exists}
 			if st.Err != nil {
 				rs.Error = st.Err.Error()
@@ -259,19 +259,19 @@ func registerHealth(api huma.API, cfg *Config) {
 // probe returns exactly one status per resource of the bootstrap contract,
 // in its order, by ctx's deadline: a resource the prober did not report, or
 // did not report in time, is missing with the reason.
-func (cfg *Config) probe(ctx context.Context) []kanade.ResourceStatus {
+func (srv *Server) probe(ctx context.Context) []kanade.ResourceStatus {
 	resources := kanade.Resources(1)
 	out := make([]kanade.ResourceStatus, len(resources))
 	for i, r := range resources {
 		out[i] = kanade.ResourceStatus{Kind: r.Kind, Name: r.Name, Err: errors.New("not probed: no JetStream prober configured")}
 	}
-	if cfg.Prober == nil {
+	if srv.cfg.Prober == nil {
 		return out
 	}
 	// The Prober promises to honour ctx, but it is an interface: a slow one
 	// must not hang the health endpoint.
 	answer := make(chan []kanade.ResourceStatus, 1)
-	go func() { answer <- cfg.Prober.Probe(ctx) }()
+	go func() { answer <- srv.cfg.Prober.Probe(ctx) }()
 	var got []kanade.ResourceStatus
 	select {
 	case got = <-answer:
@@ -298,9 +298,9 @@ func (cfg *Config) probe(ctx context.Context) []kanade.ResourceStatus {
 // fleetHealth computes the rollup from one now. The JetStream probes and the
 // two database reads run concurrently under one ProbeTimeout, so a dead NATS
 // or database gives a prompt, explicit degraded instead of a hung request.
-func (cfg *Config) fleetHealth(ctx context.Context) FleetHealth {
-	now := cfg.Clock().UTC()
-	ctx, cancel := context.WithTimeout(ctx, cfg.ProbeTimeout)
+func (srv *Server) fleetHealth(ctx context.Context) FleetHealth {
+	now := srv.cfg.Clock().UTC()
+	ctx, cancel := context.WithTimeout(ctx, srv.cfg.ProbeTimeout)
 	defer cancel()
 
 	var (
@@ -312,10 +312,10 @@ func (cfg *Config) fleetHealth(ctx context.Context) FleetHealth {
 		projection            FleetProjection
 		projectionErr         error
 	)
-	wg.Go(func() { statuses = cfg.probe(ctx) })
-	wg.Go(func() { known, active, agentsErr = cfg.DB.AgentCounts(ctx, now, cfg.StaleThreshold) })
-	wg.Go(func() { total, failed, resultsErr = cfg.DB.ResultCounts(ctx, now.Add(-recentWindow)) })
-	wg.Go(func() { projection, projectionErr = cfg.projection(ctx, now) })
+	wg.Go(func() { statuses = srv.probe(ctx) })
+	wg.Go(func() { known, active, agentsErr = srv.cfg.DB.AgentCounts(ctx, now, srv.cfg.StaleThreshold) })
+	wg.Go(func() { total, failed, resultsErr = srv.cfg.DB.ResultCounts(ctx, now.Add(-recentWindow)) })
+	wg.Go(func() { projection, projectionErr = srv.projection(ctx, now) })
 	wg.Wait()
 
 	h := FleetHealth{
@@ -329,7 +329,7 @@ func (cfg *Config) fleetHealth(ctx context.Context) FleetHealth {
 			h.Errors = map[string]string{}
 		}
 		h.Errors[part] = err.Error()
-		cfg.Logger.WarnContext(ctx, "fleet health: part failing", slog.String("part", part), slog.Any("error", err))
+		srv.cfg.Logger.WarnContext(ctx, "fleet health: part failing", slog.String("part", part), slog.Any("error", err))
 	}
 
 	var unchecked []string
@@ -367,7 +367,7 @@ func (cfg *Config) fleetHealth(ctx context.Context) FleetHealth {
 
 	switch {
 	case !h.JetStream.AllOK || agentsErr != nil || resultsErr != nil || !h.Projection.AllOK ||
-		cfg.staleDegrades(known, *h.Agents.Stale):
+		srv.staleDegrades(known, *h.Agents.Stale):
 		h.Status = fleetDegraded
 	case known == 0:
 		h.Status = fleetUnknown
@@ -383,27 +383,27 @@ func (cfg *Config) fleetHealth(ctx context.Context) FleetHealth {
 // applies to itself. It fails (with the part's error) only when a stall was
 // found; an unreadable database or JetStream leaves the numbers null and is
 // reported by the other parts.
-func (cfg *Config) projection(ctx context.Context, now time.Time) (FleetProjection, error) {
-	out := FleetProjection{AllOK: true, StallAfterSeconds: cfg.StallAfter.Seconds(), Consumers: []FleetProjecting{}}
+func (srv *Server) projection(ctx context.Context, now time.Time) (FleetProjection, error) {
+	out := FleetProjection{AllOK: true, StallAfterSeconds: srv.cfg.StallAfter.Seconds(), Consumers: []FleetProjecting{}}
 	projections := kanade.Projections()
-	offsets, dbErr := cfg.DB.Offsets(ctx)
+	offsets, dbErr := srv.cfg.DB.Offsets(ctx)
 	var backlogs []kanade.Backlog
-	if dbErr == nil && cfg.Prober != nil {
+	if dbErr == nil && srv.cfg.Prober != nil {
 		after := make(map[string]uint64, len(offsets))
 		for name, o := range offsets {
 			after[name] = o.Seq
 		}
 		// The Prober promises to honour ctx, but it is an interface.
 		answer := make(chan []kanade.Backlog, 1)
-		go func() { answer <- cfg.Prober.Backlogs(ctx, projections, after) }()
+		go func() { answer <- srv.cfg.Prober.Backlogs(ctx, projections, after) }()
 		select {
 		case backlogs = <-answer:
 		case <-ctx.Done():
 		}
 	}
 	local := map[string]kanade.ProjectionProgress{}
-	if cfg.Progress != nil {
-		for _, p := range cfg.Progress() {
+	if srv.cfg.Progress != nil {
+		for _, p := range srv.cfg.Progress() {
 			local[p.Name] = p
 		}
 	}
@@ -437,7 +437,7 @@ func (cfg *Config) projection(ctx context.Context, now time.Time) (FleetProjecti
 				age := max(now.Sub(b.NextTime).Seconds(), 0)
 				c.OldestUnappliedAgeSeconds = &age
 			}
-			if p.Stalled(now, cfg.StallAfter) {
+			if p.Stalled(now, srv.cfg.StallAfter) {
 				c.Stalled = true
 				out.AllOK = false
 				why := fmt.Sprintf("%s: no progress for %s while messages wait (the oldest for %s, %d pending)",
@@ -466,8 +466,8 @@ func since(now, t time.Time) string {
 
 // staleDegrades is the ratio rule: with the default ratio 1.0 only a total
 // blackout degrades, because powered-off laptops are normal.
-func (cfg *Config) staleDegrades(known, stale int64) bool {
-	return known > 0 && float64(stale)/float64(known) >= cfg.StaleDegradedRatio
+func (srv *Server) staleDegrades(known, stale int64) bool {
+	return known > 0 && float64(stale)/float64(known) >= srv.cfg.StaleDegradedRatio
 }
 
 func firstN(s []string, n int) []string {
@@ -479,7 +479,7 @@ func firstN(s []string, n int) []string {
 
 // healthCheck renders h in the IETF health-check format: pass for ok, warn
 // for unknown, fail for degraded, one check per part.
-func (h FleetHealth) healthCheck(cfg *Config) HealthCheck {
+func (h FleetHealth) healthCheck(srv *Server) HealthCheck {
 	out := HealthCheck{
 		Status:      map[string]string{fleetOK: "pass", fleetUnknown: "warn", fleetDegraded: "fail"}[h.Status],
 		Description: "kanade fleet health",
@@ -512,9 +512,9 @@ func (h FleetHealth) healthCheck(cfg *Config) HealthCheck {
 		add("agents:freshness", "stale agents", "fail", "database read failed: "+h.Errors[partAgents], nil)
 	case *h.Agents.Known == 0:
 		add("agents:freshness", "stale agents", "warn", "no agent has reported yet", num(h.Agents.Stale))
-	case cfg.staleDegrades(*h.Agents.Known, *h.Agents.Stale):
+	case srv.staleDegrades(*h.Agents.Known, *h.Agents.Stale):
 		add("agents:freshness", "stale agents", "fail", fmt.Sprintf("%d of %d known agents have not sent a heartbeat for %s (degraded at a stale ratio of %g)",
-			*h.Agents.Stale, *h.Agents.Known, cfg.StaleThreshold, cfg.StaleDegradedRatio), num(h.Agents.Stale))
+			*h.Agents.Stale, *h.Agents.Known, srv.cfg.StaleThreshold, srv.cfg.StaleDegradedRatio), num(h.Agents.Stale))
 	default:
 		add("agents:freshness", "stale agents", "pass", "", num(h.Agents.Stale))
 	}

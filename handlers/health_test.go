@@ -1,7 +1,7 @@
 package handlers_test
 
 import (
-	"database/sql"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -12,14 +12,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/handlers"
+	"github.com/kanade-fleet/backend/storage"
 )
 
-// Agents around the 2-minute stale threshold of testNow.
+// Agents around the default stale threshold (2 minutes) of testNow.
 var (
 	freshAgent    = agent{"PC-FRESH", testNow.Add(-10 * time.Second)}
-	boundaryAgent = agent{"PC-BOUNDARY", testNow.Add(-2 * time.Minute)} // exactly at the cutoff: active
-	aheadAgent    = agent{"PC-AHEAD", testNow.Add(30 * time.Second)}    // clock ahead: active
-	justStale     = agent{"PC-JUST-STALE", testNow.Add(-2*time.Minute - time.Nanosecond)}
+	boundaryAgent = agent{"PC-BOUNDARY", testNow.Add(-kanade.DefaultStaleThreshold)} // exactly at the cutoff: active
+	aheadAgent    = agent{"PC-AHEAD", testNow.Add(30 * time.Second)}                 // clock ahead: active
+	justStale     = agent{"PC-JUST-STALE", testNow.Add(-kanade.DefaultStaleThreshold - time.Nanosecond)}
 	longStale     = agent{"PC-OFF", testNow.Add(-3 * time.Hour)}
 )
 
@@ -243,12 +244,13 @@ func TestFleetHealth(t *testing.T) {
 			agents: []agent{freshAgent},
 			runs:   sampleRuns,
 			breakIt: func(t *testing.T, e *env) {
-				raw, err := sql.Open("sqlite", e.dbPath)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer raw.Close()
-				if _, err := raw.Exec(`DROP TABLE agent_minutes`); err != nil {
+				// Through the store's own write connection, so it breaks
+				// the same way on SQLite and on sqld.
+				ctx := context.Background()
+				if err := e.db.Update(ctx, func(tx *storage.Tx) error {
+					_, err := tx.Exec(ctx, `DROP TABLE agent_minutes`)
+					return err
+				}); err != nil {
 					t.Fatal(err)
 				}
 			},

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/storage"
+	"github.com/kanade-fleet/backend/storage/storagetest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -39,10 +39,10 @@ func (c *fakeClock) Now() time.Time {
 	return c.t
 }
 
-// env is one handler over a real SQLite file and a real embedded NATS.
+// env is one handler over a real database (storagetest: SQLite, or sqld
+// when KANADE_TEST_SQLD is set) and a real embedded NATS.
 type env struct {
 	t        testing.TB
-	dbPath   string
 	db       *storage.DB
 	nats     *bustest.Server
 	clock    *fakeClock
@@ -56,12 +56,7 @@ type env struct {
 func newEnv(t testing.TB, tweak func(*handlers.Config)) *env {
 	t.Helper()
 	e := &env{t: t, clock: &fakeClock{t: testNow}, registry: prometheus.NewRegistry()}
-	e.dbPath = filepath.Join(t.TempDir(), "kanade.db")
-	db, err := storage.Open(context.Background(), e.dbPath, storage.Options{Clock: e.clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storagetest.Open(t, e.clock.Now)
 	e.db = db
 	e.nats = bustest.StartBootstrapped(t)
 	e.cfg = handlers.Config{
@@ -75,8 +70,8 @@ func newEnv(t testing.TB, tweak func(*handlers.Config)) *env {
 	if tweak != nil {
 		tweak(&e.cfg)
 	}
-	e.h, err = handlers.New(e.cfg)
-	if err != nil {
+	var err error
+	if e.h, err = handlers.New(e.cfg); err != nil {
 		t.Fatal(err)
 	}
 	return e

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"reflect"
-	"regexp"
 	"strings"
 	"time"
 
@@ -129,7 +127,7 @@ type upcomingOutput struct {
 	}
 }
 
-func registerManage(api huma.API, cfg *Config) {
+func (srv *Server) registerManage(api huma.API) {
 	op := func(method, id, path, summary, description string) huma.Operation {
 		o := huma.Operation{OperationID: id, Method: method, Path: path,
 			Summary: summary, Description: description, Tags: []string{"manage"}}
@@ -145,27 +143,18 @@ func registerManage(api huma.API, cfg *Config) {
 		`A value that is not JSON at all cannot be, and answers 500 pointing at the list, which shows its text.`
 
 	jobs := manageKind{bucket: kanade.BucketJobs, noun: "job", upsert: actionJobUpsert, del: actionJobDelete,
-		parse: parseJob}
+		parse:  func(key string, data []byte) error { _, err := kanade.ParseManifest(key, data); return err },
+		plural: "Job manifests", title: "job manifest", put: srv.putJob, remove: srv.deleteJob,
+		putDoc: "Validates the manifest (422 naming the field), requires its id to equal the path's, stores it in KV jobs with its unknown fields, " +
+			"publishes the audit event job_upsert and answers the stored value.",
+		deleteDoc: "404 when there is no such job; 409 naming the schedules that still run it. Publishes the audit event job_delete."}
 	schedules := manageKind{bucket: kanade.BucketSchedules, noun: "schedule", upsert: actionScheduleUpsert, del: actionScheduleDelete,
-		parse: func(key string, data []byte) error { _, err := kanade.ParseSchedule(key, data); return err }}
-
-	huma.Register(api, op(http.MethodGet, "list-jobs", "/api/jobs", "Job manifests", listDoc),
-		func(ctx context.Context, _ *struct{}) (*manageListOutput, error) { return cfg.manageList(ctx, jobs) })
-	huma.Register(api, op(http.MethodGet, "get-job", "/api/jobs/{id}", "One job manifest", getDoc),
-		func(ctx context.Context, in *manageIDInput) (*manageValueOutput, error) {
-			return cfg.manageGet(ctx, jobs, in.ID)
-		})
-	huma.Register(api, op(http.MethodPut, "put-job", "/api/jobs/{id}", "Create or replace a job manifest",
-		"Validates the manifest (422 naming the field), requires its id to equal the path's, stores it in KV jobs with its unknown fields, "+
-			"publishes the audit event job_upsert and answers the stored value."),
-		func(ctx context.Context, in *managePutInput) (*manageValueOutput, error) {
-			return cfg.putJob(ctx, in.ID, in.Body)
-		})
-	huma.Register(api, op(http.MethodDelete, "delete-job", "/api/jobs/{id}", "Delete a job manifest",
-		"404 when there is no such job; 409 naming the schedules that still run it. Publishes the audit event job_delete."),
-		func(ctx context.Context, in *manageIDInput) (*struct{}, error) {
-			return nil, cfg.deleteJob(ctx, jobs, in.ID)
-		})
+		parse:  func(key string, data []byte) error { _, err := kanade.ParseSchedule(key, data); return err },
+		plural: "Schedules", title: "schedule", put: srv.putSchedule,
+		remove: func(ctx context.Context, k manageKind, id string) error { return srv.deleteEntry(ctx, k, id, nil) },
+		putDoc: "Validates the whole schedule (422 naming the field; its id must equal the path's) and that its job_id names a job in KV jobs, " +
+			"stores the body as sent, publishes the audit event schedule_upsert and answers the stored value.",
+		deleteDoc: "404 when there is no such schedule. Publishes the audit event schedule_delete."}
 
 	// Registered before /api/schedules/{id}; net/http prefers the literal
 	// path anyway, so a schedule named "upcoming" is reachable by PUT and
@@ -174,27 +163,23 @@ func registerManage(api huma.API, cfg *Config) {
 		"The next fire instants after now of the calendar schedules the worker drives (enabled, runs_on backend), soonest first, then by schedule id; "+
 			"a daily schedule appears once per day in the list. Values that do not validate are skipped (GET /api/schedules shows them)."),
 		func(ctx context.Context, in *upcomingInput) (*upcomingOutput, error) {
-			return cfg.upcoming(ctx, in.Limit)
+			return srv.upcoming(ctx, in.Limit)
 		})
-	huma.Register(api, op(http.MethodGet, "list-schedules", "/api/schedules", "Schedules", listDoc),
-		func(ctx context.Context, _ *struct{}) (*manageListOutput, error) {
-			return cfg.manageList(ctx, schedules)
-		})
-	huma.Register(api, op(http.MethodGet, "get-schedule", "/api/schedules/{id}", "One schedule", getDoc),
-		func(ctx context.Context, in *manageIDInput) (*manageValueOutput, error) {
-			return cfg.manageGet(ctx, schedules, in.ID)
-		})
-	huma.Register(api, op(http.MethodPut, "put-schedule", "/api/schedules/{id}", "Create or replace a schedule",
-		"Validates the whole schedule (422 naming the field; its id must equal the path's) and that its job_id names a job in KV jobs, "+
-			"stores the body as sent, publishes the audit event schedule_upsert and answers the stored value."),
-		func(ctx context.Context, in *managePutInput) (*manageValueOutput, error) {
-			return cfg.putSchedule(ctx, in.ID, in.Body)
-		})
-	huma.Register(api, op(http.MethodDelete, "delete-schedule", "/api/schedules/{id}", "Delete a schedule",
-		"404 when there is no such schedule. Publishes the audit event schedule_delete."),
-		func(ctx context.Context, in *manageIDInput) (*struct{}, error) {
-			return nil, cfg.deleteEntry(ctx, schedules, in.ID, nil)
-		})
+	for _, k := range []manageKind{jobs, schedules} {
+		list, one := "/api/"+k.noun+"s", "/api/"+k.noun+"s/{id}"
+		huma.Register(api, op(http.MethodGet, "list-"+k.noun+"s", list, k.plural, listDoc),
+			func(ctx context.Context, _ *struct{}) (*manageListOutput, error) { return srv.manageList(ctx, k) })
+		huma.Register(api, op(http.MethodGet, "get-"+k.noun, one, "One "+k.title, getDoc),
+			func(ctx context.Context, in *manageIDInput) (*manageValueOutput, error) {
+				return srv.manageGet(ctx, k, in.ID)
+			})
+		huma.Register(api, op(http.MethodPut, "put-"+k.noun, one, "Create or replace a "+k.title, k.putDoc),
+			func(ctx context.Context, in *managePutInput) (*manageValueOutput, error) {
+				return k.put(ctx, in.ID, in.Body)
+			})
+		huma.Register(api, op(http.MethodDelete, "delete-"+k.noun, one, "Delete a "+k.title, k.deleteDoc),
+			func(ctx context.Context, in *manageIDInput) (*struct{}, error) { return nil, k.remove(ctx, k, in.ID) })
+	}
 }
 
 // manageKind is what differs between the jobs and the schedules endpoints.
@@ -202,83 +187,43 @@ type manageKind struct {
 	bucket, noun, upsert, del string
 	// parse reports why a stored value is unusable (nil when it is fine).
 	parse func(key string, data []byte) error
+	// plural and title name the kind in the operations' summaries ("Job
+	// manifests", "job manifest"); putDoc and deleteDoc describe its PUT and
+	// DELETE.
+	plural, title, putDoc, deleteDoc string
+	// put validates and stores a body; remove deletes an entry after the
+	// kind's own checks.
+	put    func(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error)
+	remove func(ctx context.Context, k manageKind, id string) error
 }
 
-// parseJob is the list's check of a stored manifest: it must decode,
-// validate, and carry its own key as id.
-func parseJob(key string, data []byte) error {
-	var m kanade.Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		return manifestJSONError(err)
-	}
-	if err := m.Validate(); err != nil {
-		return err
-	}
-	if m.ID != key {
-		return fmt.Errorf("id: %q does not equal the key %q", m.ID, key)
-	}
-	return nil
-}
-
-// manifestJSONError names the field of a type mismatch instead of a Go type.
-func manifestJSONError(err error) error {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		field := te.Field
-		if field == "" {
-			field = "manifest"
-		}
-		return fmt.Errorf("%s: got a JSON %s, want %s", field, te.Value, jsonKind(te.Type))
-	}
-	return fmt.Errorf("manifest: %w", err)
-}
-
-// jsonKind names the JSON shape a Go type decodes from.
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Struct, reflect.Map, reflect.Pointer:
-		return "an object"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	default:
-		return "a number"
-	}
-}
-
-// keyRe and validKey mirror the KV key rule of nats.go (unexported there), so
-// an id that could never be a key is answered 404/422, not 503.
-var keyRe = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
-
-func validKey(k string) bool {
-	return keyRe.MatchString(k) && k[0] != '.' && k[len(k)-1] != '.' && !strings.Contains(k, "..")
-}
-
-// fieldRe matches the field path the root package puts before ": " in its
-// validation errors (execute.shell, when.calendar.days[0], ...).
-var fieldRe = regexp.MustCompile(`^[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*$`)
-
-// invalid is the 422 of a body that does not validate; the detail is the
-// root package's error, which names the field, and the location points at it.
+// invalid is the 422 of a body that does not validate, the one place where
+// a validation error becomes a problem. A *kanade.FieldError in err's chain
+// names the field, and the problem's location points at it
+// (body.execute.shell, body.when.calendar.days[0]); any other error is about
+// the body as a whole (location body). The detail is the error's text.
 func invalid(err error) error {
 	msg := err.Error()
 	loc := "body"
-	if field, _, ok := strings.Cut(msg, ": "); ok && fieldRe.MatchString(field) {
-		loc += "." + field
+	var fe *kanade.FieldError
+	if errors.As(err, &fe) {
+		loc += "." + fe.Field
 	}
 	return huma.Error422UnprocessableEntity(msg, &huma.ErrorDetail{Location: loc, Message: msg})
 }
 
+// invalidKey is the FieldError of a field whose value cannot be a KV key.
+func invalidKey(field, value string) error {
+	return &kanade.FieldError{Field: field, Rule: "must be a KV key (letters, digits and - / _ = .)", Excerpt: kanade.Clip(value)}
+}
+
 // bus is the current JetStream client, or a 503 problem saying why there is
 // none.
-func (cfg *Config) bus() (*bus.Client, error) {
-	if cfg.Bus == nil {
+func (srv *Server) bus() (*bus.Client, error) {
+	if srv.cfg.Bus == nil {
 		return nil, huma.Error503ServiceUnavailable("NATS is not configured")
 	}
-	c, err := cfg.Bus()
+	c, err := srv.cfg.Bus()
 	if err != nil {
 		return nil, huma.Error503ServiceUnavailable(err.Error())
 	}
@@ -288,8 +233,8 @@ func (cfg *Config) bus() (*bus.Client, error) {
 // natsProblem maps a NATS error to 503 (the only errors left once input has
 // been checked are NATS being unreachable, slow or not bootstrapped), logged
 // here, at the edge.
-func (cfg *Config) natsProblem(ctx context.Context, what string, err error) error {
-	cfg.Logger.ErrorContext(ctx, what, slog.Any("error", err))
+func (srv *Server) natsProblem(ctx context.Context, what string, err error) error {
+	srv.cfg.Logger.ErrorContext(ctx, what, slog.Any("error", err))
 	if errors.Is(err, bus.ErrNotFound) {
 		return huma.Error503ServiceUnavailable(what + ": the bucket does not exist (NATS not bootstrapped?)")
 	}
@@ -297,39 +242,55 @@ func (cfg *Config) natsProblem(ctx context.Context, what string, err error) erro
 }
 
 // entries lists bucket, or answers why not.
-func (cfg *Config) entries(ctx context.Context, bucket string) ([]bus.Entry, error) {
-	c, err := cfg.bus()
+func (srv *Server) entries(ctx context.Context, bucket string) ([]bus.Entry, error) {
+	c, err := srv.bus()
 	if err != nil {
 		return nil, err
 	}
 	es, err := c.Entries(ctx, bucket)
 	if err != nil {
-		return nil, cfg.natsProblem(ctx, "list KV "+bucket, err)
+		return nil, srv.natsProblem(ctx, "list KV "+bucket, err)
 	}
 	return es, nil
 }
 
-// get reads id from k's bucket; an id that could never be a key is not
-// found (404), not a NATS failure.
-func (cfg *Config) get(ctx context.Context, k manageKind, id string) (bus.Entry, error) {
-	c, err := cfg.bus()
+// errNoSuchKey says a get found no key (404 for the entry itself, 422 for a
+// reference to it).
+var errNoSuchKey = errors.New("no such key")
+
+// get reads id from bucket; an id that could never be a key is simply not
+// found, not a NATS failure.
+func (srv *Server) get(ctx context.Context, bucket, id string) (bus.Entry, error) {
+	c, err := srv.bus()
 	if err != nil {
 		return bus.Entry{}, err
 	}
-	if !validKey(id) {
-		return bus.Entry{}, huma.Error404NotFound(fmt.Sprintf("no %s %q", k.noun, id))
+	if !kanade.ValidKVKey(id) {
+		return bus.Entry{}, errNoSuchKey
 	}
-	e, err := c.Get(ctx, k.bucket, id)
-	if err != nil {
-		return bus.Entry{}, cfg.getProblem(ctx, k, id, err)
+	e, err := c.Get(ctx, bucket, id)
+	switch {
+	case errors.Is(err, bus.ErrNotFound) && !strings.Contains(err.Error(), "not bootstrapped"):
+		return bus.Entry{}, errNoSuchKey
+	case err != nil:
+		return bus.Entry{}, srv.natsProblem(ctx, "get "+bucket, err)
 	}
 	return e, nil
 }
 
-func (cfg *Config) manageList(ctx context.Context, k manageKind) (*manageListOutput, error) {
+// getEntry is get for the entry a route names: 404 when it is not there.
+func (srv *Server) getEntry(ctx context.Context, k manageKind, id string) (bus.Entry, error) {
+	e, err := srv.get(ctx, k.bucket, id)
+	if errors.Is(err, errNoSuchKey) {
+		return e, huma.Error404NotFound(fmt.Sprintf("no %s %q", k.noun, id))
+	}
+	return e, err
+}
+
+func (srv *Server) manageList(ctx context.Context, k manageKind) (*manageListOutput, error) {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	es, err := cfg.entries(ctx, k.bucket)
+	es, err := srv.entries(ctx, k.bucket)
 	if err != nil {
 		return nil, err
 	}
@@ -351,10 +312,10 @@ func (cfg *Config) manageList(ctx context.Context, k manageKind) (*manageListOut
 	return out, nil
 }
 
-func (cfg *Config) manageGet(ctx context.Context, k manageKind, id string) (*manageValueOutput, error) {
+func (srv *Server) manageGet(ctx context.Context, k manageKind, id string) (*manageValueOutput, error) {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	e, err := cfg.get(ctx, k, id)
+	e, err := srv.getEntry(ctx, k, id)
 	if err != nil {
 		return nil, err
 	}
@@ -366,26 +327,14 @@ func (cfg *Config) manageGet(ctx context.Context, k manageKind, id string) (*man
 	return &manageValueOutput{Body: jsonValue(e.Value)}, nil
 }
 
-func (cfg *Config) getProblem(ctx context.Context, k manageKind, id string, err error) error {
-	if errors.Is(err, bus.ErrNotFound) && !strings.Contains(err.Error(), "not bootstrapped") {
-		return huma.Error404NotFound(fmt.Sprintf("no %s %q", k.noun, id))
-	}
-	return cfg.natsProblem(ctx, "get "+k.noun, err)
-}
-
-func (cfg *Config) putJob(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
-	var m kanade.Manifest
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, invalid(manifestJSONError(err))
-	}
-	if err := m.Validate(); err != nil {
+func (srv *Server) putJob(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
+	// The path's id is the key the manifest is stored under.
+	m, err := kanade.ParseManifest(id, body)
+	if err != nil {
 		return nil, invalid(err)
 	}
-	if m.ID != id {
-		return nil, invalid(fmt.Errorf("id: %q does not equal the id in the path %q", m.ID, id))
-	}
-	if !validKey(m.ID) {
-		return nil, invalid(fmt.Errorf("id: %q is not a valid KV key (letters, digits and - / _ = .)", m.ID))
+	if !kanade.ValidKVKey(m.ID) {
+		return nil, invalid(invalidKey("id", m.ID))
 	}
 	// The manifest's own JSON: the known fields as decoded and the unknown
 	// ones verbatim (Manifest.Extra).
@@ -396,25 +345,25 @@ func (cfg *Config) putJob(ctx context.Context, id string, body jsonValue) (*mana
 
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	c, err := cfg.bus()
+	c, err := srv.bus()
 	if err != nil {
 		return nil, err
 	}
 	rev, err := c.Put(ctx, kanade.BucketJobs, id, value)
 	if err != nil {
-		return nil, cfg.natsProblem(ctx, "put job", err)
+		return nil, srv.natsProblem(ctx, "put job", err)
 	}
-	cfg.audit(ctx, actionJobUpsert, id, auditPayload{ID: id, Revision: rev, Value: value})
+	srv.audit(ctx, actionJobUpsert, id, auditPayload{ID: id, Revision: rev, Value: value})
 	return &manageValueOutput{Body: value}, nil
 }
 
-func (cfg *Config) putSchedule(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
+func (srv *Server) putSchedule(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
 	s, err := kanade.ParseSchedule(id, body)
 	if err != nil {
 		return nil, invalid(err)
 	}
-	if !validKey(id) {
-		return nil, invalid(fmt.Errorf("id: %q is not a valid KV key (letters, digits and - / _ = .)", id))
+	if !kanade.ValidKVKey(id) {
+		return nil, invalid(invalidKey("id", id))
 	}
 	// The body as sent (compacted): ParseSchedule's defaults are applied by
 	// every reader anyway, and fields this backend does not know survive.
@@ -425,33 +374,33 @@ func (cfg *Config) putSchedule(ctx context.Context, id string, body jsonValue) (
 
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	c, err := cfg.bus()
-	if err != nil {
-		return nil, err
-	}
 	// Best effort: a job deleted between this check and the Put below leaves
 	// a dangling schedule, which the worker reports when it fires. KV offers
 	// no transaction across two buckets.
-	if _, err := cfg.get(ctx, manageKind{bucket: kanade.BucketJobs, noun: "job"}, s.JobID); err != nil {
-		var se huma.StatusError
-		if errors.As(err, &se) && se.GetStatus() == http.StatusNotFound {
-			return nil, invalid(fmt.Errorf("job_id: no job %q in KV jobs (PUT /api/jobs/{id} it first)", s.JobID))
+	if _, err := srv.get(ctx, kanade.BucketJobs, s.JobID); err != nil {
+		if errors.Is(err, errNoSuchKey) {
+			return nil, invalid(&kanade.FieldError{Field: "job_id", Rule: "must name a job in KV jobs (PUT /api/jobs/{id} it first)",
+				Excerpt: kanade.Clip(s.JobID)})
 		}
+		return nil, err
+	}
+	c, err := srv.bus()
+	if err != nil {
 		return nil, err
 	}
 	rev, err := c.Put(ctx, kanade.BucketSchedules, id, value.Bytes())
 	if err != nil {
-		return nil, cfg.natsProblem(ctx, "put schedule", err)
+		return nil, srv.natsProblem(ctx, "put schedule", err)
 	}
-	cfg.audit(ctx, actionScheduleUpsert, id, auditPayload{ID: id, Revision: rev, Value: value.Bytes()})
+	srv.audit(ctx, actionScheduleUpsert, id, auditPayload{ID: id, Revision: rev, Value: value.Bytes()})
 	return &manageValueOutput{Body: value.Bytes()}, nil
 }
 
 // deleteJob refuses to delete a job that schedules still run: they would
 // fail at every firing, silently to whoever deleted the job.
-func (cfg *Config) deleteJob(ctx context.Context, k manageKind, id string) error {
-	return cfg.deleteEntry(ctx, k, id, func(ctx context.Context) error {
-		es, err := cfg.entries(ctx, kanade.BucketSchedules)
+func (srv *Server) deleteJob(ctx context.Context, k manageKind, id string) error {
+	return srv.deleteEntry(ctx, k, id, func(ctx context.Context) error {
+		es, err := srv.entries(ctx, kanade.BucketSchedules)
 		if err != nil {
 			return err
 		}
@@ -479,10 +428,10 @@ func (cfg *Config) deleteJob(ctx context.Context, k manageKind, id string) error
 // deleteEntry deletes id from k's bucket after check (nil: none) allowed it.
 // The delete is conditional on the revision that was found, so a value
 // replaced meanwhile is not removed unseen.
-func (cfg *Config) deleteEntry(ctx context.Context, k manageKind, id string, check func(context.Context) error) error {
+func (srv *Server) deleteEntry(ctx context.Context, k manageKind, id string, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	e, err := cfg.get(ctx, k, id)
+	e, err := srv.getEntry(ctx, k, id)
 	if err != nil {
 		return err
 	}
@@ -491,7 +440,7 @@ func (cfg *Config) deleteEntry(ctx context.Context, k manageKind, id string, che
 			return err
 		}
 	}
-	c, err := cfg.bus()
+	c, err := srv.bus()
 	if err != nil {
 		return err
 	}
@@ -499,16 +448,16 @@ func (cfg *Config) deleteEntry(ctx context.Context, k manageKind, id string, che
 		if errors.Is(err, bus.ErrChanged) {
 			return huma.Error409Conflict(fmt.Sprintf("%s %q changed while it was being deleted; look at it again", k.noun, id))
 		}
-		return cfg.natsProblem(ctx, "delete "+k.noun, err)
+		return srv.natsProblem(ctx, "delete "+k.noun, err)
 	}
-	cfg.audit(ctx, k.del, id, auditPayload{ID: id, PreviousRevision: e.Revision})
+	srv.audit(ctx, k.del, id, auditPayload{ID: id, PreviousRevision: e.Revision})
 	return nil
 }
 
-func (cfg *Config) upcoming(ctx context.Context, limit int) (*upcomingOutput, error) {
+func (srv *Server) upcoming(ctx context.Context, limit int) (*upcomingOutput, error) {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	es, err := cfg.entries(ctx, kanade.BucketSchedules)
+	es, err := srv.entries(ctx, kanade.BucketSchedules)
 	if err != nil {
 		return nil, err
 	}
@@ -519,7 +468,7 @@ func (cfg *Config) upcoming(ctx context.Context, limit int) (*upcomingOutput, er
 		}
 	}
 	out := &upcomingOutput{}
-	out.Body.Items = kanade.UpcomingFirings(schedules, cfg.Clock(), min(limit, upcomingMax))
+	out.Body.Items = kanade.UpcomingFirings(schedules, srv.cfg.Clock(), min(limit, upcomingMax))
 	if out.Body.Items == nil {
 		out.Body.Items = []kanade.Firing{}
 	}
@@ -549,7 +498,7 @@ type auditPayload struct {
 // that is already done). It is logged instead, loudly, as the audit trail
 // now misses an entry. The publish is detached from the request's
 // cancellation so a client that hangs up does not cost the audit entry.
-func (cfg *Config) audit(ctx context.Context, action, target string, p auditPayload) {
+func (srv *Server) audit(ctx context.Context, action, target string, p auditPayload) {
 	caller, _ := auth.CallerFrom(ctx)
 	p.Caller = caller.Subject
 	actor := caller.Subject
@@ -557,7 +506,7 @@ func (cfg *Config) audit(ctx context.Context, action, target string, p auditPayl
 		actor = operatorActor
 	}
 	log := func(err error) {
-		cfg.Logger.ErrorContext(ctx, "audit event lost after a successful write",
+		srv.cfg.Logger.ErrorContext(ctx, "audit event lost after a successful write",
 			slog.String("action", action), slog.String("target", kanade.Clip(target)), slog.Any("error", err))
 	}
 	payload, err := json.Marshal(p)
@@ -566,8 +515,8 @@ func (cfg *Config) audit(ctx context.Context, action, target string, p auditPayl
 		return
 	}
 	ev := kanade.AuditEvent{Actor: actor, Action: action, Target: &target, Payload: payload,
-		OccurredAt: kanade.Timestamp{Time: cfg.Clock().UTC()}}
-	c, err := cfg.bus()
+		OccurredAt: kanade.Timestamp{Time: srv.cfg.Clock().UTC()}}
+	c, err := srv.bus()
 	if err != nil {
 		log(err)
 		return

@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/handlers"
+	"github.com/kanade-fleet/backend/internal/testkit"
 	"github.com/kanade-fleet/backend/storage/storagetest"
 	"github.com/nats-io/nats.go"
 )
@@ -32,37 +31,19 @@ var manageNow = time.Date(2026, 6, 22, 8, 30, 0, 0, time.UTC)
 // manageSecret signs the JWTs of the audit-actor test.
 var manageSecret = []byte("manage-test-jwt-secret-0123456789abcdef")
 
-// syncBuffer collects the handler's log lines across goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // manageEnv is the whole handler over a real SQLite file and a real,
 // bootstrapped embedded NATS whose JetStream the manage endpoints use.
 type manageEnv struct {
 	t     *testing.T
 	nats  *bustest.Server
 	clock *fakeClock
-	logs  *syncBuffer
+	logs  *testkit.SyncBuffer
 	h     http.Handler
 }
 
 func newManageEnv(t *testing.T, tweak func(*handlers.Config)) *manageEnv {
 	t.Helper()
-	e := &manageEnv{t: t, nats: bustest.StartBootstrapped(t), clock: &fakeClock{t: manageNow}, logs: &syncBuffer{}}
+	e := &manageEnv{t: t, nats: bustest.StartBootstrapped(t), clock: &fakeClock{t: manageNow}, logs: &testkit.SyncBuffer{}}
 	cfg := handlers.Config{
 		DB:     storagetest.Open(t, e.clock.Now),
 		Bus:    bus.Static(e.nats.Bus),
@@ -376,27 +357,47 @@ func TestManageValidation(t *testing.T) {
 		body     string
 		status   int
 		field    string // must appear in the detail
-		location string // errors[0].location, when the field is known
+		location string // errors[0].location: body.<field>, or body for the document as a whole
 	}{
 		{"a job with an unknown shell", "/api/jobs/bad", badJob(`"shell":"bash"`), 422, "execute.shell", "body.execute.shell"},
 		{"a job whose id is not the path's", "/api/jobs/other", jobJSON("bad", "1"), 422, "id", "body.id"},
 		{"a job without an id", "/api/jobs/bad", `{"version":"1","execute":{"shell":"sh","script":"x","timeout":"1m"}}`, 422, "id", "body.id"},
 		{"a job with a timeout that is not a duration", "/api/jobs/bad", strings.Replace(jobJSON("bad", "1"), "60s", "soon", 1), 422, "execute.timeout", "body.execute.timeout"},
-		{"a job whose version is a number", "/api/jobs/bad", strings.Replace(jobJSON("bad", "1"), `"1"`, `1`, 1), 422, "version: got a JSON number, want a string", "body.version"},
+		{"a job whose version is a number", "/api/jobs/bad", strings.Replace(jobJSON("bad", "1"), `"1"`, `1`, 1), 422, "version must be a string (got a JSON number)", "body.version"},
 		{"a job whose id cannot be a KV key", "/api/jobs/a:b", jobJSON("a:b", "1"), 422, "id", "body.id"},
-		{"a job whose execute is a string", "/api/jobs/bad", `{"id":"bad","version":"1","execute":"sh -c x"}`, 422, "execute: got a JSON string, want an object", "body.execute"},
-		{"a job body that is an array", "/api/jobs/bad", `[1]`, 422, "", ""},
+		{"a job whose execute is a string", "/api/jobs/bad", `{"id":"bad","version":"1","execute":"sh -c x"}`, 422, "execute must be an object (got a JSON string)", "body.execute"},
+		{"a job whose script is a list", "/api/jobs/bad", strings.Replace(jobJSON("bad", "1"), `"script":"echo hi"`, `"script":["echo hi"]`, 1), 422,
+			"execute.script must be a string", "body.execute.script"},
+		{"a job with a bad rollout delay", "/api/jobs/bad",
+			strings.Replace(jobJSON("bad", "1"), `"id":"bad"`, `"id":"bad","rollout":{"strategy":"wave","waves":[{"group":"a"},{"group":"b","delay":"later"}]}`, 1), 422,
+			`rollout.waves[1].delay "later" must be a duration`, "body.rollout.waves[1].delay"},
+		{"a job with a target pc that is not a token", "/api/jobs/bad",
+			strings.Replace(jobJSON("bad", "1"), `"id":"bad"`, `"id":"bad","target":{"pcs":["PC-1","PC 2"]}`, 1), 422,
+			`target.pcs[1] "PC 2" must be a subject token`, "body.target.pcs[1]"},
+		{"a job body that is an array", "/api/jobs/bad", `[1]`, 422, "validation failed", "body"},
 		{"a job body that is not JSON", "/api/jobs/bad", `{"id":`, 400, "", ""},
 		{"a job without a body", "/api/jobs/bad", ``, 400, "", ""},
 		{"a schedule with two when kinds", "/api/schedules/bad",
 			`{"id":"bad","when":{"per_pc":"once","calendar":{"at":"09:00"}},"job_id":"nightly","target":{"all":true}}`, 422, "when", "body.when"},
 		{"a schedule for a missing job", "/api/schedules/bad", calendarJSON("bad", "ghost", "09:00", ""), 422, "job_id", "body.job_id"},
 		{"a schedule whose job_id cannot be a key", "/api/schedules/bad", calendarJSON("bad", "no such job", "09:00", ""), 422, "job_id", "body.job_id"},
-		{"a schedule whose id is not the path's", "/api/schedules/other", calendarJSON("bad", "nightly", "09:00", ""), 422, "id", ""},
+		{"a schedule whose id is not the path's", "/api/schedules/other", calendarJSON("bad", "nightly", "09:00", ""), 422, `id "bad" must equal the key "other"`, "body.id"},
+		{"a schedule with a calendar at out of range", "/api/schedules/bad", calendarJSON("bad", "nightly", "24:00", ""), 422,
+			`when.calendar.at "24:00" must be`, "body.when.calendar.at"},
+		{"a schedule whose second day is unknown", "/api/schedules/bad", `{"id":"bad","when":{"calendar":{"at":"09:00","days":["mon","someday"]}},"job_id":"nightly","target":{"all":true}}`,
+			422, `when.calendar.days[1] "someday" must be a day`, "body.when.calendar.days[1]"},
+		{"a schedule whose days are not a list", "/api/schedules/bad", `{"id":"bad","when":{"calendar":{"at":"09:00","days":"mon"}},"job_id":"nightly","target":{"all":true}}`,
+			422, "when.calendar.days must be an array (got a JSON string)", "body.when.calendar.days"},
+		{"a schedule with a zero per_pc interval", "/api/schedules/bad", `{"id":"bad","when":{"per_pc":{"every":"0s"}},"job_id":"nightly","target":{"all":true}}`,
+			422, `when.per_pc.every "0s" must be greater than zero`, "body.when.per_pc.every"},
+		{"a schedule whose active window ends before it starts", "/api/schedules/bad",
+			`{"id":"bad","when":{"per_pc":"once"},"job_id":"nightly","target":{"all":true},"active":{"from":"2026-07-01","until":"2026-06-01"}}`,
+			422, `active.until "2026-06-01" must be after active.from "2026-07-01"`, "body.active.until"},
+		{"a schedule body that is not an object", "/api/schedules/bad", `"daily"`, 422, "validation failed", "body"},
 		{"a schedule with an unknown day", "/api/schedules/bad", `{"id":"bad","when":{"calendar":{"at":"09:00","days":["someday"]}},"job_id":"nightly","target":{"all":true}}`,
 			422, "when.calendar.days[0]", "body.when.calendar.days[0]"},
 		{"a schedule with an empty target", "/api/schedules/bad", `{"id":"bad","when":{"per_target":"once"},"job_id":"nightly","target":{}}`, 422, "target", "body.target"},
-		{"a schedule whose when is a string", "/api/schedules/bad", `{"id":"bad","when":"daily","job_id":"nightly","target":{"all":true}}`, 422, "when", ""},
+		{"a schedule whose when is a string", "/api/schedules/bad", `{"id":"bad","when":"daily","job_id":"nightly","target":{"all":true}}`, 422, "when must be an object", "body.when"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -667,17 +668,17 @@ func TestManageListsBrokenValues(t *testing.T) {
 		return out
 	}
 	wantJobs := []item{
-		{"bad-shell", `execute.shell: "bash" is not one of powershell, pwsh, cmd, sh`, "", "json"},
+		{"bad-shell", `execute.shell "bash" must be one of powershell, pwsh, cmd, sh`, "", "json"},
 		{"garbage", "the stored value is not JSON", "not json {", ""},
 		{"good", "", "", "json"},
-		{"wrong-id", `id: "right-id" does not equal the key "wrong-id"`, "", "json"},
+		{"wrong-id", `id "right-id" must equal the key "wrong-id"`, "", "json"},
 	}
 	if diff := cmp.Diff(wantJobs, summary(e.list("/api/jobs"))); diff != "" {
 		t.Errorf("jobs (-want +got):\n%s", diff)
 	}
 	wantSchedules := []item{
 		{"fine", "", "", "json"},
-		{"two-kinds", "when: exactly one of per_pc, per_target, calendar", "", "json"},
+		{"two-kinds", "when must have exactly one of per_pc, per_target, calendar", "", "json"},
 	}
 	if diff := cmp.Diff(wantSchedules, summary(e.list("/api/schedules"))); diff != "" {
 		t.Errorf("schedules (-want +got):\n%s", diff)

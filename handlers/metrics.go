@@ -13,18 +13,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// registerMetrics serves cfg.Registry on /metrics and registers on it the
+// registerMetrics serves Config.Registry on /metrics and registers on it the
 // fleet rollup, computed at scrape time by the same function as
 // /api/health/fleet so the gauges and the endpoint cannot disagree.
 //
 // Registering on a registry that already holds them (New called twice with
 // one registry) is an error: the second handler's rollup would silently be
 // ignored.
-func registerMetrics(mux *http.ServeMux, cfg *Config) error {
-	if err := cfg.Registry.Register(newFleetCollector(cfg)); err != nil {
+func (srv *Server) registerMetrics(mux *http.ServeMux) error {
+	if err := srv.cfg.Registry.Register(newFleetCollector(srv)); err != nil {
 		return fmt.Errorf("handlers: register fleet metrics: %w", err)
 	}
-	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", promhttp.HandlerFor(srv.cfg.Registry, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
 	return nil
@@ -34,13 +34,13 @@ func registerMetrics(mux *http.ServeMux, cfg *Config) error {
 // could not be read exports no samples (Prometheus' "absent", not a false
 // 0) and sets kanade_fleet_check_failed for that part.
 type fleetCollector struct {
-	cfg                                          *Config
+	srv                                          *Server
 	agents, results, resources, status, failures *prometheus.Desc
 }
 
-func newFleetCollector(cfg *Config) *fleetCollector {
+func newFleetCollector(srv *Server) *fleetCollector {
 	return &fleetCollector{
-		cfg: cfg,
+		srv: srv,
 		agents: prometheus.NewDesc("kanade_fleet_agents",
 			"Agents by freshness: known, active (heartbeat within the stale threshold), stale.", []string{"state"}, nil),
 		results: prometheus.NewDesc("kanade_fleet_recent_results",
@@ -62,7 +62,7 @@ func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	// A scrape carries no context; fleetHealth bounds itself by ProbeTimeout.
-	h := c.cfg.fleetHealth(context.Background())
+	h := c.srv.fleetHealth(context.Background())
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}

@@ -28,7 +28,7 @@ type Readiness struct {
 // /healthz prove only that the process serves HTTP (they touch nothing, so a
 // slow database never gets a healthy process restarted); /readyz checks the
 // database and NATS, each under a short timeout.
-func registerProbes(mux *http.ServeMux, cfg *Config) {
+func (srv *Server) registerProbes(mux *http.ServeMux) {
 	alive := func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -37,7 +37,7 @@ func registerProbes(mux *http.ServeMux, cfg *Config) {
 	mux.HandleFunc("GET /health", alive)
 	mux.HandleFunc("GET /healthz", alive)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		body := cfg.readiness(r.Context())
+		body := srv.readiness(r.Context())
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		if body.Status != "ready" {
@@ -48,12 +48,12 @@ func registerProbes(mux *http.ServeMux, cfg *Config) {
 }
 
 // readiness runs the database and NATS checks concurrently.
-func (cfg *Config) readiness(ctx context.Context) Readiness {
+func (srv *Server) readiness(ctx context.Context) Readiness {
 	ctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
 	defer cancel()
 	dbDone := make(chan string, 1)
 	go func() {
-		err := cfg.DB.Ping(ctx)
+		err := srv.cfg.DB.Ping(ctx)
 		switch {
 		case err == nil:
 			dbDone <- "ok"
@@ -63,14 +63,14 @@ func (cfg *Config) readiness(ctx context.Context) Readiness {
 		default:
 			dbDone <- "database ping failed"
 		}
-		cfg.Logger.WarnContext(ctx, "readyz: database", slog.Any("error", err))
+		srv.cfg.Logger.WarnContext(ctx, "readyz: database", slog.Any("error", err))
 	}()
 	natsDone := make(chan string, 1)
 	go func() {
 		switch {
-		case cfg.NATSConnected == nil:
+		case srv.cfg.NATSConnected == nil:
 			natsDone <- "no NATS connection configured"
-		case cfg.NATSConnected():
+		case srv.cfg.NATSConnected():
 			natsDone <- "ok"
 		default:
 			natsDone <- "not connected"

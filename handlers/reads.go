@@ -5,8 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/storage"
 )
 
@@ -18,7 +21,8 @@ import (
 //
 // Limits and enums are declared on the input types, so huma documents them in
 // the OpenAPI and refuses bad values (422, "validation failed") before a
-// handler runs. The tag literals must stay equal to storage.MaxPageLimit.
+// handler runs. The tag literals must stay equal to storage.MaxPageLimit
+// (TestLimitTagsAreTheLimits checks them).
 
 // readsPage is the input of a list with paging only. The other lists repeat
 // its two fields: huma reads parameters of exported fields only, and an
@@ -47,19 +51,34 @@ type readsResultsInput struct {
 	Status string `query:"status" enum:"success,failure,running,skipped" doc:"success: exit 0, not skipped; failure: finished with a non-zero exit (reaped runs are -1), not skipped; running: not finished; skipped: skipped."`
 }
 
-type readsAgentsOutput struct{ Body storage.Page[storage.Agent] }
-type readsAgentOutput struct{ Body storage.Agent }
-type readsResultsOutput struct{ Body storage.Page[storage.Run] }
-type readsResultOutput struct{ Body storage.RunDetail }
-type readsExecutionsOutput struct {
-	Body storage.Page[storage.Execution]
-}
-type readsExecutionOutput struct{ Body storage.Execution }
-type readsAuditOutput struct {
-	Body storage.Page[storage.AuditEntry]
+// cursor is the ?cursor= a list was asked for, which readsProblem names when
+// storage refuses it.
+func (p *readsPage) cursor() string         { return p.Cursor }
+func (p *readsAgentsInput) cursor() string  { return p.Cursor }
+func (p *readsResultsInput) cursor() string { return p.Cursor }
+
+// readsOutput is the output of every read: the value storage returned is the
+// body (its type names the schema: PageAgent, RunDetail, …).
+type readsOutput[T any] struct{ Body T }
+
+// registerRead registers one read endpoint: load's value is the body, and
+// its error goes through readsProblem, so every read answers alike.
+func registerRead[I, T any](srv *Server, api huma.API, op huma.Operation, load func(context.Context, *I) (T, error)) {
+	what := strings.ReplaceAll(op.OperationID, "-", " ") // "list agents": the log's words
+	huma.Register(api, op, func(ctx context.Context, in *I) (*readsOutput[T], error) {
+		v, err := load(ctx, in)
+		if err != nil {
+			cursor := ""
+			if c, ok := any(in).(interface{ cursor() string }); ok {
+				cursor = c.cursor()
+			}
+			return nil, srv.readsProblem(ctx, what, cursor, err)
+		}
+		return &readsOutput[T]{Body: v}, nil
+	})
 }
 
-func registerReads(api huma.API, cfg *Config) {
+func (srv *Server) registerReads(api huma.API) {
 	get := func(id, path, summary, description string) huma.Operation {
 		return huma.Operation{
 			OperationID: id, Method: http.MethodGet, Path: path,
@@ -68,85 +87,49 @@ func registerReads(api huma.API, cfg *Config) {
 	}
 	// onlineSince is the cutoff of the online rule, the same as the fleet
 	// rollup's: last_heartbeat >= now - StaleThreshold.
-	onlineSince := func() storage.AgentFilter {
-		return storage.AgentFilter{OnlineSince: cfg.Clock().Add(-cfg.StaleThreshold)}
-	}
+	onlineSince := func() time.Time { return srv.cfg.Clock().Add(-srv.cfg.StaleThreshold) }
+	db := srv.cfg.DB
 
-	huma.Register(api, get("list-agents", "/api/agents", "Agent roster",
+	registerRead(srv, api, get("list-agents", "/api/agents", "Agent roster",
 		"Agents ordered by pc_id, with online computed from the stale threshold."),
-		func(ctx context.Context, in *readsAgentsInput) (*readsAgentsOutput, error) {
-			f := onlineSince()
-			f.PageRequest = storage.PageRequest{Limit: in.Limit, Cursor: in.Cursor}
-			f.Status, f.Query = storage.AgentStatus(in.Status), in.Q
-			page, err := cfg.DB.ListAgents(ctx, f)
-			if err != nil {
-				return nil, cfg.readsProblem(ctx, "list agents", in.Cursor, err)
-			}
-			return &readsAgentsOutput{Body: page}, nil
+		func(ctx context.Context, in *readsAgentsInput) (kanade.Page[kanade.Agent], error) {
+			return db.ListAgents(ctx, storage.AgentFilter{
+				PageRequest: storage.PageRequest{Limit: in.Limit, Cursor: in.Cursor}, OnlineSince: onlineSince(),
+				Status: storage.AgentStatus(in.Status), Query: in.Q})
 		})
-
-	huma.Register(api, get("get-agent", "/api/agents/{pc_id}", "One agent", ""),
+	registerRead(srv, api, get("get-agent", "/api/agents/{pc_id}", "One agent", ""),
 		func(ctx context.Context, in *struct {
 			PCID string `path:"pc_id"`
-		}) (*readsAgentOutput, error) {
-			a, err := cfg.DB.GetAgent(ctx, in.PCID, onlineSince().OnlineSince)
-			if err != nil {
-				return nil, cfg.readsProblem(ctx, "get agent", "", err)
-			}
-			return &readsAgentOutput{Body: a}, nil
+		}) (kanade.Agent, error) {
+			return db.GetAgent(ctx, in.PCID, onlineSince())
 		})
-
-	huma.Register(api, get("list-results", "/api/results", "Runs",
+	registerRead(srv, api, get("list-results", "/api/results", "Runs",
 		"Runs newest first (by started_at, then result_id; runs without a start time last), without stdout/stderr."),
-		func(ctx context.Context, in *readsResultsInput) (*readsResultsOutput, error) {
-			page, err := cfg.DB.ListRuns(ctx, storage.RunFilter{
+		func(ctx context.Context, in *readsResultsInput) (kanade.Page[kanade.Run], error) {
+			return db.ListRuns(ctx, storage.RunFilter{
 				PageRequest: storage.PageRequest{Limit: in.Limit, Cursor: in.Cursor},
 				JobID:       in.JobID, PCID: in.PCID, Status: storage.RunStatus(in.Status)})
-			if err != nil {
-				return nil, cfg.readsProblem(ctx, "list results", in.Cursor, err)
-			}
-			return &readsResultsOutput{Body: page}, nil
 		})
-
-	huma.Register(api, get("get-result", "/api/results/{result_id}", "One run with its output", ""),
+	registerRead(srv, api, get("get-result", "/api/results/{result_id}", "One run with its output", ""),
 		func(ctx context.Context, in *struct {
 			ResultID string `path:"result_id"`
-		}) (*readsResultOutput, error) {
-			r, err := cfg.DB.GetRun(ctx, in.ResultID)
-			if err != nil {
-				return nil, cfg.readsProblem(ctx, "get result", "", err)
-			}
-			return &readsResultOutput{Body: r}, nil
+		}) (kanade.RunDetail, error) {
+			return db.GetRun(ctx, in.ResultID)
 		})
-
-	huma.Register(api, get("list-executions", "/api/executions", "Executions",
+	registerRead(srv, api, get("list-executions", "/api/executions", "Executions",
 		"Fan-outs with their counters, newest first (by initiated_at, then exec_id)."),
-		func(ctx context.Context, in *readsPage) (*readsExecutionsOutput, error) {
-			page, err := cfg.DB.ListExecutions(ctx, in.request())
-			if err != nil {
-				return nil, cfg.readsProblem(ctx, "list executions", in.Cursor, err)
-			}
-			return &readsExecutionsOutput{Body: page}, nil
+		func(ctx context.Context, in *readsPage) (kanade.Page[kanade.Execution], error) {
+			return db.ListExecutions(ctx, in.request())
 		})
-
-	huma.Register(api, get("get-execution", "/api/executions/{exec_id}", "One execution", ""),
+	registerRead(srv, api, get("get-execution", "/api/executions/{exec_id}", "One execution", ""),
 		func(ctx context.Context, in *struct {
 			ExecID string `path:"exec_id"`
-		}) (*readsExecutionOutput, error) {
-			e, err := cfg.DB.GetExecution(ctx, in.ExecID)
-			if err != nil {
-				return nil, cfg.readsProblem(ctx, "get execution", "", err)
-			}
-			return &readsExecutionOutput{Body: e}, nil
+		}) (kanade.Execution, error) {
+			return db.GetExecution(ctx, in.ExecID)
 		})
-
-	huma.Register(api, get("list-audit", "/api/audit", "Audit log", "Newest first (by occurred_at, then id)."),
-		func(ctx context.Context, in *readsPage) (*readsAuditOutput, error) {
-			page, err := cfg.DB.ListAudit(ctx, in.request())
-			if err != nil {
-				return nil, cfg.readsProblem(ctx, "list audit", in.Cursor, err)
-			}
-			return &readsAuditOutput{Body: page}, nil
+	registerRead(srv, api, get("list-audit", "/api/audit", "Audit log", "Newest first (by occurred_at, then id)."),
+		func(ctx context.Context, in *readsPage) (kanade.Page[kanade.AuditEntry], error) {
+			return db.ListAudit(ctx, in.request())
 		})
 }
 
@@ -154,7 +137,7 @@ func registerReads(api huma.API, cfg *Config) {
 // 404, a cursor storage did not issue is 400 naming the parameter, anything
 // else is logged here (the edge) and answered 500 without the database's
 // words.
-func (cfg *Config) readsProblem(ctx context.Context, what, cursor string, err error) error {
+func (srv *Server) readsProblem(ctx context.Context, what, cursor string, err error) error {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return huma.Error404NotFound(err.Error())
@@ -165,6 +148,6 @@ func (cfg *Config) readsProblem(ctx context.Context, what, cursor string, err er
 		}
 		return huma.Error400BadRequest("invalid cursor", detail)
 	}
-	cfg.Logger.ErrorContext(ctx, what, slog.Any("error", err))
+	srv.cfg.Logger.ErrorContext(ctx, what, slog.Any("error", err))
 	return huma.Error500InternalServerError(what + " failed")
 }

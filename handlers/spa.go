@@ -23,11 +23,11 @@ const spaCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src
 // registerSPA serves the embedded dashboard on the catch-all "GET /" (which
 // also answers HEAD): the more specific /api/..., probe and /metrics routes
 // registered by the other files win over it.
-func registerSPA(mux *http.ServeMux, cfg *Config) {
-	if cfg.SPA == nil {
+func (srv *Server) registerSPA(mux *http.ServeMux) {
+	if srv.cfg.SPA == nil {
 		return
 	}
-	mux.Handle("GET /", spaHandler{files: cfg.SPA})
+	mux.Handle("GET /", spaHandler{files: srv.cfg.SPA})
 }
 
 // spaHandler answers, for a cleaned path:

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/internal/testkit"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -171,7 +172,7 @@ func TestReconcile(t *testing.T) {
 }
 
 func TestCatchUp(t *testing.T) {
-	at := func(s string) time.Time { return mustTime(t, s) }
+	at := func(s string) time.Time { return testkit.Time(t, s) }
 	daily := `{"at":"09:00"}`
 	tests := []struct {
 		name     string
@@ -239,7 +240,7 @@ func TestCatchUp(t *testing.T) {
 
 func TestCatchUpIgnoresReconciledSchedules(t *testing.T) {
 	s := mustParse(t, `{"when":{"per_target":{"every":"1h"}},"starting_deadline":"1h"}`)
-	late, missed := CatchUp(s, mustTime(t, "2026-01-01T00:00:00Z"), mustTime(t, "2026-06-10T00:00:00Z"))
+	late, missed := CatchUp(s, testkit.Time(t, "2026-01-01T00:00:00Z"), testkit.Time(t, "2026-06-10T00:00:00Z"))
 	if late != nil || missed != nil {
 		t.Errorf("CatchUp of per_target = %v, %v; want nothing", late, missed)
 	}
@@ -268,7 +269,7 @@ func TestCatchUpCapsTheMissedList(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := cal(t, `{"at":"09:00"}`, "utc", tt.extra)
 			start := time.Now()
-			late, missed := CatchUp(s, mustTime(t, tt.lastSeen), mustTime(t, tt.now))
+			late, missed := CatchUp(s, testkit.Time(t, tt.lastSeen), testkit.Time(t, tt.now))
 			if elapsed := time.Since(start); elapsed > 2*time.Second {
 				t.Errorf("CatchUp took %v", elapsed)
 			}
@@ -338,7 +339,7 @@ func TestKeysAreValidAndDistinctForAnyScheduleID(t *testing.T) {
 }
 
 func TestKeysIdentifyTheInstant(t *testing.T) {
-	berlin := mustLoad(t, "Europe/Berlin")
+	berlin := testkit.Location(t, "Europe/Berlin")
 	at := time.Date(2026, 6, 10, 9, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name      string

@@ -76,7 +76,7 @@ func New(cfg Config) (*Scheduler, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.StaleThreshold <= 0 {
-		cfg.StaleThreshold = 2 * time.Minute
+		cfg.StaleThreshold = kanade.DefaultStaleThreshold
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = time.Second

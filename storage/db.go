@@ -1,7 +1,11 @@
 // Package storage is the SQL read model: the schema and its migrations, the
 // projection's write path and the queries the HTTP handlers read. It speaks one
 // SQL dialect (SQLite 3.45) to two backends: a local SQLite file through the
-// pure-Go modernc driver, or a remote libSQL server (sqld, Turso).
+// pure-Go modernc driver, or a remote libSQL server (sqld, Turso). The read
+// queries return the root package's read shapes (kanade.Agent, kanade.Page,
+// …), which handlers serves as they are; files are named after what they
+// hold (reads.go, scan_durations.go, dispatch_state.go for the scheduler's
+// state), and tests open databases through storagetest.
 //
 // Every timestamp is bound as kanade.TimeLayout text computed in Go from an
 // injected clock; nothing here calls CURRENT_TIMESTAMP or julianday.

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/kanade-fleet/backend"
@@ -47,35 +46,12 @@ func FinishedRunsForTest(ctx context.Context, db *DB) ([]FinishedRunForTest, err
 // statements of ScanDurations and flushDurations, by name.
 func ScanQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
 	in, args := bucketValues([]bucketKey{{1, "a"}, {2, "b"}})
-	cases := map[string]struct {
-		q    string
-		args []any
-	}{
+	return queryPlans(ctx, db, map[string]planCase{
 		"segments":       {segmentsSQL, []any{1, 1, ""}},
 		"segments paged": {segmentsSQL + " LIMIT ?", []any{1, 1, "a", 10}},
 		"slowest":        {slowestRunsSQL(2), []any{"a", 1, "b", 2, "2026-01-01T00:00:00.000000000Z"}},
 		"meta": {`SELECT hour, job_id, COUNT(*), MAX(seg) FROM duration_segments
 			WHERE (hour, job_id) IN ` + in + ` GROUP BY hour, job_id`, args},
 		"delete": {`DELETE FROM duration_segments WHERE (hour, job_id) IN ` + in, args},
-	}
-	plans := map[string][]string{}
-	for name, c := range cases {
-		rows, err := db.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.q, c.args...)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		for rows.Next() {
-			var id, parent, notused any
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			plans[name] = append(plans[name], detail)
-		}
-		if err := rows.Close(); err != nil {
-			return nil, err
-		}
-	}
-	return plans, nil
+	})
 }

@@ -28,27 +28,11 @@ func CountForTest(ctx context.Context, db *DB, q string, args ...any) (int64, er
 // FleetQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the two
 // fleet rollup statements, so a test can prove they never scan the big tables.
 func FleetQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
-	plans := map[string][]string{}
-	for name, q := range map[string]string{"agents": agentCountsSQL, "results": resultCountsSQL} {
-		args := []any{"2026-01-01T00:00", "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:01:00.000000000Z"}
-		rows, err := db.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var id, parent, notused any
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			plans[name] = append(plans[name], detail)
-		}
-		if err := rows.Close(); err != nil {
-			return nil, err
-		}
-	}
-	return plans, nil
+	args := []any{"2026-01-01T00:00", "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:01:00.000000000Z"}
+	return queryPlans(ctx, db, map[string]planCase{
+		"agents":  {agentCountsSQL, args},
+		"results": {resultCountsSQL, args},
+	})
 }
 
 // ReadsQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the list
@@ -56,10 +40,7 @@ func FleetQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, e
 // an index in order instead of sorting the table.
 func ReadsQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
 	const at, id, n = "2026-01-01T00:00:00.000000000Z", "x", 51
-	cases := map[string]struct {
-		q    string
-		args []any
-	}{
+	return queryPlans(ctx, db, map[string]planCase{
 		"results first page": {runList.selectSQL(runList.afterConds(false), runList.order()), []any{n}},
 		"results next page":  {runList.selectSQL(runList.afterConds(true), runList.order()), []any{at, at, id, n}},
 		"results of a pc next page": {runList.selectSQL(append([]string{"pc_id = ?"}, runList.afterConds(true)...), runList.order()),
@@ -69,7 +50,19 @@ func ReadsQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, e
 		"results without start": {runList.selectSQL([]string{"started_at IS NULL", "result_id < ?"}, "result_id DESC"), []any{id, n}},
 		"executions next page":  {executionList.selectSQL(executionList.afterConds(true), executionList.order()), []any{at, at, id, n}},
 		"audit next page":       {auditList.selectSQL(auditList.afterConds(true), auditList.order()), []any{at, at, 7, n}},
-	}
+	})
+}
+
+// planCase is one statement whose plan a test looks at, with arguments of
+// the right types (SQLite plans some comparisons by the argument's type).
+type planCase struct {
+	q    string
+	args []any
+}
+
+// queryPlans returns the EXPLAIN QUERY PLAN details of each case, by name,
+// read through the read pool as the real queries are.
+func queryPlans(ctx context.Context, db *DB, cases map[string]planCase) (map[string][]string, error) {
 	plans := map[string][]string{}
 	for name, c := range cases {
 		rows, err := db.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.q, c.args...)

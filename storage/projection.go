@@ -102,6 +102,16 @@ func nullString(s string) any {
 	return s
 }
 
+// loadBatchRuns is loadRuns of the result ids of a batch (results or
+// started events).
+func loadBatchRuns[T any](ctx context.Context, tx *Tx, batch []T, resultID func(*T) string) (map[string]*existingRun, error) {
+	ids := make([]string, 0, len(batch))
+	for i := range batch {
+		ids = append(ids, resultID(&batch[i]))
+	}
+	return tx.loadRuns(ctx, ids)
+}
+
 func (tx *Tx) loadRuns(ctx context.Context, ids []string) (map[string]*existingRun, error) {
 	out := make(map[string]*existingRun, len(ids))
 	for len(ids) > 0 {
@@ -152,11 +162,7 @@ func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, err
 	if len(batch) == 0 {
 		return st, nil
 	}
-	ids := make([]string, 0, len(batch))
-	for i := range batch {
-		ids = append(ids, batch[i].ResultID)
-	}
-	runs, err := tx.loadRuns(ctx, ids)
+	runs, err := loadBatchRuns(ctx, tx, batch, func(r *Result) string { return r.ResultID })
 	if err != nil {
 		return st, err
 	}
@@ -309,11 +315,7 @@ func (tx *Tx) ApplyStarted(ctx context.Context, batch []Started) (ApplyStats, er
 	if len(batch) == 0 {
 		return st, nil
 	}
-	ids := make([]string, 0, len(batch))
-	for i := range batch {
-		ids = append(ids, batch[i].ResultID)
-	}
-	runs, err := tx.loadRuns(ctx, ids)
+	runs, err := loadBatchRuns(ctx, tx, batch, func(e *Started) string { return e.ResultID })
 	if err != nil {
 		return st, err
 	}

@@ -42,12 +42,6 @@ var ErrInvalidCursor = errors.New("invalid cursor")
 // one id.
 const maxCursorLen = 4096
 
-// Page is one page of a list. NextCursor is nil on the last page.
-type Page[T any] struct {
-	Items      []T     `json:"items" nullable:"false"`
-	NextCursor *string `json:"next_cursor" doc:"Pass as ?cursor= to get the next page; null on the last page."`
-}
-
 // PageRequest is the paging part of every list.
 type PageRequest struct {
 	// Limit is the page size, 1..MaxPageLimit.
@@ -139,28 +133,6 @@ func stringList(col string, v *string) ([]string, error) {
 
 // ---- agents ----------------------------------------------------------------
 
-// Agent is one row of the roster. Timestamps are the stored text: RFC 3339,
-// UTC, nine fractional digits.
-type Agent struct {
-	PCID                  string   `json:"pc_id"`
-	Hostname              *string  `json:"hostname"`
-	OSFamily              *string  `json:"os_family"`
-	AgentVersion          *string  `json:"agent_version"`
-	LastHeartbeat         string   `json:"last_heartbeat" format:"date-time"`
-	Online                bool     `json:"online" doc:"last_heartbeat is within the stale threshold of now"`
-	AgentCPUPct           *float64 `json:"agent_cpu_pct"`
-	AgentRSSBytes         *int64   `json:"agent_rss_bytes"`
-	AgentDiskReadBytes    *int64   `json:"agent_disk_read_bytes"`
-	AgentDiskWrittenBytes *int64   `json:"agent_disk_written_bytes"`
-	QuarantinedVersions   []string `json:"quarantined_versions" nullable:"true"`
-	LastLogonUser         *string  `json:"last_logon_user"`
-	LastLogonDisplayName  *string  `json:"last_logon_display_name"`
-	CommandKeys           []string `json:"command_keys" nullable:"true" doc:"null when unknown"`
-	CommandProtocols      []string `json:"command_protocols" nullable:"true" doc:"null when unknown"`
-	Enforcing             *bool    `json:"enforcing" doc:"null when unknown"`
-	UpdatedAt             string   `json:"updated_at" format:"date-time"`
-}
-
 // AgentStatus filters the roster by liveness.
 type AgentStatus string
 
@@ -186,8 +158,8 @@ const agentColumns = `pc_id, hostname, os_family, agent_version, last_heartbeat,
 	agent_rss_bytes, agent_disk_read_bytes, agent_disk_written_bytes, quarantined_versions,
 	last_logon_user, last_logon_display_name, command_keys, command_protocols, enforcing, updated_at`
 
-func scanAgent(sc interface{ Scan(...any) error }, cutoff string) (Agent, error) {
-	var a Agent
+func scanAgent(sc interface{ Scan(...any) error }, cutoff string) (kanade.Agent, error) {
+	var a kanade.Agent
 	var quarantined, keys, protocols *string
 	var enforcing *int64
 	if err := sc.Scan(&a.PCID, &a.Hostname, &a.OSFamily, &a.AgentVersion, &a.LastHeartbeat,
@@ -215,8 +187,8 @@ func scanAgent(sc interface{ Scan(...any) error }, cutoff string) (Agent, error)
 }
 
 // ListAgents returns a page of the roster ordered by pc_id.
-func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (Page[Agent], error) {
-	var page Page[Agent]
+func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (kanade.Page[kanade.Agent], error) {
+	var page kanade.Page[kanade.Agent]
 	if err := f.check(); err != nil {
 		return page, fmt.Errorf("list agents: %w", err)
 	}
@@ -253,7 +225,7 @@ func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (Page[Agent], error
 		return page, fmt.Errorf("list agents: %w", err)
 	}
 	defer rows.Close()
-	page.Items = []Agent{}
+	page.Items = []kanade.Agent{}
 	for rows.Next() {
 		a, err := scanAgent(rows, cutoff)
 		if err != nil {
@@ -272,7 +244,7 @@ func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (Page[Agent], error
 }
 
 // GetAgent returns one agent, online relative to onlineSince, or ErrNotFound.
-func (db *DB) GetAgent(ctx context.Context, pcID string, onlineSince time.Time) (Agent, error) {
+func (db *DB) GetAgent(ctx context.Context, pcID string, onlineSince time.Time) (kanade.Agent, error) {
 	row := db.read.QueryRowContext(ctx, `SELECT `+agentColumns+` FROM agents WHERE pc_id = ?`, pcID)
 	a, err := scanAgent(row, kanade.FormatTime(onlineSince))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -323,8 +295,8 @@ func (l *descList[T]) afterConds(after bool) []string {
 	return c
 }
 
-func (l *descList[T]) page(ctx context.Context, db *DB, p PageRequest, conds []string, args []any) (Page[T], error) {
-	var page Page[T]
+func (l *descList[T]) page(ctx context.Context, db *DB, p PageRequest, conds []string, args []any) (kanade.Page[T], error) {
+	var page kanade.Page[T]
 	if err := p.check(); err != nil {
 		return page, fmt.Errorf("list %s: %w", l.kind, err)
 	}
@@ -390,32 +362,6 @@ func textID(s string) (any, error) { return s, nil }
 
 // ---- runs (execution_results) ------------------------------------------------
 
-// Run is one row of execution_results without its output, as lists show it.
-type Run struct {
-	ResultID       string  `json:"result_id"`
-	RequestID      *string `json:"request_id"`
-	ExecID         *string `json:"exec_id"`
-	PCID           *string `json:"pc_id"`
-	JobID          *string `json:"job_id"`
-	Version        *string `json:"version"`
-	ExitCode       *int64  `json:"exit_code" doc:"null while running; -1 when reaped"`
-	Skipped        bool    `json:"skipped"`
-	StartedAt      *string `json:"started_at" format:"date-time"`
-	FinishedAt     *string `json:"finished_at" format:"date-time" doc:"null while running"`
-	RecordedAt     string  `json:"recorded_at" format:"date-time"`
-	ExpiresAt      *string `json:"expires_at" format:"date-time"`
-	Reaped         bool    `json:"reaped"`
-	ParentResultID *string `json:"parent_result_id"`
-	DurationMs     *int64  `json:"duration_ms" doc:"whole milliseconds finished_at - started_at; null until both are known"`
-}
-
-// RunDetail is a run with its output.
-type RunDetail struct {
-	Run
-	Stdout *string `json:"stdout"`
-	Stderr *string `json:"stderr"`
-}
-
 // RunStatus filters runs by outcome.
 type RunStatus string
 
@@ -447,28 +393,28 @@ type RunFilter struct {
 const runColumns = `result_id, request_id, exec_id, pc_id, job_id, version, exit_code, skipped,
 	started_at, finished_at, recorded_at, expires_at, reaped, parent_result_id, duration_ms`
 
-func runDest(r *Run, skipped, reaped *int64) []any {
+func runDest(r *kanade.Run, skipped, reaped *int64) []any {
 	return []any{&r.ResultID, &r.RequestID, &r.ExecID, &r.PCID, &r.JobID, &r.Version, &r.ExitCode,
 		skipped, &r.StartedAt, &r.FinishedAt, &r.RecordedAt, &r.ExpiresAt, reaped,
 		&r.ParentResultID, &r.DurationMs}
 }
 
-var runList = descList[Run]{
+var runList = descList[kanade.Run]{
 	kind: "results", columns: runColumns, table: "execution_results",
 	at: "started_at", id: "result_id", parseID: textID,
-	scan: func(rows *sql.Rows) (Run, error) {
-		var r Run
+	scan: func(rows *sql.Rows) (kanade.Run, error) {
+		var r kanade.Run
 		var skipped, reaped int64
 		err := rows.Scan(runDest(&r, &skipped, &reaped)...)
 		r.Skipped, r.Reaped = skipped != 0, reaped != 0
 		return r, err
 	},
-	key: func(r *Run) (*string, string) { return r.StartedAt, r.ResultID },
+	key: func(r *kanade.Run) (*string, string) { return r.StartedAt, r.ResultID },
 }
 
 // ListRuns returns a page of runs, newest started first (runs without a
 // start time last).
-func (db *DB) ListRuns(ctx context.Context, f RunFilter) (Page[Run], error) {
+func (db *DB) ListRuns(ctx context.Context, f RunFilter) (kanade.Page[kanade.Run], error) {
 	var conds []string
 	var args []any
 	if f.JobID != "" {
@@ -488,7 +434,7 @@ func (db *DB) ListRuns(ctx context.Context, f RunFilter) (Page[Run], error) {
 	if f.Status != "" {
 		p, ok := runStatusPredicates[f.Status]
 		if !ok {
-			return Page[Run]{}, fmt.Errorf("list results: unknown status %q", f.Status)
+			return kanade.Page[kanade.Run]{}, fmt.Errorf("list results: unknown status %q", f.Status)
 		}
 		conds = append(conds, "("+p+")")
 	}
@@ -496,8 +442,8 @@ func (db *DB) ListRuns(ctx context.Context, f RunFilter) (Page[Run], error) {
 }
 
 // GetRun returns one run with its output, or ErrNotFound.
-func (db *DB) GetRun(ctx context.Context, resultID string) (RunDetail, error) {
-	var r RunDetail
+func (db *DB) GetRun(ctx context.Context, resultID string) (kanade.RunDetail, error) {
+	var r kanade.RunDetail
 	var skipped, reaped int64
 	err := db.read.QueryRowContext(ctx, `SELECT `+runColumns+`, stdout, stderr
 		FROM execution_results WHERE result_id = ?`, resultID).
@@ -514,46 +460,33 @@ func (db *DB) GetRun(ctx context.Context, resultID string) (RunDetail, error) {
 
 // ---- executions ----------------------------------------------------------------
 
-// Execution is one fan-out with its counters.
-type Execution struct {
-	ExecID       string  `json:"exec_id"`
-	JobID        *string `json:"job_id"`
-	Version      *string `json:"version"`
-	InitiatedBy  *string `json:"initiated_by"`
-	InitiatedAt  *string `json:"initiated_at" format:"date-time"`
-	TargetCount  *int64  `json:"target_count"`
-	SuccessCount int64   `json:"success_count"`
-	FailureCount int64   `json:"failure_count"`
-	Status       string  `json:"status" enum:"pending,running,completed,expired"`
-}
-
 const executionColumns = `exec_id, job_id, version, initiated_by, initiated_at, target_count,
 	success_count, failure_count, status`
 
-func executionDest(e *Execution) []any {
+func executionDest(e *kanade.Execution) []any {
 	return []any{&e.ExecID, &e.JobID, &e.Version, &e.InitiatedBy, &e.InitiatedAt, &e.TargetCount,
 		&e.SuccessCount, &e.FailureCount, &e.Status}
 }
 
-var executionList = descList[Execution]{
+var executionList = descList[kanade.Execution]{
 	kind: "executions", columns: executionColumns, table: "executions",
 	at: "initiated_at", id: "exec_id", parseID: textID,
-	scan: func(rows *sql.Rows) (Execution, error) {
-		var e Execution
+	scan: func(rows *sql.Rows) (kanade.Execution, error) {
+		var e kanade.Execution
 		return e, rows.Scan(executionDest(&e)...)
 	},
-	key: func(e *Execution) (*string, string) { return e.InitiatedAt, e.ExecID },
+	key: func(e *kanade.Execution) (*string, string) { return e.InitiatedAt, e.ExecID },
 }
 
 // ListExecutions returns a page of executions, newest first (those without
 // an initiation time last).
-func (db *DB) ListExecutions(ctx context.Context, p PageRequest) (Page[Execution], error) {
+func (db *DB) ListExecutions(ctx context.Context, p PageRequest) (kanade.Page[kanade.Execution], error) {
 	return executionList.page(ctx, db, p, nil, nil)
 }
 
 // GetExecution returns one execution, or ErrNotFound.
-func (db *DB) GetExecution(ctx context.Context, execID string) (Execution, error) {
-	var e Execution
+func (db *DB) GetExecution(ctx context.Context, execID string) (kanade.Execution, error) {
+	var e kanade.Execution
 	err := db.read.QueryRowContext(ctx, `SELECT `+executionColumns+` FROM executions WHERE exec_id = ?`, execID).
 		Scan(executionDest(&e)...)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -567,23 +500,12 @@ func (db *DB) GetExecution(ctx context.Context, execID string) (Execution, error
 
 // ---- audit log ---------------------------------------------------------------------
 
-// AuditEntry is one row of the audit log.
-type AuditEntry struct {
-	ID         int64           `json:"id"`
-	Actor      string          `json:"actor"`
-	Action     string          `json:"action"`
-	Target     *string         `json:"target"`
-	Payload    json.RawMessage `json:"payload" doc:"the event's JSON payload, null when it had none"`
-	OccurredAt string          `json:"occurred_at" format:"date-time"`
-	StreamSeq  *int64          `json:"stream_seq"`
-}
-
-var auditList = descList[AuditEntry]{
+var auditList = descList[kanade.AuditEntry]{
 	kind: "audit", columns: `id, actor, action, target, payload, occurred_at, stream_seq`,
 	table: "audit_log", at: "occurred_at", id: "id",
 	parseID: func(s string) (any, error) { return strconv.ParseInt(s, 10, 64) },
-	scan: func(rows *sql.Rows) (AuditEntry, error) {
-		var e AuditEntry
+	scan: func(rows *sql.Rows) (kanade.AuditEntry, error) {
+		var e kanade.AuditEntry
 		var payload *string
 		if err := rows.Scan(&e.ID, &e.Actor, &e.Action, &e.Target, &payload, &e.OccurredAt, &e.StreamSeq); err != nil {
 			return e, err
@@ -596,10 +518,10 @@ var auditList = descList[AuditEntry]{
 		}
 		return e, nil
 	},
-	key: func(e *AuditEntry) (*string, string) { return &e.OccurredAt, strconv.FormatInt(e.ID, 10) },
+	key: func(e *kanade.AuditEntry) (*string, string) { return &e.OccurredAt, strconv.FormatInt(e.ID, 10) },
 }
 
 // ListAudit returns a page of the audit log, newest first.
-func (db *DB) ListAudit(ctx context.Context, p PageRequest) (Page[AuditEntry], error) {
+func (db *DB) ListAudit(ctx context.Context, p PageRequest) (kanade.Page[kanade.AuditEntry], error) {
 	return auditList.page(ctx, db, p, nil, nil)
 }

@@ -115,7 +115,7 @@ func readsRunOrder(runs []readsRun) []string {
 
 // readsWalk fetches every page and returns the ids in the order served. It
 // fails on an empty page that promises another, and on a loop.
-func readsWalk[T any](t *testing.T, limit int, id func(T) string, list func(cursor string) (storage.Page[T], error)) []string {
+func readsWalk[T any](t *testing.T, limit int, id func(T) string, list func(cursor string) (kanade.Page[T], error)) []string {
 	t.Helper()
 	ids := []string{}
 	cursor := ""
@@ -185,8 +185,8 @@ func TestReadsRunPagesWalkEveryRowOnceInOrder(t *testing.T) {
 		}
 		for _, limit := range []int{1, 2, 7, 50, storage.MaxPageLimit} {
 			t.Run(fmt.Sprintf("%s/limit %d", fc.name, limit), func(t *testing.T) {
-				got := readsWalk(t, limit, func(r storage.Run) string { return r.ResultID },
-					func(cursor string) (storage.Page[storage.Run], error) {
+				got := readsWalk(t, limit, func(r kanade.Run) string { return r.ResultID },
+					func(cursor string) (kanade.Page[kanade.Run], error) {
 						f := fc.f
 						f.Limit, f.Cursor = limit, cursor
 						return db.ListRuns(ctx, f)
@@ -268,8 +268,8 @@ func TestReadsGetRunHasOutputAndEveryColumn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := storage.RunDetail{
-		Run: storage.Run{ResultID: "r1", RequestID: readsPtr("req-r1"), PCID: readsPtr("PC-1"), JobID: readsPtr("job-1"),
+	want := kanade.RunDetail{
+		Run: kanade.Run{ResultID: "r1", RequestID: readsPtr("req-r1"), PCID: readsPtr("PC-1"), JobID: readsPtr("job-1"),
 			Version: readsPtr("1"), ExitCode: readsPtr[int64](-1), StartedAt: readsPtr(readsTS(0)),
 			FinishedAt: readsPtr(readsTS(1500 * time.Millisecond)), RecordedAt: readsTS(0), Reaped: true,
 			DurationMs: readsPtr[int64](1500)},
@@ -282,7 +282,7 @@ func TestReadsGetRunHasOutputAndEveryColumn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]storage.Run{want.Run}, page.Items); diff != "" {
+	if diff := cmp.Diff([]kanade.Run{want.Run}, page.Items); diff != "" {
 		t.Errorf("list item (-want +got):\n%s", diff)
 	}
 }
@@ -401,8 +401,8 @@ func TestReadsExecutionPagesWalkEveryRowOnceInOrder(t *testing.T) {
 		want = append(want, s.id)
 	}
 	for _, limit := range []int{1, 3, 50} {
-		got := readsWalk(t, limit, func(e storage.Execution) string { return e.ExecID },
-			func(cursor string) (storage.Page[storage.Execution], error) {
+		got := readsWalk(t, limit, func(e kanade.Execution) string { return e.ExecID },
+			func(cursor string) (kanade.Page[kanade.Execution], error) {
 				return db.ListExecutions(ctx, storage.PageRequest{Limit: limit, Cursor: cursor})
 			})
 		if diff := cmp.Diff(want, got); diff != "" {
@@ -413,7 +413,7 @@ func TestReadsExecutionPagesWalkEveryRowOnceInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantExec := storage.Execution{ExecID: seeds[0].id, JobID: readsPtr("job"), Version: readsPtr("1"),
+	wantExec := kanade.Execution{ExecID: seeds[0].id, JobID: readsPtr("job"), Version: readsPtr("1"),
 		InitiatedBy: readsPtr("alice"), InitiatedAt: seeds[0].at, TargetCount: readsPtr[int64](3),
 		SuccessCount: 1, FailureCount: 1, Status: "running"}
 	if diff := cmp.Diff(wantExec, got); diff != "" {
@@ -452,8 +452,8 @@ func TestReadsAuditPagesWalkEveryRowOnceNewestFirst(t *testing.T) {
 		want = append(want, fmt.Sprint(s.id))
 	}
 	for _, limit := range []int{1, 4, 50} {
-		got := readsWalk(t, limit, func(e storage.AuditEntry) string { return fmt.Sprint(e.ID) },
-			func(cursor string) (storage.Page[storage.AuditEntry], error) {
+		got := readsWalk(t, limit, func(e kanade.AuditEntry) string { return fmt.Sprint(e.ID) },
+			func(cursor string) (kanade.Page[kanade.AuditEntry], error) {
 				return db.ListAudit(ctx, storage.PageRequest{Limit: limit, Cursor: cursor})
 			})
 		if diff := cmp.Diff(want, got); diff != "" {
@@ -600,8 +600,8 @@ func TestReadsAgentPagesAndColumns(t *testing.T) {
 	}
 	slices.Sort(want)
 	for _, limit := range []int{1, 5, 23, 50} {
-		got := readsWalk(t, limit, func(a storage.Agent) string { return a.PCID },
-			func(cursor string) (storage.Page[storage.Agent], error) {
+		got := readsWalk(t, limit, func(a kanade.Agent) string { return a.PCID },
+			func(cursor string) (kanade.Page[kanade.Agent], error) {
 				return db.ListAgents(ctx, storage.AgentFilter{PageRequest: storage.PageRequest{Limit: limit, Cursor: cursor}})
 			})
 		if diff := cmp.Diff(want, got); diff != "" {
@@ -618,7 +618,7 @@ func TestReadsAgentPagesAndColumns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantAgent := storage.Agent{PCID: "ZZ-full", Hostname: readsPtr("host"), OSFamily: readsPtr("windows"),
+	wantAgent := kanade.Agent{PCID: "ZZ-full", Hostname: readsPtr("host"), OSFamily: readsPtr("windows"),
 		AgentVersion: readsPtr("1.2.3"), LastHeartbeat: readsTS(0), Online: true, AgentCPUPct: readsPtr(12.5),
 		AgentRSSBytes: readsPtr[int64](1000), AgentDiskReadBytes: readsPtr[int64](2000),
 		AgentDiskWrittenBytes: readsPtr[int64](3000), QuarantinedVersions: []string{"1.2.2"},

@@ -1,7 +1,6 @@
 package storagetest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -10,9 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/kanade-fleet/backend/internal/testkit"
 )
 
 // EnvSQLD names the sqld binary that switches every test database to a fresh
@@ -63,7 +63,7 @@ func trySQLD(tb testing.TB, bin string) (string, error) {
 		"--no-welcome",
 		"--disable-metrics",
 	)
-	var out lockedBuffer
+	var out testkit.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("start %s: %w", bin, err)
@@ -117,23 +117,4 @@ func freePort() (int, error) {
 		return 0, errors.New("find a free port: not a TCP address")
 	}
 	return addr.Port, nil
-}
-
-// lockedBuffer collects a child's output, written from exec's copying
-// goroutines and read by the test.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

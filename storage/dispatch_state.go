@@ -10,8 +10,12 @@ import (
 	"github.com/kanade-fleet/backend"
 )
 
-// The scheduler's reads and writes (scheduler.md; tables in
-// migrations/0002_scheduler.sql).
+// The scheduler's state in SQL (scheduler.md; tables in
+// migrations/0002_scheduler.sql): what package schedule reads to decide a
+// dispatch (alive PCs, completions, how far a calendar was checked) and what
+// it writes as it dispatches (executions, waves waiting for their delay).
+// The Schedule record itself is the root package's (schedule.go); the loop
+// that uses these queries is package schedule.
 
 // AlivePCs lists the PCs whose last heartbeat is at or after since, sorted:
 // the "alive" PCs a target with all or groups expands to.

@@ -14,6 +14,9 @@ import (
 	"github.com/kanade-fleet/backend"
 )
 
+// The read side of the run-duration summaries: GET /api/health/scan_durations
+// (durations.go keeps the duration_segments table it reads).
+
 // Nearest-rank quantiles of api.md as exact fractions num/den, so that
 // ceil(q·n) is computed in integers; see rank.
 var quantiles = [3]struct{ num, den int64 }{{1, 2}, {19, 20}, {99, 100}}
