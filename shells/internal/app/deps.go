@@ -11,6 +11,7 @@ import (
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
@@ -94,7 +95,7 @@ func connectNATS(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOpt
 	url := cfg.NATSURL
 	if url == "" {
 		store := filepath.Join(cfg.DataDir, "nats")
-		s, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: cfg.NATSListen, StoreDir: store, Token: cfg.NATSToken})
+		s, err := natsd.Start(natsd.Options{Listen: cfg.NATSListen, StoreDir: store, Token: cfg.NATSToken})
 		if err != nil {
 			return nil, err
 		}
