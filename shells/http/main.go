@@ -13,6 +13,7 @@ import (
 	"net"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/shells/internal/api"
 	"github.com/kanade-fleet/backend/shells/internal/app"
 )
 
@@ -33,7 +34,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if w != nil {
 		progress = w.Progress
 	}
-	h, err := deps.Handler(a, progress)
+	h, err := api.New(deps, a, progress)
 	if err != nil {
 		return errors.Join(err, deps.Close())
 	}
