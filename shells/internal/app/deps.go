@@ -72,9 +72,10 @@ type OpenOptions struct {
 }
 
 // Open opens the database and starts keeping a NATS connection (starting
-// the embedded server through o.StartNATS when no URL is configured). An external NATS that is
-// down does not stop it: the shell starts, reports NATS as down, and
-// connects when NATS appears. On error everything opened so far is closed.
+// the embedded server through o.StartNATS when no URL is configured). An
+// external NATS that is down does not stop it: the shell starts, reports
+// NATS as down, and connects when NATS appears. On error everything opened
+// so far is closed.
 func Open(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) (*Deps, error) {
 	if o.Clock == nil {
 		o.Clock = kanade.SystemClock
