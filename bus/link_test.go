@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,7 +34,7 @@ func freeAddr(t *testing.T) string {
 
 func startAt(t *testing.T, addr, store string) *server.Server {
 	t.Helper()
-	s, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: addr, StoreDir: store})
+	s, err := natsd.Start(natsd.Options{Listen: addr, StoreDir: store})
 	if err != nil {
 		t.Fatal(err)
 	}

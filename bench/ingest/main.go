@@ -30,6 +30,7 @@ import (
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/projection"
 	"github.com/kanade-fleet/backend/sim"
 	"github.com/kanade-fleet/backend/storage"
@@ -63,7 +64,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "nats")})
+	srv, err := natsd.Start(natsd.Options{StoreDir: filepath.Join(dir, "nats")})
 	if err != nil {
 		return err
 	}

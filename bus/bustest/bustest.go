@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,7 +27,7 @@ type Server struct {
 // kanade resources: call Bus.Bootstrap or use StartBootstrapped.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	s, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: tb.TempDir()})
+	s, err := natsd.Start(natsd.Options{StoreDir: tb.TempDir()})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -13,19 +13,21 @@ import (
 	"net"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/shells/internal/api"
 	"github.com/kanade-fleet/backend/shells/internal/app"
+	"github.com/kanade-fleet/backend/shells/internal/onprem"
 )
 
 func main() { app.Main("kanade", run) }
 
 // run is the whole program (see app.RunFunc).
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
-	st, err := app.Start(ctx, app.ShellHTTP, "kanade-http", args, lookup, stderr)
+	st, err := onprem.Start(ctx, app.ShellHTTP, "kanade-http", args, lookup, stderr)
 	if st == nil || err != nil {
 		return err
 	}
 	cfg, logger, a, deps := st.Config, st.Logger, st.Auth, st.Deps
-	w, err := deps.Worker(cfg.Worker)
+	w, err := onprem.NewWorker(deps, cfg.Worker)
 	if err != nil {
 		return errors.Join(fmt.Errorf("worker: %w", err), deps.Close())
 	}
@@ -33,7 +35,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if w != nil {
 		progress = w.Progress
 	}
-	h, err := deps.Handler(a, progress)
+	h, err := api.New(deps, a, progress)
 	if err != nil {
 		return errors.Join(err, deps.Close())
 	}

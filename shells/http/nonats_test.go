@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/kanade-fleet/backend"
-	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/bus/natsd"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -67,7 +67,7 @@ func TestStartsWithoutNATSAndTakesItUpWhenItAppears(t *testing.T) {
 	}
 
 	// NATS appears: the shell connects, bootstraps and starts its worker.
-	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: addr, StoreDir: t.TempDir()})
+	srv, err := natsd.Start(natsd.Options{Listen: addr, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

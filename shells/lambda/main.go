@@ -20,6 +20,7 @@ import (
 	"os"
 
 	"github.com/akrylysov/algnhsa"
+	"github.com/kanade-fleet/backend/shells/internal/api"
 	"github.com/kanade-fleet/backend/shells/internal/app"
 )
 
@@ -56,7 +57,7 @@ func newHandler(ctx context.Context, lookup func(string) (string, bool)) (http.H
 			logger.Error("close", slog.Any("err", err))
 		}
 	}
-	h, err := deps.Handler(a, nil)
+	h, err := api.New(deps, a, nil)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kanade-fleet/backend/auth"
 	"github.com/kanade-fleet/backend/shells/internal/app"
+	"github.com/kanade-fleet/backend/shells/internal/onprem"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -23,17 +24,17 @@ func main() { app.Main("kanade-worker", run) }
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 	// /metrics is authenticated like the API's; the generated token is the
 	// same file the HTTP shell uses when both share a data folder.
-	st, err := app.Start(ctx, app.ShellWorker, "kanade-worker", args, lookup, stderr)
+	st, err := onprem.Start(ctx, app.ShellWorker, "kanade-worker", args, lookup, stderr)
 	if st == nil || err != nil {
 		return err
 	}
 	cfg, logger, a, deps := st.Config, st.Logger, st.Auth, st.Deps
-	w, err := deps.Worker(true)
+	w, err := onprem.NewWorker(deps, true)
 	if err != nil {
 		return errors.Join(fmt.Errorf("worker: %w", err), deps.Close())
 	}
 	mux := http.NewServeMux()
-	healthz, readyz := deps.WorkerProbes(w)
+	healthz, readyz := onprem.WorkerProbes(deps, w)
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{}))

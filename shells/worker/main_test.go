@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/kanade-fleet/backend/auth"
-	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/shells/internal/app"
 )
 
@@ -151,7 +151,7 @@ func TestWorkerStartsWithoutNATSAndSaysWhyItIsNotReady(t *testing.T) {
 	if code, body := get("readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"nats":"not connected`) {
 		t.Errorf("/readyz = %d %s, want 503 naming NATS", code, body)
 	}
-	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: addr, StoreDir: t.TempDir()})
+	srv, err := natsd.Start(natsd.Options{Listen: addr, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

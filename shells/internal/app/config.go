@@ -1,10 +1,14 @@
-// Package app is the plumbing the shells share: configuration from flags and
-// environment, logging, opening the database and NATS, authentication set-up,
-// the HTTP server with graceful shutdown, and the seam where the worker
-// (projector, scheduler) plugs in.
+// Package app is the plumbing every shell needs, the Lambda one included:
+// configuration from flags and environment, logging, authentication set-up,
+// opening the database and the NATS link, the HTTP server with graceful
+// shutdown, and Main.
 //
-// It is wiring only. It holds no domain rules and no global state beyond the
-// worker hook; everything it builds is handed back to the shell that asked.
+// Every shell links all of it, so it must never import what only some
+// shells run: the embedded NATS server (bus/natsd), the writing side
+// (projection, schedule, sim: see shells/internal/onprem) or the API
+// (handlers, huma, spa: see shells/internal/api). It is wiring only, with
+// no domain rules and no global state: everything it builds is handed back
+// to the shell that asked.
 package app
 
 import (

@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"time"
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -41,9 +39,19 @@ type Deps struct {
 // shell started one.
 type NATS struct {
 	// Server is the embedded server, nil with an external NATS.
-	Server *server.Server
+	Server EmbeddedNATS
 	// Link keeps the connection: it exists even while NATS is down.
 	Link *bus.Link
+}
+
+// EmbeddedNATS is a NATS server running in this process, as much of it as
+// app needs: where to connect, and how to stop it. The on-prem shells start
+// one with bus/natsd (whose *server.Server fits); app never imports that
+// package, so the Lambda shell links no NATS server.
+type EmbeddedNATS interface {
+	ClientURL() string
+	Shutdown()
+	WaitForShutdown()
 }
 
 // OpenOptions say what Open does beyond connecting.
@@ -55,12 +63,18 @@ type OpenOptions struct {
 	Bootstrap bool
 	// Clock defaults to the wall clock.
 	Clock kanade.Clock
+	// StartNATS starts the embedded server when no KANADE_NATS_URL is
+	// configured (the on-prem shells pass onprem's); Open then owns it and
+	// stops it on Close or on a failed open. Without it, an empty URL is an
+	// error.
+	StartNATS func() (EmbeddedNATS, error)
 }
 
 // Open opens the database and starts keeping a NATS connection (starting
-// the embedded server when no URL is configured). An external NATS that is
-// down does not stop it: the shell starts, reports NATS as down, and
-// connects when NATS appears. On error everything opened so far is closed.
+// the embedded server through o.StartNATS when no URL is configured). An
+// external NATS that is down does not stop it: the shell starts, reports
+// NATS as down, and connects when NATS appears. On error everything opened
+// so far is closed.
 func Open(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) (*Deps, error) {
 	if o.Clock == nil {
 		o.Clock = kanade.SystemClock
@@ -92,15 +106,15 @@ func connectNATS(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOpt
 	n := &NATS{}
 	url := cfg.NATSURL
 	if url == "" {
-		store := filepath.Join(cfg.DataDir, "nats")
-		s, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: cfg.NATSListen, StoreDir: store, Token: cfg.NATSToken})
+		if o.StartNATS == nil {
+			return nil, errors.New("nats: no KANADE_NATS_URL configured, and this shell cannot start an embedded server")
+		}
+		s, err := o.StartNATS()
 		if err != nil {
 			return nil, err
 		}
 		n.Server = s
 		url = s.ClientURL()
-		logger.Info("embedded NATS started", slog.String("url", url), slog.String("store", store),
-			slog.Bool("token_required", cfg.NATSToken != ""))
 	}
 	lo := bus.LinkOptions{URL: url, Name: o.Name, Token: cfg.NATSToken, Logger: logger}
 	if o.Bootstrap {

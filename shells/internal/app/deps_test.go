@@ -7,68 +7,48 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus"
-	"github.com/nats-io/nats.go"
 )
 
-func TestEmbeddedNATSRequiresTheConfiguredTokenAndIsBootstrapped(t *testing.T) {
+func TestOpenWithoutAURLNeedsAShellThatStartsAServer(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{DataDir: dir, DB: filepath.Join(dir, "k.db"), NATSListen: "127.0.0.1:-1", NATSToken: "nats-secret", NATSReplicas: 1}
-	ctx := context.Background()
-	d, err := Open(ctx, cfg, quiet(), OpenOptions{Name: "test", Bootstrap: true})
-	if err != nil {
-		t.Fatal(err)
+	cfg := Config{DataDir: dir, DB: filepath.Join(dir, "k.db"), NATSReplicas: 1}
+	d, err := Open(context.Background(), cfg, quiet(), OpenOptions{Name: "test"})
+	if err == nil {
+		d.Close()
+		t.Fatal("Open with no NATS URL and no StartNATS succeeded")
 	}
-	url := d.NATS.Server.ClientURL()
-	if !d.NATS.Connected() {
-		t.Error("Connected() = false right after Open")
-	}
-	if nc, err := nats.Connect(url); err == nil {
-		nc.Close()
-		t.Error("a client without the token was let in")
-	}
-	nc, err := nats.Connect(url, nats.Token("nats-secret"))
-	if err != nil {
-		t.Fatalf("client with the token: %v", err)
-	}
-	nc.Close()
-	// The bootstrap runs in the background once connected.
-	probe := func() []kanade.ResourceStatus {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		return bus.Prober{Client: d.NATS.Link.Client}.Probe(pctx)
-	}
-	deadline := time.Now().Add(30 * time.Second) // a guard against hangs, not a performance target
-	for missing := true; missing; {
-		missing = false
-		for _, st := range probe() {
-			if !st.Exists {
-				missing = true
-				if time.Now().After(deadline) {
-					t.Fatalf("%s %s after Open with Bootstrap: %v", st.Kind, st.Name, st.Err)
-				}
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if d.NATS.Connected() {
-		t.Error("Connected() = true after Close")
-	}
-	if c, err := net.Dial("tcp", strings.TrimPrefix(url, "nats://")); err == nil {
-		c.Close()
-		t.Error("embedded server still listening after Close")
-	}
-	if err := d.DB.Ping(ctx); err == nil {
-		t.Error("database still answers after Close")
+	if !strings.Contains(err.Error(), "KANADE_NATS_URL") {
+		t.Errorf("error = %v, want it to name KANADE_NATS_URL", err)
 	}
 }
+
+func TestOpenStopsTheEmbeddedServerWhenItCannotConnect(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, DB: filepath.Join(dir, "k.db"), NATSReplicas: 1}
+	s := &fakeServer{url: "nats://127.0.0.1:not-a-port"}
+	d, err := Open(context.Background(), cfg, quiet(), OpenOptions{
+		Name: "test", StartNATS: func() (EmbeddedNATS, error) { return s, nil },
+	})
+	if err == nil {
+		d.Close()
+		t.Fatalf("Open with an unusable server URL succeeded")
+	}
+	if !s.stopped {
+		t.Error("Open failed but left the embedded server running")
+	}
+}
+
+// fakeServer is an EmbeddedNATS that records being stopped.
+type fakeServer struct {
+	url     string
+	stopped bool
+}
+
+func (f *fakeServer) ClientURL() string { return f.url }
+func (f *fakeServer) Shutdown()         { f.stopped = true }
+func (f *fakeServer) WaitForShutdown()  {}
 
 func TestOpenStartsWhenNATSIsUnreachable(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -2,11 +2,8 @@ package app
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -26,35 +23,4 @@ func Main(name string, run RunFunc) {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
 	}
-}
-
-// Started is what every on-prem shell sets up before its own part.
-type Started struct {
-	Config Config
-	Logger *slog.Logger
-	Auth   Auth
-	Deps   *Deps
-}
-
-// Start parses the configuration, builds the logger, sets up authentication
-// and opens the dependencies (bootstrapping JetStream). It returns nil and no
-// error when -h asked only for the usage.
-func Start(ctx context.Context, shell Shell, name string, args []string, lookup func(string) (string, bool), stderr io.Writer) (*Started, error) {
-	cfg, err := Parse(shell, args, lookup, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	logger := NewLogger(cfg, stderr)
-	a, err := SetupAuth(cfg, logger)
-	if err != nil {
-		return nil, err
-	}
-	deps, err := Open(ctx, cfg, logger, OpenOptions{Name: name, Bootstrap: true})
-	if err != nil {
-		return nil, err
-	}
-	return &Started{Config: cfg, Logger: logger, Auth: a, Deps: deps}, nil
 }

@@ -1,4 +1,13 @@
-package bus
+// Package natsd runs a NATS JetStream server inside this process: the on-prem
+// shells' default when no external NATS is configured, and the real server
+// every test talks to (through bus/bustest).
+//
+// It is a package of its own because the server is most of a binary's size:
+// whatever imports it links nats-server, so only the on-prem shells, tests and
+// local tools (bench) import it; bus, handlers and the Lambda shell never do.
+// It must never hold client-side code (streams, buckets, publishers: those
+// are bus's).
+package natsd
 
 import (
 	"fmt"
@@ -9,8 +18,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// EmbeddedOptions configure an in-process NATS JetStream server.
-type EmbeddedOptions struct {
+// Options configure an in-process NATS JetStream server.
+type Options struct {
 	// Listen is host:port; port -1 picks a free port. Empty means 127.0.0.1:-1.
 	Listen string
 	// StoreDir holds the JetStream files.
@@ -19,9 +28,9 @@ type EmbeddedOptions struct {
 	Token string
 }
 
-// StartEmbedded starts a NATS server with JetStream enabled and waits until it
+// Start starts a NATS server with JetStream enabled and waits until it
 // accepts connections. Callers stop it with Shutdown and WaitForShutdown.
-func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
+func Start(o Options) (*server.Server, error) {
 	host, port := "127.0.0.1", -1
 	if o.Listen != "" {
 		h, p, err := net.SplitHostPort(o.Listen)

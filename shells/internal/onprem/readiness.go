@@ -1,4 +1,4 @@
-package app
+package onprem
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kanade-fleet/backend/shells/internal/app"
 )
 
 // readyCheckTimeout bounds the database check, so an orchestrator's probe
@@ -24,7 +26,7 @@ type WorkerReadiness struct {
 // workerReadiness checks what the worker needs to do its job: the database
 // answers, NATS is connected, and no projection is stalled (its offset has
 // not moved for the stall threshold while messages waited as long).
-func (d *Deps) workerReadiness(ctx context.Context, w Worker) WorkerReadiness {
+func workerReadiness(ctx context.Context, d *app.Deps, w Worker) WorkerReadiness {
 	out := WorkerReadiness{Status: "ready", Checks: map[string]string{"database": "ok", "nats": "ok", "projection": "ok"}}
 	dctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
 	defer cancel()
@@ -61,15 +63,15 @@ func (d *Deps) workerReadiness(ctx context.Context, w Worker) WorkerReadiness {
 	return out
 }
 
-// WorkerProbes are the worker shell's probes: /healthz answers 200 while
-// the process serves (a NATS or database outage is no reason to restart
-// it) and says why it is not ready, if it is not; /readyz answers 503 with
-// the failing checks.
-func (d *Deps) WorkerProbes(w Worker) (healthz, readyz http.HandlerFunc) {
+// WorkerProbes are the worker shell's probes, on d and the worker w:
+// /healthz answers 200 while the process serves (a NATS or database outage
+// is no reason to restart it) and says why it is not ready, if it is not;
+// /readyz answers 503 with the failing checks.
+func WorkerProbes(d *app.Deps, w Worker) (healthz, readyz http.HandlerFunc) {
 	healthz = func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		rw.Header().Set("Cache-Control", "no-store")
-		st := d.workerReadiness(r.Context(), w)
+		st := workerReadiness(r.Context(), d, w)
 		if st.Status == "ready" {
 			io.WriteString(rw, "ok")
 			return
@@ -84,7 +86,7 @@ func (d *Deps) WorkerProbes(w Worker) (healthz, readyz http.HandlerFunc) {
 		io.WriteString(rw, "ok (alive; not ready: "+strings.Join(failing, "; ")+")")
 	}
 	readyz = func(rw http.ResponseWriter, r *http.Request) {
-		st := d.workerReadiness(r.Context(), w)
+		st := workerReadiness(r.Context(), d, w)
 		rw.Header().Set("Content-Type", "application/json")
 		rw.Header().Set("Cache-Control", "no-store")
 		if st.Status != "ready" {

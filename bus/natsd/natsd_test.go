@@ -1,11 +1,11 @@
-package bus_test
+package natsd_test
 
 import (
 	"net"
 	"strings"
 	"testing"
 
-	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/bus/natsd"
 )
 
 func TestEmbeddedReportsATakenPort(t *testing.T) {
@@ -14,7 +14,7 @@ func TestEmbeddedReportsATakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	s, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: t.TempDir(), Listen: ln.Addr().String()})
+	s, err := natsd.Start(natsd.Options{StoreDir: t.TempDir(), Listen: ln.Addr().String()})
 	if err == nil {
 		s.Shutdown()
 		t.Fatal("started on a taken port")
