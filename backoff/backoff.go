@@ -13,6 +13,11 @@ import (
 // Initial is the first wait after a failure.
 const Initial = 100 * time.Millisecond
 
+// DefaultMax is the longest wait every loop uses unless configured: long
+// enough that a dead dependency is not hammered, short enough that a
+// recovered one is noticed within half a minute.
+const DefaultMax = 30 * time.Second
+
 // Forever runs fn until ctx ends, restarting it whenever it returns. Each
 // restart waits a random time in [backoff/2, backoff], where backoff doubles
 // per consecutive failure up to max; a run that lasted over a minute resets it,

@@ -31,7 +31,7 @@ type LinkOptions struct {
 	// ReconnectWait is the pause between reconnect attempts (default 1s).
 	ReconnectWait time.Duration
 	// MaxBackoff caps the pause before a new connection replaces a closed
-	// one, and between failed bootstraps (default 30s).
+	// one, and between failed bootstraps (default backoff.DefaultMax).
 	MaxBackoff time.Duration
 }
 
@@ -102,7 +102,7 @@ func Dial(o LinkOptions) (*Link, error) {
 		o.ReconnectWait = time.Second
 	}
 	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 30 * time.Second
+		o.MaxBackoff = backoff.DefaultMax
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	l := &Link{o: o, log: o.Logger, stop: stop, done: make(chan struct{}), changed: make(chan struct{})}

@@ -134,15 +134,7 @@ func runCluster(ctx context.Context, e *Env, r *Result) error {
 		return err
 	}
 	g := Gen{Prefix: "cluster", Base: time.Now().Add(-time.Hour), StdoutBytes: 200, Jobs: []string{"cl-ingest"}}
-	type pubOut struct {
-		acks *Acks
-		err  error
-	}
-	pubDone := make(chan pubOut, 1)
-	go func() {
-		a, err := pub.Publish(ctx, n, okResults(g))
-		pubDone <- pubOut{a, err}
-	}()
+	pubDone := pub.Background(ctx, n, okResults(g))
 	if err := sleep(ctx, 10*time.Second); err != nil {
 		return err
 	}
@@ -156,17 +148,17 @@ func runCluster(ctx context.Context, e *Env, r *Result) error {
 		return err
 	}
 	r.Measure("%s down for %s", victim.Name, round(time.Since(killAt)))
-	var po pubOut
+	var po Published
 	select {
 	case po = <-pubDone:
 	case <-time.After(3 * time.Minute):
 		return fmt.Errorf("publisher not done (%d retries, last error %s)", pub.Retries(), pub.LastError())
 	}
-	if po.err != nil {
-		return po.err
+	if po.Err != nil {
+		return po.Err
 	}
-	r.Measure("publisher: %d acked, %d retries (last error: %s)", po.acks.Count(), pub.Retries(), oneLine(pub.LastError(), 120))
-	d, err := checkLanded(ctx, e, r, "results", db, wantIDs(g, po.acks, n), e.Size.Stall)
+	r.Measure("publisher: %d acked, %d retries (last error: %s)", po.Acks.Count(), pub.Retries(), oneLine(pub.LastError(), 120))
+	d, err := checkLanded(ctx, e, r, "results", db, wantIDs(g, po.Acks, n), e.Size.Stall)
 	if err != nil {
 		return err
 	}

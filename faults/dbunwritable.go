@@ -133,15 +133,7 @@ func unwritablePhase(ctx context.Context, e *Env, r *Result, label, db string, i
 		return err
 	}
 	g := Gen{Prefix: "unwritable-" + label, Base: time.Now().Add(-time.Hour), StdoutBytes: 200, Jobs: []string{"u-job"}}
-	type pubOut struct {
-		acks *Acks
-		err  error
-	}
-	pubDone := make(chan pubOut, 1)
-	go func() {
-		a, err := pub.Publish(ctx, n, okResults(g))
-		pubDone <- pubOut{a, err}
-	}()
+	pubDone := pub.Background(ctx, n, okResults(g))
 	if err := sleep(ctx, 5*time.Second); err != nil {
 		return err
 	}
@@ -205,8 +197,8 @@ func unwritablePhase(ctx context.Context, e *Env, r *Result, label, db string, i
 		}
 	}
 	po := <-pubDone
-	if po.err != nil {
-		return po.err
+	if po.Err != nil {
+		return po.Err
 	}
 	logged := errorLines(w, 3)
 	r.Measure("(%s) kanade_projector_apply_errors_total %.0f before the fault, %.0f at its end", label, applyErrs(m0), applyErrs(m1))
@@ -222,7 +214,7 @@ func unwritablePhase(ctx context.Context, e *Env, r *Result, label, db string, i
 		r.Measure("(%s) worker /readyz: %s", label, oneLine(readyBody, 300))
 	}
 	r.Check(fleetOK > 0 && readyOK > 0, "(%s) after recovery fleet health is 200 again (after %s) and /readyz is 200 again (after %s)", label, durOrNever(fleetOK), durOrNever(readyOK))
-	d, err := checkLanded(ctx, e, r, "("+label+") results", db, wantIDs(g, po.acks, n), e.Size.Stall)
+	d, err := checkLanded(ctx, e, r, "("+label+") results", db, wantIDs(g, po.Acks, n), e.Size.Stall)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/kanade-fleet/backend"
@@ -276,35 +275,17 @@ func runKill9(ctx context.Context, e *Env, r *Result) error {
 	if err != nil {
 		return err
 	}
-	kctx, stopKills := context.WithCancel(ctx)
-	defer stopKills()
-	var kills int
-	var killErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for sleep(kctx, randDur(500*time.Millisecond, 3*time.Second)) == nil {
-			kills++
-			if err := w.Restart(ctx); err != nil {
-				killErr = err
-				return
-			}
-		}
-	}()
+	killer := StartKiller(ctx, 500*time.Millisecond, 3*time.Second, func(int) *Shell { return w })
 	start := time.Now()
 	acks, err := pub.Publish(ctx, len(l.msgs), func(i int) PubMsg { return l.msgs[i] })
 	if err != nil {
 		return err
 	}
 	pubDur := time.Since(start)
-	for kills < e.Size.Kill9Kills && killErr == nil && ctx.Err() == nil {
-		sleep(ctx, 200*time.Millisecond)
-	}
-	stopKills()
-	wg.Wait()
-	if killErr != nil {
-		return fmt.Errorf("restart after kill -9: %w", killErr)
+	killer.WaitKills(ctx, e.Size.Kill9Kills)
+	kills, err := killer.Stop()
+	if err != nil {
+		return err
 	}
 	r.Do("published %d messages (%d results, started events before and after their result, %d duplicated results, %d legacy results without result_id, %d audit events) over %s, all acked (%d retries)",
 		acks.Count(), l.n, (l.n+49)/50, (l.n+19)/20, l.audits, round(pubDur), pub.Retries())

@@ -20,22 +20,17 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/kanade-fleet/backend/internal/cli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "faults:", err)
-		os.Exit(1)
-	}
+	cli.Main("faults", func(ctx context.Context, args []string, _ io.Writer) error { return run(ctx, args, os.Stderr) })
 }
 
 // Sizes are the loads of one -size.

@@ -100,15 +100,7 @@ func runNATSStop(ctx context.Context, e *Env, r *Result) error {
 	var p poller
 	pwg := p.run(pctx, e, sh.URL, []string{fleetPath, "/api/agents", "/api/results?limit=10"})
 	g := Gen{Prefix: "nats-stop", Base: time.Now().Add(-time.Hour), StdoutBytes: 200, Jobs: []string{"ns-job"}}
-	type pubOut struct {
-		acks *Acks
-		err  error
-	}
-	pubDone := make(chan pubOut, 1)
-	go func() {
-		a, err := pub.Publish(ctx, n, okResults(g))
-		pubDone <- pubOut{a, err}
-	}()
+	pubDone := pub.Background(ctx, n, okResults(g))
 	if err := sleep(ctx, 5*time.Second); err != nil {
 		return err
 	}
@@ -133,14 +125,14 @@ func runNATSStop(ctx context.Context, e *Env, r *Result) error {
 			return err
 		}
 	}
-	var po pubOut
+	var po Published
 	select {
 	case po = <-pubDone:
 	case <-time.After(2 * time.Minute):
 		return fmt.Errorf("publisher not done 2 min after NATS returned (%d retries, last error %s)", pub.Retries(), pub.LastError())
 	}
-	if po.err != nil {
-		return po.err
+	if po.Err != nil {
+		return po.Err
 	}
 	sleep(ctx, time.Second)
 	stopPoll()
@@ -170,8 +162,8 @@ func runNATSStop(ctx context.Context, e *Env, r *Result) error {
 		r.Figure("503 after %s, 200 again %s after restart", round(down.at.Add(down.latency).Sub(stopAt)), round(recovered.at.Add(recovered.latency).Sub(backAt)))
 	}
 	r.Check(okAgain && !sh.Proc.Exited(), "fleet health back to 200 after NATS returned, without restarting the shell (shell alive: %v)", !sh.Proc.Exited())
-	r.Measure("publisher: %d acked, %d retries during the outage", po.acks.Count(), pub.Retries())
-	if _, err := checkLanded(ctx, e, r, "results", db, wantIDs(g, po.acks, n), e.Size.Stall); err != nil {
+	r.Measure("publisher: %d acked, %d retries during the outage", po.Acks.Count(), pub.Retries())
+	if _, err := checkLanded(ctx, e, r, "results", db, wantIDs(g, po.Acks, n), e.Size.Stall); err != nil {
 		return err
 	}
 	return natsDownStart(ctx, e, r, ns)

@@ -210,3 +210,20 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
+
+// Published is the outcome of a publish run in the background.
+type Published struct {
+	Acks *Acks
+	Err  error
+}
+
+// Background is Publish on a goroutine of its own, so a scenario can break
+// things while messages flow; the channel yields the one outcome.
+func (p *Publisher) Background(ctx context.Context, n int, gen func(i int) PubMsg) <-chan Published {
+	done := make(chan Published, 1)
+	go func() {
+		a, err := p.Publish(ctx, n, gen)
+		done <- Published{a, err}
+	}()
+	return done
+}

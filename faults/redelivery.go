@@ -169,23 +169,7 @@ func redeliveryKills(ctx context.Context, e *Env, r *Result) error {
 	if err != nil {
 		return err
 	}
-	kctx, stopKills := context.WithCancel(ctx)
-	defer stopKills()
-	var kills int
-	var killErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for sleep(kctx, randDur(2*time.Second, 4*time.Second)) == nil {
-			w := workers[kills%2]
-			kills++
-			if err := w.Restart(ctx); err != nil {
-				killErr = err
-				return
-			}
-		}
-	}()
+	killer := StartKiller(ctx, 2*time.Second, 4*time.Second, func(i int) *Shell { return workers[i%2] })
 	g := Gen{Prefix: "c", Base: time.Now().Add(-time.Hour), StdoutBytes: 200, Jobs: []string{"c-job"}}
 	start := time.Now()
 	acks, err := pub.Publish(ctx, n, okResults(g))
@@ -194,11 +178,10 @@ func redeliveryKills(ctx context.Context, e *Env, r *Result) error {
 	}
 	want := wantIDs(g, acks, n)
 	// Keep killing while the backlog drains, a few more rounds at least.
-	_, _ = waitRows(kctx, int64(len(want)), 10*time.Second, func(ctx context.Context) (int64, error) { return finishedRows(ctx, db) })
-	stopKills()
-	wg.Wait()
-	if killErr != nil {
-		return fmt.Errorf("restart after kill -9: %w", killErr)
+	_, _ = waitRows(ctx, int64(len(want)), 10*time.Second, func(ctx context.Context) (int64, error) { return finishedRows(ctx, db) })
+	kills, err := killer.Stop()
+	if err != nil {
+		return err
 	}
 	r.Do("(c) two worker processes on one database; %d results published over %s while one worker or the other was killed -9 every 2–4 s and restarted (%d kills)", n, round(time.Since(start)), kills)
 	d, err := checkLanded(ctx, e, r, "(c) kill -9", db, want, e.Size.Stall)

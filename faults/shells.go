@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -294,4 +295,51 @@ func (m Metrics) Has(name string) bool {
 		}
 	}
 	return false
+}
+
+// Killer restarts shells with SIGKILL at random moments until stopped: the
+// crash half of the kill -9 scenarios.
+type Killer struct {
+	stop  context.CancelFunc
+	done  chan struct{}
+	kills atomic.Int64
+	err   error // set before done closes
+}
+
+// StartKiller kills and restarts victim(i) for the i-th kill (from 0), a
+// random time in [lo, hi] after the previous one.
+func StartKiller(ctx context.Context, lo, hi time.Duration, victim func(i int) *Shell) *Killer {
+	kctx, stop := context.WithCancel(ctx)
+	k := &Killer{stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(k.done)
+		for i := 0; sleep(kctx, randDur(lo, hi)) == nil; i++ {
+			k.kills.Add(1)
+			if err := victim(i).Restart(ctx); err != nil {
+				k.err = fmt.Errorf("restart after kill -9: %w", err)
+				return
+			}
+		}
+	}()
+	return k
+}
+
+// WaitKills returns once n kills happened, the killer failed, or ctx ended.
+func (k *Killer) WaitKills(ctx context.Context, n int) {
+	for k.kills.Load() < int64(n) {
+		select {
+		case <-k.done:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Stop ends the kills and says how many there were, or why a restart failed.
+func (k *Killer) Stop() (int, error) {
+	k.stop()
+	<-k.done
+	return int(k.kills.Load()), k.err
 }

@@ -41,67 +41,39 @@ func newMetrics(reg prometheus.Registerer, w *Worker) (*metrics, error) {
 			Help:    "Message bytes (payloads and fetched outputs) per applied batch.",
 			Buckets: prometheus.ExponentialBuckets(1024, 4, 10),
 		}, []string{"consumer"}),
-		decodeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanade_projector_decode_failures_total",
-			Help: "Messages passed over without effect because they could not be decoded or validated.",
-		}, []string{"stream"}),
-		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanade_projector_messages_applied_total",
-			Help: "Messages whose batch this worker committed (malformed ones included).",
-		}, []string{"consumer"}),
-		behind: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanade_projector_messages_already_applied_total",
-			Help: "Messages this worker received that were already behind the database offset (another worker applied them).",
-		}, []string{"consumer"}),
-		applyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanade_projector_apply_errors_total",
-			Help: "Batches that failed (database, object store or KV error) and will be read again from the offset.",
-		}, []string{"consumer"}),
-		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanade_projector_loop_restarts_total",
-			Help: "Times a projector loop failed and was restarted with backoff.",
-		}, []string{"loop"}),
-		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanade_projector_offset_resets_total",
-			Help: "Times a stream's offset started over because the stream was deleted and created again.",
-		}, []string{"consumer"}),
-		implausible: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kanade_projector_implausible_durations_total",
-			Help: "Runs stored without a duration because started_at and finished_at are too far apart to believe.",
-		}),
-		missingOutput: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kanade_projector_missing_output_objects_total",
-			Help: "Result outputs named by stdout_object/stderr_object but absent from the object store.",
-		}),
-		cutOutput: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kanade_projector_cut_output_objects_total",
-			Help: "Result outputs longer than the configured maximum, stored cut with a note.",
-		}),
-		hbReceived: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kanade_projector_heartbeats_received_total",
-			Help: "Heartbeat messages received on the core subscription.",
-		}),
-		hbDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kanade_projector_heartbeats_dropped_total",
-			Help: "Heartbeats dropped by the client library because the subscription fell behind.",
-		}),
-		hbClamped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kanade_projector_heartbeats_from_the_future_total",
-			Help: "Heartbeats whose `at` was over 10 minutes ahead of the worker's clock, stored as sent when received.",
-		}),
-		hbFlushed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kanade_projector_heartbeats_flushed_total",
-			Help: "Agent rows upserted by heartbeat flushes.",
-		}),
+		decodeFailures: counterVec("kanade_projector_decode_failures_total",
+			"Messages passed over without effect because they could not be decoded or validated.", "stream"),
+		applied: counterVec("kanade_projector_messages_applied_total",
+			"Messages whose batch this worker committed (malformed ones included).", "consumer"),
+		behind: counterVec("kanade_projector_messages_already_applied_total",
+			"Messages this worker received that were already behind the database offset (another worker applied them).", "consumer"),
+		applyErrors: counterVec("kanade_projector_apply_errors_total",
+			"Batches that failed (database, object store or KV error) and will be read again from the offset.", "consumer"),
+		restarts: counterVec("kanade_projector_loop_restarts_total",
+			"Times a projector loop failed and was restarted with backoff.", "loop"),
+		resets: counterVec("kanade_projector_offset_resets_total",
+			"Times a stream's offset started over because the stream was deleted and created again.", "consumer"),
+		implausible: counter("kanade_projector_implausible_durations_total",
+			"Runs stored without a duration because started_at and finished_at are too far apart to believe."),
+		missingOutput: counter("kanade_projector_missing_output_objects_total",
+			"Result outputs named by stdout_object/stderr_object but absent from the object store."),
+		cutOutput: counter("kanade_projector_cut_output_objects_total",
+			"Result outputs longer than the configured maximum, stored cut with a note."),
+		hbReceived: counter("kanade_projector_heartbeats_received_total",
+			"Heartbeat messages received on the core subscription."),
+		hbDropped: counter("kanade_projector_heartbeats_dropped_total",
+			"Heartbeats dropped by the client library because the subscription fell behind."),
+		hbClamped: counter("kanade_projector_heartbeats_from_the_future_total",
+			"Heartbeats whose `at` was over 10 minutes ahead of the worker's clock, stored as sent when received."),
+		hbFlushed: counter("kanade_projector_heartbeats_flushed_total",
+			"Agent rows upserted by heartbeat flushes."),
 		hbFlushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kanade_projector_heartbeat_flush_seconds",
 			Help:    "Duration of one heartbeat flush transaction.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
-		housekeeping: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanade_housekeeping_rows_total",
-			Help: "Rows changed by housekeeping, by action.",
-		}, []string{"action"}),
+		housekeeping: counterVec("kanade_housekeeping_rows_total",
+			"Rows changed by housekeeping, by action.", "action"),
 	}
 	// Known label values start at 0, so an alert on a rate sees the series
 	// before the first failure.
@@ -127,6 +99,14 @@ func newMetrics(reg prometheus.Registerer, w *Worker) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func counterVec(name, help, label string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
 }
 
 var (

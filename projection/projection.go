@@ -102,7 +102,8 @@ type Config struct {
 	HousekeepingBatch int
 	// ManifestTTL is how long a job's timeout is cached (default 1m).
 	ManifestTTL time.Duration
-	// MaxBackoff caps the restart backoff of a failed loop (default 30s).
+	// MaxBackoff caps the restart backoff of a failed loop (default
+	// backoff.DefaultMax).
 	MaxBackoff time.Duration
 
 	// Test hooks: a non-nil error from one of them aborts the batch as a
@@ -132,7 +133,7 @@ func (c *Config) defaults() error {
 	setDefault(&c.Housekeeping, 5*time.Minute)
 	setDefault(&c.HousekeepingBatch, 1000)
 	setDefault(&c.ManifestTTL, time.Minute)
-	setDefault(&c.MaxBackoff, 30*time.Second)
+	setDefault(&c.MaxBackoff, backoff.DefaultMax)
 	return nil
 }
 

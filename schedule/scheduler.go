@@ -16,15 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Config configures a Scheduler. DB and Bus are required.
+// Config configures a Scheduler. DB and Bus are required; the rest have
+// defaults.
 type Config struct {
-	DB    *storage.DB
-	Bus   *bus.Client
-	Clock kanade.Clock
-	// Logger defaults to slog.Default().
-	Logger *slog.Logger
-	// Registerer receives the metrics; nil keeps them unregistered.
-	Registerer prometheus.Registerer
+	DB  *storage.DB
+	Bus *bus.Client
+
 	// StaleThreshold: a PC is alive when its last heartbeat is within it
 	// (default 2m, the fleet rollup's rule).
 	StaleThreshold time.Duration
@@ -34,7 +31,16 @@ type Config struct {
 	// OnTime is how late a calendar firing may be noticed and still count as
 	// on time (default 1m). Older firings were missed while no worker ran.
 	OnTime time.Duration
-	// MaxBackoff caps the restart backoff of the schedules watch (default 30s).
+
+	// Clock is the time every rule above is measured by (the wall clock
+	// unless a test sets one).
+	Clock kanade.Clock
+	// Logger defaults to slog.Default(); Registerer receives the metrics
+	// (nil keeps them unregistered).
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// MaxBackoff caps the restart backoff of the schedules watch (default
+	// backoff.DefaultMax).
 	MaxBackoff time.Duration
 }
 
@@ -85,7 +91,7 @@ func New(cfg Config) (*Scheduler, error) {
 		cfg.OnTime = time.Minute
 	}
 	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 30 * time.Second
+		cfg.MaxBackoff = backoff.DefaultMax
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {

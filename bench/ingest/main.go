@@ -31,6 +31,7 @@ import (
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/natsd"
+	"github.com/kanade-fleet/backend/internal/cli"
 	"github.com/kanade-fleet/backend/projection"
 	"github.com/kanade-fleet/backend/sim"
 	"github.com/kanade-fleet/backend/storage"
@@ -39,13 +40,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "ingest:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("ingest", run) }
 
+// run parses the flags and runs one of the two measurements, writing the
+// report to out.
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	n := fs.Int("n", 200000, "results to ingest")

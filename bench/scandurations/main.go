@@ -33,16 +33,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kanade-fleet/backend/bench/scandurations/seed"
+	"github.com/kanade-fleet/backend/internal/cli"
 	"github.com/kanade-fleet/backend/storage"
 )
 
-func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "scandurations:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("scandurations", run) }
 
+// run parses the flags, seeds (or reuses) the databases and prints one table
+// row per size and backend.
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("scandurations", flag.ContinueOnError)
 	sizes := fs.String("sizes", "12000,100000,1000000", "runs in the window, comma-separated")

@@ -6,9 +6,6 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net"
 
@@ -21,33 +18,17 @@ import (
 func main() { app.Main("kanade", run) }
 
 // run is the whole program (see app.RunFunc).
-func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
-	st, err := onprem.Start(ctx, app.ShellHTTP, "kanade-http", args, lookup, stderr)
-	if st == nil || err != nil {
-		return err
-	}
-	cfg, logger, a, deps := st.Config, st.Logger, st.Auth, st.Deps
-	w, err := onprem.NewWorker(deps, cfg.Worker)
-	if err != nil {
-		return errors.Join(fmt.Errorf("worker: %w", err), deps.Close())
-	}
+var run = onprem.Run(app.ShellHTTP, "kanade-http", serve)
+
+// serve is the API and the dashboard, seeing the in-process worker's
+// projections when there is one.
+func serve(st *onprem.Started) (onprem.Part, error) {
 	var progress func() []kanade.ProjectionProgress
-	if w != nil {
-		progress = w.Progress
+	if st.Worker != nil {
+		progress = st.Worker.Progress
 	}
-	h, err := api.New(deps, a, progress)
-	if err != nil {
-		return errors.Join(err, deps.Close())
-	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return errors.Join(fmt.Errorf("listen: %w", err), deps.Close())
-	}
-	app.PrintDashboard(stdout, logger, ln.Addr(), a)
-	return app.Run(ctx, app.RunParams{
-		Logger:    logger,
-		Listeners: []app.Listener{{Name: "http", Server: app.NewHTTPServer(h, logger), Listener: ln}},
-		Worker:    w,
-		Deps:      deps,
-	})
+	h, err := api.New(st.Deps, st.Auth, progress)
+	return onprem.Part{Name: "http", Addr: st.Config.HTTPAddr, Handler: h,
+		Announce: func(stdout io.Writer, addr net.Addr) { app.PrintDashboard(stdout, st.Logger, addr, st.Auth) },
+	}, err
 }

@@ -10,37 +10,19 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/kanade-fleet/backend/internal/testkit"
 	"github.com/kanade-fleet/backend/shells/internal/app"
 )
-
-// syncBuffer is written by run and read by the test at the same time.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // shell is one in-process run of the HTTP shell.
 type shell struct {
 	base    string // http://127.0.0.1:port/
 	token   string
 	created bool
-	stdout  *syncBuffer
+	stdout  *testkit.SyncBuffer
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when run returned
 	err     error         // run's result, valid after done
@@ -54,8 +36,8 @@ func start(t *testing.T, env map[string]string, args ...string) *shell {
 	t.Helper()
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &shell{stdout: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
-	stderr := &syncBuffer{}
+	s := &shell{stdout: &testkit.SyncBuffer{}, cancel: cancel, done: make(chan struct{})}
+	stderr := &testkit.SyncBuffer{}
 	go func() {
 		defer close(s.done)
 		s.err = run(ctx, append([]string{"kanade-http"}, args...), lookup, s.stdout, stderr)
@@ -236,7 +218,7 @@ func TestConfiguredStaticTokenIsNotPrinted(t *testing.T) {
 	env["KANADE_AUTH_STATIC_TOKEN"] = "s3cret-static-token"
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &testkit.SyncBuffer{}, &testkit.SyncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"kanade-http", "-addr", "127.0.0.1:0"}, lookup, stdout, stderr) }()
 	listening := regexp.MustCompile(`kanade: dashboard (http://127\.0\.0\.1:\d+/)\n`)

@@ -1,45 +1,27 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kanade-fleet/backend/auth"
 	"github.com/kanade-fleet/backend/bus/natsd"
+	"github.com/kanade-fleet/backend/internal/testkit"
 	"github.com/kanade-fleet/backend/shells/internal/app"
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func TestAdminServesHealthAndAuthenticatedMetricsThenStops(t *testing.T) {
 	dir := t.TempDir()
 	env := map[string]string{"KANADE_DATA_DIR": dir, "KANADE_NATS_LISTEN": "127.0.0.1:-1", "KANADE_ADMIN_ADDR": "127.0.0.1:0"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &testkit.SyncBuffer{}, &testkit.SyncBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"kanade-worker"}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, stdout, stderr)
@@ -115,7 +97,7 @@ func TestWorkerStartsWithoutNATSAndSaysWhyItIsNotReady(t *testing.T) {
 		"KANADE_ADMIN_ADDR": "127.0.0.1:0", "KANADE_AUTH_STATIC_TOKEN": "t"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &testkit.SyncBuffer{}, &testkit.SyncBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"kanade-worker"}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, stdout, stderr)

@@ -22,6 +22,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kanade-fleet/backend"
 )
 
 // Shell says which program is being configured; each sees only the settings
@@ -95,17 +97,33 @@ type setting struct {
 	placeholder string
 }
 
+// durationText writes a default duration the way an operator would type it
+// ("2m", not "2m0s").
+func durationText(d time.Duration) string {
+	t := d.String()
+	if strings.HasSuffix(t, "m0s") {
+		t = strings.TrimSuffix(t, "0s")
+	}
+	if strings.HasSuffix(t, "h0m") {
+		t = strings.TrimSuffix(t, "0m")
+	}
+	return t
+}
+
 var settings = []setting{
+	// Where it listens and what it stores.
 	{env: "KANADE_HTTP_ADDR", flag: "addr", def: "127.0.0.1:8080", shells: ShellHTTP, placeholder: "host:port",
 		usage: "address the HTTP server (API, dashboard, probes) listens on"},
 	{env: "KANADE_ADMIN_ADDR", flag: "admin-addr", def: "127.0.0.1:9090", shells: ShellWorker, placeholder: "host:port",
 		usage: "address the worker serves /healthz and /metrics on"},
 	{env: "KANADE_DATA_DIR", flag: "data-dir", def: "./data", shells: onPrem, placeholder: "dir",
 		usage: "folder for the SQLite file, the embedded NATS store and the generated API token"},
+	// The database.
 	{env: "KANADE_DB", flag: "db", def: "", shells: every, placeholder: "dsn",
 		usage: "database: a SQLite path or file: URL (default <data-dir>/kanade.db), or an http://, https://, ws://, wss:// or libsql:// URL of a libSQL server"},
 	{env: "KANADE_DB_AUTH_TOKEN", flag: "db-auth-token", shells: every, placeholder: "token",
 		usage: "auth token for a libSQL server (prefer the variable: flags show in ps)"},
+	// NATS.
 	{env: "KANADE_NATS_URL", flag: "nats-url", shells: every, placeholder: "url",
 		usage: "NATS server URL; empty starts an embedded NATS JetStream server"},
 	{env: "KANADE_NATS_LISTEN", flag: "nats-listen", def: "127.0.0.1:4222", shells: onPrem, placeholder: "host:port",
@@ -114,20 +132,24 @@ var settings = []setting{
 		usage: "NATS client token; when set, the embedded server requires it too"},
 	{env: "KANADE_NATS_REPLICAS", flag: "nats-replicas", def: "1", shells: onPrem, placeholder: "n",
 		usage: "replicas of every JetStream stream, bucket and object store (3 on a clustered NATS)"},
-	{env: "KANADE_STALE_THRESHOLD", flag: "stale-threshold", def: "2m", shells: every, placeholder: "duration",
+	// The fleet rules behind health and readiness.
+	{env: "KANADE_STALE_THRESHOLD", flag: "stale-threshold", def: durationText(kanade.DefaultStaleThreshold), shells: every, placeholder: "duration",
 		usage: "an agent is stale when its last heartbeat is older than this"},
-	{env: "KANADE_STALE_DEGRADED_RATIO", flag: "stale-degraded-ratio", def: "1.0", shells: every, placeholder: "ratio",
+	{env: "KANADE_STALE_DEGRADED_RATIO", flag: "stale-degraded-ratio", def: strconv.FormatFloat(kanade.DefaultStaleDegradedRatio, 'f', 1, 64), shells: every, placeholder: "ratio",
 		usage: "fleet health is degraded when stale/known agents reaches this ratio, in (0, 1]; 1.0 = only a total blackout"},
-	{env: "KANADE_PROJECTION_STALL", flag: "projection-stall", def: "2m", shells: every, placeholder: "duration",
+	{env: "KANADE_PROJECTION_STALL", flag: "projection-stall", def: durationText(kanade.DefaultStallAfter), shells: every, placeholder: "duration",
 		usage: "fleet health and worker readiness fail when a projection makes no progress this long while messages wait"},
+	// The projector.
 	{env: "KANADE_PROJECTOR_MAX_BYTES", flag: "projector-max-bytes", def: "64MiB", shells: onPrem, placeholder: "bytes",
 		usage: "message bytes each projected stream may hold in memory (e.g. 64MiB; never less than twice NATS's max_payload for the fetch)"},
+	// Authentication.
 	{env: "KANADE_AUTH_DISABLE", flag: "auth-disable", shells: every, presence: true,
 		usage: "disable authentication entirely (the variable counts when set at all, even empty)"},
 	{env: "KANADE_AUTH_STATIC_TOKEN", flag: "auth-static-token", shells: every, placeholder: "token",
 		usage: "static bearer token for /api and /metrics (caller service-token)"},
 	{env: "KANADE_JWT_SECRET", flag: "jwt-secret", shells: every, placeholder: "secret",
 		usage: "HS256 secret for bearer JWTs (audience kanade)"},
+	// What runs, and what it says.
 	{env: "KANADE_WORKER", flag: "worker", def: "on", shells: ShellHTTP, placeholder: "on|off",
 		usage: "run the worker (projector, scheduler) inside the HTTP server"},
 	{env: "KANADE_LOG_LEVEL", flag: "log-level", def: "info", shells: every, placeholder: "level",

@@ -288,3 +288,13 @@ func TestDialableAddressForTheDashboard(t *testing.T) {
 		}
 	}
 }
+
+func TestDurationTextWritesDefaultsAsTyped(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		2 * time.Minute: "2m", 30 * time.Second: "30s", time.Hour: "1h", 90 * time.Second: "1m30s", time.Hour + time.Minute: "1h1m",
+	} {
+		if got := durationText(d); got != want {
+			t.Errorf("durationText(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

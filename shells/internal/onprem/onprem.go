@@ -14,8 +14,11 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"path/filepath"
 
 	"github.com/kanade-fleet/backend/bus/natsd"
@@ -28,11 +31,54 @@ type Started struct {
 	Logger *slog.Logger
 	Auth   app.Auth
 	Deps   *app.Deps
+	// Worker is nil when the shell runs none (KANADE_WORKER=off on the HTTP
+	// shell); the worker shell always has one.
+	Worker Worker
 }
 
-// Start parses the configuration, builds the logger, sets up authentication
-// and opens the dependencies (see Open). It returns nil and no error when -h
-// asked only for the usage.
+// Part is what an on-prem shell serves itself: one handler on one address.
+type Part struct {
+	// Name names the server in logs ("http", "admin").
+	Name    string
+	Addr    string
+	Handler http.Handler
+	// Announce, when set, tells the operator where to go once the address
+	// is bound (with the port a :0 address was given).
+	Announce func(stdout io.Writer, addr net.Addr)
+}
+
+// Run is the whole program of an on-prem shell (an app.RunFunc): Start,
+// then part builds what the shell serves, then app.Run serves it beside the
+// worker until the signal. name identifies the process to NATS.
+func Run(shell app.Shell, name string, part func(st *Started) (Part, error)) app.RunFunc {
+	return func(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+		st, err := Start(ctx, shell, name, args, lookup, stderr)
+		if st == nil || err != nil {
+			return err
+		}
+		p, err := part(st)
+		if err != nil {
+			return errors.Join(err, st.Deps.Close())
+		}
+		ln, err := net.Listen("tcp", p.Addr)
+		if err != nil {
+			return errors.Join(fmt.Errorf("listen: %w", err), st.Deps.Close())
+		}
+		if p.Announce != nil {
+			p.Announce(stdout, ln.Addr())
+		}
+		return app.Run(ctx, app.RunParams{
+			Logger:    st.Logger,
+			Listeners: []app.Listener{{Name: p.Name, Server: app.NewHTTPServer(p.Handler, st.Logger), Listener: ln}},
+			Worker:    st.Worker,
+			Deps:      st.Deps,
+		})
+	}
+}
+
+// Start parses the configuration, builds the logger, sets up authentication,
+// opens the dependencies (see Open) and builds the worker (see NewWorker).
+// It returns nil and no error when -h asked only for the usage.
 func Start(ctx context.Context, shell app.Shell, name string, args []string, lookup func(string) (string, bool), stderr io.Writer) (*Started, error) {
 	cfg, err := app.Parse(shell, args, lookup, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -50,7 +96,11 @@ func Start(ctx context.Context, shell app.Shell, name string, args []string, loo
 	if err != nil {
 		return nil, err
 	}
-	return &Started{Config: cfg, Logger: logger, Auth: a, Deps: deps}, nil
+	w, err := NewWorker(deps, shell == app.ShellWorker || cfg.Worker)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("worker: %w", err), deps.Close())
+	}
+	return &Started{Config: cfg, Logger: logger, Auth: a, Deps: deps, Worker: w}, nil
 }
 
 // Open is app.Open for a shell that owns JetStream: it bootstraps the
