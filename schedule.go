@@ -42,20 +42,24 @@ const (
 // calendar and decision functions rely on. A Schedule that did not go through
 // Parse or Validate must not be handed to them.
 type Schedule struct {
-	ID               string   `json:"id"`
-	When             When     `json:"when"`
-	JobID            string   `json:"job_id"`
-	Target           Target   `json:"target"`
+	ID               string   `json:"id" schema:"required,pattern=kvkey"`
+	When             When     `json:"when" schema:"required"`
+	JobID            string   `json:"job_id" schema:"required,pattern=jobid"`
+	Target           Target   `json:"target" schema:"required"`
 	Rollout          *Rollout `json:"rollout,omitempty"`
-	Jitter           string   `json:"jitter,omitempty"`
-	StartingDeadline string   `json:"starting_deadline,omitempty"`
+	Jitter           string   `json:"jitter,omitempty" schema:"pattern=duration"`
+	StartingDeadline string   `json:"starting_deadline,omitempty" schema:"pattern=duration"`
 	Active           *Active  `json:"active,omitempty"`
-	TZ               string   `json:"tz,omitempty"`
-	RunsOn           string   `json:"runs_on,omitempty"`
+	TZ               string   `json:"tz,omitempty" schema:"pattern=tz"`
+	RunsOn           string   `json:"runs_on,omitempty" schema:"enum=backend|agent"`
 	// Enabled is true when the JSON leaves it out (or null): a schedule is
 	// meant to run unless someone switched it off. A Schedule built in Go
 	// rather than decoded must set it.
 	Enabled bool `json:"enabled"`
+	// OnFailure is what an agent does when a run of this schedule fails
+	// (upstream #466): retry in place. The scheduler copies Retry() into
+	// every Command.
+	OnFailure *OnFailure `json:"on_failure,omitempty"`
 
 	loc         *time.Location
 	jitter      time.Duration
@@ -82,8 +86,8 @@ type Cadence struct {
 // Calendar is the value of `calendar`: `at` is "HH:MM" (repeating, on Days,
 // every day when Days is empty) or "YYYY-MM-DD HH:MM" (one-shot, no Days).
 type Calendar struct {
-	At   string   `json:"at"`
-	Days []string `json:"days,omitempty"`
+	At   string   `json:"at" schema:"required,pattern=at"`
+	Days []string `json:"days,omitempty" schema:"pattern=day"`
 
 	oneShot      bool
 	year         int
@@ -96,8 +100,34 @@ type Calendar struct {
 // Active bounds when a schedule may fire, half-open [From, Until). A bound is
 // "YYYY-MM-DD" (midnight in the schedule's tz) or RFC 3339; empty is unbounded.
 type Active struct {
-	From  string `json:"from,omitempty"`
-	Until string `json:"until,omitempty"`
+	From  string `json:"from,omitempty" schema:"pattern=bound"`
+	Until string `json:"until,omitempty" schema:"pattern=bound"`
+}
+
+// OnFailure is a schedule's on_failure block.
+type OnFailure struct {
+	Retry *Retry `json:"retry,omitempty"`
+}
+
+// Retry re-runs a failed script on the agent: at most Max more attempts
+// (1–10, so a typo cannot pin a flapping script in a tight loop), Backoff
+// apart (at least 1s: the wire carries whole seconds).
+type Retry struct {
+	Max     int    `json:"max" schema:"required,min=1,max=10"`
+	Backoff string `json:"backoff" schema:"required,pattern=duration"`
+}
+
+// Retry is on_failure.retry lowered to the wire, nil when the schedule has
+// none. Only meaningful on a validated Schedule.
+func (s *Schedule) Retry() *RetrySpec {
+	if s.OnFailure == nil || s.OnFailure.Retry == nil {
+		return nil
+	}
+	d, err := ParseDuration(s.OnFailure.Retry.Backoff)
+	if err != nil {
+		return nil
+	}
+	return &RetrySpec{Max: s.OnFailure.Retry.Max, BackoffSecs: int64(d / time.Second)}
 }
 
 // ParseSchedule decodes one value of KV "schedules" stored under key and
@@ -137,8 +167,11 @@ func (s *Schedule) UnmarshalJSON(data []byte) error {
 func (s *Schedule) Validate(key string) error {
 	var c checker
 	c.required("id", s.ID != "")
+	c.rule("id", s.ID, ValidKVKey(s.ID), ruleKVKey)
 	c.rule("id", s.ID, key == "" || s.ID == key, "must equal the key "+strconv.Quote(clip(key, errExcerptBytes)))
 	c.required("job_id", strings.TrimSpace(s.JobID) != "")
+	c.rule("job_id", s.JobID, patternMatch("jobid", s.JobID),
+		"must be a job id: 1–128 characters of [-/_=A-Za-z0-9]")
 
 	if s.TZ == "" {
 		s.TZ = TZLocal
@@ -183,6 +216,13 @@ func (s *Schedule) Validate(key string) error {
 		}
 		c.rule("active.until", s.Active.Until, s.from.IsZero() || s.until.IsZero() || s.from.Before(s.until),
 			"must be after active.from "+strconv.Quote(clip(s.Active.From, errExcerptBytes)))
+	}
+
+	if s.OnFailure != nil && s.OnFailure.Retry != nil {
+		r := s.OnFailure.Retry
+		c.rule("on_failure.retry.max", strconv.Itoa(r.Max), r.Max >= 1 && r.Max <= 10, "must be 1–10 (attempts after the first run)")
+		b := c.duration("on_failure.retry.backoff", r.Backoff)
+		c.rule("on_failure.retry.backoff", r.Backoff, b >= time.Second, "must be at least 1s (the wire carries whole seconds)")
 	}
 
 	if s.RunsOn == "" && c.err == nil {

@@ -263,12 +263,12 @@ func TestScheduleJSONRoundTrips(t *testing.T) {
 	}{
 		{
 			name: "every field",
-			in: `{"id":"nightly backup","when":{"calendar":{"at":"02:30","days":["mon-fri","sun"]}},"job_id":"backup",
+			in: `{"id":"nightly-backup","when":{"calendar":{"at":"02:30","days":["mon-fri","sun"]}},"job_id":"backup",
 				"target":{"all":false,"groups":["office"],"pcs":["pc-1","pc-2"]},
 				"rollout":{"strategy":"wave","waves":[{"group":"canary","delay":"0s"},{"group":"office","delay":"1h"}]},
 				"jitter":"5m","starting_deadline":"1d","active":{"from":"2026-01-01","until":"2027-01-01T00:00:00Z"},
 				"tz":"Europe/Berlin","runs_on":"backend","enabled":false,"unknown":"ignored"}`,
-			want: `{"id":"nightly backup","when":{"calendar":{"at":"02:30","days":["mon-fri","sun"]}},"job_id":"backup",
+			want: `{"id":"nightly-backup","when":{"calendar":{"at":"02:30","days":["mon-fri","sun"]}},"job_id":"backup",
 				"target":{"all":false,"groups":["office"],"pcs":["pc-1","pc-2"]},
 				"rollout":{"strategy":"wave","waves":[{"group":"canary","delay":"0s"},{"group":"office","delay":"1h"}]},
 				"jitter":"5m","starting_deadline":"1d","active":{"from":"2026-01-01","until":"2027-01-01T00:00:00Z"},
