@@ -1,9 +1,11 @@
 package kanade
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -96,7 +98,7 @@ func decodeStrict(body []byte, isYAML bool, root *shape, doc string, out any) er
 	if isYAML {
 		v, err = yamlDocument(body, root)
 	} else {
-		v, err = decodeGeneric(body)
+		v, err = jsonDocument(body)
 	}
 	if err != nil {
 		return &BodySyntaxError{Format: format, Msg: err.Error()}
@@ -119,6 +121,72 @@ func decodeStrict(body []byte, isYAML bool, root *shape, doc string, out any) er
 	return nil
 }
 
+// jsonDocument is decodeGeneric for a request body, which also refuses a
+// key given twice in one object: encoding/json would keep the last one
+// silently, and which of two ids the operator meant is not ours to guess
+// (upstream's serde refuses it too). Stored records keep the tolerant
+// decodeGeneric.
+func jsonDocument(body []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	v, err := jsonValue(dec, "")
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return nil, fmt.Errorf("byte %d: %w", se.Offset, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("trailing data after the JSON value")
+	}
+	return v, nil
+}
+
+// jsonValue reads the next value of dec; path names it in errors.
+func jsonValue(dec *json.Decoder, path string) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		if t == '[' {
+			out := []any{}
+			for dec.More() {
+				item, err := jsonValue(dec, path+"["+strconv.Itoa(len(out))+"]")
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, item)
+			}
+			_, err := dec.Token() // ']'
+			return out, err
+		}
+		out := map[string]any{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			k, _ := kt.(string) // a key is always a string token
+			if _, dup := out[k]; dup {
+				return nil, fmt.Errorf("key %s is given twice", strconv.Quote(clip(joinPath(path, k), errExcerptBytes)))
+			}
+			if out[k], err = jsonValue(dec, joinPath(path, k)); err != nil {
+				return nil, err
+			}
+		}
+		_, err := dec.Token() // '}'
+		return out, err
+	default:
+		return t, nil // string, bool, json.Number or nil
+	}
+}
+
 // maxYAMLNodes bounds the values a YAML body may expand to through
 // aliases, so a few lines of nested aliases cannot make megabytes.
 const maxYAMLNodes = 100_000
@@ -131,7 +199,10 @@ const maxYAMLNodes = 100_000
 func yamlDocument(body []byte, root *shape) (any, error) {
 	f, err := parser.ParseBytes(body, 0)
 	if err != nil {
-		return nil, errors.New(strings.TrimSpace(err.Error()))
+		// The parser's message goes on with an excerpt of the body over
+		// several lines; the first line ([line:column] what) says it.
+		msg, _, _ := strings.Cut(strings.TrimSpace(err.Error()), "\n")
+		return nil, errors.New(msg)
 	}
 	docs := 0
 	var doc *ast.DocumentNode

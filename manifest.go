@@ -157,9 +157,13 @@ type Manifest struct {
 	// Collect marks a job whose listed files an agent bundles.
 	Collect json.RawMessage `json:"collect,omitempty" schema:"hint=collect"`
 	// Client offers the job to end users in the Client App.
-	Client  json.RawMessage `json:"client,omitempty" schema:"hint=client"`
-	Target  *Target         `json:"target,omitempty"`
-	Rollout *Rollout        `json:"rollout,omitempty"`
+	Client json.RawMessage `json:"client,omitempty" schema:"hint=client"`
+	// OnFailure lets an agent retry a failed run of this job in place.
+	// A schedule may set its own, which wins (Schedule.Retry); HTTP execs
+	// send none (control.md §1.4).
+	OnFailure *OnFailure `json:"on_failure,omitempty"`
+	Target    *Target    `json:"target,omitempty"`
+	Rollout   *Rollout   `json:"rollout,omitempty"`
 	// Extra holds the unknown top-level fields, verbatim.
 	Extra map[string]json.RawMessage `json:"-"`
 }
@@ -240,7 +244,7 @@ func ParseManifest(key string, data []byte) (*Manifest, error) {
 
 var manifestFields = map[string]bool{"id": true, "version": true, "description": true,
 	"execute": true, "require_approval": true, "staleness": true, "inventory": true, "emit": true,
-	"check": true, "collect": true, "client": true, "target": true, "rollout": true}
+	"check": true, "collect": true, "client": true, "on_failure": true, "target": true, "rollout": true}
 
 // knownManifestField reports whether encoding/json decodes member k into a
 // known field. It matches names case-insensitively ("ID" sets ID), so such a
@@ -335,6 +339,9 @@ func (m *Manifest) Validate() error {
 	if m.Staleness != nil {
 		c.under("staleness", m.Staleness.Validate())
 	}
+	if m.OnFailure != nil {
+		c.under("on_failure", m.OnFailure.Validate())
+	}
 	if c.err != nil {
 		return c.err
 	}
@@ -412,6 +419,10 @@ func (s *Staleness) Validate() error {
 	return c.err
 }
 
+// Retry is the manifest's on_failure.retry lowered to the wire, nil when
+// it has none.
+func (m *Manifest) Retry() *RetrySpec { return m.OnFailure.Lower() }
+
 // Timeout is execute.timeout; it must be positive. Its error is a
 // *FieldError on execute.timeout.
 func (m *Manifest) Timeout() (time.Duration, error) {
@@ -435,8 +446,9 @@ type CommandOptions struct {
 	// store "scripts" (control.md §1.2 step 4); required for such a
 	// manifest, ignored otherwise.
 	ScriptObjectSHA256 string
-	// Retry is a schedule's on_failure.retry lowered (Schedule.Retry);
-	// nil for HTTP execs.
+	// Retry is what the scheduler sends from on_failure.retry: the
+	// schedule's (Schedule.Retry), else the manifest's (Manifest.Retry).
+	// Nil for HTTP execs and ad-hoc runs (control.md §1.4).
 	Retry *RetrySpec
 }
 
@@ -454,7 +466,7 @@ func (m *Manifest) Command(o CommandOptions) (Command, error) {
 	}
 	timeout, _ := m.Timeout()
 	c := Command{ID: m.ID, Version: m.Version, RequestID: o.RequestID, ExecID: o.ExecID,
-		Shell: m.Execute.Shell, Script: m.Execute.Script, TimeoutSecs: int64(timeout.Round(time.Second) / time.Second),
+		Shell: m.Execute.Shell, Script: m.Execute.Script, TimeoutSecs: int64(timeout / time.Second), // truncated (control.md §0.2)
 		RunAs: m.Execute.RunAs, Cwd: m.Execute.Cwd, Staleness: Staleness{Mode: StalenessCached},
 		Emit: m.Emit, Check: m.Check, Collect: m.Collect, Retry: o.Retry}
 	if m.Execute.ScriptObject != "" {

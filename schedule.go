@@ -117,18 +117,34 @@ type Retry struct {
 	Backoff string `json:"backoff" schema:"required,pattern=duration"`
 }
 
-// Retry is on_failure.retry lowered to the wire, nil when the schedule has
-// none. Only meaningful on a validated Schedule.
-func (s *Schedule) Retry() *RetrySpec {
-	if s.OnFailure == nil || s.OnFailure.Retry == nil {
+// Validate checks retry's bounds. The *FieldError names the field from
+// the on_failure object (retry.max).
+func (o *OnFailure) Validate() error {
+	if o.Retry == nil {
 		return nil
 	}
-	d, err := ParseDuration(s.OnFailure.Retry.Backoff)
-	if err != nil {
-		return nil
-	}
-	return &RetrySpec{Max: s.OnFailure.Retry.Max, BackoffSecs: int64(d / time.Second)}
+	var c checker
+	r := o.Retry
+	c.rule("retry.max", strconv.Itoa(r.Max), r.Max >= 1 && r.Max <= 10, "must be 1–10 (attempts after the first run)")
+	b := c.duration("retry.backoff", r.Backoff)
+	c.rule("retry.backoff", r.Backoff, b >= time.Second, "must be at least 1s (the wire carries whole seconds)")
+	return c.err
 }
+
+// Lower is retry as the wire carries it, nil when there is none or it
+// does not validate (a record read tolerantly must not make the scheduler
+// send a retry nobody checked).
+func (o *OnFailure) Lower() *RetrySpec {
+	if o == nil || o.Retry == nil || o.Validate() != nil {
+		return nil
+	}
+	d, _ := ParseDuration(o.Retry.Backoff)
+	return &RetrySpec{Max: o.Retry.Max, BackoffSecs: int64(d / time.Second)}
+}
+
+// Retry is on_failure.retry lowered to the wire, nil when the schedule has
+// none.
+func (s *Schedule) Retry() *RetrySpec { return s.OnFailure.Lower() }
 
 // ParseSchedule decodes one value of KV "schedules" stored under key and
 // validates it (see Validate); key may be empty when there is none to compare
@@ -218,11 +234,8 @@ func (s *Schedule) Validate(key string) error {
 			"must be after active.from "+strconv.Quote(clip(s.Active.From, errExcerptBytes)))
 	}
 
-	if s.OnFailure != nil && s.OnFailure.Retry != nil {
-		r := s.OnFailure.Retry
-		c.rule("on_failure.retry.max", strconv.Itoa(r.Max), r.Max >= 1 && r.Max <= 10, "must be 1–10 (attempts after the first run)")
-		b := c.duration("on_failure.retry.backoff", r.Backoff)
-		c.rule("on_failure.retry.backoff", r.Backoff, b >= time.Second, "must be at least 1s (the wire carries whole seconds)")
+	if s.OnFailure != nil {
+		c.under("on_failure", s.OnFailure.Validate())
 	}
 
 	if s.RunsOn == "" && c.err == nil {
