@@ -103,7 +103,6 @@ func manifestCorpus(t *testing.T) []schemaCase {
 		{"an unknown key in a hint", m(`{"check":{"name":"disk","colour":"red"}}`), "", false},
 		{"approval that is a string", m(`{"require_approval":"yes"}`), "", false},
 
-
 		// Known gaps: the schema accepts, the validator refuses.
 		{"a zero timeout", m(`{"execute":{"timeout":"0s"}}`), "positive-duration", false},
 		{"a timeout past 290 years", m(`{"execute":{"timeout":"3000000h"}}`), "duration-range", false},
@@ -165,7 +164,6 @@ func scheduleCorpus(t *testing.T) []schemaCase {
 		{"enabled that is a string", s(`{"enabled":"yes"}`), "", false},
 		{"an unknown key", s(`{"cron":"* * * * *"}`), "", false},
 		{"an unknown key in active", s(`{"active":{"form":"2026-01-01"}}`), "", false},
-
 
 		// Known gaps: the schema accepts, the validator refuses.
 		{"an every of zero", w(`{"per_target":{"every":"0s"}}`), "positive-duration", false},
