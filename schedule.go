@@ -257,6 +257,37 @@ func (s *Schedule) Kind() ScheduleKind {
 	}
 }
 
+// DisplayWhen is the one-line summary of `when` that logs, audit payloads
+// and the API's schedule summary show (control.md §5.6), as upstream
+// writes it: "per_pc once", "per_pc every 6h", "per_target once",
+// "per_target every 24h", "at 09:00", "at 09:00 [mon-fri,sun]". Durations,
+// times and day tokens appear as the operator wrote them, so the summary
+// matches the YAML. It needs no Validate.
+func (s *Schedule) DisplayWhen() string { return s.When.String() }
+
+// String is DisplayWhen of a schedule with this `when`; "" when no form
+// is set. With several set (a record Validate refuses) the first of
+// per_pc, per_target, calendar is shown.
+func (w When) String() string {
+	cadence := func(c *Cadence) string {
+		if c.Once {
+			return "once"
+		}
+		return "every " + c.Every
+	}
+	switch {
+	case w.PerPC != nil:
+		return "per_pc " + cadence(w.PerPC)
+	case w.PerTarget != nil:
+		return "per_target " + cadence(w.PerTarget)
+	case w.Calendar != nil && len(w.Calendar.Days) == 0:
+		return "at " + w.Calendar.At
+	case w.Calendar != nil:
+		return "at " + w.Calendar.At + " [" + strings.Join(w.Calendar.Days, ",") + "]"
+	}
+	return ""
+}
+
 // Backend reports whether the worker drives this schedule at all: enabled and
 // not left to the agents.
 func (s *Schedule) Backend() bool { return s.Enabled && s.RunsOn != RunsOnAgent }
