@@ -158,6 +158,8 @@ func scheduleCorpus(t *testing.T) []schemaCase {
 		{"a tz with a space", s(`{"tz":"Europe/New York"}`), "", false},
 		{"runs_on the cloud", s(`{"runs_on":"cloud"}`), "", false},
 		{"an active bound in words", s(`{"active":{"from":"July 1st"}}`), "", false},
+		{"an active bound with a lower-case t", s(`{"active":{"from":"2026-01-01t00:00:00Z"}}`), "", false},
+		{"an active bound with a lower-case z", s(`{"active":{"from":"2026-01-01T00:00:00z"}}`), "", false},
 		{"a rollout without waves", s(`{"rollout":{"waves":[]}}`), "", false},
 		{"a jitter that is not a duration", s(`{"jitter":"a bit"}`), "", false},
 		{"a negative starting deadline", s(`{"starting_deadline":"-1s"}`), "", false},
@@ -172,6 +174,7 @@ func scheduleCorpus(t *testing.T) []schemaCase {
 		{"a zone that does not exist", s(`{"tz":"Mars/Olympus_Mons"}`), "zone-exists", false},
 		{"a one-shot on February 30", w(`{"calendar":{"at":"2026-02-30 09:00"}}`), "date-exists", false},
 		{"an active bound in month 13", s(`{"active":{"until":"2026-13-01"}}`), "date-exists", false},
+		{"an active bound at hour 24", s(`{"active":{"until":"2026-01-01T24:00:00Z"}}`), "date-exists", false},
 		{"a pc of 100 two-byte characters", s(`{"target":{"pcs":["` + strings.Repeat("é", 100) + `"]}}`), "byte-length", false},
 	}
 }

@@ -95,7 +95,8 @@ var shapePatterns = map[string]string{
 	// <name>/<version> in object store "scripts".
 	"objectkey": `[^/\x00-\x1f\x7f]+/[^/\x00-\x1f\x7f]+`,
 	// A date (midnight in the zone) or an RFC 3339 instant.
-	"bound": `[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2}))?`,
+	// Go's RFC 3339 parser takes only an upper-case T and Z.
+	"bound": `[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2}))?`,
 	// calendar.at: HH:MM or YYYY-MM-DD HH:MM.
 	"at":  ws + `(?:[0-9]{4}-[0-9]{2}-[0-9]{2} )?(?:[01][0-9]|2[0-3]):[0-5][0-9]` + ws,
 	"day": ws + `(?:` + dayName + `)(?:-(?:` + dayName + `))?` + ws,
