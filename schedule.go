@@ -42,20 +42,24 @@ const (
 // calendar and decision functions rely on. A Schedule that did not go through
 // Parse or Validate must not be handed to them.
 type Schedule struct {
-	ID               string   `json:"id"`
-	When             When     `json:"when"`
-	JobID            string   `json:"job_id"`
-	Target           Target   `json:"target"`
+	ID               string   `json:"id" schema:"required,pattern=kvkey"`
+	When             When     `json:"when" schema:"required"`
+	JobID            string   `json:"job_id" schema:"required,pattern=jobid"`
+	Target           Target   `json:"target" schema:"required"`
 	Rollout          *Rollout `json:"rollout,omitempty"`
-	Jitter           string   `json:"jitter,omitempty"`
-	StartingDeadline string   `json:"starting_deadline,omitempty"`
+	Jitter           string   `json:"jitter,omitempty" schema:"pattern=duration"`
+	StartingDeadline string   `json:"starting_deadline,omitempty" schema:"pattern=duration"`
 	Active           *Active  `json:"active,omitempty"`
-	TZ               string   `json:"tz,omitempty"`
-	RunsOn           string   `json:"runs_on,omitempty"`
+	TZ               string   `json:"tz,omitempty" schema:"pattern=tz"`
+	RunsOn           string   `json:"runs_on,omitempty" schema:"enum=backend|agent"`
 	// Enabled is true when the JSON leaves it out (or null): a schedule is
 	// meant to run unless someone switched it off. A Schedule built in Go
 	// rather than decoded must set it.
 	Enabled bool `json:"enabled"`
+	// OnFailure is what an agent does when a run of this schedule fails
+	// (upstream #466): retry in place. The scheduler copies Retry() into
+	// every Command.
+	OnFailure *OnFailure `json:"on_failure,omitempty"`
 
 	loc         *time.Location
 	jitter      time.Duration
@@ -82,8 +86,8 @@ type Cadence struct {
 // Calendar is the value of `calendar`: `at` is "HH:MM" (repeating, on Days,
 // every day when Days is empty) or "YYYY-MM-DD HH:MM" (one-shot, no Days).
 type Calendar struct {
-	At   string   `json:"at"`
-	Days []string `json:"days,omitempty"`
+	At   string   `json:"at" schema:"required,pattern=at"`
+	Days []string `json:"days,omitempty" schema:"pattern=day"`
 
 	oneShot      bool
 	year         int
@@ -96,9 +100,51 @@ type Calendar struct {
 // Active bounds when a schedule may fire, half-open [From, Until). A bound is
 // "YYYY-MM-DD" (midnight in the schedule's tz) or RFC 3339; empty is unbounded.
 type Active struct {
-	From  string `json:"from,omitempty"`
-	Until string `json:"until,omitempty"`
+	From  string `json:"from,omitempty" schema:"pattern=bound"`
+	Until string `json:"until,omitempty" schema:"pattern=bound"`
 }
+
+// OnFailure is a schedule's on_failure block.
+type OnFailure struct {
+	Retry *Retry `json:"retry,omitempty"`
+}
+
+// Retry re-runs a failed script on the agent: at most Max more attempts
+// (1–10, so a typo cannot pin a flapping script in a tight loop), Backoff
+// apart (at least 1s: the wire carries whole seconds).
+type Retry struct {
+	Max     int    `json:"max" schema:"required,min=1,max=10"`
+	Backoff string `json:"backoff" schema:"required,pattern=duration"`
+}
+
+// Validate checks retry's bounds. The *FieldError names the field from
+// the on_failure object (retry.max).
+func (o *OnFailure) Validate() error {
+	if o.Retry == nil {
+		return nil
+	}
+	var c checker
+	r := o.Retry
+	c.rule("retry.max", strconv.Itoa(r.Max), r.Max >= 1 && r.Max <= 10, "must be 1–10 (attempts after the first run)")
+	b := c.duration("retry.backoff", r.Backoff)
+	c.rule("retry.backoff", r.Backoff, b >= time.Second, "must be at least 1s (the wire carries whole seconds)")
+	return c.err
+}
+
+// Lower is retry as the wire carries it, nil when there is none or it
+// does not validate (a record read tolerantly must not make the scheduler
+// send a retry nobody checked).
+func (o *OnFailure) Lower() *RetrySpec {
+	if o == nil || o.Retry == nil || o.Validate() != nil {
+		return nil
+	}
+	d, _ := ParseDuration(o.Retry.Backoff)
+	return &RetrySpec{Max: o.Retry.Max, BackoffSecs: int64(d / time.Second)}
+}
+
+// Retry is on_failure.retry lowered to the wire, nil when the schedule has
+// none.
+func (s *Schedule) Retry() *RetrySpec { return s.OnFailure.Lower() }
 
 // ParseSchedule decodes one value of KV "schedules" stored under key and
 // validates it (see Validate); key may be empty when there is none to compare
@@ -137,8 +183,11 @@ func (s *Schedule) UnmarshalJSON(data []byte) error {
 func (s *Schedule) Validate(key string) error {
 	var c checker
 	c.required("id", s.ID != "")
+	c.rule("id", s.ID, ValidKVKey(s.ID), ruleKVKey)
 	c.rule("id", s.ID, key == "" || s.ID == key, "must equal the key "+strconv.Quote(clip(key, errExcerptBytes)))
 	c.required("job_id", strings.TrimSpace(s.JobID) != "")
+	c.rule("job_id", s.JobID, patternMatch("jobid", s.JobID),
+		"must be a job id: 1–128 characters of [-/_=A-Za-z0-9]")
 
 	if s.TZ == "" {
 		s.TZ = TZLocal
@@ -185,6 +234,10 @@ func (s *Schedule) Validate(key string) error {
 			"must be after active.from "+strconv.Quote(clip(s.Active.From, errExcerptBytes)))
 	}
 
+	if s.OnFailure != nil {
+		c.under("on_failure", s.OnFailure.Validate())
+	}
+
 	if s.RunsOn == "" && c.err == nil {
 		s.RunsOn = RunsOnBackend
 	}
@@ -202,6 +255,37 @@ func (s *Schedule) Kind() ScheduleKind {
 	default:
 		return KindCalendar
 	}
+}
+
+// DisplayWhen is the one-line summary of `when` that logs, audit payloads
+// and the API's schedule summary show (control.md §5.6), as upstream
+// writes it: "per_pc once", "per_pc every 6h", "per_target once",
+// "per_target every 24h", "at 09:00", "at 09:00 [mon-fri,sun]". Durations,
+// times and day tokens appear as the operator wrote them, so the summary
+// matches the YAML. It needs no Validate.
+func (s *Schedule) DisplayWhen() string { return s.When.String() }
+
+// String is DisplayWhen of a schedule with this `when`; "" when no form
+// is set. With several set (a record Validate refuses) the first of
+// per_pc, per_target, calendar is shown.
+func (w When) String() string {
+	cadence := func(c *Cadence) string {
+		if c.Once {
+			return "once"
+		}
+		return "every " + c.Every
+	}
+	switch {
+	case w.PerPC != nil:
+		return "per_pc " + cadence(w.PerPC)
+	case w.PerTarget != nil:
+		return "per_target " + cadence(w.PerTarget)
+	case w.Calendar != nil && len(w.Calendar.Days) == 0:
+		return "at " + w.Calendar.At
+	case w.Calendar != nil:
+		return "at " + w.Calendar.At + " [" + strings.Join(w.Calendar.Days, ",") + "]"
+	}
+	return ""
 }
 
 // Backend reports whether the worker drives this schedule at all: enabled and

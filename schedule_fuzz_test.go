@@ -19,7 +19,7 @@ import (
 func FuzzParseSchedule(f *testing.F) {
 	for _, s := range []string{
 		testkit.MinimalSchedule,
-		`{"id":"nightly backup","when":{"calendar":{"at":"02:30","days":["mon-fri","sun"]}},"job_id":"backup",
+		`{"id":"nightly-backup","when":{"calendar":{"at":"02:30","days":["mon-fri","sun"]}},"job_id":"backup",
 			"target":{"all":false,"groups":["office"],"pcs":["pc-1","pc-2"]},
 			"rollout":{"strategy":"wave","waves":[{"group":"canary","delay":"0s"},{"group":"office","delay":"1h"}]},
 			"jitter":"5m","starting_deadline":"1d","active":{"from":"2026-01-01","until":"2027-01-01T00:00:00Z"},

@@ -263,12 +263,12 @@ func TestScheduleJSONRoundTrips(t *testing.T) {
 	}{
 		{
 			name: "every field",
-			in: `{"id":"nightly backup","when":{"calendar":{"at":"02:30","days":["mon-fri","sun"]}},"job_id":"backup",
+			in: `{"id":"nightly-backup","when":{"calendar":{"at":"02:30","days":["mon-fri","sun"]}},"job_id":"backup",
 				"target":{"all":false,"groups":["office"],"pcs":["pc-1","pc-2"]},
 				"rollout":{"strategy":"wave","waves":[{"group":"canary","delay":"0s"},{"group":"office","delay":"1h"}]},
 				"jitter":"5m","starting_deadline":"1d","active":{"from":"2026-01-01","until":"2027-01-01T00:00:00Z"},
 				"tz":"Europe/Berlin","runs_on":"backend","enabled":false,"unknown":"ignored"}`,
-			want: `{"id":"nightly backup","when":{"calendar":{"at":"02:30","days":["mon-fri","sun"]}},"job_id":"backup",
+			want: `{"id":"nightly-backup","when":{"calendar":{"at":"02:30","days":["mon-fri","sun"]}},"job_id":"backup",
 				"target":{"all":false,"groups":["office"],"pcs":["pc-1","pc-2"]},
 				"rollout":{"strategy":"wave","waves":[{"group":"canary","delay":"0s"},{"group":"office","delay":"1h"}]},
 				"jitter":"5m","starting_deadline":"1d","active":{"from":"2026-01-01","until":"2027-01-01T00:00:00Z"},
@@ -323,5 +323,37 @@ func TestScheduleJSONRoundTrips(t *testing.T) {
 				t.Errorf("round trip (-first +second):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestDisplayWhen(t *testing.T) {
+	tests := []struct {
+		when string
+		want string
+	}{
+		{`{"per_pc":"once"}`, "per_pc once"},
+		{`{"per_pc":{"every":"6h"}}`, "per_pc every 6h"},
+		{`{"per_target":"once"}`, "per_target once"},
+		{`{"per_target":{"every":"1d12h"}}`, "per_target every 1d12h"},
+		{`{"calendar":{"at":"09:00"}}`, "at 09:00"},
+		{`{"calendar":{"at":"09:00","days":["mon-fri"]}}`, "at 09:00 [mon-fri]"},
+		{`{"calendar":{"at":"23:30","days":["mon","WED","fri-sun"]}}`, "at 23:30 [mon,WED,fri-sun]"},
+		{`{"calendar":{"at":"2026-06-10 09:00"}}`, "at 2026-06-10 09:00"},
+	}
+	for _, tt := range tests {
+		s, err := ParseSchedule("", testkit.Schedule(t, `{"when":`+tt.when+`}`))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.when, err)
+		}
+		if got := s.DisplayWhen(); got != tt.want {
+			t.Errorf("DisplayWhen(%s) = %q, want %q", tt.when, got, tt.want)
+		}
+	}
+	// Without Validate, and with no form at all.
+	if got := (&Schedule{When: When{PerTarget: &Cadence{Every: "90s"}}}).DisplayWhen(); got != "per_target every 90s" {
+		t.Errorf("unvalidated DisplayWhen = %q", got)
+	}
+	if got := (&Schedule{}).DisplayWhen(); got != "" {
+		t.Errorf("DisplayWhen of no when = %q, want empty", got)
 	}
 }

@@ -213,23 +213,57 @@ func (a *AuditEvent) Subject() (string, error) {
 	return s, nil
 }
 
-// Staleness tells an agent how fresh its cached script must be.
+// Staleness tells an agent how fresh its cached view of script_current and
+// script_status must be before it runs a command (control.md §4.3): mode
+// "cached" (the default: any cached value), "strict" (connected to NATS
+// within MaxCacheAge, else the run is skipped) or "unchecked" (no revoke or
+// version-pin check at all). A manifest declares it and every Command
+// carries a copy, so an agent decides without reading KV "jobs".
 type Staleness struct {
-	Mode string `json:"mode"`
+	Mode        string `json:"mode" schema:"required,enum=cached|strict|unchecked"`
+	MaxCacheAge string `json:"max_cache_age,omitempty" schema:"pattern=duration"`
 }
 
-// Command is what the backend publishes on commands.* for agents to run.
+// The staleness modes agents know.
+const (
+	StalenessCached    = "cached"
+	StalenessStrict    = "strict"
+	StalenessUnchecked = "unchecked"
+)
+
+// RetrySpec is how an agent retries a failed run in place (a schedule's
+// on_failure.retry lowered to the wire): at most Max more attempts,
+// BackoffSecs apart. Commands of HTTP execs and ad-hoc runs carry none.
+type RetrySpec struct {
+	Max         int   `json:"max"`
+	BackoffSecs int64 `json:"backoff_secs"`
+}
+
+// Command is what the backend publishes on commands.* for agents to run
+// (wire.md §3, control.md §1.4). The field names are the ones agents read;
+// the hints (emit, check, collect) are the manifest's JSON, copied verbatim,
+// since agents interpret them and this backend does not.
 type Command struct {
-	ID          string     `json:"id"`
-	Version     string     `json:"version"`
-	RequestID   string     `json:"request_id"`
-	ExecID      string     `json:"exec_id,omitempty"`
-	Shell       string     `json:"shell"`
-	Script      string     `json:"script"`
-	TimeoutSecs int64      `json:"timeout_secs"`
-	JitterSecs  *int64     `json:"jitter_secs"`
-	RunAs       string     `json:"run_as,omitempty"`
-	Cwd         string     `json:"cwd,omitempty"`
-	DeadlineAt  *Timestamp `json:"deadline_at,omitempty"`
-	Staleness   Staleness  `json:"staleness"`
+	ID        string `json:"id"`
+	Version   string `json:"version"`
+	RequestID string `json:"request_id"`
+	ExecID    string `json:"exec_id,omitempty"`
+	Shell     string `json:"shell"`
+	// Script is the inline body, "" when ScriptObject names the body.
+	Script string `json:"script"`
+	// ScriptObject is the key <name>/<version> of the body in object
+	// store "scripts"; ScriptObjectSHA256 is the lower-case hex SHA-256
+	// the agent checks the fetched body against.
+	ScriptObject       string          `json:"script_object,omitempty"`
+	ScriptObjectSHA256 string          `json:"script_object_sha256,omitempty"`
+	TimeoutSecs        int64           `json:"timeout_secs"`
+	JitterSecs         *int64          `json:"jitter_secs"`
+	RunAs              string          `json:"run_as,omitempty"`
+	Cwd                string          `json:"cwd,omitempty"`
+	DeadlineAt         *Timestamp      `json:"deadline_at,omitempty"`
+	Staleness          Staleness       `json:"staleness"`
+	Emit               json.RawMessage `json:"emit,omitempty"`
+	Check              json.RawMessage `json:"check,omitempty"`
+	Collect            json.RawMessage `json:"collect,omitempty"`
+	Retry              *RetrySpec      `json:"retry,omitempty"`
 }

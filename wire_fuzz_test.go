@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -237,13 +238,17 @@ func FuzzManifest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	rawType := reflect.TypeOf(json.RawMessage(nil))
 	equal := cmp.Options{
 		cmp.AllowUnexported(kanade.Wave{}),
-		cmpopts.EquateEmpty(),
+		cmp.FilterPath(func(p cmp.Path) bool { return p.Last().Type() != rawType }, cmpopts.EquateEmpty()),
 		// Unknown members are kept as raw JSON; writing them back may
 		// change its spelling (whitespace, "&" as "\u0026") but not its
 		// value.
 		cmp.Comparer(func(a, b json.RawMessage) bool {
+			if len(a) == 0 || len(b) == 0 {
+				return len(a) == len(b)
+			}
 			va, erra := decodeAny(a)
 			vb, errb := decodeAny(b)
 			return erra == nil && errb == nil && cmp.Equal(va, vb)
