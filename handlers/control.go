@@ -10,7 +10,6 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/kanade-fleet/backend"
-	"github.com/kanade-fleet/backend/auth"
 	"github.com/kanade-fleet/backend/bus"
 )
 
@@ -56,13 +55,7 @@ func withSource(next http.Handler) http.Handler {
 // loudly, as the trail now misses an entry. The publish is detached from the
 // request's cancellation so a client that hangs up does not cost the entry.
 func (srv *Server) audit(ctx context.Context, action, target string, p map[string]any) {
-	payload := map[string]any{}
-	if caller, ok := auth.CallerFrom(ctx); ok {
-		payload["sub"] = caller.Subject
-	}
-	if s, ok := ctx.Value(sourceKey{}).(string); ok {
-		payload["source"] = s
-	}
+	payload := callerKeys(ctx)
 	for k, v := range p {
 		payload[k] = v
 	}
@@ -114,6 +107,9 @@ func (srv *Server) dbProblem(ctx context.Context, what string, err error) error 
 }
 
 func (srv *Server) registerControl(api huma.API) {
+	srv.registerExec(api)
 	srv.registerKill(api)
+	srv.registerFreeze(api)
+	registerSchemas(api)
 	srv.registerScripts(api)
 }

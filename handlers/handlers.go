@@ -135,7 +135,9 @@ func New(cfg Config) (*Server, error) {
 	hc := huma.DefaultConfig("kanade backend API", kanade.Version)
 	hc.OpenAPIPath = "/api/openapi"
 	hc.DocsPath = "/api/docs"
-	hc.SchemasPath = "/api/schemas"
+	// /api/schemas/*.json are the Manifest and Schedule schemas (control.md
+	// §8.1); huma's own per-type schemas live under the OpenAPI document.
+	hc.SchemasPath = "/api/openapi/schemas"
 	// No "$schema" field in bodies and no Link header: the bodies are a
 	// contract monitors parse, and must carry exactly the documented fields.
 	hc.CreateHooks = nil
@@ -146,6 +148,7 @@ func New(cfg Config) (*Server, error) {
 	srv.registerHealth(api)
 	srv.registerReads(api)
 	srv.registerManage(api)
+	srv.registerRecords(api)
 	srv.registerControl(api)
 	if err := srv.registerMetrics(mux); err != nil {
 		return nil, err

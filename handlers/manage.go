@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -106,10 +105,6 @@ type manageIDInput struct {
 	ID string `path:"id" doc:"The job or schedule id, which is its KV key."`
 }
 
-type managePutInput struct {
-	ID   string    `path:"id" doc:"The job or schedule id, which is its KV key; must equal the body's id."`
-	Body jsonValue `required:"true"`
-}
 
 type upcomingInput struct {
 	Limit int `query:"limit" minimum:"1" maximum:"500" default:"20" doc:"How many firings to list."`
@@ -138,17 +133,15 @@ func (srv *Server) registerManage(api huma.API) {
 
 	jobs := manageKind{bucket: kanade.BucketJobs, noun: "job", upsert: actionJobUpsert, del: actionJobDelete,
 		parse:  func(key string, data []byte) error { _, err := kanade.ParseManifest(key, data); return err },
-		plural: "Job manifests", title: "job manifest", put: srv.putJob, remove: srv.deleteJob,
-		putDoc: "Validates the manifest (422 naming the field), requires its id to equal the path's, stores it in KV jobs with its unknown fields, " +
-			"publishes the audit event job_upsert and answers the stored value.",
-		deleteDoc: "404 when there is no such job; 409 naming the schedules that still run it. Publishes the audit event job_delete."}
+		plural: "Job manifests", title: "job manifest", mirror: kanade.BucketJobsYAML, remove: srv.deleteJob,
+		deleteDoc: "404 when there is no such job; 409 naming the schedules that still run it. Revokes the job first " +
+			"(script_status REVOKED, so a failed delete leaves the safe state and queued commands are skipped), then deletes it " +
+			"and its YAML mirror and publishes the audit event job_delete. Undo: create the job again, then POST /api/scripts/{id}/unrevoke."}
 	schedules := manageKind{bucket: kanade.BucketSchedules, noun: "schedule", upsert: actionScheduleUpsert, del: actionScheduleDelete,
 		parse:  func(key string, data []byte) error { _, err := kanade.ParseSchedule(key, data); return err },
-		plural: "Schedules", title: "schedule", put: srv.putSchedule,
-		remove: func(ctx context.Context, k manageKind, id string) error { return srv.deleteEntry(ctx, k, id, nil) },
-		putDoc: "Validates the whole schedule (422 naming the field; its id must equal the path's) and that its job_id names a job in KV jobs, " +
-			"stores the body as sent, publishes the audit event schedule_upsert and answers the stored value.",
-		deleteDoc: "404 when there is no such schedule. Publishes the audit event schedule_delete."}
+		plural: "Schedules", title: "schedule", mirror: kanade.BucketSchedulesYAML,
+		remove:    func(ctx context.Context, k manageKind, id string) error { return srv.deleteEntry(ctx, k, id, nil) },
+		deleteDoc: "404 when there is no such schedule. Deletes its YAML mirror too and publishes the audit event schedule_delete. Running work is not stopped."}
 
 	// Registered before /api/schedules/{id}; net/http prefers the literal
 	// path anyway, so a schedule named "upcoming" is reachable by PUT and
@@ -167,10 +160,6 @@ func (srv *Server) registerManage(api huma.API) {
 			func(ctx context.Context, in *manageIDInput) (*manageValueOutput, error) {
 				return srv.manageGet(ctx, k, in.ID)
 			})
-		huma.Register(api, op(http.MethodPut, "put-"+k.noun, one, "Create or replace a "+k.title, k.putDoc),
-			func(ctx context.Context, in *managePutInput) (*manageValueOutput, error) {
-				return k.put(ctx, in.ID, in.Body)
-			})
 		huma.Register(api, op(http.MethodDelete, "delete-"+k.noun, one, "Delete a "+k.title, k.deleteDoc),
 			func(ctx context.Context, in *manageIDInput) (*struct{}, error) { return nil, k.remove(ctx, k, in.ID) })
 	}
@@ -182,12 +171,11 @@ type manageKind struct {
 	// parse reports why a stored value is unusable (nil when it is fine).
 	parse func(key string, data []byte) error
 	// plural and title name the kind in the operations' summaries ("Job
-	// manifests", "job manifest"); putDoc and deleteDoc describe its PUT and
-	// DELETE.
-	plural, title, putDoc, deleteDoc string
-	// put validates and stores a body; remove deletes an entry after the
-	// kind's own checks.
-	put    func(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error)
+	// manifests", "job manifest"); deleteDoc describes its DELETE.
+	plural, title, deleteDoc string
+	// mirror is the bucket of the YAML mirrors.
+	mirror string
+	// remove deletes an entry after the kind's own checks.
 	remove func(ctx context.Context, k manageKind, id string) error
 }
 
@@ -198,6 +186,11 @@ type manageKind struct {
 // the body as a whole (location body). The detail is the error's text.
 func invalid(err error) error {
 	msg := err.Error()
+	var se *kanade.BodySyntaxError
+	if errors.As(err, &se) {
+		// Not a record at all: a malformed request.
+		return huma.Error400BadRequest(msg, &huma.ErrorDetail{Location: "body", Message: msg})
+	}
 	loc := "body"
 	var fe *kanade.FieldError
 	if errors.As(err, &fe) {
@@ -321,75 +314,6 @@ func (srv *Server) manageGet(ctx context.Context, k manageKind, id string) (*man
 	return &manageValueOutput{Body: jsonValue(e.Value)}, nil
 }
 
-func (srv *Server) putJob(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
-	// The path's id is the key the manifest is stored under.
-	m, err := kanade.ParseManifest(id, body)
-	if err != nil {
-		return nil, invalid(err)
-	}
-	if !kanade.ValidKVKey(m.ID) {
-		return nil, invalid(invalidKey("id", m.ID))
-	}
-	// The manifest's own JSON: the known fields as decoded and the unknown
-	// ones verbatim (Manifest.Extra).
-	value, err := json.Marshal(m)
-	if err != nil {
-		return nil, invalid(fmt.Errorf("manifest: %w", err))
-	}
-
-	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
-	defer cancel()
-	c, err := srv.bus()
-	if err != nil {
-		return nil, err
-	}
-	rev, err := c.Put(ctx, kanade.BucketJobs, id, value)
-	if err != nil {
-		return nil, srv.natsProblem(ctx, "put job", err)
-	}
-	srv.audit(ctx, actionJobUpsert, id, map[string]any{"version": m.Version, "revision": rev})
-	return &manageValueOutput{Body: value}, nil
-}
-
-func (srv *Server) putSchedule(ctx context.Context, id string, body jsonValue) (*manageValueOutput, error) {
-	s, err := kanade.ParseSchedule(id, body)
-	if err != nil {
-		return nil, invalid(err)
-	}
-	if !kanade.ValidKVKey(id) {
-		return nil, invalid(invalidKey("id", id))
-	}
-	// The body as sent (compacted): ParseSchedule's defaults are applied by
-	// every reader anyway, and fields this backend does not know survive.
-	var value bytes.Buffer
-	if err := json.Compact(&value, body); err != nil {
-		return nil, invalid(fmt.Errorf("schedule: %w", err))
-	}
-
-	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
-	defer cancel()
-	// Best effort: a job deleted between this check and the Put below leaves
-	// a dangling schedule, which the worker reports when it fires. KV offers
-	// no transaction across two buckets.
-	if _, err := srv.get(ctx, kanade.BucketJobs, s.JobID); err != nil {
-		if errors.Is(err, errNoSuchKey) {
-			return nil, invalid(&kanade.FieldError{Field: "job_id", Rule: "must name a job in KV jobs (PUT /api/jobs/{id} it first)",
-				Excerpt: kanade.Clip(s.JobID)})
-		}
-		return nil, err
-	}
-	c, err := srv.bus()
-	if err != nil {
-		return nil, err
-	}
-	rev, err := c.Put(ctx, kanade.BucketSchedules, id, value.Bytes())
-	if err != nil {
-		return nil, srv.natsProblem(ctx, "put schedule", err)
-	}
-	srv.audit(ctx, actionScheduleUpsert, id, map[string]any{"when": string(s.Kind()), "job_id": s.JobID, "enabled": s.Enabled, "revision": rev})
-	return &manageValueOutput{Body: value.Bytes()}, nil
-}
-
 // deleteJob refuses to delete a job that schedules still run: they would
 // fail at every firing, silently to whoever deleted the job.
 func (srv *Server) deleteJob(ctx context.Context, k manageKind, id string) error {
@@ -421,7 +345,10 @@ func (srv *Server) deleteJob(ctx context.Context, k manageKind, id string) error
 
 // deleteEntry deletes id from k's bucket after check (nil: none) allowed it.
 // The delete is conditional on the revision that was found, so a value
-// replaced meanwhile is not removed unseen.
+// replaced meanwhile is not removed unseen. A job is revoked first
+// (control.md §5.4): revoked and still there is the safe state a failure
+// between the two leaves, never deleted and still runnable from the
+// commands agents have queued.
 func (srv *Server) deleteEntry(ctx context.Context, k manageKind, id string, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
@@ -438,13 +365,36 @@ func (srv *Server) deleteEntry(ctx context.Context, k manageKind, id string, che
 	if err != nil {
 		return err
 	}
-	if err := c.Delete(ctx, k.bucket, id, e.Revision); err != nil {
-		if errors.Is(err, bus.ErrChanged) {
-			return huma.Error409Conflict(fmt.Sprintf("%s %q changed while it was being deleted; look at it again", k.noun, id))
+	revoke := k.bucket == kanade.BucketJobs
+	if revoke {
+		if err := c.SetScriptStatus(ctx, id, bus.ScriptRevoked); err != nil {
+			if isNoBucket(err) {
+				return srv.natsProblem(ctx, "revoke before delete", err)
+			}
+			srv.cfg.Logger.ErrorContext(ctx, "revoke before delete", slog.Any("error", err))
+			return huma.Error500InternalServerError(fmt.Sprintf("revoke job '%s' before deleting it: %v (nothing changed)", id, err))
 		}
-		return srv.natsProblem(ctx, "delete "+k.noun, err)
 	}
-	srv.audit(ctx, k.del, id, map[string]any{"previous_revision": e.Revision})
+	if err := c.Delete(ctx, k.bucket, id, e.Revision); err != nil {
+		if revoke {
+			srv.audit(ctx, "job_delete_failed_post_revoke", id, map[string]any{"cascade_revoke": true, "error": err.Error()})
+		}
+		undo := ""
+		if revoke {
+			undo = fmt.Sprintf(" Job '%s' is already revoked; POST /api/scripts/%s/unrevoke to undo that.", id, id)
+		}
+		if errors.Is(err, bus.ErrChanged) {
+			return huma.Error409Conflict(fmt.Sprintf("%s %q changed while it was being deleted; look at it again.%s", k.noun, id, undo))
+		}
+		srv.cfg.Logger.ErrorContext(ctx, "delete "+k.noun, slog.Any("error", err))
+		return huma.Error500InternalServerError(fmt.Sprintf("delete %s '%s': %v.%s", k.noun, id, err, undo))
+	}
+	srv.deleteMirror(ctx, c, k.mirror, id)
+	p := map[string]any{"previous_revision": e.Revision}
+	if revoke {
+		p["cascade_revoke"] = true
+	}
+	srv.audit(ctx, k.del, id, p)
 	return nil
 }
 

@@ -286,29 +286,31 @@ func TestManageJobsRoundTrip(t *testing.T) {
 	e.must(http.StatusOK, http.MethodGet, "/api/jobs/nightly", "")
 }
 
-func TestManageJobKeepsUnknownFields(t *testing.T) {
+func TestManageJobRefusesUnknownFieldsButShowsThemWhenStored(t *testing.T) {
 	e := newManageEnv(t, nil)
 	body := `{"id":"nightly","version":"1","owner":"ops","labels":{"tier":[1,2,{"x":null}]},"big":123456789012345678901234567890,
-		"execute":{"shell":"pwsh","script":"Get-Date","timeout":"5m"}}`
-	put := e.must(http.StatusOK, http.MethodPut, "/api/jobs/nightly", body)
-	get := e.must(http.StatusOK, http.MethodGet, "/api/jobs/nightly", "")
-	for name, got := range map[string]string{"PUT": put.Body.String(), "GET": get.Body.String(),
-		"list": string(e.list("/api/jobs").Items[0].Value)} {
-		if diff := cmp.Diff(jsonOf(t, body), jsonOf(t, got)); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", name, diff)
-		}
+		"execute":{"shell":"pwsh","script":"Get-Date","timeout":"5m","scirpt":"typo"}}`
+	// A write names every unknown key (control.md §5.1), and stores nothing.
+	rec := e.do(http.MethodPut, "/api/jobs/nightly", body)
+	if p := problemOf(t, rec); rec.Code != http.StatusUnprocessableEntity || !strings.Contains(p.Detail, "big, execute.scirpt, labels, owner") {
+		t.Fatalf("PUT with unknown keys = %d %q, want 422 naming big, execute.scirpt, labels, owner", rec.Code, p.Detail)
 	}
-	// The KV value itself, as the worker and the CLI read it.
+	e.must(http.StatusNotFound, http.MethodGet, "/api/jobs/nightly", "")
+	// A value put behind the API's back (another backend version, the CLI
+	// writing KV) is shown byte for byte, unknown members and all.
 	kv, err := e.nats.JS.KeyValue(t.Context(), kanade.BucketJobs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry, err := kv.Get(t.Context(), "nightly")
-	if err != nil {
+	stored := strings.Replace(body, `,"scirpt":"typo"`, "", 1)
+	if _, err := kv.Put(t.Context(), "nightly", []byte(stored)); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(jsonOf(t, body), jsonOf(t, string(entry.Value()))); diff != "" {
-		t.Errorf("stored (-want +got):\n%s", diff)
+	get := e.must(http.StatusOK, http.MethodGet, "/api/jobs/nightly", "")
+	for name, got := range map[string]string{"GET": get.Body.String(), "list": string(e.list("/api/jobs").Items[0].Value)} {
+		if diff := cmp.Diff(jsonOf(t, stored), jsonOf(t, got)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", name, diff)
+		}
 	}
 }
 
@@ -317,7 +319,7 @@ func TestManageSchedulesRoundTrip(t *testing.T) {
 	e.must(http.StatusOK, http.MethodPut, "/api/jobs/nightly", jobJSON("nightly", "1"))
 
 	body := `{"id":"daily","when":{"calendar":{"at":"09:00","days":["mon-fri"]}},"job_id":"nightly",
-		"target":{"groups":["canary"]},"jitter":"5m","tz":"utc","note":"kept"}`
+		"target":{"groups":["canary"]},"jitter":"5m","tz":"utc"}`
 	put := e.must(http.StatusOK, http.MethodPut, "/api/schedules/daily", body)
 	if diff := cmp.Diff(jsonOf(t, body), jsonOf(t, put.Body.String())); diff != "" {
 		t.Errorf("PUT answer (-want +got):\n%s", diff)
@@ -377,7 +379,7 @@ func TestManageValidation(t *testing.T) {
 		{"a job with a target pc that is not a token", "/api/jobs/bad",
 			strings.Replace(jobJSON("bad", "1"), `"id":"bad"`, `"id":"bad","target":{"pcs":["PC-1","PC 2"]}`, 1), 422,
 			`target.pcs[1] "PC 2" must be a subject token`, "body.target.pcs[1]"},
-		{"a job body that is an array", "/api/jobs/bad", `[1]`, 422, "validation failed", "body"},
+		{"a job body that is an array", "/api/jobs/bad", `[1]`, 400, "must be a JSON object", "body"},
 		{"a job body that is not JSON", "/api/jobs/bad", `{"id":`, 400, "", ""},
 		{"a job without a body", "/api/jobs/bad", ``, 400, "", ""},
 		{"a schedule with two when kinds", "/api/schedules/bad",
@@ -396,7 +398,9 @@ func TestManageValidation(t *testing.T) {
 		{"a schedule whose active window ends before it starts", "/api/schedules/bad",
 			`{"id":"bad","when":{"per_pc":"once"},"job_id":"nightly","target":{"all":true},"active":{"from":"2026-07-01","until":"2026-06-01"}}`,
 			422, `active.until "2026-06-01" must be after active.from "2026-07-01"`, "body.active.until"},
-		{"a schedule body that is not an object", "/api/schedules/bad", `"daily"`, 422, "validation failed", "body"},
+		{"a schedule body that is not an object", "/api/schedules/bad", `"daily"`, 400, "must be a JSON object", "body"},
+		{"a schedule with an unknown key", "/api/schedules/bad", `{"id":"bad","when":{"per_pc":"once","x":1},"job_id":"nightly","target":{"all":true},"note":"n"}`,
+			422, "note, when.x", "body"},
 		{"a schedule with an unknown day", "/api/schedules/bad", `{"id":"bad","when":{"calendar":{"at":"09:00","days":["someday"]}},"job_id":"nightly","target":{"all":true}}`,
 			422, "when.calendar.days[0]", "body.when.calendar.days[0]"},
 		{"a schedule with an empty target", "/api/schedules/bad", `{"id":"bad","when":{"per_target":"once"},"job_id":"nightly","target":{}}`, 422, "target", "body.target"},
@@ -522,15 +526,15 @@ func TestManageAuditEvents(t *testing.T) {
 	}
 	want := []auditMsg{
 		{"audit.operator.job_upsert.nightly", ev("operator", "job_upsert", "nightly", at,
-			`{"sub":"service-token","version":"1","revision":1}`)},
+			`{"sub":"service-token","version":"1","inventory":false,"revision":1}`)},
 		{"audit.operator.schedule_upsert", ev("operator", "schedule_upsert", "daily.report", at,
-			`{"sub":"service-token","when":"calendar","job_id":"nightly","enabled":true,"revision":1}`)},
+			`{"sub":"service-token","when":"at 09:00","job_id":"nightly","enabled":true,"revision":1}`)},
 		{"audit.operator.schedule_delete", ev("operator", "schedule_delete", "daily.report", later,
 			`{"sub":"service-token","previous_revision":1}`)},
 		{"audit.operator.job_delete.nightly", ev("operator", "job_delete", "nightly", later,
-			`{"sub":"service-token","previous_revision":1}`)},
+			`{"sub":"service-token","cascade_revoke":true,"previous_revision":1}`)},
 		{"audit.operator.job_upsert.nightly", ev("operator", "job_upsert", "nightly", later,
-			`{"sub":"alice@example.com","source":"cli","version":"2","revision":3}`)},
+			`{"sub":"alice@example.com","source":"cli","version":"2","inventory":false,"revision":3}`)},
 	}
 	got := e.audits()
 	// Payload numbers decode as float64 on one side and json.Number on the

@@ -12,6 +12,7 @@ type metrics struct {
 	invalid   prometheus.Counter
 	firings   *prometheus.CounterVec
 	missed    prometheus.Counter
+	frozen    prometheus.Counter
 	waves     prometheus.Counter
 	errors    *prometheus.CounterVec
 
@@ -32,6 +33,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kanade_scheduler_firings_total", Help: "Dispatches this worker performed, by kind (calendar, late, per_pc, per_target)."}, []string{"kind"}),
 		missed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kanade_scheduler_missed_firings_total", Help: "Calendar firings missed while no worker ran (recorded by this worker)."}),
+		frozen: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kanade_scheduler_frozen_skips_total", Help: "Calendar firings and per_pc / per_target reconciles skipped because the fleet was frozen."}),
 		waves: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kanade_scheduler_waves_sent_total", Help: "Delayed rollout waves this worker published."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -64,6 +67,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if err == nil {
 		m.missed, err = register(reg, m.missed)
+	}
+	if err == nil {
+		m.frozen, err = register(reg, m.frozen)
 	}
 	if err == nil {
 		m.waves, err = register(reg, m.waves)

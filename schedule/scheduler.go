@@ -36,6 +36,9 @@ type Config struct {
 	// Clock is the time every rule above is measured by (the wall clock
 	// unless a test sets one).
 	Clock kanade.Clock
+	// Local is the zone of a fleet freeze whose tz is "local" (default
+	// time.Local, the host's zone, as upstream).
+	Local *time.Location
 	// Logger defaults to slog.Default(); Registerer receives the metrics
 	// (nil keeps them unregistered).
 	Logger     *slog.Logger
@@ -67,6 +70,7 @@ type Scheduler struct {
 	checked   map[string]time.Time // calendar firings handled up to here
 	minute    time.Time            // the last minute reconciled
 	changed   map[string]bool      // registered since the last tick: reconcile now, not next minute
+	freeze    freezeState
 
 	bucketOnce sync.Mutex
 	bucketOK   bool
@@ -79,6 +83,9 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = kanade.SystemClock
+	}
+	if cfg.Local == nil {
+		cfg.Local = time.Local
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -113,14 +120,16 @@ func New(cfg Config) (*Scheduler, error) {
 // a failed tick is logged and retried at the next one.
 func (s *Scheduler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		backoff.Forever(ctx, s.cfg.MaxBackoff, s.watch, func(err error, wait time.Duration) {
-			s.m.errors.WithLabelValues("watch").Inc()
-			s.log.Error("scheduler: schedules watch ended; re-establishing", slog.Any("err", err), slog.Duration("backoff", wait))
-		})
-	}()
+	for name, watch := range map[string]func(context.Context) error{"schedules": s.watch, "freeze": s.watchFreeze} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			backoff.Forever(ctx, s.cfg.MaxBackoff, watch, func(err error, wait time.Duration) {
+				s.m.errors.WithLabelValues("watch").Inc()
+				s.log.Error("scheduler: "+name+" watch ended; re-establishing", slog.Any("err", err), slog.Duration("backoff", wait))
+			})
+		}()
+	}
 	t := time.NewTicker(s.cfg.Tick)
 	defer t.Stop()
 	for {
@@ -141,11 +150,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
-// Loaded reports whether the initial schedules have been read (readiness).
+// Loaded reports whether the initial schedules and the freeze state have
+// been read (readiness): nothing fires before.
 func (s *Scheduler) Loaded() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.loaded
+	return s.loaded && s.freeze.loaded
 }
 
 // watch loads KV "schedules" and follows every change until the watch ends.
@@ -220,10 +230,11 @@ func (s *Scheduler) apply(m map[string]*kanade.Schedule, e bus.Entry) {
 // per_pc / per_target reconcile, and rollout waves whose delay ended.
 func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 	s.mu.Lock()
-	if !s.loaded {
+	if !s.loaded || !s.freeze.loaded {
 		s.mu.Unlock()
 		return nil
 	}
+	frozen, reason := s.freeze.active(now, s.cfg.Local)
 	list := make([]*kanade.Schedule, 0, len(s.schedules))
 	for _, sc := range s.schedules {
 		list = append(list, sc)
@@ -240,6 +251,7 @@ func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 
 	var errs []error
 	fl := &fleetView{s: s, now: now}
+	skipped := 0
 	for _, sc := range list {
 		if !sc.Backend() {
 			continue
@@ -247,18 +259,28 @@ func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 		var err error
 		switch sc.Kind() {
 		case kanade.KindCalendar:
-			err = s.calendar(ctx, sc, now)
+			err = s.calendar(ctx, sc, now, frozen, reason)
 		case kanade.KindPerPC, kanade.KindPerTarget:
 			// Every minute, and at once for a schedule just put (its
 			// minute's claim still makes the reconcile happen once).
-			if newMinute || changed[sc.ID] {
-				err = s.reconcile(ctx, sc, minute, now, fl)
+			if !(newMinute || changed[sc.ID]) {
+				break
 			}
+			if frozen {
+				skipped++
+				break
+			}
+			err = s.reconcile(ctx, sc, minute, now, fl)
 		}
 		if err != nil {
 			s.m.errors.WithLabelValues(string(sc.Kind())).Inc()
 			errs = append(errs, fmt.Errorf("schedule %s: %w", sc.ID, err))
 		}
+	}
+	if skipped > 0 {
+		s.m.frozen.Add(float64(skipped))
+		s.log.Warn("scheduler: per_pc / per_target reconciles skipped: the fleet is frozen",
+			slog.Int("schedules", skipped), slog.String("reason", kanade.Clip(reason)))
 	}
 	if err := s.sendDueWaves(ctx, now); err != nil {
 		s.m.errors.WithLabelValues("wave").Inc()
@@ -273,7 +295,8 @@ func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 // nothing before its creation fires. Instants noticed more than OnTime late
 // were missed while no worker ran: the newest runs late once when within
 // starting_deadline, the others are recorded as missed.
-func (s *Scheduler) calendar(ctx context.Context, sc *kanade.Schedule, now time.Time) error {
+// While the fleet is frozen the instants are skipped instead (skipFrozen).
+func (s *Scheduler) calendar(ctx context.Context, sc *kanade.Schedule, now time.Time, frozen bool, reason string) error {
 	s.mu.Lock()
 	from, ok := s.checked[sc.ID]
 	s.mu.Unlock()
@@ -292,6 +315,9 @@ func (s *Scheduler) calendar(ctx context.Context, sc *kanade.Schedule, now time.
 	}
 	if !now.After(from) {
 		return nil
+	}
+	if frozen {
+		return s.skipFrozen(ctx, sc, from, now, reason)
 	}
 	runLate, missed := CatchUp(sc, from, now)
 	last := time.Time{}
@@ -326,6 +352,15 @@ func (s *Scheduler) calendar(ctx context.Context, sc *kanade.Schedule, now time.
 		return s.cfg.DB.Update(ctx, func(tx *storage.Tx) error { return tx.SetScheduleChecked(ctx, sc.ID, last) })
 	}
 	return nil
+}
+
+// setChecked records that sc's calendar instants up to t were handled, here
+// and in the database (for every worker and the next start).
+func (s *Scheduler) setChecked(ctx context.Context, id string, t time.Time) error {
+	s.mu.Lock()
+	s.checked[id] = t
+	s.mu.Unlock()
+	return s.cfg.DB.Update(ctx, func(tx *storage.Tx) error { return tx.SetScheduleChecked(ctx, id, t) })
 }
 
 // fireCalendar claims one calendar instant and dispatches it.

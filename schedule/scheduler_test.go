@@ -74,7 +74,13 @@ func (f *fleet) put(bucket, key, value string) {
 // drives tick with its own instants) and waits until it has loaded.
 func (f *fleet) worker() *Scheduler {
 	f.t.Helper()
-	s, err := New(Config{DB: f.open(), Bus: f.nats.Bus, Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
+	return f.workerLogging(slog.New(slog.DiscardHandler))
+}
+
+// workerLogging is worker with its log going to log.
+func (f *fleet) workerLogging(log *slog.Logger) *Scheduler {
+	f.t.Helper()
+	s, err := New(Config{DB: f.open(), Bus: f.nats.Bus, Registerer: prometheus.NewRegistry(), Logger: log,
 		Clock: func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }})
 	if err != nil {
 		f.t.Fatal(err)
@@ -82,7 +88,9 @@ func (f *fleet) worker() *Scheduler {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.watch(ctx) }()
-	f.t.Cleanup(func() { cancel(); <-done })
+	freeze := make(chan struct{})
+	go func() { defer close(freeze); s.watchFreeze(ctx) }()
+	f.t.Cleanup(func() { cancel(); <-done; <-freeze })
 	waitFor(f.t, func() bool { return s.Loaded() }, "schedules loaded")
 	return s
 }

@@ -229,7 +229,7 @@ var docRoutes = []Route{
 	{Method: http.MethodGet, Template: "/api/openapi.json", Path: "/api/openapi.json"},
 	{Method: http.MethodGet, Template: "/api/openapi.yaml", Path: "/api/openapi.yaml"},
 	{Method: http.MethodGet, Template: "/api/docs", Path: "/api/docs"},
-	{Method: http.MethodGet, Template: "/api/schemas/{name}", Path: "/api/schemas/FleetHealth.json"},
+	{Method: http.MethodGet, Template: "/api/openapi/schemas/{name}", Path: "/api/openapi/schemas/FleetHealth.json"},
 }
 
 // checkAuth requests every documented operation (and the document and docs
