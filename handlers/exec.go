@@ -194,7 +194,6 @@ const (
 	runOutputLimit = 1 << 20
 )
 
-
 func (srv *Server) run(ctx context.Context, in *runInput) (*manageValueOutput, error) {
 	if err := requireJSON(in.ContentType); err != nil {
 		return nil, err

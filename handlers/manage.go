@@ -105,7 +105,6 @@ type manageIDInput struct {
 	ID string `path:"id" doc:"The job or schedule id, which is its KV key."`
 }
 
-
 type upcomingInput struct {
 	Limit int `query:"limit" minimum:"1" maximum:"500" default:"20" doc:"How many firings to list."`
 }
