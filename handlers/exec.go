@@ -25,7 +25,7 @@ import (
 type execInput struct {
 	JobID       string `path:"job_id" doc:"The job (manifest id in KV jobs) to send."`
 	ContentType string `header:"Content-Type" doc:"application/json"`
-	RawBody     []byte `contentType:"application/json" doc:"A FanoutPlan: {\"target\":{\"all\":bool,\"groups\":[…],\"pcs\":[…]},\"rollout\":{\"strategy\":\"wave\",\"waves\":[{\"group\":\"canary\",\"delay\":\"0s\"},…]},\"jitter\":\"5m\",\"deadline_at\":\"RFC 3339\"}; unknown keys are ignored."`
+	RawBody     []byte `doc:"A FanoutPlan: {\"target\":{\"all\":bool,\"groups\":[…],\"pcs\":[…]},\"rollout\":{\"strategy\":\"wave\",\"waves\":[{\"group\":\"canary\",\"delay\":\"0s\"},…]},\"jitter\":\"5m\",\"deadline_at\":\"RFC 3339\"}; unknown keys are ignored."`
 }
 
 type execBody struct {
@@ -42,7 +42,7 @@ type execOutput struct {
 
 type runInput struct {
 	ContentType string `header:"Content-Type" doc:"application/json"`
-	RawBody     []byte `contentType:"application/json" doc:"{\"pc_id\":\"PC-1\",\"script\":\"hostname\",\"shell\":\"powershell|ps|cmd|pwsh|sh\",\"timeout_secs\":60,\"exec_id\":\"optional\",\"jitter_secs\":0,\"run_as\":\"system|user|system_gui\"}; unknown keys are ignored."`
+	RawBody     []byte `doc:"{\"pc_id\":\"PC-1\",\"script\":\"hostname\",\"shell\":\"powershell|ps|cmd|pwsh|sh\",\"timeout_secs\":60,\"exec_id\":\"optional\",\"jitter_secs\":0,\"run_as\":\"system|user|system_gui\"}; unknown keys are ignored."`
 }
 
 func (srv *Server) registerExec(api huma.API) {

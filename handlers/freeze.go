@@ -20,7 +20,7 @@ type freezeOutput struct {
 
 type freezeInput struct {
 	ContentType string `header:"Content-Type" doc:"application/json"`
-	RawBody     []byte `contentType:"application/json" doc:"A Freeze: {\"from\":\"2026-12-20\",\"until\":\"2027-01-05\",\"reason\":\"year-end freeze\",\"tz\":\"local|utc\"}; every field optional ({} freezes until deleted); from and until are YYYY-MM-DD (midnight in tz) or RFC 3339; until is exclusive."`
+	RawBody     []byte `doc:"A Freeze: {\"from\":\"2026-12-20\",\"until\":\"2027-01-05\",\"reason\":\"year-end freeze\",\"tz\":\"local|utc\"}; every field optional ({} freezes until deleted); from and until are YYYY-MM-DD (midnight in tz) or RFC 3339; until is exclusive."`
 }
 
 func (srv *Server) registerFreeze(api huma.API) {

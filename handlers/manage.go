@@ -213,6 +213,11 @@ func (srv *Server) bus() (*bus.Client, error) {
 	if err != nil {
 		return nil, huma.Error503ServiceUnavailable(err.Error())
 	}
+	// While the client reconnects every call would wait out its timeout;
+	// an operator (or a script retrying) is better served by a fast 503.
+	if !c.Connected() {
+		return nil, huma.Error503ServiceUnavailable("NATS is unavailable: not connected (reconnecting)")
+	}
 	return c, nil
 }
 

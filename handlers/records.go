@@ -54,8 +54,8 @@ type yamlOutput struct {
 
 type disableInput struct {
 	ID          string `path:"id" doc:"The schedule id."`
-	Cascade     string `query:"cascade" enum:"true,false," doc:"true also revokes the schedule's job (script_status REVOKED): queued and retained commands of it, from every schedule and exec, are skipped by agents."`
-	CascadeKill string `query:"cascade_kill" enum:"true,false," doc:"true also publishes kill.<exec_id> for every run of the job that started and has not reported."`
+	Cascade     string `query:"cascade" doc:"true also revokes the schedule's job (script_status REVOKED): queued and retained commands of it, from every schedule and exec, are skipped by agents."`
+	CascadeKill string `query:"cascade_kill" doc:"true also publishes kill.<exec_id> for every run of the job that started and has not reported."`
 }
 
 // decodedJob is a job body that passed every check.
@@ -268,7 +268,15 @@ func (srv *Server) registerRecords(api huma.API) {
 		Description: "Sets enabled false (compare-and-set on the KV revision: 409 when it changed meanwhile) and in the YAML mirror. " +
 			"cascade=true also revokes the job; cascade_kill=true also signals its unfinished runs (best effort). Audits schedule_disable."},
 		func(ctx context.Context, in *disableInput) (*struct{}, error) {
-			return nil, srv.setEnabled(ctx, in.ID, false, in.Cascade == "true", in.CascadeKill == "true")
+			cascade, err := queryBool("cascade", in.Cascade)
+			if err != nil {
+				return nil, err
+			}
+			kill, err := queryBool("cascade_kill", in.CascadeKill)
+			if err != nil {
+				return nil, err
+			}
+			return nil, srv.setEnabled(ctx, in.ID, false, cascade, kill)
 		})
 	register(api, huma.Operation{OperationID: "enable-schedule", Method: http.MethodPost, Path: "/api/schedules/{id}/enable",
 		Summary: "Enable a schedule", Tags: []string{"manage"}, DefaultStatus: http.StatusNoContent,
@@ -277,6 +285,19 @@ func (srv *Server) registerRecords(api huma.API) {
 		func(ctx context.Context, in *manageIDInput) (*struct{}, error) {
 			return nil, srv.setEnabled(ctx, in.ID, true, false, false)
 		})
+}
+
+// queryBool reads an optional true/false query parameter (absent: false);
+// anything else is a 400 naming it, before any side effect.
+func queryBool(name, v string) (bool, error) {
+	switch v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	}
+	return false, huma.Error400BadRequest(fmt.Sprintf("query parameter %s %q must be true or false", name, kanade.Clip(v)),
+		&huma.ErrorDetail{Location: "query." + name, Message: "must be true or false", Value: kanade.Clip(v)})
 }
 
 // bodyProblemNoPrefix is bodyProblem for an error that says what it is.
