@@ -54,14 +54,22 @@ type Config struct {
 	// RunInterval is each agent's mean time between runs (default 10m).
 	RunInterval time.Duration
 	// FailureRate, SkipRate, LateRate, DuplicateRate are probabilities per
-	// run: a non-zero exit, a skipped run (exit 124, skipped), a result
-	// published before its started event, a result published twice.
+	// run: a non-zero exit, a skipped run (exit 125, skipped: the deadline
+	// passed), a result published before its started event, a result
+	// published twice. SkipRate and LateRate apply to the agents' own runs
+	// only: a command is skipped for a reason (see Gate), and its started
+	// event goes out before the run.
 	// Defaults 0.05, 0.02, 0.01, 0.01; negative means 0.
 	FailureRate, SkipRate, LateRate, DuplicateRate float64
 	// Seed makes the fleet deterministic.
 	Seed uint64
-	// Clock stamps every message (default wall clock).
+	// Clock stamps every message and decides when runs end (default wall
+	// clock).
 	Clock kanade.Clock
+	// Step is how often Run looks at the Clock to beat, start and finish
+	// runs (default 1s of wall time). Commands and kills are handled as they
+	// arrive, whatever the Step.
+	Step time.Duration
 	// AgentVersion defaults to "0.45.3".
 	AgentVersion string
 	// Schedules makes Run create the DemoSchedules (when absent), so the
@@ -93,6 +101,9 @@ func (c *Config) defaults() {
 	rate(&c.SkipRate, 0.02)
 	rate(&c.LateRate, 0.01)
 	rate(&c.DuplicateRate, 0.01)
+	if c.Step <= 0 {
+		c.Step = time.Second
+	}
 	if c.Clock == nil {
 		c.Clock = kanade.SystemClock
 	}
@@ -199,8 +210,8 @@ func (f *Fleet) Run(s RunSpec) RunOutput {
 	finished := started.Add(f.Duration(s.Job))
 	switch p := f.rng.Float64(); {
 	case p < f.cfg.SkipRate:
-		exit, skipped, stdout = 124, true, ""
-		stderr = "skipped: deadline passed"
+		exit, skipped, stdout = exitSkipDeadline, true, ""
+		stderr = "skipped: starting deadline expired"
 		finished = started.Add(time.Duration(f.rng.IntN(50)) * time.Millisecond)
 	case p < f.cfg.SkipRate+f.cfg.FailureRate:
 		exit = []int64{1, 2, 5, 121, 123}[f.rng.IntN(5)]
@@ -300,8 +311,16 @@ type pendingResult struct {
 
 // Run simulates cfg.Agents agents until ctx ends: beats every
 // HeartbeatInterval (jittered), runs every RunInterval on average (started
-// event at start, result when the run finishes), and an audit event a minute.
-// It steps once a second of wall time, stamping messages with cfg.Clock.
+// event at start, result when the run finishes), an audit event a minute,
+// and answers the commands published on commands.> as real agents do (see
+// Fleet.Answer). It looks at cfg.Clock every cfg.Step of wall time.
+//
+// Commands arrive on a core subscription: an agent that is down misses them
+// and, unlike a real agent, never replays them from stream EXEC when it comes
+// back (that would take a JetStream consumer per simulated agent, or one
+// ordered consumer filtered to the fleet's subjects, delivering the latest
+// command per subject on every start, deduplicated by request_id like the
+// live ones).
 func Run(ctx context.Context, c *bus.Client, cfg Config) error {
 	err := run(ctx, c, cfg)
 	if ctx.Err() != nil {
@@ -327,14 +346,15 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			return err
 		}
 	}
-	// Commands are answered by the agents they reach (core subscription: an
-	// agent that is down misses them, as a real one would until it replays).
-	commands := make(chan *nats.Msg, 4096)
-	sub, err := c.Conn().ChanSubscribe("commands.>", commands)
+	inbox := make(chan *nats.Msg, 8192)
+	sub, err := c.Conn().ChanSubscribe("commands.>", inbox)
 	if err != nil {
 		return fmt.Errorf("subscribe commands: %w", err)
 	}
 	defer sub.Unsubscribe()
+	if err := c.Conn().Flush(); err != nil {
+		return fmt.Errorf("subscribe commands: %w", err)
+	}
 	now := cfg.Clock()
 	nextBeat := make([]time.Time, cfg.Agents)
 	nextRun := make([]time.Time, cfg.Agents)
@@ -342,12 +362,13 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		nextBeat[i] = now.Add(time.Duration(f.rng.Int64N(int64(cfg.HeartbeatInterval))))
 		nextRun[i] = now.Add(time.Duration(f.rng.ExpFloat64() * float64(cfg.RunInterval)))
 	}
+	a := &agents{f: f}
 	var pending []pendingResult
 	nextAudit := now.Add(time.Minute)
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(cfg.Step)
 	defer t.Stop()
-	// start publishes a run up to its started event now and the rest when
-	// the run ends.
+	// start publishes one of the agents' own runs up to its started event
+	// now and the rest when the run ends.
 	start := func(run RunOutput) error {
 		first := 1
 		if run.Messages[0].Subject != StartedSubject(run.Started) {
@@ -359,24 +380,11 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		pending = append(pending, pendingResult{due: run.Result.FinishedAt.Time, msgs: run.Messages[first:]})
 		return nil
 	}
-	for {
-		now = cfg.Clock()
-	drain:
-		for {
-			select {
-			case m := <-commands:
-				cmd := decodeCommand(m.Data)
-				if cmd == nil {
-					continue
-				}
-				for _, i := range f.Targets(m.Subject) {
-					if err := start(f.Answer(i, *cmd, now)); err != nil {
-						return err
-					}
-				}
-			default:
-				break drain
-			}
+	// step beats, starts the agents' own runs and finishes the runs whose
+	// time has come.
+	step := func(now time.Time) error {
+		if err := Publish(ctx, c, a.step(now)...); err != nil {
+			return err
 		}
 		for i := range nextBeat {
 			if !now.Before(nextBeat[i]) {
@@ -411,10 +419,36 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			}
 			nextAudit = now.Add(time.Minute)
 		}
+		return nil
+	}
+	// handle answers one command. The runs that have ended by now end
+	// first, so what the agents publish follows their clock.
+	handle := func(m *nats.Msg, now time.Time) error {
+		if err := Publish(ctx, c, a.step(now)...); err != nil {
+			return err
+		}
+		cmd := decodeCommand(m.Data)
+		if cmd == nil {
+			return nil
+		}
+		read := func() Gate { return readGate(ctx, c, cmd.ID) }
+		return Publish(ctx, c, a.receive(m.Subject, *cmd, read, now)...)
+	}
+	if err := step(now); err != nil {
+		return err
+	}
+	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return nil
+		case m := <-inbox:
+			err = handle(m, cfg.Clock())
 		case <-t.C:
+			err = step(cfg.Clock())
+		}
+		if err != nil {
+			return err
 		}
 	}
 }

@@ -105,8 +105,8 @@ func TestAgentsAnswerCommands(t *testing.T) {
 	if diff := cmp.Diff(want, keys[:min(len(keys), 3)]); diff != "" {
 		t.Errorf("answers (-want +got):\n%s", diff)
 	}
-	if r := got["SIM-000005/req-late"]; !r.Skipped || r.ExecID != "exec-2" {
-		t.Errorf("the command past its deadline was answered %+v, want skipped", r)
+	if r := got["SIM-000005/req-late"]; !r.Skipped || *r.ExitCode != 125 || r.ExecID != "exec-2" {
+		t.Errorf("the command past its deadline was answered %+v, want skipped with exit 125", r)
 	}
 	if r := got["SIM-000000/req-canary"]; r.ExecID != "exec-1" || r.ManifestID != "sim-ping" {
 		t.Errorf("canary answer = %+v", r)
