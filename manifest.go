@@ -62,6 +62,8 @@ const (
 	SubjectCommandsAll   = "commands.all"
 	SubjectCommandsGroup = "commands.group."
 	SubjectCommandsPC    = "commands.pc."
+	// SubjectKill + exec_id stops the runs of one execution (control.md §3).
+	SubjectKill = "kill."
 )
 
 // Wave is one step of a staged rollout: the command goes to

@@ -39,11 +39,23 @@ const (
 	StreamAudit         = "AUDIT"
 	StreamExec          = "EXEC"
 	BucketScriptCurrent = "script_current"
+	BucketScriptStatus  = "script_status"
 	BucketAgentGroups   = "agent_groups"
 	BucketSchedules     = "schedules"
 	BucketJobs          = "jobs"
+	BucketFleetConfig   = "fleet_config"
 	BucketDispatch      = "scheduler_dispatch"
 	ObjectResultOutput  = "result_output"
+	// The operator's YAML text of each job and schedule, as sent (control.md
+	// §5.3): only the dashboard's editor reads them.
+	BucketJobsYAML      = "jobs_yaml"
+	BucketSchedulesYAML = "schedules_yaml"
+	// ObjectScripts holds the script bodies a manifest names with
+	// execute.script_object (<name>/<version>). Operators create it when they
+	// first upload a script; the backend only reads it.
+	ObjectScripts = "scripts"
+	// KeyFreeze is fleet_config's one key: the fleet freeze (control.md §6).
+	KeyFreeze = "freeze"
 )
 
 const (
@@ -82,13 +94,15 @@ func Resources(replicas int) []Resource {
 		stream("OBS_EVENTS", "obs.>", 90*day, 512*mib),
 		stream("NOTIFICATIONS", "notifications.>", 90*day, 512*mib),
 		kv(BucketScriptCurrent, 5, 0),
-		kv("script_status", 5, 0),
+		kv(BucketScriptStatus, 5, 0),
 		kv("agents_state", 1, 0),
 		kv("agent_config", 1, 0),
 		kv(BucketAgentGroups, 1, 0),
 		kv(BucketSchedules, 5, 0),
 		kv(BucketJobs, 5, 0),
-		kv("fleet_config", 1, 0),
+		kv(BucketFleetConfig, 1, 0),
+		kv(BucketJobsYAML, 5, 0),
+		kv(BucketSchedulesYAML, 5, 0),
 		obj("agent_releases", 0, 0),
 		obj(ObjectResultOutput, 30*day, 1*gib),
 	}

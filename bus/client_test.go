@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -122,24 +123,54 @@ func TestJobsAndTheirTimeouts(t *testing.T) {
 	}
 }
 
-func TestCommandsAreStoredOncePerRequestID(t *testing.T) {
+func TestCommandsAreStoredOncePerMessageID(t *testing.T) {
 	s := bustest.StartBootstrapped(t)
 	c, ctx := s.Bus, t.Context()
 	cmd := kanade.Command{ID: "job", Version: "1", RequestID: "req-1", Shell: "sh", Script: "true", TimeoutSecs: 60,
 		Staleness: kanade.Staleness{Mode: "cached"}}
-	out := []bus.Outgoing{{Subject: "commands.pc.PC-1", Command: cmd}, {Subject: "commands.pc.PC-1", Command: cmd}}
-	if err := c.Commands(ctx, out); err != nil {
+	id := func(subject string) string { return "exec-1:" + subject }
+	out, err := bus.CommandMessages(cmd, []string{"commands.pc.PC-1", "commands.pc.PC-2"}, id)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Commands(ctx, []bus.Outgoing{{Subject: "commands.all", Command: kanade.Command{ID: "x"}}}); err == nil {
-		t.Error("a command without request_id was published")
+	if n, err := c.Commands(ctx, out); err != nil || n != 2 {
+		t.Fatalf("Commands = %d, %v; want 2 acknowledged", n, err)
+	}
+	// A retried publish (same ids) is acknowledged and not stored again.
+	if n, err := c.Commands(ctx, out[:1]); err != nil || n != 1 {
+		t.Fatalf("retried Commands = %d, %v; want 1 acknowledged", n, err)
+	}
+	if _, err := bus.CommandMessages(kanade.Command{ID: "x"}, []string{"commands.all"}, id); err == nil {
+		t.Error("a command without request_id was encoded")
+	}
+	if _, err := c.Commands(ctx, []bus.Outgoing{{Subject: "commands.all", Data: []byte("{}")}}); err == nil {
+		t.Error("a command without a message id was published")
 	}
 	st, err := c.Stream(ctx, kanade.StreamExec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.LastSeq != 1 {
-		t.Errorf("EXEC holds %d messages after a retried publish, want 1", st.LastSeq)
+	if st.LastSeq != 2 {
+		t.Errorf("EXEC holds %d messages after a retried publish, want 2", st.LastSeq)
+	}
+	// Every message carries the same encoded command.
+	for _, o := range out {
+		var got kanade.Command
+		if err := json.Unmarshal(o.Data, &got); err != nil || got.RequestID != "req-1" {
+			t.Errorf("%s: %s (%v)", o.Subject, o.Data, err)
+		}
+	}
+}
+
+func TestCommandsCountWhatWasAcknowledged(t *testing.T) {
+	s := bustest.StartBootstrapped(t)
+	c, ctx := s.Bus, t.Context()
+	// No stream captures foo.*: JetStream answers "no responders".
+	out := []bus.Outgoing{{Subject: "commands.pc.A", Data: []byte("{}"), MsgID: "1"}, {Subject: "foo.bar", Data: []byte("{}"), MsgID: "2"},
+		{Subject: "commands.pc.B", Data: []byte("{}"), MsgID: "3"}}
+	n, err := c.Commands(ctx, out)
+	if err == nil || n != 2 {
+		t.Errorf("Commands = %d, %v; want 2 acknowledged and the error of foo.bar", n, err)
 	}
 }
 

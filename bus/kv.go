@@ -277,7 +277,7 @@ func (c *Client) PutAll(ctx context.Context, bucket string, keys []string, value
 	for i, k := range keys {
 		msgs[i] = &nats.Msg{Subject: "$KV." + bucket + "." + k, Data: value}
 	}
-	if err := c.PublishAll(ctx, msgs); err != nil {
+	if _, err := c.PublishAll(ctx, msgs); err != nil {
 		return fmt.Errorf("put %d keys of %s: %w", len(keys), bucket, err)
 	}
 	return nil

@@ -27,29 +27,30 @@ func (c *Client) Audit(ctx context.Context, ev kanade.AuditEvent) error {
 	return c.Publish(ctx, subject, body, "")
 }
 
-// Outgoing is one command for one subject.
+// Outgoing is one command message (see CommandMessages).
 type Outgoing struct {
 	// Subject is commands.all, commands.group.<g> or commands.pc.<pc_id>.
 	Subject string
-	Command kanade.Command
+	// Data is the Command's JSON.
+	Data []byte
+	// MsgID is the Nats-Msg-Id: the EXEC stream stores a retried publish
+	// with the same id once.
+	MsgID string
 }
 
-// Commands publishes commands through JetStream (so the EXEC stream keeps
-// the last one per subject for agents that reconnect), each with its
-// request_id as the message id, so a retried publish is stored once. It
-// is the one path by which a Command reaches the wire.
-func (c *Client) Commands(ctx context.Context, out []Outgoing) error {
+// Commands publishes command messages through JetStream (so the EXEC
+// stream keeps the last one per subject for agents that reconnect). It is
+// the one path by which a Command reaches the wire. It returns how many the
+// stream acknowledged, also on error: a fan-out that failed before any went
+// out can be taken back, one that failed half way cannot.
+func (c *Client) Commands(ctx context.Context, out []Outgoing) (int, error) {
 	msgs := make([]*nats.Msg, 0, len(out))
 	for _, o := range out {
-		if o.Command.RequestID == "" {
-			return fmt.Errorf("command for %s: no request_id", kanade.Clip(o.Subject))
+		if o.MsgID == "" {
+			return 0, fmt.Errorf("command for %s: no message id", kanade.Clip(o.Subject))
 		}
-		data, err := json.Marshal(o.Command)
-		if err != nil {
-			return fmt.Errorf("command for %s: %w", kanade.Clip(o.Subject), err)
-		}
-		msgs = append(msgs, &nats.Msg{Subject: o.Subject, Data: data,
-			Header: nats.Header{jetstream.MsgIDHeader: []string{o.Command.RequestID}}})
+		msgs = append(msgs, &nats.Msg{Subject: o.Subject, Data: o.Data,
+			Header: nats.Header{jetstream.MsgIDHeader: []string{o.MsgID}}})
 	}
 	return c.PublishAll(ctx, msgs)
 }

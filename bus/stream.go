@@ -326,28 +326,39 @@ const publishChunk = 1000
 
 // PublishAll publishes msgs through JetStream pipelined, a chunk at a time,
 // and returns once every one is acknowledged: a dispatch to 100k PCs costs
-// a round trip per chunk, not per message.
-func (c *Client) PublishAll(ctx context.Context, msgs []*nats.Msg) error {
+// a round trip per chunk, not per message. It returns how many were
+// acknowledged; on error it stops after the chunk that failed (whose other
+// messages it still waits for, so the count is exact).
+func (c *Client) PublishAll(ctx context.Context, msgs []*nats.Msg) (int, error) {
+	acked := 0
 	for len(msgs) > 0 {
 		chunk := msgs[:min(len(msgs), publishChunk)]
 		msgs = msgs[len(chunk):]
 		futures := make([]jetstream.PubAckFuture, 0, len(chunk))
+		var first error
 		for _, m := range chunk {
 			f, err := c.js.PublishMsgAsync(m)
 			if err != nil {
-				return fmt.Errorf("publish %s: %w", kanade.Clip(m.Subject), err)
+				first = fmt.Errorf("publish %s: %w", kanade.Clip(m.Subject), err)
+				break
 			}
 			futures = append(futures, f)
 		}
 		for _, f := range futures {
 			select {
 			case <-f.Ok():
+				acked++
 			case err := <-f.Err():
-				return fmt.Errorf("publish %s: %w", kanade.Clip(f.Msg().Subject), err)
+				if first == nil {
+					first = fmt.Errorf("publish %s: %w", kanade.Clip(f.Msg().Subject), err)
+				}
 			case <-ctx.Done():
-				return ctx.Err()
+				return acked, ctx.Err()
 			}
 		}
+		if first != nil {
+			return acked, first
+		}
 	}
-	return nil
+	return acked, nil
 }

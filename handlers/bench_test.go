@@ -101,7 +101,7 @@ func benchDBPath(b *testing.B) string {
 
 // BenchmarkFleetHealth measures GET /api/health/fleet through the whole
 // handler (auth, huma, the two summary queries, JSON) over 100k agents and 1M
-// runs. Sub-benchmark "nats" probes the 17 resources of a real embedded
+// runs. Sub-benchmark "nats" probes the resources of a real embedded
 // server (which shares this process's CPU); "instant-prober" answers
 // all-present at once, isolating the handler and database cost. Each reports
 // the median besides the mean; "nats" also reports, as the baseline, the

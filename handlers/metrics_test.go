@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -27,7 +29,7 @@ kanade_fleet_agents{state="stale"} 1
 kanade_fleet_check_failed{check="agents"} 0
 kanade_fleet_check_failed{check="jetstream"} 0
 kanade_fleet_check_failed{check="recent_results"} 0
-kanade_fleet_jetstream_resources{state="healthy"} 17
+kanade_fleet_jetstream_resources{state="healthy"} RESOURCES
 kanade_fleet_jetstream_resources{state="missing"} 0
 kanade_fleet_recent_results{kind="failed"} 2
 kanade_fleet_recent_results{kind="total"} 5
@@ -41,7 +43,7 @@ kanade_fleet_status 1
 kanade_fleet_check_failed{check="agents"} 1
 kanade_fleet_check_failed{check="jetstream"} 0
 kanade_fleet_check_failed{check="recent_results"} 1
-kanade_fleet_jetstream_resources{state="healthy"} 17
+kanade_fleet_jetstream_resources{state="healthy"} RESOURCES
 kanade_fleet_jetstream_resources{state="missing"} 0
 kanade_fleet_status 0
 `,
@@ -54,7 +56,8 @@ kanade_fleet_status 0
 			if tt.breakIt != nil {
 				tt.breakIt(e)
 			}
-			want := strings.Split(strings.TrimSpace(tt.want), "\n")
+			all := strconv.Itoa(len(kanade.Resources(1)))
+			want := strings.Split(strings.TrimSpace(strings.ReplaceAll(tt.want, "RESOURCES", all)), "\n")
 			if diff := cmp.Diff(want, scrape(t, e, "kanade_fleet_")); diff != "" {
 				t.Fatalf("/metrics (-want +got):\n%s", diff)
 			}

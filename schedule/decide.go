@@ -9,22 +9,6 @@ import (
 	"github.com/kanade-fleet/backend"
 )
 
-// ExpectedPCs is who a target means right now: the listed pcs always (a PC
-// named explicitly is expected even while it is offline, so it is caught up
-// when it returns), every alive PC if all, and the alive PCs that belong to
-// one of the listed groups. pcGroups is KV "agent_groups" as stored: pc id →
-// the groups it belongs to. The result is sorted and without duplicates.
-func ExpectedPCs(t kanade.Target, alive []string, pcGroups map[string][]string) []string {
-	out := slices.Clone(t.PCs)
-	for _, pc := range alive {
-		if t.All || slices.ContainsFunc(pcGroups[pc], func(g string) bool { return slices.Contains(t.Groups, g) }) {
-			out = append(out, pc)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
 // Bounds of the in-flight window (scheduler.md).
 const (
 	MinDispatchWindow = 90 * time.Second
@@ -49,7 +33,7 @@ const TargetMark = "*"
 // ReconcileInput is everything a per-minute reconcile decision depends on.
 type ReconcileInput struct {
 	Now time.Time
-	// Expected is the result of ExpectedPCs.
+	// Expected is the result of fanout.ExpectedPCs.
 	Expected []string
 	// Completions holds each PC's newest finished run of the job with
 	// exit_code 0 (PCs without one are absent).
@@ -255,18 +239,6 @@ func escapeKey(s string) string {
 		}
 	}
 	return b.String()
-}
-
-func uniq(in []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // unescapeKey inverts escapeKey.

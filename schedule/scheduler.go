@@ -12,6 +12,7 @@ import (
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/backoff"
 	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/fanout"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -58,6 +59,7 @@ type Scheduler struct {
 	cfg Config
 	log *slog.Logger
 	m   *metrics
+	fan *fanout.Fanout
 
 	mu        sync.Mutex
 	schedules map[string]*kanade.Schedule
@@ -97,7 +99,13 @@ func New(cfg Config) (*Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Scheduler{cfg: cfg, log: cfg.Logger, m: m, schedules: map[string]*kanade.Schedule{}, checked: map[string]time.Time{}, changed: map[string]bool{}}, nil
+	s := &Scheduler{cfg: cfg, log: cfg.Logger, m: m, schedules: map[string]*kanade.Schedule{}, checked: map[string]time.Time{}, changed: map[string]bool{}}
+	s.fan, err = fanout.New(fanout.Config{DB: cfg.DB, Bus: cfg.Bus, StaleThreshold: cfg.StaleThreshold, Clock: cfg.Clock,
+		Logger: cfg.Logger, Invalid: s.invalid})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Run follows the schedules and fires them until ctx ends; it returns nil
@@ -331,12 +339,18 @@ func (s *Scheduler) fireCalendar(ctx context.Context, sc *kanade.Schedule, at, n
 		return err
 	}
 	target := sc.Target
-	var count *int64
-	if !target.All && len(target.Groups) == 0 {
-		n := int64(len(uniq(target.PCs)))
-		count = &n
+	if sc.Rollout != nil && len(sc.Rollout.Waves) > 0 {
+		// Waves go to their groups (control.md §1.3): those are expected.
+		target = kanade.Target{}
+		for _, w := range sc.Rollout.Waves {
+			target.Groups = append(target.Groups, w.Group)
+		}
 	}
-	return s.dispatchJob(ctx, sc, m, at, now, dispatchPlan{subjects: target.Subjects(), rollout: sc.Rollout, targetCount: count, kind: kind})
+	count, err := s.fan.TargetCount(ctx, target, now)
+	if err != nil {
+		return err
+	}
+	return s.dispatchJob(ctx, sc, m, at, now, dispatchPlan{subjects: sc.Target.Subjects(), rollout: sc.Rollout, targetCount: count, kind: kind})
 }
 
 // missed records a calendar firing nobody performed, once across workers.
@@ -354,7 +368,7 @@ func (s *Scheduler) missed(ctx context.Context, sc *kanade.Schedule, at, now tim
 
 // reconcile runs one minute's per_pc / per_target decision, claimed so that
 // one worker makes it.
-func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, now time.Time, fl *fleetView) error {
+func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, now time.Time, view *fleetView) error {
 	if !sc.ActiveAt(now) {
 		return nil
 	}
@@ -370,7 +384,7 @@ func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, 
 	if err != nil {
 		return fmt.Errorf("job %s: %w", sc.JobID, err)
 	}
-	alive, groups, err := fl.get(ctx)
+	fl, err := view.get(ctx)
 	if err != nil {
 		return err
 	}
@@ -386,13 +400,12 @@ func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, 
 	if sc.Jitter == "" && m.Execute.Jitter != "" {
 		jitter, _ = kanade.ParseDuration(m.Execute.Jitter)
 	}
-	d := Reconcile(sc, ReconcileInput{Now: now, Expected: ExpectedPCs(sc.Target, alive, groups),
+	d := Reconcile(sc, ReconcileInput{Now: now, Expected: fanout.ExpectedPCs(sc.Target, fl),
 		Completions: completions, Marks: marks, Window: DispatchWindow(jitter, timeout)})
 	if !d.Fire {
 		return nil
 	}
-	n := int64(len(d.PCs))
-	plan := dispatchPlan{targetCount: &n, kind: string(sc.Kind())}
+	plan := dispatchPlan{targetCount: int64(len(d.PCs)), kind: string(sc.Kind())}
 	if sc.Kind() == kanade.KindPerPC {
 		for _, pc := range d.PCs {
 			plan.subjects = append(plan.subjects, kanade.SubjectCommandsPC+pc)
@@ -409,26 +422,28 @@ func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, 
 // when the first reconcile of the tick needs them, and shares them with the
 // tick's other reconciles.
 type fleetView struct {
-	s      *Scheduler
-	now    time.Time
-	loaded bool
-	alive  []string
-	groups map[string][]string
+	s     *Scheduler
+	now   time.Time
+	fleet *fanout.Fleet
 }
 
-func (f *fleetView) get(ctx context.Context) ([]string, map[string][]string, error) {
-	if f.loaded {
-		return f.alive, f.groups, nil
+func (v *fleetView) get(ctx context.Context) (*fanout.Fleet, error) {
+	if v.fleet != nil {
+		return v.fleet, nil
 	}
-	alive, err := f.s.cfg.DB.AlivePCs(ctx, f.now.Add(-f.s.cfg.StaleThreshold))
+	fl, err := v.s.fan.ReadFleet(ctx, v.now, true)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	alive = f.s.skipInvalid("pc_id", "agents", alive, kanade.ValidPCID)
-	groups, err := f.s.pcGroups(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	f.alive, f.groups, f.loaded = alive, groups, true
-	return alive, groups, nil
+	v.fleet = fl
+	return fl, nil
+}
+
+// invalid logs and counts a stored id that cannot go into a subject (the
+// agents table and KV agent_groups may hold ids written before the
+// identifier rules existed); fanout leaves it out.
+func (s *Scheduler) invalid(kind, source, id string) {
+	s.m.invalidIDs.Inc()
+	s.log.Warn("scheduler: skipping an id that cannot go into a subject", slog.String("kind", kind),
+		slog.String("source", source), slog.String("id", kanade.Clip(id)), slog.Int("bytes", len(id)))
 }

@@ -53,6 +53,16 @@ func ReadsQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, e
 	})
 }
 
+// ControlQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the
+// control plane's statements (control.go).
+func ControlQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
+	return queryPlans(ctx, db, map[string]planCase{
+		"count alive":           {countAliveSQL, []any{"2026-01-01T00:00:00.000000000Z"}},
+		"active executions":     {activeExecsSQL, []any{"job"}},
+		"unfinished executions": {unfinishedExecsSQL, []any{"job"}},
+	})
+}
+
 // planCase is one statement whose plan a test looks at, with arguments of
 // the right types (SQLite plans some comparisons by the argument's type).
 type planCase struct {
