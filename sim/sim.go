@@ -273,18 +273,27 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// Publish sends msgs in order: JetStream messages are confirmed one by one,
-// core ones just published.
+// Publish sends msgs in order: each run of JetStream messages pipelined
+// and confirmed before what follows it (a fan-out's answers from a
+// thousand agents cost a round trip, not a thousand), core ones just
+// published.
 func Publish(ctx context.Context, c *bus.Client, msgs ...Message) error {
-	for _, m := range msgs {
-		if m.JetStream {
-			if err := c.Publish(ctx, m.Subject, m.Data, ""); err != nil {
-				return err
+	for len(msgs) > 0 {
+		m := msgs[0]
+		if !m.JetStream {
+			if err := c.Conn().Publish(m.Subject, m.Data); err != nil {
+				return fmt.Errorf("publish %s: %w", m.Subject, err)
 			}
+			msgs = msgs[1:]
 			continue
 		}
-		if err := c.Conn().Publish(m.Subject, m.Data); err != nil {
-			return fmt.Errorf("publish %s: %w", m.Subject, err)
+		var batch []*nats.Msg
+		for len(msgs) > 0 && msgs[0].JetStream {
+			batch = append(batch, &nats.Msg{Subject: msgs[0].Subject, Data: msgs[0].Data})
+			msgs = msgs[1:]
+		}
+		if _, err := c.PublishAll(ctx, batch); err != nil {
+			return fmt.Errorf("sim: %w", err)
 		}
 	}
 	return nil
