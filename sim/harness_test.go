@@ -138,11 +138,26 @@ func (f *fleet) send(subject string, c kanade.Command) {
 	}
 }
 
-// put writes a raw KV value, as the backend does for script_status and
-// script_current.
-func (f *fleet) put(bucket, key, value string) {
+// pin writes script_current[id] as a fan-out does before it publishes.
+func (f *fleet) pin(id, version string) {
 	f.t.Helper()
-	if _, err := f.srv.Bus.Put(context.Background(), bucket, key, []byte(value)); err != nil {
+	if err := f.srv.Bus.SetScriptCurrent(context.Background(), id, version); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// status writes script_status[id] as the revoke routes do.
+func (f *fleet) status(id, value string) {
+	f.t.Helper()
+	if err := f.srv.Bus.SetScriptStatus(context.Background(), id, value); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// kill publishes kill.<execID> as the backend does (bus.Client.Kill).
+func (f *fleet) kill(execID string) {
+	f.t.Helper()
+	if err := f.srv.Bus.Kill(context.Background(), execID); err != nil {
 		f.t.Fatal(err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/kanade-fleet/backend"
@@ -70,6 +71,11 @@ type Config struct {
 	// runs (default 1s of wall time). Commands and kills are handled as they
 	// arrive, whatever the Step.
 	Step time.Duration
+	// RunDurations fixes how long the agents' runs of a command of job id
+	// last, so a test can keep a job running until it kills it. A job
+	// absent here runs for a time drawn from its Jobs profile, or about a
+	// second when the fleet does not know it.
+	RunDurations map[string]time.Duration
 	// AgentVersion defaults to "0.45.3".
 	AgentVersion string
 	// Schedules makes Run create the DemoSchedules (when absent), so the
@@ -322,14 +328,18 @@ type pendingResult struct {
 // HeartbeatInterval (jittered), runs every RunInterval on average (started
 // event at start, result when the run finishes), an audit event a minute,
 // and answers the commands published on commands.> as real agents do (see
-// Fleet.Answer). It looks at cfg.Clock every cfg.Step of wall time.
+// Fleet.Answer): once per agent and request_id, skipped when
+// script_status, script_current or deadline_at say so, else run after the
+// command's jitter, and ended at once, as killed, by kill.<exec_id>. It
+// looks at cfg.Clock every cfg.Step of wall time, and when a command or a
+// kill arrives.
 //
-// Commands arrive on a core subscription: an agent that is down misses them
-// and, unlike a real agent, never replays them from stream EXEC when it comes
-// back (that would take a JetStream consumer per simulated agent, or one
-// ordered consumer filtered to the fleet's subjects, delivering the latest
-// command per subject on every start, deduplicated by request_id like the
-// live ones).
+// Commands arrive on a core subscription: a simulator started after a
+// command was published misses it and, unlike a real agent, never replays
+// it from stream EXEC (that would take a JetStream consumer per simulated
+// agent, or one ordered consumer filtered to the fleet's subjects,
+// delivering the latest command per subject on every start, deduplicated
+// by request_id like the live ones).
 func Run(ctx context.Context, c *bus.Client, cfg Config) error {
 	err := run(ctx, c, cfg)
 	if ctx.Err() != nil {
@@ -355,14 +365,19 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			return err
 		}
 	}
+	// Commands and kills share one channel, so the agents see them in the
+	// order the server delivered them: a kill sent after a command finds
+	// its run.
 	inbox := make(chan *nats.Msg, 8192)
-	sub, err := c.Conn().ChanSubscribe("commands.>", inbox)
-	if err != nil {
-		return fmt.Errorf("subscribe commands: %w", err)
+	for _, subject := range []string{"commands.>", kanade.SubjectKill + ">"} {
+		sub, err := c.Conn().ChanSubscribe(subject, inbox)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", subject, err)
+		}
+		defer sub.Unsubscribe()
 	}
-	defer sub.Unsubscribe()
 	if err := c.Conn().Flush(); err != nil {
-		return fmt.Errorf("subscribe commands: %w", err)
+		return fmt.Errorf("subscribe commands and kills: flush: %w", err)
 	}
 	now := cfg.Clock()
 	nextBeat := make([]time.Time, cfg.Agents)
@@ -430,11 +445,14 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		}
 		return nil
 	}
-	// handle answers one command. The runs that have ended by now end
-	// first, so what the agents publish follows their clock.
+	// handle answers one command or kill. What is due by now goes first,
+	// so what the agents publish follows their clock.
 	handle := func(m *nats.Msg, now time.Time) error {
 		if err := Publish(ctx, c, a.step(now)...); err != nil {
 			return err
+		}
+		if strings.HasPrefix(m.Subject, kanade.SubjectKill) {
+			return Publish(ctx, c, a.kill(killedExec(m.Subject), now)...)
 		}
 		cmd := decodeCommand(m.Data)
 		if cmd == nil {
