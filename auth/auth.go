@@ -53,8 +53,9 @@ const (
 // Caller is who made a request, as far as authentication could tell. Handlers
 // read it (CallerFrom) to attribute audit events.
 type Caller struct {
-	// Subject is the JWT "sub", "service-token" for the static token, or
-	// "anonymous" for open paths and disabled auth.
+	// Subject is the JWT "sub", "service-token" for the static token,
+	// "anonymous" for open paths, or "auth-disabled" when authentication is
+	// off.
 	Subject string
 	// Roles are the JWT "roles" claim; nil otherwise.
 	Roles []string
@@ -78,6 +79,11 @@ func CallerFrom(ctx context.Context) (c Caller, ok bool) {
 }
 
 var anonymous = Caller{Subject: "anonymous", Kind: KindAnonymous}
+
+// authDisabled is every caller while authentication is off: the audit trail
+// names it as upstream does (control.md §0.2), so nobody mistakes such an
+// entry for an authenticated one.
+var authDisabled = Caller{Subject: "auth-disabled", Kind: KindAnonymous}
 
 // Middleware wraps next with the rules of api.md, checked in this order:
 //
@@ -107,7 +113,7 @@ func Middleware(cfg Config, next http.Handler) (http.Handler, error) {
 		logger.Warn("AUTHENTICATION IS DISABLED: every /api/ endpoint and /metrics is open to anyone who can reach this server; unset KANADE_AUTH_DISABLE to protect it",
 			slog.String("env", "KANADE_AUTH_DISABLE"))
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), anonymous)))
+			next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), authDisabled)))
 		}), nil
 	}
 	if cfg.StaticToken == "" && len(cfg.JWTSecret) == 0 {

@@ -115,7 +115,7 @@ func serve(t *testing.T, cfg Config, target, authz string) (outcome, *httptest.R
 var (
 	serviceCaller = &Caller{Subject: "service-token", Kind: KindServiceToken}
 	aliceCaller   = &Caller{Subject: "alice", Roles: []string{"admin", "viewer"}, Kind: KindJWT}
-	anonCaller    = &Caller{Subject: "anonymous", Kind: KindAnonymous}
+	offCaller     = &Caller{Subject: "auth-disabled", Kind: KindAnonymous}
 )
 
 func ok(c *Caller) outcome { return outcome{Status: http.StatusTeapot, Reached: true, Caller: c} }
@@ -139,8 +139,8 @@ func TestMiddlewareModesAndPrecedence(t *testing.T) {
 		authz string
 		want  outcome
 	}{
-		{"disabled opens /api without a token", disabled, "", ok(anonCaller)},
-		{"disabled ignores a wrong token", disabled, "Bearer nope", ok(anonCaller)},
+		{"disabled opens /api without a token", disabled, "", ok(offCaller)},
+		{"disabled ignores a wrong token", disabled, "Bearer nope", ok(offCaller)},
 
 		{"static only: missing header is 401", static, "", noAuth},
 		{"static only: the static token passes as service-token", static, "Bearer " + testStatic, ok(serviceCaller)},

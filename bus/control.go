@@ -24,11 +24,17 @@ var ErrNoBucket = fmt.Errorf("%w: no such bucket or store", ErrNotFound)
 
 // Kill publishes the empty kill.<exec_id> message (core NATS: only agents
 // connected now can act on it) and flushes, so a 204 means the server has it.
+// Without a connection it fails at once with ErrNotConnected.
 func (c *Client) Kill(ctx context.Context, execID string) error {
 	if !kanade.ValidToken(execID) {
 		return fmt.Errorf("kill %s: exec_id is not a subject token", kanade.Clip(execID))
 	}
 	subject := kanade.SubjectKill + execID
+	// Core NATS would buffer the message while reconnecting and report
+	// success; a kill nobody receives must be an error the caller sees.
+	if !c.nc.IsConnected() {
+		return fmt.Errorf("publish %s: %w", subject, ErrNotConnected)
+	}
 	if err := c.nc.Publish(subject, nil); err != nil {
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}

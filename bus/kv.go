@@ -39,7 +39,7 @@ func (c *Client) bucket(ctx context.Context, name string) (jetstream.KeyValue, e
 	kv, err := c.js.KeyValue(ctx, name)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			return nil, fmt.Errorf("KV %s: %w (NATS not bootstrapped?)", name, ErrNotFound)
+			return nil, fmt.Errorf("KV %s: %w (NATS not bootstrapped?)", name, ErrNoBucket)
 		}
 		return nil, fmt.Errorf("open KV %s: %w", name, err)
 	}

@@ -146,12 +146,13 @@ func New(cfg Config) (*Server, error) {
 	srv.registerHealth(api)
 	srv.registerReads(api)
 	srv.registerManage(api)
+	srv.registerControl(api)
 	if err := srv.registerMetrics(mux); err != nil {
 		return nil, err
 	}
 	srv.registerSPA(mux)
 
-	measured, err := instrument(cfg.Registry, mux)
+	measured, err := instrument(cfg.Registry, withSource(mux))
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/kanade-fleet/backend"
-	"github.com/kanade-fleet/backend/auth"
 	"github.com/kanade-fleet/backend/bus"
 )
 
@@ -48,11 +47,6 @@ const manageTimeout = 5 * time.Second
 // upcomingMax is the largest limit of GET /api/schedules/upcoming; it must
 // equal the maximum tag on upcomingInput.
 const upcomingMax = 500
-
-// operatorActor is the audit actor of a caller whose subject cannot be a
-// subject token (a JWT sub such as an e-mail address); the real subject stays
-// in the payload.
-const operatorActor = "operator"
 
 // Audit actions of the manage endpoints.
 const (
@@ -130,7 +124,7 @@ type upcomingOutput struct {
 func (srv *Server) registerManage(api huma.API) {
 	op := func(method, id, path, summary, description string) huma.Operation {
 		o := huma.Operation{OperationID: id, Method: method, Path: path,
-			Summary: summary, Description: description, Tags: []string{"manage"}}
+			Summary: summary, Description: description, Tags: []string{"manage"}, MaxBodyBytes: maxBodyBytes}
 		if method == http.MethodDelete {
 			o.DefaultStatus = http.StatusNoContent
 		}
@@ -270,7 +264,7 @@ func (srv *Server) get(ctx context.Context, bucket, id string) (bus.Entry, error
 	}
 	e, err := c.Get(ctx, bucket, id)
 	switch {
-	case errors.Is(err, bus.ErrNotFound) && !strings.Contains(err.Error(), "not bootstrapped"):
+	case errors.Is(err, bus.ErrNotFound) && !errors.Is(err, bus.ErrNoBucket):
 		return bus.Entry{}, errNoSuchKey
 	case err != nil:
 		return bus.Entry{}, srv.natsProblem(ctx, "get "+bucket, err)
@@ -353,7 +347,7 @@ func (srv *Server) putJob(ctx context.Context, id string, body jsonValue) (*mana
 	if err != nil {
 		return nil, srv.natsProblem(ctx, "put job", err)
 	}
-	srv.audit(ctx, actionJobUpsert, id, auditPayload{ID: id, Revision: rev, Value: value})
+	srv.audit(ctx, actionJobUpsert, id, map[string]any{"version": m.Version, "revision": rev})
 	return &manageValueOutput{Body: value}, nil
 }
 
@@ -392,7 +386,7 @@ func (srv *Server) putSchedule(ctx context.Context, id string, body jsonValue) (
 	if err != nil {
 		return nil, srv.natsProblem(ctx, "put schedule", err)
 	}
-	srv.audit(ctx, actionScheduleUpsert, id, auditPayload{ID: id, Revision: rev, Value: value.Bytes()})
+	srv.audit(ctx, actionScheduleUpsert, id, map[string]any{"when": string(s.Kind()), "job_id": s.JobID, "enabled": s.Enabled, "revision": rev})
 	return &manageValueOutput{Body: value.Bytes()}, nil
 }
 
@@ -450,7 +444,7 @@ func (srv *Server) deleteEntry(ctx context.Context, k manageKind, id string, che
 		}
 		return srv.natsProblem(ctx, "delete "+k.noun, err)
 	}
-	srv.audit(ctx, k.del, id, auditPayload{ID: id, PreviousRevision: e.Revision})
+	srv.audit(ctx, k.del, id, map[string]any{"previous_revision": e.Revision})
 	return nil
 }
 
@@ -477,53 +471,4 @@ func (srv *Server) upcoming(ctx context.Context, limit int) (*upcomingOutput, er
 		out.Body.Items[i].At = out.Body.Items[i].At.UTC()
 	}
 	return out, nil
-}
-
-// auditPayload is the payload of the manage audit events.
-type auditPayload struct {
-	ID string `json:"id"`
-	// Caller is the authenticated subject as it is, also when the event's
-	// actor had to be "operator".
-	Caller string `json:"caller"`
-	// Revision and Value are the KV revision and the value an upsert wrote.
-	Revision uint64          `json:"revision,omitempty"`
-	Value    json.RawMessage `json:"value,omitempty"`
-	// PreviousRevision is the revision a delete removed.
-	PreviousRevision uint64 `json:"previous_revision,omitempty"`
-}
-
-// audit publishes one event on audit.{actor}.{action}[.{target}]. It runs
-// after the KV write succeeded: the change has happened, so a failed publish
-// must not turn the answer into an error (the client would retry a write
-// that is already done). It is logged instead, loudly, as the audit trail
-// now misses an entry. The publish is detached from the request's
-// cancellation so a client that hangs up does not cost the audit entry.
-func (srv *Server) audit(ctx context.Context, action, target string, p auditPayload) {
-	caller, _ := auth.CallerFrom(ctx)
-	p.Caller = caller.Subject
-	actor := caller.Subject
-	if !kanade.ValidToken(actor) {
-		actor = operatorActor
-	}
-	log := func(err error) {
-		srv.cfg.Logger.ErrorContext(ctx, "audit event lost after a successful write",
-			slog.String("action", action), slog.String("target", kanade.Clip(target)), slog.Any("error", err))
-	}
-	payload, err := json.Marshal(p)
-	if err != nil {
-		log(err)
-		return
-	}
-	ev := kanade.AuditEvent{Actor: actor, Action: action, Target: &target, Payload: payload,
-		OccurredAt: kanade.Timestamp{Time: srv.cfg.Clock().UTC()}}
-	c, err := srv.bus()
-	if err != nil {
-		log(err)
-		return
-	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), manageTimeout)
-	defer cancel()
-	if err := c.Audit(pctx, ev); err != nil {
-		log(err)
-	}
 }

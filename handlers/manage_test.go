@@ -20,6 +20,7 @@ import (
 	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/internal/testkit"
+	"github.com/kanade-fleet/backend/storage"
 	"github.com/kanade-fleet/backend/storage/storagetest"
 	"github.com/nats-io/nats.go"
 )
@@ -38,14 +39,16 @@ type manageEnv struct {
 	nats  *bustest.Server
 	clock *fakeClock
 	logs  *testkit.SyncBuffer
+	db    *storage.DB
 	h     http.Handler
 }
 
 func newManageEnv(t *testing.T, tweak func(*handlers.Config)) *manageEnv {
 	t.Helper()
 	e := &manageEnv{t: t, nats: bustest.StartBootstrapped(t), clock: &fakeClock{t: manageNow}, logs: &testkit.SyncBuffer{}}
+	e.db = storagetest.Open(t, e.clock.Now)
 	cfg := handlers.Config{
-		DB:     storagetest.Open(t, e.clock.Now),
+		DB:     e.db,
 		Bus:    bus.Static(e.nats.Bus),
 		Clock:  e.clock.Now,
 		Auth:   auth.Config{StaticToken: testToken, JWTSecret: manageSecret, Clock: e.clock.Now},
@@ -500,10 +503,15 @@ func TestManageAuditEvents(t *testing.T) {
 	e.set(manageNow.Add(time.Minute))
 	e.must(http.StatusNoContent, http.MethodDelete, "/api/schedules/daily.report", "")
 	e.must(http.StatusNoContent, http.MethodDelete, "/api/jobs/nightly", "")
-	// A JWT subject that cannot be a subject token is audited as operator,
-	// with the real subject in the payload.
+	// Every HTTP mutation is audited as operator (control.md §0.2), the
+	// caller in sub and X-Kanade-Source in source.
 	token := hs256(t, map[string]any{"sub": "alice@example.com", "aud": "kanade", "exp": manageNow.Add(time.Hour).Unix()})
-	if rec := e.doAs(token, http.MethodPut, "/api/jobs/nightly", jobJSON("nightly", "2")); rec.Code != http.StatusOK {
+	r := httptest.NewRequest(http.MethodPut, "/api/jobs/nightly", strings.NewReader(jobJSON("nightly", "2")))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Authorization", "Bearer "+token)
+	r.Header.Set("X-Kanade-Source", " cli ")
+	rec := httptest.NewRecorder()
+	if e.h.ServeHTTP(rec, r); rec.Code != http.StatusOK {
 		t.Fatalf("PUT as alice: %d %s", rec.Code, rec.Body)
 	}
 
@@ -513,16 +521,16 @@ func TestManageAuditEvents(t *testing.T) {
 			"payload": jsonOf(t, payload), "occurred_at": occurred}
 	}
 	want := []auditMsg{
-		{"audit.service-token.job_upsert.nightly", ev("service-token", "job_upsert", "nightly", at,
-			`{"id":"nightly","caller":"service-token","revision":1,"value":`+jobJSON("nightly", "1")+`}`)},
-		{"audit.service-token.schedule_upsert", ev("service-token", "schedule_upsert", "daily.report", at,
-			`{"id":"daily.report","caller":"service-token","revision":1,"value":`+sched+`}`)},
-		{"audit.service-token.schedule_delete", ev("service-token", "schedule_delete", "daily.report", later,
-			`{"id":"daily.report","caller":"service-token","previous_revision":1}`)},
-		{"audit.service-token.job_delete.nightly", ev("service-token", "job_delete", "nightly", later,
-			`{"id":"nightly","caller":"service-token","previous_revision":1}`)},
+		{"audit.operator.job_upsert.nightly", ev("operator", "job_upsert", "nightly", at,
+			`{"sub":"service-token","version":"1","revision":1}`)},
+		{"audit.operator.schedule_upsert", ev("operator", "schedule_upsert", "daily.report", at,
+			`{"sub":"service-token","when":"calendar","job_id":"nightly","enabled":true,"revision":1}`)},
+		{"audit.operator.schedule_delete", ev("operator", "schedule_delete", "daily.report", later,
+			`{"sub":"service-token","previous_revision":1}`)},
+		{"audit.operator.job_delete.nightly", ev("operator", "job_delete", "nightly", later,
+			`{"sub":"service-token","previous_revision":1}`)},
 		{"audit.operator.job_upsert.nightly", ev("operator", "job_upsert", "nightly", later,
-			`{"id":"nightly","caller":"alice@example.com","revision":3,"value":`+jobJSON("nightly", "2")+`}`)},
+			`{"sub":"alice@example.com","source":"cli","version":"2","revision":3}`)},
 	}
 	got := e.audits()
 	// Payload numbers decode as float64 on one side and json.Number on the

@@ -204,10 +204,18 @@ func TestSchedulerRunsInTheShell(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if code, m := get(t, s.base+"metrics", s.token); code != 200 ||
-		!strings.Contains(m, `kanade_scheduler_firings_total{kind="per_pc"} 1`) ||
-		!strings.Contains(m, `kanade_scheduler_missed_firings_total 0`) {
-		t.Errorf("GET /metrics = %d; want the scheduler's firing counted", code)
+	// The executions row is committed before the commands go out, so the
+	// firing is counted a moment after the row is visible.
+	for {
+		code, m := get(t, s.base+"metrics", s.token)
+		if code == 200 && strings.Contains(m, `kanade_scheduler_firings_total{kind="per_pc"} 1`) &&
+			strings.Contains(m, `kanade_scheduler_missed_firings_total 0`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /metrics = %d; want the scheduler's firing counted", code)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	s.stop(t)
 }
