@@ -324,8 +324,8 @@ type pendingResult struct {
 	msgs []Message
 }
 
-// Run simulates cfg.Agents agents until ctx ends: beats every
-// HeartbeatInterval (jittered), runs every RunInterval on average (started
+// Run simulates cfg.Agents agents until ctx ends: beats at once and then
+// every HeartbeatInterval (jittered), runs every RunInterval on average (started
 // event at start, result when the run finishes), an audit event a minute,
 // and answers the commands published on commands.> as real agents do (see
 // Fleet.Answer): once per agent and request_id, skipped when
@@ -380,6 +380,17 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		return fmt.Errorf("subscribe commands and kills: flush: %w", err)
 	}
 	now := cfg.Clock()
+	// Every agent beats at once, so the fleet starts as one that has been
+	// running: every agent alive, which is what a fan-out counts in its
+	// target_count. Then each beats on its own schedule, spread over the
+	// interval.
+	beats := make([]Message, cfg.Agents)
+	for i := range beats {
+		beats[i] = HeartbeatMessage(f.Heartbeat(i, now))
+	}
+	if err := Publish(ctx, c, beats...); err != nil {
+		return err
+	}
 	nextBeat := make([]time.Time, cfg.Agents)
 	nextRun := make([]time.Time, cfg.Agents)
 	for i := range nextBeat {
