@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -135,10 +136,10 @@ func (f *Fleet) commandDuration(id string) time.Duration {
 		return max(d, 0)
 	}
 	job := defaultCommandJob
-	for _, j := range append(f.cfg.Jobs, DemoJob) {
-		if j.ID == id {
-			job = j
-		}
+	if i := slices.IndexFunc(f.cfg.Jobs, func(j Job) bool { return j.ID == id }); i >= 0 {
+		job = f.cfg.Jobs[i]
+	} else if id == DemoJob.ID {
+		job = DemoJob
 	}
 	return f.Duration(job)
 }
