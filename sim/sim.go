@@ -325,9 +325,9 @@ type pendingResult struct {
 }
 
 // Run simulates cfg.Agents agents until ctx ends: beats at once and then
-// every HeartbeatInterval (jittered), runs every RunInterval on average (started
-// event at start, result when the run finishes), an audit event a minute,
-// and answers the commands published on commands.> as real agents do (see
+// every HeartbeatInterval (jittered), runs every RunInterval on average
+// (started event at start, result when the run finishes), an audit event a
+// minute, and answers the commands published on commands.> as real agents do (see
 // Fleet.Answer): once per agent and request_id, skipped when
 // script_status, script_current or deadline_at say so, else run after the
 // command's jitter, and ended at once, as killed, by kill.<exec_id>. It
