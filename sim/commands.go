@@ -56,29 +56,6 @@ func (f *Fleet) Targets(subject string) []int {
 	return out
 }
 
-// Answer is agent i's run of a command received at now: a started event and
-// a result carrying the command's exec_id and request_id. A command past its
-// deadline_at is answered with a skipped result, as a real agent does.
-func (f *Fleet) Answer(i int, c kanade.Command, now time.Time) RunOutput {
-	job := Job{ID: c.ID, Version: c.Version, MedianMs: 2000, Sigma: 0.5}
-	for _, j := range append(f.cfg.Jobs, DemoJob) {
-		if j.ID == c.ID {
-			job = j
-			job.Version = c.Version
-		}
-	}
-	run := f.Run(RunSpec{Agent: i, Job: job, ExecID: c.ExecID, RequestID: c.RequestID, StartedAt: now})
-	if c.DeadlineAt != nil && now.After(c.DeadlineAt.Time) {
-		exit := int64(124)
-		run.Result.ExitCode, run.Result.Skipped = &exit, true
-		run.Result.Stdout, run.Result.Stderr = "", "skipped: deadline_at passed"
-		run.Result.FinishedAt = run.Result.StartedAt
-		res := Message{Subject: "results." + c.RequestID, Data: mustJSON(run.Result), JetStream: true}
-		run.Messages = []Message{{Subject: StartedSubject(run.Started), Data: mustJSON(run.Started), JetStream: true}, res}
-	}
-	return run
-}
-
 // PutGroups stores every simulated agent's group in KV agent_groups, so
 // group targets and rollout waves reach them.
 func PutGroups(ctx context.Context, c *bus.Client, f *Fleet) error {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/kanade-fleet/backend"
@@ -54,14 +55,27 @@ type Config struct {
 	// RunInterval is each agent's mean time between runs (default 10m).
 	RunInterval time.Duration
 	// FailureRate, SkipRate, LateRate, DuplicateRate are probabilities per
-	// run: a non-zero exit, a skipped run (exit 124, skipped), a result
-	// published before its started event, a result published twice.
+	// run: a non-zero exit, a skipped run (exit 125, skipped: the deadline
+	// passed), a result published before its started event, a result
+	// published twice. SkipRate and LateRate apply to the agents' own runs
+	// only: a command is skipped for a reason (see Gate), and its started
+	// event goes out before the run.
 	// Defaults 0.05, 0.02, 0.01, 0.01; negative means 0.
 	FailureRate, SkipRate, LateRate, DuplicateRate float64
 	// Seed makes the fleet deterministic.
 	Seed uint64
-	// Clock stamps every message (default wall clock).
+	// Clock stamps every message and decides when runs end (default wall
+	// clock).
 	Clock kanade.Clock
+	// Step is how often Run looks at the Clock to beat, start and finish
+	// runs (default 1s of wall time). Commands and kills are handled as they
+	// arrive, whatever the Step.
+	Step time.Duration
+	// RunDurations fixes how long the agents' runs of a command of job id
+	// last, so a test can keep a job running until it kills it. A job
+	// absent here runs for a time drawn from its Jobs profile, or about a
+	// second when the fleet does not know it.
+	RunDurations map[string]time.Duration
 	// AgentVersion defaults to "0.45.3".
 	AgentVersion string
 	// Schedules makes Run create the DemoSchedules (when absent), so the
@@ -93,6 +107,9 @@ func (c *Config) defaults() {
 	rate(&c.SkipRate, 0.02)
 	rate(&c.LateRate, 0.01)
 	rate(&c.DuplicateRate, 0.01)
+	if c.Step <= 0 {
+		c.Step = time.Second
+	}
 	if c.Clock == nil {
 		c.Clock = kanade.SystemClock
 	}
@@ -199,8 +216,8 @@ func (f *Fleet) Run(s RunSpec) RunOutput {
 	finished := started.Add(f.Duration(s.Job))
 	switch p := f.rng.Float64(); {
 	case p < f.cfg.SkipRate:
-		exit, skipped, stdout = 124, true, ""
-		stderr = "skipped: deadline passed"
+		exit, skipped, stdout = exitSkipDeadline, true, ""
+		stderr = "skipped: starting deadline expired"
 		finished = started.Add(time.Duration(f.rng.IntN(50)) * time.Millisecond)
 	case p < f.cfg.SkipRate+f.cfg.FailureRate:
 		exit = []int64{1, 2, 5, 121, 123}[f.rng.IntN(5)]
@@ -262,18 +279,27 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// Publish sends msgs in order: JetStream messages are confirmed one by one,
-// core ones just published.
+// Publish sends msgs in order: each run of JetStream messages pipelined
+// and confirmed before what follows it (a fan-out's answers from a
+// thousand agents cost a round trip, not a thousand), core ones just
+// published.
 func Publish(ctx context.Context, c *bus.Client, msgs ...Message) error {
-	for _, m := range msgs {
-		if m.JetStream {
-			if err := c.Publish(ctx, m.Subject, m.Data, ""); err != nil {
-				return err
+	for len(msgs) > 0 {
+		m := msgs[0]
+		if !m.JetStream {
+			if err := c.Conn().Publish(m.Subject, m.Data); err != nil {
+				return fmt.Errorf("publish %s: %w", m.Subject, err)
 			}
+			msgs = msgs[1:]
 			continue
 		}
-		if err := c.Conn().Publish(m.Subject, m.Data); err != nil {
-			return fmt.Errorf("publish %s: %w", m.Subject, err)
+		var batch []*nats.Msg
+		for len(msgs) > 0 && msgs[0].JetStream {
+			batch = append(batch, &nats.Msg{Subject: msgs[0].Subject, Data: msgs[0].Data})
+			msgs = msgs[1:]
+		}
+		if _, err := c.PublishAll(ctx, batch); err != nil {
+			return fmt.Errorf("sim: %w", err)
 		}
 	}
 	return nil
@@ -298,10 +324,22 @@ type pendingResult struct {
 	msgs []Message
 }
 
-// Run simulates cfg.Agents agents until ctx ends: beats every
-// HeartbeatInterval (jittered), runs every RunInterval on average (started
-// event at start, result when the run finishes), and an audit event a minute.
-// It steps once a second of wall time, stamping messages with cfg.Clock.
+// Run simulates cfg.Agents agents until ctx ends: beats at once and then
+// every HeartbeatInterval (jittered), runs every RunInterval on average
+// (started event at start, result when the run finishes), an audit event a
+// minute, and answers the commands published on commands.> as real agents do (see
+// Fleet.Answer): once per agent and request_id, skipped when
+// script_status, script_current or deadline_at say so, else run after the
+// command's jitter, and ended at once, as killed, by kill.<exec_id>. It
+// looks at cfg.Clock every cfg.Step of wall time, and when a command or a
+// kill arrives.
+//
+// Commands arrive on a core subscription: a simulator started after a
+// command was published misses it and, unlike a real agent, never replays
+// it from stream EXEC (that would take a JetStream consumer per simulated
+// agent, or one ordered consumer filtered to the fleet's subjects,
+// delivering the latest command per subject on every start, deduplicated
+// by request_id like the live ones).
 func Run(ctx context.Context, c *bus.Client, cfg Config) error {
 	err := run(ctx, c, cfg)
 	if ctx.Err() != nil {
@@ -327,27 +365,45 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			return err
 		}
 	}
-	// Commands are answered by the agents they reach (core subscription: an
-	// agent that is down misses them, as a real one would until it replays).
-	commands := make(chan *nats.Msg, 4096)
-	sub, err := c.Conn().ChanSubscribe("commands.>", commands)
-	if err != nil {
-		return fmt.Errorf("subscribe commands: %w", err)
+	// Commands and kills share one channel, so the agents see them in the
+	// order the server delivered them: a kill sent after a command finds
+	// its run.
+	inbox := make(chan *nats.Msg, 8192)
+	for _, subject := range []string{"commands.>", kanade.SubjectKill + ">"} {
+		sub, err := c.Conn().ChanSubscribe(subject, inbox)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", subject, err)
+		}
+		defer sub.Unsubscribe()
 	}
-	defer sub.Unsubscribe()
+	if err := c.Conn().Flush(); err != nil {
+		return fmt.Errorf("subscribe commands and kills: flush: %w", err)
+	}
 	now := cfg.Clock()
+	// Every agent beats at once, so the fleet starts as one that has been
+	// running: every agent alive, which is what a fan-out counts in its
+	// target_count. Then each beats on its own schedule, spread over the
+	// interval.
+	beats := make([]Message, cfg.Agents)
+	for i := range beats {
+		beats[i] = HeartbeatMessage(f.Heartbeat(i, now))
+	}
+	if err := Publish(ctx, c, beats...); err != nil {
+		return err
+	}
 	nextBeat := make([]time.Time, cfg.Agents)
 	nextRun := make([]time.Time, cfg.Agents)
 	for i := range nextBeat {
 		nextBeat[i] = now.Add(time.Duration(f.rng.Int64N(int64(cfg.HeartbeatInterval))))
 		nextRun[i] = now.Add(time.Duration(f.rng.ExpFloat64() * float64(cfg.RunInterval)))
 	}
+	a := &agents{f: f}
 	var pending []pendingResult
 	nextAudit := now.Add(time.Minute)
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(cfg.Step)
 	defer t.Stop()
-	// start publishes a run up to its started event now and the rest when
-	// the run ends.
+	// start publishes one of the agents' own runs up to its started event
+	// now and the rest when the run ends.
 	start := func(run RunOutput) error {
 		first := 1
 		if run.Messages[0].Subject != StartedSubject(run.Started) {
@@ -359,24 +415,11 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		pending = append(pending, pendingResult{due: run.Result.FinishedAt.Time, msgs: run.Messages[first:]})
 		return nil
 	}
-	for {
-		now = cfg.Clock()
-	drain:
-		for {
-			select {
-			case m := <-commands:
-				cmd := decodeCommand(m.Data)
-				if cmd == nil {
-					continue
-				}
-				for _, i := range f.Targets(m.Subject) {
-					if err := start(f.Answer(i, *cmd, now)); err != nil {
-						return err
-					}
-				}
-			default:
-				break drain
-			}
+	// step beats, starts the agents' own runs and finishes the runs whose
+	// time has come.
+	step := func(now time.Time) error {
+		if err := Publish(ctx, c, a.step(now)...); err != nil {
+			return err
 		}
 		for i := range nextBeat {
 			if !now.Before(nextBeat[i]) {
@@ -411,10 +454,39 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			}
 			nextAudit = now.Add(time.Minute)
 		}
+		return nil
+	}
+	// handle answers one command or kill. What is due by now goes first,
+	// so what the agents publish follows their clock.
+	handle := func(m *nats.Msg, now time.Time) error {
+		if err := Publish(ctx, c, a.step(now)...); err != nil {
+			return err
+		}
+		if strings.HasPrefix(m.Subject, kanade.SubjectKill) {
+			return Publish(ctx, c, a.kill(killedExec(m.Subject), now)...)
+		}
+		cmd := decodeCommand(m.Data)
+		if cmd == nil {
+			return nil
+		}
+		read := func() Gate { return readGate(ctx, c, cmd.ID) }
+		return Publish(ctx, c, a.receive(m.Subject, *cmd, read, now)...)
+	}
+	if err := step(now); err != nil {
+		return err
+	}
+	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return nil
+		case m := <-inbox:
+			err = handle(m, cfg.Clock())
 		case <-t.C:
+			err = step(cfg.Clock())
+		}
+		if err != nil {
+			return err
 		}
 	}
 }

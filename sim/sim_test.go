@@ -105,8 +105,8 @@ func TestAgentsAnswerCommands(t *testing.T) {
 	if diff := cmp.Diff(want, keys[:min(len(keys), 3)]); diff != "" {
 		t.Errorf("answers (-want +got):\n%s", diff)
 	}
-	if r := got["SIM-000005/req-late"]; !r.Skipped || r.ExecID != "exec-2" {
-		t.Errorf("the command past its deadline was answered %+v, want skipped", r)
+	if r := got["SIM-000005/req-late"]; !r.Skipped || *r.ExitCode != 125 || r.ExecID != "exec-2" {
+		t.Errorf("the command past its deadline was answered %+v, want skipped with exit 125", r)
 	}
 	if r := got["SIM-000000/req-canary"]; r.ExecID != "exec-1" || r.ManifestID != "sim-ping" {
 		t.Errorf("canary answer = %+v", r)
@@ -161,5 +161,47 @@ func TestGeneratedMessagesValidate(t *testing.T) {
 	}
 	if counts["heartbeat"] != 40 || counts["events"] == 0 || counts["results"] == 0 || counts["audit"] != 40 {
 		t.Errorf("messages by kind = %v", counts)
+	}
+}
+
+// TestEveryAgentBeatsAtStart: the fleet starts as one that has been running,
+// every agent alive at once (a fan-out's target_count counts the alive
+// agents of its target), before its clock has moved.
+func TestEveryAgentBeatsAtStart(t *testing.T) {
+	srv := bustest.StartBootstrapped(t)
+	beats := make(chan *nats.Msg, 64)
+	sub, err := srv.NC.ChanSubscribe("heartbeat.>", beats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	at := time.Date(2026, 6, 20, 9, 0, 0, 0, time.UTC)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- sim.Run(ctx, srv.Bus, sim.Config{Agents: 12, Seed: 1, Clock: func() time.Time { return at }})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	alive := map[string]bool{}
+	timeout := time.After(20 * time.Second)
+	for len(alive) < 12 {
+		select {
+		case m := <-beats:
+			var h kanade.Heartbeat
+			if err := json.Unmarshal(m.Data, &h); err != nil {
+				t.Fatal(err)
+			}
+			if !h.At.Equal(at) {
+				t.Errorf("%s beat at %s, want %s", h.PcID, h.At.Time, at)
+			}
+			alive[h.PcID] = true
+		case <-timeout:
+			t.Fatalf("%d of 12 agents beat: %v", len(alive), alive)
+		}
 	}
 }
