@@ -126,3 +126,29 @@ func TestScriptDigestIsHexSHA256(t *testing.T) {
 		t.Errorf("a missing object: %v, want ErrNotFound and not ErrNoBucket", err)
 	}
 }
+
+// A write through a handle cached before its bucket was deleted reports the
+// missing bucket, not NATS's "no response from stream".
+func TestWriteToABucketDeletedMeanwhileIsErrNoBucket(t *testing.T) {
+	s := bustest.StartBootstrapped(t)
+	ctx := t.Context()
+	if err := s.Bus.SetScriptStatus(ctx, "job", bus.ScriptRevoked); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.JS.DeleteKeyValue(ctx, kanade.BucketScriptStatus); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Bus.SetScriptStatus(ctx, "job", bus.ScriptActive); !errors.Is(err, bus.ErrNoBucket) {
+		t.Errorf("put after the bucket was deleted: %v, want ErrNoBucket", err)
+	}
+	if _, err := s.Bus.Create(ctx, kanade.BucketScriptStatus, "k", []byte("v")); !errors.Is(err, bus.ErrNoBucket) {
+		t.Errorf("create after the bucket was deleted: %v, want ErrNoBucket", err)
+	}
+	// Made again (a bootstrap), the bucket is used again.
+	if err := s.Bus.Bootstrap(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Bus.SetScriptStatus(ctx, "job", bus.ScriptActive); err != nil {
+		t.Errorf("put after a new bootstrap: %v", err)
+	}
+}

@@ -49,6 +49,23 @@ func (c *Client) bucket(ctx context.Context, name string) (jetstream.KeyValue, e
 	return kv, nil
 }
 
+// gone checks, after a write through a cached handle found no stream to
+// answer, whether the bucket was deleted meanwhile: then the handle is
+// forgotten and the error is ErrNoBucket, so callers answer "not
+// bootstrapped" rather than a timeout-like failure. Other errors pass.
+func (c *Client) gone(ctx context.Context, bucket string, err error) error {
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+		return err
+	}
+	c.mu.Lock()
+	delete(c.buckets, bucket)
+	c.mu.Unlock()
+	if _, kerr := c.bucket(ctx, bucket); errors.Is(kerr, ErrNoBucket) {
+		return kerr
+	}
+	return err
+}
+
 // Get reads the current value of key in bucket; ErrNotFound when there is
 // none, or when key could never be a key.
 func (c *Client) Get(ctx context.Context, bucket, key string) (Entry, error) {
@@ -140,7 +157,7 @@ func (c *Client) Put(ctx context.Context, bucket, key string, value []byte) (uin
 			return err
 		}
 		rev, err = kv.Put(ctx, key, value)
-		return err
+		return c.gone(ctx, bucket, err)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("put %s[%s]: %w", bucket, kanade.Clip(key), err)
@@ -158,7 +175,7 @@ func (c *Client) Create(ctx context.Context, bucket, key string, value []byte) (
 			return err
 		}
 		rev, err = kv.Create(ctx, key, value)
-		return err
+		return c.gone(ctx, bucket, err)
 	})
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, fmt.Errorf("create %s[%s]: %w", bucket, kanade.Clip(key), ErrExists)
