@@ -224,6 +224,17 @@ func (f *Fanout) Send(ctx context.Context, e Exec) (Outcome, error) {
 	if err := f.cfg.Bus.SetScriptCurrent(ctx, m.ID, m.Version); err != nil {
 		f.cfg.Logger.Warn("fanout: script_current not pinned", slog.String("job", kanade.Clip(m.ID)), slog.Any("err", err))
 	}
+	// A script object goes out with its digest, so agents refuse a body
+	// that changed after the dispatch was decided. The HTTP route reads it
+	// first (its errors are the caller's 404 / 503); the scheduler leaves
+	// it to here.
+	if name := m.Execute.ScriptObject; name != "" && e.Options.ScriptObjectSHA256 == "" {
+		digest, err := f.cfg.Bus.ScriptDigest(ctx, name)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("script object %s of job %s: %w", kanade.Clip(name), kanade.Clip(m.ID), err)
+		}
+		e.Options.ScriptObjectSHA256 = digest
+	}
 	o := Outcome{ExecID: kanade.NewUUID(), RequestID: kanade.NewUUID()}
 	command := func(at time.Time) (kanade.Command, error) {
 		opts := e.Options

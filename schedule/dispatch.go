@@ -42,6 +42,10 @@ func (s *Scheduler) dispatchJob(ctx context.Context, sc *kanade.Schedule, m *kan
 	}
 	e := fanout.Exec{Manifest: m, Subjects: p.subjects, Rollout: p.rollout, At: at, TargetCount: p.targetCount,
 		Actor: "scheduler", Audit: map[string]any{"schedule_id": sc.ID, "fire_at": kanade.FormatTime(at)}}
+	// on_failure.retry: the schedule's, else the job's (control.md §1.4).
+	if e.Options.Retry = sc.Retry(); e.Options.Retry == nil {
+		e.Options.Retry = m.Retry()
+	}
 	if sc.Jitter != "" {
 		j := sc.JitterDuration()
 		e.Options.Jitter = &j

@@ -2,6 +2,8 @@ package schedule
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -517,5 +519,48 @@ func TestInvalidIDsReadBackFromStorageAreSkipped(t *testing.T) {
 	// Three pc_ids from agents, one group from agent_groups.
 	if got := counter(w.m.invalidIDs); got != 4 {
 		t.Errorf("kanade_scheduler_invalid_ids_total = %v, want 4", got)
+	}
+}
+
+// A firing sends what the agents need beyond the script: the script
+// object's digest, and the retry of on_failure (the schedule's over the
+// job's).
+func TestFiringsCarryTheScriptDigestAndTheRetry(t *testing.T) {
+	f := newFleet(t)
+	ctx := context.Background()
+	store, err := f.nats.JS.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: kanade.ObjectScripts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutBytes(ctx, "inv/4", []byte("uname -a")); err != nil {
+		t.Fatal(err)
+	}
+	f.put(kanade.BucketJobs, "inv", `{"id":"inv","version":"4","execute":{"shell":"sh","script_object":"inv/4","timeout":"5m"},"on_failure":{"retry":{"max":5,"backoff":"1m"}}}`)
+	f.put(kanade.BucketSchedules, "a", `{"id":"a","when":{"per_pc":"once"},"job_id":"inv","target":{"pcs":["PC-1"]},"on_failure":{"retry":{"max":2,"backoff":"30s"}}}`)
+	f.put(kanade.BucketSchedules, "b", `{"id":"b","when":{"per_pc":"once"},"job_id":"inv","target":{"pcs":["PC-2"]}}`)
+	w := f.worker()
+	f.tickAll(utc(9, 8, 0, 0), w)
+	got := map[string]kanade.Command{}
+	for len(got) < 2 {
+		select {
+		case m := <-f.commands:
+			var c kanade.Command
+			if err := json.Unmarshal(m.Data, &c); err != nil {
+				t.Fatal(err)
+			}
+			got[m.Subject] = c
+		case <-time.After(10 * time.Second):
+			t.Fatalf("commands: %v", got)
+		}
+	}
+	sum := sha256.Sum256([]byte("uname -a"))
+	for subject, want := range map[string]*kanade.RetrySpec{"commands.pc.PC-1": {Max: 2, BackoffSecs: 30}, "commands.pc.PC-2": {Max: 5, BackoffSecs: 60}} {
+		c := got[subject]
+		if diff := cmp.Diff(want, c.Retry); diff != "" {
+			t.Errorf("%s retry (-want +got):\n%s", subject, diff)
+		}
+		if c.ScriptObject != "inv/4" || c.ScriptObjectSHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("%s: script object %q digest %q", subject, c.ScriptObject, c.ScriptObjectSHA256)
+		}
 	}
 }
