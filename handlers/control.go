@@ -110,6 +110,7 @@ func (srv *Server) registerControl(api huma.API) {
 	srv.registerExec(api)
 	srv.registerKill(api)
 	srv.registerFreeze(api)
+	srv.registerPreview(api)
 	registerSchemas(api)
 	srv.registerScripts(api)
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
@@ -259,4 +260,56 @@ func TestSchemasAreServed(t *testing.T) {
 	}
 	// huma's own per-type schemas moved out of the way.
 	e.must(http.StatusOK, http.MethodGet, "/api/openapi/schemas/ExecBody.json", "")
+}
+
+func TestSchedulePreviewAndStatus(t *testing.T) {
+	e := newManageEnv(t, nil) // now: Monday 2026-06-22 08:30 UTC
+	e.send(http.MethodPost, "/api/jobs", "application/json", jobJSON("nightly", "1"))
+	e.send(http.MethodPost, "/api/schedules", "application/json", `{"id":"weekday","when":{"calendar":{"at":"09:00","days":["mon-fri"]}},"job_id":"nightly","target":{"all":true},"tz":"utc"}`)
+	e.send(http.MethodPost, "/api/schedules", "application/yaml", "id: inv\nwhen: {per_pc: {every: 6h}}\njob_id: nightly\ntarget: {all: true}\n")
+
+	rec := e.must(http.StatusOK, http.MethodGet, "/api/schedules/weekday/preview?count=6", "")
+	want := `{"id":"weekday","when":"at 09:00 [mon-fri]","tz":"utc","enabled":true,"fires":["2026-06-22T09:00:00Z","2026-06-23T09:00:00Z",
+		"2026-06-24T09:00:00Z","2026-06-25T09:00:00Z","2026-06-26T09:00:00Z","2026-06-29T09:00:00Z"]}`
+	if diff := cmp.Diff(jsonOf(t, want), jsonOf(t, rec.Body.String())); diff != "" {
+		t.Errorf("preview (-want +got):\n%s", diff)
+	}
+	rec = e.must(http.StatusOK, http.MethodGet, "/api/schedules/weekday/preview?count=500", "")
+	if n := len(jsonOf(t, rec.Body.String()).(map[string]any)["fires"].([]any)); n != 50 {
+		t.Errorf("count=500 listed %d fires, want the cap 50", n)
+	}
+	rec = e.must(http.StatusOK, http.MethodGet, "/api/schedules/inv/preview", "")
+	p := jsonOf(t, rec.Body.String()).(map[string]any)
+	if len(p["fires"].([]any)) != 0 || !strings.Contains(p["note"].(string), "within the last 6h") {
+		t.Errorf("per_pc preview = %s", rec.Body)
+	}
+	e.must(http.StatusNotFound, http.MethodGet, "/api/schedules/ghost/preview", "")
+
+	// Status: no run yet, then two runs of the job (one failed) and an old one.
+	rec = e.must(http.StatusOK, http.MethodGet, "/api/schedules/weekday/status", "")
+	want = `{"id":"weekday","when":"at 09:00 [mon-fri]","tz":"utc","enabled":true,"next_run":"2026-06-22T09:00:00Z","last_run":null,"recent":{"window_hours":24,"ok":0,"fail":0}}`
+	if diff := cmp.Diff(jsonOf(t, want), jsonOf(t, rec.Body.String())); diff != "" {
+		t.Errorf("status before runs (-want +got):\n%s", diff)
+	}
+	ctx := context.Background()
+	run := func(id, pc string, started time.Time, exit int64) storage.Result {
+		r := storage.Result{RecordedAt: started}
+		r.ResultID, r.RequestID, r.PcID, r.ManifestID, r.ExitCode = id, id, pc, "nightly", &exit
+		r.StartedAt, r.FinishedAt = kanade.Timestamp{Time: started}, kanade.Timestamp{Time: started.Add(time.Minute)}
+		return r
+	}
+	if err := e.db.Update(ctx, func(tx *storage.Tx) error {
+		_, err := tx.ApplyResults(ctx, []storage.Result{run("r1", "PC-1", manageNow.Add(-2*time.Hour), 0),
+			run("r2", "PC-2", manageNow.Add(-time.Hour), 3), run("r0", "PC-3", manageNow.Add(-48*time.Hour), 0)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rec = e.must(http.StatusOK, http.MethodGet, "/api/schedules/inv/status", "")
+	want = `{"id":"inv","when":"per_pc every 6h","tz":"local","enabled":true,"next_run":null,
+		"last_run":{"pc_id":"PC-2","exit_code":3,"started_at":"2026-06-22T07:30:00Z","finished_at":"2026-06-22T07:31:00Z"},
+		"recent":{"window_hours":24,"ok":1,"fail":1}}`
+	if diff := cmp.Diff(jsonOf(t, want), jsonOf(t, rec.Body.String())); diff != "" {
+		t.Errorf("status after runs (-want +got):\n%s", diff)
+	}
 }

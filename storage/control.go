@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,6 +22,12 @@ const (
 		WHERE job_id = ? AND status IN ('pending', 'running') ORDER BY exec_id`
 	unfinishedExecsSQL = `SELECT DISTINCT exec_id FROM execution_results
 		WHERE job_id = ? AND finished_at IS NULL AND exec_id IS NOT NULL ORDER BY exec_id`
+	lastRunSQL = `SELECT pc_id, exit_code, started_at, finished_at FROM execution_results
+		WHERE job_id = ? ORDER BY started_at DESC, result_id DESC LIMIT 1`
+	recentRunsSQL = `SELECT
+		COALESCE(SUM(finished_at IS NOT NULL AND reaped = 0 AND exit_code = 0), 0),
+		COALESCE(SUM(finished_at IS NOT NULL AND (reaped = 1 OR exit_code IS NULL OR exit_code <> 0)), 0)
+		FROM execution_results WHERE job_id = ? AND started_at >= ?`
 )
 
 // CountAlive counts the PCs whose last heartbeat is at or after since: the
@@ -81,4 +88,49 @@ func (tx *Tx) DeleteExecution(ctx context.Context, execID string) error {
 		return fmt.Errorf("delete execution %s: %w", execID, err)
 	}
 	return nil
+}
+
+// LastRun is the newest run of a job (GET /api/schedules/{id}/status).
+type LastRun struct {
+	PcID       string
+	ExitCode   *int64
+	StartedAt  time.Time
+	FinishedAt *time.Time
+}
+
+// JobRuns summarises a job's runs for a schedule's status: the newest run
+// (nil when none) and, among the runs started at or after since, how many
+// succeeded and how many failed (reaped runs count as failed; unfinished
+// ones as neither). Both walk execution_results_job_started, so a job
+// with a million runs costs its window, not its history.
+func (db *DB) JobRuns(ctx context.Context, jobID string, since time.Time) (last *LastRun, ok, fail int64, err error) {
+	var pc, started string
+	var exit sql.NullInt64
+	var finished sql.NullString
+	err = db.read.QueryRowContext(ctx, lastRunSQL, jobID).Scan(&pc, &exit, &started, &finished)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, 0, 0, nil
+	case err != nil:
+		return nil, 0, 0, fmt.Errorf("last run of %s: %w", jobID, err)
+	}
+	last = &LastRun{PcID: pc}
+	if last.StartedAt, err = kanade.ParseTime(started); err != nil {
+		return nil, 0, 0, fmt.Errorf("last run of %s: started_at: %w", jobID, err)
+	}
+	if exit.Valid {
+		last.ExitCode = &exit.Int64
+	}
+	if finished.Valid {
+		t, err := kanade.ParseTime(finished.String)
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("last run of %s: finished_at: %w", jobID, err)
+		}
+		last.FinishedAt = &t
+	}
+	err = db.read.QueryRowContext(ctx, recentRunsSQL, jobID, kanade.FormatTime(since)).Scan(&ok, &fail)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("recent runs of %s: %w", jobID, err)
+	}
+	return last, ok, fail, nil
 }

@@ -134,6 +134,8 @@ func TestControlQueriesUseTheirIndexes(t *testing.T) {
 		"count alive":           "agents_last_heartbeat",
 		"active executions":     "executions_active_by_job",
 		"unfinished executions": "execution_results_unfinished_by_job",
+		"last run":              "execution_results_job_started",
+		"recent runs":           "execution_results_job_started",
 	}
 	for name, index := range want {
 		got := strings.Join(plans[name], " | ")

@@ -60,6 +60,8 @@ func ControlQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string,
 		"count alive":           {countAliveSQL, []any{"2026-01-01T00:00:00.000000000Z"}},
 		"active executions":     {activeExecsSQL, []any{"job"}},
 		"unfinished executions": {unfinishedExecsSQL, []any{"job"}},
+		"last run":              {lastRunSQL, []any{"job"}},
+		"recent runs":           {recentRunsSQL, []any{"job", "2026-01-01T00:00:00.000000000Z"}},
 	})
 }
 
