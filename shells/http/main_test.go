@@ -254,7 +254,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		t.Fatalf("run -h = %v, want nil", err)
 	}
 	for _, want := range []string{"KANADE_HTTP_ADDR", "-addr", `"127.0.0.1:8080"`, "KANADE_DB", "KANADE_NATS_URL",
-		"KANADE_AUTH_DISABLE", "KANADE_STALE_DEGRADED_RATIO", "KANADE_WORKER", "KANADE_DEMO", "-demo"} {
+		"KANADE_AUTH_DISABLE", "KANADE_STALE_DEGRADED_RATIO", "KANADE_WORKER", "KANADE_DEMO", "-demo", "KANADE_DEMO_RUNS", "-demo-runs job=duration,..."} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("-h output lacks %q:\n%s", want, stderr.String())
 		}

@@ -83,6 +83,10 @@ type Config struct {
 	LogFormat string
 	// Demo is the number of simulated agents; 0 is off.
 	Demo int
+	// DemoRuns fixes how long the simulated agents' runs of the named jobs
+	// last (sim.Config.RunDurations), so a kill can be tried on a run that
+	// would otherwise end in a second; nil when unset.
+	DemoRuns map[string]time.Duration
 }
 
 // setting is one configuration value: an environment variable and the flag
@@ -158,6 +162,8 @@ var settings = []setting{
 		usage: "log line format"},
 	{env: "KANADE_DEMO", flag: "demo", def: "0", shells: onPrem, placeholder: "n",
 		usage: "simulate n agents for a demo (0 = off)"},
+	{env: "KANADE_DEMO_RUNS", flag: "demo-runs", shells: onPrem, placeholder: "job=duration,...",
+		usage: "how long the simulated agents' runs of these jobs last, e.g. long-scan=10m,ping=0s (others: the job's profile, or about a second)"},
 }
 
 // value is a setting's raw value after environment and flags.
@@ -358,6 +364,11 @@ func build(shell Shell, values map[string]*value) (Config, error) {
 		}
 		cfg.Demo = n
 	}
+	if runs, err := parseDemoRuns(str("KANADE_DEMO_RUNS")); err != nil {
+		bad("KANADE_DEMO_RUNS", "%v", err)
+	} else {
+		cfg.DemoRuns = runs
+	}
 	if shell == ShellLambda {
 		// Nothing persists on Lambda: no embedded NATS, no SQLite file that
 		// outlives the sandbox, no generated token.
@@ -375,6 +386,32 @@ func build(shell Shell, values map[string]*value) (Config, error) {
 		return Config{}, fmt.Errorf("configuration: %w", errors.Join(errs...))
 	}
 	return cfg, nil
+}
+
+// parseDemoRuns reads KANADE_DEMO_RUNS: comma-separated job=duration pairs
+// (spaces around either allowed), each job id a valid KV key and each
+// duration non-negative; nil for an empty text.
+func parseDemoRuns(s string) (map[string]time.Duration, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	runs := map[string]time.Duration{}
+	for pair := range strings.SplitSeq(s, ",") {
+		job, text, ok := strings.Cut(pair, "=")
+		job, text = strings.TrimSpace(job), strings.TrimSpace(text)
+		if !ok || !kanade.ValidKVKey(job) {
+			return nil, fmt.Errorf("want job=duration pairs such as long-scan=10m,ping=0s, got %q", strings.TrimSpace(pair))
+		}
+		d, err := time.ParseDuration(text)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("want a duration >= 0 such as 10m for job %s, got %q", job, text)
+		}
+		if _, dup := runs[job]; dup {
+			return nil, fmt.Errorf("job %s given twice", job)
+		}
+		runs[job] = d
+	}
+	return runs, nil
 }
 
 // parseBytes reads a size: a whole number of bytes with an optional unit B,

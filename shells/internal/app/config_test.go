@@ -149,6 +149,38 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{
+			name:  "demo runs are job=duration pairs, spaces allowed, and the flag overrides the variable",
+			shell: ShellHTTP,
+			env:   map[string]string{"KANADE_DEMO_RUNS": "x=1s"},
+			args:  []string{"-demo-runs", " long-scan = 10m ,ping=0s,sim-patch-scan=1h30m"},
+			check: func(t *testing.T, c Config) {
+				want := map[string]time.Duration{"long-scan": 10 * time.Minute, "ping": 0, "sim-patch-scan": 90 * time.Minute}
+				if diff := cmp.Diff(want, c.DemoRuns); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+			},
+		},
+		{
+			name:  "the worker shell reads demo runs too",
+			shell: ShellWorker,
+			env:   map[string]string{"KANADE_DEMO_RUNS": "long-scan=2m"},
+			check: func(t *testing.T, c Config) {
+				if diff := cmp.Diff(map[string]time.Duration{"long-scan": 2 * time.Minute}, c.DemoRuns); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+			},
+		},
+		{
+			name:  "an empty KANADE_DEMO_RUNS is no demo runs",
+			shell: ShellHTTP,
+			env:   map[string]string{"KANADE_DEMO_RUNS": " "},
+			check: func(t *testing.T, c Config) {
+				if c.DemoRuns != nil {
+					t.Errorf("DemoRuns = %v, want nil", c.DemoRuns)
+				}
+			},
+		},
+		{
 			name:  "the worker shell has an admin address and no HTTP address",
 			shell: ShellWorker,
 			env:   map[string]string{"KANADE_HTTP_ADDR": "127.0.0.1:1"},
@@ -204,6 +236,13 @@ func TestParseRejects(t *testing.T) {
 		{"a log format", ShellHTTP, map[string]string{"KANADE_LOG_FORMAT": "xml"}, nil, []string{"KANADE_LOG_FORMAT"}},
 		{"a log level", ShellHTTP, map[string]string{"KANADE_LOG_LEVEL": "loud"}, nil, []string{"KANADE_LOG_LEVEL"}},
 		{"negative demo", ShellHTTP, map[string]string{"KANADE_DEMO": "-3"}, nil, []string{"KANADE_DEMO"}},
+		{"demo runs without a duration", ShellHTTP, map[string]string{"KANADE_DEMO_RUNS": "long-scan"}, nil,
+			[]string{"KANADE_DEMO_RUNS (-demo-runs)", "job=duration", `"long-scan"`}},
+		{"demo runs with a negative duration", ShellWorker, nil, []string{"-demo-runs", "a=1m,b=-1s"}, []string{"KANADE_DEMO_RUNS", "job b", `"-1s"`}},
+		{"demo runs with a duration without unit", ShellHTTP, map[string]string{"KANADE_DEMO_RUNS": "a=10"}, nil, []string{"KANADE_DEMO_RUNS", `"10"`}},
+		{"demo runs naming a job twice", ShellHTTP, map[string]string{"KANADE_DEMO_RUNS": "a=1m, a=2m"}, nil, []string{"job a given twice"}},
+		{"demo runs with an empty pair", ShellHTTP, map[string]string{"KANADE_DEMO_RUNS": "a=1m,,b=2m"}, nil, []string{"KANADE_DEMO_RUNS", `got ""`}},
+		{"demo runs naming a job that is no KV key", ShellHTTP, map[string]string{"KANADE_DEMO_RUNS": "a b=1m"}, nil, []string{`"a b=1m"`}},
 		{"a stall of 0", ShellWorker, map[string]string{"KANADE_PROJECTION_STALL": "0s"}, nil, []string{"KANADE_PROJECTION_STALL", "positive"}},
 		{"a size without number", ShellHTTP, map[string]string{"KANADE_PROJECTOR_MAX_BYTES": "MiB"}, nil, []string{"KANADE_PROJECTOR_MAX_BYTES"}},
 		{"a size under 1 MiB", ShellWorker, map[string]string{"KANADE_PROJECTOR_MAX_BYTES": "512KiB"}, nil, []string{"at least 1MiB"}},

@@ -32,8 +32,8 @@ type Worker interface {
 // on d's database, NATS link, clock and metrics registry: the projector
 // (with its housekeeping), the scheduler and, with KANADE_DEMO=N, a
 // simulated fleet publishing in the kanade wire format so a newcomer sees a
-// living dashboard. It returns nil when enabled is false
-// (KANADE_WORKER=off).
+// living dashboard (KANADE_DEMO_RUNS fixes how long its runs of given jobs
+// last). It returns nil when enabled is false (KANADE_WORKER=off).
 func NewWorker(d *app.Deps, enabled bool) (Worker, error) {
 	if d.Config.Demo > 0 && !enabled {
 		d.Logger.Info("KANADE_DEMO needs the worker; ignored with KANADE_WORKER=off",
@@ -98,8 +98,8 @@ func (w *fleetWorker) runOn(ctx context.Context, c *bus.Client) error {
 	run(1, s.Run)
 	if demo := w.deps.Config.Demo; demo > 0 {
 		run(2, func(ctx context.Context) error {
-			w.logger.Info("demo fleet simulator on", slog.Int("agents", demo))
-			err := sim.Run(ctx, c, sim.Config{Agents: demo, Schedules: true})
+			w.logger.Info("demo fleet simulator on", slog.Int("agents", demo), slog.Any("run_durations", w.deps.Config.DemoRuns))
+			err := sim.Run(ctx, c, sim.Config{Agents: demo, Schedules: true, RunDurations: w.deps.Config.DemoRuns})
 			if err != nil && !errors.Is(err, context.Canceled) {
 				w.logger.Error("demo simulator stopped", slog.Any("err", err))
 			}
