@@ -66,6 +66,21 @@ func (srv *Server) registerExec(api huma.API) {
 		})
 }
 
+// withRunDeadline lifts the server's write timeout for POST /api/run, which
+// holds the request for up to timeout_secs + 10 s (the shells' servers cut
+// a response after 60 s, which would end every run longer than 50 s with a
+// reset connection instead of its result or a 408). Where the writer
+// cannot change its deadline (a test recorder, Lambda) nothing changes.
+func withRunDeadline(next http.Handler) http.Handler {
+	limit := time.Duration(kanade.MaxRunTimeoutSecs)*time.Second + kanade.RunGrace + 30*time.Second
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/api/run" {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(limit))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // requireJSON answers 415 for a body that is not declared JSON, as
 // upstream's JSON extractor does.
 func requireJSON(contentType string) error {

@@ -155,7 +155,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	srv.registerSPA(mux)
 
-	measured, err := instrument(cfg.Registry, withSource(mux))
+	measured, err := instrument(cfg.Registry, withRunDeadline(withSource(mux)))
 	if err != nil {
 		return nil, err
 	}

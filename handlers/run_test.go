@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -168,5 +169,31 @@ func TestRunRefusesBadRequests(t *testing.T) {
 	}
 	if got := e.auditLines(); len(got) != 0 {
 		t.Errorf("audit %v", got)
+	}
+}
+
+// A run answered later than the server's write timeout still gets its
+// result: the route lifts the deadline for itself.
+func TestRunOutlivesTheServersWriteTimeout(t *testing.T) {
+	e := newManageEnv(t, nil)
+	e.agent("PC-1", func(c kanade.Command) *kanade.ExecResult {
+		time.Sleep(1500 * time.Millisecond)
+		return result(c, "PC-1", "slow\n", 0)
+	})
+	srv := httptest.NewUnstartedServer(e.h)
+	srv.Config.WriteTimeout = 500 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/run", strings.NewReader(`{"pc_id":"PC-1","script":"sleep 1","timeout_secs":5}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("run past the write timeout: %v", err)
+	}
+	defer resp.Body.Close()
+	var r kanade.ExecResult
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK || r.Stdout != "slow\n" {
+		t.Errorf("run past the write timeout: %d %+v %v", resp.StatusCode, r, err)
 	}
 }
