@@ -102,3 +102,24 @@ func TestFreezeRefusesBadInputAndNeverReportsDoubtAsThawed(t *testing.T) {
 		t.Errorf("GET without the bucket = %d %s, want a 5xx", rec.Code, rec.Body)
 	}
 }
+
+// A freeze stops automation, not an operator (control.md §6.3).
+func TestFreezeDoesNotGateOperatorActions(t *testing.T) {
+	e := newManageEnv(t, nil)
+	cmds := e.listen("commands.>")
+	kills := e.listen("kill.>")
+	e.must(http.StatusOK, http.MethodPut, "/api/jobs/nightly", jobJSON("nightly", "1"))
+	e.must(http.StatusOK, http.MethodPut, "/api/freeze", `{"reason":"incident"}`)
+	rec := e.send(http.MethodPost, "/api/exec/nightly", "application/json", `{"target":{"pcs":["PC-1"]}}`)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("exec while frozen = %d %s", rec.Code, rec.Body)
+	}
+	if got := cmds.subjects(t, 1); len(got) != 1 {
+		t.Errorf("commands while frozen: %v", got)
+	}
+	e.must(http.StatusNoContent, http.MethodPost, "/api/executions/e-1/kill", "")
+	if got := kills.subjects(t, 1); len(got) != 1 {
+		t.Errorf("kills while frozen: %v", got)
+	}
+	e.must(http.StatusNoContent, http.MethodPost, "/api/scripts/nightly/revoke", "")
+}
