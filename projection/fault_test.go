@@ -220,10 +220,14 @@ func TestFaultAbandonedDeliveries(t *testing.T) {
 	}()
 	rng := rand.New(rand.NewPCG(3, 4))
 	stops := 0
-	for running := true; running; {
+	// Workers keep being stopped while the publisher runs, and at least
+	// eight times in all: a fast machine (or a build without -race) may
+	// publish everything within a few cycles, and a stop during the
+	// catch-up proves the same thing.
+	for published := false; !published || stops < 8; {
 		select {
 		case <-done:
-			running = false
+			published = true
 		default:
 		}
 		r := e.start(func(c *Config, _ context.CancelFunc) { c.BatchSize = 11 })
@@ -234,9 +238,6 @@ func TestFaultAbandonedDeliveries(t *testing.T) {
 	e.start(nil)
 	e.waitCaughtUp()
 	e.checkAgainst(wantRuns, wantExecs)
-	if stops < 5 {
-		t.Fatalf("only %d stops; the test proves nothing", stops)
-	}
 	t.Logf("%d workers stopped mid-stream", stops)
 }
 
