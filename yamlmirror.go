@@ -154,24 +154,14 @@ func writeYAMLSeq(b *bytes.Buffer, s []any, indent int) {
 			writeIndent(b, indent)
 		}
 		b.WriteString("-")
-		switch x := v.(type) {
-		case yamlMap:
-			if len(x) == 0 {
-				b.WriteString(" {}\n")
-				continue
-			}
+		// A mapping starts on the dash's line ("- key: v"); everything else
+		// follows it as it would follow "key:".
+		if m, ok := v.(yamlMap); ok && len(m) > 0 {
 			b.WriteByte(' ')
-			writeYAMLMap(b, x, indent+2)
-		case []any:
-			if len(x) == 0 {
-				b.WriteString(" []\n")
-				continue
-			}
-			b.WriteByte('\n')
-			writeYAMLSeq(b, x, indent+2)
-		default:
-			writeYAMLValue(b, v, indent)
+			writeYAMLMap(b, m, indent+2)
+			continue
 		}
+		writeYAMLValue(b, v, indent)
 	}
 }
 

@@ -2,7 +2,6 @@ package schedule
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -44,24 +43,7 @@ func (fs freezeState) active(now time.Time, local *time.Location) (bool, string)
 // watch ends. The first firing waits for the initial value: a scheduler
 // that does not yet know whether the fleet is frozen must not fire.
 func (s *Scheduler) watchFreeze(ctx context.Context) error {
-	updates, err := s.cfg.Bus.Watch(ctx, kanade.BucketFleetConfig)
-	if err != nil {
-		return err
-	}
-	for {
-		var e *bus.Entry
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok = <-updates:
-		}
-		if !ok {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return errors.New("freeze watch closed")
-		}
+	return s.follow(ctx, kanade.BucketFleetConfig, func(e *bus.Entry) {
 		if e == nil { // every current value delivered: an absent key is "not frozen"
 			s.mu.Lock()
 			first := !s.freeze.loaded
@@ -71,10 +53,10 @@ func (s *Scheduler) watchFreeze(ctx context.Context) error {
 			if first {
 				s.logFreeze(st, "scheduler: freeze state loaded")
 			}
-			continue
+			return
 		}
 		if e.Key != kanade.KeyFreeze {
-			continue
+			return
 		}
 		st := freezeState{loaded: true}
 		if !e.Deleted {
@@ -96,7 +78,7 @@ func (s *Scheduler) watchFreeze(ctx context.Context) error {
 		if st.loaded {
 			s.logFreeze(st, "scheduler: freeze changed")
 		}
-	}
+	})
 }
 
 func (s *Scheduler) logFreeze(st freezeState, msg string) {

@@ -163,33 +163,16 @@ func (s *Scheduler) Loaded() bool {
 // values; a value that does not parse keeps the previous registration of its
 // key (only a valid change or a delete replaces it).
 func (s *Scheduler) watch(ctx context.Context) error {
-	updates, err := s.cfg.Bus.Watch(ctx, kanade.BucketSchedules)
-	if err != nil {
-		return err
-	}
 	fresh := map[string]*kanade.Schedule{} // the initial values, swapped in at once
 	initial := true
-	for {
-		var e *bus.Entry
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok = <-updates:
-		}
-		if !ok {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return errors.New("schedules watch closed")
-		}
+	return s.follow(ctx, kanade.BucketSchedules, func(e *bus.Entry) {
 		s.mu.Lock()
 		if e == nil { // every current value delivered
 			s.schedules, s.loaded, initial = fresh, true, false
 			s.m.schedules.Set(float64(len(fresh)))
 			s.mu.Unlock()
 			s.log.Info("scheduler: schedules loaded", slog.Int("schedules", len(fresh)))
-			continue
+			return
 		}
 		target := s.schedules
 		if initial {
@@ -200,6 +183,30 @@ func (s *Scheduler) watch(ctx context.Context) error {
 			s.m.schedules.Set(float64(len(target)))
 		}
 		s.mu.Unlock()
+	})
+}
+
+// follow watches bucket and hands fn every update (nil once the current
+// values are all delivered) until ctx ends, which returns nil, or the watch
+// breaks, which returns an error so the caller re-establishes it.
+func (s *Scheduler) follow(ctx context.Context, bucket string, fn func(*bus.Entry)) error {
+	updates, err := s.cfg.Bus.Watch(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-updates:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("%s watch closed", bucket)
+			}
+			fn(e)
+		}
 	}
 }
 
