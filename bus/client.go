@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/sign"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -25,6 +27,11 @@ import (
 type Client struct {
 	nc *nats.Conn
 	js jetstream.JetStream
+
+	// signer signs every Command (nil: published unsigned); clock stamps
+	// the signing time.
+	signer *sign.Signer
+	clock  kanade.Clock
 
 	mu      sync.Mutex
 	buckets map[string]jetstream.KeyValue
@@ -57,15 +64,33 @@ const (
 	askFor         = 2 * time.Minute
 )
 
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithSigner makes the Client sign every Command it publishes with s (see
+// Commands), stamped with clock (nil: the wall clock). A nil s leaves
+// Commands unsigned.
+func WithSigner(s *sign.Signer, clock kanade.Clock) ClientOption {
+	return func(c *Client) {
+		c.signer = s
+		if clock != nil {
+			c.clock = clock
+		}
+	}
+}
+
 // NewClient wraps a connection. Close it when done with the connection.
-func NewClient(nc *nats.Conn) (*Client, error) {
+func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	c := &Client{nc: nc, js: js, buckets: map[string]jetstream.KeyValue{},
+	c := &Client{nc: nc, js: js, buckets: map[string]jetstream.KeyValue{}, clock: kanade.SystemClock,
 		statuses: nc.StatusChanged(nats.CONNECTED, nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED),
 		done:     make(chan struct{})}
+	for _, o := range opts {
+		o(c)
+	}
 	c.up, c.drop = context.WithCancel(context.Background())
 	if !nc.IsConnected() {
 		c.drop()

@@ -10,7 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/backoff"
+	"github.com/kanade-fleet/backend/sign"
 	"github.com/nats-io/nats.go"
 )
 
@@ -33,6 +35,11 @@ type LinkOptions struct {
 	// MaxBackoff caps the pause before a new connection replaces a closed
 	// one, and between failed bootstraps (default backoff.DefaultMax).
 	MaxBackoff time.Duration
+	// Signer, when set, signs every Command published through the Link's
+	// clients (see WithSigner), whichever connection they are on; Clock
+	// stamps the signing time (default the wall clock).
+	Signer *sign.Signer
+	Clock  kanade.Clock
 }
 
 // Link is the process's connection to NATS, kept for as long as the
@@ -167,7 +174,7 @@ func (l *Link) connect() (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS %s: %w", RedactURL(l.o.URL), err)
 	}
-	c, err := NewClient(nc)
+	c, err := NewClient(nc, WithSigner(l.o.Signer, l.o.Clock))
 	if err != nil {
 		nc.Close()
 		return nil, err

@@ -1,14 +1,17 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/sign"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -40,19 +43,55 @@ type Outgoing struct {
 
 // Commands publishes command messages through JetStream (so the EXEC
 // stream keeps the last one per subject for agents that reconnect). It is
-// the one path by which a Command reaches the wire. It returns how many the
-// stream acknowledged, also on error: a fan-out that failed before any went
-// out can be taken back, one that failed half way cannot.
+// the one path by which a Command reaches the wire: Publish and PublishAll
+// refuse commands.* subjects, so no caller can send one around it. With a
+// signer (WithSigner) every message carries the four Kanade-Sig* headers
+// (control.md §7) over the signing time and its exact body, the time read
+// here, when the message goes out: a rollout wave stored for hours is
+// signed when it is sent, not when it was decided. Without one no message
+// carries any of them (a partial set reads as a forged command to agents).
+//
+// It returns how many the stream acknowledged, also on error: a fan-out
+// that failed before any went out can be taken back, one that failed half
+// way cannot.
 func (c *Client) Commands(ctx context.Context, out []Outgoing) (int, error) {
 	msgs := make([]*nats.Msg, 0, len(out))
-	for _, o := range out {
+	var at time.Time
+	if c.signer != nil {
+		at = c.clock()
+	}
+	var last []byte
+	var sig sign.Headers
+	for i, o := range out {
 		if o.MsgID == "" {
 			return 0, fmt.Errorf("command for %s: no message id", kanade.Clip(o.Subject))
 		}
-		msgs = append(msgs, &nats.Msg{Subject: o.Subject, Data: o.Data,
-			Header: nats.Header{jetstream.MsgIDHeader: []string{o.MsgID}}})
+		h := nats.Header{jetstream.MsgIDHeader: []string{o.MsgID}}
+		if c.signer != nil {
+			// A fan-out sends one body on many subjects; the signature
+			// covers the body and the time only, so it is computed once.
+			if i == 0 || !bytes.Equal(o.Data, last) {
+				sig, last = c.signer.Sign(at, o.Data), o.Data
+			}
+			h[sign.HeaderSig] = []string{sig.Sig}
+			h[sign.HeaderKid] = []string{sig.Kid}
+			h[sign.HeaderAlg] = []string{sig.Alg}
+			h[sign.HeaderAt] = []string{sig.At}
+		}
+		msgs = append(msgs, &nats.Msg{Subject: o.Subject, Data: o.Data, Header: h})
 	}
-	return c.PublishAll(ctx, msgs)
+	return c.publishAll(ctx, msgs)
+}
+
+// commandsPrefix starts every subject a Command is published on (stream
+// EXEC, wire.md §2).
+const commandsPrefix = "commands."
+
+func isCommand(subject string) bool { return strings.HasPrefix(subject, commandsPrefix) }
+
+// errCommandSubject: a Command must go out through Commands, which signs it.
+func errCommandSubject(subject string) error {
+	return fmt.Errorf("publish %s: a command subject; commands go out through Commands, which signs them", kanade.Clip(subject))
 }
 
 // SetScriptCurrent records version as the current version of job, which

@@ -307,8 +307,11 @@ func (c *Client) Output(ctx context.Context, key string, limit int64) (text stri
 
 // Publish puts data on subject through JetStream and waits for the
 // stream's acknowledgement. A non-empty msgID lets the stream drop a
-// retried copy.
+// retried copy. A commands.* subject is refused: see Commands.
 func (c *Client) Publish(ctx context.Context, subject string, data []byte, msgID string) error {
+	if isCommand(subject) {
+		return errCommandSubject(subject)
+	}
 	m := &nats.Msg{Subject: subject, Data: data}
 	if msgID != "" {
 		m.Header = nats.Header{jetstream.MsgIDHeader: []string{msgID}}
@@ -328,8 +331,18 @@ const publishChunk = 1000
 // and returns once every one is acknowledged: a dispatch to 100k PCs costs
 // a round trip per chunk, not per message. It returns how many were
 // acknowledged; on error it stops after the chunk that failed (whose other
-// messages it still waits for, so the count is exact).
+// messages it still waits for, so the count is exact). A commands.* subject
+// is refused before anything is sent: see Commands.
 func (c *Client) PublishAll(ctx context.Context, msgs []*nats.Msg) (int, error) {
+	for _, m := range msgs {
+		if isCommand(m.Subject) {
+			return 0, errCommandSubject(m.Subject)
+		}
+	}
+	return c.publishAll(ctx, msgs)
+}
+
+func (c *Client) publishAll(ctx context.Context, msgs []*nats.Msg) (int, error) {
 	acked := 0
 	for len(msgs) > 0 {
 		chunk := msgs[:min(len(msgs), publishChunk)]

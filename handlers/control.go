@@ -113,4 +113,5 @@ func (srv *Server) registerControl(api huma.API) {
 	srv.registerPreview(api)
 	registerSchemas(api)
 	srv.registerScripts(api)
+	srv.registerSigning(api)
 }

@@ -237,8 +237,10 @@ func (srv *Server) run(ctx context.Context, in *runInput) (*manageValueOutput, e
 		return nil, srv.natsProblem(ctx, "subscribe "+resultSubject, err)
 	}
 	defer wait.Close()
+	// Through Commands, the one path of a Command to the wire (it signs
+	// when the backend has a key); the request_id is the Nats-Msg-Id.
 	pctx, cancel := context.WithTimeout(ctx, manageTimeout)
-	err = c.Publish(pctx, r.Subject(), data, requestID)
+	_, err = c.Commands(pctx, []bus.Outgoing{{Subject: r.Subject(), Data: data, MsgID: requestID}})
 	cancel()
 	if err != nil {
 		srv.cfg.Logger.ErrorContext(ctx, "run: publish failed", slog.String("subject", r.Subject()), slog.Any("error", err))

@@ -24,6 +24,7 @@ import (
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
 	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/sign"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -74,8 +75,12 @@ type Config struct {
 	// Nil gets a fresh registry.
 	Registry *prometheus.Registry
 	// SPA is the dashboard's file tree (index.html at its root). Nil serves none.
-	SPA    fs.FS
-	Logger *slog.Logger
+	SPA fs.FS
+	// CommandSigning is the key Bus's clients sign commands with, for GET
+	// /api/command-signing (the zero value: they publish unsigned). The
+	// shell sets both from the same configured signer.
+	CommandSigning sign.Identity
+	Logger         *slog.Logger
 }
 
 // DefaultProbeTimeout bounds the JetStream probes of one request when

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/kanade-fleet/backend/storage/storagetest"
@@ -82,7 +83,14 @@ func (f *fleet) worker() *Scheduler {
 // workerLogging is worker with its log going to log.
 func (f *fleet) workerLogging(log *slog.Logger) *Scheduler {
 	f.t.Helper()
-	s, err := New(Config{DB: f.open(), Bus: f.nats.Bus, Registerer: prometheus.NewRegistry(), Logger: log,
+	return f.workerOn(f.nats.Bus, log)
+}
+
+// workerOn is a worker publishing through c (another client of the same
+// server: a signing one).
+func (f *fleet) workerOn(c *bus.Client, log *slog.Logger) *Scheduler {
+	f.t.Helper()
+	s, err := New(Config{DB: f.open(), Bus: c, Registerer: prometheus.NewRegistry(), Logger: log,
 		Clock: func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }})
 	if err != nil {
 		f.t.Fatal(err)

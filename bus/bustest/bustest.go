@@ -4,8 +4,10 @@ package bustest
 import (
 	"testing"
 
+	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/natsd"
+	"github.com/kanade-fleet/backend/sign"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,6 +49,19 @@ func Start(tb testing.TB) *Server {
 	}
 	tb.Cleanup(c.Close)
 	return &Server{Server: s, URL: s.ClientURL(), NC: nc, JS: js, Bus: c}
+}
+
+// Signing is another client on the server's connection that signs every
+// command it publishes with signer, stamped by clock (nil: the wall clock),
+// as a shell's Link makes it; it is closed when the test ends.
+func (s *Server) Signing(tb testing.TB, signer *sign.Signer, clock kanade.Clock) *bus.Client {
+	tb.Helper()
+	c, err := bus.NewClient(s.NC, bus.WithSigner(signer, clock))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return c
 }
 
 // StartBootstrapped is Start followed by bus.Bootstrap with one replica.

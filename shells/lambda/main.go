@@ -14,10 +14,12 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/akrylysov/algnhsa"
 	"github.com/kanade-fleet/backend/shells/internal/api"
@@ -25,6 +27,15 @@ import (
 )
 
 func main() {
+	// `bootstrap keygen` prints a command-signing key pair, as the on-prem
+	// shells do, for whoever has only the Lambda binary at hand.
+	if app.IsKeygen(os.Args) {
+		if err := app.Keygen(os.Args, time.Now(), rand.Reader, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "kanade-lambda:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	h, cleanup, err := newHandler(context.Background(), os.LookupEnv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kanade-lambda:", err)

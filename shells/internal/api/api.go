@@ -41,6 +41,7 @@ func New(d *app.Deps, a app.Auth, progress func() []kanade.ProjectionProgress) (
 		Auth:               a.Config,
 		Registry:           d.Registry,
 		SPA:                spa.FS(),
+		CommandSigning:     d.Config.CommandSigner.Identity(),
 		Logger:             d.Logger.With(slog.String("part", "http")),
 	})
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/sign"
 )
 
 // Shell says which program is being configured; each sees only the settings
@@ -87,6 +88,10 @@ type Config struct {
 	// last (sim.Config.RunDurations), so a kill can be tried on a run that
 	// would otherwise end in a second; nil when unset.
 	DemoRuns map[string]time.Duration
+	// CommandSigner signs every published Command (control.md §7), from
+	// KANADE_COMMAND_SIGNING_KEY and KANADE_COMMAND_SIGNING_KID; nil when
+	// neither is set (commands go out unsigned).
+	CommandSigner *sign.Signer
 }
 
 // setting is one configuration value: an environment variable and the flag
@@ -153,6 +158,12 @@ var settings = []setting{
 		usage: "static bearer token for /api and /metrics (caller service-token)"},
 	{env: "KANADE_JWT_SECRET", flag: "jwt-secret", shells: every, placeholder: "secret",
 		usage: "HS256 secret for bearer JWTs (audience kanade)"},
+	// Command signing: every shell publishes commands (exec, run, the
+	// scheduler's firings), so every shell signs them.
+	{env: envSigningKey, flag: "command-signing-key", shells: every, placeholder: "base64",
+		usage: "Ed25519 key every published command is signed with: standard base64 of the 32-byte seed, as the keygen subcommand prints it; only together with " + envSigningKid + " (prefer the variable: flags show in ps)"},
+	{env: envSigningKid, flag: "command-signing-kid", shells: every, placeholder: "id",
+		usage: "the id agents know that key by (Kanade-Sig-Kid); only together with " + envSigningKey},
 	// What runs, and what it says.
 	{env: "KANADE_WORKER", flag: "worker", def: "on", shells: ShellHTTP, placeholder: "on|off",
 		usage: "run the worker (projector, scheduler) inside the HTTP server"},
@@ -241,7 +252,8 @@ func Parse(shell Shell, args []string, lookup func(string) (string, bool), stder
 }
 
 func usage(w io.Writer, name string, shell Shell, mine []setting) {
-	fmt.Fprintf(w, "Usage: %s [flags]\n\nEvery flag has an environment variable; a flag overrides its variable.\n\n", name)
+	fmt.Fprintf(w, "Usage: %s [flags]\n       %s %s [-kid id]   print a new command-signing key pair\n\n"+
+		"Every flag has an environment variable; a flag overrides its variable.\n\n", name, name, KeygenCommand)
 	for _, s := range mine {
 		if s.presence {
 			fmt.Fprintf(w, "  -%s\n", s.flag)
@@ -265,12 +277,16 @@ func build(shell Shell, values map[string]*value) (Config, error) {
 		}
 		return ""
 	}
-	bad := func(env, format string, a ...any) {
-		name := env
+	// name is how an error names a setting: its variable, and its flag
+	// where the shell has flags.
+	name := func(env string) string {
 		if shell != ShellLambda {
-			name += " (-" + flagName(env) + ")"
+			return env + " (-" + flagName(env) + ")"
 		}
-		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, a...)))
+		return env
+	}
+	bad := func(env, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name(env), fmt.Sprintf(format, a...)))
 	}
 	addr := func(env string, allowNegative bool) string {
 		a := str(env)
@@ -369,6 +385,11 @@ func build(shell Shell, values map[string]*value) (Config, error) {
 	} else {
 		cfg.DemoRuns = runs
 	}
+	if signer, err := commandSigner(str(envSigningKey), str(envSigningKid), name); err != nil {
+		errs = append(errs, err)
+	} else {
+		cfg.CommandSigner = signer
+	}
 	if shell == ShellLambda {
 		// Nothing persists on Lambda: no embedded NATS, no SQLite file that
 		// outlives the sandbox, no generated token.
@@ -386,6 +407,40 @@ func build(shell Shell, values map[string]*value) (Config, error) {
 		return Config{}, fmt.Errorf("configuration: %w", errors.Join(errs...))
 	}
 	return cfg, nil
+}
+
+// The command-signing pair.
+const (
+	envSigningKey = "KANADE_COMMAND_SIGNING_KEY"
+	envSigningKid = "KANADE_COMMAND_SIGNING_KID"
+)
+
+// commandSigner builds the signer of the key and kid settings, both or
+// neither. Half a pair is refused at start rather than published unsigned
+// (upstream's stage-2 choice): a backend an operator meant to sign must not
+// quietly leave the fleet unsigned, and a key must never sign under a
+// guessed id, which agents would report as a forgery. name names a setting
+// in the error.
+func commandSigner(key, kid string, name func(env string) string) (*sign.Signer, error) {
+	switch {
+	case key == "" && kid == "":
+		return nil, nil
+	case key == "" || kid == "":
+		set, unset := envSigningKey, envSigningKid
+		if key == "" {
+			set, unset = unset, set
+		}
+		return nil, fmt.Errorf("%s and %s go together: %s is set but %s is not; set both to sign commands, or neither to publish them unsigned",
+			name(envSigningKey), name(envSigningKid), set, unset)
+	}
+	s, err := sign.New(key, kid)
+	switch {
+	case errors.Is(err, sign.ErrKid):
+		return nil, fmt.Errorf("%s: %w", name(envSigningKid), err)
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w (the keygen subcommand prints a valid one)", name(envSigningKey), err)
+	}
+	return s, nil
 }
 
 // parseDemoRuns reads KANADE_DEMO_RUNS: comma-separated job=duration pairs

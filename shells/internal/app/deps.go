@@ -116,7 +116,17 @@ func connectNATS(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOpt
 		n.Server = s
 		url = s.ClientURL()
 	}
-	lo := bus.LinkOptions{URL: url, Name: o.Name, Token: cfg.NATSToken, Logger: logger}
+	// Every client the Link makes signs the commands it publishes; the
+	// handlers' GET /api/command-signing names the same key.
+	lo := bus.LinkOptions{URL: url, Name: o.Name, Token: cfg.NATSToken, Logger: logger,
+		Signer: cfg.CommandSigner, Clock: o.Clock}
+	if cfg.CommandSigner != nil {
+		logger.Info("signing every published command; agents that hold this key report kid:fingerprint in command_keys",
+			slog.String("kid", cfg.CommandSigner.Kid()), slog.String("fingerprint", cfg.CommandSigner.Fingerprint()))
+	} else {
+		logger.Warn("commands are published unsigned: no KANADE_COMMAND_SIGNING_KEY / KANADE_COMMAND_SIGNING_KID " +
+			"(the keygen subcommand makes a pair; give agents the public key before the backend signs)")
+	}
 	if o.Bootstrap {
 		lo.Bootstrap = func(ctx context.Context, c *bus.Client) error {
 			if err := c.Bootstrap(ctx, cfg.NATSReplicas); err != nil {

@@ -12,6 +12,7 @@ package onprem
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/shells/internal/app"
@@ -49,9 +51,13 @@ type Part struct {
 
 // Run is the whole program of an on-prem shell (an app.RunFunc): Start,
 // then part builds what the shell serves, then app.Run serves it beside the
-// worker until the signal. name identifies the process to NATS.
+// worker until the signal. name identifies the process to NATS. The keygen
+// subcommand (app.Keygen) prints a command-signing key pair instead.
 func Run(shell app.Shell, name string, part func(st *Started) (Part, error)) app.RunFunc {
 	return func(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+		if app.IsKeygen(args) {
+			return app.Keygen(args, time.Now(), rand.Reader, stdout, stderr)
+		}
 		st, err := Start(ctx, shell, name, args, lookup, stderr)
 		if st == nil || err != nil {
 			return err
