@@ -18,7 +18,6 @@ var accountsNow = time.Date(2026, 7, 1, 9, 30, 0, 123_000_000, time.UTC)
 
 func flag(b bool) *bool { return &b }
 
-
 func mustCreate(t *testing.T, db *storage.DB, name, role string) kanade.Account {
 	t.Helper()
 	a, err := db.CreateAccount(context.Background(), storage.NewAccount{Username: name, Hash: "hash-of-" + name, Role: role})
