@@ -50,13 +50,13 @@ type Part struct {
 // Run is the whole program of an on-prem shell (an app.RunFunc): Start,
 // then part builds what the shell serves, then app.Run serves it beside the
 // worker until the signal. name identifies the process to NATS.
-func Run(shell app.Shell, name string, part func(st *Started) (Part, error)) app.RunFunc {
+func Run(shell app.Shell, name string, part func(ctx context.Context, st *Started) (Part, error)) app.RunFunc {
 	return func(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 		st, err := Start(ctx, shell, name, args, lookup, stderr)
 		if st == nil || err != nil {
 			return err
 		}
-		p, err := part(st)
+		p, err := part(ctx, st)
 		if err != nil {
 			return errors.Join(err, st.Deps.Close())
 		}
