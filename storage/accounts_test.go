@@ -59,6 +59,12 @@ func TestAccountsRoundTrip(t *testing.T) {
 	if err != nil || c.Hash != "hash-of-alice" || c.Account != want {
 		t.Errorf("Credentials = %+v, %v", c, err)
 	}
+	if role, disabled, err := db.AccountAccess(ctx, "alice"); err != nil || role != "operator" || disabled {
+		t.Errorf("AccountAccess = %q, %v, %v", role, disabled, err)
+	}
+	if _, _, err := db.AccountAccess(ctx, "nobody"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("AccountAccess(nobody) = %v, want ErrNotFound", err)
+	}
 	if _, err := db.Account(ctx, "nobody"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("Account(nobody) = %v, want ErrNotFound", err)
 	}
