@@ -112,8 +112,9 @@ var serviceToken = Caller{Subject: KindServiceToken, Kind: KindServiceToken, Rol
 //
 //  1. cfg.Disabled: everything is open (a loud warning is logged once, here).
 //  2. Paths that cannot route to /api/ or /metrics are open, and so are
-//     exactly /api/version and cfg.OpenPaths. Any path that is not already canonical (see
-//     needsAuth) counts as protected, whatever it would route to.
+//     exactly /api/version and cfg.OpenPaths. Any path that is not already
+//     canonical (see needsAuth) counts as protected, whatever it would
+//     route to.
 //  3. A bearer token is required (the scheme is matched case-insensitively,
 //     as RFC 9110 §11.1 says auth schemes are).
 //  4. The static token, compared in constant time, makes the caller
