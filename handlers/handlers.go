@@ -9,6 +9,9 @@
 // The root package's validators return a *kanade.FieldError naming the
 // field; invalid (manage.go) turns it into a 422 at body.<field>, the one
 // place that does, found with errors.As and never by reading the message.
+// Likewise roles (control.md §9.2) live in one table, routeRoles
+// (roles.go): a gate in front of the routes refuses callers below a
+// route's role before any handler runs, so no handler checks roles itself.
 package handlers
 
 import (
@@ -139,7 +142,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	srv := &Server{cfg: cfg, kdf: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))}
 	roles := routeRoles()
-	mux, api, err := srv.routes()
+	mux, api, err := srv.buildRoutes()
 	if err != nil {
 		return nil, err
 	}
@@ -167,9 +170,9 @@ func New(cfg Config) (*Server, error) {
 	return srv, nil
 }
 
-// routes registers every route on a new mux: huma's operations, its
+// buildRoutes registers every route on a new mux: huma's operations, its
 // OpenAPI document and docs, the probes, /metrics and the dashboard.
-func (srv *Server) routes() (*routes, huma.API, error) {
+func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	mux := &routes{ServeMux: http.NewServeMux()}
 	hc := huma.DefaultConfig("kanade backend API", kanade.Version)
 	hc.OpenAPIPath = "/api/openapi"

@@ -71,7 +71,7 @@ func TestRoleTableFollowsTheContract(t *testing.T) {
 // dashboard included, and compares the patterns with the table both ways.
 func TestEveryRouteHasARoleAndEveryRoleARoute(t *testing.T) {
 	srv := &Server{cfg: Config{Registry: prometheus.NewRegistry(), SPA: fstest.MapFS{"index.html": {Data: []byte("x")}}}}
-	mux, api, err := srv.routes()
+	mux, api, err := srv.buildRoutes()
 	if err != nil {
 		t.Fatal(err)
 	}
