@@ -1,6 +1,10 @@
 // Package auth authenticates requests to /api/* and /metrics as
 // shared/spec/api.md ("Authentication of /api/*") says: a static service token
-// or an HS256 JWT, presented as "Authorization: Bearer <token>".
+// or an HS256 JWT, presented as "Authorization: Bearer <token>". It also
+// says what the caller may do (Role, control.md §9): the static token and
+// disabled authentication act as Admin; a JWT's role is its account's, read
+// through Config.Accounts on every request. Which route needs which role is
+// the handlers' table; this package only compares.
 //
 // It is a single http.Handler wrapper so every shell (on-prem HTTP, Lambda)
 // gets the same rules. It must never let a request whose path could route to
@@ -16,6 +20,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -36,6 +41,16 @@ type Config struct {
 	StaticToken string
 	// JWTSecret is the HS256 key (KANADE_JWT_SECRET). Empty means no JWTs.
 	JWTSecret []byte
+	// Accounts looks up a JWT's subject on every request that carries one:
+	// the account's role is the caller's, and a subject without an account,
+	// or with a disabled one, is refused with 401 (control.md §9.1). Nil
+	// trusts the token's "roles" claim instead (HighestRole), for an
+	// issuer that keeps no accounts here.
+	Accounts AccountLookup
+	// OpenPaths are exact paths under /api/ that need no credentials,
+	// besides /api/version (api.md rule 2), such as the login route. Like
+	// /api/version, only the canonical spelling of each is open.
+	OpenPaths []string
 	// Clock is "now" for exp/nbf checks; nil is time.Now.
 	Clock func() time.Time
 	// Logger receives the start-up warnings and one debug line per refused
@@ -57,10 +72,12 @@ type Caller struct {
 	// "anonymous" for open paths, or "auth-disabled" when authentication is
 	// off.
 	Subject string
-	// Roles are the JWT "roles" claim; nil otherwise.
-	Roles []string
 	// Kind is KindServiceToken, KindJWT or KindAnonymous.
 	Kind string
+	// Role is what the caller may do: Admin for the static token and with
+	// authentication disabled, the account's role for a JWT, NoRole for an
+	// anonymous caller of an open path.
+	Role Role
 }
 
 type callerKey struct{}
@@ -82,20 +99,28 @@ var anonymous = Caller{Subject: "anonymous", Kind: KindAnonymous}
 
 // authDisabled is every caller while authentication is off: the audit trail
 // names it as upstream does (control.md §0.2), so nobody mistakes such an
-// entry for an authenticated one.
-var authDisabled = Caller{Subject: "auth-disabled", Kind: KindAnonymous}
+// entry for an authenticated one. It acts as admin (control.md §9.1): with
+// authentication off there is nobody to refuse.
+var authDisabled = Caller{Subject: "auth-disabled", Kind: KindAnonymous, Role: Admin}
+
+// serviceToken is the caller of the static token, an admin (control.md
+// §9.1): it is the operator's own key, for automation and for recovering
+// from a lost admin password.
+var serviceToken = Caller{Subject: KindServiceToken, Kind: KindServiceToken, Role: Admin}
 
 // Middleware wraps next with the rules of api.md, checked in this order:
 //
 //  1. cfg.Disabled: everything is open (a loud warning is logged once, here).
-//  2. Paths that cannot route to /api/ or /metrics are open, and so is
-//     exactly /api/version. Any path that is not already canonical (see
-//     needsAuth) counts as protected, whatever it would route to.
+//  2. Paths that cannot route to /api/ or /metrics are open, and so are
+//     exactly /api/version and cfg.OpenPaths. Any path that is not already
+//     canonical (see needsAuth) counts as protected, whatever it would
+//     route to.
 //  3. A bearer token is required (the scheme is matched case-insensitively,
 //     as RFC 9110 §11.1 says auth schemes are).
 //  4. The static token, compared in constant time, makes the caller
 //     "service-token"; a mismatch falls through to
-//  5. an HS256 JWT signed with cfg.JWTSecret (see verifyJWT).
+//  5. an HS256 JWT signed with cfg.JWTSecret (see verifyJWT), whose subject
+//     must have an enabled account when cfg.Accounts is set.
 //
 // It returns an error when auth is enabled but neither a static token nor a
 // JWT secret is configured (rule 6: the shell must generate a token first;
@@ -131,9 +156,19 @@ func Middleware(cfg Config, next http.Handler) (http.Handler, error) {
 			slog.Int("bytes", n))
 	}
 	a := &authenticator{
-		next:   next,
-		clock:  cfg.Clock,
-		logger: logger,
+		next:     next,
+		clock:    cfg.Clock,
+		logger:   logger,
+		accounts: cfg.Accounts,
+		open:     map[string]bool{openAPIPath: true},
+	}
+	for _, p := range cfg.OpenPaths {
+		// A route pattern ("/api/x/{id}") is not a path: only literal
+		// paths can be open.
+		if !strings.HasPrefix(p, "/api/") || !isCanonical(p, p) || canonicalize(p) != p || strings.ContainsAny(p, "{}") {
+			return nil, fmt.Errorf("auth: open path %q is not a literal canonical path under /api/", p)
+		}
+		a.open[p] = true
 	}
 	if a.clock == nil {
 		a.clock = time.Now
@@ -152,6 +187,8 @@ type authenticator struct {
 	next      http.Handler
 	clock     func() time.Time
 	logger    *slog.Logger
+	accounts  AccountLookup
+	open      map[string]bool // exact paths under /api/ open to anyone
 	hasStatic bool
 	staticSum [sha256.Size]byte
 	secret    []byte
@@ -163,15 +200,23 @@ type failure struct {
 	reason string
 	// challenge is the error attribute of WWW-Authenticate ("" for none).
 	challenge string
+	// err is an infrastructure failure behind the refusal (logged, never
+	// sent).
+	err error
 }
 
 func (a *authenticator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !needsAuth(r.URL) {
+	if !needsAuth(r.URL, a.open) {
 		a.next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), anonymous)))
 		return
 	}
 	c, f := a.authenticate(r)
 	if f != nil {
+		if f.err != nil {
+			// The accounts could not be read: the request is refused, and
+			// this is the edge that says why.
+			a.logger.ErrorContext(r.Context(), "auth: account lookup failed", slog.Any("error", f.err))
+		}
 		a.logger.Debug("auth: request refused",
 			slog.String("reason", f.reason),
 			slog.String("method", r.Method),
@@ -213,7 +258,7 @@ func (a *authenticator) authenticate(r *http.Request) (Caller, *failure) {
 		// Comparing fixed-size hashes keeps the comparison constant-time
 		// and independent of the configured token's length.
 		if subtle.ConstantTimeCompare(sum[:], a.staticSum[:]) == 1 {
-			return Caller{Subject: KindServiceToken, Kind: KindServiceToken}, nil
+			return serviceToken, nil
 		}
 	}
 	if a.secret == nil || strings.Count(token, ".") != 2 {
@@ -223,7 +268,26 @@ func (a *authenticator) authenticate(r *http.Request) (Caller, *failure) {
 	if err != nil {
 		return Caller{}, &failure{reason: err.Error(), challenge: "invalid_token"}
 	}
-	return Caller{Subject: claims.sub, Roles: claims.roles, Kind: KindJWT}, nil
+	c := Caller{Subject: claims.sub, Kind: KindJWT, Role: HighestRole(claims.roles)}
+	if a.accounts == nil {
+		return c, nil
+	}
+	// The account, not the token, says what the caller may do (control.md
+	// §9.1). Each refusal is a 401, a disabled account included, so the
+	// dashboard logs out rather than showing a page of refusals.
+	acct, err := a.accounts(r.Context(), claims.sub)
+	switch {
+	case errors.Is(err, ErrNoAccount):
+		return Caller{}, &failure{reason: "unknown account", challenge: "invalid_token"}
+	case err != nil:
+		return Caller{}, &failure{reason: "auth backend unavailable", err: err}
+	case acct.Disabled:
+		return Caller{}, &failure{reason: "account disabled", challenge: "invalid_token"}
+	case acct.Role == NoRole:
+		return Caller{}, &failure{reason: "account has no role", challenge: "invalid_token"}
+	}
+	c.Role = acct.Role
+	return c, nil
 }
 
 // validTokenChars reports whether s has no whitespace, control characters or

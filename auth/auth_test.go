@@ -113,9 +113,9 @@ func serve(t *testing.T, cfg Config, target, authz string) (outcome, *httptest.R
 }
 
 var (
-	serviceCaller = &Caller{Subject: "service-token", Kind: KindServiceToken}
-	aliceCaller   = &Caller{Subject: "alice", Roles: []string{"admin", "viewer"}, Kind: KindJWT}
-	offCaller     = &Caller{Subject: "auth-disabled", Kind: KindAnonymous}
+	serviceCaller = &Caller{Subject: "service-token", Kind: KindServiceToken, Role: Admin}
+	aliceCaller   = &Caller{Subject: "alice", Kind: KindJWT, Role: Admin} // roles ["admin","viewer"]: the highest
+	offCaller     = &Caller{Subject: "auth-disabled", Kind: KindAnonymous, Role: Admin}
 )
 
 func ok(c *Caller) outcome { return outcome{Status: http.StatusTeapot, Reached: true, Caller: c} }
@@ -274,15 +274,15 @@ func TestJWTValidation(t *testing.T) {
 	}{
 		{"a valid token passes", valid, testNow, aliceCaller, ""},
 		{"roles are optional", makeJWT(hs256Header, claimsJSON(""), sign), testNow,
-			&Caller{Subject: "alice", Kind: KindJWT}, ""},
+			&Caller{Subject: "alice", Kind: KindJWT, Role: Viewer}, ""},
 		{"a header without typ is fine", makeJWT(`{"alg":"HS256"}`, claimsJSON(""), sign), testNow,
-			&Caller{Subject: "alice", Kind: KindJWT}, ""},
+			&Caller{Subject: "alice", Kind: KindJWT, Role: Viewer}, ""},
 		{"aud as an array containing kanade passes",
 			makeJWT(hs256Header, claims(fmt.Sprintf(`{"sub":"bob","aud":["other","kanade"],"exp":%d}`, exp)), sign), testNow,
-			&Caller{Subject: "bob", Kind: KindJWT}, ""},
+			&Caller{Subject: "bob", Kind: KindJWT, Role: Viewer}, ""},
 		{"a fractional exp is a NumericDate too",
 			makeJWT(hs256Header, claims(fmt.Sprintf(`{"sub":"bob","aud":"kanade","exp":%d.5}`, exp)), sign), testNow,
-			&Caller{Subject: "bob", Kind: KindJWT}, ""},
+			&Caller{Subject: "bob", Kind: KindJWT, Role: Viewer}, ""},
 
 		// Audience.
 		{"a wrong audience is refused",
@@ -319,10 +319,10 @@ func TestJWTValidation(t *testing.T) {
 			nil, "token is not valid yet"},
 		{"nbf within the leeway passes",
 			makeJWT(hs256Header, claimsJSON(fmt.Sprintf(`"nbf":%d`, testNow.Add(leeway-time.Second).Unix())), sign), testNow,
-			&Caller{Subject: "alice", Kind: KindJWT}, ""},
+			&Caller{Subject: "alice", Kind: KindJWT, Role: Viewer}, ""},
 		{"nbf in the past passes",
 			makeJWT(hs256Header, claimsJSON(fmt.Sprintf(`"nbf":%d`, testNow.Add(-time.Minute).Unix())), sign), testNow,
-			&Caller{Subject: "alice", Kind: KindJWT}, ""},
+			&Caller{Subject: "alice", Kind: KindJWT, Role: Viewer}, ""},
 
 		// Subject and roles.
 		{"a missing sub is refused",

@@ -158,11 +158,11 @@ func FuzzCanonicalPath(f *testing.F) {
 		if strings.Contains(c, "//") || strings.Contains(c+"/", "/./") || strings.Contains(c+"/", "/../") {
 			t.Fatalf("canonicalize(%q) = %q has an empty or dot segment", p, c)
 		}
-		if isProtected(c) && !needsAuth(&url.URL{Path: p}) && p != openAPIPath {
+		if isProtected(c) && !needsAuth(&url.URL{Path: p}, versionOnly) && p != openAPIPath {
 			t.Fatalf("needsAuth(Path %q) = false, but it canonicalizes to %q", p, c)
 		}
 		u, err := url.ParseRequestURI(p)
-		if err != nil || needsAuth(u) {
+		if err != nil || needsAuth(u, versionOnly) {
 			return
 		}
 		if u.Path == openAPIPath && u.EscapedPath() == openAPIPath {

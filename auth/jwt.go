@@ -245,3 +245,32 @@ func stringOrArray(raw json.RawMessage) ([]string, error) {
 	}
 	return many, nil
 }
+
+// jwtHeader is the header of every token IssueJWT signs.
+var jwtHeader = b64.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+
+// IssueJWT signs the token of a login (control.md §9.3): HS256 over
+// {sub, exp, aud: "kanade", roles: [role]}, the shape verifyJWT accepts.
+// exp is truncated to whole seconds. The roles claim is informative for
+// clients: the middleware takes the role from the account, not the token.
+func IssueJWT(secret []byte, sub string, role Role, exp time.Time) (string, error) {
+	if len(secret) == 0 {
+		return "", errors.New("auth: no JWT secret to sign with")
+	}
+	if sub == "" || role == NoRole {
+		return "", errors.New("auth: a token needs a subject and a role")
+	}
+	claims, err := json.Marshal(struct {
+		Sub   string   `json:"sub"`
+		Exp   int64    `json:"exp"`
+		Aud   string   `json:"aud"`
+		Roles []string `json:"roles"`
+	}{sub, exp.Unix(), Audience, []string{role.String()}})
+	if err != nil {
+		return "", fmt.Errorf("auth: encode claims: %w", err)
+	}
+	signed := jwtHeader + "." + b64.EncodeToString(claims)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(signed))
+	return signed + "." + b64.EncodeToString(mac.Sum(nil)), nil
+}

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// openAPIPath is the one /api/ path anyone may read.
+// openAPIPath is the /api/ path anyone may read whatever is configured.
 const openAPIPath = "/api/version"
 
 // needsAuth decides whether a request must carry credentials, looking only at
@@ -15,17 +15,18 @@ const openAPIPath = "/api/version"
 // and trailing dots, so any path that is not already in the one canonical
 // spelling needs auth, whatever it would route to. Only a canonical path
 // that cannot be /api, /api/… or /metrics in any reading is open, plus
-// exactly /api/version.
+// exactly the paths of open (/api/version and the configured open paths),
+// spelled exactly so.
 //
 // With credentials such a request goes on unchanged (Go's ServeMux then
 // redirects or routes it as it likes); without them it gets a 401 before any
 // router sees it.
-func needsAuth(u *url.URL) bool {
+func needsAuth(u *url.URL, open map[string]bool) bool {
 	if u.Opaque != "" {
 		return true
 	}
 	p, raw := u.Path, u.EscapedPath()
-	if p == openAPIPath && raw == openAPIPath {
+	if p == raw && open[p] {
 		return false
 	}
 	if !isCanonical(p, raw) {

@@ -9,6 +9,9 @@
 // The root package's validators return a *kanade.FieldError naming the
 // field; invalid (manage.go) turns it into a 422 at body.<field>, the one
 // place that does, found with errors.As and never by reading the message.
+// Likewise roles (control.md §9.2) live in one table, routeRoles
+// (roles.go): a gate in front of the routes refuses callers below a
+// route's role before any handler runs, so no handler checks roles itself.
 package handlers
 
 import (
@@ -17,6 +20,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -122,21 +126,61 @@ func (c Config) withDefaults() (Config, error) {
 // Server is the HTTP surface built from a Config: the operations hang off it
 // and read their dependencies from its copy of the configuration, defaults
 // applied. It is an http.Handler, safe for concurrent use, and holds no state
-// beyond that configuration (the metrics live in Config.Registry).
+// beyond that configuration (the metrics live in Config.Registry) and the
+// semaphore that bounds concurrent password hashes.
 type Server struct {
 	cfg     Config
 	handler http.Handler // the routes behind instrumentation and auth
+	// kdf admits as many password hashes at once as there are cores: each
+	// takes tens of MiB (password.Default), so a burst of logins queues
+	// here rather than growing the heap by that much per request.
+	kdf chan struct{}
 }
 
 // New builds the Server of cfg: every route registered, wrapped in the
-// request metrics and the auth middleware.
+// role gate (routeRoles), the request metrics and the auth middleware. A
+// route without a role is an error.
 func New(cfg Config) (*Server, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	srv := &Server{cfg: cfg}
-	mux := http.NewServeMux()
+	srv := &Server{cfg: cfg, kdf: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))}
+	roles := routeRoles()
+	mux, api, err := srv.buildRoutes()
+	if err != nil {
+		return nil, err
+	}
+	if err := errors.Join(checkRoles(mux.patterns, roles), documentRoles(api.OpenAPI(), roles)); err != nil {
+		return nil, err
+	}
+
+	// withSource sits outside instrument: it hands on a copy of the request,
+	// and the route label is read from the request the mux matched.
+	measured, err := instrument(cfg.Registry, withRunDeadline(srv.gate(mux.ServeMux, roles)))
+	if err != nil {
+		return nil, err
+	}
+	// The users table is authoritative for every JWT (control.md §9.1),
+	// and the public routes of the table are the paths open without one.
+	ac := cfg.Auth
+	ac.Accounts = srv.accountOf
+	if ac.OpenPaths, err = openPaths(roles); err != nil {
+		return nil, err
+	}
+	if ac.Clock == nil {
+		ac.Clock = cfg.Clock
+	}
+	if srv.handler, err = auth.Middleware(ac, withSource(measured)); err != nil {
+		return nil, err
+	}
+	return srv, nil
+}
+
+// buildRoutes registers every route on a new mux: huma's operations, its
+// OpenAPI document and docs, the probes, /metrics and the dashboard.
+func (srv *Server) buildRoutes() (*routes, huma.API, error) {
+	mux := &routes{ServeMux: http.NewServeMux()}
 	hc := huma.DefaultConfig("kanade backend API", kanade.Version)
 	hc.OpenAPIPath = "/api/openapi"
 	hc.DocsPath = "/api/docs"
@@ -155,19 +199,12 @@ func New(cfg Config) (*Server, error) {
 	srv.registerManage(api)
 	srv.registerRecords(api)
 	srv.registerControl(api)
+	srv.registerAccounts(api)
 	if err := srv.registerMetrics(mux); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	srv.registerSPA(mux)
-
-	measured, err := instrument(cfg.Registry, withRunDeadline(withSource(mux)))
-	if err != nil {
-		return nil, err
-	}
-	if srv.handler, err = auth.Middleware(cfg.Auth, measured); err != nil {
-		return nil, err
-	}
-	return srv, nil
+	return mux, api, nil
 }
 
 // ServeHTTP serves one request through auth, the metrics and the routes.

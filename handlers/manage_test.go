@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -508,7 +509,11 @@ func TestManageAuditEvents(t *testing.T) {
 	e.must(http.StatusNoContent, http.MethodDelete, "/api/schedules/daily.report", "")
 	e.must(http.StatusNoContent, http.MethodDelete, "/api/jobs/nightly", "")
 	// Every HTTP mutation is audited as operator (control.md §0.2), the
-	// caller in sub and X-Kanade-Source in source.
+	// caller in sub and X-Kanade-Source in source. A JWT's subject needs
+	// an account (control.md §9.1), an operator to PUT a job.
+	if _, err := e.db.CreateAccount(context.Background(), storage.NewAccount{Username: "alice@example.com", Hash: "unused", Role: "operator"}); err != nil {
+		t.Fatal(err)
+	}
 	token := hs256(t, map[string]any{"sub": "alice@example.com", "aud": "kanade", "exp": manageNow.Add(time.Hour).Unix()})
 	r := httptest.NewRequest(http.MethodPut, "/api/jobs/nightly", strings.NewReader(jobJSON("nightly", "2")))
 	r.Header.Set("Content-Type", "application/json")

@@ -20,7 +20,7 @@ import (
 // Registering on a registry that already holds them (New called twice with
 // one registry) is an error: the second handler's rollup would silently be
 // ignored.
-func (srv *Server) registerMetrics(mux *http.ServeMux) error {
+func (srv *Server) registerMetrics(mux *routes) error {
 	if err := srv.cfg.Registry.Register(newFleetCollector(srv)); err != nil {
 		return fmt.Errorf("handlers: register fleet metrics: %w", err)
 	}

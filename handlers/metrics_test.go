@@ -98,6 +98,11 @@ func TestRequestDurations(t *testing.T) {
 	if rec.Code != http.StatusUnauthorized {
 		t.Fatalf("without token: %d", rec.Code)
 	}
+	// The dashboard and the CLI send X-Kanade-Source: still the route's label.
+	src := httptest.NewRequest(http.MethodGet, "/api/version", nil)
+	src.Header.Set("Authorization", "Bearer "+testToken)
+	src.Header.Set("X-Kanade-Source", "spa")
+	e.h.ServeHTTP(httptest.NewRecorder(), src)
 	req := httptest.NewRequest("BREW", "/healthz", nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	e.h.ServeHTTP(httptest.NewRecorder(), req)
@@ -105,7 +110,7 @@ func TestRequestDurations(t *testing.T) {
 	got := scrape(t, e, "kanade_http_request_duration_seconds_count")
 	want := []string{
 		`kanade_http_request_duration_seconds_count{code="200",method="GET",route="/api/health/fleet"} 2`,
-		`kanade_http_request_duration_seconds_count{code="200",method="GET",route="/api/version"} 1`,
+		`kanade_http_request_duration_seconds_count{code="200",method="GET",route="/api/version"} 2`,
 		`kanade_http_request_duration_seconds_count{code="200",method="GET",route="/healthz"} 1`,
 		`kanade_http_request_duration_seconds_count{code="404",method="GET",route="other"} 2`,
 		`kanade_http_request_duration_seconds_count{code="405",method="OTHER",route="other"} 1`,

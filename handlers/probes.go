@@ -28,7 +28,7 @@ type Readiness struct {
 // /healthz prove only that the process serves HTTP (they touch nothing, so a
 // slow database never gets a healthy process restarted); /readyz checks the
 // database and NATS, each under a short timeout.
-func (srv *Server) registerProbes(mux *http.ServeMux) {
+func (srv *Server) registerProbes(mux *routes) {
 	alive := func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")

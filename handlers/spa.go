@@ -23,7 +23,7 @@ const spaCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src
 // registerSPA serves the embedded dashboard on the catch-all "GET /" (which
 // also answers HEAD): the more specific /api/..., probe and /metrics routes
 // registered by the other files win over it.
-func (srv *Server) registerSPA(mux *http.ServeMux) {
+func (srv *Server) registerSPA(mux *routes) {
 	if srv.cfg.SPA == nil {
 		return
 	}

@@ -96,3 +96,6 @@ func queryPlans(ctx context.Context, db *DB, cases map[string]planCase) (map[str
 	}
 	return plans, nil
 }
+
+// RetryAfterForTest is the throttle's pure rule.
+var RetryAfterForTest = retryAfter

@@ -6,6 +6,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net"
 
@@ -22,12 +23,12 @@ var run = onprem.Run(app.ShellHTTP, "kanade-http", serve)
 
 // serve is the API and the dashboard, seeing the in-process worker's
 // projections when there is one.
-func serve(st *onprem.Started) (onprem.Part, error) {
+func serve(ctx context.Context, st *onprem.Started) (onprem.Part, error) {
 	var progress func() []kanade.ProjectionProgress
 	if st.Worker != nil {
 		progress = st.Worker.Progress
 	}
-	h, err := api.New(st.Deps, st.Auth, progress)
+	h, err := api.New(ctx, st.Deps, st.Auth, progress)
 	return onprem.Part{Name: "http", Addr: st.Config.HTTPAddr, Handler: h,
 		Announce: func(stdout io.Writer, addr net.Addr) { app.PrintDashboard(stdout, st.Logger, addr, st.Auth) },
 	}, err

@@ -190,3 +190,79 @@ func TestColdStartWithNATSDown(t *testing.T) {
 		}
 	}
 }
+
+// invokeV2 sends one API Gateway v2 request from sourceIP and decodes the
+// answer.
+func invokeV2(t *testing.T, h http.Handler, method, path, authorization, sourceIP, body string) response {
+	t.Helper()
+	ev := map[string]any{
+		"version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+		"headers": map[string]string{"authorization": authorization, "content-type": "application/json"},
+		"requestContext": map[string]any{"accountId": "123456789012", "apiId": "api", "domainName": "api.example",
+			"http":      map[string]string{"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": sourceIP, "userAgent": "test"},
+			"requestId": "r-3", "routeKey": "$default", "stage": "$default", "timeEpoch": 0},
+		"body": body, "isBase64Encoded": false,
+	}
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := algnhsa.New(h, nil).Invoke(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r response
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestBootstrapAdminLogsInOnLambda: with KANADE_BOOTSTRAP_ADMIN_* and a JWT
+// secret, a cold start on an empty database creates the admin, who logs in
+// through API Gateway; failed attempts are counted per source IP.
+func TestBootstrapAdminLogsInOnLambda(t *testing.T) {
+	env := testEnv(t)
+	env["KANADE_JWT_SECRET"] = "lambda-jwt-secret-0123456789abcdef0123"
+	env["KANADE_BOOTSTRAP_ADMIN_USER"] = "chief"
+	env["KANADE_BOOTSTRAP_ADMIN_PASSWORD"] = "chief-password-1"
+	h, cleanup, err := newHandler(t.Context(), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	for i := range 10 {
+		r := invokeV2(t, h, http.MethodPost, "/api/auth/login", "", "203.0.113.7", fmt.Sprintf(`{"username":"u%d","password":"guess"}`, i))
+		if r.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d %s", i, r.StatusCode, r.Body)
+		}
+	}
+	login := `{"username":"chief","password":"chief-password-1"}`
+	if r := invokeV2(t, h, http.MethodPost, "/api/auth/login", "", "203.0.113.7", login); r.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("login from the guessing address: %d %s, want 429", r.StatusCode, r.Body)
+	}
+	r := invokeV2(t, h, http.MethodPost, "/api/auth/login", "", "198.51.100.1", login)
+	if r.StatusCode != http.StatusOK {
+		t.Fatalf("login: %d %s", r.StatusCode, r.Body)
+	}
+	var tok struct {
+		Token        string `json:"token"`
+		MustChangePW bool   `json:"must_change_pw"`
+	}
+	if err := json.Unmarshal([]byte(r.Body), &tok); err != nil || !tok.MustChangePW {
+		t.Fatalf("login body %s (%v)", r.Body, err)
+	}
+	r = invokeV2(t, h, http.MethodGet, "/api/auth/me", "Bearer "+tok.Token, "198.51.100.1", "")
+	if r.StatusCode != http.StatusOK || !strings.Contains(r.Body, `"username":"chief"`) || !strings.Contains(r.Body, `"role":"admin"`) {
+		t.Errorf("me: %d %s", r.StatusCode, r.Body)
+	}
+}
+
+func TestABootstrapPasswordThatBreaksTheRulesStopsTheStart(t *testing.T) {
+	env := testEnv(t)
+	env["KANADE_BOOTSTRAP_ADMIN_PASSWORD"] = "short"
+	_, _, err := newHandler(t.Context(), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err == nil || !strings.Contains(err.Error(), "KANADE_BOOTSTRAP_ADMIN_PASSWORD") || strings.Contains(err.Error(), "short\"") {
+		t.Fatalf("newHandler = %v, want an error naming the variable, not quoting the password", err)
+	}
+}

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,7 +26,7 @@ var run = onprem.Run(app.ShellWorker, "kanade-worker", serve)
 // serve is the admin address: probes and metrics. /metrics is authenticated
 // like the API's; the generated token is the same file the HTTP shell uses
 // when both share a data folder.
-func serve(st *onprem.Started) (onprem.Part, error) {
+func serve(_ context.Context, st *onprem.Started) (onprem.Part, error) {
 	mux := http.NewServeMux()
 	healthz, readyz := onprem.WorkerProbes(st.Deps, st.Worker)
 	mux.HandleFunc("GET /healthz", healthz)

@@ -11,6 +11,8 @@
 package api
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -22,12 +24,17 @@ import (
 )
 
 // New builds the handler on d's database, NATS link, clock and metrics
-// registry, with authentication a.
+// registry, with authentication a. On a database without accounts it first
+// creates the bootstrap admin when KANADE_BOOTSTRAP_ADMIN_PASSWORD is set
+// (control.md §9.3); a password that breaks the rules stops the start.
 //
 // progress, when the worker runs in this process, is its view of the
 // projections (the worker's Progress), so readiness and the fleet rollup see
 // a stalled projection; nil otherwise.
-func New(d *app.Deps, a app.Auth, progress func() []kanade.ProjectionProgress) (http.Handler, error) {
+func New(ctx context.Context, d *app.Deps, a app.Auth, progress func() []kanade.ProjectionProgress) (http.Handler, error) {
+	if err := bootstrap(ctx, d); err != nil {
+		return nil, err
+	}
 	return handlers.New(handlers.Config{
 		DB:                 d.DB,
 		Prober:             bus.Prober{Client: d.NATS.Link.Client, Replicas: d.Config.NATSReplicas},
@@ -44,4 +51,35 @@ func New(d *app.Deps, a app.Auth, progress func() []kanade.ProjectionProgress) (
 		CommandSigning:     d.Config.CommandSigner.Identity(),
 		Logger:             d.Logger.With(slog.String("part", "http")),
 	})
+}
+
+// bootstrap creates the first admin from the configuration, or says in the
+// log why nobody can log in yet. It logs the username, never the password.
+func bootstrap(ctx context.Context, d *app.Deps) error {
+	cfg, log := d.Config, d.Logger
+	if cfg.BootstrapAdminPassword == "" {
+		has, err := d.DB.HasAccounts(ctx)
+		if err != nil {
+			// Not fatal: the API serves without accounts, and the next
+			// start checks again.
+			log.Warn("accounts: cannot tell whether any exist", slog.Any("error", err))
+			return nil
+		}
+		if !has && cfg.JWTSecret != "" {
+			log.Warn("accounts: there are none, so nobody can log in; set KANADE_BOOTSTRAP_ADMIN_PASSWORD (and _USER) for a first admin, or create one with the static token (POST /api/accounts)")
+		}
+		return nil
+	}
+	created, err := handlers.BootstrapAdmin(ctx, d.DB, cfg.BootstrapAdminUser, cfg.BootstrapAdminPassword)
+	if err != nil {
+		return fmt.Errorf("KANADE_BOOTSTRAP_ADMIN_PASSWORD: %w", err)
+	}
+	if created {
+		log.Warn("accounts: created the bootstrap admin; log in and change its password, then unset KANADE_BOOTSTRAP_ADMIN_PASSWORD",
+			slog.String("username", cfg.BootstrapAdminUser))
+	}
+	if cfg.JWTSecret == "" {
+		log.Warn("accounts: login needs KANADE_JWT_SECRET to sign tokens; until it is set, POST /api/auth/login answers 503")
+	}
+	return nil
 }

@@ -40,6 +40,7 @@ const (
 
 const (
 	onPrem = ShellHTTP | ShellWorker
+	api    = ShellHTTP | ShellLambda // the shells that serve the API
 	every  = ShellHTTP | ShellWorker | ShellLambda
 )
 
@@ -78,6 +79,11 @@ type Config struct {
 	AuthDisabled    bool
 	AuthStaticToken string
 	JWTSecret       string
+	// BootstrapAdminUser and BootstrapAdminPassword name the first admin,
+	// created when the accounts table is empty (control.md §9.3); no
+	// password, no bootstrap.
+	BootstrapAdminUser     string
+	BootstrapAdminPassword string
 	// Worker runs the projector and scheduler inside the HTTP shell.
 	Worker    bool
 	LogLevel  slog.Level
@@ -157,7 +163,11 @@ var settings = []setting{
 	{env: "KANADE_AUTH_STATIC_TOKEN", flag: "auth-static-token", shells: every, placeholder: "token",
 		usage: "static bearer token for /api and /metrics (caller service-token)"},
 	{env: "KANADE_JWT_SECRET", flag: "jwt-secret", shells: every, placeholder: "secret",
-		usage: "HS256 secret for bearer JWTs (audience kanade)"},
+		usage: "HS256 secret for bearer JWTs (audience kanade); also signs the tokens of account logins"},
+	{env: "KANADE_BOOTSTRAP_ADMIN_USER", flag: "bootstrap-admin-user", def: "admin", shells: api, placeholder: "name",
+		usage: "username of the first admin account, created with KANADE_BOOTSTRAP_ADMIN_PASSWORD when there are no accounts"},
+	{env: "KANADE_BOOTSTRAP_ADMIN_PASSWORD", flag: "bootstrap-admin-password", shells: api, placeholder: "password",
+		usage: "password of the first admin (at least 8 characters; changed at first login); only used while there are no accounts (prefer the variable: flags show in ps)"},
 	// Command signing: every shell publishes commands (exec, run, the
 	// scheduler's firings), so every shell signs them.
 	{env: envSigningKey, flag: "command-signing-key", shells: every, placeholder: "base64",
@@ -305,24 +315,33 @@ func build(shell Shell, values map[string]*value) (Config, error) {
 		return a
 	}
 	cfg := Config{
-		HTTPAddr:        addr("KANADE_HTTP_ADDR", false),
-		AdminAddr:       addr("KANADE_ADMIN_ADDR", false),
-		NATSListen:      addr("KANADE_NATS_LISTEN", true),
-		DataDir:         str("KANADE_DATA_DIR"),
-		DB:              str("KANADE_DB"),
-		DBAuthToken:     str("KANADE_DB_AUTH_TOKEN"),
-		NATSURL:         str("KANADE_NATS_URL"),
-		NATSToken:       str("KANADE_NATS_TOKEN"),
-		AuthStaticToken: str("KANADE_AUTH_STATIC_TOKEN"),
-		JWTSecret:       str("KANADE_JWT_SECRET"),
-		LogFormat:       strings.ToLower(str("KANADE_LOG_FORMAT")),
-		NATSReplicas:    1,
+		HTTPAddr:           addr("KANADE_HTTP_ADDR", false),
+		AdminAddr:          addr("KANADE_ADMIN_ADDR", false),
+		NATSListen:         addr("KANADE_NATS_LISTEN", true),
+		DataDir:            str("KANADE_DATA_DIR"),
+		DB:                 str("KANADE_DB"),
+		DBAuthToken:        str("KANADE_DB_AUTH_TOKEN"),
+		NATSURL:            str("KANADE_NATS_URL"),
+		NATSToken:          str("KANADE_NATS_TOKEN"),
+		AuthStaticToken:    str("KANADE_AUTH_STATIC_TOKEN"),
+		JWTSecret:          str("KANADE_JWT_SECRET"),
+		BootstrapAdminUser: str("KANADE_BOOTSTRAP_ADMIN_USER"),
+		LogFormat:          strings.ToLower(str("KANADE_LOG_FORMAT")),
+		NATSReplicas:       1,
 	}
 	if shell&onPrem != 0 && cfg.DataDir == "" {
 		bad("KANADE_DATA_DIR", "must not be empty")
 	}
 	if shell&onPrem != 0 && cfg.DB == "" {
 		cfg.DB = filepath.Join(cfg.DataDir, "kanade.db")
+	}
+	if v := values["KANADE_BOOTSTRAP_ADMIN_PASSWORD"]; v != nil && v.s != "" {
+		// Not trimmed: spaces may belong to a password. Its rules are
+		// checked where it is hashed (the API shells' start).
+		cfg.BootstrapAdminPassword = v.s
+		if !kanade.ValidUsername(cfg.BootstrapAdminUser) {
+			bad("KANADE_BOOTSTRAP_ADMIN_USER", "%s, got %q", kanade.RuleUsername, kanade.Clip(cfg.BootstrapAdminUser))
+		}
 	}
 	if v := values["KANADE_AUTH_DISABLE"]; v != nil && v.set {
 		// The variable counts by presence; the flag is a boolean that

@@ -37,6 +37,7 @@ func TestParseDefaultsOfTheHTTPShell(t *testing.T) {
 		Worker:             true,
 		LogLevel:           slog.LevelInfo,
 		LogFormat:          "text",
+		BootstrapAdminUser: "admin",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -61,6 +62,7 @@ func TestParse(t *testing.T) {
 				"KANADE_AUTH_STATIC_TOKEN": "st", "KANADE_JWT_SECRET": "js", "KANADE_WORKER": "off",
 				"KANADE_LOG_LEVEL": "debug", "KANADE_LOG_FORMAT": "JSON", "KANADE_DEMO": "50",
 				"KANADE_PROJECTION_STALL": "45s", "KANADE_PROJECTOR_MAX_BYTES": "256MiB",
+				"KANADE_BOOTSTRAP_ADMIN_USER": "root", "KANADE_BOOTSTRAP_ADMIN_PASSWORD": " pass word ",
 			},
 			check: func(t *testing.T, c Config) {
 				want := Config{
@@ -69,6 +71,7 @@ func TestParse(t *testing.T) {
 					StaleThreshold: 90 * time.Second, StaleDegradedRatio: 0.000001, AuthStaticToken: "st", JWTSecret: "js",
 					LogLevel: slog.LevelDebug, LogFormat: "json", Demo: 50,
 					ProjectionStall: 45 * time.Second, ProjectorMaxBytes: 256 << 20,
+					BootstrapAdminUser: "root", BootstrapAdminPassword: " pass word ", // a password is not trimmed
 				}
 				if diff := cmp.Diff(want, c); diff != "" {
 					t.Errorf("(-want +got):\n%s", diff)
@@ -192,6 +195,26 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{
+			name:  "the worker shell has no accounts to bootstrap",
+			shell: ShellWorker,
+			env:   map[string]string{"KANADE_BOOTSTRAP_ADMIN_USER": "bad name", "KANADE_BOOTSTRAP_ADMIN_PASSWORD": "secret-password"},
+			check: func(t *testing.T, c Config) {
+				if c.BootstrapAdminUser != "" || c.BootstrapAdminPassword != "" {
+					t.Errorf("worker bootstrap = %q, %q", c.BootstrapAdminUser, c.BootstrapAdminPassword)
+				}
+			},
+		},
+		{
+			name:  "a bootstrap user is not checked while no password asks for it",
+			shell: ShellLambda,
+			env:   map[string]string{"KANADE_DB": "libsql://x", "KANADE_NATS_URL": "nats://n", "KANADE_JWT_SECRET": "j", "KANADE_BOOTSTRAP_ADMIN_USER": "bad name"},
+			check: func(t *testing.T, c Config) {
+				if c.BootstrapAdminPassword != "" {
+					t.Error("a password appeared")
+				}
+			},
+		},
+		{
 			name:  "Lambda reads only the environment and has no data folder",
 			shell: ShellLambda,
 			env:   map[string]string{"KANADE_DB": "libsql://x", "KANADE_NATS_URL": "nats://n", "KANADE_JWT_SECRET": "j", "KANADE_DATA_DIR": "/d"},
@@ -248,6 +271,9 @@ func TestParseRejects(t *testing.T) {
 		{"a size under 1 MiB", ShellWorker, map[string]string{"KANADE_PROJECTOR_MAX_BYTES": "512KiB"}, nil, []string{"at least 1MiB"}},
 		{"a size in an unknown unit", ShellWorker, map[string]string{"KANADE_PROJECTOR_MAX_BYTES": "64MB"}, nil, []string{"KANADE_PROJECTOR_MAX_BYTES"}},
 		{"every problem at once", ShellHTTP, map[string]string{"KANADE_DEMO": "x", "KANADE_WORKER": "x"}, nil, []string{"KANADE_DEMO", "KANADE_WORKER"}},
+		{"a bootstrap admin name that cannot be a username", ShellHTTP,
+			map[string]string{"KANADE_BOOTSTRAP_ADMIN_USER": "the admin", "KANADE_BOOTSTRAP_ADMIN_PASSWORD": "long-enough-pw"}, nil,
+			[]string{"KANADE_BOOTSTRAP_ADMIN_USER (-bootstrap-admin-user)", `"the admin"`}},
 		{"a positional argument", ShellHTTP, nil, []string{"serve"}, []string{`"serve"`}},
 		{"an unknown flag", ShellHTTP, nil, []string{"-admin-addr", "x"}, []string{"admin-addr"}},
 		{"Lambda without database, NATS or auth", ShellLambda, nil, nil,

@@ -53,7 +53,7 @@ type Part struct {
 // then part builds what the shell serves, then app.Run serves it beside the
 // worker until the signal. name identifies the process to NATS. The keygen
 // subcommand (app.Keygen) prints a command-signing key pair instead.
-func Run(shell app.Shell, name string, part func(st *Started) (Part, error)) app.RunFunc {
+func Run(shell app.Shell, name string, part func(ctx context.Context, st *Started) (Part, error)) app.RunFunc {
 	return func(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 		if app.IsKeygen(args) {
 			return app.Keygen(args, time.Now(), rand.Reader, stdout, stderr)
@@ -62,7 +62,7 @@ func Run(shell app.Shell, name string, part func(st *Started) (Part, error)) app
 		if st == nil || err != nil {
 			return err
 		}
-		p, err := part(st)
+		p, err := part(ctx, st)
 		if err != nil {
 			return errors.Join(err, st.Deps.Close())
 		}

@@ -1,0 +1,275 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/kanade-fleet/backend/auth"
+)
+
+// public is the requirement of a route anyone may call, without
+// credentials.
+const public = auth.NoRole
+
+// routeRoles is the one table of who may call what (control.md §9.2): every
+// route the server registers, as its ServeMux pattern ("METHOD /path", the
+// method and path of its OpenAPI operation), to the lowest role that may
+// call it. Viewers read, operators act on the fleet, admins manage
+// accounts.
+//
+// New refuses to build a server with a route missing from it, and the gate
+// refuses callers below the role before any handler runs, so a route added
+// without a line here fails every test. To add a route, add its line.
+func routeRoles() map[string]auth.Role {
+	return map[string]auth.Role{
+		// Open to anyone: the probes, the dashboard's files, the version,
+		// and the login that gets a token.
+		"GET /health":                    public,
+		"GET /healthz":                   public,
+		"GET /readyz":                    public,
+		"GET /":                          public,
+		"GET /api/version":               public,
+		"POST /api/auth/login":           public,
+		"GET /api/auth/me":               auth.Viewer,
+		"POST /api/auth/change-password": auth.Viewer,
+
+		// The API's own description and the metrics.
+		"GET /api/openapi.json":             auth.Viewer,
+		"GET /api/openapi.yaml":             auth.Viewer,
+		"GET /api/openapi-3.0.json":         auth.Viewer,
+		"GET /api/openapi-3.0.yaml":         auth.Viewer,
+		"GET /api/openapi/schemas/{schema}": auth.Viewer,
+		"GET /api/docs":                     auth.Viewer,
+		"GET /metrics":                      auth.Viewer,
+
+		// Reading the fleet.
+		"GET /api/health/fleet":          auth.Viewer,
+		"GET /api/health/scan_durations": auth.Viewer,
+		"GET /api/jetstream/status":      auth.Viewer,
+		"GET /api/agents":                auth.Viewer,
+		"GET /api/agents/{pc_id}":        auth.Viewer,
+		"GET /api/results":               auth.Viewer,
+		"GET /api/results/{result_id}":   auth.Viewer,
+		"GET /api/executions":            auth.Viewer,
+		"GET /api/executions/{exec_id}":  auth.Viewer,
+		"GET /api/audit":                 auth.Viewer,
+
+		// Jobs and schedules: reads are viewer, writes operator.
+		"GET /api/jobs":                    auth.Viewer,
+		"GET /api/jobs/{id}":               auth.Viewer,
+		"GET /api/jobs/{id}/yaml":          auth.Viewer,
+		"POST /api/jobs":                   auth.Operator,
+		"PUT /api/jobs/{id}":               auth.Operator,
+		"DELETE /api/jobs/{id}":            auth.Operator,
+		"GET /api/schedules":               auth.Viewer,
+		"GET /api/schedules/upcoming":      auth.Viewer,
+		"GET /api/schedules/{id}":          auth.Viewer,
+		"GET /api/schedules/{id}/yaml":     auth.Viewer,
+		"GET /api/schedules/{id}/preview":  auth.Viewer,
+		"GET /api/schedules/{id}/status":   auth.Viewer,
+		"POST /api/schedules":              auth.Operator,
+		"PUT /api/schedules/{id}":          auth.Operator,
+		"DELETE /api/schedules/{id}":       auth.Operator,
+		"POST /api/schedules/{id}/disable": auth.Operator,
+		"POST /api/schedules/{id}/enable":  auth.Operator,
+		"GET /api/schemas/manifest.json":   auth.Viewer,
+		"GET /api/schemas/schedule.json":   auth.Viewer,
+
+		// Acting on the fleet.
+		"POST /api/exec/{job_id}":             auth.Operator,
+		"POST /api/run":                       auth.Operator,
+		"POST /api/jobs/{job_id}/kill":        auth.Operator,
+		"POST /api/executions/{exec_id}/kill": auth.Operator,
+		"GET /api/scripts/status":             auth.Viewer,
+		"POST /api/scripts/{cmd_id}/revoke":   auth.Operator,
+		"POST /api/scripts/{cmd_id}/unrevoke": auth.Operator,
+		"GET /api/freeze":                     auth.Viewer,
+		"GET /api/command-signing":            auth.Viewer,
+		"PUT /api/freeze":                     auth.Operator,
+		"DELETE /api/freeze":                  auth.Operator,
+
+		// Accounts.
+		"GET /api/accounts":               auth.Admin,
+		"POST /api/accounts":              auth.Admin,
+		"PATCH /api/accounts/{username}":  auth.Admin,
+		"DELETE /api/accounts/{username}": auth.Admin,
+	}
+}
+
+// openPaths are the literal /api/ paths of public routes: the auth
+// middleware lets them through without credentials (everything else under
+// /api/ needs some before any router sees it).
+func openPaths(roles map[string]auth.Role) ([]string, error) {
+	var open []string
+	for pattern, need := range roles {
+		if need != public {
+			continue
+		}
+		_, path, _ := strings.Cut(pattern, " ")
+		if !strings.HasPrefix(path, "/api/") {
+			continue // open anyway: the middleware guards only /api and /metrics
+		}
+		if strings.ContainsAny(path, "{}") {
+			return nil, fmt.Errorf("handlers: public route %q has a path parameter; only literal paths can be open", pattern)
+		}
+		open = append(open, path)
+	}
+	slices.Sort(open)
+	return open, nil
+}
+
+// routes is the server's ServeMux, remembering each pattern registered on
+// it (by the handlers and by huma), so New can check each has a role.
+type routes struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *routes) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+func (m *routes) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.HandleFunc(pattern, h)
+}
+
+// checkRoles fails for every registered pattern without a role.
+func checkRoles(patterns []string, roles map[string]auth.Role) error {
+	var errs []error
+	for _, p := range patterns {
+		if _, ok := roles[p]; !ok {
+			errs = append(errs, fmt.Errorf("handlers: route %q has no role in routeRoles (control.md §9.2)", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// bearerScheme names the one security scheme of the OpenAPI document.
+const bearerScheme = "bearer"
+
+// documentRoles writes each operation's role into the OpenAPI document:
+// the x-kanade-role extension, a sentence of its description, its
+// security requirement (none for a public route) and its 401 and 403
+// answers; and declares the bearer scheme. It fails for an operation
+// without a role, which checkRoles would also catch.
+func documentRoles(oapi *huma.OpenAPI, roles map[string]auth.Role) error {
+	if oapi.Components == nil {
+		oapi.Components = &huma.Components{}
+	}
+	if oapi.Components.SecuritySchemes == nil {
+		oapi.Components.SecuritySchemes = map[string]*huma.SecurityScheme{}
+	}
+	oapi.Components.SecuritySchemes[bearerScheme] = &huma.SecurityScheme{
+		Type:   "http",
+		Scheme: "bearer",
+		Description: "The static service token (KANADE_AUTH_STATIC_TOKEN, or the one the server generated; acts as admin), " +
+			"or a JWT from POST /api/auth/login (HS256 with KANADE_JWT_SECRET, audience kanade); " +
+			"a JWT's role is its account's role at the time of the request.",
+	}
+	problem := func(desc string) *huma.Response {
+		return &huma.Response{Description: desc, Content: map[string]*huma.MediaType{
+			"application/problem+json": {Schema: &huma.Schema{Ref: "#/components/schemas/ErrorModel"}},
+		}}
+	}
+	var errs []error
+	for path, item := range oapi.Paths {
+		for method, op := range map[string]*huma.Operation{
+			http.MethodGet: item.Get, http.MethodPut: item.Put, http.MethodPost: item.Post,
+			http.MethodDelete: item.Delete, http.MethodPatch: item.Patch, http.MethodHead: item.Head,
+			http.MethodOptions: item.Options, http.MethodTrace: item.Trace,
+		} {
+			if op == nil {
+				continue
+			}
+			need, ok := roles[method+" "+path]
+			if !ok {
+				errs = append(errs, fmt.Errorf("handlers: operation %s %s (%s) has no role in routeRoles (control.md §9.2)", method, path, op.OperationID))
+				continue
+			}
+			if op.Extensions == nil {
+				op.Extensions = map[string]any{}
+			}
+			var sentence string
+			if need == public {
+				op.Extensions["x-kanade-role"] = "public"
+				op.Security = []map[string][]string{} // explicitly none
+				sentence = "Public: no credentials needed."
+			} else {
+				op.Extensions["x-kanade-role"] = need.String()
+				op.Security = []map[string][]string{{bearerScheme: {}}}
+				sentence = "Role: viewer (any authenticated caller)."
+				if need > auth.Viewer {
+					sentence = fmt.Sprintf("Role: %s or higher (viewer < operator < admin); a caller below it gets 403, e.g. %q.",
+						need, auth.Forbidden(need, auth.Caller{Role: need - 1}))
+				}
+				if op.Responses == nil {
+					op.Responses = map[string]*huma.Response{}
+				}
+				if op.Responses["401"] == nil {
+					op.Responses["401"] = problem("No valid credentials, or the JWT's account is unknown or disabled.")
+				}
+				if need > auth.Viewer && op.Responses["403"] == nil {
+					op.Responses["403"] = problem("The caller's role is below " + need.String() + ".")
+				}
+			}
+			if op.Description != "" {
+				op.Description += "\n\n"
+			}
+			op.Description += sentence
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// gate refuses a caller whose role is below the route's, before the route
+// runs: the one place roles are enforced. It asks the mux which pattern the
+// request would match; a request that matches none (404, 405, a redirect
+// to a cleaned path) goes on to the mux, which answers it without running
+// any route.
+func (srv *Server) gate(mux *http.ServeMux, roles map[string]auth.Role) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, pattern := mux.Handler(r)
+		if pattern != "" {
+			need, ok := roles[pattern]
+			c, _ := auth.CallerFrom(r.Context())
+			switch {
+			case !ok:
+				// New checks every route; this is a route registered
+				// behind its back. Refuse rather than guess.
+				srv.cfg.Logger.ErrorContext(r.Context(), "route without a role refused", slog.String("pattern", pattern))
+				r.Pattern = pattern
+				writeProblem(w, http.StatusInternalServerError, "route has no role")
+				return
+			case !c.Allows(need):
+				r.Pattern = pattern // for the request metric's route label
+				writeProblem(w, http.StatusForbidden, auth.Forbidden(need, c))
+				return
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// writeProblem answers an RFC 9457 problem with huma's fields, for the
+// answers given before huma runs.
+func writeProblem(w http.ResponseWriter, status int, detail string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	// Encoding strings and an int cannot fail; a write error means the
+	// client left.
+	_ = json.NewEncoder(w).Encode(struct {
+		Title  string `json:"title"`
+		Status int    `json:"status"`
+		Detail string `json:"detail"`
+	}{http.StatusText(status), status, detail})
+}
