@@ -8,6 +8,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
 )
 
 // GET /api/schedules/{id}/preview and /status (control.md §5.8, later
@@ -60,7 +61,9 @@ func (srv *Server) registerPreview(api huma.API) {
 		Description: "Calendar schedules list their next fires (UTC) within active; per_pc and per_target answer fires [] and a note " +
 			"on their cadence. 404 unknown id; 500 when the stored value does not decode."},
 		func(ctx context.Context, in *previewInput) (*struct{ Body previewBody }, error) {
-			s, err := srv.schedule(ctx, in.ID)
+			ctx, cancel := context.WithTimeout(ctx, manageTimeout)
+			defer cancel()
+			_, s, err := srv.schedule(ctx, in.ID)
 			if err != nil {
 				return nil, err
 			}
@@ -84,7 +87,9 @@ func (srv *Server) registerPreview(api huma.API) {
 		Description: "next_run (calendar only), the job's newest run and the counts of its runs started in the last 24 hours. " +
 			"The run figures are the job's: schedules sharing a job share them."},
 		func(ctx context.Context, in *manageIDInput) (*struct{ Body statusBody }, error) {
-			s, err := srv.schedule(ctx, in.ID)
+			ctx, cancel := context.WithTimeout(ctx, manageTimeout)
+			defer cancel()
+			_, s, err := srv.schedule(ctx, in.ID)
 			if err != nil {
 				return nil, err
 			}
@@ -109,19 +114,17 @@ func (srv *Server) registerPreview(api huma.API) {
 }
 
 // schedule reads and decodes one schedule: 404 when absent, 500 when the
-// stored value does not decode.
-func (srv *Server) schedule(ctx context.Context, id string) (*kanade.Schedule, error) {
-	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
-	defer cancel()
+// stored value does not decode. The entry comes too, for a compare-and-set.
+func (srv *Server) schedule(ctx context.Context, id string) (bus.Entry, *kanade.Schedule, error) {
 	e, err := srv.getEntry(ctx, manageKind{bucket: kanade.BucketSchedules, noun: "schedule"}, id)
 	if err != nil {
-		return nil, err
+		return e, nil, err
 	}
 	s, err := kanade.ParseSchedule(id, e.Value)
 	if err != nil {
-		return nil, huma.Error500InternalServerError(fmt.Sprintf("the stored schedule '%s' does not decode: %v", id, err))
+		return e, nil, huma.Error500InternalServerError(fmt.Sprintf("the stored schedule '%s' does not decode: %v; PUT a valid one", id, err))
 	}
-	return s, nil
+	return e, s, nil
 }
 
 // previewNote says why a schedule has no fire instants to list.

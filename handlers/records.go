@@ -332,14 +332,9 @@ func (srv *Server) recordYAML(ctx context.Context, noun, bucket, mirror, id stri
 func (srv *Server) setEnabled(ctx context.Context, id string, enabled, cascade, cascadeKill bool) error {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
-	k := manageKind{bucket: kanade.BucketSchedules, noun: "schedule"}
-	e, err := srv.getEntry(ctx, k, id)
+	e, s, err := srv.schedule(ctx, id)
 	if err != nil {
 		return err
-	}
-	s, err := kanade.ParseSchedule(id, e.Value)
-	if err != nil {
-		return huma.Error500InternalServerError(fmt.Sprintf("the stored schedule '%s' does not decode: %v; PUT a valid one", id, err))
 	}
 	c, err := srv.bus()
 	if err != nil {
