@@ -40,7 +40,8 @@ func parseErrorReason(err error) string {
 		return "not an RFC 3339 timestamp"
 	}
 	if pe.Message != "" {
-		return "not an RFC 3339 timestamp" + pe.Message // Message starts with ": "
+		// Message starts with ": " and may quote the rest of the input.
+		return "not an RFC 3339 timestamp" + clip(pe.Message, errExcerptBytes)
 	}
 	return fmt.Sprintf("not an RFC 3339 timestamp: cannot parse %q as %q", clip(pe.ValueElem, errExcerptBytes), pe.LayoutElem)
 }
