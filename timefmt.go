@@ -41,9 +41,9 @@ func parseErrorReason(err error) string {
 	}
 	if pe.Message != "" {
 		// Message starts with ": " and may quote the rest of the input.
-		return "not an RFC 3339 timestamp" + clip(pe.Message, errExcerptBytes)
+		return "not an RFC 3339 timestamp" + clip(pe.Message, errExcerptBytes/2)
 	}
-	return fmt.Sprintf("not an RFC 3339 timestamp: cannot parse %q as %q", clip(pe.ValueElem, errExcerptBytes), pe.LayoutElem)
+	return fmt.Sprintf("not an RFC 3339 timestamp: cannot parse %q as %q", clip(pe.ValueElem, errExcerptBytes/4), pe.LayoutElem)
 }
 
 // validYear reports whether t lies in the years 0001–9999 a wire timestamp
