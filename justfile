@@ -34,6 +34,10 @@ lint:
     [[ -x "{{staticcheck}}" ]] || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
     "{{staticcheck}}" ./...
 
+# Redocly CLI's recommended rules on the /api/openapi.json a real server serves (installed from npm on first use).
+lint-openapi:
+    scripts/lint-openapi.sh
+
 # POST /api/exec on a 10k-PC fleet (issue 9): exec to all and a 10k pc-list fan-out beside their baselines. Extra flags pass through (e.g. just bench-exec -cpuprofile exec.prof).
 bench-exec *flags:
     go run ./bench/exec {{flags}}

@@ -183,6 +183,13 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	mux := &routes{ServeMux: http.NewServeMux()}
 	hc := huma.DefaultConfig("kanade backend API", kanade.Version)
 	hc.OpenAPIPath = "/api/openapi"
+	// A URL rather than an SPDX identifier: the 3.0 downgrade served beside
+	// the 3.1 document has no identifier field.
+	hc.Info.License = &huma.License{Name: "MIT", URL: "https://opensource.org/license/mit"}
+	// Relative: the document is served by the API it describes, on-prem
+	// or behind API Gateway, so clients resolve it against where they
+	// fetched the document.
+	hc.Servers = []*huma.Server{{URL: "/", Description: "the server that serves this document"}}
 	hc.DocsPath = "/api/docs"
 	// /api/schemas/*.json are the Manifest and Schedule schemas (control.md
 	// §8.1); huma's own per-type schemas live under the OpenAPI document.

@@ -110,6 +110,12 @@ func registerVersion(api huma.API) {
 		Path:        "/api/version",
 		Summary:     "Build version and commit",
 		Tags:        []string{"health"},
+		// The one 4xx this route can answer comes from net/http, before
+		// any handler: it takes no parameters, body or credentials.
+		Responses: map[string]*huma.Response{
+			"400": {Description: "A malformed request (request line, Host or headers), refused by the HTTP server before routing.",
+				Content: map[string]*huma.MediaType{"text/plain": {Schema: &huma.Schema{Type: huma.TypeString}}}},
+		},
 	}, func(context.Context, *struct{}) (*versionOutput, error) {
 		return &versionOutput{Body: VersionInfo{Version: kanade.Version, Commit: kanade.Commit}}, nil
 	})
