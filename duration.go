@@ -12,7 +12,8 @@ import (
 // ParseDuration parses the duration text of a manifest (execute.timeout,
 // jitter, rollout delays): anything time.ParseDuration accepts ("600s", "5m",
 // "1h30m") plus whole or fractional days with a "d" unit ("1d", "1.5d",
-// "1d12h"), which agents and operators write but Go does not accept. Negative
+// "1d12h") and humantime's spaced parts ("1h 30m"), which agents and
+// operators write but Go does not accept. Negative
 // durations are refused: no manifest field means "before now".
 func ParseDuration(s string) (time.Duration, error) {
 	d, err := parseDuration(s)
@@ -41,7 +42,9 @@ func durationRule(err error) string {
 }
 
 func parseDuration(s string) (time.Duration, error) {
-	in := strings.TrimSpace(s)
+	// humantime (the agent's parser) writes and reads "1h 30m"; the parts
+	// are joined as Go spells them.
+	in := strings.Join(strings.Fields(s), "")
 	if in == "" {
 		return 0, errors.New("empty")
 	}

@@ -16,6 +16,8 @@ func TestParseDuration(t *testing.T) {
 		{in: "600s", want: 600 * time.Second},
 		{in: "5m", want: 5 * time.Minute},
 		{in: "1h30m", want: 90 * time.Minute},
+		{in: "1h 30m", want: 90 * time.Minute},
+		{in: " 1d  12h ", want: 36 * time.Hour},
 		{in: "1d", want: 24 * time.Hour},
 		{in: "1.5d", want: 36 * time.Hour},
 		{in: "2d12h", want: 60 * time.Hour},

@@ -96,14 +96,14 @@ func Resources(replicas int) []Resource {
 		kv(BucketScriptCurrent, 5, 0),
 		kv(BucketScriptStatus, 5, 0),
 		kv("agents_state", 1, 0),
-		kv("agent_config", 1, 0),
+		kv(BucketAgentConfig, 1, 0),
 		kv(BucketAgentGroups, 1, 0),
 		kv(BucketSchedules, 5, 0),
 		kv(BucketJobs, 5, 0),
 		kv(BucketFleetConfig, 1, 0),
 		kv(BucketJobsYAML, 5, 0),
 		kv(BucketSchedulesYAML, 5, 0),
-		obj("agent_releases", 0, 0),
+		obj(ObjectAgentReleases, 0, 0),
 		obj(ObjectResultOutput, 30*day, 1*gib),
 	}
 }

@@ -333,3 +333,61 @@ func (c *Client) EnsureBucket(ctx context.Context, bucket, description string, h
 	}
 	return nil
 }
+
+// Modify is a compare-and-swap read-modify-write of key (fleet.md §1.6):
+// fn gets the current value (nil and false when the key is absent or
+// deleted) and returns the value to store, or changed=false to leave the
+// key alone (no revision bump, no agent woken). An absent or deleted key is
+// written with Create, a present one with Update at the revision read, so a
+// concurrent change is never overwritten unseen: a conflict, or a write
+// whose reply was lost, reads again and calls fn on what is there now (fn
+// must be a pure function of its input). It gives up after modifyAttempts
+// conflicts with ErrChanged. The result is the value as stored (or as found,
+// when unchanged).
+func (c *Client) Modify(ctx context.Context, bucket, key string,
+	fn func(cur []byte, exists bool) (next []byte, changed bool, err error)) (value []byte, changed bool, err error) {
+	for attempt := 1; ; attempt++ {
+		e, err := c.Get(ctx, bucket, key)
+		exists := err == nil
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, false, err
+		}
+		if errors.Is(err, ErrNoBucket) {
+			return nil, false, err
+		}
+		next, changed, err := fn(e.Value, exists)
+		if err != nil {
+			return nil, false, err
+		}
+		if !changed {
+			return e.Value, false, nil
+		}
+		if exists {
+			_, err = c.Update(ctx, bucket, key, next, e.Revision)
+		} else {
+			_, err = c.Create(ctx, bucket, key, next)
+		}
+		if err == nil {
+			return next, true, nil
+		}
+		if !errors.Is(err, ErrChanged) && !errors.Is(err, ErrExists) {
+			// A transient failure may have written or not: read again
+			// rather than fail, within the attempts.
+			if errors.Is(err, ErrNoBucket) || ctx.Err() != nil || attempt >= modifyAttempts {
+				return nil, false, err
+			}
+		}
+		if attempt >= modifyAttempts {
+			return nil, false, fmt.Errorf("modify %s[%s]: %d attempts: %w", bucket, kanade.Clip(key), attempt, ErrChanged)
+		}
+		// A short growing pause, so writers racing on one key spread out.
+		select {
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		case <-time.After(min(time.Duration(attempt)*2*time.Millisecond, 25*time.Millisecond)):
+		}
+	}
+}
+
+// modifyAttempts bounds Modify's retries (upstream kv_cas.rs: 32).
+const modifyAttempts = 32
