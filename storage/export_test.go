@@ -99,3 +99,17 @@ func queryPlans(ctx context.Context, db *DB, cases map[string]planCase) (map[str
 
 // RetryAfterForTest is the throttle's pure rule.
 var RetryAfterForTest = retryAfter
+
+// StringsForTest reads the one text column of a query's rows through the
+// read pool.
+func StringsForTest(ctx context.Context, db *DB, q string, args ...any) ([]string, error) {
+	return db.strings(ctx, "test query", q, args...)
+}
+
+// GroupsQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the
+// group overview (groups.go).
+func GroupsQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
+	return queryPlans(ctx, db, map[string]planCase{
+		"group overview": {groupOverviewSQL, []any{"2026-01-01T00:00", "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:01:00.000000000Z"}},
+	})
+}
