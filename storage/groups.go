@@ -53,6 +53,9 @@ type Membership struct {
 type GroupsMirror struct {
 	Bucket   time.Time
 	Revision uint64
+	// StaleLists counts the groups whose member list awaits a rebuild
+	// (RefreshGroupLists): reads of them are correct, only slower.
+	StaleLists int64
 }
 
 // Current reports whether the mirror holds at least what the bucket
@@ -80,20 +83,22 @@ type queryRower interface {
 }
 
 func readMirror(ctx context.Context, q queryRower) (GroupsMirror, error) {
-	var bucket string
-	var rev int64
-	err := q.QueryRowContext(ctx, `SELECT bucket, revision FROM agent_groups_mirror WHERE id = 1`).Scan(&bucket, &rev)
-	if errors.Is(err, sql.ErrNoRows) {
-		return GroupsMirror{}, nil
-	}
+	var bucket sql.NullString
+	var rev sql.NullInt64
+	var stale int64
+	err := q.QueryRowContext(ctx, `SELECT (SELECT bucket FROM agent_groups_mirror WHERE id = 1),
+		(SELECT revision FROM agent_groups_mirror WHERE id = 1),
+		(SELECT COUNT(*) FROM group_lists WHERE stale = 1)`).Scan(&bucket, &rev, &stale)
 	if err != nil {
 		return GroupsMirror{}, err
 	}
-	t, err := kanade.ParseTime(bucket)
-	if err != nil {
-		return GroupsMirror{}, fmt.Errorf("bucket %q: %w", bucket, err)
+	m := GroupsMirror{Revision: uint64(rev.Int64), StaleLists: stale}
+	if bucket.Valid {
+		if m.Bucket, err = kanade.ParseTime(bucket.String); err != nil {
+			return GroupsMirror{}, fmt.Errorf("bucket %q: %w", bucket.String, err)
+		}
 	}
-	return GroupsMirror{Bucket: t, Revision: uint64(rev)}, nil
+	return m, nil
 }
 
 func (tx *Tx) setMirror(ctx context.Context, m GroupsMirror) error {
