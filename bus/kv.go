@@ -49,12 +49,14 @@ func (c *Client) bucket(ctx context.Context, name string) (jetstream.KeyValue, e
 	return kv, nil
 }
 
-// gone checks, after a write through a cached handle found no stream to
-// answer, whether the bucket was deleted meanwhile: then the handle is
-// forgotten and the error is ErrNoBucket, so callers answer "not
-// bootstrapped" rather than a timeout-like failure. Other errors pass.
+// gone checks, after an operation through a cached handle found no
+// stream to answer, whether the bucket was deleted meanwhile: then the
+// handle is forgotten and the error is ErrNoBucket, so callers answer "not
+// bootstrapped" at once rather than after retrying into a timeout. Other
+// errors pass.
 func (c *Client) gone(ctx context.Context, bucket string, err error) error {
-	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) &&
+		!errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, nats.ErrStreamNotFound) {
 		return err
 	}
 	c.mu.Lock()
@@ -77,7 +79,7 @@ func (c *Client) Get(ctx context.Context, bucket, key string) (Entry, error) {
 		}
 		e, err := kv.Get(ctx, key)
 		if err != nil {
-			return err
+			return c.gone(ctx, bucket, err)
 		}
 		out = entryOf(e)
 		return nil
@@ -119,7 +121,7 @@ func (c *Client) current(ctx context.Context, bucket string,
 		}
 		w, err := watch(ctx, kv)
 		if err != nil {
-			return err
+			return c.gone(ctx, bucket, err)
 		}
 		defer w.Stop()
 		latest := map[string]int{} // a key written during the watch may arrive twice
@@ -197,7 +199,7 @@ func (c *Client) Update(ctx context.Context, bucket, key string, value []byte, r
 			return err
 		}
 		next, err = kv.Update(ctx, key, value, rev)
-		return err
+		return c.gone(ctx, bucket, err)
 	})
 	if isWrongRevision(err) {
 		return 0, fmt.Errorf("update %s[%s]: %w", bucket, kanade.Clip(key), ErrChanged)
@@ -217,9 +219,9 @@ func (c *Client) Delete(ctx context.Context, bucket, key string, rev uint64) err
 			return err
 		}
 		if rev == 0 {
-			return kv.Delete(ctx, key)
+			return c.gone(ctx, bucket, kv.Delete(ctx, key))
 		}
-		return kv.Delete(ctx, key, jetstream.LastRevision(rev))
+		return c.gone(ctx, bucket, kv.Delete(ctx, key, jetstream.LastRevision(rev)))
 	})
 	if isWrongRevision(err) {
 		return fmt.Errorf("delete %s[%s]: %w", bucket, kanade.Clip(key), ErrChanged)

@@ -3,6 +3,7 @@ package bus_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
@@ -109,5 +110,45 @@ func TestSnapshotHoldsDeleteMarkersAndTheRevisionItCovers(t *testing.T) {
 	}
 	if _, err := c.Snapshot(ctx, "no_such_bucket"); !errors.Is(err, bus.ErrNoBucket) {
 		t.Errorf("missing bucket = %v, want ErrNoBucket", err)
+	}
+}
+
+// A bucket deleted after the client opened it is ErrNoBucket for every
+// operation, promptly: the client's cached handle must not turn it into a
+// timeout (the API answers 503 naming the bucket, not 500 after seconds).
+func TestDeletedBucketIsErrNoBucketEvenWhenOpenedBefore(t *testing.T) {
+	s := bustest.StartBootstrapped(t)
+	c, ctx := s.Bus, t.Context()
+	const b = kanade.BucketAgentGroups
+	rev, err := c.Put(ctx, b, "PC-1", []byte(`{"groups":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Entries(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.JS.DeleteKeyValue(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	for name, op := range map[string]func() error{
+		"Get":      func() error { _, err := c.Get(ctx, b, "PC-1"); return err },
+		"Update":   func() error { _, err := c.Update(ctx, b, "PC-1", []byte(`{}`), rev); return err },
+		"Delete":   func() error { return c.Delete(ctx, b, "PC-1", 0) },
+		"Entries":  func() error { _, err := c.Entries(ctx, b); return err },
+		"Matching": func() error { _, err := c.Matching(ctx, b, "PC-1"); return err },
+		"Snapshot": func() error { _, err := c.Snapshot(ctx, b); return err },
+		"Modify": func() error {
+			_, _, err := c.Modify(ctx, b, "PC-1", func([]byte, bool) ([]byte, bool, error) { return []byte(`{}`), true, nil })
+			return err
+		},
+	} {
+		start := time.Now()
+		err := op()
+		if !errors.Is(err, bus.ErrNoBucket) {
+			t.Errorf("%s on a deleted bucket = %v, want ErrNoBucket", name, err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("%s took %v to say so", name, d)
+		}
 	}
 }
