@@ -207,6 +207,8 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	srv.registerRecords(api)
 	srv.registerControl(api)
 	srv.registerAccounts(api)
+	srv.registerGroups(api)
+	srv.registerAgentConfig(api)
 	if err := srv.registerMetrics(mux); err != nil {
 		return nil, nil, err
 	}
