@@ -190,8 +190,14 @@ func next(ctx context.Context, updates <-chan *bus.Entry) (*bus.Entry, error) {
 	}
 }
 
-// drain is first and whatever further changes are already waiting, up to
-// MaxBatch, as memberships in watch order.
+// linger is how long drain waits for one more change: the watch hands
+// changes over one at a time, so without a moment's wait a burst would be
+// applied one transaction per change (on a remote database, several round
+// trips each).
+const linger = 2 * time.Millisecond
+
+// drain is first and the changes that follow it without a pause longer
+// than linger, up to MaxBatch, as memberships in watch order.
 func drain(ctx context.Context, cfg Config, updates <-chan *bus.Entry, first *bus.Entry) []storage.Membership {
 	var out []storage.Membership
 	add := func(e *bus.Entry) {
@@ -200,6 +206,8 @@ func drain(ctx context.Context, cfg Config, updates <-chan *bus.Entry, first *bu
 		}
 	}
 	add(first)
+	wait := time.NewTimer(linger)
+	defer wait.Stop()
 	for len(out) < cfg.MaxBatch {
 		select {
 		case e, ok := <-updates:
@@ -207,7 +215,10 @@ func drain(ctx context.Context, cfg Config, updates <-chan *bus.Entry, first *bu
 				return out // the closed channel is seen again by the caller
 			}
 			add(e)
-		default:
+			wait.Reset(linger)
+		case <-wait.C:
+			return out
+		case <-ctx.Done():
 			return out
 		}
 	}
