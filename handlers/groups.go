@@ -232,7 +232,9 @@ func (srv *Server) editGroups(ctx context.Context, pc string, replace bool, edit
 		// The KV has the change; the mirror is a copy the worker also
 		// keeps, so a failure here is logged, not answered.
 		m := storage.Membership{PCID: pc, Groups: out.Body.Groups, Revision: e.Revision}
-		if err := srv.cfg.DB.WriteGroups(context.WithoutCancel(ctx), m); err != nil {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fleetTimeout)
+		defer cancel()
+		if err := srv.cfg.DB.WriteGroups(wctx, m); err != nil {
 			srv.cfg.Logger.WarnContext(ctx, "groups mirror write-through failed; the worker's watch will apply it",
 				slog.String("pc_id", pc), slog.Any("error", err))
 		}
