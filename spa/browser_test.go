@@ -449,6 +449,12 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 	})
 
+	step("the header names the static token, an admin", func(t *testing.T) {
+		if diff := cmp.Diff([]string{"service-token", "admin"}, b.texts(t, "#who-name, #who-role")); diff != "" {
+			t.Errorf("caller in the header (-want +got):\n%s", diff)
+		}
+	})
+
 	step("the token leaves the address bar and stays in localStorage", func(t *testing.T) {
 		if got := b.path(t); got != "/" {
 			t.Errorf("address after login = %q, want / (no token)", got)
@@ -726,13 +732,15 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 	})
 
-	step("without a token the dashboard asks for one", func(t *testing.T) {
+	step("without a token the dashboard asks for one, and takes the access token instead", func(t *testing.T) {
 		b.do(t, "forget the token", chromedp.Evaluate[chromedp.Void](`localStorage.removeItem('kanade.token')`))
 		b.do(t, "open Agents", chromedp.Navigate(base+"/agents"))
-		b.waitFor(t, "the token prompt", `document.querySelector('form.auth input')`)
+		b.waitFor(t, "the sign-in form", `document.querySelector('form#login input')`)
+		b.do(t, "switch to the access token", chromedp.Click(chromedp.CSS(`#use-token`)))
+		b.waitFor(t, "the token form", `document.querySelector('form#token-form input')`)
 		b.do(t, "enter the token",
-			chromedp.SendKeys(chromedp.CSS(`form.auth input`), browserToken),
-			chromedp.Click(chromedp.CSS(`form.auth button`)))
+			chromedp.SendKeys(chromedp.CSS(`form#token-form input`), browserToken),
+			chromedp.Click(chromedp.CSS(`form#token-form button[type="submit"]`)))
 		b.waitFor(t, "three agent rows after the prompt", agentRows)
 	})
 
