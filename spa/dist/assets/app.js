@@ -1045,6 +1045,151 @@ async function scheduleDetail({ params, signal }) {
   markRefreshed();
 }
 
+// ---------------------------------------------------------------- accounts
+//
+// Admins only: the nav link is gated, and the API answers 403 to anyone
+// else, which this page shows as its error. Every change is one request,
+// after which the table is read again, so the page shows what the database
+// holds; a refusal (409 for the last enabled admin, 422 for a short
+// password) is shown above the table with the problem's own words.
+
+const ROLES = ['viewer', 'operator', 'admin'];
+
+async function accounts({ signal }) {
+  const status = h('div', { id: 'accounts-status' });
+  const tbody = h('tbody');
+  const count = h('span', { class: 'muted' });
+
+  const load = async () => {
+    const { body } = await api('/api/accounts', { signal });
+    if (signal.aborted) return;
+    const list = Array.isArray(body) ? body : [];
+    tbody.replaceChildren(...list.map(row));
+    count.textContent = `${list.length} account${list.length === 1 ? '' : 's'}`;
+    markRefreshed();
+  };
+
+  // change sends one request and reports how it went. After a refusal the
+  // table is read again too, which puts a role select back where it was.
+  // A change to one's own account may change what one may do: the session
+  // is read again (render) instead. It answers whether the change was made.
+  const change = async ({ path, method, body, done, self }) => {
+    status.replaceChildren();
+    try {
+      await api(path, { method, body, signal });
+    } catch (err) {
+      if (err instanceof AuthError || err.name === 'AbortError') throw err;
+      status.replaceChildren(errorBox(err));
+      await load();
+      return false;
+    }
+    if (self) {
+      forget();
+      render();
+      return true;
+    }
+    await load();
+    status.replaceChildren(h('div', { class: 'note', role: 'status' }, done));
+    return true;
+  };
+  // act runs a change from an event handler, where nobody awaits it.
+  const act = (c) => change(c).catch((err) => fail(err, signal));
+
+  function row(a) {
+    const name = String(a.username);
+    const path = '/api/accounts/' + seg(name);
+    const self = name === me?.username;
+    const roleSelect = h('select', {
+      'aria-label': 'role of ' + name, 'data-role': 'admin',
+      onchange: () => act({ path, method: 'PATCH', body: { role: roleSelect.value }, self, done: `${name} is now ${roleSelect.value}.` }),
+    }, ROLES.map((r) => h('option', { value: r, selected: r === a.role }, r)));
+    // The actions cell shows the buttons, or the step one of them asks
+    // for: a new password, or a second click to delete.
+    const actions = h('div', { class: 'actions', 'data-role': 'admin' });
+    const idle = () => actions.replaceChildren(
+      h('button', {
+        type: 'button', 'data-act': 'toggle',
+        onclick: () => act({
+          path, method: 'PATCH', body: { disabled: !a.disabled }, self,
+          done: `${name} is ${a.disabled ? 'enabled' : 'disabled'}.`,
+        }),
+      }, a.disabled ? 'Enable' : 'Disable'),
+      h('button', { type: 'button', 'data-act': 'reset', onclick: resetStep }, 'Reset password'),
+      h('button', { type: 'button', class: 'danger', 'data-act': 'delete', onclick: deleteStep }, 'Delete'));
+    function resetStep() {
+      const pw = secretInput('new password for ' + name, 'new-password');
+      actions.replaceChildren(h('form', {
+        class: 'actions',
+        onsubmit: (e) => {
+          e.preventDefault();
+          act({
+            path, method: 'PATCH', body: { password: pw.value }, self,
+            done: `The password of ${name} is reset: they choose their own at the next sign-in.`,
+          });
+        },
+      }, pw, h('button', { type: 'submit' }, 'Set password'), h('button', { type: 'button', onclick: idle }, 'Cancel')));
+      pw.focus();
+    }
+    function deleteStep() {
+      actions.replaceChildren(
+        h('span', null, `Delete ${name}?`),
+        h('button', {
+          type: 'button', class: 'danger', 'data-act': 'confirm-delete',
+          onclick: () => act({ path, method: 'DELETE', self, done: `${name} is deleted.` }),
+        }, 'Delete'),
+        h('button', { type: 'button', onclick: idle }, 'Cancel'));
+    }
+    idle();
+    return h('tr', { 'data-username': name },
+      h('td', { class: 'mono' }, name, self ? [' ', badge('you', 'info')] : null),
+      h('td', null, roleSelect),
+      h('td', null, a.disabled ? badge('disabled', 'bad') : badge('enabled', 'ok')),
+      h('td', null, a.must_change_pw ? 'yes' : 'no'),
+      h('td', null, timeCell(a.created_at)),
+      h('td', null, timeCell(a.updated_at)),
+      h('td', null, actions));
+  }
+
+  // The new account starts as a viewer with a password the user must
+  // replace: the least the admin can hand out by mistake.
+  const user = h('input', {
+    type: 'text', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'none',
+    'aria-label': 'username', placeholder: 'username', required: true, maxlength: 64,
+  });
+  const pw = secretInput('initial password', 'new-password');
+  pw.placeholder = 'initial password';
+  const role = h('select', { 'aria-label': 'role' }, ROLES.map((r) => h('option', { value: r }, r)));
+  const must = h('input', { type: 'checkbox', checked: true, 'aria-label': 'must change password' });
+  const createForm = h('form', {
+    class: 'filters', id: 'new-account',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const name = user.value.trim();
+      const made = await change({
+        path: '/api/accounts', method: 'POST', done: `${name} is created.`,
+        body: { username: name, password: pw.value, role: role.value, must_change_pw: must.checked },
+      }).catch((err) => fail(err, signal));
+      if (made) {
+        user.value = '';
+        pw.value = '';
+      }
+    },
+  }, user, pw, role, h('label', { class: 'check' }, must, ' must change the password at the first sign-in'),
+  h('button', { type: 'submit' }, 'Create'));
+
+  await load();
+  if (signal.aborted) return;
+  app.replaceChildren(
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' }, h('h2', null, 'Accounts'), count),
+      status,
+      h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'accounts' },
+        h('thead', null, h('tr', null, ['username', 'role', 'state', 'must change password', 'created', 'updated', '']
+          .map((c) => h('th', null, c)))),
+        tbody))),
+    h('section', { class: 'card', 'data-role': 'admin' }, h('h3', null, 'new account'), createForm));
+}
+
 function notFound() {
   app.replaceChildren(h('section', { class: 'card' }, h('h2', null, 'Not found'),
     h('p', null, 'No page at ', h('code', null, location.pathname), '. ', link('/', 'Back to the overview'))));
@@ -1065,6 +1210,7 @@ const routes = [
   [/^\/schedules$/, schedules, 'schedules'],
   [/^\/schedules\/([^/]+)$/, scheduleDetail, 'schedules'],
   [/^\/audit$/, audit, 'audit'],
+  [/^\/accounts$/, accounts, 'accounts'],
 ];
 
 let current = null;
