@@ -4,8 +4,8 @@
 // benchmark and the HTTP shell's demo mode.
 //
 // It is deterministic for a seed and takes its time from a Clock, so a test
-// gets the same messages every run. It only publishes; it never reads the
-// database.
+// gets the same messages every run. It publishes, answers requests and
+// reads KV as agents do; it never reads the database.
 package sim
 
 import (
@@ -159,8 +159,8 @@ func ptr[T any](v T) *T { return &v }
 func (f *Fleet) Heartbeat(i int, at time.Time) kanade.Heartbeat {
 	pc := f.PcID(i)
 	h := kanade.Heartbeat{
-		PcID: pc, At: kanade.Timestamp{Time: at.UTC()}, AgentVersion: f.cfg.AgentVersion,
-		Hostname: ptr(pc), OsFamily: ptr([]string{"windows", "windows", "windows", "linux", "macos"}[i%5]),
+		PcID: pc, At: kanade.Timestamp{Time: at.UTC()}, AgentVersion: f.version(i),
+		Hostname: ptr(pc), OsFamily: ptr(osFamily(i)),
 		AgentCPUPct: ptr(math.Round(f.rng.Float64()*200) / 100), AgentRSSBytes: ptr(int64(40_000_000 + f.rng.IntN(20_000_000))),
 		AgentDiskReadBytes: ptr(int64(f.rng.IntN(1 << 30))), AgentDiskWrittenBytes: ptr(int64(f.rng.IntN(1 << 28))),
 	}
@@ -173,6 +173,12 @@ func (f *Fleet) Heartbeat(i int, at time.Time) kanade.Heartbeat {
 	}
 	return h
 }
+
+// osFamily is agent i's OS: three in five run Windows.
+func osFamily(i int) string { return []string{"windows", "windows", "windows", "linux", "macos"}[i%5] }
+
+// version is the agent version agent i runs.
+func (f *Fleet) version(int) string { return f.cfg.AgentVersion }
 
 // Duration draws a run duration of job (lognormal).
 func (f *Fleet) Duration(job Job) time.Duration {
@@ -318,21 +324,16 @@ func PutManifests(ctx context.Context, c *bus.Client, jobs []Job) error {
 	return nil
 }
 
-// pendingResult is a result waiting for its run to finish.
-type pendingResult struct {
-	due  time.Time
-	msgs []Message
-}
-
 // Run simulates cfg.Agents agents until ctx ends: beats at once and then
 // every HeartbeatInterval (jittered), runs every RunInterval on average
 // (started event at start, result when the run finishes), an audit event a
 // minute, and answers the commands published on commands.> as real agents do (see
 // Fleet.Answer): once per agent and request_id, skipped when
 // script_status, script_current or deadline_at say so, else run after the
-// command's jitter, and ended at once, as killed, by kill.<exec_id>. It
-// looks at cfg.Clock every cfg.Step of wall time, and when a command or a
-// kill arrives.
+// command's jitter, and ended at once, as killed, by kill.<exec_id>. Its
+// agents answer the live actions of fleet.md §4 (see LiveSubjects). It
+// looks at cfg.Clock every cfg.Step of wall time, and when a command, a
+// kill or a live request arrives.
 //
 // Commands arrive on a core subscription: a simulator started after a
 // command was published misses it and, unlike a real agent, never replays
@@ -367,17 +368,23 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 	}
 	// Commands and kills share one channel, so the agents see them in the
 	// order the server delivered them: a kill sent after a command finds
-	// its run.
+	// its run. Live requests have their own, so a ping is not queued behind
+	// a fan-out.
 	inbox := make(chan *nats.Msg, 8192)
-	for _, subject := range []string{"commands.>", kanade.SubjectKill + ">"} {
-		sub, err := c.Conn().ChanSubscribe(subject, inbox)
+	live := make(chan *nats.Msg, 1024)
+	subs := map[string]chan *nats.Msg{"commands.>": inbox, kanade.SubjectKill + ">": inbox}
+	for _, subject := range LiveSubjects {
+		subs[subject] = live
+	}
+	for subject, ch := range subs {
+		sub, err := c.Conn().ChanSubscribe(subject, ch)
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", subject, err)
 		}
 		defer sub.Unsubscribe()
 	}
 	if err := c.Conn().Flush(); err != nil {
-		return fmt.Errorf("subscribe commands and kills: flush: %w", err)
+		return fmt.Errorf("subscribe commands, kills and live actions: flush: %w", err)
 	}
 	now := cfg.Clock()
 	// Every agent beats at once, so the fleet starts as one that has been
@@ -397,26 +404,12 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		nextBeat[i] = now.Add(time.Duration(f.rng.Int64N(int64(cfg.HeartbeatInterval))))
 		nextRun[i] = now.Add(time.Duration(f.rng.ExpFloat64() * float64(cfg.RunInterval)))
 	}
-	a := &agents{f: f}
-	var pending []pendingResult
+	a := newAgents(f, now)
 	nextAudit := now.Add(time.Minute)
 	t := time.NewTicker(cfg.Step)
 	defer t.Stop()
-	// start publishes one of the agents' own runs up to its started event
-	// now and the rest when the run ends.
-	start := func(run RunOutput) error {
-		first := 1
-		if run.Messages[0].Subject != StartedSubject(run.Started) {
-			first = 2 // a late result: both now, result first
-		}
-		if err := Publish(ctx, c, run.Messages[:first]...); err != nil {
-			return err
-		}
-		pending = append(pending, pendingResult{due: run.Result.FinishedAt.Time, msgs: run.Messages[first:]})
-		return nil
-	}
-	// step beats, starts the agents' own runs and finishes the runs whose
-	// time has come.
+	// step beats, starts the agents' own runs and ends the runs whose time
+	// has come.
 	step := func(now time.Time) error {
 		if err := Publish(ctx, c, a.step(now)...); err != nil {
 			return err
@@ -431,23 +424,12 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			}
 			if !now.Before(nextRun[i]) {
 				run := f.Run(RunSpec{Agent: i, Job: cfg.Jobs[f.rng.IntN(len(cfg.Jobs))], StartedAt: now})
-				if err := start(run); err != nil {
+				if err := Publish(ctx, c, a.own(i, run)...); err != nil {
 					return err
 				}
 				nextRun[i] = now.Add(time.Duration((0.5 + f.rng.ExpFloat64()) * float64(cfg.RunInterval)))
 			}
 		}
-		kept := pending[:0]
-		for _, p := range pending {
-			if now.Before(p.due) {
-				kept = append(kept, p)
-				continue
-			}
-			if err := Publish(ctx, c, p.msgs...); err != nil {
-				return err
-			}
-		}
-		pending = kept
 		if !now.Before(nextAudit) {
 			if err := Publish(ctx, c, f.Audit(now)); err != nil {
 				return err
@@ -472,6 +454,21 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		read := func() Gate { return readGate(ctx, c, cmd.ID) }
 		return Publish(ctx, c, a.receive(m.Subject, *cmd, read, now)...)
 	}
+	// answer replies to a live request for one of the fleet's agents, as
+	// of now: the runs due by now have started or ended first.
+	answer := func(m *nats.Msg, now time.Time) error {
+		if err := Publish(ctx, c, a.step(now)...); err != nil {
+			return err
+		}
+		reply, ok := a.live(m.Subject, m.Data, now, int(c.Conn().MaxPayload()))
+		if !ok || m.Reply == "" {
+			return nil
+		}
+		if err := c.Conn().Publish(m.Reply, reply); err != nil {
+			return fmt.Errorf("answer %s: %w", m.Subject, err)
+		}
+		return nil
+	}
 	if err := step(now); err != nil {
 		return err
 	}
@@ -482,6 +479,8 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			return nil
 		case m := <-inbox:
 			err = handle(m, cfg.Clock())
+		case m := <-live:
+			err = answer(m, cfg.Clock())
 		case <-t.C:
 			err = step(cfg.Clock())
 		}
