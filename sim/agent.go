@@ -245,10 +245,14 @@ type agents struct {
 	seen    seen
 	running []*running
 	log     *journal
+	// startGroups are the agents' groups at start, for their logs.
+	startGroups [][]string
 }
 
 func newAgents(f *Fleet, start time.Time) *agents {
-	return &agents{f: f, log: newJournal(start, f.logHead)}
+	a := &agents{f: f, startGroups: slices.Clone(f.groups.of)}
+	a.log = newJournal(start, a.logHead)
+	return a
 }
 
 // receive is a command message on subject: every agent it reaches that has

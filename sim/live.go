@@ -60,11 +60,13 @@ func (f *Fleet) Ping(i int, now time.Time) kanade.Heartbeat {
 }
 
 // logHead is agent i's log from its start, at start.
-func (f *Fleet) logHead(i int, start time.Time) []logLine {
+func (a *agents) logHead(i int, start time.Time) []logLine {
 	return []logLine{
 		{at: start, level: "INFO", target: "kanade_agent", msg: "kanade-agent starting",
-			fields: []string{"version", f.cfg.AgentVersion, "pc_id", f.PcID(i)}},
+			fields: []string{"version", a.f.cfg.AgentVersion, "pc_id", a.f.PcID(i)}},
 		{at: start, level: "INFO", target: "kanade_agent::bus", msg: "connected to NATS"},
+		{at: start, level: "INFO", target: "kanade_agent::groups", msg: "groups loaded",
+			fields: []string{"groups", string(mustJSON(a.startGroups[i]))}},
 	}
 }
 

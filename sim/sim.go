@@ -128,15 +128,19 @@ type Message struct {
 
 // Fleet generates messages. It is not safe for concurrent use.
 type Fleet struct {
-	cfg Config
-	rng *rand.Rand
-	seq uint64
+	cfg    Config
+	rng    *rand.Rand
+	seq    uint64
+	groups *memberships
 }
 
-// NewFleet returns a deterministic generator for cfg.
+// NewFleet returns a deterministic generator for cfg, its agents in the
+// groups of the Group rule.
 func NewFleet(cfg Config) *Fleet {
 	cfg.defaults()
-	return &Fleet{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x6b616e616465))}
+	f := &Fleet{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x6b616e616465))}
+	f.seedGroups()
+	return f
 }
 
 // Config returns the effective configuration (defaults filled in).
@@ -285,6 +289,30 @@ func mustJSON(v any) []byte {
 	return b
 }
 
+// follow watches bucket: it returns the bucket's current values and a
+// channel bringing every change after them (closed when the watch breaks).
+func follow(ctx context.Context, c *bus.Client, bucket string) (<-chan *bus.Entry, []bus.Entry, error) {
+	ch, err := c.Watch(ctx, bucket)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sim: %w", err)
+	}
+	var out []bus.Entry
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case e, ok := <-ch:
+			if !ok {
+				return nil, nil, fmt.Errorf("sim: watch KV %s closed before its values were read", bucket)
+			}
+			if e == nil {
+				return ch, out, nil
+			}
+			out = append(out, *e)
+		}
+	}
+}
+
 // Publish sends msgs in order: each run of JetStream messages pipelined
 // and confirmed before what follows it (a fan-out's answers from a
 // thousand agents cost a round trip, not a thousand), core ones just
@@ -330,8 +358,11 @@ func PutManifests(ctx context.Context, c *bus.Client, jobs []Job) error {
 // minute, and answers the commands published on commands.> as real agents do (see
 // Fleet.Answer): once per agent and request_id, skipped when
 // script_status, script_current or deadline_at say so, else run after the
-// command's jitter, and ended at once, as killed, by kill.<exec_id>. Its
-// agents answer the live actions of fleet.md §4 (see LiveSubjects). It
+// command's jitter, and ended at once, as killed, by kill.<exec_id>. A
+// group command reaches the agents KV agent_groups lists in the group when
+// it arrives: Run seeds the keys missing (see PutGroups) and then follows
+// the bucket. Its agents answer the live actions of fleet.md §4 (see
+// LiveSubjects). It
 // looks at cfg.Clock every cfg.Step of wall time, and when a command, a
 // kill or a live request arrives.
 //
@@ -366,6 +397,14 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			return err
 		}
 	}
+	// The watches end with run.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	groups, entries, err := follow(ctx, c, kanade.BucketAgentGroups)
+	if err != nil {
+		return err
+	}
+	f.loadGroups(entries)
 	// Commands and kills share one channel, so the agents see them in the
 	// order the server delivered them: a kill sent after a command finds
 	// its run. Live requests have their own, so a ping is not queued behind
@@ -438,9 +477,40 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		}
 		return nil
 	}
+	// onGroups takes what the watch of agent_groups brings: a change, or
+	// the end of the watch, when it watches again.
+	onGroups := func(e *bus.Entry, ok bool) error {
+		if !ok {
+			var err error
+			if groups, entries, err = follow(ctx, c, kanade.BucketAgentGroups); err != nil {
+				return err
+			}
+			a.loadGroups(entries, cfg.Clock())
+		} else if e != nil {
+			a.applyGroups(*e, cfg.Clock())
+		}
+		return nil
+	}
+	// catchUp takes the KV changes the fleet has received already, so a
+	// command that arrives after one finds it applied.
+	catchUp := func() error {
+		for {
+			select {
+			case e, ok := <-groups:
+				if err := onGroups(e, ok); err != nil {
+					return err
+				}
+			default:
+				return nil
+			}
+		}
+	}
 	// handle answers one command or kill. What is due by now goes first,
 	// so what the agents publish follows their clock.
 	handle := func(m *nats.Msg, now time.Time) error {
+		if err := catchUp(); err != nil {
+			return err
+		}
 		if err := Publish(ctx, c, a.step(now)...); err != nil {
 			return err
 		}
@@ -481,6 +551,8 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			err = handle(m, cfg.Clock())
 		case m := <-live:
 			err = answer(m, cfg.Clock())
+		case e, ok := <-groups:
+			err = onGroups(e, ok)
 		case <-t.C:
 			err = step(cfg.Clock())
 		}
