@@ -247,10 +247,11 @@ type agents struct {
 	log     *journal
 	// startGroups are the agents' groups at start, for their logs.
 	startGroups [][]string
+	cfgs        configs
 }
 
 func newAgents(f *Fleet, start time.Time) *agents {
-	a := &agents{f: f, startGroups: slices.Clone(f.groups.of)}
+	a := &agents{f: f, startGroups: slices.Clone(f.groups.of), cfgs: newConfigs(f.cfg.Agents)}
 	a.log = newJournal(start, a.logHead)
 	return a
 }
@@ -289,9 +290,10 @@ func (a *agents) receive(subject string, c kanade.Command, read func() Gate, now
 }
 
 // step starts the runs whose jitter has passed by now and publishes the
-// results of those that have ended, each run's start before its end.
+// results of those that have ended, each run's start before its end, and
+// restarts the agents whose self-update is due.
 func (a *agents) step(now time.Time) []Message {
-	var out []Message
+	out := a.selfUpdates(now)
 	kept := a.running[:0]
 	for _, r := range a.running {
 		if !r.started && !now.Before(r.startAt) {

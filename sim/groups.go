@@ -200,8 +200,10 @@ func (a *agents) loadGroups(entries []bus.Entry, now time.Time) {
 	}
 }
 
-// groupsChanged is what follows a change of agent i's groups.
+// groupsChanged is what follows a change of agent i's groups: its
+// configuration takes its new groups' scopes.
 func (a *agents) groupsChanged(i int, now time.Time) {
 	a.log.add(i, logLine{at: now, level: "INFO", target: "kanade_agent::groups", msg: "groups changed",
 		fields: []string{"groups", string(mustJSON(a.f.groups.of[i]))}})
+	a.resolve(i, now)
 }

@@ -50,7 +50,8 @@ type Config struct {
 	Prefix string
 	// Jobs defaults to DefaultJobs().
 	Jobs []Job
-	// HeartbeatInterval is each agent's beat period (default 30s, jittered ±10%).
+	// HeartbeatInterval is each agent's beat period (default 30s, jittered
+	// ±10%), when no agent_config scope of its sets heartbeat_interval.
 	HeartbeatInterval time.Duration
 	// RunInterval is each agent's mean time between runs (default 10m).
 	RunInterval time.Duration
@@ -76,7 +77,8 @@ type Config struct {
 	// absent here runs for a time drawn from its Jobs profile, or about a
 	// second when the fleet does not know it.
 	RunDurations map[string]time.Duration
-	// AgentVersion defaults to "0.45.3".
+	// AgentVersion is the version every agent starts on (default "0.45.3");
+	// a rollout moves them (see Run).
 	AgentVersion string
 	// Schedules makes Run create the DemoSchedules (when absent), so the
 	// scheduler has something to fire at the simulated agents.
@@ -132,6 +134,8 @@ type Fleet struct {
 	rng    *rand.Rand
 	seq    uint64
 	groups *memberships
+	// updated are the versions of the agents that self-updated.
+	updated map[int]string
 }
 
 // NewFleet returns a deterministic generator for cfg, its agents in the
@@ -182,7 +186,20 @@ func (f *Fleet) Heartbeat(i int, at time.Time) kanade.Heartbeat {
 func osFamily(i int) string { return []string{"windows", "windows", "windows", "linux", "macos"}[i%5] }
 
 // version is the agent version agent i runs.
-func (f *Fleet) version(int) string { return f.cfg.AgentVersion }
+func (f *Fleet) version(i int) string {
+	if v, ok := f.updated[i]; ok {
+		return v
+	}
+	return f.cfg.AgentVersion
+}
+
+// setVersion makes agent i run version v.
+func (f *Fleet) setVersion(i int, v string) {
+	if f.updated == nil {
+		f.updated = map[int]string{}
+	}
+	f.updated[i] = v
+}
 
 // Duration draws a run duration of job (lognormal).
 func (f *Fleet) Duration(job Job) time.Duration {
@@ -289,28 +306,56 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// follow watches bucket: it returns the bucket's current values and a
-// channel bringing every change after them (closed when the watch breaks).
-func follow(ctx context.Context, c *bus.Client, bucket string) (<-chan *bus.Entry, []bus.Entry, error) {
-	ch, err := c.Watch(ctx, bucket)
+// watched is a KV bucket the fleet follows: the changes its watch brings,
+// and what the fleet does with one change (apply) and with the whole bucket
+// (load), read again when a watch breaks and is made anew.
+type watched struct {
+	bucket  string
+	updates <-chan *bus.Entry
+	load    func([]bus.Entry, time.Time)
+	apply   func(bus.Entry, time.Time)
+}
+
+// start watches the bucket: it returns its current values, and the
+// changes after them come on updates.
+func (w *watched) start(ctx context.Context, c *bus.Client) ([]bus.Entry, error) {
+	ch, err := c.Watch(ctx, w.bucket)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sim: %w", err)
+		return nil, fmt.Errorf("sim: %w", err)
 	}
 	var out []bus.Entry
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return nil, ctx.Err()
 		case e, ok := <-ch:
 			if !ok {
-				return nil, nil, fmt.Errorf("sim: watch KV %s closed before its values were read", bucket)
+				return nil, fmt.Errorf("sim: watch KV %s closed before its values were read", w.bucket)
 			}
 			if e == nil {
-				return ch, out, nil
+				w.updates = ch
+				return out, nil
 			}
 			out = append(out, *e)
 		}
 	}
+}
+
+// take handles a receive from updates at now: a change is applied; the end
+// of the watch makes a new one, whose values are loaded.
+func (w *watched) take(ctx context.Context, c *bus.Client, e *bus.Entry, ok bool, now time.Time) error {
+	if !ok {
+		entries, err := w.start(ctx, c)
+		if err != nil {
+			return err
+		}
+		w.load(entries, now)
+		return nil
+	}
+	if e != nil {
+		w.apply(*e, now)
+	}
+	return nil
 }
 
 // Publish sends msgs in order: each run of JetStream messages pipelined
@@ -361,8 +406,10 @@ func PutManifests(ctx context.Context, c *bus.Client, jobs []Job) error {
 // command's jitter, and ended at once, as killed, by kill.<exec_id>. A
 // group command reaches the agents KV agent_groups lists in the group when
 // it arrives: Run seeds the keys missing (see PutGroups) and then follows
-// the bucket. Its agents answer the live actions of fleet.md §4 (see
-// LiveSubjects). It
+// the bucket. The agents follow KV agent_config too: each self-updates to
+// its effective target_version within its target_version_jitter, and beats
+// at its heartbeat_interval (see configs). They answer the live actions of
+// fleet.md §4 (see LiveSubjects). It
 // looks at cfg.Clock every cfg.Step of wall time, and when a command, a
 // kill or a live request arrives.
 //
@@ -397,10 +444,16 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			return err
 		}
 	}
-	// The watches end with run.
+	// The watches end with run. The groups are read first: the agents'
+	// configuration depends on them.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	groups, entries, err := follow(ctx, c, kanade.BucketAgentGroups)
+	var a *agents
+	groups := &watched{bucket: kanade.BucketAgentGroups,
+		load: func(e []bus.Entry, now time.Time) { a.loadGroups(e, now) }, apply: func(e bus.Entry, now time.Time) { a.applyGroups(e, now) }}
+	configs := &watched{bucket: kanade.BucketAgentConfig,
+		load: func(e []bus.Entry, now time.Time) { a.loadConfig(e, now) }, apply: func(e bus.Entry, now time.Time) { a.applyConfig(e, now) }}
+	entries, err := groups.start(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -443,7 +496,11 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		nextBeat[i] = now.Add(time.Duration(f.rng.Int64N(int64(cfg.HeartbeatInterval))))
 		nextRun[i] = now.Add(time.Duration(f.rng.ExpFloat64() * float64(cfg.RunInterval)))
 	}
-	a := newAgents(f, now)
+	a = newAgents(f, now)
+	if entries, err = configs.start(ctx, c); err != nil {
+		return err
+	}
+	a.loadConfig(entries, now)
 	nextAudit := now.Add(time.Minute)
 	t := time.NewTicker(cfg.Step)
 	defer t.Stop()
@@ -459,7 +516,7 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 					return err
 				}
 				jitter := 0.9 + 0.2*f.rng.Float64()
-				nextBeat[i] = now.Add(time.Duration(jitter * float64(cfg.HeartbeatInterval)))
+				nextBeat[i] = now.Add(time.Duration(jitter * float64(a.beatInterval(i))))
 			}
 			if !now.Before(nextRun[i]) {
 				run := f.Run(RunSpec{Agent: i, Job: cfg.Jobs[f.rng.IntN(len(cfg.Jobs))], StartedAt: now})
@@ -477,31 +534,21 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		}
 		return nil
 	}
-	// onGroups takes what the watch of agent_groups brings: a change, or
-	// the end of the watch, when it watches again.
-	onGroups := func(e *bus.Entry, ok bool) error {
-		if !ok {
-			var err error
-			if groups, entries, err = follow(ctx, c, kanade.BucketAgentGroups); err != nil {
-				return err
-			}
-			a.loadGroups(entries, cfg.Clock())
-		} else if e != nil {
-			a.applyGroups(*e, cfg.Clock())
-		}
-		return nil
-	}
 	// catchUp takes the KV changes the fleet has received already, so a
 	// command that arrives after one finds it applied.
 	catchUp := func() error {
 		for {
+			var err error
 			select {
-			case e, ok := <-groups:
-				if err := onGroups(e, ok); err != nil {
-					return err
-				}
+			case e, ok := <-groups.updates:
+				err = groups.take(ctx, c, e, ok, cfg.Clock())
+			case e, ok := <-configs.updates:
+				err = configs.take(ctx, c, e, ok, cfg.Clock())
 			default:
 				return nil
+			}
+			if err != nil {
+				return err
 			}
 		}
 	}
@@ -525,8 +572,12 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		return Publish(ctx, c, a.receive(m.Subject, *cmd, read, now)...)
 	}
 	// answer replies to a live request for one of the fleet's agents, as
-	// of now: the runs due by now have started or ended first.
+	// of now: the KV changes received and the runs and self-updates due by
+	// now come first.
 	answer := func(m *nats.Msg, now time.Time) error {
+		if err := catchUp(); err != nil {
+			return err
+		}
 		if err := Publish(ctx, c, a.step(now)...); err != nil {
 			return err
 		}
@@ -551,8 +602,10 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			err = handle(m, cfg.Clock())
 		case m := <-live:
 			err = answer(m, cfg.Clock())
-		case e, ok := <-groups:
-			err = onGroups(e, ok)
+		case e, ok := <-groups.updates:
+			err = groups.take(ctx, c, e, ok, cfg.Clock())
+		case e, ok := <-configs.updates:
+			err = configs.take(ctx, c, e, ok, cfg.Clock())
 		case <-t.C:
 			err = step(cfg.Clock())
 		}
