@@ -139,7 +139,8 @@ func (a *agents) applyConfig(e bus.Entry, now time.Time) {
 // configuration.
 func (a *agents) loadConfig(entries []bus.Entry, now time.Time) {
 	c := newConfigs(a.f.cfg.Agents)
-	c.update, c.waiting = a.cfgs.update, a.cfgs.waiting // an update in waiting goes on if the target stays
+	// What the agents do now goes on unless the new values change it.
+	c.beat, c.update, c.waiting = a.cfgs.beat, a.cfgs.update, a.cfgs.waiting
 	for _, e := range entries {
 		c.set(e)
 	}
