@@ -477,10 +477,11 @@ func (e errUndecodableScope) Unwrap() error { return e.error }
 // cur already says so. A jitter that is not a duration is a FieldError.
 func rolloutEdit(cur []byte, version string, jitter *string) ([]byte, bool, error) {
 	if err := (kanade.ConfigScope{TargetVersion: &version, TargetVersionJitter: jitter}).Validate(); err != nil {
+		// Name the field as the request does.
 		var fe *kanade.FieldError
-		if errors.As(err, &fe) && fe.Field == "target_version_jitter" {
-			fe = &kanade.FieldError{Field: "jitter", Rule: fe.Rule, Excerpt: fe.Excerpt}
-			return nil, false, fe
+		if errors.As(err, &fe) {
+			field := map[string]string{"target_version_jitter": "jitter", "target_version": "version"}[fe.Field]
+			return nil, false, &kanade.FieldError{Field: cmp.Or(field, fe.Field), Rule: fe.Rule, Excerpt: fe.Excerpt}
 		}
 		return nil, false, err
 	}

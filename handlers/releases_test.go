@@ -449,9 +449,18 @@ func TestRolloutRefuses(t *testing.T) {
 			}
 		})
 	}
+	// An object another tool stored under a name no agent can report is
+	// not rolled out.
+	if _, err := o.obs.PutString(t.Context(), "  ", "x"); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.send(http.MethodPost, "/api/agents/rollout", "application/json", `{"version":"  ","scope":{"type":"global"}}`)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "body.version") {
+		t.Errorf("rollout of a blank version = %d %s, want 400 at body.version", rec.Code, rec.Body)
+	}
 	// A stored scope that does not decode is not written over.
 	o.putScope("pcs.PC-2", `{"target_version":7}`)
-	rec := e.send(http.MethodPost, "/api/agents/rollout", "application/json", `{"version":"1.0.0","scope":{"type":"pc","value":"PC-2"}}`)
+	rec = e.send(http.MethodPost, "/api/agents/rollout", "application/json", `{"version":"1.0.0","scope":{"type":"pc","value":"PC-2"}}`)
 	if rec.Code != http.StatusInternalServerError {
 		t.Errorf("rollout onto an undecodable scope = %d %s, want 500", rec.Code, rec.Body)
 	}
