@@ -291,3 +291,32 @@ func FuzzRead(f *testing.F) {
 }
 
 const maxSectionTable = 1024 * 40
+
+// FuzzReadVersionInfo fuzzes the VERSIONINFO tree alone, inside a valid
+// image, where FuzzRead's mutations of whole images seldom reach.
+func FuzzReadVersionInfo(f *testing.F) {
+	us := uint32(0x040904B0)
+	for _, im := range []petest.Image{
+		petest.Version("0.43.56"),
+		{Tables: []petest.StringTable{{Lang: 0x0409, CodePage: 0x04B0, Strings: []petest.KV{{Key: "FileVersion", Value: "7"}}},
+			{Lang: 0x0411, CodePage: 0x03A4, Strings: []petest.KV{{Key: "ProductVersion", Value: "八"}}}},
+			Translations: []uint32{0x041103A4, 0x040904B0}},
+		{VersionInfo: petest.Block("VS_VERSION_INFO", 0, 0, nil,
+			petest.Block("StringFileInfo", 1, 0, nil, petest.Block("040904b0", 1, 0, nil, str("ProductVersion", "4.5"))),
+			translation(us))},
+	} {
+		f.Add(im.VersionResource())
+	}
+	f.Fuzz(func(t *testing.T, vi []byte) {
+		if len(vi) > 0xFFFF {
+			return
+		}
+		v, err := exeversion.Read(bytes.NewReader(petest.Image{VersionInfo: vi}.Bytes()))
+		if err == nil && (v == "" || strings.TrimRight(v, " \x00") != v) {
+			t.Fatalf("version %q", v)
+		}
+		if err != nil && !errors.Is(err, exeversion.ErrNoVersion) {
+			t.Fatalf("error %v; the image is valid, only its version may be missing", err)
+		}
+	})
+}

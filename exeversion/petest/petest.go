@@ -210,10 +210,7 @@ func (zeros) Read(p []byte) (int, error) {
 // rsrc is the resource section at rsrcVA: the three directory levels
 // (RT_VERSION, name 1, language 0x0409), the data entry, and the data.
 func (im Image) rsrc(rsrcVA uint32) []byte {
-	data := im.VersionInfo
-	if data == nil {
-		data = im.versionInfo()
-	}
+	data := im.VersionResource()
 	b := make([]byte, 0x58, 0x58+len(data))
 	dir := func(at int, id, target uint32) {
 		le.PutUint16(b[at+14:], 1) // one id entry
@@ -227,6 +224,16 @@ func (im Image) rsrc(rsrcVA uint32) []byte {
 	le.PutUint32(b[0x48:], rsrcVA+0x58)
 	le.PutUint32(b[0x4c:], uint32(len(data)))
 	return append(b, data...)
+}
+
+// VersionResource is the RT_VERSION data the image carries: VersionInfo
+// when set, else the VS_VERSIONINFO built from the tables and
+// translations.
+func (im Image) VersionResource() []byte {
+	if im.VersionInfo != nil {
+		return im.VersionInfo
+	}
+	return im.versionInfo()
 }
 
 // versionInfo is the VS_VERSIONINFO of the tables and translations.
