@@ -927,3 +927,29 @@ func TestPublishOutlivesTheServersReadTimeout(t *testing.T) {
 		t.Fatalf("a slow upload = %d %s", status, body)
 	}
 }
+
+// A store that cannot take the build (full) answers 500, and what was
+// there stays; nothing is audited, nothing is left in the temporary folder.
+func TestPublishIntoAFullStoreIs500(t *testing.T) {
+	e := newManageEnv(t, nil)
+	o := e.observer()
+	ctx := t.Context()
+	if _, err := o.js.UpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: kanade.ObjectAgentReleases, MaxBytes: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	noTemp := useTempDir(t)
+	im := petest.Version("3.0.0")
+	im.TextLen = 256 << 10
+	ct, body := form(t, fileOf(im.Bytes()))
+	rec := e.publish(ct, body)
+	if rec.Code != http.StatusInternalServerError {
+		t.Fatalf("publish into a full store = %d %s, want 500", rec.Code, rec.Body)
+	}
+	if _, ok := o.object("3.0.0"); ok {
+		t.Error("a failed put left the release readable")
+	}
+	if got := e.auditLines(); len(got) != 0 {
+		t.Errorf("audit %v after a failed put", got)
+	}
+	noTemp()
+}
