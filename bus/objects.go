@@ -2,12 +2,15 @@ package bus
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -127,11 +130,79 @@ func (c *Client) PutObject(ctx context.Context, store, name string, r io.Reader)
 	if err != nil {
 		return ObjectInfo{}, why(rctx, err)
 	}
-	i, err := os.Put(rctx, jetstream.ObjectMeta{Name: name}, r)
-	if err != nil {
+	before, err := os.GetInfo(rctx, name, jetstream.GetObjectInfoShowDeleted())
+	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return ObjectInfo{}, fmt.Errorf("put %s[%s]: %w", store, kanade.Clip(name), why(rctx, err))
 	}
+	i, err := os.Put(rctx, jetstream.ObjectMeta{Name: name}, r)
+	if err != nil {
+		err = fmt.Errorf("put %s[%s]: %w", store, kanade.Clip(name), why(rctx, err))
+		if rerr := c.repairObject(ctx, os, store, name, before); rerr != nil {
+			err = fmt.Errorf("%w; and the object is left without its chunks: %w", err, rerr)
+		}
+		return ObjectInfo{}, err
+	}
 	return objectInfoOf(i), nil
+}
+
+// repairObject undoes what a failed put can leave behind. nats.go
+// publishes the new object's description before it learns that the store
+// refused a chunk (a full store, say), then purges the chunks: the name
+// then describes an object whose bytes are gone, and the object it
+// replaced, whose chunks are still there, is out of sight. When the
+// current description's chunks are missing, before (the description read
+// before the put) is put back if its chunks are all there, and the name
+// is deleted otherwise. A description whose chunks are there is left
+// alone: the put failed before it, or another put succeeded since.
+func (c *Client) repairObject(ctx context.Context, os jetstream.ObjectStore, store, name string, before *jetstream.ObjectInfo) error {
+	ctx, cancel := c.request(context.WithoutCancel(ctx), requestTimeout)
+	defer cancel()
+	cur, err := os.GetInfo(ctx, name, jetstream.GetObjectInfoShowDeleted())
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if ok, err := c.hasChunks(ctx, store, cur); err != nil || ok {
+		return err
+	}
+	if before != nil && !before.Deleted {
+		if ok, err := c.hasChunks(ctx, store, before); err != nil {
+			return err
+		} else if ok {
+			meta := *before
+			meta.ModTime = time.Time{} // the store's own time, as nats.go writes it
+			data, err := json.Marshal(meta)
+			if err != nil {
+				return err
+			}
+			m := nats.NewMsg(fmt.Sprintf("$O.%s.M.%s", store, base64.URLEncoding.EncodeToString([]byte(name))))
+			m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+			m.Data = data
+			_, err = c.js.PublishMsg(ctx, m)
+			return err
+		}
+	}
+	return os.Delete(ctx, name)
+}
+
+// hasChunks reports whether the chunks info describes are in store (the
+// last one, as a purge removes them all at once); a deleted or empty
+// object has none to miss.
+func (c *Client) hasChunks(ctx context.Context, store string, info *jetstream.ObjectInfo) (bool, error) {
+	if info.Deleted || info.Chunks == 0 {
+		return true, nil
+	}
+	s, err := c.js.Stream(ctx, "OBJ_"+store)
+	if err != nil {
+		return false, err
+	}
+	_, err = s.GetLastMsgForSubject(ctx, fmt.Sprintf("$O.%s.C.%s", store, info.NUID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // GetObject opens object name of store for reading, a chunk at a time:

@@ -121,3 +121,42 @@ func TestObjectsWithoutTheStore(t *testing.T) {
 		}
 	}
 }
+
+// A put the store refuses (it is full) leaves the name as it was: absent,
+// or the object it held, readable as before.
+func TestPutObjectRefusedLeavesTheNameAsItWas(t *testing.T) {
+	s := bustest.StartBootstrapped(t)
+	c, ctx := s.Bus, t.Context()
+	const st = kanade.ObjectAgentReleases
+	if _, err := s.JS.UpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: st, MaxBytes: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	os, err := s.JS.ObjectStore(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := []byte("the build that was there")
+	if _, err := c.PutObject(ctx, st, "kept", bytes.NewReader(old)); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 100<<10) // one chunk, over the store's size
+	for i := range 5 {           // the refusal races the description's publish; try it a few times
+		if _, err := c.PutObject(ctx, st, "kept", bytes.NewReader(big)); err == nil {
+			t.Fatal("a put into a full store succeeded")
+		}
+		got, err := os.GetBytes(ctx, "kept")
+		if err != nil || !bytes.Equal(got, old) {
+			t.Fatalf("try %d: after a refused put over it the object reads %q, %v; want it as it was", i, got, err)
+		}
+		if _, err := c.PutObject(ctx, st, "new", bytes.NewReader(big)); err == nil {
+			t.Fatal("a put into a full store succeeded")
+		}
+		if _, err := c.ObjectInfo(ctx, st, "new"); !errors.Is(err, bus.ErrNotFound) {
+			t.Fatalf("try %d: a refused put of a new name left it described: %v", i, err)
+		}
+		objs, err := c.Objects(ctx, st)
+		if err != nil || len(objs) != 1 || objs[0].Name != "kept" {
+			t.Fatalf("try %d: the store lists %+v, %v; want kept only", i, objs, err)
+		}
+	}
+}
