@@ -928,28 +928,38 @@ func TestPublishOutlivesTheServersReadTimeout(t *testing.T) {
 	}
 }
 
-// A store that cannot take the build (full) answers 500, and what was
-// there stays; nothing is audited, nothing is left in the temporary folder.
+// A store that cannot take the build (full) answers 500 and keeps what
+// it had: the release a failed publish would have replaced is still there,
+// byte for byte, and a new version is not listed. Nothing is audited,
+// nothing is left in the temporary folder.
 func TestPublishIntoAFullStoreIs500(t *testing.T) {
 	e := newManageEnv(t, nil)
 	o := e.observer()
 	ctx := t.Context()
+	small := petest.Version("3.0.0").Bytes()
+	ct, body := form(t, fileOf(small))
+	e.must2(http.StatusOK, e.publish(ct, body))
 	if _, err := o.js.UpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: kanade.ObjectAgentReleases, MaxBytes: 64 << 10}); err != nil {
 		t.Fatal(err)
 	}
 	noTemp := useTempDir(t)
-	im := petest.Version("3.0.0")
-	im.TextLen = 256 << 10
-	ct, body := form(t, fileOf(im.Bytes()))
-	rec := e.publish(ct, body)
-	if rec.Code != http.StatusInternalServerError {
-		t.Fatalf("publish into a full store = %d %s, want 500", rec.Code, rec.Body)
+	for _, v := range []string{"3.0.0", "3.1.0"} {
+		im := petest.Version(v)
+		im.TextLen = 100 << 10
+		ct, body := form(t, fileOf(im.Bytes()))
+		rec := e.publish(ct, body)
+		if rec.Code != http.StatusInternalServerError {
+			t.Fatalf("publish of %s into a full store = %d %s, want 500", v, rec.Code, rec.Body)
+		}
 	}
-	if _, ok := o.object("3.0.0"); ok {
-		t.Error("a failed put left the release readable")
+	if got, ok := o.object("3.0.0"); !ok || !bytes.Equal(got, small) {
+		t.Errorf("after a failed publish over it 3.0.0 reads %d bytes (present %v), want the %d published first", len(got), ok, len(small))
 	}
-	if got := e.auditLines(); len(got) != 0 {
-		t.Errorf("audit %v after a failed put", got)
+	if _, err := o.obs.GetInfo(ctx, "3.1.0"); !errors.Is(err, jetstream.ErrObjectNotFound) {
+		t.Errorf("a failed publish left 3.1.0 described: %v", err)
+	}
+	if got := e.auditLines(); len(got) != 1 {
+		t.Errorf("audit %v; want the first publish only", got)
 	}
 	noTemp()
 }
