@@ -206,6 +206,7 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	srv.registerManage(api)
 	srv.registerRecords(api)
 	srv.registerControl(api)
+	srv.registerReleases(api)
 	srv.registerAccounts(api)
 	if err := srv.registerMetrics(mux); err != nil {
 		return nil, nil, err

@@ -94,6 +94,13 @@ func routeRoles() map[string]auth.Role {
 		"PUT /api/freeze":                     auth.Operator,
 		"DELETE /api/freeze":                  auth.Operator,
 
+		// Agent releases (fleet.md §6): reading them is viewer,
+		// publishing, rolling out and deleting operator.
+		"GET /api/agents/releases":              auth.Viewer,
+		"POST /api/agents/publish":              auth.Operator,
+		"POST /api/agents/rollout":              auth.Operator,
+		"DELETE /api/agents/releases/{version}": auth.Operator,
+
 		// Accounts.
 		"GET /api/accounts":               auth.Admin,
 		"POST /api/accounts":              auth.Admin,
