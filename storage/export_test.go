@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 )
 
@@ -99,3 +100,19 @@ func queryPlans(ctx context.Context, db *DB, cases map[string]planCase) (map[str
 
 // RetryAfterForTest is the throttle's pure rule.
 var RetryAfterForTest = retryAfter
+
+// QueryForTest runs a query through the read pool and hands each row to
+// scan.
+func QueryForTest(ctx context.Context, db *DB, q string, args []any, scan func(*sql.Rows) error) error {
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
