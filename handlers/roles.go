@@ -54,6 +54,7 @@ func routeRoles() map[string]auth.Role {
 		"GET /api/jetstream/status":      auth.Viewer,
 		"GET /api/agents":                auth.Viewer,
 		"GET /api/agents/{pc_id}":        auth.Viewer,
+		"GET /api/agents/versions":       auth.Viewer,
 		"GET /api/results":               auth.Viewer,
 		"GET /api/results/{result_id}":   auth.Viewer,
 		"GET /api/executions":            auth.Viewer,
@@ -82,6 +83,7 @@ func routeRoles() map[string]auth.Role {
 		"GET /api/schemas/schedule.json":   auth.Viewer,
 
 		// Acting on the fleet.
+		"DELETE /api/agents/{pc_id}":          auth.Operator,
 		"POST /api/exec/{job_id}":             auth.Operator,
 		"POST /api/run":                       auth.Operator,
 		"POST /api/jobs/{job_id}/kill":        auth.Operator,
