@@ -204,6 +204,7 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	srv.registerHealth(api)
 	srv.registerReads(api)
 	srv.registerAgents(api)
+	srv.registerLive(api)
 	srv.registerManage(api)
 	srv.registerRecords(api)
 	srv.registerControl(api)
