@@ -66,6 +66,17 @@ func ControlQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string,
 	})
 }
 
+// WatchQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the
+// watchdog's claims and settle (watch.go).
+func WatchQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
+	const at = "2026-01-01T00:00:00.000000000Z"
+	return queryPlans(ctx, db, map[string]planCase{
+		"claim stale": {claimStaleSQL, []any{"t", at, at, at, at, 10}},
+		"claim fresh": {claimFreshSQL, []any{"t", at, at, at, 10}},
+		"settle":      {settleWatchSQL, []any{"t"}},
+	})
+}
+
 // planCase is one statement whose plan a test looks at, with arguments of
 // the right types (SQLite plans some comparisons by the argument's type).
 type planCase struct {
