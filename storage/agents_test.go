@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,4 +214,23 @@ func TestPruneAgentsDeletesOnlyBeatsBeforeTheCutoffInBoundedBatches(t *testing.T
 	if diff := cmp.Diff([]string{"PC-5", "PC-6", "PC-7"}, left); diff != "" {
 		t.Errorf("kept (-want +got):\n%s", diff)
 	}
+}
+
+// The version rollup reads the summaries and one range of an index, never
+// a table.
+func TestAgentVersionsReadNoTable(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	if db.Remote() {
+		t.Skip("query plans are checked on SQLite")
+	}
+	plans, err := storage.AgentsQueryPlansForTest(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range plans["versions"] {
+		if strings.HasPrefix(d, "SCAN agents") || strings.HasPrefix(d, "SEARCH agents USING INDEX") {
+			t.Errorf("%q in %q: the agents table is read", d, plans["versions"])
+		}
+	}
+	t.Log(plans["versions"])
 }

@@ -127,3 +127,11 @@ func QueryForTest(ctx context.Context, db *DB, q string, args []any, scan func(*
 	}
 	return rows.Err()
 }
+
+// AgentsQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the
+// version rollup (agents.go).
+func AgentsQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
+	return queryPlans(ctx, db, map[string]planCase{
+		"versions": {agentVersionsSQL, []any{"2026-01-01T00:00", "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:01:00.000000000Z"}},
+	})
+}

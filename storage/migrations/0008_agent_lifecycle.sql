@@ -30,6 +30,13 @@ INSERT INTO agent_versions (version, agents)
 INSERT INTO agent_version_minutes (minute, version, agents)
     SELECT substr(last_heartbeat, 1, 16), COALESCE(agent_version, ''), COUNT(*) FROM agents GROUP BY 1, 2;
 
+-- The part of the cutoff's own minute is counted from the agents table; with
+-- the version in the last_heartbeat index that is a range of the index alone,
+-- not a row lookup per agent (tens of milliseconds when a minute holds ten
+-- thousand beats). Every query of that index reads a prefix of it still.
+DROP INDEX agents_last_heartbeat;
+CREATE INDEX agents_last_heartbeat ON agents (last_heartbeat, agent_version);
+
 -- The summaries of 0001 and these, kept by one set of triggers.
 DROP TRIGGER agents_counters_insert;
 DROP TRIGGER agents_counters_update;
