@@ -203,6 +203,8 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	registerVersion(api)
 	srv.registerHealth(api)
 	srv.registerReads(api)
+	srv.registerAgents(api)
+	srv.registerLive(api)
 	srv.registerManage(api)
 	srv.registerRecords(api)
 	srv.registerControl(api)

@@ -49,16 +49,19 @@ func routeRoles() map[string]auth.Role {
 		"GET /metrics":                      auth.Viewer,
 
 		// Reading the fleet.
-		"GET /api/health/fleet":          auth.Viewer,
-		"GET /api/health/scan_durations": auth.Viewer,
-		"GET /api/jetstream/status":      auth.Viewer,
-		"GET /api/agents":                auth.Viewer,
-		"GET /api/agents/{pc_id}":        auth.Viewer,
-		"GET /api/results":               auth.Viewer,
-		"GET /api/results/{result_id}":   auth.Viewer,
-		"GET /api/executions":            auth.Viewer,
-		"GET /api/executions/{exec_id}":  auth.Viewer,
-		"GET /api/audit":                 auth.Viewer,
+		"GET /api/health/fleet":             auth.Viewer,
+		"GET /api/health/scan_durations":    auth.Viewer,
+		"GET /api/jetstream/status":         auth.Viewer,
+		"GET /api/agents":                   auth.Viewer,
+		"GET /api/agents/{pc_id}":           auth.Viewer,
+		"GET /api/agents/versions":          auth.Viewer,
+		"GET /api/agents/{pc_id}/logs":      auth.Viewer,
+		"GET /api/results/{result_id}/tail": auth.Viewer,
+		"GET /api/results":                  auth.Viewer,
+		"GET /api/results/{result_id}":      auth.Viewer,
+		"GET /api/executions":               auth.Viewer,
+		"GET /api/executions/{exec_id}":     auth.Viewer,
+		"GET /api/audit":                    auth.Viewer,
 
 		// Jobs and schedules: reads are viewer, writes operator.
 		"GET /api/jobs":                    auth.Viewer,
@@ -82,6 +85,8 @@ func routeRoles() map[string]auth.Role {
 		"GET /api/schemas/schedule.json":   auth.Viewer,
 
 		// Acting on the fleet.
+		"DELETE /api/agents/{pc_id}":          auth.Operator,
+		"POST /api/agents/{pc_id}/ping":       auth.Operator,
 		"POST /api/exec/{job_id}":             auth.Operator,
 		"POST /api/run":                       auth.Operator,
 		"POST /api/jobs/{job_id}/kill":        auth.Operator,
