@@ -154,6 +154,7 @@ func New(cfg Config) (*Server, error) {
 	if err := errors.Join(checkRoles(mux.patterns, roles), documentRoles(api.OpenAPI(), roles)); err != nil {
 		return nil, err
 	}
+	mountApart(api.OpenAPI())
 
 	// withSource sits outside instrument: it hands on a copy of the request,
 	// and the route label is read from the request the mux matched.

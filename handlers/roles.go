@@ -285,3 +285,35 @@ func writeProblem(w http.ResponseWriter, status int, detail string) {
 		Detail string `json:"detail"`
 	}{http.StatusText(status), status, detail})
 }
+
+// mountedApart are the route families the contract (fleet.md §6, §5.5) puts
+// beside a templated sibling so that their paths cross: DELETE
+// /api/agents/releases/{version} and GET /api/agents/{pc_id}/logs could
+// both be /api/agents/releases/logs. The mux tells them apart by method and
+// by the literal segment, but a client generator reading the document sees
+// two templates that match the same URL (Redocly's no-ambiguous-paths).
+// The document lists each of these families under a path-level server of
+// its own prefix instead (OpenAPI 3.1 §4.8.9, Path Item "servers"), which
+// resolves to the very same URLs and leaves no two paths crossing.
+var mountedApart = []string{"/api/agents/releases", "/api/inventory/by-job"}
+
+// mountApart moves the path items of mountedApart under a server of their
+// parent prefix: /api/agents/releases/{version} becomes
+// /releases/{version} at server /api/agents.
+func mountApart(oapi *huma.OpenAPI) {
+	moved := map[string]*huma.PathItem{}
+	for path, item := range oapi.Paths {
+		for _, family := range mountedApart {
+			if path != family && !strings.HasPrefix(path, family+"/") {
+				continue
+			}
+			base := family[:strings.LastIndexByte(family, '/')]
+			item.Servers = []*huma.Server{{URL: base, Description: "paths of this family are relative to " + base}}
+			moved[strings.TrimPrefix(path, base)] = item
+			delete(oapi.Paths, path)
+		}
+	}
+	for path, item := range moved {
+		oapi.Paths[path] = item
+	}
+}
