@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -71,7 +72,9 @@ func (e *manageEnv) observer() *observer {
 // object reads a release back whole (tests of small builds).
 func (o *observer) object(name string) ([]byte, bool) {
 	o.t.Helper()
-	b, err := o.obs.GetBytes(o.t.Context(), name)
+	ctx, cancel := context.WithTimeout(o.t.Context(), time.Minute)
+	defer cancel()
+	b, err := o.obs.GetBytes(ctx, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, false
 	}
@@ -658,15 +661,17 @@ func sameStream(a, b io.Reader) (int64, error) {
 	for {
 		ka, ea := io.ReadFull(a, ba)
 		kb, eb := io.ReadFull(b, bb)
+		for _, err := range []error{ea, eb} {
+			if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+				return n, fmt.Errorf("read after byte %d: %w", n, err)
+			}
+		}
 		if ka != kb || !bytes.Equal(ba[:ka], bb[:kb]) {
 			return n, fmt.Errorf("the streams differ within bytes %d–%d", n, n+int64(max(ka, kb)))
 		}
 		n += int64(ka)
-		if ea != nil || eb != nil {
-			if (ea == io.EOF || ea == io.ErrUnexpectedEOF) && (eb == io.EOF || eb == io.ErrUnexpectedEOF) {
-				return n, nil
-			}
-			return n, fmt.Errorf("read: %v, %v", ea, eb)
+		if ea != nil || eb != nil { // both ended, at the same byte
+			return n, nil
 		}
 	}
 }
@@ -712,7 +717,11 @@ func TestPublishStreamsA30MBBuild(t *testing.T) {
 	}
 	noTemp()
 
-	obj, err := o.obs.Get(t.Context(), "1.30.0")
+	// nats.go gives a read without a deadline 5 s in all, short for
+	// 30 MB on a busy machine.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	obj, err := o.obs.Get(ctx, "1.30.0")
 	if err != nil {
 		t.Fatal(err)
 	}
