@@ -29,7 +29,6 @@ import (
 	"github.com/kanade-fleet/backend"
 
 	_ "github.com/tursodatabase/libsql-client-go/libsql" // registers "libsql"
-	_ "modernc.org/sqlite"                               // registers "sqlite"
 )
 
 //go:embed migrations/*.sql
@@ -167,6 +166,9 @@ func openSQLite(dsn string, opts Options) (*DB, error) {
 	}
 	if path == "" {
 		return nil, fmt.Errorf("open sqlite %q: no path", dsn)
+	}
+	if !sqliteLinked {
+		return nil, fmt.Errorf("open sqlite %s: this build has no SQLite driver (tag kanade.nosqlite); use a libSQL URL (libsql://, http(s)://, ws(s)://)", path)
 	}
 	if path != ":memory:" {
 		if dir := filepath.Dir(path); dir != "." {
