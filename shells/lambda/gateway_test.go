@@ -398,3 +398,51 @@ func TestEventsNoFrontDoorSendsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAdapterOverhead is the warm cost the adapter adds to a request:
+// decoding the event, building the request, recording the answer and
+// encoding the response, beside the same handler served directly. The
+// handler answers a typical API body (2 KiB of JSON); go test -bench prints
+// both, and the difference is the overhead.
+func BenchmarkAdapterOverhead(b *testing.B) {
+	body := bytes.Repeat([]byte(`{"pc_id":"PC-0001","hostname":"pc-0001.example","online":true},`), 32)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(body)
+	})
+	ev := v2Event("$default", "/api/agents", "limit=50&status=online", nil)
+	ev["headers"].(obj)["authorization"] = "Bearer " + token
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("handler alone", func(b *testing.B) {
+		for b.Loop() {
+			r, _ := http.NewRequest(http.MethodGet, "/api/agents?limit=50&status=online", nil)
+			r.Header.Set("Authorization", "Bearer "+token)
+			w := newRecorder(false)
+			h.ServeHTTP(w, r)
+		}
+	})
+	for _, k := range []struct {
+		name string
+		ev   []byte
+	}{
+		{"API Gateway v2", raw},
+		{"ALB single", func() []byte {
+			b, _ := json.Marshal(albEvent(false, "/api/agents", map[string][]string{"limit": {"50"}, "status": {"online"}},
+				map[string][]string{"host": {"k"}, "authorization": {"Bearer " + token}}))
+			return b
+		}()},
+	} {
+		b.Run("through the adapter, "+k.name, func(b *testing.B) {
+			g := gateway{h}
+			for b.Loop() {
+				if _, err := g.Invoke(context.Background(), k.ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
