@@ -87,6 +87,10 @@ windows:
     CGO_ENABLED=0 GOOS=windows GOARCH=amd64 go build -trimpath -ldflags '{{ldflags}}' -o bin/windows/kanade-worker.exe ./shells/worker
     @ls -l bin/windows
 
+# The container image (Dockerfile): the HTTP and worker shells on distroless, non-root.
+image tag="kanade-backend:latest":
+    docker build --build-arg VERSION={{version}} --build-arg COMMIT={{commit}} -t {{tag}} .
+
 # What CI runs.
 ci:
     bash .ci/run
