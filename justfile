@@ -91,6 +91,10 @@ windows:
 image tag="kanade-backend:latest":
     docker build --build-arg VERSION={{version}} --build-arg COMMIT={{commit}} -t {{tag}} .
 
+# The deployment checks of CI: the Lambda bootstrap under the runtime interface emulator, SIGTERM on the real binaries, the packaging lints, the Windows cross-build.
+ci-deploy:
+    scripts/ci-deploy.sh
+
 # What CI runs.
 ci:
     bash .ci/run
