@@ -124,6 +124,8 @@ type Config struct {
 	inApply     func(consumer string) error
 	// observe sees every batch about to be applied.
 	observe func(consumer string, messages int, bytes int64)
+	// inFlush runs inside every heartbeat flush, before its write.
+	inFlush func()
 }
 
 func (c *Config) defaults() error {

@@ -754,6 +754,33 @@ func gatherCount(reg *prometheus.Registry, name string) (int, error) {
 	return 0, nil
 }
 
+// TestAHeartbeatFlushInFlightAtShutdownFinishes stops the worker while a
+// periodic heartbeat flush is about to write: the flush must complete, not
+// fail on the cancelled context (an error in the log and a second write by
+// the shutdown flush).
+func TestAHeartbeatFlushInFlightAtShutdownFinishes(t *testing.T) {
+	e := newEnv(t)
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	r := e.start(func(cfg *Config, _ context.CancelFunc) {
+		cfg.HeartbeatFlush = 10 * time.Millisecond
+		cfg.inFlush = func() { once.Do(func() { close(inside); <-release }) }
+	})
+	waitFor(t, func() (bool, string) { return r.w.heartbeatsReady(), "heartbeat subscription" })
+	e.publish(sim.HeartbeatMessage(kanade.Heartbeat{PcID: "PC-MID-FLUSH", At: ts("2026-09-30T11:59:59Z"), AgentVersion: "1"}))
+	<-inside
+	r.cancel() // the signal arrives while the flush is under way
+	close(release)
+	<-r.done
+	if n := value(r.w.m.applyErrors.WithLabelValues("heartbeats")); n != 0 {
+		t.Errorf("%v heartbeat flush errors: the flush in flight was cut short", n)
+	}
+	if got := e.dump(`SELECT COUNT(*) FROM agents WHERE pc_id = 'PC-MID-FLUSH'`); got[0] != "1" {
+		t.Errorf("the beat of the flush in flight is not in the database")
+	}
+}
+
 // TestGracefulShutdownFinishesTheBatchInFlight stops the worker while a
 // results batch is inside its transaction: Run must commit that batch and
 // write the buffered heartbeats before it returns.

@@ -192,6 +192,19 @@ var settings = []setting{
 		usage: "how long the simulated agents' runs of these jobs last, e.g. long-scan=10m,ping=0s (others: the job's profile, or about a second)"},
 }
 
+// Variables lists the environment variables shell reads, so that the
+// packaging tests (deploy/) can check that every file setting one names a
+// real setting of the shell it runs.
+func Variables(shell Shell) []string {
+	var out []string
+	for _, s := range settings {
+		if s.shells&shell != 0 {
+			out = append(out, s.env)
+		}
+	}
+	return out
+}
+
 // value is a setting's raw value after environment and flags.
 type value struct {
 	s        string
