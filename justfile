@@ -20,7 +20,7 @@ run *flags:
 
 # The test suite, as the README says.
 test:
-    go test -race ./...
+    go test -race -timeout 30m ./...
 
 # Every fuzz target of the module for `seconds` each; a failing input lands in testdata/fuzz.
 fuzz seconds="10":

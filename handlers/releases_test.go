@@ -887,29 +887,38 @@ func TestPublishCapsTheBodyAt64MiB(t *testing.T) {
 func TestPublishIsDocumentedAsAMultipartUpload(t *testing.T) {
 	e := newManageEnv(t, nil)
 	rec := e.must(http.StatusOK, http.MethodGet, "/api/openapi.json", "")
+	type operation struct {
+		RequestBody struct {
+			Required bool `json:"required"`
+			Content  map[string]struct {
+				Schema struct {
+					Required   []string                  `json:"required"`
+					Properties map[string]map[string]any `json:"properties"`
+				} `json:"schema"`
+			} `json:"content"`
+		} `json:"requestBody"`
+	}
+	// Path items may carry "servers" beside their operations (mountApart).
 	var doc struct {
-		Paths map[string]map[string]struct {
-			RequestBody struct {
-				Required bool `json:"required"`
-				Content  map[string]struct {
-					Schema struct {
-						Required   []string                  `json:"required"`
-						Properties map[string]map[string]any `json:"properties"`
-					} `json:"schema"`
-				} `json:"content"`
-			} `json:"requestBody"`
-		} `json:"paths"`
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
 	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	rb := doc.Paths["/api/agents/publish"]["post"].RequestBody
+	op := func(path string) operation {
+		var o operation
+		if err := json.Unmarshal(doc.Paths[path]["post"], &o); err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		return o
+	}
+	rb := op("/api/agents/publish").RequestBody
 	form, ok := rb.Content["multipart/form-data"]
 	if !rb.Required || !ok || len(rb.Content) != 1 || !cmp.Equal(form.Schema.Required, []string{"file"}) ||
 		form.Schema.Properties["file"]["format"] != "binary" {
 		t.Errorf("publish's request body is documented as %+v", rb)
 	}
-	if _, ok := doc.Paths["/api/agents/rollout"]["post"].RequestBody.Content["application/json"]; !ok {
+	if _, ok := op("/api/agents/rollout").RequestBody.Content["application/json"]; !ok {
 		t.Error("rollout's JSON body is not documented")
 	}
 }
