@@ -45,7 +45,20 @@ func routes(doc []byte) ([]Route, error) {
 		return nil, fmt.Errorf("parse OpenAPI document: %w", err)
 	}
 	var out []Route
-	for tmpl, item := range d.Paths {
+	for rel, item := range d.Paths {
+		// A path item may carry servers of its own (OpenAPI 3.1): its
+		// operations are served at that (relative) server's path plus
+		// the item's.
+		tmpl := rel
+		if raw, ok := item["servers"]; ok {
+			var servers []struct {
+				URL string `json:"url"`
+			}
+			if err := json.Unmarshal(raw, &servers); err != nil || len(servers) == 0 || !strings.HasPrefix(servers[0].URL, "/") {
+				return nil, fmt.Errorf("parse OpenAPI path %s: servers %s: want one relative URL", rel, raw)
+			}
+			tmpl = strings.TrimSuffix(servers[0].URL, "/") + rel
+		}
 		for _, m := range openAPIMethods {
 			raw, ok := item[m]
 			if !ok {
