@@ -97,7 +97,7 @@ run_tests() {
 	local dir="$1" bin="$work/tests/$2" out="$work/test.log"
 	shift 2
 	if ! (cd "$dir" && "$bin" -test.v -test.count=1 "$@") >"$out" 2>&1; then
-		grep -v -E '^(START|END|REPORT) RequestId' "$out" | tail -150
+		grep -v -E '^[[:space:]]*(START|END|REPORT) RequestId' "$out" | tail -150
 		echo "FAIL: $dir"
 		return 1
 	fi
