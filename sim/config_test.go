@@ -134,7 +134,12 @@ func TestEffectiveConfigFollowsGroupsAndScopes(t *testing.T) {
 	if err := f.srv.Bus.Delete(context.Background(), kanade.BucketAgentConfig, "groups.canary", 0); err != nil {
 		t.Fatal(err)
 	}
-	f.setGroups("SIM-000005", "canary") // after the delete, so once it is seen
+	// The agents watch agent_config and agent_groups apart: a write to
+	// agent_config after the delete, once the fleet has taken it, shows the
+	// delete was taken too (a watch delivers in order).
+	f.putScope("pcs.SIM-000006", kanade.ConfigScope{HeartbeatInterval: new("45s")})
+	f.logged("SIM-000006", "heartbeat interval changed interval=45s")
+	f.setGroups("SIM-000005", "canary") // after the delete was seen
 	f.clock.add(time.Hour)
 	for pc, want := range map[string]string{"SIM-000003": "0.46.0", "SIM-000004": "0.44.0", "SIM-000005": "0.45.3"} {
 		if v := f.pingVersion(pc); v != want {
