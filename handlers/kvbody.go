@@ -46,15 +46,6 @@ func badPath(param string, err error) error {
 	return huma.Error400BadRequest(err.Error(), &huma.ErrorDetail{Location: "path." + param, Message: err.Error()})
 }
 
-// checkPCID is the 400 of a pc_id that cannot be a KV key and subject
-// token.
-func checkPCID(pc string) error {
-	if kanade.ValidPCID(pc) {
-		return nil
-	}
-	return badPath("pc_id", &kanade.FieldError{Field: "pc_id", Rule: "must be a pc_id: 1–128 bytes of [A-Za-z0-9_=/-]", Excerpt: kanade.Clip(pc)})
-}
-
 // readObject decodes a JSON object body into v (fleet.md §0.1): 415 when it
 // is not declared JSON, 400 when it is not JSON, 422 when it is JSON but
 // not an object or a member has the wrong type (located at body.<field>).

@@ -12,7 +12,7 @@ import (
 	"github.com/kanade-fleet/backend"
 )
 
-// The membership mirror (migrations/0007_agent_groups_mirror.sql): a copy
+// The membership mirror (migrations/0009_agent_groups_mirror.sql): a copy
 // of KV agent_groups kept by several writers at once (the worker's watch,
 // the membership routes writing their own edits through, a reader catching
 // the copy up), none of them trusted to run or to be alone. What keeps the

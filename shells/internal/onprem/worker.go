@@ -49,6 +49,7 @@ func NewWorker(d *app.Deps, enabled bool) (Worker, error) {
 	p, err := projection.New(projection.Config{
 		DB: d.DB, Clock: d.Clock, Logger: logger, Registerer: d.Registry,
 		StallAfter: d.Config.ProjectionStall, MaxBytes: d.Config.ProjectorMaxBytes,
+		StaleThreshold: d.Config.StaleThreshold, AgentPruneDays: d.Config.AgentPruneDays,
 	})
 	if err != nil {
 		return nil, err

@@ -36,7 +36,7 @@ CREATE TABLE agent_groups_mirror (
 );
 
 -- Members of each group whose agent's last heartbeat falls in each minute,
--- kept by the triggers below like agent_minutes (0001_init.sql), so the
+-- kept by the triggers below like agent_version_minutes (0008), so the
 -- live members of every group are a few rows however large the fleet.
 -- Members without an agents row count nowhere. A row may stand at zero
 -- until pruned.
@@ -68,10 +68,10 @@ CREATE TABLE group_lists (
 -- whole minutes plus the agents of that minute at or after the cutoff,
 -- joined to their memberships by pc_id: with pc_id in the heartbeat index
 -- that join reads the index alone instead of the agents row of each (same
--- name, same order, one more column: every reader of the old index reads
--- this one as well).
+-- name, same leading columns as 0008's, one more at the end: the version
+-- rollup reads a prefix of this one as it read that).
 DROP INDEX agents_last_heartbeat;
-CREATE INDEX agents_last_heartbeat ON agents (last_heartbeat, pc_id);
+CREATE INDEX agents_last_heartbeat ON agents (last_heartbeat, agent_version, pc_id);
 
 -- Membership rows are only inserted and deleted, never updated.
 CREATE TRIGGER agent_group_members_insert AFTER INSERT ON agent_group_members BEGIN
