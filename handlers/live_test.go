@@ -318,3 +318,39 @@ func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// A connection that drops while a ping or a log request waits: 500 for the
+// ping ("another NATS error"), 502 for the logs ("any request error").
+func TestLiveRequestsWhoseConnectionDrops(t *testing.T) {
+	for _, c := range []struct {
+		method, path, subject string
+		want                  int
+	}{
+		{http.MethodPost, "/api/agents/PC-1/ping?wait_secs=30", "agents.PC-1.ping", http.StatusInternalServerError},
+		{http.MethodGet, "/api/agents/PC-1/logs", "logs.fetch.PC-1", http.StatusBadGateway},
+	} {
+		t.Run(c.path, func(t *testing.T) {
+			e := newManageEnv(t, nil)
+			e.fakeAgent(c.subject, silent)
+			time.AfterFunc(300*time.Millisecond, func() { e.nats.Shutdown() })
+			rec := e.do(c.method, c.path, "")
+			if rec.Code != c.want {
+				t.Fatalf("%d %s, want %d", rec.Code, rec.Body, c.want)
+			}
+			if p := problemOf(t, rec); !strings.Contains(p.Detail, "dropped") {
+				t.Errorf("detail %q", p.Detail)
+			}
+		})
+	}
+}
+
+// A database that fails answers 500 on the routes that read or write it.
+func TestAgentRoutesWithAFailingDatabaseAre500(t *testing.T) {
+	e := newManageEnv(t, nil)
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.must(http.StatusInternalServerError, http.MethodGet, "/api/agents/versions", "")
+	e.must(http.StatusInternalServerError, http.MethodDelete, "/api/agents/PC-1", "")
+	e.must(http.StatusInternalServerError, http.MethodGet, "/api/results/r-1/tail", "")
+}

@@ -154,11 +154,19 @@ func (w *Worker) watchBatch(ctx context.Context, c *bus.Client, now, cutoff time
 	var msgs []*nats.Msg
 	var owners []string // the pc_id of each message
 	var events []watchEvent
+	lost := map[string]error{}
 	for _, r := range rows {
+		if !kanade.ValidPCID(r.PCID) {
+			// Not from the projection, which refuses such ids: it could
+			// not be a subject token. Recorded without an event.
+			w.log.Warn("watchdog: skipping an agent whose pc_id cannot be a subject token", slog.String("pc_id", kanade.Clip(r.PCID)))
+			continue
+		}
 		for _, e := range transitions(r, cutoff) {
 			m, err := e.messages(w.cfg.StaleThreshold)
 			if err != nil {
-				return false, fmt.Errorf("watchdog event of %s: %w", r.PCID, err)
+				lost[r.PCID] = fmt.Errorf("watchdog event of %s: %w", r.PCID, err)
+				break
 			}
 			msgs = append(msgs, m...)
 			for range m {
@@ -170,7 +178,6 @@ func (w *Worker) watchBatch(ctx context.Context, c *bus.Client, now, cutoff time
 	pctx, cancel := context.WithTimeout(ctx, watchPublishTimeout)
 	errs := c.PublishEach(pctx, msgs)
 	cancel()
-	lost := map[string]error{}
 	for i, err := range errs {
 		if err != nil && lost[owners[i]] == nil {
 			lost[owners[i]] = err

@@ -474,3 +474,30 @@ func TestWatchdogDoesNotRunWithoutAConnection(t *testing.T) {
 	}
 	var _ *bus.Client // the signature the shells use
 }
+
+// A row whose pc_id could not be a subject token (never written by the
+// projection) is passed over without a publish that would break the
+// connection, and the agents around it are reported.
+func TestWatchdogPassesOverAPCIDThatIsNoToken(t *testing.T) {
+	e := newEnv(t)
+	clock := &movingClock{t: at(5 * time.Minute)}
+	tp := e.tap()
+	w := e.watcher(clock, nil)
+	e.beat("PC-1", at(10*time.Second))
+	for _, bad := range []string{"a b", "a.b", "*"} {
+		if err := e.exec(`INSERT INTO agents (pc_id, last_heartbeat, updated_at) VALUES (?, ?, ?)`,
+			bad, kanade.FormatTime(at(20*time.Second)), kanade.FormatTime(at(20*time.Second))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Housekeep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := tp.take(t, 2)
+	if len(got) != 2 || !strings.HasPrefix(got[1], "obs.PC-1 ") {
+		t.Errorf("published %v", got)
+	}
+	if !w.cfg.Bus.Connected() {
+		t.Error("the connection went down")
+	}
+}
