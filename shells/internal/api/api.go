@@ -31,11 +31,15 @@ import (
 // progress, when the worker runs in this process, is its view of the
 // projections (the worker's Progress), so readiness and the fleet rollup see
 // a stalled projection; nil otherwise.
+//
+// The accounts check (a database round trip, tens of milliseconds to a
+// remote database) runs while the routes are set up (milliseconds of
+// reflection, BenchmarkNew): a Lambda cold start waits for the slower of
+// the two, not both.
 func New(ctx context.Context, d *app.Deps, a app.Auth, progress func() []kanade.ProjectionProgress) (http.Handler, error) {
-	if err := bootstrap(ctx, d); err != nil {
-		return nil, err
-	}
-	return handlers.New(handlers.Config{
+	boot := make(chan error, 1)
+	go func() { boot <- bootstrap(ctx, d) }()
+	h, err := handlers.New(handlers.Config{
 		DB:                 d.DB,
 		Prober:             bus.Prober{Client: d.NATS.Link.Client, Replicas: d.Config.NATSReplicas},
 		NATSConnected:      d.NATS.Connected,
@@ -51,6 +55,13 @@ func New(ctx context.Context, d *app.Deps, a app.Auth, progress func() []kanade.
 		CommandSigning:     d.Config.CommandSigner.Identity(),
 		Logger:             d.Logger.With(slog.String("part", "http")),
 	})
+	if err := <-boot; err != nil {
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // bootstrap creates the first admin from the configuration, or says in the
