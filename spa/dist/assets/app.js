@@ -441,14 +441,37 @@ function changePasswordForm() {
 // focus and a screen reader's place survive it, and a refresh that fails
 // keeps what is shown.
 
-// patch puts nodes into el unless they render to what el already holds.
+// patch puts nodes into el, keeping every node that renders as before:
+// only what changed is replaced (a figure, a row), so a selection, the
+// focus and a screen reader's place elsewhere survive a refresh.
 function patch(el, ...nodes) {
   const next = document.createElement(el.tagName);
   next.append(...nodes.flat().filter((n) => n != null && n !== false));
   sizeBars(next);
   if (next.innerHTML === el.innerHTML) return false;
-  el.replaceChildren(...next.childNodes);
+  morphChildren(el, next);
   return true;
+}
+
+const shallow = (n) => (n.nodeType === 1 ? n.cloneNode(false).outerHTML : n.nodeName + n.nodeValue);
+
+// morphChildren makes old's children render as next's, reusing old nodes
+// whose tag and attributes match, child by child.
+function morphChildren(old, next) {
+  const a = [...old.childNodes];
+  const b = [...next.childNodes];
+  if (a.length !== b.length) {
+    old.replaceChildren(...b);
+    return;
+  }
+  a.forEach((o, i) => {
+    const n = b[i];
+    if (o.nodeType === 1 && n.nodeType === 1 && shallow(o) === shallow(n)) {
+      if (o.innerHTML !== n.innerHTML) morphChildren(o, n);
+    } else if (o.nodeType === 3 && n.nodeType === 3) {
+      if (o.nodeValue !== n.nodeValue) o.nodeValue = n.nodeValue;
+    } else o.replaceWith(n);
+  });
 }
 
 // show is patch of the whole page.
