@@ -776,6 +776,10 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
     let shown = 0;
     let seq = 0;
     let lastKey = '';
+    // userLoads counts the reads the operator asked for (More, a filter)
+    // still in flight: a refresh neither starts during one nor, started
+    // before it, lands after it (seq), so it cannot undo a More.
+    let userLoads = 0;
 
     const params = () => {
       const p = new URLSearchParams();
@@ -795,10 +799,11 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
     // afresh (reset), replacing the table only when they differ.
     const load = async ({ reset, want = PAGE, quiet = false }) => {
       const mine = ++seq;
+      if (!quiet) userLoads++;
       const p = params();
       p.set('limit', Math.min(Math.max(want, 1), MAX_LIMIT));
       if (!reset && cursor) p.set('cursor', cursor);
-      more.disabled = true;
+      if (!quiet) more.disabled = true;
       try {
         const { body } = await api(`${endpoint}?${p}`, { signal });
         if (mine !== seq || signal.aborted) return;
@@ -826,7 +831,10 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
         if (quiet || err instanceof AuthError || err.name === 'AbortError') throw err;
         errorSlot.replaceChildren(errorBox(err));
       } finally {
-        more.disabled = false;
+        if (!quiet) {
+          userLoads--;
+          more.disabled = false;
+        }
       }
     };
 
@@ -887,7 +895,7 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
     if (back.scroll != null) window.scrollTo(0, back.scroll);
     // A refresh reads what is shown again (at most MAX_LIMIT rows).
     return async () => {
-      if (shown > MAX_LIMIT) return;
+      if (shown > MAX_LIMIT || userLoads > 0) return;
       await load({ reset: true, want: Math.max(shown, PAGE), quiet: true });
       if (extra) await extra(extraSlot, params(), signal, true);
     };
