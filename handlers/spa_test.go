@@ -1,7 +1,9 @@
 package handlers_test
 
 import (
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -215,5 +217,52 @@ func TestSPAOtherTrees(t *testing.T) {
 				t.Errorf("GET %s (-want +got):\n%s", tt.target, diff)
 			}
 		})
+	}
+}
+
+// TestSPAGzip: a client that accepts gzip gets the script gzipped, with an
+// ETag of its own and Vary; one that refuses it (q=0) or does not ask gets
+// it as it is.
+func TestSPAGzip(t *testing.T) {
+	h := spaServer(t, spa.FS())
+	plain := spaDo(h, http.MethodGet, "/assets/app.js")
+	if plain.Header().Get("Content-Encoding") != "" || plain.Body.String() != spaFile(t, "assets/app.js") {
+		t.Fatalf("without Accept-Encoding: encoding %q, body of %d bytes", plain.Header().Get("Content-Encoding"), plain.Body.Len())
+	}
+	gz := spaDo(h, http.MethodGet, "/assets/app.js", "Accept-Encoding", "br, gzip;q=0.8")
+	if got := gz.Header().Get("Content-Encoding"); got != "gzip" {
+		t.Fatalf("Content-Encoding = %q, want gzip", got)
+	}
+	if got := gz.Header().Get("Vary"); got != "Accept-Encoding" {
+		t.Errorf("Vary = %q", got)
+	}
+	if gz.Header().Get("ETag") == plain.Header().Get("ETag") {
+		t.Error("the gzipped and plain answers share an ETag")
+	}
+	if ct := gz.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/javascript") {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	gzLen := gz.Body.Len()
+	zr, err := gzip.NewReader(gz.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(body) != spaFile(t, "assets/app.js") {
+		t.Error("the gzipped body is not the script")
+	}
+	if gzLen == 0 || len(body) <= gzLen {
+		t.Errorf("gzip did not shrink the script: %d → %d", len(body), gzLen)
+	}
+	refused := spaDo(h, http.MethodGet, "/assets/app.js", "Accept-Encoding", "gzip;q=0")
+	if refused.Header().Get("Content-Encoding") != "" {
+		t.Error("gzip;q=0 got gzip")
+	}
+	again := spaDo(h, http.MethodGet, "/assets/app.js", "Accept-Encoding", "gzip", "If-None-Match", gz.Header().Get("ETag"))
+	if again.Code != http.StatusNotModified {
+		t.Errorf("revalidating the gzipped script: %d, want 304", again.Code)
 	}
 }

@@ -504,7 +504,8 @@ func TestDashboardInABrowser(t *testing.T) {
 		if got := b.path(t); got != "/agents" {
 			t.Errorf("address = %q, want /agents", got)
 		}
-		if !slices.Contains(b.texts(t, "table.list tbody td:nth-child(2)"), hostileHostname) {
+		// State and heartbeat come second and third (what a phone shows first).
+		if !slices.Contains(b.texts(t, "table.list tbody td:nth-child(4)"), hostileHostname) {
 			t.Errorf("the hostname %q is not shown as text", hostileHostname)
 		}
 		if n := browserRun(t, b, "count images", chromedp.Evaluate[int](`document.querySelectorAll('#app img').length`)); n != 0 {
@@ -548,7 +549,7 @@ func TestDashboardInABrowser(t *testing.T) {
 
 	step("a result's detail shows its output as text", func(t *testing.T) {
 		b.do(t, "open Results", chromedp.Click(chromedp.CSS(`#nav a[data-nav="results"]`)))
-		b.waitFor(t, "three result rows", `document.querySelectorAll('table.list tbody tr').length === 3`)
+		b.waitFor(t, "three result rows", `document.querySelectorAll('table#results tbody tr').length === 3`)
 		b.do(t, "open the failed run", chromedp.Click(chromedp.CSS(`table.list tbody a[href="/results/r-fail-3"]`)))
 		b.waitFor(t, "stdout", `document.querySelector('pre#stdout')`)
 		if diff := cmp.Diff([]string{strings.TrimSpace(failedStdout)}, b.texts(t, "pre#stdout")); diff != "" {
@@ -689,32 +690,36 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 	})
 
-	step("the schedules view lists upcoming firings in order and every schedule", func(t *testing.T) {
+	step("the schedules view lists what runs next, one row per schedule of every kind, and every schedule", func(t *testing.T) {
 		b.do(t, "open Schedules", chromedp.Click(chromedp.CSS(`#nav a[data-nav="schedules"]`)))
 		b.waitFor(t, "both tables", `document.querySelector('table#upcoming tbody tr') && document.querySelector('table#schedules tbody tr')`)
 		if got := b.path(t); got != "/schedules" {
 			t.Errorf("address = %q, want /schedules", got)
 		}
-		// The 20 asked for: s-oneshot first, then s-daily once a day.
-		want := [][]string{{local(kv.oneShot), "in 1 h", "s-oneshot", "disk-check"}}
-		for i := range 19 {
-			rel := "in 5 h"
-			if i > 0 {
-				rel = fmt.Sprintf("in %d d 5 h", i)
-			}
-			want = append(want, []string{local(kv.daily.Add(time.Duration(i) * 24 * time.Hour)), rel, "s-daily", "inventory"})
+		// Bug 13: the interval schedule s-every is listed with the calendar
+		// ones (its job's last run plus its interval), and s-daily fills one
+		// row, not 19. The status of a schedule reports its job's last run.
+		invLast, diskLast := now.Add(-9*time.Minute), now.Add(-5*time.Minute)
+		want := [][]string{
+			{local(kv.oneShot), "in 1 h", "s-oneshot", "disk-check"},
+			{local(kv.daily), "in 5 h", "s-daily", "inventory"},
+			{local(diskLast.Add(24 * time.Hour)), "in 23 h", "s-every", "disk-check"},
 		}
 		if diff := cmp.Diff(want, tableRows(t, "table#upcoming")); diff != "" {
-			t.Errorf("upcoming firings (-want +got):\n%s", diff)
+			t.Errorf("next up (-want +got):\n%s", diff)
+		}
+		// Bug 11: the times name their zone.
+		if diff := cmp.Diff([]string{"at (" + browserZone + ")", "in", "Schedule", "job"}, b.texts(t, "table#upcoming th")); diff != "" {
+			t.Errorf("next-up headings (-want +got):\n%s", diff)
 		}
 		wantScheds := [][]string{
-			{"s-agent", "per PC once", "inventory", "all PCs", "enabled", "agent"},
-			{"s-berlin", "calendar 09:00 mon-fri (Europe/Berlin)", "inventory", "groups lab, office", "disabled", "backend"},
-			{"s-broken broken", "calendar 25:00 daily (local)", "inventory", "all PCs", "enabled", "backend"},
+			{"s-agent", "per PC once", "inventory", "all PCs", "enabled", "agent", local(invLast), "success", "–", "Disable"},
+			{"s-berlin", "calendar 09:00 mon-fri (Europe/Berlin)", "inventory", "groups lab, office", "disabled", "backend", local(invLast), "success", "–", "Enable"},
+			{"s-broken broken", "calendar 25:00 daily (local)", "inventory", "all PCs", "enabled", "backend", "–", "–", "–", "–"},
 			{"Broken, the worker skips it: " + kv.brokenErr},
-			{"s-daily", "calendar " + kv.dailyAt + " daily (utc)", "inventory", "all PCs", "enabled", "backend"},
-			{"s-every", "per target every 1d", "disk-check", "groups lab", "enabled", "backend"},
-			{"s-oneshot", "calendar once " + kv.oneShot.Format("2006-01-02 15:04") + " (utc)", "disk-check", "pcs PC-3", "enabled", "backend"},
+			{"s-daily", "calendar " + kv.dailyAt + " daily (utc)", "inventory", "all PCs", "enabled", "backend", local(invLast), "success", local(kv.daily), "Disable"},
+			{"s-every", "per target every 1d", "disk-check", "groups lab", "enabled", "backend", local(diskLast), "exit 3", local(diskLast.Add(24 * time.Hour)), "Disable"},
+			{"s-oneshot", "calendar once " + kv.oneShot.Format("2006-01-02 15:04") + " (utc)", "disk-check", "pcs PC-3", "enabled", "backend", local(diskLast), "exit 3", local(kv.oneShot), "Disable"},
 		}
 		if diff := cmp.Diff(wantScheds, tableRows(t, "table#schedules")); diff != "" {
 			t.Errorf("schedules (-want +got):\n%s", diff)
@@ -800,7 +805,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 		b.do(t, "open Schedules without NATS", chromedp.Click(chromedp.CSS(`#nav a[data-nav="schedules"]`)))
 		b.waitFor(t, "both errors", `document.querySelectorAll('#app .error').length === 2`)
-		if diff := cmp.Diff([]string{"Upcoming firings", "Schedules"}, b.texts(t, "#app h2")); diff != "" {
+		if diff := cmp.Diff([]string{"Next up", "Schedules"}, b.texts(t, "#app h2")); diff != "" {
 			t.Errorf("cards (-want +got):\n%s", diff)
 		}
 		if diff := cmp.Diff([]string{"HTTP 503: NATS is not configured", "HTTP 503: NATS is not configured"}, b.texts(t, "#app .error")); diff != "" {

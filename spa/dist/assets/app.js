@@ -4,12 +4,26 @@
 // payloads, error details) reaches the page through textContent only, never
 // as HTML. Agents in the field write that text.
 
+import { t, lang, setLang, tzMode, setTz, zoneName, fmtNum } from './i18n.js';
+
 const TOKEN_KEY = 'kanade.token';
-const REFRESH_MS = 10_000;
+// REFRESH_MS is how often the page on screen is read again. A test may
+// shorten it (kanade.refresh_ms in localStorage) so it need not wait 10 s.
+const REFRESH_MS = (() => {
+  try {
+    const v = Number(localStorage.getItem('kanade.refresh_ms'));
+    return v >= 100 ? v : 10_000;
+  } catch {
+    return 10_000;
+  }
+})();
 const PAGE = 50;
+// MAX_LIMIT is the API's largest page: a list reloaded in place, or
+// restored after Back, asks for at most this many rows at once.
+const MAX_LIMIT = 500;
 
 const app = document.getElementById('app');
-const refreshed = document.getElementById('refreshed');
+const liveEl = document.getElementById('live');
 
 // ---------------------------------------------------------------- token
 
@@ -90,9 +104,14 @@ async function api(path, { signal, allow = [], method = 'GET', body } = {}) {
     res = await fetch(path, init);
   } catch (err) {
     if (err.name === 'AbortError') throw err;
-    throw new APIError(0, 'cannot reach the server: ' + err.message);
+    lost();
+    throw new APIError(0, t('cannot reach the server: ') + err.message);
   }
   if (res.status === 401) throw new AuthError(await problemText(res));
+  // A gateway or server failure means what is on screen may be old; any
+  // other answer means the server is there.
+  if (res.status >= 502 && res.status <= 504 && !allow.includes(res.status)) lost();
+  else reached();
   if (!res.ok && !allow.includes(res.status)) throw new APIError(res.status, await problemText(res));
   if (res.status === 204) return { status: 204, body: null };
   try {
@@ -122,52 +141,107 @@ function h(tag, props, ...children) {
 
 const pad = (n) => String(n).padStart(2, '0');
 
+// fmtTime shows an instant in the zone of the header's switch (the
+// browser's, or UTC); the tables that show times name that zone in their
+// heading (zoned). Japanese writes dates with slashes.
 function fmtTime(iso) {
   if (!iso) return '–';
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return String(iso);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const u = tzMode === 'utc';
+  const [y, mo, da, hh, mi, ss] = u
+    ? [d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds()]
+    : [d.getFullYear(), d.getMonth(), d.getDate(), d.getHours(), d.getMinutes(), d.getSeconds()];
+  const sep = lang === 'ja' ? '/' : '-';
+  return `${y}${sep}${pad(mo + 1)}${sep}${pad(da)} ${pad(hh)}:${pad(mi)}:${pad(ss)}`;
 }
 
+// clock is HH:MM:SS of now (or of d) in the chosen zone.
+function clock(d = new Date()) {
+  return fmtTime(d.toISOString()).slice(11);
+}
+
+// zoned is a column heading that names the zone its times are in.
+const zoned = (label) => `${t(label)} (${zoneName()})`;
+
 function fmtAgo(iso) {
-  const t = new Date(iso).getTime();
-  if (!iso || Number.isNaN(t)) return '–';
-  const s = Math.round((Date.now() - t) / 1000);
-  if (s < 0) return 'in the future';
-  if (s < 60) return s + ' s ago';
-  if (s < 3600) return Math.floor(s / 60) + ' min ago';
-  if (s < 86400) return Math.floor(s / 3600) + ' h ago';
-  return Math.floor(s / 86400) + ' d ago';
+  const ts = new Date(iso).getTime();
+  if (!iso || Number.isNaN(ts)) return '–';
+  const s = Math.round((Date.now() - ts) / 1000);
+  if (s < 0) return t('in the future');
+  if (s < 60) return t('{n} s ago', { n: s });
+  if (s < 3600) return t('{n} min ago', { n: Math.floor(s / 60) });
+  if (s < 86400) return t('{n} h ago', { n: Math.floor(s / 3600) });
+  return t('{n} d ago', { n: Math.floor(s / 86400) });
 }
 
 function fmtMs(ms) {
   if (ms == null || ms === '') return '–';
   const n = Number(ms);
   if (!Number.isFinite(n)) return String(ms);
-  if (n < 1000) return n + ' ms';
-  if (n < 60_000) return (n / 1000).toFixed(n < 10_000 ? 2 : 1) + ' s';
+  if (n < 1000) return t('{n} ms', { n });
+  if (n < 60_000) return t('{n} s', { n: (n / 1000).toFixed(n < 10_000 ? 2 : 1) });
   const s = Math.round(n / 1000);
   const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min ${s % 60} s`;
-  return `${Math.floor(m / 60)} h ${m % 60} min`;
+  if (m < 60) return t('{m} min {s} s', { m, s: s % 60 });
+  return t('{h} h {m} min', { h: Math.floor(m / 60), m: m % 60 });
 }
 
 const timeCell = (iso) => h('time', { datetime: iso || null, title: iso || null }, fmtTime(iso));
-const agoCell = (iso) => h('time', { datetime: iso || null, title: fmtTime(iso) }, fmtAgo(iso));
+const agoCell = (iso) => h('time', { datetime: iso || null, title: fmtTime(iso), 'data-ago': '' }, fmtAgo(iso));
 const badge = (text, kind) => h('span', { class: 'badge ' + kind }, text);
 const link = (href, text) => h('a', { href }, text);
 const seg = (s) => encodeURIComponent(s);
 
 function runStatus(r) {
-  if (r.skipped) return badge('skipped', 'muted');
-  if (r.reaped) return badge('reaped', 'bad');
-  if (r.exit_code == null) return badge('running', 'info');
-  return r.exit_code === 0 ? badge('success', 'ok') : badge('exit ' + r.exit_code, 'bad');
+  if (r.skipped) return badge(t('skipped'), 'muted');
+  if (r.reaped) return badge(t('reaped'), 'bad');
+  if (r.exit_code == null) return badge(t('running'), 'info');
+  return r.exit_code === 0 ? badge(t('success'), 'ok') : badge(t('exit {code}', { code: r.exit_code }), 'bad');
 }
 
+// ---------------------------------------------------------------- live state
+//
+// #live says whether what is on screen is current: "live · updated
+// HH:MM:SS" after an answer, "stale since HH:MM:SS" from the first failed
+// read until the server answers again. A failed refresh never replaces the
+// page: the last good data stays, marked stale. Only this small region is
+// aria-live, so a screen reader hears the change of state, not the page.
+
+let staleSince = null;
+let lastGood = null;
+
+function showLive() {
+  if (staleSince) {
+    liveEl.className = 'badge warn';
+    liveEl.dataset.state = 'stale';
+    liveEl.textContent = t('stale since {time}', { time: clock(staleSince) });
+  } else if (lastGood) {
+    liveEl.className = 'badge ok';
+    liveEl.dataset.state = 'live';
+    liveEl.textContent = t('live · updated {time}', { time: clock(lastGood) });
+  } else {
+    liveEl.className = '';
+    delete liveEl.dataset.state;
+    liveEl.textContent = '';
+  }
+}
+
+function lost() {
+  if (!staleSince) staleSince = new Date();
+  showLive();
+}
+
+function reached() {
+  staleSince = null;
+  showLive();
+}
+
+// markRefreshed records that the view on screen was just read in full.
 function markRefreshed() {
-  const d = new Date();
-  refreshed.textContent = `updated ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  if (staleSince) return;
+  lastGood = new Date();
+  showLive();
 }
 
 function errorBox(err) {
@@ -234,14 +308,14 @@ document.getElementById('logout').addEventListener('click', () => {
 // themselves (submit is prevented): even a native submission, should the
 // script fail half-way, could not put a password or token into a URL.
 const secretInput = (label, autocomplete) => h('input', {
-  type: 'password', autocomplete, spellcheck: 'false', 'aria-label': label, required: true,
+  type: 'password', autocomplete, spellcheck: 'false', 'aria-label': t(label), required: true,
 });
-const field = (label, input) => h('label', { class: 'field' }, h('span', null, label), input);
+const field = (label, input) => h('label', { class: 'field' }, h('span', null, t(label)), input);
 
 // refusedNote says why a stored token no longer works; nothing on a first
 // visit, when there was no token to refuse.
 const refusedNote = (reason) => (reason
-  ? h('p', { class: 'muted' }, `The server refused the stored token (${reason}).`) : null);
+  ? h('p', { class: 'muted' }, t('The server refused the stored token ({reason}).', { reason })) : null);
 
 // loginForm asks for a username and password (POST /api/auth/login) and
 // keeps the JWT it answers where the static token goes. Refusals show the
@@ -250,11 +324,11 @@ const refusedNote = (reason) => (reason
 function loginForm(reason) {
   const user = h('input', {
     type: 'text', autocomplete: 'username', spellcheck: 'false', autocapitalize: 'none',
-    'aria-label': 'username', required: true,
+    'aria-label': t('username'), required: true,
   });
   const pw = secretInput('password', 'current-password');
   const slot = h('div', { class: 'slot' });
-  const submit = h('button', { type: 'submit' }, 'Sign in');
+  const submit = h('button', { type: 'submit' }, t('Sign in'));
   const form = h('form', {
     class: 'card auth', id: 'login',
     onsubmit: async (e) => {
@@ -277,14 +351,14 @@ function loginForm(reason) {
       }
     },
   },
-  h('h2', null, 'Sign in'),
+  h('h2', null, t('Sign in')),
   refusedNote(reason),
   slot,
   field('Username', user),
   field('Password', pw),
   h('div', { class: 'actions' }, submit,
     h('button', { type: 'button', class: 'link', id: 'use-token', onclick: () => tokenForm(reason) },
-      'Use an access token instead')));
+      t('Use an access token instead'))));
   app.replaceChildren(form);
   user.focus();
 }
@@ -302,13 +376,13 @@ function tokenForm(reason) {
       render();
     },
   },
-  h('h2', null, 'Access token'),
+  h('h2', null, t('Access token')),
   refusedNote(reason),
-  h('p', { class: 'muted' }, 'Paste the token printed by the server at start-up (the text after #token= in the dashboard address).'),
-  h('div', { class: 'row' }, input, h('button', { type: 'submit' }, 'Use token')),
+  h('p', { class: 'muted' }, t('Paste the token printed by the server at start-up (the text after #token= in the dashboard address).')),
+  h('div', { class: 'row' }, input, h('button', { type: 'submit' }, t('Use token'))),
   h('div', { class: 'actions' },
     h('button', { type: 'button', class: 'link', id: 'use-login', onclick: () => loginForm(reason) },
-      'Sign in with a username instead')));
+      t('Sign in with a username instead'))));
   app.replaceChildren(form);
   input.focus();
 }
@@ -321,14 +395,14 @@ function changePasswordForm() {
   const next = secretInput('new password', 'new-password');
   const again = secretInput('new password again', 'new-password');
   const slot = h('div', { class: 'slot' });
-  const submit = h('button', { type: 'submit' }, 'Change password');
+  const submit = h('button', { type: 'submit' }, t('Change password'));
   const form = h('form', {
     class: 'card auth', id: 'change-password',
     onsubmit: async (e) => {
       e.preventDefault();
       slot.replaceChildren();
       if (next.value !== again.value) {
-        slot.replaceChildren(errorBox(new Error('the new passwords differ')));
+        slot.replaceChildren(errorBox(new Error(t('the new passwords differ'))));
         return;
       }
       submit.disabled = true;
@@ -348,8 +422,8 @@ function changePasswordForm() {
       }
     },
   },
-  h('h2', null, 'Choose a new password'),
-  h('p', { class: 'muted' }, 'Your password was set by someone else. Choose your own (at least 8 characters) to go on.'),
+  h('h2', null, t('Choose a new password')),
+  h('p', { class: 'muted' }, t('Your password was set by someone else. Choose your own (at least 8 characters) to go on.')),
   slot,
   field('Current password', old),
   field('New password', next),
@@ -360,9 +434,61 @@ function changePasswordForm() {
 }
 
 // ---------------------------------------------------------------- views
+//
+// A view renders once, then is read again every REFRESH_MS while it is on
+// screen (see startRefresh). A refresh replaces nothing that has not
+// changed (show and patch compare the markup first), so a selection, the
+// focus and a screen reader's place survive it, and a refresh that fails
+// keeps what is shown.
 
-// fleetProblems collects the reasons a degraded rollup gives, whatever the
-// field is called: an "error"/"errors"/"detail" at the top or in a part.
+// patch puts nodes into el, keeping every node that renders as before:
+// only what changed is replaced (a figure, a row), so a selection, the
+// focus and a screen reader's place elsewhere survive a refresh.
+function patch(el, ...nodes) {
+  const next = document.createElement(el.tagName);
+  next.append(...nodes.flat().filter((n) => n != null && n !== false));
+  sizeBars(next);
+  if (next.innerHTML === el.innerHTML) return false;
+  morphChildren(el, next);
+  return true;
+}
+
+const shallow = (n) => (n.nodeType === 1 ? n.cloneNode(false).outerHTML : n.nodeName + n.nodeValue);
+
+// morphChildren makes old's children render as next's, reusing old nodes
+// whose tag and attributes match, child by child.
+function morphChildren(old, next) {
+  const a = [...old.childNodes];
+  const b = [...next.childNodes];
+  if (a.length !== b.length) {
+    old.replaceChildren(...b);
+    return;
+  }
+  a.forEach((o, i) => {
+    const n = b[i];
+    if (o.nodeType === 1 && n.nodeType === 1 && shallow(o) === shallow(n)) {
+      if (o.innerHTML !== n.innerHTML) morphChildren(o, n);
+    } else if (o.nodeType === 3 && n.nodeType === 3) {
+      if (o.nodeValue !== n.nodeValue) o.nodeValue = n.nodeValue;
+    } else o.replaceWith(n);
+  });
+}
+
+// show is patch of the whole page.
+const show = (...nodes) => patch(app, ...nodes);
+
+// can says whether the caller's role reaches need: controls it cannot use
+// are not built at all (app.css hides data-role ones as a second line).
+const RANK = { viewer: 1, operator: 2, admin: 3 };
+const can = (need) => (RANK[me?.role] || 0) >= RANK[need];
+
+// settled rethrows a refused session, and on a refresh any failure, so
+// that the page keeps its last good data instead of an error box.
+function settled(results, refresh) {
+  rethrowAuth(results);
+  if (refresh) for (const r of results) if (r.status === 'rejected') throw r.reason;
+}
+
 function fleetProblems(body) {
   const out = [];
   const add = (where, v) => {
@@ -379,9 +505,13 @@ function fleetProblems(body) {
   return out;
 }
 
-function stat(label, value, kind) {
-  return h('div', { class: 'stat' + (kind ? ' ' + kind : '') },
-    h('span', { class: 'num' }, value ?? '–'), h('span', { class: 'label' }, label));
+// stat is one figure of a tile; with href it links to the list it counts.
+function stat(label, value, kind, href) {
+  const inner = [h('span', { class: 'num' }, value == null ? '–' : (typeof value === 'number' ? fmtNum(value) : value)),
+    h('span', { class: 'label' }, t(label))];
+  return href
+    ? h('a', { class: 'stat' + (kind ? ' ' + kind : ''), href, 'data-stat': label }, inner)
+    : h('div', { class: 'stat' + (kind ? ' ' + kind : ''), 'data-stat': label }, inner);
 }
 
 function fleetCard(res) {
@@ -393,84 +523,263 @@ function fleetCard(res) {
   const rr = b.recent_results || {};
   const missing = Array.isArray(js.missing) ? js.missing : [];
   const problems = fleetProblems(b);
-  return h('section', { class: 'card fleet', id: 'fleet' },
+  return [
     h('div', { class: 'card-head' },
-      h('h2', null, 'Fleet'),
-      h('span', { id: 'fleet-status', class: 'badge big ' + kind }, status),
+      h('h2', null, t('Fleet')),
+      h('span', { id: 'fleet-status', class: 'badge big ' + kind, 'data-status': status }, t(status)),
       res.status !== 200 ? h('span', { class: 'muted' }, `HTTP ${res.status}`) : null,
-      h('span', { class: 'muted right' }, 'observed ', timeCell(b.observed_at))),
+      h('span', { class: 'muted right' }, t('observed'), ' ', timeCell(b.observed_at))),
     h('div', { class: 'stats' },
       h('div', { class: 'group', id: 'fleet-agents' },
-        h('h3', null, 'Agents'),
-        stat('known', a.known), stat('active', a.active, 'ok'), stat('stale', a.stale, a.stale > 0 ? 'warn' : '')),
+        h('h3', null, t('Agents')),
+        stat('known', a.known, '', '/agents'), stat('active', a.active, 'ok', '/agents?status=online'),
+        stat('stale', a.stale, a.stale > 0 ? 'warn' : '', '/agents?status=offline')),
       h('div', { class: 'group', id: 'fleet-results' },
-        h('h3', null, `Results, last ${rr.window_hours ?? 24} h`),
-        stat('total', rr.total), stat('failed', rr.failed, rr.failed > 0 ? 'bad' : '')),
+        h('h3', null, t('Results, last {n} h', { n: rr.window_hours ?? 24 })),
+        stat('total', rr.total, '', '/results'), stat('failed', rr.failed, rr.failed > 0 ? 'bad' : '', '/results?status=failure')),
       h('div', { class: 'group', id: 'fleet-jetstream' },
-        h('h3', null, 'JetStream'),
-        stat('healthy', js.total != null ? `${js.healthy ?? 0}/${js.total}` : '–', js.all_ok ? 'ok' : 'bad'))),
+        h('h3', null, t('JetStream')),
+        stat('healthy', js.total != null ? `${js.healthy ?? 0}/${js.total}` : '–', js.all_ok ? 'ok' : 'bad', '#attention'))),
     missing.length ? h('div', { class: 'problems' },
-      h('strong', null, 'Missing JetStream resources: '),
+      h('strong', null, t('Missing JetStream resources: ')),
       h('ul', { class: 'inline' }, missing.map((m) => h('li', null, h('code', null, m))))) : null,
     problems.length ? h('div', { class: 'problems' },
-      h('strong', null, 'Failing: '),
-      h('ul', null, problems.map((p) => h('li', null, p)))) : null);
+      h('strong', null, t('Failing: ')),
+      h('ul', null, problems.map((p) => h('li', null, p)))) : null,
+  ];
 }
 
-function durationsCard(rows) {
-  const body = Array.isArray(rows) && rows.length
-    ? h('table', { id: 'durations' },
+function durationsBody(rows) {
+  return Array.isArray(rows) && rows.length
+    ? h('div', { class: 'scroll' }, h('table', { id: 'durations' },
       h('thead', null, h('tr', null, ['job', 'runs', 'min', 'p50', 'p95', 'p99', 'max', 'mean']
-        .map((c, i) => h('th', { class: i ? 'num' : null }, c)))),
+        .map((c, i) => h('th', { class: i ? 'num' : null, scope: 'col' }, t(c))))),
       h('tbody', null, rows.map((r) => h('tr', null,
         h('td', null, h('a', { href: '/results?job_id=' + seg(r.job_id) }, r.job_id)),
-        h('td', { class: 'num' }, r.count),
+        h('td', { class: 'num' }, fmtNum(r.count)),
         h('td', { class: 'num' }, fmtMs(r.min_ms)),
         h('td', { class: 'num' }, fmtMs(r.p50_ms)),
         h('td', { class: 'num' }, fmtMs(r.p95_ms)),
         h('td', { class: 'num' }, fmtMs(r.p99_ms)),
         h('td', { class: 'num' }, r.max_result_id
           ? link('/results/' + seg(r.max_result_id), fmtMs(r.max_ms)) : fmtMs(r.max_ms)),
-        h('td', { class: 'num' }, fmtMs(r.mean_ms))))))
-    : h('p', { class: 'muted' }, 'No finished runs in the last 24 hours.');
-  return h('section', { class: 'card' }, h('h2', null, 'Run durations, last 24 h'), body);
+        h('td', { class: 'num' }, fmtMs(r.mean_ms)))))))
+    : h('p', { class: 'muted' }, t('No finished runs in the last 24 hours.'));
 }
 
-async function overview({ signal }) {
-  const root = h('div', { class: 'overview' }, h('p', { class: 'muted' }, 'Loading…'));
-  app.replaceChildren(root);
-  const load = async () => {
-    const [fleet, durs] = await Promise.allSettled([
-      api('/api/health/fleet', { signal, allow: [503] }),
-      api('/api/health/scan_durations', { signal }),
-    ]);
+// failureGroups groups failed runs by job and exit code: how many runs,
+// on how many PCs, the latest of them. Largest group first.
+function failureGroups(runs) {
+  const groups = new Map();
+  for (const r of runs) {
+    if (r.skipped) continue;
+    const code = r.reaped ? 'reaped' : String(r.exit_code);
+    const key = r.job_id + '\u0000' + code;
+    let g = groups.get(key);
+    if (!g) groups.set(key, g = { job: r.job_id, code, runs: 0, pcs: new Set(), latest: r });
+    g.runs++;
+    g.pcs.add(r.pc_id);
+  }
+  return [...groups.values()].sort((a, b) => b.pcs.size - a.pcs.size || b.runs - a.runs);
+}
+
+// attentionItems lists what an operator should look at first: failing
+// jobs, PCs failing again and again, stale PCs, missing JetStream parts.
+function attentionItems(fleet, failures) {
+  const items = [];
+  const b = fleet?.body || {};
+  const missing = b.jetstream?.missing || [];
+  if (missing.length) items.push(h('li', { class: 'bad' }, link('#fleet', t('{n} JetStream resources are missing', { n: missing.length }))));
+  if (b.agents?.stale > 0) {
+    items.push(h('li', { class: 'warn' }, link('/agents?status=offline', t('{n} PCs have not sent a heartbeat recently', { n: fmtNum(b.agents.stale) }))));
+  }
+  if (failures) {
+    for (const g of failureGroups(failures).slice(0, 5)) {
+      items.push(h('li', { class: 'bad' }, link(`/results?status=failure&job_id=${seg(g.job)}`,
+        t('{job}: exit {code} on {n} PCs', { job: g.job, code: g.code, n: g.pcs.size }))));
+    }
+    const perPC = new Map();
+    for (const r of failures) if (!r.skipped) perPC.set(r.pc_id, (perPC.get(r.pc_id) || 0) + 1);
+    [...perPC].filter(([, n]) => n >= 2).sort((x, y) => y[1] - x[1]).slice(0, 5).forEach(([pc, n]) => {
+      items.push(h('li', { class: 'bad' }, link('/agents/' + seg(pc), t('{pc} failed {n} times', { pc, n }))));
+    });
+  }
+  return items;
+}
+
+// parseDur reads a duration such as "10m", "1h30m" or "1d" in ms; NaN when
+// it is not one.
+function parseDur(s) {
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/g;
+  const unit = { ms: 1, s: 1e3, m: 6e4, h: 36e5, d: 864e5 };
+  let total = 0;
+  let seen = '';
+  for (const m of String(s).matchAll(re)) {
+    total += Number(m[1]) * unit[m[2]];
+    seen += m[0];
+  }
+  return seen && seen === String(s).trim() ? total : NaN;
+}
+
+// scheduleRows is one row per schedule that validates, with its status
+// (last run, outcome) and its next run: a calendar schedule's next instant
+// from /upcoming, an interval schedule's from its last run plus its
+// interval, or null ("due") when it has not run yet.
+async function scheduleRows(signal, list, upcoming) {
+  const first = new Map();
+  for (const f of itemsOf(upcoming)) if (!first.has(f.schedule_id)) first.set(f.schedule_id, f.at);
+  const valid = itemsOf(list).filter((x) => !x.error).slice(0, 100);
+  const statuses = await Promise.allSettled(valid.map((x) => api(`/api/schedules/${seg(x.key)}/status`, { signal })));
+  rethrowAuth(statuses);
+  return valid.map((x, i) => {
+    const s = entryValue(x);
+    const st = statuses[i].status === 'fulfilled' ? statuses[i].value.body || {} : null;
+    const enabled = scheduleEnabled(s);
+    let at = enabled ? (first.get(x.key) || st?.next_run || null) : null;
+    const cad = s.when?.per_target ?? s.when?.per_pc;
+    if (enabled && !at && isObj(cad)) {
+      const every = parseDur(cad.every);
+      const last = st?.last_run?.started_at;
+      at = last && Number.isFinite(every) ? new Date(new Date(last).getTime() + every).toISOString() : null;
+    }
+    return { id: x.key, job: s.job_id, at, enabled, runsOn: s.runs_on || 'backend', status: st, value: s, item: x };
+  });
+}
+
+// nextRuns is what fires next across every kind of schedule, soonest
+// first, one row per schedule ("due" ones first).
+function nextRuns(rows) {
+  return rows.filter((r) => r.enabled && (r.at || (r.runsOn === 'backend' && !isObj(r.value.when?.calendar))))
+    .sort((a, b) => (a.at ? new Date(a.at).getTime() : 0) - (b.at ? new Date(b.at).getTime() : 0));
+}
+
+function nextUpTable(id, rows) {
+  return h('div', { class: 'scroll' }, h('table', { class: 'list', id },
+    h('thead', null, h('tr', null, ['at', 'in', 'Schedule', 'job'].map((c, i) => h('th', { scope: 'col' }, i === 0 ? zoned(c) : t(c))))),
+    h('tbody', null, rows.map((r) => h('tr', null,
+      h('td', null, r.at ? timeCell(r.at) : t('due')),
+      h('td', { class: 'muted' }, r.at ? untilCell(r.at) : '–'),
+      h('td', { class: 'mono' }, link('/schedules/' + seg(r.id), r.id)),
+      h('td', null, r.job != null ? link('/jobs/' + seg(String(r.job)), String(r.job)) : '–'))))));
+}
+
+// progress is a bar of an execution's answers against its target: ok,
+// failed and (when known) skipped, each its own colour, never past 100 %.
+function progress(x, skipped) {
+  const target = Math.max(Number(x.target_count) || 0, 1);
+  const ok = Number(x.success_count) || 0;
+  const failed = Number(x.failure_count) || 0;
+  const sk = Number(skipped) || 0;
+  const done = ok + failed + sk;
+  const scale = Math.max(target, done);
+  const pct = (n) => `${(100 * n / scale).toFixed(1)}%`;
+  const label = t('{done} of {n} PCs answered: {ok} succeeded, {failed} failed',
+    { done: fmtNum(Math.min(done, target)), n: fmtNum(x.target_count ?? '?'), ok: fmtNum(ok), failed: fmtNum(failed) });
+  return h('div', { class: 'progress', role: 'img', 'aria-label': label, title: label },
+    h('span', { class: 'p-ok', style: null, 'data-w': pct(ok) }),
+    h('span', { class: 'p-bad', 'data-w': pct(failed) }),
+    h('span', { class: 'p-skip', 'data-w': pct(sk) }));
+}
+
+// The bars' widths: CSP forbids style attributes from markup (style-src
+// 'self'), so they are set through CSSOM after the bars are placed.
+function sizeBars(root = app) {
+  for (const el of root.querySelectorAll('[data-w]')) el.style.width = el.dataset.w;
+}
+
+function execTable(id, list) {
+  return h('div', { class: 'scroll' }, h('table', { class: 'list', id },
+    h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('job')), h('th', { scope: 'col' }, zoned('at')),
+      h('th', { scope: 'col', class: 'wide' }, t('progress')), h('th', { scope: 'col' }, t('status')))),
+    h('tbody', null, list.map((x) => rowLink(h('tr', null,
+      h('td', null, link('/executions/' + seg(x.exec_id), x.job_id ?? x.exec_id)),
+      h('td', null, timeCell(x.initiated_at)),
+      h('td', { class: 'wide' }, progress(x)),
+      h('td', null, x.status)), '/executions/' + seg(x.exec_id))))));
+}
+
+function versionBars(list) {
+  const rows = Array.isArray(list) ? list : [];
+  if (!rows.length) return h('p', { class: 'muted' }, t('No agents have reported a version.'));
+  const max = Math.max(...rows.map((r) => r.total || 0), 1);
+  return h('table', { class: 'bars', id: 'versions' }, h('tbody', null, rows.map((r) => h('tr', null,
+    h('th', { scope: 'row', class: 'mono' }, r.version || '–'),
+    h('td', { class: 'wide' }, h('div', { class: 'bar' }, h('span', { 'data-w': `${(100 * (r.total || 0) / max).toFixed(1)}%` }))),
+    h('td', { class: 'num' }, `${fmtNum(r.active)}/${fmtNum(r.total)}`)))));
+}
+
+function freshInstall() {
+  return h('section', { class: 'card', id: 'fresh' },
+    h('h2', null, t('No agents yet')),
+    h('p', null, t('Point an agent at this backend: set its NATS URL to this server\'s NATS address (nats://{host}:4222 unless -nats-listen says otherwise) and its token to the NATS token the server was started with (-nats-token / KANADE_NATS_TOKEN).', { host: location.hostname })),
+    h('p', null, t('To try the dashboard with a simulated fleet, start the server with -demo 300.')));
+}
+
+async function overview({ signal, refresh }) {
+  const card = (id, title) => h('section', { class: 'card', id }, title ? h('h2', null, t(title)) : null, h('div', { class: 'body' }, t('Loading…')));
+  if (!refresh || !app.querySelector('#fleet')) {
+    app.replaceChildren(h('div', { class: 'overview' },
+      h('div', { id: 'fresh-slot' }),
+      h('section', { class: 'card fleet', id: 'fleet' }, h('p', { class: 'muted' }, t('Loading…'))),
+      card('attention', 'Needs attention'),
+      h('div', { class: 'two' }, card('next-up', 'Next up'), card('recent', 'Recent executions')),
+      h('div', { class: 'two' }, card('versions-card', 'Agent versions'), card('durations-card', 'Run durations, last 24 h'))));
+  }
+  const body = (id) => app.querySelector(`#${id} > .body`);
+  const [fleet, durs, fails, execs, vers, scheds, up] = await Promise.allSettled([
+    api('/api/health/fleet', { signal, allow: [503] }),
+    api('/api/health/scan_durations', { signal }),
+    api('/api/results?status=failure&limit=200', { signal }),
+    api('/api/executions?limit=5', { signal }),
+    api('/api/agents/versions', { signal }),
+    api('/api/schedules', { signal }),
+    api('/api/schedules/upcoming?limit=100', { signal }),
+  ]);
+  if (signal.aborted) return;
+  settled([fleet, durs, fails, execs, vers], refresh);
+  const part = (r, fn) => (r.status === 'fulfilled' ? fn(r.value) : errorBox(r.reason));
+  if (fleet.status === 'fulfilled') patch(app.querySelector('#fleet'), fleetCard(fleet.value));
+  else patch(app.querySelector('#fleet'), h('h2', null, t('Fleet')), errorBox(fleet.reason));
+  const known = fleet.status === 'fulfilled' ? fleet.value.body?.agents?.known : undefined;
+  patch(app.querySelector('#fresh-slot'), known === 0 ? freshInstall() : null);
+  const items = attentionItems(fleet.status === 'fulfilled' ? fleet.value : null,
+    fails.status === 'fulfilled' ? itemsOf(fails.value.body) : null);
+  patch(body('attention'), items.length ? h('ul', { class: 'attention' }, items) : h('p', { class: 'muted ok-note' }, t('Nothing needs attention.')),
+    fails.status === 'rejected' ? errorBox(fails.reason) : null);
+  patch(body('recent'), part(execs, (v) => (itemsOf(v.body).length ? execTable('recent-execs', itemsOf(v.body)) : h('p', { class: 'muted' }, t('No executions yet.')))));
+  patch(body('versions-card'), part(vers, (v) => versionBars(v.body)));
+  patch(body('durations-card'), part(durs, (v) => durationsBody(v.body)));
+  if (scheds.status === 'fulfilled') {
+    const rows = nextRuns(await scheduleRows(signal, scheds.value.body, up.status === 'fulfilled' ? up.value.body : null));
     if (signal.aborted) return;
-    for (const r of [fleet, durs]) if (r.status === 'rejected' && r.reason instanceof AuthError) throw r.reason;
-    root.replaceChildren(
-      fleet.status === 'fulfilled' ? fleetCard(fleet.value) : h('section', { class: 'card' }, h('h2', null, 'Fleet'), errorBox(fleet.reason)),
-      durs.status === 'fulfilled' ? durationsCard(durs.value.body) : h('section', { class: 'card' }, h('h2', null, 'Run durations'), errorBox(durs.reason)));
-    markRefreshed();
-  };
-  await load();
-  const timer = setInterval(() => {
-    if (!document.hidden) load().catch((err) => fail(err, signal));
-  }, REFRESH_MS);
-  signal.addEventListener('abort', () => clearInterval(timer));
+    patch(body('next-up'), rows.length ? nextUpTable('next-up-table', rows.slice(0, 8)) : h('p', { class: 'muted' }, t('No schedule fires soon.')));
+  } else if (!refresh) patch(body('next-up'), errorBox(scheds.reason));
+  sizeBars();
+  markRefreshed();
 }
 
 // listView renders a keyset-paginated {items, next_cursor} endpoint as a
 // table with filters kept in the address (so a reload keeps them) and a
-// "More" button that follows next_cursor.
-function listView({ title, endpoint, columns, filters = [], rowHref, empty }) {
+// "More" button that follows next_cursor. How many rows were shown is kept
+// in the history entry, so Back to the list loads as many again and
+// returns to where the page was scrolled. A refresh reads the rows shown
+// again in one request and replaces the table only when they changed.
+function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, extra }) {
   return async ({ query, signal }) => {
     const inputs = {};
     const errorSlot = h('div');
     const tbody = h('tbody');
-    const count = h('span', { class: 'muted' });
-    const more = h('button', { type: 'button', class: 'more', hidden: true }, 'More');
+    const count = h('span', { class: 'muted', id: 'list-count' });
+    const more = h('button', { type: 'button', class: 'more', hidden: true }, t('More'));
+    const extraSlot = h('div');
     let cursor = null;
     let shown = 0;
     let seq = 0;
+    let lastKey = '';
+    // userLoads counts the reads the operator asked for (More, a filter)
+    // still in flight: a refresh neither starts during one nor, started
+    // before it, lands after it (seq), so it cannot undo a More.
+    let userLoads = 0;
 
     const params = () => {
       const p = new URLSearchParams();
@@ -478,51 +787,66 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty }) {
       return p;
     };
 
-    const load = async (reset) => {
+    const remember = () => history.replaceState({ ...(history.state || {}), shown }, '');
+
+    const setCount = () => {
+      count.textContent = shown
+        ? t(cursor ? '{n} shown, more available' : '{n} shown', { n: fmtNum(shown) })
+        : t(empty || 'Nothing here yet.');
+    };
+
+    // load reads a page: the next one (more), or the first `want` rows
+    // afresh (reset), replacing the table only when they differ.
+    const load = async ({ reset, want = PAGE, quiet = false }) => {
       const mine = ++seq;
+      if (!quiet) userLoads++;
       const p = params();
-      p.set('limit', PAGE);
+      p.set('limit', Math.min(Math.max(want, 1), MAX_LIMIT));
       if (!reset && cursor) p.set('cursor', cursor);
-      more.disabled = true;
+      if (!quiet) more.disabled = true;
       try {
         const { body } = await api(`${endpoint}?${p}`, { signal });
         if (mine !== seq || signal.aborted) return;
-        if (reset) {
-          tbody.replaceChildren();
-          shown = 0;
-        }
         errorSlot.replaceChildren();
         const items = Array.isArray(body.items) ? body.items : [];
-        for (const item of items) tbody.append(row(item));
-        shown += items.length;
+        if (reset) {
+          const key = JSON.stringify(items);
+          if (key !== lastKey) tbody.replaceChildren(...items.map(row));
+          else tickTimes(tbody);
+          lastKey = key;
+          shown = items.length;
+        } else {
+          tbody.append(...items.map(row));
+          shown += items.length;
+          lastKey = '';
+        }
+        sizeBars(tbody);
         cursor = body.next_cursor || null;
         more.hidden = !cursor;
-        count.textContent = shown ? `${shown} shown${cursor ? ', more available' : ''}` : (empty || 'Nothing here yet.');
+        setCount();
+        remember();
         markRefreshed();
       } catch (err) {
         if (mine !== seq) return;
-        if (err instanceof AuthError || err.name === 'AbortError') throw err;
+        if (quiet || err instanceof AuthError || err.name === 'AbortError') throw err;
         errorSlot.replaceChildren(errorBox(err));
       } finally {
-        more.disabled = false;
+        if (!quiet) {
+          userLoads--;
+          more.disabled = false;
+        }
       }
     };
 
     const row = (item) => {
       const href = rowHref && rowHref(item);
-      const tr = h('tr', { class: href ? 'link' : null },
+      const tr = h('tr', null,
         columns.map((c, i) => {
           const v = c.cell ? c.cell(item) : item[c.key];
           const content = i === 0 && href ? link(href, v ?? '–') : (v ?? '–');
           return h('td', { class: c.class || null }, content);
         }));
-      if (href) {
-        tr.addEventListener('click', (e) => {
-          if (e.target.closest('a') || getSelection().toString()) return;
-          go(href);
-        });
-      }
-      return tr;
+      return href ? rowLink(tr, href) : tr;
     };
 
     // Filters update the address with replaceState (no history entry per
@@ -532,41 +856,55 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty }) {
       clearTimeout(debounce);
       debounce = setTimeout(() => {
         const p = params().toString();
-        history.replaceState(history.state, '', location.pathname + (p ? '?' + p : ''));
-        load(true).catch((err) => fail(err, signal));
+        history.replaceState({}, '', location.pathname + (p ? '?' + p : ''));
+        lastKey = '';
+        load({ reset: true }).catch((err) => fail(err, signal));
+        if (extra) extra(extraSlot, params(), signal, false).catch((err) => fail(err, signal));
       }, 250);
     };
     const filterEls = filters.map((f) => {
       let el;
       if (f.options) {
-        el = h('select', { name: f.name, 'aria-label': f.label },
-          f.options.map(([v, label]) => h('option', { value: v }, label)));
+        el = h('select', { name: f.name, 'aria-label': t(f.label) },
+          f.options.map(([v, label]) => h('option', { value: v }, t(label))));
         el.addEventListener('change', changed);
       } else {
-        el = h('input', { type: 'search', name: f.name, placeholder: f.label, 'aria-label': f.label, spellcheck: 'false' });
+        el = h('input', { type: 'search', name: f.name, placeholder: t(f.label), 'aria-label': t(f.label), spellcheck: 'false' });
         el.addEventListener('input', changed);
       }
       el.value = query.get(f.name) || '';
       inputs[f.name] = el;
       return el;
     });
-    more.addEventListener('click', () => load(false).catch((err) => fail(err, signal)));
+    more.addEventListener('click', () => load({ reset: false }).catch((err) => fail(err, signal)));
 
-    app.replaceChildren(h('section', { class: 'card' },
-      h('div', { class: 'card-head' }, h('h2', null, title), count),
-      filterEls.length ? h('form', { class: 'filters', onsubmit: (e) => e.preventDefault() }, filterEls) : null,
+    app.replaceChildren(extraSlot, h('section', { class: 'card' },
+      h('div', { class: 'card-head' }, h('h2', null, t(title)), count),
+      filterEls.length ? h('form', { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() }, filterEls) : null,
       errorSlot,
       h('div', { class: 'scroll' },
-        h('table', { class: 'list' },
-          h('thead', null, h('tr', null, columns.map((c) => h('th', { class: c.class || null }, c.label)))),
+        h('table', { class: 'list', id },
+          h('thead', null, h('tr', null, columns.map((c) => h('th', { class: c.class || null, scope: 'col' },
+            c.zoned ? zoned(c.label) : t(c.label))))),
           tbody)),
       more));
-    await load(true);
+    const back = history.state || {};
+    const extraDone = extra ? extra(extraSlot, params(), signal, false) : null;
+    await load({ reset: true, want: back.shown || PAGE });
+    if (extraDone) await extraDone;
+    if (back.scroll != null) window.scrollTo(0, back.scroll);
+    // A refresh reads what is shown again (at most MAX_LIMIT rows).
+    return async () => {
+      if (shown > MAX_LIMIT || userLoads > 0) return;
+      await load({ reset: true, want: Math.max(shown, PAGE), quiet: true });
+      if (extra) await extra(extraSlot, params(), signal, true);
+    };
   };
 }
 
 const agents = listView({
   title: 'Agents',
+  id: 'agents',
   endpoint: '/api/agents',
   empty: 'No agents match.',
   filters: [
@@ -574,20 +912,71 @@ const agents = listView({
     { name: 'status', label: 'status', options: [['', 'all'], ['online', 'online'], ['offline', 'offline']] },
   ],
   rowHref: (a) => '/agents/' + seg(a.pc_id),
+  // State and heartbeat come right after the id: on a phone they are what
+  // is visible without scrolling the table.
   columns: [
     { label: 'pc_id', key: 'pc_id', class: 'mono' },
+    { label: 'state', cell: (a) => (a.online ? badge(t('online'), 'ok') : badge(t('offline'), 'muted')) },
+    { label: 'last heartbeat', cell: (a) => agoCell(a.last_heartbeat) },
     { label: 'hostname', key: 'hostname' },
     { label: 'os', key: 'os_family' },
     { label: 'version', key: 'agent_version', class: 'mono' },
-    { label: 'last heartbeat', cell: (a) => agoCell(a.last_heartbeat) },
-    { label: 'state', cell: (a) => (a.online ? badge('online', 'ok') : badge('offline', 'muted')) },
   ],
 });
 
+// triage groups the failed runs that match the results filters by job and
+// exit code: how many PCs, and the first stderr line of the latest run.
+const TRIAGE_RUNS = 500;
+async function triage(slot, params, signal, refresh) {
+  const p = new URLSearchParams(params);
+  const st = p.get('status');
+  if (st && st !== 'failure') {
+    slot.replaceChildren();
+    return;
+  }
+  p.set('status', 'failure');
+  p.set('limit', TRIAGE_RUNS);
+  p.delete('cursor');
+  let body;
+  try {
+    ({ body } = await api('/api/results?' + p, { signal }));
+  } catch (err) {
+    if (refresh || err instanceof AuthError || err.name === 'AbortError') throw err;
+    patch(slot, h('section', { class: 'card' }, errorBox(err)));
+    return;
+  }
+  const groups = failureGroups(itemsOf(body)).slice(0, 10);
+  const firsts = await Promise.allSettled(groups.map((g) => api('/api/results/' + seg(g.latest.result_id), { signal })));
+  if (signal.aborted) return;
+  rethrowAuth(firsts);
+  const firstLine = (i) => {
+    if (firsts[i].status !== 'fulfilled') return '–';
+    const r = firsts[i].value.body || {};
+    const text = String(r.stderr || r.stdout || '');
+    return text.split('\n').map((l) => l.trim()).find(Boolean) || '–';
+  };
+  patch(slot, h('section', { class: 'card', id: 'triage' },
+    h('div', { class: 'card-head' }, h('h2', null, t('Failed runs by job and exit code')),
+      h('span', { class: 'muted' }, t('Failures among the latest {n} runs that match.', { n: TRIAGE_RUNS }))),
+    groups.length
+      ? h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'triage-table' },
+        h('thead', null, h('tr', null, ['job', 'exit code', 'PCs', 'runs', 'first stderr line']
+          .map((c, i) => h('th', { scope: 'col', class: i === 2 || i === 3 ? 'num' : null }, t(c))))),
+        h('tbody', null, groups.map((g, i) => h('tr', null,
+          h('td', null, link(`/results?status=failure&job_id=${seg(g.job)}`, g.job)),
+          h('td', { class: 'mono' }, g.code),
+          h('td', { class: 'num' }, fmtNum(g.pcs.size)),
+          h('td', { class: 'num' }, fmtNum(g.runs)),
+          h('td', { class: 'mono clip wide' }, link('/results/' + seg(g.latest.result_id), clip(firstLine(i), 160))))))))
+      : h('p', { class: 'muted' }, t('No failed runs among the latest {n}.', { n: TRIAGE_RUNS }))));
+}
+
 const results = listView({
   title: 'Results',
+  id: 'results',
   endpoint: '/api/results',
   empty: 'No runs match.',
+  extra: triage,
   filters: [
     { name: 'job_id', label: 'job_id' },
     { name: 'pc_id', label: 'pc_id' },
@@ -595,39 +984,42 @@ const results = listView({
   ],
   rowHref: (r) => '/results/' + seg(r.result_id),
   columns: [
-    { label: 'result', key: 'result_id', class: 'mono clip' },
+    { label: 'status', cell: runStatus },
     { label: 'job', key: 'job_id' },
     { label: 'pc_id', key: 'pc_id', class: 'mono' },
-    { label: 'status', cell: runStatus },
-    { label: 'started', cell: (r) => timeCell(r.started_at) },
+    { label: 'started', zoned: true, cell: (r) => timeCell(r.started_at) },
     { label: 'duration', cell: (r) => fmtMs(r.duration_ms), class: 'num' },
+    { label: 'result', key: 'result_id', class: 'mono clip' },
   ],
 });
 
 const executions = listView({
   title: 'Executions',
+  id: 'executions',
   endpoint: '/api/executions',
   empty: 'No executions yet.',
   rowHref: (x) => '/executions/' + seg(x.exec_id),
   columns: [
     { label: 'exec', key: 'exec_id', class: 'mono clip' },
     { label: 'job', key: 'job_id' },
+    { label: 'progress', class: 'wide', cell: (x) => progress(x) },
+    { label: 'status', key: 'status' },
+    { label: 'at', zoned: true, cell: (x) => timeCell(x.initiated_at) },
+    { label: 'targets', cell: (x) => fmtNum(x.target_count), class: 'num' },
+    { label: 'ok', cell: (x) => fmtNum(x.success_count), class: 'num' },
+    { label: 'failed', cell: (x) => fmtNum(x.failure_count), class: 'num' },
     { label: 'version', key: 'version', class: 'mono' },
     { label: 'by', key: 'initiated_by' },
-    { label: 'at', cell: (x) => timeCell(x.initiated_at) },
-    { label: 'targets', key: 'target_count', class: 'num' },
-    { label: 'ok', key: 'success_count', class: 'num' },
-    { label: 'failed', key: 'failure_count', class: 'num' },
-    { label: 'status', key: 'status' },
   ],
 });
 
 const audit = listView({
   title: 'Audit log',
+  id: 'audit',
   endpoint: '/api/audit',
   empty: 'No audit events yet.',
   columns: [
-    { label: 'when', cell: (x) => timeCell(x.occurred_at) },
+    { label: 'when', zoned: true, cell: (x) => timeCell(x.occurred_at) },
     { label: 'actor', key: 'actor' },
     { label: 'action', key: 'action' },
     { label: 'target', key: 'target', class: 'mono' },
@@ -650,7 +1042,7 @@ function kvTable(obj, skip = []) {
       let cell;
       if (v instanceof Node) cell = v;
       else if (v != null && typeof v === 'object') cell = h('code', null, JSON.stringify(v));
-      else if (typeof v === 'boolean') cell = v ? 'yes' : 'no';
+      else if (typeof v === 'boolean') cell = v ? t('yes') : t('no');
       else if (/_at$|heartbeat$/.test(k) && typeof v === 'string') cell = timeCell(v);
       else if (/_ms$/.test(k)) cell = fmtMs(v);
       else cell = v ?? '–';
@@ -660,39 +1052,196 @@ function kvTable(obj, skip = []) {
 
 const links = (...items) => h('span', { class: 'right links' }, items.filter(Boolean));
 
+const untilCell = (iso) => h('time', { datetime: iso || null, 'data-until': '' }, fmtUntil(iso));
+
+// tickTimes brings the relative times of root up to now ("5 min ago",
+// "in 2 h"), which would otherwise freeze between reads.
+function tickTimes(root = app) {
+  for (const el of root.querySelectorAll('time[data-ago]')) el.textContent = fmtAgo(el.getAttribute('datetime'));
+  for (const el of root.querySelectorAll('time[data-until]')) el.textContent = fmtUntil(el.getAttribute('datetime'));
+}
+
+// ---------------------------------------------------------------- actions
+//
+// An action is a button that asks first: a click shows the question with
+// Confirm and Cancel (Escape cancels), Confirm sends the one request, and
+// the outcome is said in a note at the top of the page (role=status, so
+// it is announced) that stays until the next navigation. Buttons are only
+// built for a role that may use them (can), and the page is read again
+// after a change so it shows what the server now holds.
+
+let flash = null; // {ok, text} of the last action on this page
+
+function flashBox() {
+  if (!flash) return null;
+  return flash.ok
+    ? h('div', { class: 'note', role: 'status', id: 'flash' }, flash.text)
+    : h('div', { class: 'error', role: 'alert', id: 'flash' }, flash.text);
+}
+
+function action({ id, label, question, run, done, danger, need = 'operator', extra }) {
+  if (!can(need)) return null;
+  const box = h('span', { class: 'act', 'data-role': need, id });
+  const idle = () => {
+    box.classList.remove('confirming');
+    box.replaceChildren(h('button', { type: 'button', class: danger ? 'danger' : null, 'data-act': 'start', onclick: ask }, t(label)));
+  };
+  function ask() {
+    box.classList.add('confirming');
+    const inputs = extra ? extra() : null;
+    const confirm = h('button', {
+      type: 'button', class: danger ? 'danger' : null, 'data-act': 'confirm',
+      onclick: async () => {
+        confirm.disabled = true;
+        try {
+          const r = await run(inputs);
+          flash = { ok: true, text: typeof done === 'function' ? done(r) : t(done) };
+        } catch (err) {
+          if (err instanceof AuthError) throw err;
+          flash = { ok: false, text: (err.status ? `HTTP ${err.status}: ` : '') + (err.message || String(err)) };
+        }
+        idle();
+        refreshNow();
+      },
+    }, t('Confirm'));
+    const cancel = h('button', { type: 'button', 'data-act': 'cancel', onclick: idle }, t('Cancel'));
+    box.replaceChildren(h('span', null, t(question)), inputs ? inputs.el : null, confirm, cancel);
+    box.addEventListener('keydown', (e) => { if (e.key === 'Escape') idle(); }, { once: true });
+    (inputs?.focus || confirm).focus();
+  }
+  idle();
+  return box;
+}
+
 async function resultDetail({ params, signal }) {
   const { body: r } = await api('/api/results/' + seg(params[0]), { signal });
+  if (signal.aborted) return;
   const out = (name, text) => h('section', { class: 'card' },
-    h('h3', null, name),
-    text ? h('pre', { id: name }, text) : h('p', { class: 'muted', id: name }, '(empty)'));
-  app.replaceChildren(
+    h('h3', null, t(name)),
+    text ? h('pre', { id: name }, text) : h('p', { class: 'muted', id: name }, t('(empty)')));
+  show(
     h('section', { class: 'card' },
       h('div', { class: 'card-head' },
-        h('h2', null, 'Run ', h('span', { class: 'mono' }, r.result_id)), runStatus(r),
+        h('h2', null, t('Run'), ' ', h('span', { class: 'mono' }, r.result_id)), runStatus(r),
         h('span', { class: 'muted' }, fmtMs(r.duration_ms)),
         links(
-          r.pc_id ? link('/agents/' + seg(r.pc_id), 'agent ' + r.pc_id) : null,
-          r.job_id ? link('/results?job_id=' + seg(r.job_id), 'all runs of ' + r.job_id) : null))),
+          r.pc_id ? link('/agents/' + seg(r.pc_id), t('agent {pc}', { pc: r.pc_id })) : null,
+          r.exec_id ? link('/executions/' + seg(r.exec_id), t('Execution')) : null,
+          r.job_id ? link('/jobs/' + seg(r.job_id), t('Job')) : null,
+          r.job_id ? link('/results?job_id=' + seg(r.job_id), t('all runs of {job}', { job: r.job_id })) : null))),
     out('stdout', r.stdout),
     out('stderr', r.stderr),
-    h('section', { class: 'card' }, h('h3', null, 'details'), kvTable(r, ['stdout', 'stderr'])));
+    h('section', { class: 'card' }, h('h3', null, t('details')), kvTable(r, ['stdout', 'stderr'])));
+  markRefreshed();
 }
 
-async function agentDetail({ params, signal }) {
-  const { body: a } = await api('/api/agents/' + seg(params[0]), { signal });
-  app.replaceChildren(h('section', { class: 'card' },
-    h('div', { class: 'card-head' },
-      h('h2', null, 'Agent ', h('span', { class: 'mono' }, a.pc_id)),
-      a.online ? badge('online', 'ok') : badge('offline', 'muted'),
-      links(link('/results?pc_id=' + seg(a.pc_id), 'runs on this agent'))),
-    kvTable(a)));
+async function agentDetail({ params, signal, refresh }) {
+  const pc = params[0];
+  const [one, groups, eff] = await Promise.allSettled([
+    api('/api/agents/' + seg(pc), { signal }),
+    api(`/api/agents/${seg(pc)}/groups`, { signal }),
+    api(`/api/agents/${seg(pc)}/effective_config`, { signal }),
+  ]);
+  if (signal.aborted) return;
+  settled([one, groups, eff], refresh);
+  if (one.status === 'rejected') throw one.reason;
+  const a = one.value.body;
+  const groupList = groups.status === 'fulfilled'
+    ? (Array.isArray(groups.value.body) ? groups.value.body : (groups.value.body?.groups || [])) : null;
+  const logsSlot = h('div', { id: 'logs-slot' });
+  const ping = action({
+    id: 'ping', label: 'Ping', question: 'Ping this agent',
+    run: () => {
+      const t0 = performance.now();
+      return api(`/api/agents/${seg(pc)}/ping?wait_secs=10`, { method: 'POST', signal }).then(() => performance.now() - t0);
+    },
+    done: (ms) => t('Pong in {ms}', { ms: fmtMs(Math.round(ms)) }),
+  });
+  show(
+    flashBox(),
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' },
+        h('h2', null, t('Agent'), ' ', h('span', { class: 'mono' }, a.pc_id)),
+        a.online ? badge(t('online'), 'ok') : badge(t('offline'), 'muted'),
+        ping,
+        links(link('/results?pc_id=' + seg(a.pc_id), t('runs on this agent')),
+          link('/results?status=failure&pc_id=' + seg(a.pc_id), t('failed')))),
+      kvTable(a)),
+    h('section', { class: 'card', id: 'agent-groups' }, h('h3', null, t('groups')),
+      groupList == null ? errorBox(groups.reason)
+        : h('ul', { class: 'inline' }, groupList.map((g) => h('li', null, link('/groups#' + seg(String(g)), String(g)))))),
+    h('section', { class: 'card', id: 'agent-config' }, h('h3', null, t('effective config')),
+      eff.status === 'fulfilled' ? kvTable(eff.value.body?.effective || {}) : errorBox(eff.reason)),
+    h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h3', null, t('Recent log lines')),
+      h('button', {
+        type: 'button', id: 'show-logs',
+        onclick: async () => {
+          try {
+            const res = await fetch(`/api/agents/${seg(pc)}/logs?tail=100`, { headers: { Authorization: 'Bearer ' + getToken() }, signal });
+            const text = await res.text();
+            logsSlot.replaceChildren(res.ok ? h('pre', { id: 'logs' }, text) : errorBox(new APIError(res.status, text.slice(0, 300))));
+          } catch (err) {
+            if (err.name !== 'AbortError') logsSlot.replaceChildren(errorBox(err));
+          }
+        },
+      }, t('Show logs'))), logsSlot));
+  markRefreshed();
+  // The logs, once shown, are not read again: a refresh would scroll them.
+  return () => (app.querySelector('#logs') ? undefined : agentDetail({ params, signal, refresh: true }));
 }
 
-async function executionDetail({ params, signal }) {
+// EXEC_RUNS is how many of a job's latest runs the execution page reads
+// to find its own (the results list has no exec_id filter yet).
+const EXEC_RUNS = 500;
+
+async function executionDetail({ params, signal, refresh }) {
   const { body: x } = await api('/api/executions/' + seg(params[0]), { signal });
-  app.replaceChildren(h('section', { class: 'card' },
-    h('div', { class: 'card-head' }, h('h2', null, 'Execution ', h('span', { class: 'mono' }, x.exec_id))),
-    kvTable(x)));
+  if (signal.aborted) return;
+  let runs = [];
+  let runsErr = null;
+  if (x.job_id) {
+    try {
+      const { body } = await api(`/api/results?job_id=${seg(x.job_id)}&limit=${EXEC_RUNS}`, { signal });
+      runs = itemsOf(body).filter((r) => r.exec_id === x.exec_id);
+    } catch (err) {
+      if (refresh || err instanceof AuthError) throw err;
+      runsErr = err;
+    }
+  }
+  if (signal.aborted) return;
+  const skipped = runs.filter((r) => r.skipped).length;
+  const kill = x.status === 'running' || x.status === 'pending' ? action({
+    id: 'kill', label: 'Kill', question: 'Kill this execution?', danger: true,
+    run: () => api(`/api/executions/${seg(x.exec_id)}/kill`, { method: 'POST', signal }),
+    done: 'Kill requested.',
+  }) : null;
+  show(
+    flashBox(),
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' },
+        h('h2', null, t('Execution'), ' ', h('span', { class: 'mono' }, x.exec_id)),
+        badge(String(x.status), x.status === 'completed' ? 'ok' : (x.status === 'expired' ? 'bad' : 'info')),
+        kill,
+        links(x.job_id ? link('/jobs/' + seg(x.job_id), t('Job')) : null,
+          x.job_id ? link('/results?job_id=' + seg(x.job_id), t('runs of this job')) : null)),
+      h('div', { id: 'exec-progress' }, progress(x, skipped),
+        h('p', { class: 'muted' }, t('{done} of {n} PCs answered: {ok} succeeded, {failed} failed', {
+          done: fmtNum(Math.min((x.success_count || 0) + (x.failure_count || 0) + skipped, x.target_count ?? Infinity)),
+          n: fmtNum(x.target_count ?? '?'), ok: fmtNum(x.success_count), failed: fmtNum(x.failure_count),
+        }), skipped ? ` · ${t('skipped')} ${fmtNum(skipped)}` : '')),
+      kvTable(x)),
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' }, h('h3', null, t('per-PC results')),
+        h('span', { class: 'muted' }, t('Runs of this execution among the latest {n} of its job.', { n: EXEC_RUNS }))),
+      runsErr ? errorBox(runsErr) : h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'exec-runs' },
+        h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('pc_id')), h('th', { scope: 'col' }, t('status')),
+          h('th', { scope: 'col' }, zoned('started')), h('th', { scope: 'col', class: 'num' }, t('duration')))),
+        h('tbody', null, runs.map((r) => rowLink(h('tr', null,
+          h('td', { class: 'mono' }, link('/results/' + seg(r.result_id), r.pc_id)),
+          h('td', null, runStatus(r)),
+          h('td', null, timeCell(r.started_at)),
+          h('td', { class: 'num' }, fmtMs(r.duration_ms))), '/results/' + seg(r.result_id))))))));
+  markRefreshed();
 }
 
 // ---------------------------------------------------------------- jobs and schedules
@@ -721,13 +1270,13 @@ function listText(xs, max = 3) {
 
 // targetSummary reads {all, groups, pcs}; null (shown as "–") when there is
 // no target object.
-function targetSummary(t) {
-  if (!isObj(t)) return null;
+function targetSummary(tg) {
+  if (!isObj(tg)) return null;
   const parts = [];
-  if (t.all === true) parts.push('all PCs');
-  if (Array.isArray(t.groups) && t.groups.length) parts.push('groups ' + listText(t.groups));
-  if (Array.isArray(t.pcs) && t.pcs.length) parts.push('pcs ' + listText(t.pcs));
-  return parts.length ? parts.join('; ') : 'none';
+  if (tg.all === true) parts.push(t('all PCs'));
+  if (Array.isArray(tg.groups) && tg.groups.length) parts.push(t('groups') + ' ' + listText(tg.groups));
+  if (Array.isArray(tg.pcs) && tg.pcs.length) parts.push('pcs ' + listText(tg.pcs));
+  return parts.length ? parts.join('; ') : t('(none)');
 }
 
 function cadenceText(c) {
@@ -758,19 +1307,19 @@ function whenSummary(s) {
 
 // A schedule is enabled unless enabled is false: absent or null means on.
 const scheduleEnabled = (s) => s.enabled !== false;
-const enabledBadge = (s) => (scheduleEnabled(s) ? badge('enabled', 'ok') : badge('disabled', 'muted'));
+const enabledBadge = (s) => (scheduleEnabled(s) ? badge(t('enabled'), 'ok') : badge(t('disabled'), 'muted'));
 
 function fmtUntil(iso) {
-  const t = new Date(iso).getTime();
-  if (!iso || Number.isNaN(t)) return '–';
-  const s = Math.round((t - Date.now()) / 1000);
-  if (s < 0) return 'due';
-  if (s < 60) return `in ${s} s`;
-  if (s < 3600) return `in ${Math.floor(s / 60)} min`;
-  if (s < 86400) return `in ${Math.floor(s / 3600)} h`;
+  const ts = new Date(iso).getTime();
+  if (!iso || Number.isNaN(ts)) return '–';
+  const s = Math.round((ts - Date.now()) / 1000);
+  if (s < 0) return t('due');
+  if (s < 60) return t('in {n} s', { n: s });
+  if (s < 3600) return t('in {n} min', { n: Math.floor(s / 60) });
+  if (s < 86400) return t('in {n} h', { n: Math.floor(s / 3600) });
   const d = Math.floor(s / 86400);
   const hrs = Math.floor((s % 86400) / 3600);
-  return `in ${d} d` + (hrs ? ` ${hrs} h` : '');
+  return hrs ? t('in {d} d {h} h', { d, h: hrs }) : t('in {n} d', { n: d });
 }
 
 function brokenText(item) {
@@ -780,7 +1329,7 @@ function brokenText(item) {
 function rowLink(tr, href) {
   tr.classList.add('link');
   tr.addEventListener('click', (e) => {
-    if (e.target.closest('a') || getSelection().toString()) return;
+    if (e.target.closest('a, button, input, select, textarea, .act') || getSelection().toString()) return;
     go(href);
   });
   return tr;
@@ -799,19 +1348,19 @@ function entryTable(id, items, base, columns) {
       columns.map((c) => h('td', { class: c.class || null }, c.cell(v, item) ?? '–'))), href);
     if (!broken) return [tr];
     return [tr, h('tr', { class: 'broken-why' },
-      h('td', { colspan: columns.length + 1 }, h('strong', null, 'Broken, the worker skips it: '), brokenText(item)))];
+      h('td', { colspan: columns.length + 1 }, h('strong', null, t('Broken, the worker skips it: ')), brokenText(item)))];
   });
   return h('div', { class: 'scroll' }, h('table', { class: 'list', id },
-    h('thead', null, h('tr', null, h('th', null, 'id'), columns.map((c) => h('th', { class: c.class || null }, c.label)))),
+    h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('id')), columns.map((c) => h('th', { class: c.class || null, scope: 'col' }, c.zoned ? zoned(c.label) : t(c.label))))),
     h('tbody', null, rows)));
 }
 
 // entriesHead is a list's title with its count and how many are broken.
 function entriesHead(title, items, noun) {
   const broken = items.filter((x) => x.error).length;
-  return h('div', { class: 'card-head' }, h('h2', null, title),
-    items.length ? h('span', { class: 'muted' }, `${items.length} ${noun}${items.length === 1 ? '' : 's'}`) : null,
-    broken ? badge(`${broken} broken`, 'bad') : null);
+  return h('div', { class: 'card-head' }, h('h2', null, t(title)),
+    items.length ? h('span', { class: 'muted' }, `${fmtNum(items.length)} ${noun}${items.length === 1 ? '' : 's'}`) : null,
+    broken ? badge(t('{n} broken', { n: broken }), 'bad') : null);
 }
 
 const jobColumns = [
@@ -822,21 +1371,22 @@ const jobColumns = [
   { label: 'description', class: 'clip wide', cell: (m) => (m.description != null ? String(m.description) : null) },
 ];
 
-async function jobs({ signal }) {
+async function jobs({ signal, refresh }) {
   let body;
   try {
     ({ body } = await api('/api/jobs', { signal }));
   } catch (err) {
-    if (err instanceof AuthError || err.name === 'AbortError') throw err;
-    app.replaceChildren(h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', null, 'Jobs')), errorBox(err)));
+    if (refresh || err instanceof AuthError || err.name === 'AbortError') throw err;
+    show(h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', null, t('Jobs'))), errorBox(err)));
     return;
   }
+  if (signal.aborted) return;
   const items = itemsOf(body);
-  app.replaceChildren(h('section', { class: 'card' },
+  show(h('section', { class: 'card' },
     entriesHead('Jobs', items, 'job'),
     items.length
       ? entryTable('jobs', items, '/jobs/', jobColumns)
-      : h('p', { class: 'muted empty' }, 'No jobs yet — put one with PUT /api/jobs/{id}.')));
+      : h('p', { class: 'muted empty' }, t('No jobs yet — put one with PUT /api/jobs/{id}.'))));
   markRefreshed();
 }
 
@@ -852,50 +1402,77 @@ function scheduleColumns() {
 
 function firingsTable(id, firings, { schedule = true } = {}) {
   return h('table', { class: 'list', id },
-    h('thead', null, h('tr', null, h('th', null, 'at'), h('th', null, 'in'),
-      schedule ? h('th', null, 'schedule') : null, h('th', null, 'job'))),
+    h('thead', null, h('tr', null, h('th', { scope: 'col' }, zoned('at')), h('th', { scope: 'col' }, t('in')),
+      schedule ? h('th', { scope: 'col' }, t('Schedule')) : null, h('th', { scope: 'col' }, t('job')))),
     h('tbody', null, firings.map((f) => h('tr', null,
       h('td', null, timeCell(f.at)),
-      h('td', { class: 'muted' }, fmtUntil(f.at)),
+      h('td', { class: 'muted' }, untilCell(f.at)),
       schedule ? h('td', { class: 'mono' }, link('/schedules/' + seg(f.schedule_id), f.schedule_id)) : null,
       h('td', null, link('/jobs/' + seg(f.job_id), f.job_id))))));
 }
 
-async function schedules({ signal }) {
-  const root = h('div', { class: 'overview' }, h('p', { class: 'muted' }, 'Loading…'));
-  app.replaceChildren(root);
+// outcome is the badge of a schedule's last run.
+function outcome(run) {
+  if (!run) return '–';
+  if (run.exit_code == null) return runStatus({ exit_code: null });
+  return runStatus(run);
+}
+
+// toggleAction disables or enables a schedule, asking first.
+function toggleAction(id, enabled, signal) {
+  return enabled
+    ? action({
+      id: 'toggle-' + id, label: 'Disable', question: t('Disable {id}?', { id }),
+      run: () => api(`/api/schedules/${seg(id)}/disable`, { method: 'POST', signal }),
+      done: () => t('{id} is disabled.', { id }),
+    })
+    : action({
+      id: 'toggle-' + id, label: 'Enable', question: t('Enable') + ' ' + id + '?',
+      run: () => api(`/api/schedules/${seg(id)}/enable`, { method: 'POST', signal }),
+      done: () => t('{id} is enabled.', { id }),
+    });
+}
+
+async function schedules({ signal, refresh }) {
   const [up, list] = await Promise.allSettled([
-    api('/api/schedules/upcoming?limit=20', { signal }),
+    api('/api/schedules/upcoming?limit=100', { signal }),
     api('/api/schedules', { signal }),
   ]);
   if (signal.aborted) return;
-  rethrowAuth([up, list]);
+  settled([up, list], refresh);
+  let rows = [];
+  if (list.status === 'fulfilled') rows = await scheduleRows(signal, list.value.body, up.status === 'fulfilled' ? up.value.body : null);
+  if (signal.aborted) return;
+  const byId = new Map(rows.map((r) => [r.id, r]));
 
   let upBody;
   if (up.status === 'rejected') upBody = errorBox(up.reason);
   else {
-    const firings = itemsOf(up.value.body);
-    upBody = firings.length
-      ? h('div', { class: 'scroll' }, firingsTable('upcoming', firings))
-      : h('p', { class: 'muted empty' }, 'No calendar firings ahead.');
+    const next = nextRuns(rows);
+    upBody = next.length ? nextUpTable('upcoming', next) : h('p', { class: 'muted empty' }, t('No schedule fires soon.'));
   }
   const upCard = h('section', { class: 'card' },
-    h('div', { class: 'card-head' }, h('h2', null, 'Upcoming firings'),
-      h('span', { class: 'muted' }, 'calendar schedules the worker fires, soonest first')),
+    h('div', { class: 'card-head' }, h('h2', null, t('Next up'))),
     upBody);
 
   let listCard;
   if (list.status === 'rejected') {
-    listCard = h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', null, 'Schedules')), errorBox(list.reason));
+    listCard = h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', null, t('Schedules'))), errorBox(list.reason));
   } else {
     const items = itemsOf(list.value.body);
+    const cols = [...scheduleColumns(),
+      { label: 'last fired', zoned: true, cell: (s, item) => { const r = byId.get(item.key)?.status?.last_run; return r ? timeCell(r.started_at) : null; } },
+      { label: 'last outcome', cell: (s, item) => outcome(byId.get(item.key)?.status?.last_run) },
+      { label: 'next run', zoned: true, cell: (s, item) => { const r = byId.get(item.key); return r?.at ? timeCell(r.at) : null; } },
+      { label: '', cell: (s, item) => (item.error ? null : toggleAction(item.key, scheduleEnabled(s), signal)) },
+    ];
     listCard = h('section', { class: 'card' },
       entriesHead('Schedules', items, 'schedule'),
       items.length
-        ? entryTable('schedules', items, '/schedules/', scheduleColumns())
-        : h('p', { class: 'muted empty' }, 'No schedules yet — put one with PUT /api/schedules/{id}.'));
+        ? entryTable('schedules', items, '/schedules/', cols)
+        : h('p', { class: 'muted empty' }, t('No schedules yet — put one with PUT /api/schedules/{id}.')));
   }
-  root.replaceChildren(upCard, listCard);
+  show(flashBox(), h('div', { class: 'overview' }, upCard, listCard));
   markRefreshed();
 }
 
@@ -931,15 +1508,15 @@ function kvFields(entry, fields) {
 // that is not JSON.
 function rawCard(value, entry) {
   const text = value !== undefined ? JSON.stringify(value, null, 2) : String(entry?.raw ?? '');
-  return h('section', { class: 'card' }, h('h3', null, 'stored value'), h('pre', { id: 'raw' }, text));
+  return h('section', { class: 'card' }, h('h3', null, t('stored value')), h('pre', { id: 'raw' }, text));
 }
 
 // oneEntry fetches GET path and the list; a value that is not JSON answers
 // 500 on GET, and then the list's raw text stands in for it.
-async function oneEntry(path, listPath, key, signal, extra = []) {
+async function oneEntry(path, listPath, key, signal, extra = [], refresh = false) {
   const [one, list, ...rest] = await Promise.allSettled([
     api(path, { signal }), api(listPath, { signal }), ...extra.map((p) => api(p, { signal }))]);
-  rethrowAuth([one, list, ...rest]);
+  settled([one, list, ...rest], refresh);
   const entry = detailEntry(list, key);
   if (one.status === 'rejected' && entry?.raw == null) throw one.reason;
   const value = one.status === 'fulfilled' ? one.value.body : undefined;
@@ -949,10 +1526,10 @@ async function oneEntry(path, listPath, key, signal, extra = []) {
 const jobKnown = ['id', 'version', 'description', 'execute', 'target', 'rollout'];
 const executeKnown = ['shell', 'script', 'timeout', 'jitter', 'run_as', 'cwd'];
 
-async function jobDetail({ params, signal }) {
+async function jobDetail({ params, signal, refresh }) {
   const id = params[0];
   const { value, entry, rest: [scheds] } = await oneEntry(
-    '/api/jobs/' + seg(id), '/api/jobs', id, signal, ['/api/schedules']);
+    '/api/jobs/' + seg(id), '/api/jobs', id, signal, ['/api/schedules'], refresh);
   if (signal.aborted) return;
   const m = isObj(value) ? value : {};
   const ex = isObj(m.execute) ? m.execute : {};
@@ -972,21 +1549,29 @@ async function jobDetail({ params, signal }) {
     const mine = itemsOf(scheds.value.body).filter((x) => entryValue(x).job_id === id);
     users = mine.length
       ? entryTable('job-schedules', mine, '/schedules/', scheduleColumns().filter((c) => c.label !== 'job'))
-      : h('p', { class: 'muted empty' }, 'No schedule runs this job.');
+      : h('p', { class: 'muted empty' }, t('No schedule runs this job.'));
   }
 
   const script = ex.script != null ? String(ex.script) : '';
-  app.replaceChildren(
+  const runNow = entry?.error || value === undefined ? null : action({
+    id: 'run-now', label: 'Run now', question: t('Run {job} now on its target?', { job: id }),
+    run: () => api('/api/exec/' + seg(id), { method: 'POST', body: {}, signal }),
+    done: (r) => t('Started execution {id}.', { id: r?.body?.exec_id ?? '' }),
+  });
+  show(
+    flashBox(),
     h('section', { class: 'card' },
       h('div', { class: 'card-head' },
-        h('h2', null, 'Job ', h('span', { class: 'mono' }, id)),
-        entry?.error ? badge('broken', 'bad') : null,
-        links(link('/results?job_id=' + seg(id), 'runs of this job'))),
+        h('h2', null, t('Job'), ' ', h('span', { class: 'mono' }, id)),
+        entry?.error ? badge(t('broken'), 'bad') : null,
+        runNow,
+        links(link('/results?job_id=' + seg(id), t('runs of this job')),
+          link(`/results?status=failure&job_id=${seg(id)}`, t('failed')))),
       brokenBox(entry, 'job'),
       value !== undefined ? kvTable(fields) : null),
-    h('section', { class: 'card' }, h('h3', null, 'script'),
-      script ? h('pre', { id: 'script' }, script) : h('p', { class: 'muted', id: 'script' }, '(none)')),
-    h('section', { class: 'card' }, h('h3', null, 'schedules that run it'), users),
+    h('section', { class: 'card' }, h('h3', null, t('script')),
+      script ? h('pre', { id: 'script' }, script) : h('p', { class: 'muted', id: 'script' }, t('(none)'))),
+    h('section', { class: 'card' }, h('h3', null, t('schedules that run it')), users),
     rawCard(value, entry));
   markRefreshed();
 }
@@ -1006,10 +1591,10 @@ function firingNote(s) {
 
 const scheduleKnown = ['id', 'when', 'job_id', 'target', 'rollout', 'jitter', 'starting_deadline', 'active', 'tz', 'runs_on', 'enabled'];
 
-async function scheduleDetail({ params, signal }) {
+async function scheduleDetail({ params, signal, refresh }) {
   const id = params[0];
   const { value, entry, rest: [up] } = await oneEntry(
-    '/api/schedules/' + seg(id), '/api/schedules', id, signal, [`/api/schedules/upcoming?limit=${nextFiringsLimit}`]);
+    '/api/schedules/' + seg(id), '/api/schedules', id, signal, [`/api/schedules/upcoming?limit=${nextFiringsLimit}`], refresh);
   if (signal.aborted) return;
   const s = isObj(value) ? value : {};
   const active = isObj(s.active) ? `${s.active.from || '…'} until ${s.active.until || '…'}` : undefined;
@@ -1028,21 +1613,108 @@ async function scheduleDetail({ params, signal }) {
     const mine = itemsOf(up.value.body).filter((f) => f.schedule_id === id).slice(0, nextFiringsShown);
     next = mine.length
       ? h('div', { class: 'scroll' }, firingsTable('next-firings', mine, { schedule: false }))
-      : h('p', { class: 'muted empty', id: 'next-firings' }, entry?.error ? 'Broken: it does not fire.' : firingNote(s));
+      : h('p', { class: 'muted empty', id: 'next-firings' }, entry?.error ? t('Broken: it does not fire.') : t(firingNote(s)));
   }
 
-  app.replaceChildren(
+  show(
+    flashBox(),
     h('section', { class: 'card' },
       h('div', { class: 'card-head' },
-        h('h2', null, 'Schedule ', h('span', { class: 'mono' }, id)),
+        h('h2', null, t('Schedule'), ' ', h('span', { class: 'mono' }, id)),
         value !== undefined ? enabledBadge(s) : null,
-        entry?.error ? badge('broken', 'bad') : null,
-        links(s.job_id != null ? link('/results?job_id=' + seg(String(s.job_id)), 'runs of its job') : null)),
+        entry?.error ? badge(t('broken'), 'bad') : null,
+        value !== undefined && !entry?.error ? toggleAction(id, scheduleEnabled(s), signal) : null,
+        links(s.job_id != null ? link('/results?job_id=' + seg(String(s.job_id)), t('runs of its job')) : null)),
       brokenBox(entry, 'schedule'),
       value !== undefined ? kvTable(fields) : null),
-    h('section', { class: 'card' }, h('h3', null, 'next firings'), next),
+    h('section', { class: 'card' }, h('h3', null, t('next firings')), next),
     rawCard(value, entry));
   markRefreshed();
+}
+
+// ---------------------------------------------------------------- groups and releases
+
+async function groups({ signal, refresh }) {
+  const [gs, cfg] = await Promise.allSettled([api('/api/groups', { signal }), api('/api/config', { signal, allow: [404] })]);
+  if (signal.aborted) return;
+  settled([gs, cfg], refresh);
+  const list = gs.status === 'fulfilled' ? (gs.value.body?.groups || []) : [];
+  show(
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' }, h('h2', null, t('Groups')),
+        list.length ? h('span', { class: 'muted' }, fmtNum(list.length)) : null),
+      gs.status === 'rejected' ? errorBox(gs.reason) : list.length
+        ? h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'groups' },
+          h('thead', null, h('tr', null, ['Groups', 'members', 'alive', 'has config'].map((c, i) => h('th', { scope: 'col', class: i === 1 || i === 2 ? 'num' : null }, t(c))))),
+          h('tbody', null, list.map((g) => h('tr', { id: seg(g.name) },
+            h('td', { class: 'mono' }, g.name),
+            h('td', { class: 'num' }, fmtNum(Array.isArray(g.members) ? g.members.length : g.members)),
+            h('td', { class: 'num' }, fmtNum(g.alive)),
+            h('td', null, g.has_config ? t('yes') : t('no')))))))
+        : h('p', { class: 'muted' }, t('No groups yet.'))),
+    h('section', { class: 'card', id: 'fleet-config' }, h('h3', null, t('fleet config')),
+      cfg.status === 'rejected' ? errorBox(cfg.reason) : kvTable(isObj(cfg.value.body) ? cfg.value.body : {})));
+  markRefreshed();
+}
+
+async function releases({ signal, refresh }) {
+  const [rel, vers] = await Promise.allSettled([api('/api/agents/releases', { signal }), api('/api/agents/versions', { signal })]);
+  if (signal.aborted) return;
+  settled([rel, vers], refresh);
+  const relBody = rel.status === 'fulfilled' ? rel.value.body : null;
+  const items = Array.isArray(relBody) ? relBody : itemsOf(relBody).length ? itemsOf(relBody) : (relBody?.releases || []);
+  show(
+    h('section', { class: 'card' }, h('h2', null, t('Versions in the fleet')),
+      vers.status === 'fulfilled' ? versionBars(vers.value.body) : errorBox(vers.reason)),
+    h('section', { class: 'card' }, h('h2', null, t('Agent releases')),
+      rel.status === 'rejected' ? errorBox(rel.reason) : items.length
+        ? h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'releases' },
+          h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('version')), h('th', { scope: 'col' }, t('details')))),
+          h('tbody', null, items.map((r) => h('tr', null,
+            h('td', { class: 'mono' }, String(r.version ?? r.name ?? '–')),
+            h('td', { class: 'mono clip wide' }, JSON.stringify(r)))))))
+        : h('p', { class: 'muted' }, t('No releases published.'))));
+  sizeBars();
+  markRefreshed();
+}
+
+// ---------------------------------------------------------------- freeze
+//
+// A frozen fleet runs nothing new: the banner under the header says so on
+// every page, with the reason, and operators can lift it there. The switch
+// to freeze is on the overview's banner slot too.
+
+const banner = document.getElementById('freeze-banner');
+
+async function freezeBanner(signal) {
+  let f;
+  try {
+    ({ body: f } = await api('/api/freeze', { signal, allow: [404, 503] }));
+  } catch (err) {
+    if (err instanceof AuthError) throw err;
+    return; // the banner keeps its last state
+  }
+  if (signal.aborted) return;
+  const frozen = isObj(f) && !f.status;
+  if (frozen) {
+    patch(banner, h('span', null, t('The fleet is frozen: {reason}', { reason: f.reason || '–' })),
+      action({
+        id: 'unfreeze', label: 'Unfreeze', question: 'Unfreeze' + '?',
+        run: () => api('/api/freeze', { method: 'DELETE', signal }), done: 'The fleet is not frozen.',
+      }));
+  } else if (location.pathname === '/' && can('operator')) {
+    patch(banner, action({
+      id: 'freeze', label: 'Freeze the fleet', question: 'Freeze the fleet',
+      extra: () => {
+        const el = h('input', { type: 'text', 'aria-label': t('reason'), placeholder: t('reason'), id: 'freeze-reason' });
+        return { el, focus: el, value: () => el.value.trim() };
+      },
+      run: (inp) => api('/api/freeze', { method: 'PUT', body: { reason: inp.value() || 'frozen from the dashboard' }, signal }),
+      done: 'The fleet is frozen.',
+    }));
+  } else patch(banner);
+  banner.hidden = !banner.firstChild;
+  banner.className = frozen ? 'frozen' : 'unfrozen';
 }
 
 // ---------------------------------------------------------------- accounts
@@ -1060,11 +1732,14 @@ async function accounts({ signal }) {
   const tbody = h('tbody');
   const count = h('span', { class: 'muted' });
 
+  let shownKey = '';
   const load = async () => {
     const { body } = await api('/api/accounts', { signal });
     if (signal.aborted) return;
     const list = Array.isArray(body) ? body : [];
-    tbody.replaceChildren(...list.map(row));
+    const key = JSON.stringify(list);
+    if (key !== shownKey) tbody.replaceChildren(...list.map(row));
+    shownKey = key;
     count.textContent = `${list.length} account${list.length === 1 ? '' : 's'}`;
     markRefreshed();
   };
@@ -1080,6 +1755,7 @@ async function accounts({ signal }) {
     } catch (err) {
       if (err instanceof AuthError || err.name === 'AbortError') throw err;
       status.replaceChildren(errorBox(err));
+      shownKey = '';
       await load();
       return false;
     }
@@ -1113,9 +1789,9 @@ async function accounts({ signal }) {
           path, method: 'PATCH', body: { disabled: !a.disabled }, self,
           done: `${name} is ${a.disabled ? 'enabled' : 'disabled'}.`,
         }),
-      }, a.disabled ? 'Enable' : 'Disable'),
-      h('button', { type: 'button', 'data-act': 'reset', onclick: resetStep }, 'Reset password'),
-      h('button', { type: 'button', class: 'danger', 'data-act': 'delete', onclick: deleteStep }, 'Delete'));
+      }, a.disabled ? t('Enable') : t('Disable')),
+      h('button', { type: 'button', 'data-act': 'reset', onclick: resetStep }, t('Reset password')),
+      h('button', { type: 'button', class: 'danger', 'data-act': 'delete', onclick: deleteStep }, t('Delete')));
     function resetStep() {
       const pw = secretInput('new password for ' + name, 'new-password');
       actions.replaceChildren(h('form', {
@@ -1175,28 +1851,33 @@ async function accounts({ signal }) {
       }
     },
   }, user, pw, role, h('label', { class: 'check' }, must, ' must change the password at the first sign-in'),
-  h('button', { type: 'submit' }, 'Create'));
+  h('button', { type: 'submit' }, t('Create')));
 
   await load();
   if (signal.aborted) return;
   app.replaceChildren(
     h('section', { class: 'card' },
-      h('div', { class: 'card-head' }, h('h2', null, 'Accounts'), count),
+      h('div', { class: 'card-head' }, h('h2', null, t('Accounts')), count),
       status,
       h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'accounts' },
         h('thead', null, h('tr', null, ['username', 'role', 'state', 'must change password', 'created', 'updated', '']
-          .map((c) => h('th', null, c)))),
+          .map((c) => h('th', { scope: 'col' }, c === 'created' || c === 'updated' ? zoned(c) : t(c))))),
         tbody))),
-    h('section', { class: 'card', 'data-role': 'admin' }, h('h3', null, 'new account'), createForm));
+    h('section', { class: 'card', 'data-role': 'admin' }, h('h3', null, t('new account')), createForm));
+  // The table is read again as other pages are, unless a step is open.
+  return () => (app.querySelector('td form, [data-act="confirm-delete"]') ? undefined : load());
 }
 
 function notFound() {
-  app.replaceChildren(h('section', { class: 'card' }, h('h2', null, 'Not found'),
-    h('p', null, 'No page at ', h('code', null, location.pathname), '. ', link('/', 'Back to the overview'))));
+  app.replaceChildren(h('section', { class: 'card' }, h('h2', null, t('Not found')),
+    h('p', null, t('No page at '), h('code', null, location.pathname), '. ', link('/', t('Back to the overview')))));
+  return false;
 }
 
 // ---------------------------------------------------------------- router
 
+// Inventory and telemetry pages slot in here (and in index.html's nav) when
+// their routes land on the API.
 const routes = [
   [/^\/$/, overview, 'overview'],
   [/^\/agents$/, agents, 'agents'],
@@ -1209,27 +1890,71 @@ const routes = [
   [/^\/jobs\/([^/]+)$/, jobDetail, 'jobs'],
   [/^\/schedules$/, schedules, 'schedules'],
   [/^\/schedules\/([^/]+)$/, scheduleDetail, 'schedules'],
+  [/^\/groups$/, groups, 'groups'],
+  [/^\/releases$/, releases, 'releases'],
   [/^\/audit$/, audit, 'audit'],
   [/^\/accounts$/, accounts, 'accounts'],
 ];
 
 let current = null;
+// refresher reads the view on screen again; null while there is nothing
+// to refresh (a form, an error, a page being left).
+let refresher = null;
+let refreshing = false;
 
 // fail shows an error of the current view: the sign-in form for a 401
 // (saying why when a stored token was refused), nothing for a view that was
-// left, an error box otherwise.
+// left, an error box otherwise. A 401 also ends the view, so no refresh
+// comes back to replace the form while someone types into it.
 function fail(err, signal) {
   if (signal.aborted || err.name === 'AbortError') return;
   if (err instanceof AuthError) {
+    current?.abort();
+    refresher = null;
     forget();
     loginForm(getToken() ? err.message : '');
   } else app.replaceChildren(h('section', { class: 'card' }, errorBox(err)));
+}
+
+// busy says whether the operator is in the middle of something a refresh
+// must not undo: typing in a field, or answering a confirmation.
+function busy() {
+  const a = document.activeElement;
+  if (app.querySelector('.confirming') || banner.querySelector('.confirming')) return true;
+  return Boolean(a && app.contains(a) && /^(INPUT|TEXTAREA|SELECT)$/.test(a.tagName) && !a.closest('form.filters'));
+}
+
+// tick reads the view on screen again. A failure keeps the page (api has
+// marked it stale); a refused session ends it.
+async function tick(force = false) {
+  if (!refresher || refreshing || (!force && (document.hidden || busy()))) return;
+  const ctl = current;
+  refreshing = true;
+  try {
+    await Promise.all([refresher(), freezeBanner(ctl.signal)]);
+    tickTimes();
+    if (!staleSince) markRefreshed();
+  } catch (err) {
+    if (err instanceof AuthError) fail(err, ctl.signal);
+    // Anything else: the last good page stays, #live says since when.
+  } finally {
+    refreshing = false;
+  }
+}
+
+setInterval(() => tick(), REFRESH_MS);
+
+// refreshNow reads the page again at once (after an action).
+function refreshNow() {
+  tick(true);
 }
 
 function render() {
   current?.abort();
   const ctl = new AbortController();
   current = ctl;
+  refresher = null;
+  flash = null;
   const path = location.pathname.replace(/\/+$/, '') || '/';
   let view = notFound;
   let params = [];
@@ -1250,37 +1975,81 @@ function render() {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  refreshed.textContent = '';
-  document.title = section ? `kanade · ${section}` : 'kanade';
+  const navText = document.querySelector(`#nav a[data-nav="${section}"]`)?.textContent;
+  document.title = navText ? `kanade · ${navText}` : 'kanade';
   // Who is asking comes first: the sign-in form, or the new password owed,
   // replaces any view.
   session(ctl.signal)
     .then(() => {
       if (ctl.signal.aborted) return undefined;
-      if (me.must_change_pw) return changePasswordForm();
-      return view({ params, query: new URLSearchParams(location.search), signal: ctl.signal });
+      if (me.must_change_pw) {
+        changePasswordForm();
+        return false;
+      }
+      freezeBanner(ctl.signal).catch((err) => fail(err, ctl.signal));
+      const query = new URLSearchParams(location.search);
+      return Promise.resolve(view({ params, query, signal: ctl.signal, refresh: false })).then((r) => {
+        if (ctl.signal.aborted || r === false) return;
+        refresher = typeof r === 'function' ? r : () => view({ params, query, signal: ctl.signal, refresh: true });
+      });
     })
     .catch((err) => fail(err, ctl.signal));
 }
 
 function go(url) {
+  // The page being left keeps where it was scrolled, for Back.
+  history.replaceState({ ...(history.state || {}), scroll: window.scrollY }, '');
   history.pushState(null, '', url);
   render();
   window.scrollTo(0, 0);
 }
 
 // Same-origin links become client-side navigations (real paths, so a reload
-// asks the server, which answers index.html for them).
+// asks the server, which answers index.html for them). A link to #id stays
+// a jump on the page.
 document.addEventListener('click', (e) => {
   if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
   const a = e.target.closest('a[href]');
   if (!a || a.target || a.hasAttribute('download')) return;
+  if (a.getAttribute('href').startsWith('#')) return;
   const url = new URL(a.href, location.href);
   if (url.origin !== location.origin || url.pathname.startsWith('/api/')) return;
   e.preventDefault();
-  go(url.pathname + url.search);
+  go(url.pathname + url.search + url.hash);
 });
 window.addEventListener('popstate', render);
 
+// The static text of index.html is translated once; the switches re-render.
+function translateChrome() {
+  document.documentElement.lang = lang;
+  for (const a of document.querySelectorAll('#nav a')) {
+    a.dataset.en ??= a.textContent;
+    a.textContent = t(a.dataset.en);
+  }
+  for (const el of document.querySelectorAll('#logout, .skip, #tz option, #lang option[value="en"]')) {
+    el.dataset.en ??= el.textContent;
+    el.textContent = el.id === 'lang' ? el.textContent : t(el.dataset.en);
+  }
+  for (const el of document.querySelectorAll('#tz, #lang, #nav')) {
+    el.dataset.label ??= el.getAttribute('aria-label');
+    el.setAttribute('aria-label', t(el.dataset.label));
+  }
+  document.getElementById('lang').value = lang;
+  document.getElementById('tz').value = tzMode;
+}
+
+document.getElementById('lang').addEventListener('change', (e) => {
+  setLang(e.target.value);
+  translateChrome();
+  showLive();
+  render();
+});
+document.getElementById('tz').addEventListener('change', (e) => {
+  setTz(e.target.value);
+  showLive();
+  render();
+});
+
+translateChrome();
 takeTokenFromHash();
 render();
