@@ -80,7 +80,7 @@ func (srv *Server) hashPassword(ctx context.Context, field, pw string) (string, 
 	}
 	var h string
 	var herr error
-	if err := srv.withKDF(ctx, func() { h, herr = password.Hash(pw, password.Default()) }); err != nil {
+	if err := srv.withKDF(ctx, func() { h, herr = password.Hash(pw, srv.cfg.PasswordCost) }); err != nil {
 		return "", err
 	}
 	if herr != nil {
@@ -140,7 +140,7 @@ func (srv *Server) checkPassword(ctx context.Context, username, pw, addr, what s
 		if creds.Hash == "" {
 			// No such account: spend the same time as for one, so timing
 			// does not say which usernames exist.
-			password.Burn(pw, password.Default())
+			password.Burn(pw, srv.cfg.PasswordCost)
 			return
 		}
 		ok, verr = password.Verify(pw, creds.Hash)

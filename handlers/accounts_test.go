@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/kanade-fleet/backend/auth/password"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/internal/testkit"
 	"github.com/kanade-fleet/backend/storage"
@@ -42,8 +43,14 @@ func newAcctEnv(t *testing.T, tweak func(*handlers.Config)) *acctEnv {
 			t.Logf("log:\n%s", logs)
 		}
 	})
-	if created, err := handlers.BootstrapAdmin(context.Background(), e.db, "root", rootPassword); err != nil || !created {
-		t.Fatalf("bootstrap admin: %v, %v", created, err)
+	// The first admin as BootstrapAdmin makes it (TestBootstrapAdmin tests
+	// that), at the tests' password cost.
+	hash, err := password.Hash(rootPassword, testPasswordCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created, err := e.db.CreateFirstAdmin(context.Background(), "root", hash); err != nil || !created {
+		t.Fatalf("first admin: %v, %v", created, err)
 	}
 	return e
 }
@@ -484,5 +491,21 @@ func TestBootstrapAdmin(t *testing.T) {
 	}
 	if _, err := e.db.UpdateAccount(ctx, "admin", storage.AccountChange{}); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestAccountsAreHashedAtTheDefaultCost: a server configured without a
+// PasswordCost (every shell) stores password.Default()'s argon2id cost;
+// only tests lower it.
+func TestAccountsAreHashedAtTheDefaultCost(t *testing.T) {
+	e := newAcctEnv(t, func(c *handlers.Config) { c.PasswordCost = password.Params{} })
+	e.addAccount("dora", "dora-password-1", "viewer")
+	c, err := e.db.Credentials(context.Background(), "dora")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := password.Default()
+	if want := fmt.Sprintf("$m=%d,t=%d,p=%d$", d.MemoryKiB, d.Time, d.Threads); !strings.Contains(c.Hash, want) {
+		t.Errorf("stored hash %.40s…, want the cost %s", c.Hash, want)
 	}
 }

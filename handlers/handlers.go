@@ -27,6 +27,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/auth/password"
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/sign"
 	"github.com/kanade-fleet/backend/storage"
@@ -85,6 +86,12 @@ type Config struct {
 	// shell sets both from the same configured signer.
 	CommandSigning sign.Identity
 	Logger         *slog.Logger
+	// PasswordCost is the argon2id cost of the hashes this server writes,
+	// and of the dummy hash a login for an unknown user burns; zero means
+	// password.Default(). Stored hashes carry their own cost, so lowering
+	// it (tests do: a default hash takes seconds under -race) never breaks
+	// a login.
+	PasswordCost password.Params
 }
 
 // DefaultProbeTimeout bounds the JetStream probes of one request when
@@ -119,6 +126,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.PasswordCost == (password.Params{}) {
+		c.PasswordCost = password.Default()
 	}
 	return c, nil
 }

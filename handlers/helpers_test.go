@@ -11,6 +11,7 @@ import (
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/auth/password"
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/handlers"
@@ -66,6 +67,7 @@ func newEnv(t testing.TB, tweak func(*handlers.Config)) *env {
 		Clock:         e.clock.Now,
 		Auth:          auth.Config{StaticToken: testToken},
 		Registry:      e.registry,
+		PasswordCost:  testPasswordCost,
 	}
 	if tweak != nil {
 		tweak(&e.cfg)
@@ -76,6 +78,11 @@ func newEnv(t testing.TB, tweak func(*handlers.Config)) *env {
 	}
 	return e
 }
+
+// testPasswordCost keeps each hash under a millisecond: the accounts
+// tests hash and verify hundreds of passwords, and at the default cost
+// (BenchmarkHash measures it) they took minutes of a race run.
+var testPasswordCost = password.Params{Time: 1, MemoryKiB: 64, Threads: 1}
 
 // get serves GET path with the bearer token and the given header pairs.
 func (e *env) get(path string, header ...string) *httptest.ResponseRecorder {

@@ -54,6 +54,8 @@ func newManageEnv(t *testing.T, tweak func(*handlers.Config)) *manageEnv {
 		Clock:  e.clock.Now,
 		Auth:   auth.Config{StaticToken: testToken, JWTSecret: manageSecret, Clock: e.clock.Now},
 		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
+
+		PasswordCost: testPasswordCost,
 	}
 	if tweak != nil {
 		tweak(&cfg)
