@@ -625,11 +625,47 @@ function parseDur(s) {
 // (last run, outcome) and its next run: a calendar schedule's next instant
 // from /upcoming, an interval schedule's from its last run plus its
 // interval, or null ("due") when it has not run yet.
+// The overview and the schedules page need each schedule's last run, one
+// GET /api/schedules/{id}/status apiece (there is no batch route). Bounded
+// twice: at most STATUS_POOL requests in flight (a browser has six
+// connections per host, and the page's other reads must not queue behind
+// a hundred), and a status read less than STATUS_TTL_MS ago is reused, so
+// a refresh every 10 s costs a few requests, not one per schedule.
+const STATUS_POOL = 4;
+const STATUS_TTL_MS = 60_000;
+const statusCache = new Map(); // schedule id -> {at, res}
+
+async function scheduleStatus(id, signal) {
+  const hit = statusCache.get(id);
+  if (hit && performance.now() - hit.at < STATUS_TTL_MS) return hit.res;
+  const res = await api(`/api/schedules/${seg(id)}/status`, { signal });
+  statusCache.set(id, { at: performance.now(), res });
+  return res;
+}
+
+// pooled is Promise.allSettled of fn over items with at most n running.
+async function pooled(items, n, fn) {
+  const out = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        out[i] = { status: 'fulfilled', value: await fn(items[i]) };
+      } catch (reason) {
+        out[i] = { status: 'rejected', reason };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  return out;
+}
+
 async function scheduleRows(signal, list, upcoming) {
   const first = new Map();
   for (const f of itemsOf(upcoming)) if (!first.has(f.schedule_id)) first.set(f.schedule_id, f.at);
   const valid = itemsOf(list).filter((x) => !x.error).slice(0, 100);
-  const statuses = await Promise.allSettled(valid.map((x) => api(`/api/schedules/${seg(x.key)}/status`, { signal })));
+  const statuses = await pooled(valid, STATUS_POOL, (x) => scheduleStatus(x.key, signal));
   rethrowAuth(statuses);
   return valid.map((x, i) => {
     const s = entryValue(x);
@@ -1104,6 +1140,7 @@ function action({ id, label, question, run, done, danger, need = 'operator', ext
           flash = { ok: false, text: (err.status ? `HTTP ${err.status}: ` : '') + (err.message || String(err)) };
         }
         idle();
+        statusCache.clear(); // an action may change what a status says
         refreshNow();
       },
     }, t('Confirm'));
