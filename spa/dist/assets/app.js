@@ -810,6 +810,8 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
     const extraSlot = h('div');
     let cursor = null;
     let shown = 0;
+    let total = null; // the API's count of matching rows, when it gives one
+    let exact = true;
     let seq = 0;
     let lastKey = '';
     // userLoads counts the reads the operator asked for (More, a filter)
@@ -826,9 +828,9 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
     const remember = () => history.replaceState({ ...(history.state || {}), shown }, '');
 
     const setCount = () => {
-      count.textContent = shown
-        ? t(cursor ? '{n} shown, more available' : '{n} shown', { n: fmtNum(shown) })
-        : t(empty || 'Nothing here yet.');
+      count.textContent = !shown ? t(empty || 'Nothing here yet.')
+        : total != null ? t('{n} of {total}', { n: fmtNum(shown), total: fmtNum(total) + (exact ? '' : '+') })
+          : t(cursor ? '{n} shown, more available' : '{n} shown', { n: fmtNum(shown) });
     };
 
     // load reads a page: the next one (more), or the first `want` rows
@@ -858,6 +860,8 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
         }
         sizeBars(tbody);
         cursor = body.next_cursor || null;
+        total = typeof body.total === 'number' ? body.total : null;
+        exact = body.total_exact !== false;
         more.hidden = !cursor;
         setCount();
         remember();
@@ -913,6 +917,30 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
       return el;
     });
     more.addEventListener('click', () => load({ reset: false }).catch((err) => fail(err, signal)));
+    // A column with a sort key sorts the list on the server (?sort=&order=,
+    // kept in the address like the filters); clicking it again reverses.
+    const sortable = columns.some((c) => c.sort);
+    if (sortable) {
+      inputs.sort = { value: query.get('sort') || '' };
+      inputs.order = { value: query.get('order') || '' };
+    }
+    const head = (c) => {
+      if (!c.sort) return h('th', { class: c.class || null, scope: 'col' }, c.zoned ? zoned(c.label) : t(c.label));
+      const on = inputs.sort.value === c.sort;
+      const desc = inputs.order.value === 'desc';
+      const th = h('th', { class: c.class || null, scope: 'col', 'aria-sort': on ? (desc ? 'descending' : 'ascending') : 'none' },
+        h('button', {
+          type: 'button', class: 'link sort', 'data-sort': c.sort,
+          onclick: () => {
+            inputs.order.value = on && !desc ? 'desc' : 'asc';
+            inputs.sort.value = c.sort;
+            thead.replaceChildren(h('tr', null, columns.map(head)));
+            changed();
+          },
+        }, t(c.label), on ? (desc ? ' ▼' : ' ▲') : ''));
+      return th;
+    };
+    const thead = h('thead', null, h('tr', null, columns.map(head)));
 
     app.replaceChildren(extraSlot, h('section', { class: 'card' },
       h('div', { class: 'card-head' }, h('h2', null, t(title)), count),
@@ -920,8 +948,7 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
       errorSlot,
       h('div', { class: 'scroll' },
         h('table', { class: 'list', id },
-          h('thead', null, h('tr', null, columns.map((c) => h('th', { class: c.class || null, scope: 'col' },
-            c.zoned ? zoned(c.label) : t(c.label))))),
+          thead,
           tbody)),
       more));
     const back = history.state || {};
@@ -946,17 +973,20 @@ const agents = listView({
   filters: [
     { name: 'q', label: 'search pc_id or hostname' },
     { name: 'status', label: 'status', options: [['', 'all'], ['online', 'online'], ['offline', 'offline']] },
+    { name: 'os', label: 'os' },
+    { name: 'version', label: 'version' },
+    { name: 'group', label: 'group' },
   ],
   rowHref: (a) => '/agents/' + seg(a.pc_id),
   // State and heartbeat come right after the id: on a phone they are what
   // is visible without scrolling the table.
   columns: [
-    { label: 'pc_id', key: 'pc_id', class: 'mono' },
+    { label: 'pc_id', key: 'pc_id', class: 'mono', sort: 'pc_id' },
     { label: 'state', cell: (a) => (a.online ? badge(t('online'), 'ok') : badge(t('offline'), 'muted')) },
-    { label: 'last heartbeat', cell: (a) => agoCell(a.last_heartbeat) },
-    { label: 'hostname', key: 'hostname' },
-    { label: 'os', key: 'os_family' },
-    { label: 'version', key: 'agent_version', class: 'mono' },
+    { label: 'last heartbeat', cell: (a) => agoCell(a.last_heartbeat), sort: 'last_heartbeat' },
+    { label: 'hostname', key: 'hostname', sort: 'hostname' },
+    { label: 'os', key: 'os_family', sort: 'os_family' },
+    { label: 'version', key: 'agent_version', class: 'mono', sort: 'agent_version' },
   ],
 });
 
@@ -1285,7 +1315,7 @@ async function executionDetail({ params, signal, refresh }) {
   let runsErr = null;
   if (x.job_id) {
     try {
-      const { body } = await api(`/api/results?job_id=${seg(x.job_id)}&limit=${EXEC_RUNS}`, { signal });
+      const { body } = await api(`/api/results?job_id=${seg(x.job_id)}&exec_id=${seg(x.exec_id)}&limit=${EXEC_RUNS}`, { signal });
       runs = itemsOf(body).filter((r) => r.exec_id === x.exec_id);
     } catch (err) {
       if (refresh || err instanceof AuthError) throw err;

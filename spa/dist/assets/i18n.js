@@ -58,7 +58,7 @@ const ja = {
     'シミュレーションのフリートで試すには、サーバーを -demo 300 で起動してください。',
   'all agents': '全エージェント', 'online': 'オンライン', 'offline': 'オフライン',
   // lists
-  'More': 'さらに表示', '{n} shown': '{n} 件表示', '{n} shown, more available': '{n} 件表示（続きあり）',
+  'More': 'さらに表示', '{n} shown': '{n} 件表示', '{n} of {total}': '{total} 件中 {n} 件表示', '{n} shown, more available': '{n} 件表示（続きあり）',
   'Nothing here yet.': 'まだ何もありません。', 'No agents match.': '該当するエージェントはありません。',
   'No runs match.': '該当する実行結果はありません。', 'No audit events yet.': '監査イベントはまだありません。',
   'search pc_id or hostname': 'pc_id またはホスト名で検索', 'status': '状態', 'all': 'すべて',
