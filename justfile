@@ -102,3 +102,7 @@ ci:
 # The fault suite at the issue's sizes (real processes, faults injected from outside); writes RELIABILITY.md. Extra flags pass through (e.g. just faults -only kill9).
 faults *flags:
     go run ./faults -size full {{flags}}
+
+# The dashboard's pages at 10k agents and 1M runs in Chromium (issue 13): the median time from navigation to data per page, over 1 s fails. The seeded SQLite file is cached in the temp dir (the first run seeds it, minutes).
+perf-dashboard:
+    KANADE_PERF=1 KANADE_BROWSER_TESTS=1 go test -count=1 -timeout 30m -run TestPagesWithin1sAtScale -v ./spa/

@@ -625,11 +625,47 @@ function parseDur(s) {
 // (last run, outcome) and its next run: a calendar schedule's next instant
 // from /upcoming, an interval schedule's from its last run plus its
 // interval, or null ("due") when it has not run yet.
+// The overview and the schedules page need each schedule's last run, one
+// GET /api/schedules/{id}/status apiece (there is no batch route). Bounded
+// twice: at most STATUS_POOL requests in flight (a browser has six
+// connections per host, and the page's other reads must not queue behind
+// a hundred), and a status read less than STATUS_TTL_MS ago is reused, so
+// a refresh every 10 s costs a few requests, not one per schedule.
+const STATUS_POOL = 4;
+const STATUS_TTL_MS = 60_000;
+const statusCache = new Map(); // schedule id -> {at, res}
+
+async function scheduleStatus(id, signal) {
+  const hit = statusCache.get(id);
+  if (hit && performance.now() - hit.at < STATUS_TTL_MS) return hit.res;
+  const res = await api(`/api/schedules/${seg(id)}/status`, { signal });
+  statusCache.set(id, { at: performance.now(), res });
+  return res;
+}
+
+// pooled is Promise.allSettled of fn over items with at most n running.
+async function pooled(items, n, fn) {
+  const out = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        out[i] = { status: 'fulfilled', value: await fn(items[i]) };
+      } catch (reason) {
+        out[i] = { status: 'rejected', reason };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  return out;
+}
+
 async function scheduleRows(signal, list, upcoming) {
   const first = new Map();
   for (const f of itemsOf(upcoming)) if (!first.has(f.schedule_id)) first.set(f.schedule_id, f.at);
   const valid = itemsOf(list).filter((x) => !x.error).slice(0, 100);
-  const statuses = await Promise.allSettled(valid.map((x) => api(`/api/schedules/${seg(x.key)}/status`, { signal })));
+  const statuses = await pooled(valid, STATUS_POOL, (x) => scheduleStatus(x.key, signal));
   rethrowAuth(statuses);
   return valid.map((x, i) => {
     const s = entryValue(x);
@@ -774,6 +810,8 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
     const extraSlot = h('div');
     let cursor = null;
     let shown = 0;
+    let total = null; // the API's count of matching rows, when it gives one
+    let exact = true;
     let seq = 0;
     let lastKey = '';
     // userLoads counts the reads the operator asked for (More, a filter)
@@ -790,9 +828,9 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
     const remember = () => history.replaceState({ ...(history.state || {}), shown }, '');
 
     const setCount = () => {
-      count.textContent = shown
-        ? t(cursor ? '{n} shown, more available' : '{n} shown', { n: fmtNum(shown) })
-        : t(empty || 'Nothing here yet.');
+      count.textContent = !shown ? t(empty || 'Nothing here yet.')
+        : total != null ? t('{n} of {total}', { n: fmtNum(shown), total: fmtNum(total) + (exact ? '' : '+') })
+          : t(cursor ? '{n} shown, more available' : '{n} shown', { n: fmtNum(shown) });
     };
 
     // load reads a page: the next one (more), or the first `want` rows
@@ -822,6 +860,8 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
         }
         sizeBars(tbody);
         cursor = body.next_cursor || null;
+        total = typeof body.total === 'number' ? body.total : null;
+        exact = body.total_exact !== false;
         more.hidden = !cursor;
         setCount();
         remember();
@@ -877,6 +917,30 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
       return el;
     });
     more.addEventListener('click', () => load({ reset: false }).catch((err) => fail(err, signal)));
+    // A column with a sort key sorts the list on the server (?sort=&order=,
+    // kept in the address like the filters); clicking it again reverses.
+    const sortable = columns.some((c) => c.sort);
+    if (sortable) {
+      inputs.sort = { value: query.get('sort') || '' };
+      inputs.order = { value: query.get('order') || '' };
+    }
+    const head = (c) => {
+      if (!c.sort) return h('th', { class: c.class || null, scope: 'col' }, c.zoned ? zoned(c.label) : t(c.label));
+      const on = inputs.sort.value === c.sort;
+      const desc = inputs.order.value === 'desc';
+      const th = h('th', { class: c.class || null, scope: 'col', 'aria-sort': on ? (desc ? 'descending' : 'ascending') : 'none' },
+        h('button', {
+          type: 'button', class: 'link sort', 'data-sort': c.sort,
+          onclick: () => {
+            inputs.order.value = on && !desc ? 'desc' : 'asc';
+            inputs.sort.value = c.sort;
+            thead.replaceChildren(h('tr', null, columns.map(head)));
+            changed();
+          },
+        }, t(c.label), on ? (desc ? ' ▼' : ' ▲') : ''));
+      return th;
+    };
+    const thead = h('thead', null, h('tr', null, columns.map(head)));
 
     app.replaceChildren(extraSlot, h('section', { class: 'card' },
       h('div', { class: 'card-head' }, h('h2', null, t(title)), count),
@@ -884,8 +948,7 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
       errorSlot,
       h('div', { class: 'scroll' },
         h('table', { class: 'list', id },
-          h('thead', null, h('tr', null, columns.map((c) => h('th', { class: c.class || null, scope: 'col' },
-            c.zoned ? zoned(c.label) : t(c.label))))),
+          thead,
           tbody)),
       more));
     const back = history.state || {};
@@ -910,17 +973,20 @@ const agents = listView({
   filters: [
     { name: 'q', label: 'search pc_id or hostname' },
     { name: 'status', label: 'status', options: [['', 'all'], ['online', 'online'], ['offline', 'offline']] },
+    { name: 'os', label: 'os' },
+    { name: 'version', label: 'version' },
+    { name: 'group', label: 'group' },
   ],
   rowHref: (a) => '/agents/' + seg(a.pc_id),
   // State and heartbeat come right after the id: on a phone they are what
   // is visible without scrolling the table.
   columns: [
-    { label: 'pc_id', key: 'pc_id', class: 'mono' },
+    { label: 'pc_id', key: 'pc_id', class: 'mono', sort: 'pc_id' },
     { label: 'state', cell: (a) => (a.online ? badge(t('online'), 'ok') : badge(t('offline'), 'muted')) },
-    { label: 'last heartbeat', cell: (a) => agoCell(a.last_heartbeat) },
-    { label: 'hostname', key: 'hostname' },
-    { label: 'os', key: 'os_family' },
-    { label: 'version', key: 'agent_version', class: 'mono' },
+    { label: 'last heartbeat', cell: (a) => agoCell(a.last_heartbeat), sort: 'last_heartbeat' },
+    { label: 'hostname', key: 'hostname', sort: 'hostname' },
+    { label: 'os', key: 'os_family', sort: 'os_family' },
+    { label: 'version', key: 'agent_version', class: 'mono', sort: 'agent_version' },
   ],
 });
 
@@ -1051,6 +1117,9 @@ function kvTable(obj, skip = []) {
 }
 
 const links = (...items) => h('span', { class: 'right links' }, items.filter(Boolean));
+// editLink leads an operator to a write page (the YAML editor); a viewer
+// gets nothing.
+const editLink = (href, label) => (can('operator') ? h('a', { href, class: 'button', 'data-act': 'edit' }, t(label)) : null);
 
 const untilCell = (iso) => h('time', { datetime: iso || null, 'data-until': '' }, fmtUntil(iso));
 
@@ -1101,6 +1170,7 @@ function action({ id, label, question, run, done, danger, need = 'operator', ext
           flash = { ok: false, text: (err.status ? `HTTP ${err.status}: ` : '') + (err.message || String(err)) };
         }
         idle();
+        statusCache.clear(); // an action may change what a status says
         refreshNow();
       },
     }, t('Confirm'));
@@ -1112,6 +1182,35 @@ function action({ id, label, question, run, done, danger, need = 'operator', ext
   idle();
   return box;
 }
+
+// scopeAction edits one agent_config scope (global, a group's, a PC's) as
+// JSON: the scope as stored is read when the question opens and PUT back
+// whole; the server checks every field and its refusal is the outcome shown.
+function scopeAction(id, path, signal) {
+  return action({
+    id, label: 'Edit config', question: 'Config scope (JSON)',
+    extra: () => {
+      const el = h('textarea', { class: 'mono scope-edit', rows: 6, spellcheck: 'false', readonly: true, 'aria-label': t('config scope as JSON') });
+      el.value = '…';
+      api(path, { signal }).then(({ body }) => { el.value = JSON.stringify(body ?? {}, null, 2); }, () => { el.value = '{}'; })
+        .finally(() => { el.readOnly = false; });
+      return { el, focus: el, value: () => el.value };
+    },
+    run: (inp) => {
+      let body;
+      try {
+        body = JSON.parse(inp.value());
+      } catch (err) {
+        return Promise.reject(new APIError(0, t('not JSON: ') + err.message));
+      }
+      return api(path, { method: 'PUT', body, signal });
+    },
+    done: 'Config saved.',
+  });
+}
+
+// textInput is a small labelled input for an action's question.
+const textInput = (label, id) => h('input', { type: 'text', id, 'aria-label': t(label), placeholder: t(label) });
 
 async function resultDetail({ params, signal }) {
   const { body: r } = await api('/api/results/' + seg(params[0]), { signal });
@@ -1167,10 +1266,25 @@ async function agentDetail({ params, signal, refresh }) {
         links(link('/results?pc_id=' + seg(a.pc_id), t('runs on this agent')),
           link('/results?status=failure&pc_id=' + seg(a.pc_id), t('failed')))),
       kvTable(a)),
-    h('section', { class: 'card', id: 'agent-groups' }, h('h3', null, t('groups')),
+    h('section', { class: 'card', id: 'agent-groups' }, h('div', { class: 'card-head' }, h('h3', null, t('groups')),
+      groupList == null ? null : action({
+        id: 'group-add', label: 'Add to group', question: 'Add to group',
+        extra: () => {
+          const el = textInput('group', 'group-name');
+          return { el, focus: el, value: () => el.value.trim() };
+        },
+        run: (g) => api(`/api/agents/${seg(pc)}/groups`, { method: 'POST', body: { group: g.value() }, signal }),
+        done: (r) => t('{pc} is in: {groups}', { pc, groups: (r?.body?.groups || []).join(', ') || '–' }),
+      })),
       groupList == null ? errorBox(groups.reason)
-        : h('ul', { class: 'inline' }, groupList.map((g) => h('li', null, link('/groups#' + seg(String(g)), String(g)))))),
-    h('section', { class: 'card', id: 'agent-config' }, h('h3', null, t('effective config')),
+        : h('ul', { class: 'inline' }, groupList.map((g) => h('li', null, link('/groups#' + seg(String(g)), String(g)), ' ',
+          action({
+            id: 'ungroup-' + g, label: 'Remove', danger: true, question: t('Remove {pc} from {group}?', { pc, group: g }),
+            run: () => api(`/api/agents/${seg(pc)}/groups/${seg(String(g))}`, { method: 'DELETE', signal }),
+            done: () => t('{pc} left {group}.', { pc, group: g }),
+          }))))),
+    h('section', { class: 'card', id: 'agent-config' }, h('div', { class: 'card-head' }, h('h3', null, t('effective config')),
+      scopeAction('pc-config', `/api/pcs/${seg(pc)}/config`, signal)),
       eff.status === 'fulfilled' ? kvTable(eff.value.body?.effective || {}) : errorBox(eff.reason)),
     h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h3', null, t('Recent log lines')),
       h('button', {
@@ -1201,7 +1315,7 @@ async function executionDetail({ params, signal, refresh }) {
   let runsErr = null;
   if (x.job_id) {
     try {
-      const { body } = await api(`/api/results?job_id=${seg(x.job_id)}&limit=${EXEC_RUNS}`, { signal });
+      const { body } = await api(`/api/results?job_id=${seg(x.job_id)}&exec_id=${seg(x.exec_id)}&limit=${EXEC_RUNS}`, { signal });
       runs = itemsOf(body).filter((r) => r.exec_id === x.exec_id);
     } catch (err) {
       if (refresh || err instanceof AuthError) throw err;
@@ -1360,7 +1474,8 @@ function entriesHead(title, items, noun) {
   const broken = items.filter((x) => x.error).length;
   return h('div', { class: 'card-head' }, h('h2', null, t(title)),
     items.length ? h('span', { class: 'muted' }, `${fmtNum(items.length)} ${noun}${items.length === 1 ? '' : 's'}`) : null,
-    broken ? badge(t('{n} broken', { n: broken }), 'bad') : null);
+    broken ? badge(t('{n} broken', { n: broken }), 'bad') : null,
+    editLink(`/new/${noun}s`, noun === 'job' ? 'New job' : 'New schedule'));
 }
 
 const jobColumns = [
@@ -1528,8 +1643,8 @@ const executeKnown = ['shell', 'script', 'timeout', 'jitter', 'run_as', 'cwd'];
 
 async function jobDetail({ params, signal, refresh }) {
   const id = params[0];
-  const { value, entry, rest: [scheds] } = await oneEntry(
-    '/api/jobs/' + seg(id), '/api/jobs', id, signal, ['/api/schedules'], refresh);
+  const { value, entry, rest: [scheds, scripts] } = await oneEntry(
+    '/api/jobs/' + seg(id), '/api/jobs', id, signal, ['/api/schedules', '/api/scripts/status'], refresh);
   if (signal.aborted) return;
   const m = isObj(value) ? value : {};
   const ex = isObj(m.execute) ? m.execute : {};
@@ -1555,16 +1670,33 @@ async function jobDetail({ params, signal, refresh }) {
   const script = ex.script != null ? String(ex.script) : '';
   const runNow = entry?.error || value === undefined ? null : action({
     id: 'run-now', label: 'Run now', question: t('Run {job} now on its target?', { job: id }),
-    run: () => api('/api/exec/' + seg(id), { method: 'POST', body: {}, signal }),
+    // The API takes the plan, not the job's defaults: send its own target
+    // and rollout (an empty plan is refused with 400).
+    run: () => api('/api/exec/' + seg(id), { method: 'POST', body: { target: m.target, ...(m.rollout ? { rollout: m.rollout } : {}) }, signal }),
     done: (r) => t('Started execution {id}.', { id: r?.body?.exec_id ?? '' }),
   });
+  // script_status of the job (its cmd_id is the job id): a revoked job's
+  // commands are skipped by every agent.
+  const revoked = scripts.status === 'fulfilled' && String(scripts.value.body?.[id] || '').toUpperCase() === 'REVOKED';
+  const revoke = scripts.status !== 'fulfilled' ? null : revoked
+    ? action({
+      id: 'revoke', label: 'Unrevoke', question: t('Let agents run {job} again?', { job: id }),
+      run: () => api(`/api/scripts/${seg(id)}/unrevoke`, { method: 'POST', signal }),
+      done: () => t('{job} is no longer revoked.', { job: id }),
+    })
+    : action({
+      id: 'revoke', label: 'Revoke', danger: true, question: t('Revoke {job}? Agents skip its queued and retained commands.', { job: id }),
+      run: () => api(`/api/scripts/${seg(id)}/revoke`, { method: 'POST', signal }),
+      done: () => t('{job} is revoked.', { job: id }),
+    });
   show(
     flashBox(),
     h('section', { class: 'card' },
       h('div', { class: 'card-head' },
         h('h2', null, t('Job'), ' ', h('span', { class: 'mono' }, id)),
         entry?.error ? badge(t('broken'), 'bad') : null,
-        runNow,
+        revoked ? badge(t('revoked'), 'bad') : null,
+        runNow, revoke, editLink(`/jobs/${seg(id)}/edit`, 'Edit YAML'),
         links(link('/results?job_id=' + seg(id), t('runs of this job')),
           link(`/results?status=failure&job_id=${seg(id)}`, t('failed')))),
       brokenBox(entry, 'job'),
@@ -1624,6 +1756,7 @@ async function scheduleDetail({ params, signal, refresh }) {
         value !== undefined ? enabledBadge(s) : null,
         entry?.error ? badge(t('broken'), 'bad') : null,
         value !== undefined && !entry?.error ? toggleAction(id, scheduleEnabled(s), signal) : null,
+        editLink(`/schedules/${seg(id)}/edit`, 'Edit YAML'),
         links(s.job_id != null ? link('/results?job_id=' + seg(String(s.job_id)), t('runs of its job')) : null)),
       brokenBox(entry, 'schedule'),
       value !== undefined ? kvTable(fields) : null),
@@ -1635,11 +1768,13 @@ async function scheduleDetail({ params, signal, refresh }) {
 // ---------------------------------------------------------------- groups and releases
 
 async function groups({ signal, refresh }) {
+  // The page keeps an open config question: a refresh would reread it.
   const [gs, cfg] = await Promise.allSettled([api('/api/groups', { signal }), api('/api/config', { signal, allow: [404] })]);
   if (signal.aborted) return;
   settled([gs, cfg], refresh);
   const list = gs.status === 'fulfilled' ? (gs.value.body?.groups || []) : [];
   show(
+    flashBox(),
     h('section', { class: 'card' },
       h('div', { class: 'card-head' }, h('h2', null, t('Groups')),
         list.length ? h('span', { class: 'muted' }, fmtNum(list.length)) : null),
@@ -1650,11 +1785,41 @@ async function groups({ signal, refresh }) {
             h('td', { class: 'mono' }, g.name),
             h('td', { class: 'num' }, fmtNum(Array.isArray(g.members) ? g.members.length : g.members)),
             h('td', { class: 'num' }, fmtNum(g.alive)),
-            h('td', null, g.has_config ? t('yes') : t('no')))))))
+            h('td', null, g.has_config ? t('yes') : t('no'),
+              ' ', scopeAction('group-config-' + g.name, `/api/groups/${seg(g.name)}/config`, signal)))))))
         : h('p', { class: 'muted' }, t('No groups yet.'))),
-    h('section', { class: 'card', id: 'fleet-config' }, h('h3', null, t('fleet config')),
+    h('section', { class: 'card', id: 'fleet-config' }, h('div', { class: 'card-head' }, h('h3', null, t('fleet config')),
+      scopeAction('global-config', '/api/config', signal)),
       cfg.status === 'rejected' ? errorBox(cfg.reason) : kvTable(isObj(cfg.value.body) ? cfg.value.body : {})));
   markRefreshed();
+}
+
+// rolloutAction sets target_version of one scope to version, asking which
+// scope (global, a group, a PC) and an optional jitter first.
+function rolloutAction(version, signal) {
+  return action({
+    id: 'rollout-' + version, label: 'Roll out', question: t('Roll {version} out to', { version }),
+    extra: () => {
+      const type = h('select', { 'aria-label': t('scope'), class: 'rollout-type' },
+        ['global', 'group', 'pc'].map((v) => h('option', { value: v }, t(v))));
+      const value = textInput('group or PC', null);
+      value.className = 'rollout-value';
+      const jitter = textInput('jitter (e.g. 30m)', null);
+      jitter.className = 'rollout-jitter';
+      return {
+        el: h('span', { class: 'inputs' }, type, value, jitter), focus: type,
+        value: () => ({ type: type.value, value: value.value.trim(), jitter: jitter.value.trim() }),
+      };
+    },
+    run: (inp) => {
+      const v = inp.value();
+      return api('/api/agents/rollout', {
+        method: 'POST', signal,
+        body: { version, scope: v.type === 'global' ? { type: 'global' } : { type: v.type, value: v.value }, ...(v.jitter ? { jitter: v.jitter } : {}) },
+      });
+    },
+    done: (r) => t('{version} is the target of {scope}.', { version, scope: r?.body?.scope_label ?? '' }),
+  });
 }
 
 async function releases({ signal, refresh }) {
@@ -1664,15 +1829,18 @@ async function releases({ signal, refresh }) {
   const relBody = rel.status === 'fulfilled' ? rel.value.body : null;
   const items = Array.isArray(relBody) ? relBody : itemsOf(relBody).length ? itemsOf(relBody) : (relBody?.releases || []);
   show(
+    flashBox(),
     h('section', { class: 'card' }, h('h2', null, t('Versions in the fleet')),
       vers.status === 'fulfilled' ? versionBars(vers.value.body) : errorBox(vers.reason)),
     h('section', { class: 'card' }, h('h2', null, t('Agent releases')),
       rel.status === 'rejected' ? errorBox(rel.reason) : items.length
         ? h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'releases' },
-          h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('version')), h('th', { scope: 'col' }, t('details')))),
+          h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('version')), h('th', { scope: 'col' }, t('details')),
+            can('operator') ? h('th', { scope: 'col' }, t('rollout')) : null)),
           h('tbody', null, items.map((r) => h('tr', null,
             h('td', { class: 'mono' }, String(r.version ?? r.name ?? '–')),
-            h('td', { class: 'mono clip wide' }, JSON.stringify(r)))))))
+            h('td', { class: 'mono clip wide' }, JSON.stringify(r)),
+            can('operator') ? h('td', null, rolloutAction(String(r.version ?? ''), signal)) : null)))))
         : h('p', { class: 'muted' }, t('No releases published.'))));
   sizeBars();
   markRefreshed();
@@ -1874,6 +2042,186 @@ function notFound() {
   return false;
 }
 
+// ---------------------------------------------------------------- YAML editor
+//
+// /jobs/{id}/edit, /schedules/{id}/edit and …/new: the record's YAML (as
+// last sent, comments kept) in a plain textarea. Saving sends it as YAML;
+// the server is the one judge of it, and its problem details (400 for YAML
+// that does not parse, 422 naming the field as body.a.b[0]) are shown in
+// place: each error listed with its line and column, the line marked in the
+// gutter, and a click on an error puts the caret there. Editor pages are
+// not refreshed, so nothing typed is ever replaced.
+
+// yamlPos finds the line and column (both from 1) of a problem's location
+// in text: "body.execute.shell" is the key shell under execute,
+// "body.when.calendar.days[1]" the second item of that list. A path it
+// cannot follow stops at the deepest part found; none at all is line 1.
+// A parser's own position in msg ("line N, column M", or [N:M] as
+// the YAML parser writes it) wins.
+function yamlPos(text, loc, msg) {
+  const m = /line (\d+)(?:,? column (\d+))?|\[(\d+):(\d+)\]/i.exec(String(msg || ''));
+  if (m) return { line: Number(m[1] || m[3]), col: Number(m[2] || m[4] || 1) };
+  const lines = text.split('\n');
+  const segs = String(loc || '').replace(/^body\.?/, '').match(/[^.[\]]+|\[\d+\]/g) || [];
+  const blank = (l) => /^\s*(#.*)?$/.test(l);
+  // at is the line of the part found so far (-1: the document), col the
+  // column its children are deeper than; item says at is a list item,
+  // whose first key sits on its own line at col.
+  let at = -1;
+  let col = -1;
+  let item = false;
+  let pos = { line: 1, col: 1 };
+  for (const s of segs) {
+    let hit = -1;
+    if (s.startsWith('[')) {
+      const want = Number(s.slice(1, -1));
+      let n = 0;
+      let itemInd = -1;
+      for (let i = at + 1; i < lines.length && hit < 0; i++) {
+        if (blank(lines[i])) continue;
+        const ind = lines[i].search(/\S/);
+        const dash = /^-(\s|$)/.test(lines[i].slice(ind));
+        if (dash ? ind < col : ind <= col) break;
+        if (!dash) continue;
+        if (itemInd < 0) itemInd = ind;
+        if (ind < itemInd) break;
+        if (ind === itemInd && n++ === want) {
+          hit = i;
+          pos = { line: i + 1, col: ind + 1 };
+          col = ind + 2;
+          item = true;
+        }
+      }
+    } else {
+      let childCol = -1;
+      for (let i = item ? at : at + 1; i < lines.length && hit < 0; i++) {
+        if (blank(lines[i])) continue;
+        const ind = lines[i].search(/\S/);
+        if (i > at && (item ? ind < col : ind <= col)) break;
+        const k = /^(\s*(?:-\s+)*)(["']?)([^"'#:]+?)\2\s*:(\s|$)/.exec(lines[i]);
+        if (!k) continue;
+        const kc = k[1].length;
+        if (childCol < 0) childCol = kc;
+        if (kc !== childCol) continue;
+        if (k[3] === s) {
+          hit = i;
+          pos = { line: i + 1, col: kc + 1 };
+          col = kc;
+          item = false;
+        }
+      }
+    }
+    if (hit < 0) break;
+    at = hit;
+  }
+  return pos;
+}
+
+// problemErrors reads a failed save's problem: its errors with locations
+// (huma's errors[]), or its detail alone.
+async function problemErrors(res) {
+  const text = await res.text().catch(() => '');
+  try {
+    const p = JSON.parse(text);
+    const errs = Array.isArray(p.errors) && p.errors.length ? p.errors : [{ location: 'body', message: p.detail || p.title }];
+    return errs.map((e) => ({ location: e.location || 'body', message: e.message || p.detail || res.statusText }));
+  } catch {
+    return [{ location: 'body', message: text.slice(0, 300) || res.statusText }];
+  }
+}
+
+const KINDS = { jobs: 'job', schedules: 'schedule' };
+
+async function editor({ params, signal }, kind, isNew) {
+  const id = isNew ? '' : params[0];
+  const noun = KINDS[kind];
+  if (!can('operator')) {
+    show(h('section', { class: 'card' }, errorBox(new APIError(403, t('Only an operator or admin can edit {noun}s.', { noun })))));
+    return false;
+  }
+  let text = isNew ? (noun === 'job'
+    ? 'id: new-job\nversion: "1"\nexecute:\n  shell: sh\n  script: echo hello\n  timeout: 1m\ntarget:\n  all: true\n'
+    : 'id: new-schedule\nwhen:\n  calendar:\n    at: "09:00"\ntz: utc\njob_id: inventory\ntarget:\n  all: true\n') : '';
+  if (!isNew) {
+    const headers = { Accept: 'application/yaml' };
+    if (getToken()) headers.Authorization = 'Bearer ' + getToken();
+    const res = await fetch(`/api/${kind}/${seg(id)}/yaml`, { headers, signal, cache: 'no-store' });
+    if (res.status === 401) throw new AuthError(await problemText(res));
+    if (!res.ok) throw new APIError(res.status, await problemText(res));
+    text = await res.text();
+  }
+  if (signal.aborted) return false;
+  const area = h('textarea', {
+    id: 'yaml', class: 'mono', spellcheck: 'false', rows: Math.max(12, text.split('\n').length + 2),
+    'aria-label': t('{noun} as YAML', { noun }), 'aria-describedby': 'yaml-errors', wrap: 'off',
+  });
+  area.value = text;
+  const gutter = h('ol', { id: 'yaml-gutter', class: 'gutter mono', 'aria-hidden': 'true' });
+  const errList = h('div', { id: 'yaml-errors', role: 'alert' });
+  const paint = (marks = new Map()) => {
+    const n = area.value.split('\n').length;
+    gutter.replaceChildren(...Array.from({ length: n }, (_, i) => h('li', {
+      class: marks.has(i + 1) ? 'err' : null, title: marks.get(i + 1) || null,
+    }, String(i + 1))));
+  };
+  area.addEventListener('input', () => paint());
+  area.addEventListener('scroll', () => { gutter.scrollTop = area.scrollTop; });
+  const goTo = (line, col) => {
+    const ls = area.value.split('\n');
+    let off = 0;
+    for (let i = 0; i < line - 1 && i < ls.length; i++) off += ls[i].length + 1;
+    off += Math.max(0, Math.min(col - 1, (ls[line - 1] || '').length));
+    area.focus();
+    area.setSelectionRange(off, off + (ls[line - 1] || '').length - (col - 1));
+  };
+  const save = h('button', { type: 'submit', id: 'yaml-save' }, t('Save'));
+  const form = h('form', {
+    id: 'yaml-form',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      save.disabled = true;
+      errList.replaceChildren();
+      const headers = { 'Content-Type': 'application/yaml', Accept: 'application/json' };
+      if (getToken()) headers.Authorization = 'Bearer ' + getToken();
+      let res;
+      try {
+        res = await fetch(isNew ? `/api/${kind}` : `/api/${kind}/${seg(id)}`, { method: isNew ? 'POST' : 'PUT', headers, body: area.value, signal });
+      } catch (err) {
+        save.disabled = false;
+        if (err.name !== 'AbortError') errList.replaceChildren(errorBox(err));
+        return;
+      }
+      save.disabled = false;
+      if (res.status === 401) { fail(new AuthError(await problemText(res)), signal); return; }
+      if (res.ok) {
+        const body = await res.json().catch(() => ({}));
+        const saved = body?.id || id;
+        go(`/${kind}/${seg(saved)}`);
+        flash = { ok: true, text: t('{id} is saved.', { id: saved }) };
+        return;
+      }
+      const errs = (await problemErrors(res)).map((x) => ({ ...x, ...yamlPos(area.value, x.location, x.message) }));
+      const marks = new Map(errs.map((x) => [x.line, x.message]));
+      paint(marks);
+      errList.replaceChildren(h('div', { class: 'error' },
+        h('strong', null, t('The server refused it (HTTP {status}):', { status: res.status })),
+        h('ul', { class: 'yaml-errors' }, errs.map((x) => h('li', { 'data-line': x.line, 'data-col': x.col, 'data-location': x.location },
+          h('button', { type: 'button', class: 'link', onclick: () => goTo(x.line, x.col) },
+            t('line {line}, column {col}', { line: x.line, col: x.col })),
+          ' ', h('span', { class: 'mono' }, x.location), ': ', x.message)))));
+      goTo(errs[0].line, errs[0].col);
+    },
+  }, h('div', { class: 'yaml-wrap' }, gutter, area), errList,
+  h('div', { class: 'actions' }, save, link(isNew ? `/${kind}` : `/${kind}/${seg(id)}`, t('Cancel'))));
+  paint();
+  show(h('section', { class: 'card' },
+    h('div', { class: 'card-head' }, h('h2', null, isNew ? t('New {noun}', { noun }) : [t('Edit'), ' ', h('span', { class: 'mono' }, id)]),
+      h('span', { class: 'muted' }, t('Checked by the server when saved (JSON Schema: /api/schemas/{file}).', { file: noun === 'job' ? 'manifest.json' : 'schedule.json' }))),
+    form));
+  markRefreshed();
+  return false;
+}
+
 // ---------------------------------------------------------------- router
 
 // Inventory and telemetry pages slot in here (and in index.html's nav) when
@@ -1888,8 +2236,12 @@ const routes = [
   [/^\/executions\/([^/]+)$/, executionDetail, 'executions'],
   [/^\/jobs$/, jobs, 'jobs'],
   [/^\/jobs\/([^/]+)$/, jobDetail, 'jobs'],
+  [/^\/jobs\/([^/]+)\/edit$/, (v) => editor(v, 'jobs', false), 'jobs'],
+  [/^\/new\/jobs$/, (v) => editor(v, 'jobs', true), 'jobs'],
   [/^\/schedules$/, schedules, 'schedules'],
   [/^\/schedules\/([^/]+)$/, scheduleDetail, 'schedules'],
+  [/^\/schedules\/([^/]+)\/edit$/, (v) => editor(v, 'schedules', false), 'schedules'],
+  [/^\/new\/schedules$/, (v) => editor(v, 'schedules', true), 'schedules'],
   [/^\/groups$/, groups, 'groups'],
   [/^\/releases$/, releases, 'releases'],
   [/^\/audit$/, audit, 'audit'],

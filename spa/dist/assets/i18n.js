@@ -58,7 +58,7 @@ const ja = {
     'シミュレーションのフリートで試すには、サーバーを -demo 300 で起動してください。',
   'all agents': '全エージェント', 'online': 'オンライン', 'offline': 'オフライン',
   // lists
-  'More': 'さらに表示', '{n} shown': '{n} 件表示', '{n} shown, more available': '{n} 件表示（続きあり）',
+  'More': 'さらに表示', '{n} shown': '{n} 件表示', '{n} of {total}': '{total} 件中 {n} 件表示', '{n} shown, more available': '{n} 件表示（続きあり）',
   'Nothing here yet.': 'まだ何もありません。', 'No agents match.': '該当するエージェントはありません。',
   'No runs match.': '該当する実行結果はありません。', 'No audit events yet.': '監査イベントはまだありません。',
   'search pc_id or hostname': 'pc_id またはホスト名で検索', 'status': '状態', 'all': 'すべて',
@@ -118,6 +118,24 @@ const ja = {
   'in the future': '未来', 'in {n} s': '{n} 秒後', 'in {n} min': '{n} 分後', 'in {n} h': '{n} 時間後',
   'in {n} d': '{n} 日後', 'in {d} d {h} h': '{d} 日 {h} 時間後',
   'cannot reach the server: ': 'サーバーに接続できません: ',
+  // editor and actions
+  'Edit YAML': 'YAML を編集', 'New job': '新しいジョブ', 'New schedule': '新しいスケジュール', 'Save': '保存', 'Edit': '編集',
+  'New {noun}': '新しい {noun}', '{noun} as YAML': '{noun}（YAML）', '{id} is saved.': '{id} を保存しました。',
+  'The server refused it (HTTP {status}):': 'サーバーが拒否しました（HTTP {status}）:',
+  'line {line}, column {col}': '{line} 行 {col} 列',
+  'Checked by the server when saved (JSON Schema: /api/schemas/{file}).': '保存時にサーバーが検証します（JSON Schema: /api/schemas/{file}）。',
+  'Only an operator or admin can edit {noun}s.': '{noun} を編集できるのはオペレーターか管理者だけです。',
+  'Edit config': '設定を編集', 'Config scope (JSON)': '設定スコープ（JSON）', 'config scope as JSON': '設定スコープ（JSON）',
+  'Config saved.': '設定を保存しました。', 'not JSON: ': 'JSON ではありません: ',
+  'Add to group': 'グループに追加', 'group': 'グループ', 'Remove': '外す', '{pc} is in: {groups}': '{pc} の所属: {groups}',
+  'Remove {pc} from {group}?': '{pc} を {group} から外しますか？', '{pc} left {group}.': '{pc} を {group} から外しました。',
+  'Roll out': 'ロールアウト', 'Roll {version} out to': '{version} のロールアウト先', 'scope': 'スコープ', 'rollout': 'ロールアウト',
+  'global': '全体', 'pc': 'PC', 'group or PC': 'グループまたは PC', 'jitter (e.g. 30m)': 'ジッター（例 30m）',
+  '{version} is the target of {scope}.': '{version} を {scope} の目標にしました。',
+  'Revoke': '失効', 'Unrevoke': '失効を解除', 'revoked': '失効中',
+  'Revoke {job}? Agents skip its queued and retained commands.': '{job} を失効させますか？ エージェントは待機中のコマンドを実行しません。',
+  'Let agents run {job} again?': '{job} を再び実行可能にしますか？', '{job} is revoked.': '{job} を失効させました。',
+  '{job} is no longer revoked.': '{job} の失効を解除しました。',
 };
 
 const catalogues = { ja };
