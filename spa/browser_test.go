@@ -233,7 +233,16 @@ func (b *browser) waitFor(t *testing.T, what, predicate string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](predicate, chromedp.WithPollingInterval(50*time.Millisecond)))
+	var err error
+	for {
+		_, err = chromedp.Run(ctx, chromedp.Poll[chromedp.Void](predicate, chromedp.WithPollingInterval(50*time.Millisecond)))
+		// A poll that began as the previous document went away loses its
+		// execution context (the page is still loading, not broken): poll
+		// again in the new one.
+		if err == nil || ctx.Err() != nil || !lostContext(err) {
+			break
+		}
+	}
 	if err == nil {
 		return
 	}
@@ -246,6 +255,15 @@ func (b *browser) waitFor(t *testing.T, what, predicate string) {
 		}
 	}
 	t.Fatalf("waiting for %s: %v; the page shows:\n%.600s", what, err, shown)
+}
+
+// lostContext reports whether err is Chromium's answer to a script run in
+// a document that navigation has since replaced.
+func lostContext(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "Cannot find context with specified id") ||
+		strings.Contains(msg, "Execution context was destroyed") ||
+		strings.Contains(msg, "Inspected target navigated or closed")
 }
 
 // texts returns the textContent of every element matching a CSS selector.
@@ -827,6 +845,11 @@ const (
 // TestAccountsInABrowser signs in through the form as a viewer and as the
 // bootstrap admin, and manages accounts on the Accounts page, against the
 // real handler with a JWT secret and real SQLite.
+// testPasswordCost keeps the browser tests' password hashes under a
+// millisecond (the default takes seconds under -race on a busy machine);
+// handlers' own tests check that servers hash at the default cost.
+var testPasswordCost = password.Params{Time: 1, MemoryKiB: 64, Threads: 1}
+
 func TestAccountsInABrowser(t *testing.T) {
 	b := newBrowser(t)
 
@@ -836,17 +859,23 @@ func TestAccountsInABrowser(t *testing.T) {
 	ctx := t.Context()
 	// root is the bootstrap admin, who must choose a new password; vera a
 	// viewer with a password of her own.
-	if created, err := handlers.BootstrapAdmin(ctx, db, "root", rootPassword); err != nil || !created {
-		t.Fatalf("bootstrap admin: %v, %v", created, err)
+	// As handlers.BootstrapAdmin makes the first admin, at the tests' cost.
+	rootHash, err := password.Hash(rootPassword, testPasswordCost)
+	if err != nil {
+		t.Fatal(err)
 	}
-	hash, err := password.Hash(veraPassword, password.Default())
+	if created, err := db.CreateFirstAdmin(ctx, "root", rootHash); err != nil || !created {
+		t.Fatalf("first admin: %v, %v", created, err)
+	}
+	hash, err := password.Hash(veraPassword, testPasswordCost)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.CreateAccount(ctx, storage.NewAccount{Username: "vera", Hash: hash, Role: kanade.RoleViewer}); err != nil {
 		t.Fatal(err)
 	}
-	base := serve(t, handlers.Config{DB: db, Clock: clock, Auth: auth.Config{JWTSecret: []byte(browserJWTSecret)}})
+	base := serve(t, handlers.Config{DB: db, Clock: clock, Auth: auth.Config{JWTSecret: []byte(browserJWTSecret)},
+		PasswordCost: testPasswordCost})
 
 	step := steps(t)
 	js := func(t *testing.T, what, expr string) string {

@@ -84,7 +84,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	natsSrv := bustest.StartBootstrapped(t)
 	kvSeed(t, natsSrv.JS, now)
 
-	hashed, err := password.Hash(veraPassword, password.Default())
+	hashed, err := password.Hash(veraPassword, testPasswordCost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +95,8 @@ func TestConsoleInABrowser(t *testing.T) {
 		DB: db, Clock: clock, Bus: busOf(natsSrv.Bus), SPA: spa.FS(),
 		Logger: slog.New(slog.NewTextHandler(testLog{t}, nil)),
 		Auth:   auth.Config{StaticToken: browserToken, JWTSecret: []byte(browserJWTSecret)},
+
+		PasswordCost: testPasswordCost,
 	})
 	if err != nil {
 		t.Fatal(err)
