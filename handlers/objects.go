@@ -519,13 +519,23 @@ func wrapForm(err error) error {
 	return formError{"malformed multipart body: " + err.Error()}
 }
 
+// Read fills p whole unless the file ends: the store makes one chunk
+// message of each Read, and a multipart part hands over a few KiB at a
+// time, so passing its reads on would cut an object into tens of
+// thousands of messages (and as many allocations on the way).
 func (f *formFile) Read(p []byte) (int, error) {
 	if f.part == nil {
 		return 0, io.EOF
 	}
-	n, err := f.part.Read(p)
+	n := 0
+	var err error
+	for n < len(p) && err == nil {
+		var k int
+		k, err = f.part.Read(p[n:])
+		n += k
+	}
 	f.n += int64(n)
-	if errors.Is(err, io.EOF) {
+	if err == io.EOF { // the part's own end, not a truncated body
 		f.part = nil
 		if err := f.rest(); err != nil {
 			return n, err
