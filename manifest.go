@@ -370,8 +370,8 @@ func (e *Execute) validateSource() error {
 	var c checker
 	c.holds("execute.script", len(set) > 0, "is required (or one of execute.script_file, execute.script_object)")
 	c.holds("execute", len(set) < 2, "must set only one of script, script_file, script_object (has "+strings.Join(set, ", ")+")")
-	c.rule("execute.script_object", e.ScriptObject, e.ScriptObject == "" || patternMatch("objectkey", e.ScriptObject),
-		"must be <name>/<version>: two non-empty parts without '/' or control characters")
+	c.rule("execute.script_object", e.ScriptObject, e.ScriptObject == "" || ValidScriptObjectKey(e.ScriptObject),
+		"must be <name>/<version>: two parts of 1–128 printable ASCII characters without '/', '\"' or '\\', neither '.' nor '..' (observe.md §5.2)")
 	return c.err
 }
 
@@ -400,6 +400,16 @@ func (m *Manifest) validateHints() error {
 		}
 	}
 	var c checker
+	if len(m.Check) > 0 {
+		// check.name becomes a SQL key and a path segment of DELETE
+		// /api/checks/{check_name} (observe.md §3.1).
+		var h struct {
+			Name *string `json:"name"`
+		}
+		if json.Unmarshal(m.Check, &h) == nil && h.Name != nil {
+			c.rule("check.name", *h.Name, ValidCheckName(*h.Name), "must be 1–128 bytes of UTF-8 without '/' or control characters")
+		}
+	}
 	c.holds("emit", len(m.Emit) == 0 || len(m.Inventory)+len(m.Check)+len(m.Collect) == 0,
 		"cannot be combined with inventory, check or collect (its stdout is NDJSON events)")
 	return c.err

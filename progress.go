@@ -20,6 +20,9 @@ const (
 	ProjectionResults = "kanade-projector-results"
 	ProjectionStarted = "kanade-projector-started"
 	ProjectionAudit   = "kanade-projector-audit"
+	// ProjectionNotificationAcks reads users' confirmations of
+	// notifications (observe.md §4.5).
+	ProjectionNotificationAcks = "kanade-projector-notification-acks"
 )
 
 // Projections returns the streams the projector reads, in a fixed order.
@@ -28,6 +31,7 @@ func Projections() []Projection {
 		{Name: ProjectionResults, Stream: StreamResults, Filter: SubjectResults},
 		{Name: ProjectionStarted, Stream: StreamEvents, Filter: SubjectEventsStarted},
 		{Name: ProjectionAudit, Stream: StreamAudit, Filter: SubjectAudit},
+		{Name: ProjectionNotificationAcks, Stream: StreamEvents, Filter: SubjectNotificationsAcked},
 	}
 }
 

@@ -51,8 +51,8 @@ const (
 	BucketJobsYAML      = "jobs_yaml"
 	BucketSchedulesYAML = "schedules_yaml"
 	// ObjectScripts holds the script bodies a manifest names with
-	// execute.script_object (<name>/<version>). Operators create it when they
-	// first upload a script; the backend only reads it.
+	// execute.script_object (<name>/<version>), uploaded through
+	// /api/script-objects (observe.md §5).
 	ObjectScripts = "scripts"
 	// KeyFreeze is fleet_config's one key: the fleet freeze (control.md §6).
 	KeyFreeze = "freeze"
@@ -92,7 +92,7 @@ func Resources(replicas int) []Resource {
 		stream(StreamEvents, "events.>", 7*day, 256*mib),
 		stream(StreamAudit, "audit.>", 90*day, 512*mib),
 		stream("OBS_EVENTS", "obs.>", 90*day, 512*mib),
-		stream("NOTIFICATIONS", "notifications.>", 90*day, 512*mib),
+		stream(StreamNotifications, SubjectNotifications, 90*day, 512*mib),
 		kv(BucketScriptCurrent, 5, 0),
 		kv(BucketScriptStatus, 5, 0),
 		kv("agents_state", 1, 0),
@@ -105,6 +105,12 @@ func Resources(replicas int) []Resource {
 		kv(BucketSchedulesYAML, 5, 0),
 		obj(ObjectAgentReleases, 0, 0),
 		obj(ObjectResultOutput, 30*day, 1*gib),
+		// observe.md §0.8: uncapped, as the 0.43.56 bootstrap made them.
+		obj(ObjectAppPackages, 0, 0),
+		obj(ObjectScripts, 0, 0),
+		// Agent-owned (observe.md §4.4, open point 4): which user read which
+		// notification.
+		kv(BucketNotificationsRead, 1, 0),
 	}
 }
 

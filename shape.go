@@ -92,8 +92,9 @@ var shapePatterns = map[string]string{
 	"jobid": `[-/_=a-zA-Z0-9]{1,128}`,
 	// ValidKVKey, up to its byte bound.
 	"kvkey": `[-/_=a-zA-Z0-9]+(?:\.[-/_=a-zA-Z0-9]+)*`,
-	// <name>/<version> in object store "scripts".
-	"objectkey": `[^/\x00-\x1f\x7f]+/[^/\x00-\x1f\x7f]+`,
+	// <name>/<version> in object store "scripts" (ValidScriptObjectKey,
+	// but for its byte bounds and the segments "." and "..").
+	"objectkey": `[ !#-.0-\[\]-~]{1,128}/[ !#-.0-\[\]-~]{1,128}`,
 	// A date (midnight in the zone) or an RFC 3339 instant.
 	// Go's RFC 3339 parser takes only an upper-case T and Z.
 	"bound": `[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2}))?`,

@@ -105,6 +105,10 @@ func TestAwaitSeesAnAnswerPublishedRightAfter(t *testing.T) {
 func TestScriptDigestIsHexSHA256(t *testing.T) {
 	s := bustest.StartBootstrapped(t)
 	c, ctx := s.Bus, t.Context()
+	// A NATS bootstrapped by an older backend has no scripts store.
+	if err := s.JS.DeleteObjectStore(ctx, kanade.ObjectScripts); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.ScriptDigest(ctx, "inv/1.0"); !errors.Is(err, bus.ErrNoBucket) {
 		t.Fatalf("without the store: %v, want ErrNoBucket", err)
 	}

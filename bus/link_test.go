@@ -237,6 +237,8 @@ func TestBacklogsFindTheFirstWaitingMessage(t *testing.T) {
 		{kanade.ProjectionResults, 1, 0, false, false},
 		{kanade.ProjectionStarted, 4, 3, true, false},
 		{kanade.ProjectionAudit, 0, 0, false, false},
+		// EVENTS holds no acknowledgement: nothing waits for that one.
+		{kanade.ProjectionNotificationAcks, 4, 0, false, false},
 	}
 	if diff := cmp.Diff(want, views); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)

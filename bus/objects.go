@@ -2,10 +2,13 @@ package bus
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"time"
 
@@ -208,6 +211,13 @@ func (c *Client) hasChunks(ctx context.Context, store string, info *jetstream.Ob
 // GetObject opens object name of store for reading, a chunk at a time:
 // ErrNotFound when there is none. The caller closes it; it is bounded by
 // ctx and by objectTransfer.
+//
+// Each chunk is fetched by a direct get when the reader needs it, so at
+// most one chunk is in memory however slowly the caller reads (nats.go's
+// own Get pushes chunks into a subscription as fast as the server sends
+// them, which a slow HTTP client would let pile up). The bytes are
+// checked against the object's size and digest at the end; a mismatch
+// (the object replaced while it was read) is the last Read's error.
 func (c *Client) GetObject(ctx context.Context, store, name string) (io.ReadCloser, ObjectInfo, error) {
 	if !kanade.ValidObjectName(name) {
 		return nil, ObjectInfo{}, fmt.Errorf("%s[%s]: %w", store, kanade.Clip(name), ErrNotFound)
@@ -218,7 +228,7 @@ func (c *Client) GetObject(ctx context.Context, store, name string) (io.ReadClos
 		cancel()
 		return nil, ObjectInfo{}, why(rctx, err)
 	}
-	res, err := os.Get(rctx, name)
+	info, err := os.GetInfo(rctx, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		cancel()
 		return nil, ObjectInfo{}, fmt.Errorf("%s[%s]: %w", store, kanade.Clip(name), ErrNotFound)
@@ -227,24 +237,75 @@ func (c *Client) GetObject(ctx context.Context, store, name string) (io.ReadClos
 		cancel()
 		return nil, ObjectInfo{}, fmt.Errorf("get %s[%s]: %w", store, kanade.Clip(name), why(rctx, err))
 	}
-	info, err := res.Info()
-	if err != nil {
-		_ = res.Close()
+	if info.Opts != nil && info.Opts.Link != nil {
 		cancel()
-		return nil, ObjectInfo{}, fmt.Errorf("get %s[%s]: %w", store, kanade.Clip(name), err)
+		return nil, ObjectInfo{}, fmt.Errorf("get %s[%s]: a link, not an object", store, kanade.Clip(name))
 	}
-	return objectReader{res, cancel}, objectInfoOf(info), nil
+	s, err := c.js.Stream(rctx, "OBJ_"+store)
+	if err != nil {
+		cancel()
+		return nil, ObjectInfo{}, fmt.Errorf("get %s[%s]: %w", store, kanade.Clip(name), why(rctx, err))
+	}
+	r := &chunkReader{ctx: rctx, cancel: cancel, s: s, subject: fmt.Sprintf("$O.%s.C.%s", store, info.NUID),
+		left: info.Chunks, size: info.Size, digest: info.Digest, h: sha256.New(), name: store + "[" + kanade.Clip(name) + "]"}
+	return r, objectInfoOf(info), nil
 }
 
-type objectReader struct {
-	jetstream.ObjectResult
-	cancel context.CancelFunc
+// chunkReader reads an object's chunks one direct get at a time.
+type chunkReader struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	s       jetstream.Stream
+	subject string
+	next    uint64 // the stream sequence to look from
+	left    uint32 // chunks not fetched yet
+	buf     []byte
+	read    uint64
+	size    uint64
+	digest  string
+	h       hash.Hash
+	name    string
 }
 
-func (r objectReader) Close() error {
-	err := r.ObjectResult.Close()
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.left == 0 {
+			return 0, r.verify()
+		}
+		m, err := r.s.GetMsg(r.ctx, r.next, jetstream.WithGetMsgSubject(r.subject))
+		if err != nil {
+			return 0, fmt.Errorf("get %s: chunk after %d bytes: %w", r.name, r.read, why(r.ctx, err))
+		}
+		r.next, r.left, r.buf = m.Sequence+1, r.left-1, m.Data
+		r.h.Write(m.Data)
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	r.read += uint64(n)
+	return n, nil
+}
+
+// verify is the end of the object: io.EOF when its bytes are the ones
+// described.
+func (r *chunkReader) verify() error {
+	if r.read != r.size {
+		return fmt.Errorf("get %s: read %d bytes of %d", r.name, r.read, r.size)
+	}
+	if r.digest != "" {
+		want, err := hexDigest(r.digest)
+		if err != nil {
+			return fmt.Errorf("get %s: %w", r.name, err)
+		}
+		if got := hex.EncodeToString(r.h.Sum(nil)); got != want {
+			return fmt.Errorf("get %s: the bytes read do not match the digest (replaced while read?)", r.name)
+		}
+	}
+	return io.EOF
+}
+
+func (r *chunkReader) Close() error {
 	r.cancel()
-	return err
+	return nil
 }
 
 // DeleteObject deletes object name of store: ErrNotFound when there is

@@ -120,9 +120,10 @@ func (c *Client) Job(ctx context.Context, job string) (*kanade.Manifest, error) 
 	return m, nil
 }
 
-// Timeouts remembers each job's timeout for a while, so a burst of started
-// events for one job costs one KV read. It is bounded: when full it is
-// simply emptied.
+// Timeouts remembers what the projector needs of each job for a while (its
+// timeout, its fleet check hint), so a burst of started events or results
+// for one job costs one KV read. It is bounded: when full it is simply
+// emptied.
 type Timeouts struct {
 	c     *Client
 	clock kanade.Clock
@@ -135,6 +136,8 @@ type Timeouts struct {
 
 type timeoutEntry struct {
 	timeout time.Duration
+	check   kanade.CheckHint
+	isCheck bool
 	at      time.Time
 }
 
@@ -147,29 +150,44 @@ func NewTimeouts(c *Client, clock kanade.Clock, ttl time.Duration) *Timeouts {
 // its manifest does not validate (then nothing can say how long its runs
 // may take). Only a failure to reach NATS is an error.
 func (t *Timeouts) Timeout(ctx context.Context, job string) (time.Duration, error) {
+	e, err := t.lookup(ctx, job)
+	return e.timeout, err
+}
+
+// Check returns the job's check hint when its results go into
+// check_status (observe.md §3.4); ok is false for an unknown or invalid
+// job and for one without a fleet check. Only a failure to reach NATS is
+// an error.
+func (t *Timeouts) Check(ctx context.Context, job string) (kanade.CheckHint, bool, error) {
+	e, err := t.lookup(ctx, job)
+	return e.check, e.isCheck, err
+}
+
+func (t *Timeouts) lookup(ctx context.Context, job string) (timeoutEntry, error) {
 	now := t.clock()
 	t.mu.Lock()
 	if e, ok := t.entries[job]; ok && now.Sub(e.at) < t.ttl && !now.Before(e.at) {
 		t.mu.Unlock()
-		return e.timeout, nil
+		return e, nil
 	}
 	t.mu.Unlock()
-	var d time.Duration
+	e := timeoutEntry{at: now}
 	m, err := t.c.Job(ctx, job)
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalid):
 	case err != nil:
-		return 0, err
+		return timeoutEntry{}, err
 	default:
-		if d, err = m.Timeout(); err != nil {
-			d = 0
+		if e.timeout, err = m.Timeout(); err != nil {
+			e.timeout = 0
 		}
+		e.check, e.isCheck = m.FleetCheck()
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.entries) >= t.max {
 		clear(t.entries)
 	}
-	t.entries[job] = timeoutEntry{timeout: d, at: now}
-	return d, nil
+	t.entries[job] = e
+	return e, nil
 }

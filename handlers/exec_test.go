@@ -226,7 +226,11 @@ func TestExecScriptObjectCarriesItsDigest(t *testing.T) {
 	cmds := e.listen("commands.>")
 	job := `{"id":"big","version":"2","execute":{"shell":"sh","script_object":"big/2","timeout":"5m"}}`
 	e.must(http.StatusOK, http.MethodPut, "/api/jobs/big", job)
-	// No object store yet: 503; then the object missing: 404.
+	// No object store (a NATS bootstrapped by an older backend): 503; then
+	// the object missing: 404.
+	if err := e.nats.JS.DeleteObjectStore(t.Context(), kanade.ObjectScripts); err != nil {
+		t.Fatal(err)
+	}
 	rec := e.send(http.MethodPost, "/api/exec/big", "application/json", `{"target":{"pcs":["PC-1"]}}`)
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("exec without the scripts store = %d %s, want 503", rec.Code, rec.Body)

@@ -223,6 +223,8 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	srv.registerAccounts(api)
 	srv.registerGroups(api)
 	srv.registerAgentConfig(api)
+	srv.registerContent(api)
+	srv.registerObjects(api)
 	if err := srv.registerMetrics(mux); err != nil {
 		return nil, nil, err
 	}

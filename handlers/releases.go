@@ -310,8 +310,11 @@ func (srv *Server) publishRelease(ctx context.Context, in *publishInput) (*publi
 	return &publishOutput{Body: publishBody{Version: version, Size: info.Size, Digest: info.Digest}}, nil
 }
 
-func tooLarge() error {
-	return huma.NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d MiB", maxReleaseBytes>>20))
+func tooLarge() error { return tooLargeOf(maxReleaseBytes) }
+
+// tooLargeOf is the 413 of a body over limit bytes.
+func tooLargeOf(limit int64) error {
+	return huma.NewError(http.StatusRequestEntityTooLarge, "the body is over "+sizeText(limit))
 }
 
 // spoolUpload reads the multipart body of up, at most maxReleaseBytes of

@@ -132,6 +132,26 @@ func routeRoles() map[string]auth.Role {
 		"POST /api/agents/rollout":              auth.Operator,
 		"DELETE /api/agents/releases/{version}": auth.Operator,
 
+		// Compliance checks and notifications (observe.md §3, §4).
+		"GET /api/checks":                        auth.Viewer,
+		"DELETE /api/checks/{check_name}":        auth.Operator,
+		"GET /api/notifications":                 auth.Viewer,
+		"POST /api/notifications":                auth.Operator,
+		"GET /api/notifications/{id}/ack_status": auth.Viewer,
+
+		// App packages and script objects (observe.md §5): downloads need
+		// a token like any /api/ route.
+		"GET /api/app-packages":                       auth.Viewer,
+		"GET /api/app-packages/{name}/{version}":      auth.Viewer,
+		"HEAD /api/app-packages/{name}/{version}":     auth.Viewer,
+		"POST /api/app-packages/{name}/{version}":     auth.Operator,
+		"DELETE /api/app-packages/{name}/{version}":   auth.Operator,
+		"GET /api/script-objects":                     auth.Viewer,
+		"GET /api/script-objects/{name}/{version}":    auth.Viewer,
+		"HEAD /api/script-objects/{name}/{version}":   auth.Viewer,
+		"POST /api/script-objects/{name}/{version}":   auth.Operator,
+		"DELETE /api/script-objects/{name}/{version}": auth.Operator,
+
 		// Accounts.
 		"GET /api/accounts":               auth.Admin,
 		"POST /api/accounts":              auth.Admin,

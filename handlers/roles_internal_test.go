@@ -34,7 +34,7 @@ func TestRoleTableFollowsTheContract(t *testing.T) {
 			want = auth.Admin
 		case pattern == "POST /api/auth/change-password":
 			want = auth.Viewer // one's own password: any account
-		case method == http.MethodGet:
+		case method == http.MethodGet, method == http.MethodHead: // HEAD reads headers (observe.md §5.4)
 			want = auth.Viewer
 		default:
 			want = auth.Operator

@@ -21,6 +21,7 @@ const (
 	kindResults consumerKind = iota
 	kindStarted
 	kindAudit
+	kindAcks
 )
 
 // consumerSpec is one projected stream and what its messages become.
@@ -34,10 +35,14 @@ const (
 	ConsumerResults = kanade.ProjectionResults
 	ConsumerStarted = kanade.ProjectionStarted
 	ConsumerAudit   = kanade.ProjectionAudit
+	// ConsumerNotificationAcks projects users' confirmations of
+	// notifications (observe.md §4.5).
+	ConsumerNotificationAcks = kanade.ProjectionNotificationAcks
 )
 
 func defaultConsumers() []consumerSpec {
-	kinds := map[string]consumerKind{ConsumerResults: kindResults, ConsumerStarted: kindStarted, ConsumerAudit: kindAudit}
+	kinds := map[string]consumerKind{ConsumerResults: kindResults, ConsumerStarted: kindStarted, ConsumerAudit: kindAudit,
+		ConsumerNotificationAcks: kindAcks}
 	var out []consumerSpec
 	for _, p := range kanade.Projections() {
 		out = append(out, consumerSpec{Projection: p, kind: kinds[p.Name]})
@@ -56,6 +61,10 @@ type batch struct {
 	results []seqd[storage.Result]
 	started []seqd[storage.Started]
 	audit   []storage.Audit
+	// checks are the check states the results carry (observe.md §3.4);
+	// acks the notification acknowledgements.
+	checks []seqd[storage.CheckState]
+	acks   []seqd[storage.NotificationAck]
 }
 
 // seqd is a decoded payload with the stream sequence of its message.
@@ -312,6 +321,21 @@ func (w *Worker) add(ctx context.Context, c *conn, spec consumerSpec, b *batch, 
 		}
 		b.bytes += n
 		b.results = append(b.results, seqd[storage.Result]{seq, res})
+		if res.ManifestID != "" {
+			h, ok, err := c.timeouts.Check(ctx, res.ManifestID)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if o, ok := kanade.EvaluateCheck(h, &res.ExecResult); ok {
+					b.checks = append(b.checks, seqd[storage.CheckState]{seq, storage.CheckState{PcID: res.PcID,
+						CheckName: h.Name, Status: o.Status, Detail: o.Detail, RecordedAt: res.RecordedAt}})
+				} else if !res.Skipped {
+					w.log.Info("projector: a check's output is not one JSON object; its state is left as it was",
+						slog.String("check", kanade.Clip(h.Name)), slog.String("pc_id", res.PcID), slog.String("result_id", kanade.Clip(res.ResultID)))
+				}
+			}
+		}
 	case kindStarted:
 		var e kanade.EventStarted
 		if err := decode(msg.Data, &e); err != nil {
@@ -333,6 +357,13 @@ func (w *Worker) add(ctx context.Context, c *conn, spec consumerSpec, b *batch, 
 			return nil
 		}
 		b.audit = append(b.audit, storage.Audit{AuditEvent: a, StreamSeq: seq})
+	case kindAcks:
+		var a kanade.NotificationAcked
+		if err := decode(msg.Data, &a); err != nil {
+			w.bad(spec, msg.Subject, seq, err)
+			return nil
+		}
+		b.acks = append(b.acks, seqd[storage.NotificationAck]{seq, storage.NotificationAck{NotificationAcked: a, RecordedAt: msg.Time.UTC()}})
 	}
 	return nil
 }
@@ -427,7 +458,9 @@ func (w *Worker) apply(ctx context.Context, spec consumerSpec, created string, b
 		}
 		switch spec.kind {
 		case kindResults:
-			stats, err = tx.ApplyResults(tctx, fresh(b.results, off.Seq))
+			if stats, err = tx.ApplyResults(tctx, fresh(b.results, off.Seq)); err == nil {
+				err = tx.ApplyChecks(tctx, fresh(b.checks, off.Seq))
+			}
 		case kindStarted:
 			stats, err = tx.ApplyStarted(tctx, fresh(b.started, off.Seq))
 		case kindAudit:
@@ -440,6 +473,8 @@ func (w *Worker) apply(ctx context.Context, spec consumerSpec, created string, b
 				}
 			}
 			stats, err = tx.InsertAudit(tctx, as)
+		case kindAcks:
+			stats.Inserted, err = tx.InsertNotificationAcks(tctx, fresh(b.acks, off.Seq))
 		}
 		if err != nil {
 			return err
@@ -527,6 +562,8 @@ func coalesce(b *batch, more <-chan *batch) *batch {
 			b.results = append(b.results, nb.results...)
 			b.started = append(b.started, nb.started...)
 			b.audit = append(b.audit, nb.audit...)
+			b.checks = append(b.checks, nb.checks...)
+			b.acks = append(b.acks, nb.acks...)
 		default:
 			return b
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -18,6 +19,7 @@ import (
 	"github.com/kanade-fleet/backend/sim"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/kanade-fleet/backend/storage/storagetest"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -162,7 +164,20 @@ func (e *env) behind() (bool, string) {
 		if err != nil {
 			return false, err.Error()
 		}
-		last := s.CachedInfo().State.LastSeq
+		// Streams are shared (EVENTS holds started events and
+		// notification acks): a consumer is done at the last message of
+		// its own filter.
+		var last uint64
+		if s.CachedInfo().State.Msgs > 0 {
+			m, err := s.GetLastMsgForSubject(ctx, spec.Filter)
+			switch {
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+			case err != nil:
+				return false, err.Error()
+			default:
+				last = m.Sequence
+			}
+		}
 		off, err := e.db.Offset(ctx, spec.Name)
 		if err != nil {
 			return false, err.Error()

@@ -536,7 +536,7 @@ func TestInvalidIDsReadBackFromStorageAreSkipped(t *testing.T) {
 func TestFiringsCarryTheScriptDigestAndTheRetry(t *testing.T) {
 	f := newFleet(t)
 	ctx := context.Background()
-	store, err := f.nats.JS.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: kanade.ObjectScripts})
+	store, err := f.nats.JS.ObjectStore(ctx, kanade.ObjectScripts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,10 @@ package sim
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,15 +62,50 @@ type Gate struct {
 	// Pin is script_current[id], when Pinned (the key exists).
 	Pin    string
 	Pinned bool
+	// ScriptErr says why the body a command names by script_object could
+	// not be had: the object is missing, unreadable, or its bytes do not
+	// match script_object_sha256 (replaced after the dispatch). Agents
+	// then run nothing and report a failure (observe.md §5.7).
+	ScriptErr string
 }
 
-// readGate reads the gates of command id. A read that fails counts as no
-// value (the command runs), as a real agent's does: upstream only acts on
-// a value it could read.
-func readGate(ctx context.Context, c *bus.Client, id string) Gate {
+// maxScriptBytes bounds a script object the simulated agents fetch (the
+// upload cap of the scripts store).
+const maxScriptBytes = kanade.MaxScriptObjectBytes
+
+// fetchScript fetches object name of store scripts as an agent does and
+// checks its SHA-256 against want (lower-case hex); "" when it matches.
+func fetchScript(ctx context.Context, c *bus.Client, name, want string) string {
+	r, _, err := c.GetObject(ctx, kanade.ObjectScripts, name)
+	if err != nil {
+		return fmt.Sprintf("script object %s: %v", name, err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(r, maxScriptBytes+1))
+	switch {
+	case err != nil:
+		return fmt.Sprintf("script object %s: %v", name, err)
+	case n > maxScriptBytes:
+		return fmt.Sprintf("script object %s: over %d bytes", name, maxScriptBytes)
+	case hex.EncodeToString(h.Sum(nil)) != want:
+		return fmt.Sprintf("script object %s: SHA-256 %x does not match the command's %s; refusing to run it", name, h.Sum(nil), want)
+	}
+	return ""
+}
+
+// readGate reads the gates of command cmd, and fetches the script object
+// it names (see Gate.ScriptErr). A KV read that fails counts as no value
+// (the command runs), as a real agent's does: upstream only acts on a
+// value it could read.
+func readGate(ctx context.Context, c *bus.Client, cmd kanade.Command) Gate {
 	ctx, cancel := context.WithTimeout(ctx, gateTimeout)
 	defer cancel()
 	var g Gate
+	id := cmd.ID
+	if cmd.ScriptObject != "" {
+		g.ScriptErr = fetchScript(ctx, c, cmd.ScriptObject, cmd.ScriptObjectSHA256)
+	}
 	if e, err := c.Get(ctx, kanade.BucketScriptStatus, id); err == nil {
 		g.Revoked = string(e.Value) == bus.ScriptRevoked
 	}
@@ -104,6 +142,12 @@ func (g Gate) skip(c kanade.Command, now time.Time) (exit int64, stderr string, 
 func (f *Fleet) Answer(i int, c kanade.Command, g Gate, now time.Time) RunOutput {
 	if exit, stderr, skipped := g.skip(c, now); skipped {
 		return f.skipped(i, c, exit, stderr, now)
+	}
+	if g.ScriptErr != "" {
+		out := f.skipped(i, c, 1, g.ScriptErr, now)
+		out.Result.Skipped = false
+		out.Messages = []Message{resultMessage(out.Result)}
+		return out
 	}
 	return f.start(i, c, now.Add(f.Jitter(c)))
 }
@@ -157,6 +201,9 @@ func (f *Fleet) start(i int, c kanade.Command, at time.Time) RunOutput {
 		exit = []int64{1, 2, 5, 121, 123}[f.rng.IntN(5)]
 		stdout, stderr = "", fmt.Sprintf("error: simulated failure %d", exit)
 	}
+	if exit == 0 && len(c.Check) > 0 {
+		stdout = f.checkOutput(i)
+	}
 	resultID := f.id()
 	r := RunOutput{
 		Result: kanade.ExecResult{ResultID: resultID, RequestID: c.RequestID, ExecID: c.ExecID, PcID: f.PcID(i),
@@ -174,6 +221,20 @@ func (f *Fleet) start(i int, c kanade.Command, at time.Time) RunOutput {
 		r.Messages = append(r.Messages, resultMessage(r.Result))
 	}
 	return r
+}
+
+// checkOutput is what a check script prints on agent i (observe.md §3.2):
+// one JSON object with status and detail, ok on most PCs. The status of a
+// PC drifts from run to run, so the demo's compliance table changes.
+func (f *Fleet) checkOutput(i int) string {
+	status, detail := kanade.CheckOK, "compliant"
+	switch p := f.rng.Float64(); {
+	case p < 0.08:
+		status, detail = kanade.CheckFail, fmt.Sprintf("C: not encrypted on %s", f.PcID(i))
+	case p < 0.2:
+		status, detail = kanade.CheckWarn, "definitions older than 3 days"
+	}
+	return string(mustJSON(map[string]any{"status": status, "detail": detail, "checked_volumes": []string{"C:"}}))
 }
 
 // killed is the result of run, stopped by kill.<exec_id> at now: exit -1

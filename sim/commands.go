@@ -47,7 +47,9 @@ func (f *Fleet) Targets(subject string) []int {
 
 // DemoJob is the job only the demo schedules run (the agents' own random
 // runs would otherwise keep a per_target job permanently up to date).
-var DemoJob = Job{ID: "sim-compliance-check", Version: "2", MedianMs: 2500, Sigma: 0.4, Timeout: 10 * time.Minute}
+// It is a compliance check, so the demo's compliance table fills.
+var DemoJob = Job{ID: "sim-compliance-check", Version: "2", MedianMs: 2500, Sigma: 0.4, Timeout: 10 * time.Minute,
+	Check: "sim_compliance"}
 
 // DemoSchedules are the schedules the demo starts with: a per_target job
 // every 10 minutes, a per_pc job on the canaries, and a weekday calendar

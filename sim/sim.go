@@ -30,6 +30,10 @@ type Job struct {
 	// Sigma is the lognormal shape (0.5 is a moderate spread).
 	Sigma   float64
 	Timeout time.Duration
+	// Check, when set, makes the job a compliance check of that name
+	// (observe.md §3.1): its manifest carries the hint, and the agents
+	// print one JSON object with a status and a detail.
+	Check string
 }
 
 // DefaultJobs are a few jobs with different duration profiles.
@@ -390,6 +394,9 @@ func PutManifests(ctx context.Context, c *bus.Client, jobs []Job) error {
 	for _, j := range jobs {
 		m := map[string]any{"id": j.ID, "version": j.Version, "description": "simulated job",
 			"execute": map[string]any{"shell": "sh", "script": "true", "timeout": fmt.Sprintf("%ds", int64(j.Timeout.Seconds()))}}
+		if j.Check != "" {
+			m["check"] = map[string]any{"name": j.Check}
+		}
 		if _, err := c.Put(ctx, kanade.BucketJobs, j.ID, mustJSON(m)); err != nil {
 			return err
 		}
@@ -409,7 +416,8 @@ func PutManifests(ctx context.Context, c *bus.Client, jobs []Job) error {
 // the bucket. The agents follow KV agent_config too: each self-updates to
 // its effective target_version within its target_version_jitter, and beats
 // at its heartbeat_interval (see configs). They answer the live actions of
-// fleet.md §4 (see LiveSubjects). It
+// fleet.md §4 (see LiveSubjects), and their users confirm most
+// notifications that ask for it (see SubjectNotifications). It
 // looks at cfg.Clock every cfg.Step of wall time, and when a command, a
 // kill or a live request arrives.
 //
@@ -464,7 +472,9 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 	// a fan-out.
 	inbox := make(chan *nats.Msg, 8192)
 	live := make(chan *nats.Msg, 1024)
-	subs := map[string]chan *nats.Msg{"commands.>": inbox, kanade.SubjectKill + ">": inbox}
+	notes := make(chan *nats.Msg, 1024)
+	var notifs notified
+	subs := map[string]chan *nats.Msg{"commands.>": inbox, kanade.SubjectKill + ">": inbox, SubjectNotifications: notes}
 	for _, subject := range LiveSubjects {
 		subs[subject] = live
 	}
@@ -526,6 +536,9 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 				nextRun[i] = now.Add(time.Duration((0.5 + f.rng.ExpFloat64()) * float64(cfg.RunInterval)))
 			}
 		}
+		if err := Publish(ctx, c, notifs.dueAcks(now)...); err != nil {
+			return err
+		}
 		if !now.Before(nextAudit) {
 			if err := Publish(ctx, c, f.Audit(now)); err != nil {
 				return err
@@ -568,7 +581,7 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		if cmd == nil {
 			return nil
 		}
-		read := func() Gate { return readGate(ctx, c, cmd.ID) }
+		read := func() Gate { return readGate(ctx, c, *cmd) }
 		return Publish(ctx, c, a.receive(m.Subject, *cmd, read, now)...)
 	}
 	// answer replies to a live request for one of the fleet's agents, as
@@ -602,6 +615,10 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			err = handle(m, cfg.Clock())
 		case m := <-live:
 			err = answer(m, cfg.Clock())
+		case m := <-notes:
+			if err = catchUp(); err == nil {
+				f.notify(&notifs, m.Subject, m.Data, cfg.Clock())
+			}
 		case e, ok := <-groups.updates:
 			err = groups.take(ctx, c, e, ok, cfg.Clock())
 		case e, ok := <-configs.updates:
