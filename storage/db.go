@@ -69,6 +69,9 @@ type DB struct {
 	// locked", so the projector's consumers and the heartbeat flusher would
 	// keep failing and replaying each other's batches.
 	writer chan struct{}
+	// tables is what the inventory projection knows of its derived
+	// tables (inventory.go).
+	tables tableCache
 }
 
 // Options tune Open. The zero value is usable.
@@ -244,6 +247,10 @@ type Tx struct {
 	tx        *sql.Tx
 	now       time.Time
 	durations durationChanges
+	// cache and tables: the derived tables known before the transaction,
+	// and what it established, merged into cache when it commits.
+	cache  *tableCache
+	tables *tablePending
 }
 
 // Update runs fn in a write transaction and commits it if fn returns nil.
@@ -259,7 +266,7 @@ func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin write: %w", err)
 	}
-	tx := &Tx{tx: sqlTx, now: db.now()}
+	tx := &Tx{tx: sqlTx, now: db.now(), cache: &db.tables}
 	if err := fn(tx); err != nil {
 		sqlTx.Rollback()
 		return err
@@ -271,6 +278,7 @@ func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	db.tables.merge(tx.tables)
 	return nil
 }
 

@@ -1,0 +1,253 @@
+package storage
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/kanade-fleet/backend"
+)
+
+// InventoryReport is an inventory job's stdout made ready to project
+// (fleet.md §5.4): parsed, and every derived row's values already typed for
+// binding. PrepareInventory builds it outside the transaction (the
+// projector does so while it fetches), so the write path only runs SQL.
+type InventoryReport struct {
+	// Spec is the manifest's hint the report was prepared with.
+	Spec *kanade.InventoryHint
+	// Err says why stdout is not an inventory object; nothing is projected
+	// then (the run row still is).
+	Err error
+
+	facts   string
+	scalars map[string]string // present history scalar → canonical JSON
+	sets    []explodeSet
+	display any // JSON text or nil
+	summary any
+	sig     string
+	size    int64
+}
+
+// explodeSet is one ExplodeSpec's rows of a report.
+type explodeSet struct {
+	spec *kanade.ExplodeSpec
+	// rows hold one value per spec column, in spec order: nil, int64,
+	// float64 or string.
+	rows [][]any
+	// skipped counts elements dropped before SQL: not objects, or missing
+	// a primary-key value.
+	skipped int
+	// missing says the field was absent or not an array; it is projected
+	// as an empty array (fleet.md §5.4, the later #929 behaviour), so the
+	// PC's rows are removed and, with history, logged as removed.
+	missing bool
+}
+
+// Size is about how many bytes the report holds, for the projector's
+// memory budget.
+func (r *InventoryReport) Size() int64 {
+	if r == nil {
+		return 0
+	}
+	return r.size
+}
+
+// errNotObject is the Err of a stdout that is JSON but not an object.
+var errNotObject = errors.New("stdout is JSON but not an object")
+
+// PrepareInventory parses stdout, an inventory run's output, for spec. A
+// stdout that is not one JSON object gives a report whose Err says why. A
+// UTF-8 byte order mark (PowerShell writes one) is dropped first, so
+// facts_json holds the text an agent meant.
+func PrepareInventory(spec *kanade.InventoryHint, stdout string) *InventoryReport {
+	text := strings.TrimPrefix(stdout, "\ufeff")
+	r := &InventoryReport{Spec: spec, facts: text, size: 2 * int64(len(text))}
+	trimmed := bytes.TrimSpace([]byte(text))
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		if len(trimmed) > 0 && json.Valid(trimmed) {
+			r.Err = errNotObject
+		} else {
+			r.Err = notJSON(trimmed)
+		}
+		return r
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &top); err != nil {
+		r.Err = notJSON(trimmed)
+		return r
+	}
+	r.display = snapshot(spec.Display)
+	if spec.Summary != nil {
+		r.summary = snapshot(spec.Summary)
+	}
+	r.sig = ExplodeSig(spec.Explode)
+	for _, f := range spec.HistoryScalars {
+		raw, ok := top[f]
+		if !ok {
+			continue
+		}
+		if r.scalars == nil {
+			r.scalars = map[string]string{}
+		}
+		r.scalars[f] = canonicalJSON(raw)
+	}
+	for i := range spec.Explode {
+		r.sets = append(r.sets, explodeRows(&spec.Explode[i], top[spec.Explode[i].Field]))
+	}
+	return r
+}
+
+// notJSON is why text does not parse, with encoding/json's reason (which
+// names an offset, never the text itself).
+func notJSON(text []byte) error {
+	if len(text) == 0 {
+		return errors.New("stdout is empty")
+	}
+	var v any
+	err := json.Unmarshal(text, &v)
+	if err == nil {
+		return errNotObject
+	}
+	return fmt.Errorf("stdout is not JSON: %w", err)
+}
+
+// ExplodeSig is a digest of explode specs: derived rows written under one
+// signature are what a report's projection under the same signature would
+// write again, which lets an unchanged report skip rewriting them.
+func ExplodeSig(specs []kanade.ExplodeSpec) string {
+	b, _ := json.Marshal(specs) // plain structs always marshal
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+func snapshot(fields []kanade.DisplayField) any {
+	if fields == nil {
+		return nil
+	}
+	b, _ := json.Marshal(fields) // plain structs always marshal
+	return string(b)
+}
+
+// explodeRows types the elements of raw, the array spec.Field names.
+func explodeRows(spec *kanade.ExplodeSpec, raw json.RawMessage) explodeSet {
+	set := explodeSet{spec: spec}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '[' {
+		set.missing = true
+		return set
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(raw, &elems); err != nil {
+		set.missing = true
+		return set
+	}
+	keyCol := make([]bool, len(spec.Columns))
+	for i, c := range spec.Columns {
+		for _, k := range spec.PrimaryKey {
+			keyCol[i] = keyCol[i] || c.Field == k
+		}
+	}
+	set.rows = make([][]any, 0, len(elems))
+	for _, e := range elems {
+		e = bytes.TrimSpace(e)
+		var obj map[string]json.RawMessage
+		if len(e) == 0 || e[0] != '{' || json.Unmarshal(e, &obj) != nil {
+			set.skipped++
+			continue
+		}
+		row := make([]any, len(spec.Columns))
+		ok := true
+		for i, c := range spec.Columns {
+			row[i] = bindValue(c.Kind(), obj[c.Field])
+			if keyCol[i] && row[i] == nil {
+				ok = false
+			}
+		}
+		if !ok {
+			set.skipped++
+			continue
+		}
+		set.rows = append(set.rows, row)
+	}
+	return set
+}
+
+// bindValue types one element value for a column of kind (fleet.md §5.4):
+// missing or null → NULL; in an integer column a number is an int64 (a
+// non-integral one, or one past int64, NULL); in a real column a float64;
+// every other value is text: strings as they are, numbers and booleans as
+// written, arrays and objects as their compact JSON text. SQLite's column
+// affinity then applies.
+func bindValue(kind string, raw json.RawMessage) any {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil
+	}
+	switch raw[0] {
+	case 'n':
+		return nil
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return nil
+		}
+		return s
+	case 't', 'f':
+		return string(raw)
+	case '{', '[':
+		var b bytes.Buffer
+		if json.Compact(&b, raw) != nil {
+			return nil
+		}
+		return b.String()
+	}
+	num := string(raw)
+	switch kind {
+	case kanade.ColumnInteger:
+		if i, err := strconv.ParseInt(num, 10, 64); err == nil {
+			return i
+		}
+		f, err := strconv.ParseFloat(num, 64)
+		if err != nil || f != math.Trunc(f) || f < -(1<<63) || f >= 1<<63 {
+			return nil
+		}
+		return int64(f)
+	case kanade.ColumnReal:
+		f, err := strconv.ParseFloat(num, 64)
+		if err != nil {
+			return nil
+		}
+		return f
+	}
+	return num
+}
+
+// canonicalJSON re-encodes a JSON value with sorted keys and numbers as
+// written, so two spellings of one value compare equal.
+func canonicalJSON(raw json.RawMessage) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return string(raw)
+	}
+	return marshalText(v)
+}
+
+// marshalText is json.Marshal without HTML escaping and without the
+// trailing newline.
+func marshalText(v any) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "null"
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
