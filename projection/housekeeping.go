@@ -28,7 +28,8 @@ func (w *Worker) runHousekeeping(ctx context.Context) error {
 }
 
 // Housekeep runs one round at the Clock's now: reap overdue running rows,
-// expire stale pending executions, delete rows past retention. Each step
+// expire stale pending executions, delete rows past retention (runs,
+// executions, audit entries, inventory history events). Each step
 // repeats its bounded transaction until a batch comes back short.
 func (w *Worker) Housekeep(ctx context.Context) error {
 	now := w.cfg.Clock()
@@ -50,6 +51,9 @@ func (w *Worker) Housekeep(ctx context.Context) error {
 		}},
 		{"delete_audit", func(tx *storage.Tx) (int64, error) {
 			return tx.DeleteOldAudit(ctx, now.Add(-storage.AuditRetention), limit)
+		}},
+		{"delete_inventory_history", func(tx *storage.Tx) (int64, error) {
+			return tx.DeleteOldInventoryHistory(ctx, now.Add(-storage.InventoryHistoryRetention), limit)
 		}},
 	}
 	for _, s := range steps {

@@ -100,7 +100,9 @@ type Config struct {
 	// HousekeepingBatch bounds the rows one housekeeping transaction touches
 	// (default 1000).
 	HousekeepingBatch int
-	// ManifestTTL is how long a job's timeout is cached (default 1m).
+	// ManifestTTL is how long a job's timeout is cached, and the longest
+	// a job's inventory hint is trusted without a watch event or a read
+	// confirming it (default 1m).
 	ManifestTTL time.Duration
 	// MaxBackoff caps the restart backoff of a failed loop (default
 	// backoff.DefaultMax).
@@ -190,7 +192,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // connection closed for good cancels ctx and calls RunWith again with the
 // new one.
 func (w *Worker) RunWith(ctx context.Context, c *bus.Client) error {
-	conn := newConn(c, w.cfg)
+	conn := newConn(c, w.cfg, w.log)
 	var wg sync.WaitGroup
 	start := func(name string, fn func(context.Context) error) {
 		wg.Go(func() { w.forever(ctx, name, fn) })
@@ -199,6 +201,7 @@ func (w *Worker) RunWith(ctx context.Context, c *bus.Client) error {
 		start(spec.Name, func(ctx context.Context) error { return w.runConsumer(ctx, conn, spec) })
 	}
 	start("heartbeats", func(ctx context.Context) error { return w.runHeartbeats(ctx, conn) })
+	start("inventory_specs", conn.specs.follow)
 	if w.cfg.Housekeeping > 0 {
 		start("housekeeping", w.runHousekeeping)
 	}
