@@ -203,6 +203,7 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	registerVersion(api)
 	srv.registerHealth(api)
 	srv.registerReads(api)
+	srv.registerInventory(api)
 	srv.registerManage(api)
 	srv.registerRecords(api)
 	srv.registerControl(api)

@@ -1,0 +1,284 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/handlers"
+	"github.com/kanade-fleet/backend/storage"
+)
+
+const invJob = `{"id":"inventory-sw","version":"1","description":"Installed software",
+ "execute":{"shell":"sh","script":"x","timeout":"5m"},
+ "inventory":{"display":[{"field":"hostname","label":"Host"},{"field":"ram_bytes","label":"RAM","type":"bytes"}],
+  "explode":[{"field":"apps","table":"inventory_sw_apps","primary_key":["name","source"],
+   "columns":[{"field":"name","index":true},{"field":"source"},{"field":"version"},{"field":"size_kb","type":"integer"}],
+   "track_history":true}],
+  "history_scalars":["ram_bytes"]}}`
+
+// newInventoryEnv is an env with NATS as the manage routes have it, the
+// inventory job stored, and reports of three PCs projected.
+func newInventoryEnv(t *testing.T) *env {
+	t.Helper()
+	var e *env
+	e = newEnv(t, func(c *handlers.Config) { c.Bus = func() (*bus.Client, error) { return e.nats.Bus, nil } })
+	ctx := context.Background()
+	for id, v := range map[string]string{
+		"inventory-sw": invJob,
+		"plain":        `{"id":"plain","version":"1","execute":{"shell":"sh","script":"x","timeout":"5m"}}`,
+		"hw":           `{"id":"hw","version":"1","execute":{"shell":"sh","script":"x","timeout":"5m"},"inventory":{"display":[{"field":"cpu","label":"CPU"}]}}`,
+		"broken":       `{"id":"broken","version":"1"`,
+	} {
+		if _, err := e.nats.Bus.Put(ctx, kanade.BucketJobs, id, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := kanade.ParseManifest("inventory-sw", []byte(invJob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := m.InventorySpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := func(id, pc string, min, ram int, apps ...string) storage.Result {
+		exit := int64(0)
+		at := testNow.Add(time.Duration(min) * time.Minute)
+		stdout := fmt.Sprintf(`{"hostname":%q,"ram_bytes":%d,"apps":[%s]}`, strings.ToLower(pc), ram, strings.Join(apps, ","))
+		return storage.Result{ExecResult: kanade.ExecResult{ResultID: id, RequestID: id, PcID: pc, ExitCode: &exit, Stdout: stdout,
+			StartedAt: kanade.Timestamp{Time: at}, FinishedAt: kanade.Timestamp{Time: at}, ManifestID: "inventory-sw"},
+			RecordedAt: at, Inventory: storage.PrepareInventory(spec, stdout)}
+	}
+	chrome := func(v string) string {
+		return `{"name":"Google Chrome","source":"x64","version":"` + v + `","size_kb":300000}`
+	}
+	for _, batch := range [][]storage.Result{
+		{report("r1", "PC-1", 0, 8, chrome("120"), `{"name":"Zoom","source":"x64","version":"5","size_kb":90000}`),
+			report("r2", "PC-2", 0, 16, chrome("119")),
+			report("r3", "PC-3", 0, 4, `{"name":"7-Zip","source":"x86","version":"23","size_kb":5000}`)},
+		{report("r4", "PC-2", 60, 32, chrome("121"), `{"name":"Zoom","source":"x64","version":"5","size_kb":90000}`)},
+	} {
+		if err := e.db.Update(ctx, func(tx *storage.Tx) error { _, err := tx.ApplyResults(ctx, batch); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+func decodeAs[T any](t *testing.T, body string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("decode %s: %v", body, err)
+	}
+	return v
+}
+
+func TestInventoryJobsAndFacts(t *testing.T) {
+	e := newInventoryEnv(t)
+	rec := e.get("/api/inventory/jobs")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	jobs := decodeAs[[]map[string]any](t, rec.Body.String())
+	if len(jobs) != 2 || jobs[0]["manifest_id"] != "hw" || jobs[1]["manifest_id"] != "inventory-sw" {
+		t.Fatalf("jobs %s", rec.Body)
+	}
+	if jobs[0]["description"] != nil || jobs[0]["summary"] != nil || jobs[0]["explode"] != nil || jobs[1]["description"] != "Installed software" {
+		t.Errorf("nulls and description: %s", rec.Body)
+	}
+	if !strings.Contains(rec.Body.String(), `"primary_key":["name","source"]`) {
+		t.Errorf("explode spec: %s", rec.Body)
+	}
+
+	rec = e.get("/api/inventory/by-job/inventory-sw")
+	byJob := decodeAs[kanade.InventoryByJob](t, rec.Body.String())
+	if rec.Code != http.StatusOK || len(byJob.Rows) != 3 || byJob.Rows[1].PCID != "PC-2" {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if facts := byJob.Rows[1].Facts.(map[string]any); facts["ram_bytes"] != 32.0 {
+		t.Errorf("PC-2 facts %v", facts)
+	}
+	if rec := e.get("/api/inventory/by-job/nothing"); rec.Code != http.StatusOK ||
+		strings.TrimSpace(rec.Body.String()) != `{"manifest_id":"nothing","display":[],"summary":null,"rows":[]}` {
+		t.Errorf("no rows: %d %s", rec.Code, rec.Body)
+	}
+	// The static segment wins: by-job/search-scalars is the by-job route.
+	if rec := e.get("/api/inventory/by-job/search-scalars"); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"manifest_id":"search-scalars"`) {
+		t.Errorf("by-job/search-scalars: %d %s", rec.Code, rec.Body)
+	}
+
+	rec = e.get("/api/inventory/PC-1")
+	pc := decodeAs[[]map[string]any](t, rec.Body.String())
+	if rec.Code != http.StatusOK || len(pc) != 1 || pc[0]["job_id"] != "inventory-sw" || pc[0]["recorded_at"] == nil || pc[0]["display"] == nil {
+		t.Errorf("PC-1: %d %s", rec.Code, rec.Body)
+	}
+	if rec := e.get("/api/inventory/PC-404"); rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != "[]" {
+		t.Errorf("unknown PC: %d %s", rec.Code, rec.Body)
+	}
+}
+
+func TestInventorySearchRoute(t *testing.T) {
+	e := newInventoryEnv(t)
+	search := func(q string) (int, []map[string]any, string) {
+		rec := e.get("/api/inventory/inventory-sw/search/apps?" + q)
+		var rows []map[string]any
+		if rec.Code == http.StatusOK {
+			rows = decodeAs[[]map[string]any](t, rec.Body.String())
+		}
+		return rec.Code, rows, rec.Body.String()
+	}
+	code, rows, body := search("name__contains=chrome")
+	if code != http.StatusOK || len(rows) != 2 || rows[0]["pc_id"] != "PC-1" || rows[1]["version"] != "121" || rows[1]["size_kb"] != 300000.0 {
+		t.Fatalf("contains: %d %s", code, body)
+	}
+	for _, k := range []string{"pc_id", "collected_at", "name", "source", "version", "size_kb"} {
+		if _, ok := rows[0][k]; !ok {
+			t.Errorf("member %s missing: %s", k, body)
+		}
+	}
+	for q, want := range map[string]int{
+		"":                                5,
+		"size_kb__gt=80000":               4,
+		"size_kb__lt=80000":               1,
+		"name=Zoom&source=x64":            2,
+		"name__prefix=7-":                 1,
+		"name__suffix=ZIP":                1,
+		"name__ne=Zoom":                   3,
+		"limit=2":                         2,
+		"limit=2&offset=4":                1,
+		"limit=x&offset=-3":               5,
+		"limit=999999":                    5,
+		"name=Zoom&name=Google%20Chrome":  2, // the last value
+		"version__ge=120&version__le=120": 1,
+		"name__contains=%25":              0,
+		"name__contains=%27%3B%20DROP--":  0,
+	} {
+		code, rows, body := search(q)
+		if code != http.StatusOK || len(rows) != want {
+			t.Errorf("?%s: %d, %d rows, want %d: %s", q, code, len(rows), want, body)
+		}
+	}
+	for _, q := range []string{"nope=1", "name__like=x", "pc_id=PC-1", url.QueryEscape(`name"--`) + "=1", "identity.name=x"} {
+		if code, _, body := search(q); code != http.StatusBadRequest || !strings.Contains(body, "query.") {
+			t.Errorf("?%s: %d %s, want 400 naming the parameter", q, code, body)
+		}
+	}
+	for _, path := range []string{"/api/inventory/nothing/search/apps", "/api/inventory/inventory-sw/search/disks",
+		"/api/inventory/plain/search/apps", "/api/inventory/hw/search/apps", "/api/inventory/broken/search/apps"} {
+		if rec := e.get(path); rec.Code != http.StatusNotFound {
+			t.Errorf("%s: %d %s", path, rec.Code, rec.Body)
+		}
+	}
+	// A job stored after start whose table does not exist yet: [].
+	if _, err := e.nats.Bus.Put(context.Background(), kanade.BucketJobs, "later", []byte(strings.ReplaceAll(
+		strings.Replace(invJob, `"id":"inventory-sw"`, `"id":"later"`, 1), "inventory_sw_apps", "later_apps"))); err != nil {
+		t.Fatal(err)
+	}
+	if rec := e.get("/api/inventory/later/search/apps?name=x"); rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != "[]" {
+		t.Errorf("unseen job: %d %s", rec.Code, rec.Body)
+	}
+
+	// search-scalars over display fields.
+	rec := e.get("/api/inventory/inventory-sw/search-scalars?ram_bytes__ge=8&hostname__contains=pc")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("scalars: %d %s", rec.Code, rec.Body)
+	}
+	rows = decodeAs[[]map[string]any](t, rec.Body.String())
+	if len(rows) != 2 || rows[0]["pc_id"] != "PC-1" || rows[1]["ram_bytes"] != 32.0 || rows[1]["hostname"] != "pc-2" {
+		t.Errorf("scalars: %s", rec.Body)
+	}
+	for _, q := range []string{"ram_bytes__gt=lots", "apps=1", "nope=1"} {
+		if rec := e.get("/api/inventory/inventory-sw/search-scalars?" + q); rec.Code != http.StatusBadRequest {
+			t.Errorf("scalars ?%s: %d %s", q, rec.Code, rec.Body)
+		}
+	}
+	if rec := e.get("/api/inventory/nothing/search-scalars"); rec.Code != http.StatusNotFound {
+		t.Errorf("scalars of an unknown job: %d", rec.Code)
+	}
+}
+
+func TestInventorySearchWithoutNATS(t *testing.T) {
+	e := newEnv(t, nil) // no Bus: KV jobs cannot be read
+	for _, path := range []string{"/api/inventory/jobs", "/api/inventory/x/search/apps", "/api/inventory/x/search-scalars"} {
+		if rec := e.get(path); rec.Code != http.StatusServiceUnavailable {
+			t.Errorf("%s: %d %s", path, rec.Code, rec.Body)
+		}
+	}
+	// The routes that only read the database still answer.
+	if rec := e.get("/api/inventory/PC-1"); rec.Code != http.StatusOK {
+		t.Errorf("facts of a PC: %d", rec.Code)
+	}
+}
+
+func TestInventoryHistoryRoutes(t *testing.T) {
+	e := newInventoryEnv(t)
+	events := func(path string) (int, []kanade.InventoryHistoryEvent, string) {
+		rec := e.get(path)
+		var evs []kanade.InventoryHistoryEvent
+		if rec.Code == http.StatusOK {
+			evs = decodeAs[[]kanade.InventoryHistoryEvent](t, rec.Body.String())
+		}
+		return rec.Code, evs, rec.Body.String()
+	}
+	code, evs, body := events("/api/inventory/inventory-sw/history/pc/PC-2")
+	// PC-2: ram added, chrome added; then ram changed, chrome changed, zoom added.
+	if code != http.StatusOK || len(evs) != 5 || evs[0].ObservedAt < evs[4].ObservedAt {
+		t.Fatalf("PC-2: %d %s", code, body)
+	}
+	if !strings.Contains(body, `"identity_json":"{\"name\":\"Google Chrome\",\"source\":\"x64\"}"`) {
+		t.Errorf("identity_json is not a JSON string holding JSON: %s", body)
+	}
+	since := url.QueryEscape(kanade.FormatTime(testNow.Add(30 * time.Minute)))
+	for path, want := range map[string]int{
+		"/api/inventory/inventory-sw/history/pc/PC-2?field=apps":                              3,
+		"/api/inventory/inventory-sw/history/pc/PC-2?since=" + since:                          3,
+		"/api/inventory/inventory-sw/history/pc/PC-2?limit=2":                                 2,
+		"/api/inventory/inventory-sw/history/pc/PC-2?limit=99999":                             5,
+		"/api/inventory/inventory-sw/history/search?field=apps&identity.name=Google%20Chrome": 3,
+		"/api/inventory/inventory-sw/history/search?identity.name=Zoom&identity.source=x64":   2,
+		"/api/inventory/inventory-sw/history/search?kind=changed":                             2,
+		"/api/inventory/inventory-sw/history/search?kind=added&until=" + since:                7,
+		"/api/inventory/inventory-sw/history/search?limit=x&offset=y":                         10,
+		"/api/inventory/inventory-sw/history/search?limit=3&offset=8":                         2,
+		"/api/inventory/other/history/search":                                                 0,
+	} {
+		if code, evs, body := events(path); code != http.StatusOK || len(evs) != want {
+			t.Errorf("%s: %d, %d events, want %d: %s", path, code, len(evs), want, body)
+		}
+	}
+	for _, path := range []string{
+		"/api/inventory/inventory-sw/history/pc/PC-2?since=2026-06-20",
+		"/api/inventory/inventory-sw/history/pc/PC-2?since=yesterday",
+		"/api/inventory/inventory-sw/history/pc/PC-2?limit=x",
+		"/api/inventory/inventory-sw/history/pc/PC-2?limit=0",
+		"/api/inventory/inventory-sw/history/search?kind=renamed",
+		"/api/inventory/inventory-sw/history/search?until=2026-06-20",
+		"/api/inventory/inventory-sw/history/search?identity.na%27me=x",
+		"/api/inventory/inventory-sw/history/first_seen?identity.1x=x",
+		"/api/inventory/inventory-sw/history/first_seen?since=2026-06-20",
+	} {
+		if code, _, body := events(path); code != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400", path, code, body)
+		}
+	}
+	rec := e.get("/api/inventory/inventory-sw/history/first_seen?field=apps&identity.name=Zoom")
+	var first []kanade.InventoryFirstSeen
+	if err := json.Unmarshal(rec.Body.Bytes(), &first); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("first_seen: %d %s", rec.Code, rec.Body)
+	}
+	want := []kanade.InventoryFirstSeen{{PCID: "PC-1", FirstSeenAt: kanade.FormatTime(testNow)},
+		{PCID: "PC-2", FirstSeenAt: kanade.FormatTime(testNow.Add(time.Hour))}}
+	if diff := cmp.Diff(want, first); diff != "" {
+		t.Errorf("first_seen (-want +got):\n%s", diff)
+	}
+}
