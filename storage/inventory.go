@@ -41,8 +41,8 @@ const InventoryHistoryRetention = 90 * 24 * time.Hour
 // InventoryStats says what the inventory projection of a batch did.
 type InventoryStats struct {
 	// Projected counts reports that replaced a PC's facts; Unchanged
-	// those among them whose stdout and spec were those already stored
-	// (the derived rows only got the new collected_at).
+	// those among them whose derived rows were those already stored
+	// (same rows, same spec: the rows only got the new collected_at).
 	Projected, Unchanged int
 	// Stale counts reports older than the stored one (nothing written).
 	Stale int
@@ -175,7 +175,8 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 		for _, b := range broken {
 			anyBroken = anyBroken || b
 		}
-		unchanged = cur.exists && cur.facts == rep.facts && cur.sig != nil && *cur.sig == rep.sig && !anyBroken
+		// unchanged: the derived rows are those stored (see rowsSig).
+		unchanged = cur.exists && cur.sig != nil && *cur.sig == rep.sig && !anyBroken
 		sig := any(rep.sig)
 		if anyBroken {
 			sig = nil
@@ -192,7 +193,7 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 			return fmt.Errorf("upsert facts: %w", err)
 		}
 
-		if len(rep.Spec.HistoryScalars) > 0 && !unchanged {
+		if len(rep.Spec.HistoryScalars) > 0 && !(cur.exists && cur.facts == rep.facts) {
 			events := scalarEvents(rep, cur)
 			if _, err := tx.insertHistory(ctx, pc, job, recorded, events); err != nil {
 				return fmt.Errorf("history_scalars: %w", err)

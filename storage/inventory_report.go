@@ -86,7 +86,6 @@ func PrepareInventory(spec *kanade.InventoryHint, stdout string) *InventoryRepor
 	if spec.Summary != nil {
 		r.summary = snapshot(spec.Summary)
 	}
-	r.sig = ExplodeSig(spec.Explode)
 	for _, f := range spec.HistoryScalars {
 		raw, ok := top[f]
 		if !ok {
@@ -100,7 +99,27 @@ func PrepareInventory(spec *kanade.InventoryHint, stdout string) *InventoryRepor
 	for i := range spec.Explode {
 		r.sets = append(r.sets, explodeRows(&spec.Explode[i], top[spec.Explode[i].Field]))
 	}
+	r.sig = rowsSig(spec.Explode, r.sets)
 	return r
+}
+
+// rowsSig is a digest of the explode specs and the rows a report binds
+// for them: a report whose signature is the one stored writes exactly the
+// derived rows already there (only collected_at moves), whatever else of
+// its facts changed (free disk space changes in every report).
+func rowsSig(specs []kanade.ExplodeSpec, sets []explodeSet) string {
+	h := sha256.New()
+	b, _ := json.Marshal(specs) // plain structs always marshal
+	h.Write(b)
+	for _, set := range sets {
+		// Values are nil, int64, float64 or string, and one column's
+		// values have one JSON form per type, so the encoding is
+		// unambiguous.
+		b, _ := json.Marshal(set.rows)
+		h.Write([]byte{0})
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // notJSON is why text does not parse, with encoding/json's reason (which
@@ -115,15 +134,6 @@ func notJSON(text []byte) error {
 		return errNotObject
 	}
 	return fmt.Errorf("stdout is not JSON: %w", err)
-}
-
-// ExplodeSig is a digest of explode specs: derived rows written under one
-// signature are what a report's projection under the same signature would
-// write again, which lets an unchanged report skip rewriting them.
-func ExplodeSig(specs []kanade.ExplodeSpec) string {
-	b, _ := json.Marshal(specs) // plain structs always marshal
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:16])
 }
 
 func snapshot(fields []kanade.DisplayField) any {

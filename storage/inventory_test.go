@@ -149,6 +149,15 @@ func TestInventoryProjectsFactsRowsAndHistory(t *testing.T) {
 	if got := invRows(t, db, `SELECT DISTINCT collected_at FROM inventory_sw_apps`); len(got) != 1 || got[0][0] != "2026-06-09T00:00:00.000000000Z" {
 		t.Errorf("collected_at after an unchanged report: %v", got)
 	}
+	// Other facts change (the RAM), the apps do not: the scalar is
+	// logged, the rows are only touched.
+	st = applyInv(t, db, invResult("r4", "PC-1", 9*24*60, strings.Replace(week, `"ram_bytes":16`, `"ram_bytes":32`, 1), spec))
+	if st.Inventory.Unchanged != 1 || st.Inventory.Events != 1 {
+		t.Errorf("report with new facts and the same rows: %+v", st.Inventory)
+	}
+	if h := invHistory(t, db); h[len(h)-1].Field != "ram_bytes" || h[len(h)-1].After != `{"value":32}` {
+		t.Errorf("last event %+v", h[len(h)-1])
+	}
 }
 
 func TestInventoryStaleAndReplayedResultsNeverOverwrite(t *testing.T) {

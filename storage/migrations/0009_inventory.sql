@@ -5,7 +5,8 @@
 -- (agent clock), recorded_at the RESULTS message's stream timestamp: a
 -- report whose recorded_at is older than the stored one is a stale replay
 -- and changes nothing. explode_sig (this port's) is a digest of the explode
--- specs the derived rows were written with; NULL when a derived step
+-- specs and the rows the derived tables hold for this report; a report with
+-- the same digest only moves their collected_at. NULL when a derived step
 -- failed, so the next report rewrites them whatever it says.
 CREATE TABLE inventory_facts (
     pc_id        TEXT NOT NULL,
