@@ -129,8 +129,8 @@ func (f *Fleet) skipped(i int, c kanade.Command, exit int64, stderr string, now 
 
 // commandDuration is how long agent runs of job id last: exactly
 // Config.RunDurations[id] when set, else drawn from the job's profile
-// (Config.Jobs, DemoJob) or, for a job the fleet does not know, about a
-// second.
+// (Config.Jobs, DemoJob, InventoryJob) or, for a job the fleet does not
+// know, about a second.
 func (f *Fleet) commandDuration(id string) time.Duration {
 	if d, ok := f.cfg.RunDurations[id]; ok {
 		return max(d, 0)
@@ -140,6 +140,8 @@ func (f *Fleet) commandDuration(id string) time.Duration {
 		job = f.cfg.Jobs[i]
 	} else if id == DemoJob.ID {
 		job = DemoJob
+	} else if id == InventoryJob.ID {
+		job = InventoryJob
 	}
 	return f.Duration(job)
 }
@@ -155,6 +157,9 @@ func (f *Fleet) start(i int, c kanade.Command, at time.Time) RunOutput {
 	if f.rng.Float64() < f.cfg.FailureRate {
 		exit = []int64{1, 2, 5, 121, 123}[f.rng.IntN(5)]
 		stdout, stderr = "", fmt.Sprintf("error: simulated failure %d", exit)
+	}
+	if c.ID == InventoryJob.ID && exit == 0 {
+		stdout = f.inventoryStdout(i, started)
 	}
 	resultID := f.id()
 	r := RunOutput{
