@@ -129,3 +129,11 @@ func RowsForTest(ctx context.Context, db *DB, q string, args ...any) ([][]any, e
 	}
 	return out, rows.Err()
 }
+
+// SetMaxLeadValuesForTest changes how many distinct values a search reads
+// value by value, and returns a function that restores it.
+func SetMaxLeadValuesForTest(n int) func() {
+	old := maxLeadValues
+	maxLeadValues = n
+	return func() { maxLeadValues = old }
+}

@@ -182,14 +182,15 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 			sig = nil
 		}
 		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO inventory_facts
-			(pc_id, job_id, facts_json, display_json, summary_json, collected_at, recorded_at, explode_sig)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			(pc_id, job_id, facts_json, display_json, summary_json, collected_at, recorded_at, explode_sig, scalars_json)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (pc_id, job_id) DO UPDATE SET
 			    facts_json = excluded.facts_json, display_json = excluded.display_json,
 			    summary_json = excluded.summary_json, collected_at = excluded.collected_at,
-			    recorded_at = excluded.recorded_at, explode_sig = excluded.explode_sig
+			    recorded_at = excluded.recorded_at, explode_sig = excluded.explode_sig,
+			    scalars_json = excluded.scalars_json
 			WHERE excluded.recorded_at >= inventory_facts.recorded_at`,
-			pc, job, rep.facts, rep.display, rep.summary, collected, recorded, sig); err != nil {
+			pc, job, rep.facts, rep.display, rep.summary, collected, recorded, sig, rep.top); err != nil {
 			return fmt.Errorf("upsert facts: %w", err)
 		}
 
@@ -328,53 +329,127 @@ func (tx *Tx) touchRows(ctx context.Context, spec *kanade.ExplodeSpec, pc, job, 
 // after: what SQLite stored (after affinity, with duplicate keys counted
 // once) is what the events describe and what the next report is compared
 // with. It returns the events written.
+//
+// A PC that has rows already gets them rewritten in place: every reported
+// row is upserted (a key already there only has its other columns and
+// collected_at set, which leaves an index on a key column alone), then the
+// rows this report did not touch, the only ones still at an older
+// collected_at, are deleted. A report changing one app of 150 so writes
+// the PC's few table pages and one index entry, not 150 scattered ones.
+// When a stored row already has the new collected_at (a report at the same
+// instant) that rule cannot tell them apart, and the rows are deleted and
+// inserted instead.
 func (tx *Tx) replaceRows(ctx context.Context, set *explodeSet, pc, job, collected, observed string, st *InventoryStats) (int, error) {
 	spec := set.spec
 	table := kanade.QuoteIdent(spec.Table)
-	var before []storedRow
-	if spec.TrackHistory {
-		var err error
-		if before, err = tx.selectRows(ctx, spec, pc, job); err != nil {
-			return 0, err
-		}
-	}
-	if _, err := tx.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE "pc_id" = ? AND "job_id" = ?`, pc, job); err != nil {
-		return 0, fmt.Errorf("delete rows: %w", err)
+	before, sameInstant, err := tx.selectRows(ctx, spec, pc, job, collected)
+	if err != nil {
+		return 0, err
 	}
 	cols := []string{`"pc_id"`, `"job_id"`, `"collected_at"`}
+	var set2, key []string
+	set2 = append(set2, `"collected_at" = excluded."collected_at"`)
+	key = append(key, `"pc_id"`, `"job_id"`)
 	for _, c := range spec.Columns {
-		cols = append(cols, kanade.QuoteIdent(c.Field))
+		q := kanade.QuoteIdent(c.Field)
+		cols = append(cols, q)
+		if slicesContains(spec.PrimaryKey, c.Field) {
+			continue
+		}
+		set2 = append(set2, q+" = excluded."+q)
+	}
+	for _, k := range spec.PrimaryKey {
+		key = append(key, kanade.QuoteIdent(k))
+	}
+	rows := set.rows
+	verb, tail := `INSERT OR IGNORE INTO `, ""
+	switch {
+	case len(before) == 0:
+	case sameInstant:
+		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE "pc_id" = ? AND "job_id" = ?`, pc, job); err != nil {
+			return 0, fmt.Errorf("delete rows: %w", err)
+		}
+	default:
+		// The first of duplicate keys wins, as with INSERT OR IGNORE:
+		// exact duplicates go here, and the WHERE keeps a row this
+		// statement already wrote (keys equal only after affinity).
+		rows = firstOfKeys(spec, rows)
+		verb = `INSERT INTO `
+		tail = ` ON CONFLICT (` + strings.Join(key, ", ") + `) DO UPDATE SET ` + strings.Join(set2, ", ") +
+			` WHERE ` + table + `."collected_at" IS NOT excluded."collected_at"`
 	}
 	width := len(cols)
 	per := maxVars / width
-	inserted := 0
-	for rows := set.rows; len(rows) > 0; {
-		n := min(len(rows), per)
+	written := 0
+	for rest := rows; len(rest) > 0; {
+		n := min(len(rest), per)
 		args := make([]any, 0, n*width)
-		for _, row := range rows[:n] {
+		for _, row := range rest[:n] {
 			args = append(args, pc, job, collected)
 			args = append(args, row...)
 		}
-		rows = rows[n:]
-		res, err := tx.tx.ExecContext(ctx, `INSERT OR IGNORE INTO `+table+` (`+strings.Join(cols, ", ")+`) VALUES `+
-			placeholders(n, width), args...)
+		rest = rest[n:]
+		res, err := tx.tx.ExecContext(ctx, verb+table+` (`+strings.Join(cols, ", ")+`) VALUES `+placeholders(n, width)+tail, args...)
 		if err != nil {
-			return 0, fmt.Errorf("insert %d rows: %w", n, err)
+			return 0, fmt.Errorf("write %d rows: %w", n, err)
 		}
 		if c, err := res.RowsAffected(); err == nil {
-			inserted += int(c)
+			written += int(c)
 		}
 	}
-	st.Skipped += len(set.rows) - inserted
+	st.Skipped += len(set.rows) - written
+	if len(before) > 0 && !sameInstant {
+		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE "pc_id" = ? AND "job_id" = ? AND "collected_at" IS NOT ?`,
+			pc, job, collected); err != nil {
+			return 0, fmt.Errorf("delete rows no longer reported: %w", err)
+		}
+	}
 	if !spec.TrackHistory {
 		return 0, nil
 	}
-	after, err := tx.selectRows(ctx, spec, pc, job)
+	after, _, err := tx.selectRows(ctx, spec, pc, job, collected)
 	if err != nil {
 		return 0, err
 	}
 	events := diffRows(spec.Field, before, after)
 	return tx.insertHistory(ctx, pc, job, observed, events)
+}
+
+func slicesContains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// firstOfKeys drops rows whose primary-key values (as bound) repeat an
+// earlier row's.
+func firstOfKeys(spec *kanade.ExplodeSpec, rows [][]any) [][]any {
+	at := make([]int, 0, len(spec.PrimaryKey))
+	for _, k := range spec.PrimaryKey {
+		for j, c := range spec.Columns {
+			if c.Field == k {
+				at = append(at, j)
+			}
+		}
+	}
+	seen := make(map[string]bool, len(rows))
+	out := rows[:0:0]
+	for _, r := range rows {
+		k := make([]any, len(at))
+		for i, j := range at {
+			k[i] = r[j]
+		}
+		b, _ := json.Marshal(k) // nil, int64, float64, string
+		if seen[string(b)] {
+			continue
+		}
+		seen[string(b)] = true
+		out = append(out, r)
+	}
+	return out
 }
 
 // storedRow is a derived row as read back: its identity and its declared
@@ -383,8 +458,9 @@ type storedRow struct {
 	identity, value string
 }
 
-// selectRows reads the PC's rows of spec's table in primary-key order.
-func (tx *Tx) selectRows(ctx context.Context, spec *kanade.ExplodeSpec, pc, job string) ([]storedRow, error) {
+// selectRows reads the PC's rows of spec's table in primary-key order,
+// and whether one of them is at collected already.
+func (tx *Tx) selectRows(ctx context.Context, spec *kanade.ExplodeSpec, pc, job, collected string) ([]storedRow, bool, error) {
 	cols := make([]string, len(spec.Columns))
 	for i, c := range spec.Columns {
 		cols[i] = kanade.QuoteIdent(c.Field)
@@ -399,35 +475,39 @@ func (tx *Tx) selectRows(ctx context.Context, spec *kanade.ExplodeSpec, pc, job 
 			}
 		}
 	}
-	rows, err := tx.tx.QueryContext(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM `+kanade.QuoteIdent(spec.Table)+`
-		WHERE "pc_id" = ? AND "job_id" = ? ORDER BY `+strings.Join(order, ", "), pc, job)
+	rows, err := tx.tx.QueryContext(ctx, `SELECT "collected_at" IS ?, `+strings.Join(cols, ", ")+` FROM `+kanade.QuoteIdent(spec.Table)+`
+		WHERE "pc_id" = ? AND "job_id" = ? ORDER BY `+strings.Join(order, ", "), collected, pc, job)
 	if err != nil {
-		return nil, fmt.Errorf("read rows: %w", err)
+		return nil, false, fmt.Errorf("read rows: %w", err)
 	}
 	defer rows.Close()
 	var out []storedRow
-	vals := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
+	same := false
+	vals := make([]any, len(cols)+1)
+	ptrs := make([]any, len(vals))
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("read rows: %w", err)
+			return nil, false, fmt.Errorf("read rows: %w", err)
+		}
+		if b, ok := vals[0].(int64); ok && b != 0 {
+			same = true
 		}
 		var id, v jsonObject
 		for i, c := range spec.Columns {
-			v.add(c.Field, sqlValue(vals[i]))
+			v.add(c.Field, sqlValue(vals[i+1]))
 		}
 		for i, k := range spec.PrimaryKey {
-			id.add(k, sqlValue(vals[keyAt[i]]))
+			id.add(k, sqlValue(vals[keyAt[i]+1]))
 		}
 		out = append(out, storedRow{identity: id.String(), value: v.String()})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read rows: %w", err)
+		return nil, false, fmt.Errorf("read rows: %w", err)
 	}
-	return out, nil
+	return out, same, nil
 }
 
 // sqlValue normalises a scanned value: drivers return text as string or
@@ -500,6 +580,9 @@ type tableShape struct {
 	key   []string
 	// indexed lists the columns with an idx_<table>_<column> index.
 	indexed map[string]bool
+	// keyIndex names the primary key's index (the table itself, WITHOUT
+	// ROWID), which a search names to scan the table in key order.
+	keyIndex string
 }
 
 // tableCache remembers the derived tables the projection made fit their
@@ -642,12 +725,8 @@ func (tx *Tx) tableReady(spec *kanade.ExplodeSpec) bool {
 	if checkSpecIdents(spec) != nil || !tx.shape(spec.Table).fits(spec) {
 		return false
 	}
-	if spec.TrackHistory {
-		for _, k := range spec.PrimaryKey {
-			if !tx.historyIndexed(k) {
-				return false
-			}
-		}
+	if spec.TrackHistory && !tx.historyIndexed(spec.PrimaryKey[0]) {
+		return false
 	}
 	return true
 }
@@ -779,8 +858,17 @@ func readTableShape(ctx context.Context, q rowQueryer, table string) (s *tableSh
 		if col, ok := strings.CutPrefix(strings.ToLower(name), prefix); ok {
 			s.indexed[col] = true
 		}
+
 	}
-	return s, registered, exists, idx.Err()
+	if err := idx.Err(); err != nil {
+		return nil, false, false, fmt.Errorf("table %s: indexes: %w", table, err)
+	}
+	// A WITHOUT ROWID table's key index is not in sqlite_master.
+	err = q.QueryRowContext(ctx, `SELECT name FROM pragma_index_list(?) WHERE origin = 'pk'`, table).Scan(&s.keyIndex)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, false, false, fmt.Errorf("table %s: key index: %w", table, err)
+	}
+	return s, registered, exists, nil
 }
 
 // indexName is idx_<table>_<column> (fleet.md §5.3).
@@ -928,13 +1016,15 @@ func (tx *Tx) historyIndexed(key string) bool {
 	return tx.cache.history[key]
 }
 
-// ensureIdentityIndexes gives each key field of a tracked spec its
-// inventory_history index, and returns the keys it looked at.
+// ensureIdentityIndexes gives the first key field of a tracked spec its
+// inventory_history index (a search names an app, rarely only its second
+// key; every index is paid by every event written), and returns the keys
+// it looked at.
 func (tx *Tx) ensureIdentityIndexes(ctx context.Context, spec *kanade.ExplodeSpec) ([]string, error) {
 	if !spec.TrackHistory {
 		return nil, nil
 	}
-	for _, k := range spec.PrimaryKey {
+	for _, k := range spec.PrimaryKey[:1] {
 		if tx.historyIndexed(k) {
 			continue
 		}
@@ -943,5 +1033,5 @@ func (tx *Tx) ensureIdentityIndexes(ctx context.Context, spec *kanade.ExplodeSpe
 			return nil, fmt.Errorf("history index for %s: %w", k, err)
 		}
 	}
-	return spec.PrimaryKey, nil
+	return spec.PrimaryKey[:1], nil
 }

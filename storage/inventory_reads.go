@@ -144,64 +144,272 @@ func (db *DB) SearchInventory(ctx context.Context, job string, spec *kanade.Expl
 	case !registered:
 		return nil, fmt.Errorf("table %s: %w: %w", spec.Table, errNotInventoryTable, ErrNotFound)
 	}
-	table := kanade.QuoteIdent(spec.Table)
-	var ctes []string
-	conds := []string{`"job_id" = ?`}
-	args := []any{job}
-	for i, f := range filters {
+	for _, f := range filters {
 		if _, ok := shape.types[strings.ToLower(f.Column)]; !ok {
 			// Not projected under this spec yet: every value is NULL,
 			// which no filter matches.
 			return []json.RawMessage{}, nil
 		}
-		col := kanade.QuoteIdent(f.Column)
-		if op, ok := comparison[f.Op]; ok {
-			conds = append(conds, col+" "+op+" ?")
-			args = append(args, f.Value)
-			continue
-		}
+	}
+	s := inventorySearch{table: spec.Table, spec: spec, shape: shape, job: job}
+	// The plan. A contains, prefix or suffix filter on an indexed column
+	// leads when its pattern matches few distinct values: each value's
+	// rows are read through the index, already in pc_id order, and merged
+	// here. Otherwise SQLite filters; without an indexed comparison it is
+	// told to scan the table by its key (the answer's order, so it stops
+	// after limit rows), since left alone (no ANALYZE statistics) it walks
+	// an unrelated index and fetches every row through it, ten times
+	// slower.
+	lead := -1
+	indexed := false
+	for i, f := range filters {
 		if !shape.indexed[strings.ToLower(f.Column)] {
-			conds = append(conds, col+` LIKE ? ESCAPE '\'`)
-			args = append(args, likePattern(f.Op, f.Value))
 			continue
 		}
-		d := "d" + strconv.Itoa(i)
-		ctes = append(ctes, d+`(v) AS (SELECT MIN(`+col+`) FROM `+table+
-			` UNION ALL SELECT (SELECT MIN(`+col+`) FROM `+table+` WHERE `+col+` > `+d+`.v) FROM `+d+` WHERE `+d+`.v IS NOT NULL)`)
-		conds = append(conds, col+` IN (SELECT v FROM `+d+` WHERE v LIKE ? ESCAPE '\')`)
-		args = append(args, likePattern(f.Op, f.Value))
+		if _, ok := comparison[f.Op]; ok && f.Op != "ne" {
+			indexed = true
+		} else if f.Op != "ne" && lead < 0 {
+			lead = i
+		}
+	}
+	if lead >= 0 {
+		values, many, err := db.distinctMatching(ctx, spec.Table, filters[lead], maxLeadValues)
+		if err != nil {
+			return nil, err
+		}
+		if len(values) == 0 {
+			return []json.RawMessage{}, nil
+		}
+		if !many {
+			rest := append(append([]InventoryFilter{}, filters[:lead]...), filters[lead+1:]...)
+			return db.searchByValues(ctx, s, filters[lead].Column, values, rest, limit, offset)
+		}
+	}
+	q, args := s.query(filters, !indexed, "", nil)
+	rows, err := db.read.QueryContext(ctx, q+` LIMIT ? OFFSET ?`, append(args, limit, offset)...)
+	if err != nil {
+		return nil, fmt.Errorf("search %s: %w", spec.Table, err)
+	}
+	defer rows.Close()
+	return scanObjects(rows, s.names())
+}
+
+// maxLeadValues is how many distinct values a leading pattern may match
+// for the rows to be read value by value (a variable for tests).
+var maxLeadValues = 64
+
+// inventorySearch is one search's table and spec, for building its SQL.
+type inventorySearch struct {
+	table, job string
+	spec       *kanade.ExplodeSpec
+	shape      *tableShape
+}
+
+// names are the members of an answer's objects, in order.
+func (s inventorySearch) names() []string {
+	names := make([]string, 0, len(s.spec.Columns)+2)
+	names = append(names, "pc_id", "collected_at")
+	for _, c := range s.spec.Columns {
+		names = append(names, c.Field)
+	}
+	return names
+}
+
+// query is the SELECT of the rows matching filters (and col = value when
+// col is set), in answer order, without LIMIT. scan tells SQLite not to
+// use an index.
+func (s inventorySearch) query(filters []InventoryFilter, scan bool, col string, value any) (string, []any) {
+	table := kanade.QuoteIdent(s.table)
+	conds := []string{`"job_id" = ?`}
+	args := []any{s.job}
+	if col != "" {
+		conds = append(conds, kanade.QuoteIdent(col)+" = ?")
+		args = append(args, value)
+	}
+	for _, f := range filters {
+		c := kanade.QuoteIdent(f.Column)
+		if op, ok := comparison[f.Op]; ok {
+			conds = append(conds, c+" "+op+" ?")
+			args = append(args, f.Value)
+		} else {
+			conds = append(conds, c+` LIKE ? ESCAPE '\'`)
+			args = append(args, likePattern(f.Op, f.Value))
+		}
 	}
 	sel := []string{`"pc_id"`, `"collected_at"`}
-	for _, c := range spec.Columns {
-		if _, ok := shape.types[strings.ToLower(c.Field)]; ok {
+	for _, c := range s.spec.Columns {
+		if _, ok := s.shape.types[strings.ToLower(c.Field)]; ok {
 			sel = append(sel, kanade.QuoteIdent(c.Field))
 		} else {
 			sel = append(sel, "NULL")
 		}
 	}
+	from := table
+	if scan && s.shape.keyIndex != "" {
+		from += " INDEXED BY " + quoteName(s.shape.keyIndex)
+	}
+	return `SELECT ` + strings.Join(sel, ", ") + ` FROM ` + from + ` WHERE ` + strings.Join(conds, " AND ") +
+		` ORDER BY ` + strings.Join(s.order(), ", "), args
+}
+
+// order is the answer's ORDER BY: pc_id, collected_at descending, then
+// the primary key.
+func (s inventorySearch) order() []string {
 	order := []string{`"pc_id"`, `"collected_at" DESC`}
-	for _, k := range spec.PrimaryKey {
-		if _, ok := shape.types[strings.ToLower(k)]; ok {
+	for _, k := range s.spec.PrimaryKey {
+		if _, ok := s.shape.types[strings.ToLower(k)]; ok {
 			order = append(order, kanade.QuoteIdent(k))
 		}
 	}
-	q := `SELECT ` + strings.Join(sel, ", ") + ` FROM ` + table + ` WHERE ` + strings.Join(conds, " AND ") +
-		` ORDER BY ` + strings.Join(order, ", ") + ` LIMIT ? OFFSET ?`
-	if len(ctes) > 0 {
-		q = `WITH RECURSIVE ` + strings.Join(ctes, ", ") + " " + q
-	}
-	args = append(args, limit, offset)
-	rows, err := db.read.QueryContext(ctx, q, args...)
+	return order
+}
+
+// distinctMatching returns the distinct values of an indexed column that
+// f's pattern matches, walking the index one seek per distinct value and
+// stopping after most+1 matches (many is then true).
+func (db *DB) distinctMatching(ctx context.Context, table string, f InventoryFilter, most int) ([]any, bool, error) {
+	t, c := kanade.QuoteIdent(table), kanade.QuoteIdent(f.Column)
+	rows, err := db.read.QueryContext(ctx, `WITH RECURSIVE d(v) AS (
+		SELECT (SELECT MIN(`+c+`) FROM `+t+`)
+		UNION ALL
+		SELECT (SELECT MIN(`+c+`) FROM `+t+` WHERE `+c+` > d.v) FROM d WHERE d.v IS NOT NULL)
+		SELECT v FROM d WHERE v LIKE ? ESCAPE '\' LIMIT ?`, likePattern(f.Op, f.Value), most+1)
 	if err != nil {
-		return nil, fmt.Errorf("search %s: %w", spec.Table, err)
+		return nil, false, fmt.Errorf("search %s: distinct %s: %w", table, f.Column, err)
 	}
 	defer rows.Close()
-	names := make([]string, 0, len(spec.Columns)+2)
-	names = append(names, "pc_id", "collected_at")
-	for _, c := range spec.Columns {
-		names = append(names, c.Field)
+	var out []any
+	for rows.Next() {
+		var v any
+		if err := rows.Scan(&v); err != nil {
+			return nil, false, fmt.Errorf("search %s: distinct %s: %w", table, f.Column, err)
+		}
+		out = append(out, sqlValue(v))
 	}
-	return scanObjects(rows, names)
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("search %s: distinct %s: %w", table, f.Column, err)
+	}
+	if len(out) > most {
+		return out[:most], true, nil
+	}
+	return out, false, nil
+}
+
+// searchByValues reads the rows of each value of col (through its index,
+// in answer order, at most offset+limit each) and merges them.
+func (db *DB) searchByValues(ctx context.Context, s inventorySearch, col string, values []any, rest []InventoryFilter, limit, offset int) ([]json.RawMessage, error) {
+	var all [][]any
+	width := len(s.spec.Columns) + 2
+	for _, v := range values {
+		q, args := s.query(rest, false, col, v)
+		rows, err := db.read.QueryContext(ctx, q+` LIMIT ?`, append(args, offset+limit)...)
+		if err != nil {
+			return nil, fmt.Errorf("search %s: %w", s.table, err)
+		}
+		for rows.Next() {
+			vals := make([]any, width)
+			ptrs := make([]any, width)
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("search %s: %w", s.table, err)
+			}
+			for i := range vals {
+				vals[i] = sqlValue(vals[i])
+			}
+			all = append(all, vals)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("search %s: %w", s.table, err)
+		}
+	}
+	// The answer's order: pc_id, collected_at descending, the key.
+	var keyAt []int
+	for _, k := range s.spec.PrimaryKey {
+		for j, c := range s.spec.Columns {
+			if c.Field == k {
+				keyAt = append(keyAt, j+2)
+			}
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		a, b := all[i], all[j]
+		if c := compareSQL(a[0], b[0]); c != 0 {
+			return c < 0
+		}
+		if c := compareSQL(a[1], b[1]); c != 0 {
+			return c > 0
+		}
+		for _, k := range keyAt {
+			if c := compareSQL(a[k], b[k]); c != 0 {
+				return c < 0
+			}
+		}
+		return false
+	})
+	all = all[min(offset, len(all)):]
+	all = all[:min(limit, len(all))]
+	names := s.names()
+	out := make([]json.RawMessage, 0, len(all))
+	for _, vals := range all {
+		var o jsonObject
+		for i, n := range names {
+			o.add(n, vals[i])
+		}
+		out = append(out, json.RawMessage(o.String()))
+	}
+	return out, nil
+}
+
+// compareSQL orders two values as SQLite's ORDER BY does with the BINARY
+// collation: NULL, then numbers, then text, then blobs.
+func compareSQL(a, b any) int {
+	rank := func(v any) int {
+		switch v.(type) {
+		case nil:
+			return 0
+		case int64, float64:
+			return 1
+		case string:
+			return 2
+		}
+		return 3
+	}
+	ra, rb := rank(a), rank(b)
+	if ra != rb {
+		return ra - rb
+	}
+	switch x := a.(type) {
+	case int64:
+		if y, ok := b.(int64); ok {
+			return cmpOrdered(x, y)
+		}
+		return cmpOrdered(float64(x), b.(float64))
+	case float64:
+		if y, ok := b.(int64); ok {
+			return cmpOrdered(x, float64(y))
+		}
+		return cmpOrdered(x, b.(float64))
+	case string:
+		return strings.Compare(x, b.(string))
+	case []byte:
+		return strings.Compare(string(x), string(b.([]byte)))
+	}
+	return 0
+}
+
+func cmpOrdered[T int64 | float64](a, b T) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // scanObjects reads every row as a JSON object with the given member
@@ -254,7 +462,7 @@ func ScalarFields(display []kanade.DisplayField) []ScalarField {
 
 // SearchInventoryScalars is GET /api/inventory/{manifest_id}/search-scalars
 // (fleet.md §5.5, later #574): the filter grammar over the top-level facts
-// of inventory_facts, objects {pc_id, collected_at, <each field>} ordered
+// of inventory_facts (its scalars_json), objects {pc_id, collected_at, <each field>} ordered
 // by pc_id. A numeric field's filter value must be a number.
 func (db *DB) SearchInventoryScalars(ctx context.Context, job string, fields []ScalarField, filters []InventoryFilter, limit, offset int) ([]json.RawMessage, error) {
 	if err := checkLimit(limit, offset, InventorySearchMaxLimit); err != nil {
@@ -268,7 +476,7 @@ func (db *DB) SearchInventoryScalars(ctx context.Context, job string, fields []S
 			return nil, fmt.Errorf("scalar field %q: not an identifier", kanade.Clip(f.Field))
 		}
 		byName[f.Field] = f
-		sel = append(sel, "facts_json -> ?")
+		sel = append(sel, "scalars_json -> ?")
 		selArgs = append(selArgs, "$."+f.Field)
 	}
 	conds := []string{"job_id = ?"}
@@ -291,11 +499,11 @@ func (db *DB) SearchInventoryScalars(ctx context.Context, job string, fields []S
 					v = i
 				}
 			}
-			conds = append(conds, "facts_json ->> ? "+op+" ?")
+			conds = append(conds, "scalars_json ->> ? "+op+" ?")
 			args = append(args, path, v)
 			continue
 		}
-		conds = append(conds, `facts_json ->> ? LIKE ? ESCAPE '\'`)
+		conds = append(conds, `scalars_json ->> ? LIKE ? ESCAPE '\'`)
 		args = append(args, path, likePattern(f.Op, f.Value))
 	}
 	args = append(args, limit, offset)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -26,6 +27,7 @@ type InventoryReport struct {
 	Err error
 
 	facts   string
+	top     string            // the scalar members as one JSON object
 	scalars map[string]string // present history scalar → canonical JSON
 	sets    []explodeSet
 	display any // JSON text or nil
@@ -82,6 +84,7 @@ func PrepareInventory(spec *kanade.InventoryHint, stdout string) *InventoryRepor
 		r.Err = notJSON(trimmed)
 		return r
 	}
+	r.top = scalarMembers(top)
 	r.display = snapshot(spec.Display)
 	if spec.Summary != nil {
 		r.summary = snapshot(spec.Summary)
@@ -120,6 +123,28 @@ func rowsSig(specs []kanade.ExplodeSpec, sets []explodeSet) string {
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// scalarMembers is the members of top that are neither objects nor
+// arrays, as a compact JSON object with sorted keys.
+func scalarMembers(top map[string]json.RawMessage) string {
+	keys := make([]string, 0, len(top))
+	for k, v := range top {
+		v = bytes.TrimSpace(v)
+		if len(v) > 0 && v[0] != '{' && v[0] != '[' {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var o jsonObject
+	for _, k := range keys {
+		var b bytes.Buffer
+		if json.Compact(&b, top[k]) != nil {
+			continue
+		}
+		o.add(k, json.RawMessage(b.Bytes()))
+	}
+	return o.String()
 }
 
 // notJSON is why text does not parse, with encoding/json's reason (which

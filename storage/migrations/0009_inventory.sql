@@ -17,6 +17,10 @@ CREATE TABLE inventory_facts (
     collected_at TEXT,
     recorded_at  TEXT NOT NULL,
     explode_sig  TEXT,
+    -- The top-level members that are neither objects nor arrays, as one
+    -- small JSON object (this port's): search-scalars reads it instead of
+    -- parsing every whole report.
+    scalars_json TEXT,
     PRIMARY KEY (pc_id, job_id)
 );
 -- By job, in pc_id order (GET /api/inventory/by-job/{id}); the primary key
@@ -26,8 +30,8 @@ CREATE INDEX inventory_facts_job ON inventory_facts (job_id, pc_id);
 -- The change log of explode rows (identity_json = the primary-key values)
 -- and of history scalars (identity_json NULL). observed_at is the stream
 -- timestamp of the report that showed the change. Retention 90 days.
--- The projector adds one index per primary-key field name on demand
--- (inventory_history_identity_<key>_<crc>), on
+-- The projector adds an index for the first primary-key field of each
+-- tracked spec on demand (inventory_history_identity_<key>_<crc>), on
 -- (job_id, json_extract(identity_json, '$.<key>'), field_path, observed_at),
 -- so a search for one identity across the fleet reads only its events.
 CREATE TABLE inventory_history (
