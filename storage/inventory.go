@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,11 @@ import (
 // row is the unit of redelivery and must land. A failure that took the
 // transaction itself down (SQLite rolls back on a full disk or an I/O
 // error) shows as a savepoint that no longer exists, and fails the batch.
+//
+// A report writes only the derived rows that changed (replaceRows), so a
+// row's collected_at is when it was last written; the read routes serve
+// the PC's collected_at from inventory_facts, which every report sets,
+// and so answer what rewriting every row would (fleet.md §5.4 step 5).
 //
 // Derived tables are created on demand, every identifier checked against
 // kanade.ValidSQLIdent again here and double-quoted, every value bound.
@@ -206,15 +212,14 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 			if broken[i] {
 				continue
 			}
+			if unchanged {
+				continue // the stored rows are this report's
+			}
 			set := &rep.sets[i]
 			var n int
 			serr, fatal := tx.savepoint(ctx, "inventory_explode", func() error {
 				var err error
-				if unchanged {
-					err = tx.touchRows(ctx, set.spec, pc, job, collected)
-				} else {
-					n, err = tx.replaceRows(ctx, set, pc, job, collected, recorded, st)
-				}
+				n, err = tx.replaceRows(ctx, set, pc, job, collected, recorded, st)
 				return err
 			})
 			if fatal != nil {
@@ -230,9 +235,7 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 				continue
 			}
 			st.Events += n
-			if !unchanged {
-				st.Skipped += set.skipped
-			}
+			st.Skipped += set.skipped
 		}
 		return nil
 	})
@@ -316,72 +319,60 @@ func (tx *Tx) insertHistory(ctx context.Context, pc, job, observed string, event
 	return total, nil
 }
 
-// touchRows moves the PC's derived rows to a new collected_at: an
-// unchanged report, whose rows are otherwise those stored.
-func (tx *Tx) touchRows(ctx context.Context, spec *kanade.ExplodeSpec, pc, job, collected string) error {
-	_, err := tx.tx.ExecContext(ctx, `UPDATE `+kanade.QuoteIdent(spec.Table)+` SET "collected_at" = ?
-		WHERE "pc_id" = ? AND "job_id" = ?`, collected, pc, job)
-	return err
-}
-
-// replaceRows replaces the PC's rows of set's table and, with
+// replaceRows makes the PC's rows of set's table the report's and, with
 // track_history, logs the difference. The stored rows are read before and
-// after: what SQLite stored (after affinity, with duplicate keys counted
-// once) is what the events describe and what the next report is compared
-// with. It returns the events written.
+// (after a change) again: what SQLite stored, after affinity and with
+// duplicate keys counted once, is what the events describe.
 //
-// A PC that has rows already gets them rewritten in place: every reported
-// row is upserted (a key already there only has its other columns and
-// collected_at set, which leaves an index on a key column alone), then the
-// rows this report did not touch, the only ones still at an older
-// collected_at, are deleted. A report changing one app of 150 so writes
-// the PC's few table pages and one index entry, not 150 scattered ones.
-// When a stored row already has the new collected_at (a report at the same
-// instant) that rule cannot tell them apart, and the rows are deleted and
-// inserted instead.
+// Only what changed is written: a key no longer reported is deleted, a new
+// or different row upserted, an equal row left alone, so a report that
+// changes one app of 150 writes one row. A row is left alone only when its
+// values are certainly those stored (text in a text column, an integer in
+// an integer column, a float in a real column, or NULL); any other value is
+// written again, which changes nothing where affinity made it equal. When
+// a key itself is uncertain (text in an integer key column), or the PC has
+// no rows yet, the PC's rows are deleted and inserted. A row left alone
+// keeps the collected_at of the report that wrote it; the read routes serve
+// the PC's collected_at from inventory_facts, which every report sets.
 func (tx *Tx) replaceRows(ctx context.Context, set *explodeSet, pc, job, collected, observed string, st *InventoryStats) (int, error) {
 	spec := set.spec
 	table := kanade.QuoteIdent(spec.Table)
-	before, sameInstant, err := tx.selectRows(ctx, spec, pc, job, collected)
+	before, err := tx.selectRows(ctx, spec, pc, job)
 	if err != nil {
 		return 0, err
 	}
+	keyAt := keyColumns(spec)
 	cols := []string{`"pc_id"`, `"job_id"`, `"collected_at"`}
-	var set2, key []string
-	set2 = append(set2, `"collected_at" = excluded."collected_at"`)
-	key = append(key, `"pc_id"`, `"job_id"`)
+	update := []string{`"collected_at" = excluded."collected_at"`}
+	key := []string{`"pc_id"`, `"job_id"`}
 	for _, c := range spec.Columns {
 		q := kanade.QuoteIdent(c.Field)
 		cols = append(cols, q)
-		if slicesContains(spec.PrimaryKey, c.Field) {
-			continue
+		if !slicesContains(spec.PrimaryKey, c.Field) {
+			update = append(update, q+" = excluded."+q)
 		}
-		set2 = append(set2, q+" = excluded."+q)
 	}
 	for _, k := range spec.PrimaryKey {
 		key = append(key, kanade.QuoteIdent(k))
 	}
-	rows := set.rows
-	verb, tail := `INSERT OR IGNORE INTO `, ""
-	switch {
-	case len(before) == 0:
-	case sameInstant:
-		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE "pc_id" = ? AND "job_id" = ?`, pc, job); err != nil {
-			return 0, fmt.Errorf("delete rows: %w", err)
+	writes, deletes, dups, planned := planRows(spec, keyAt, before, set.rows)
+	verb, tail := `INSERT INTO `, ` ON CONFLICT (`+strings.Join(key, ", ")+`) DO UPDATE SET `+strings.Join(update, ", ")
+	if !planned {
+		writes, deletes, dups = set.rows, nil, 0
+		verb, tail = `INSERT OR IGNORE INTO `, ""
+		if len(before) > 0 {
+			if _, err := tx.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE "pc_id" = ? AND "job_id" = ?`, pc, job); err != nil {
+				return 0, fmt.Errorf("delete rows: %w", err)
+			}
 		}
-	default:
-		// The first of duplicate keys wins, as with INSERT OR IGNORE:
-		// exact duplicates go here, and the WHERE keeps a row this
-		// statement already wrote (keys equal only after affinity).
-		rows = firstOfKeys(spec, rows)
-		verb = `INSERT INTO `
-		tail = ` ON CONFLICT (` + strings.Join(key, ", ") + `) DO UPDATE SET ` + strings.Join(set2, ", ") +
-			` WHERE ` + table + `."collected_at" IS NOT excluded."collected_at"`
+	}
+	if err := tx.deleteKeys(ctx, spec, keyAt, pc, job, deletes); err != nil {
+		return 0, err
 	}
 	width := len(cols)
 	per := maxVars / width
 	written := 0
-	for rest := rows; len(rest) > 0; {
+	for rest := writes; len(rest) > 0; {
 		n := min(len(rest), per)
 		args := make([]any, 0, n*width)
 		for _, row := range rest[:n] {
@@ -397,22 +388,19 @@ func (tx *Tx) replaceRows(ctx context.Context, set *explodeSet, pc, job, collect
 			written += int(c)
 		}
 	}
-	st.Skipped += len(set.rows) - written
-	if len(before) > 0 && !sameInstant {
-		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE "pc_id" = ? AND "job_id" = ? AND "collected_at" IS NOT ?`,
-			pc, job, collected); err != nil {
-			return 0, fmt.Errorf("delete rows no longer reported: %w", err)
-		}
+	if planned {
+		st.Skipped += dups
+	} else {
+		st.Skipped += len(writes) - written
 	}
-	if !spec.TrackHistory {
+	if !spec.TrackHistory || len(writes) == 0 && len(deletes) == 0 && planned {
 		return 0, nil
 	}
-	after, _, err := tx.selectRows(ctx, spec, pc, job, collected)
+	after, err := tx.selectRows(ctx, spec, pc, job)
 	if err != nil {
 		return 0, err
 	}
-	events := diffRows(spec.Field, before, after)
-	return tx.insertHistory(ctx, pc, job, observed, events)
+	return tx.insertHistory(ctx, pc, job, observed, diffRows(spec, keyAt, before, after))
 }
 
 func slicesContains(list []string, s string) bool {
@@ -424,9 +412,9 @@ func slicesContains(list []string, s string) bool {
 	return false
 }
 
-// firstOfKeys drops rows whose primary-key values (as bound) repeat an
-// earlier row's.
-func firstOfKeys(spec *kanade.ExplodeSpec, rows [][]any) [][]any {
+// keyColumns are the indexes in spec.Columns of the primary-key fields, in
+// key order.
+func keyColumns(spec *kanade.ExplodeSpec) []int {
 	at := make([]int, 0, len(spec.PrimaryKey))
 	for _, k := range spec.PrimaryKey {
 		for j, c := range spec.Columns {
@@ -435,79 +423,165 @@ func firstOfKeys(spec *kanade.ExplodeSpec, rows [][]any) [][]any {
 			}
 		}
 	}
+	return at
+}
+
+// certain is the stored form of a value bound into a column of kind, as
+// a comparable string, and whether SQLite certainly stores it as bound.
+func certain(kind string, v any) (string, bool) {
+	switch x := v.(type) {
+	case nil:
+		return "n", true
+	case string:
+		return "s" + x, kind == kanade.ColumnText
+	case int64:
+		return "i" + strconv.FormatInt(x, 10), kind == kanade.ColumnInteger
+	case float64:
+		return "f" + strconv.FormatFloat(x, 'g', -1, 64), kind == kanade.ColumnReal
+	}
+	return "", false
+}
+
+// storedForm is certain's string for a value read back from SQLite.
+func storedForm(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "n"
+	case string:
+		return "s" + x
+	case int64:
+		return "i" + strconv.FormatInt(x, 10)
+	case float64:
+		return "f" + strconv.FormatFloat(x, 'g', -1, 64)
+	case []byte:
+		return "b" + string(x)
+	}
+	return fmt.Sprintf("?%v", v)
+}
+
+// storedKey is a stored row's key as one comparable string.
+func storedKey(keyAt []int, vals []any) string {
+	var b strings.Builder
+	for _, j := range keyAt {
+		f := storedForm(vals[j])
+		b.WriteString(strconv.Itoa(len(f)))
+		b.WriteByte(':')
+		b.WriteString(f)
+	}
+	return b.String()
+}
+
+// planRows compares a report's rows with the stored ones: the rows to
+// write (new, or not certainly equal), the stored rows whose key is not
+// reported (to delete), how many reported rows repeated a key. planned is
+// false when a reported key is not certainly its stored form.
+func planRows(spec *kanade.ExplodeSpec, keyAt []int, before [][]any, rows [][]any) (writes, deletes [][]any, dups int, planned bool) {
+	stored := make(map[string][]any, len(before))
+	for _, r := range before {
+		stored[storedKey(keyAt, r)] = r
+	}
 	seen := make(map[string]bool, len(rows))
-	out := rows[:0:0]
 	for _, r := range rows {
-		k := make([]any, len(at))
-		for i, j := range at {
-			k[i] = r[j]
+		var b strings.Builder
+		for _, j := range keyAt {
+			f, ok := certain(spec.Columns[j].Kind(), r[j])
+			if !ok {
+				return nil, nil, 0, false
+			}
+			b.WriteString(strconv.Itoa(len(f)))
+			b.WriteByte(':')
+			b.WriteString(f)
 		}
-		b, _ := json.Marshal(k) // nil, int64, float64, string
-		if seen[string(b)] {
+		k := b.String()
+		if seen[k] {
+			dups++
 			continue
 		}
-		seen[string(b)] = true
-		out = append(out, r)
+		seen[k] = true
+		old, ok := stored[k]
+		if !ok {
+			writes = append(writes, r)
+			continue
+		}
+		for j, c := range spec.Columns {
+			if f, ok := certain(c.Kind(), r[j]); !ok || f != storedForm(old[j]) {
+				writes = append(writes, r)
+				break
+			}
+		}
 	}
-	return out
+	for _, r := range before {
+		if !seen[storedKey(keyAt, r)] {
+			deletes = append(deletes, r)
+		}
+	}
+	return writes, deletes, dups, true
 }
 
-// storedRow is a derived row as read back: its identity and its declared
-// columns as JSON objects.
-type storedRow struct {
-	identity, value string
+// deleteKeys deletes the PC's rows with the keys of rows (stored rows,
+// whose key values are bound exactly as read).
+func (tx *Tx) deleteKeys(ctx context.Context, spec *kanade.ExplodeSpec, keyAt []int, pc, job string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	names := make([]string, len(keyAt))
+	for i, j := range keyAt {
+		names[i] = kanade.QuoteIdent(spec.Columns[j].Field)
+	}
+	per := (maxVars - 2) / len(keyAt)
+	for len(rows) > 0 {
+		n := min(len(rows), per)
+		args := []any{pc, job}
+		for _, r := range rows[:n] {
+			for _, j := range keyAt {
+				args = append(args, r[j])
+			}
+		}
+		rows = rows[n:]
+		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM `+kanade.QuoteIdent(spec.Table)+` WHERE "pc_id" = ? AND "job_id" = ? AND (`+
+			strings.Join(names, ", ")+`) IN (VALUES `+placeholders(n, len(keyAt))+`)`, args...); err != nil {
+			return fmt.Errorf("delete %d rows no longer reported: %w", n, err)
+		}
+	}
+	return nil
 }
 
-// selectRows reads the PC's rows of spec's table in primary-key order,
-// and whether one of them is at collected already.
-func (tx *Tx) selectRows(ctx context.Context, spec *kanade.ExplodeSpec, pc, job, collected string) ([]storedRow, bool, error) {
+// selectRows reads the PC's rows of spec's table (the spec's columns, in
+// spec order) in primary-key order.
+func (tx *Tx) selectRows(ctx context.Context, spec *kanade.ExplodeSpec, pc, job string) ([][]any, error) {
 	cols := make([]string, len(spec.Columns))
 	for i, c := range spec.Columns {
 		cols[i] = kanade.QuoteIdent(c.Field)
 	}
 	order := make([]string, len(spec.PrimaryKey))
-	keyAt := make([]int, len(spec.PrimaryKey))
 	for i, k := range spec.PrimaryKey {
 		order[i] = kanade.QuoteIdent(k)
-		for j, c := range spec.Columns {
-			if c.Field == k {
-				keyAt[i] = j
-			}
-		}
 	}
-	rows, err := tx.tx.QueryContext(ctx, `SELECT "collected_at" IS ?, `+strings.Join(cols, ", ")+` FROM `+kanade.QuoteIdent(spec.Table)+`
-		WHERE "pc_id" = ? AND "job_id" = ? ORDER BY `+strings.Join(order, ", "), collected, pc, job)
+	rows, err := tx.tx.QueryContext(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM `+kanade.QuoteIdent(spec.Table)+`
+		WHERE "pc_id" = ? AND "job_id" = ? ORDER BY `+strings.Join(order, ", "), pc, job)
 	if err != nil {
-		return nil, false, fmt.Errorf("read rows: %w", err)
+		return nil, fmt.Errorf("read rows: %w", err)
 	}
 	defer rows.Close()
-	var out []storedRow
-	same := false
-	vals := make([]any, len(cols)+1)
-	ptrs := make([]any, len(vals))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
+	var out [][]any
 	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, false, fmt.Errorf("read rows: %w", err)
+			return nil, fmt.Errorf("read rows: %w", err)
 		}
-		if b, ok := vals[0].(int64); ok && b != 0 {
-			same = true
+		for i := range vals {
+			vals[i] = sqlValue(vals[i])
 		}
-		var id, v jsonObject
-		for i, c := range spec.Columns {
-			v.add(c.Field, sqlValue(vals[i+1]))
-		}
-		for i, k := range spec.PrimaryKey {
-			id.add(k, sqlValue(vals[keyAt[i]+1]))
-		}
-		out = append(out, storedRow{identity: id.String(), value: v.String()})
+		out = append(out, vals)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("read rows: %w", err)
+		return nil, fmt.Errorf("read rows: %w", err)
 	}
-	return out, same, nil
+	return out, nil
 }
 
 // sqlValue normalises a scanned value: drivers return text as string or
@@ -540,30 +614,52 @@ func (o *jsonObject) String() string {
 	return o.b.String() + "}"
 }
 
-// diffRows is the explode history of fleet.md §5.4 step 5, keyed by
-// identity: added for a new key, changed when any declared column
-// differs, removed for a key no longer reported. Events come in identity
-// order.
-func diffRows(field string, before, after []storedRow) []historyEvent {
-	old := make(map[string]string, len(before))
-	for _, r := range before {
-		old[r.identity] = r.value
+// diffRows is the explode history of fleet.md §5.4 step 5, keyed by the
+// primary key: added for a new key, changed when any declared column
+// differs, removed for a key no longer reported. identity_json holds the
+// key's values, before_json and after_json the declared columns'; events
+// come in identity order.
+func diffRows(spec *kanade.ExplodeSpec, keyAt []int, before, after [][]any) []historyEvent {
+	object := func(r [][]any, i int, cols []int) string {
+		var o jsonObject
+		for _, j := range cols {
+			o.add(spec.Columns[j].Field, r[i][j])
+		}
+		return o.String()
+	}
+	all := make([]int, len(spec.Columns))
+	for j := range all {
+		all[j] = j
+	}
+	same := func(a, b []any) bool {
+		for j := range a {
+			if storedForm(a[j]) != storedForm(b[j]) {
+				return false
+			}
+		}
+		return true
+	}
+	old := make(map[string]int, len(before))
+	for i, r := range before {
+		old[storedKey(keyAt, r)] = i
 	}
 	var out []historyEvent
 	seen := make(map[string]bool, len(after))
-	for _, r := range after {
-		seen[r.identity] = true
-		prev, had := old[r.identity]
+	for i, r := range after {
+		k := storedKey(keyAt, r)
+		seen[k] = true
+		j, had := old[k]
 		switch {
 		case !had:
-			out = append(out, historyEvent{field: field, identity: r.identity, kind: "added", after: r.value})
-		case prev != r.value:
-			out = append(out, historyEvent{field: field, identity: r.identity, kind: "changed", before: prev, after: r.value})
+			out = append(out, historyEvent{field: spec.Field, identity: object(after, i, keyAt), kind: "added", after: object(after, i, all)})
+		case !same(before[j], r):
+			out = append(out, historyEvent{field: spec.Field, identity: object(after, i, keyAt), kind: "changed",
+				before: object(before, j, all), after: object(after, i, all)})
 		}
 	}
-	for _, r := range before {
-		if !seen[r.identity] {
-			out = append(out, historyEvent{field: field, identity: r.identity, kind: "removed", before: r.value})
+	for j, r := range before {
+		if !seen[storedKey(keyAt, r)] {
+			out = append(out, historyEvent{field: spec.Field, identity: object(before, j, keyAt), kind: "removed", before: object(before, j, all)})
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].identity < out[j].identity })

@@ -236,7 +236,10 @@ func (s inventorySearch) query(filters []InventoryFilter, scan bool, col string,
 			args = append(args, likePattern(f.Op, f.Value))
 		}
 	}
-	sel := []string{`"pc_id"`, `"collected_at"`}
+	// collected_at is the PC's, from inventory_facts (see replaceRows: a
+	// row a report left alone keeps the time it was written).
+	sel := []string{`"pc_id"`,
+		`(SELECT f.collected_at FROM inventory_facts f WHERE f.pc_id = t."pc_id" AND f.job_id = t."job_id")`}
 	for _, c := range s.spec.Columns {
 		if _, ok := s.shape.types[strings.ToLower(c.Field)]; ok {
 			sel = append(sel, kanade.QuoteIdent(c.Field))
@@ -244,7 +247,7 @@ func (s inventorySearch) query(filters []InventoryFilter, scan bool, col string,
 			sel = append(sel, "NULL")
 		}
 	}
-	from := table
+	from := table + " AS t"
 	if scan && s.shape.keyIndex != "" {
 		from += " INDEXED BY " + quoteName(s.shape.keyIndex)
 	}
@@ -252,10 +255,10 @@ func (s inventorySearch) query(filters []InventoryFilter, scan bool, col string,
 		` ORDER BY ` + strings.Join(s.order(), ", "), args
 }
 
-// order is the answer's ORDER BY: pc_id, collected_at descending, then
-// the primary key.
+// order is the answer's ORDER BY: pc_id, collected_at descending (one
+// value per PC and job, so it orders nothing), then the primary key.
 func (s inventorySearch) order() []string {
-	order := []string{`"pc_id"`, `"collected_at" DESC`}
+	order := []string{`"pc_id"`}
 	for _, k := range s.spec.PrimaryKey {
 		if _, ok := s.shape.types[strings.ToLower(k)]; ok {
 			order = append(order, kanade.QuoteIdent(k))

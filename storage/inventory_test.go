@@ -146,8 +146,14 @@ func TestInventoryProjectsFactsRowsAndHistory(t *testing.T) {
 	if n := len(invHistory(t, db)); n != len(wantEvents) {
 		t.Errorf("history grew to %d events on an unchanged report", n)
 	}
-	if got := invRows(t, db, `SELECT DISTINCT collected_at FROM inventory_sw_apps`); len(got) != 1 || got[0][0] != "2026-06-09T00:00:00.000000000Z" {
-		t.Errorf("collected_at after an unchanged report: %v", got)
+	// The rows are left alone (they keep the time they were written); the
+	// search serves the PC's collected_at, the new report's.
+	if got := invRows(t, db, `SELECT DISTINCT collected_at FROM inventory_sw_apps`); len(got) != 1 || got[0][0] != "2026-06-08T00:00:00.000000000Z" {
+		t.Errorf("rows' collected_at after an unchanged report: %v", got)
+	}
+	found, err := db.SearchInventory(context.Background(), "inventory-sw", &spec.Explode[0], nil, 10, 0)
+	if err != nil || len(found) != 2 || !strings.Contains(string(found[0]), `"collected_at":"2026-06-09T00:00:00.000000000Z"`) {
+		t.Errorf("search after an unchanged report: %s %v", found, err)
 	}
 	// Other facts change (the RAM), the apps do not: the scalar is
 	// logged, the rows are only touched.
