@@ -163,9 +163,16 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 
 	var stale, unchanged bool
 	failed, fatal := tx.savepoint(ctx, "inventory_report", func() error {
+		// The stored report itself (kilobytes, on overflow pages) only
+		// when history scalars compare with it.
 		var cur storedFacts
-		err := tx.tx.QueryRowContext(ctx, `SELECT facts_json, recorded_at, explode_sig FROM inventory_facts
-			WHERE pc_id = ? AND job_id = ?`, pc, job).Scan(&cur.facts, &cur.recordedAt, &cur.sig)
+		var facts *string
+		err := tx.tx.QueryRowContext(ctx, `SELECT recorded_at, explode_sig, CASE WHEN ? THEN facts_json END
+			FROM inventory_facts WHERE pc_id = ? AND job_id = ?`, len(rep.Spec.HistoryScalars) > 0, pc, job).
+			Scan(&cur.recordedAt, &cur.sig, &facts)
+		if facts != nil {
+			cur.facts = *facts
+		}
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:

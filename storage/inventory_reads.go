@@ -298,36 +298,61 @@ func (db *DB) distinctMatching(ctx context.Context, table string, f InventoryFil
 	return out, false, nil
 }
 
-// searchByValues reads the rows of each value of col (through its index,
-// in answer order, at most offset+limit each) and merges them.
+// searchByValues reads the rows of each value of col through its index,
+// each stream already in answer order, and merges the streams, pulling
+// from whichever is behind: it reads about offset+limit rows in all, not
+// that many per value. The streams share one connection, hence one
+// snapshot.
 func (db *DB) searchByValues(ctx context.Context, s inventorySearch, col string, values []any, rest []InventoryFilter, limit, offset int) ([]json.RawMessage, error) {
-	var all [][]any
+	conn, err := db.read.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("search %s: %w", s.table, err)
+	}
+	defer conn.Close()
 	width := len(s.spec.Columns) + 2
+	type stream struct {
+		rows *sql.Rows
+		cur  []any
+	}
+	var streams []*stream
+	defer func() {
+		for _, st := range streams {
+			st.rows.Close()
+		}
+	}()
+	next := func(st *stream) (bool, error) {
+		if !st.rows.Next() {
+			return false, st.rows.Err()
+		}
+		vals := make([]any, width)
+		ptrs := make([]any, width)
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := st.rows.Scan(ptrs...); err != nil {
+			return false, err
+		}
+		for i := range vals {
+			vals[i] = sqlValue(vals[i])
+		}
+		st.cur = vals
+		return true, nil
+	}
+	var live []*stream
 	for _, v := range values {
 		q, args := s.query(rest, false, col, v)
-		rows, err := db.read.QueryContext(ctx, q+` LIMIT ?`, append(args, offset+limit)...)
+		rows, err := conn.QueryContext(ctx, q+` LIMIT ?`, append(args, offset+limit)...)
 		if err != nil {
 			return nil, fmt.Errorf("search %s: %w", s.table, err)
 		}
-		for rows.Next() {
-			vals := make([]any, width)
-			ptrs := make([]any, width)
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("search %s: %w", s.table, err)
-			}
-			for i := range vals {
-				vals[i] = sqlValue(vals[i])
-			}
-			all = append(all, vals)
-		}
-		err = rows.Err()
-		rows.Close()
+		st := &stream{rows: rows}
+		streams = append(streams, st)
+		ok, err := next(st)
 		if err != nil {
 			return nil, fmt.Errorf("search %s: %w", s.table, err)
+		}
+		if ok {
+			live = append(live, st)
 		}
 	}
 	// The answer's order: pc_id, collected_at descending, the key.
@@ -339,8 +364,7 @@ func (db *DB) searchByValues(ctx context.Context, s inventorySearch, col string,
 			}
 		}
 	}
-	sort.SliceStable(all, func(i, j int) bool {
-		a, b := all[i], all[j]
+	less := func(a, b []any) bool {
 		if c := compareSQL(a[0], b[0]); c != 0 {
 			return c < 0
 		}
@@ -353,17 +377,31 @@ func (db *DB) searchByValues(ctx context.Context, s inventorySearch, col string,
 			}
 		}
 		return false
-	})
-	all = all[min(offset, len(all)):]
-	all = all[:min(limit, len(all))]
+	}
 	names := s.names()
-	out := make([]json.RawMessage, 0, len(all))
-	for _, vals := range all {
-		var o jsonObject
-		for i, n := range names {
-			o.add(n, vals[i])
+	out := []json.RawMessage{}
+	for taken := 0; len(live) > 0 && taken < offset+limit; taken++ {
+		lo := 0
+		for i := 1; i < len(live); i++ {
+			if less(live[i].cur, live[lo].cur) {
+				lo = i
+			}
 		}
-		out = append(out, json.RawMessage(o.String()))
+		st := live[lo]
+		if taken >= offset {
+			var o jsonObject
+			for i, n := range names {
+				o.add(n, st.cur[i])
+			}
+			out = append(out, json.RawMessage(o.String()))
+		}
+		ok, err := next(st)
+		if err != nil {
+			return nil, fmt.Errorf("search %s: %w", s.table, err)
+		}
+		if !ok {
+			live = append(live[:lo], live[lo+1:]...)
+		}
 	}
 	return out, nil
 }

@@ -6,21 +6,25 @@
 -- report whose recorded_at is older than the stored one is a stale replay
 -- and changes nothing. explode_sig (this port's) is a digest of the explode
 -- specs and the rows the derived tables hold for this report; a report with
--- the same digest only moves their collected_at. NULL when a derived step
--- failed, so the next report rewrites them whatever it says.
+-- the same digest leaves them alone. NULL when a derived step failed, so the
+-- next report rewrites them whatever it says.
 CREATE TABLE inventory_facts (
     pc_id        TEXT NOT NULL,
     job_id       TEXT NOT NULL,
-    facts_json   TEXT NOT NULL,
-    display_json TEXT,
-    summary_json TEXT,
     collected_at TEXT,
     recorded_at  TEXT NOT NULL,
     explode_sig  TEXT,
+    display_json TEXT,
+    summary_json TEXT,
     -- The top-level members that are neither objects nor arrays, as one
     -- small JSON object (this port's): search-scalars reads it instead of
     -- parsing every whole report.
     scalars_json TEXT,
+    -- Last: a report is kilobytes, stored on overflow pages, and SQLite
+    -- reads a column after it only by walking them. Keeping it at the end
+    -- lets the stale guard, the searches' collected_at and search-scalars
+    -- read a row's first page only.
+    facts_json   TEXT NOT NULL,
     PRIMARY KEY (pc_id, job_id)
 );
 -- By job, in pc_id order (GET /api/inventory/by-job/{id}); the primary key
