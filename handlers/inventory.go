@@ -395,3 +395,78 @@ func (srv *Server) searchInventoryScalars(ctx context.Context, in *inventoryScal
 	}
 	return &inventoryRows{Body: rows}, nil
 }
+
+// checkInventoryTables refuses a job whose explode spec names a table of
+// the backend's own schema, or a table another job declares with another
+// primary key or column type: one derived table has one layout, and two
+// jobs disagreeing would have the projector rebuild it at every report of
+// either. (Sharing a table with the same layout is fine: rows are keyed by
+// job.) The error is a *kanade.FieldError on inventory.explode[i].table
+// through bad.
+func (srv *Server) checkInventoryTables(ctx context.Context, m *kanade.Manifest, bad func(error) error) error {
+	h, err := m.InventorySpec()
+	if err != nil || h == nil || len(h.Explode) == 0 {
+		return nil // Validate refused or accepted it already
+	}
+	refuse := func(i int, rule string) error {
+		return bad(&kanade.FieldError{Field: fmt.Sprintf("inventory.explode[%d].table", i), Rule: rule, Excerpt: h.Explode[i].Table})
+	}
+	for i, s := range h.Explode {
+		taken, err := srv.cfg.DB.InventoryTableTaken(ctx, s.Table)
+		if err != nil {
+			return srv.readsProblem(ctx, "check inventory table", "", err)
+		}
+		if taken {
+			return refuse(i, "must not name a table of the backend's own schema")
+		}
+	}
+	es, err := srv.entries(ctx, kanade.BucketJobs)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if e.Key == m.ID {
+			continue
+		}
+		other, err := kanade.ParseManifest(e.Key, e.Value)
+		if err != nil {
+			continue
+		}
+		oh, err := other.InventorySpec()
+		if err != nil || oh == nil {
+			continue
+		}
+		for i := range h.Explode {
+			for j := range oh.Explode {
+				if why := layoutConflict(&h.Explode[i], &oh.Explode[j]); why != "" {
+					return refuse(i, fmt.Sprintf("is also the table of job %q, which %s; one derived table has one layout", kanade.Clip(e.Key), why))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// layoutConflict says how two specs naming one table disagree on its
+// layout ("" when they do not, or name different tables).
+func layoutConflict(a, b *kanade.ExplodeSpec) string {
+	if !strings.EqualFold(a.Table, b.Table) {
+		return ""
+	}
+	if len(a.PrimaryKey) != len(b.PrimaryKey) {
+		return "has another primary key (" + strings.Join(b.PrimaryKey, ", ") + ")"
+	}
+	for i := range a.PrimaryKey {
+		if !strings.EqualFold(a.PrimaryKey[i], b.PrimaryKey[i]) {
+			return "has another primary key (" + strings.Join(b.PrimaryKey, ", ") + ")"
+		}
+	}
+	for _, ca := range a.Columns {
+		for _, cb := range b.Columns {
+			if strings.EqualFold(ca.Field, cb.Field) && ca.Kind() != cb.Kind() {
+				return fmt.Sprintf("declares column %s as %s", cb.Field, cb.Kind())
+			}
+		}
+	}
+	return ""
+}

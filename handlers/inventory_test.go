@@ -282,3 +282,52 @@ func TestInventoryHistoryRoutes(t *testing.T) {
 		t.Errorf("first_seen (-want +got):\n%s", diff)
 	}
 }
+
+func TestInventoryJobsAreCheckedWhenStored(t *testing.T) {
+	e := newManageEnv(t, nil)
+	job := func(id, table, key string, kbType string) string {
+		return `{"id":"` + id + `","version":"1","execute":{"shell":"sh","script":"x","timeout":"5m"},"inventory":{"display":[],` +
+			`"explode":[{"field":"apps","table":"` + table + `","primary_key":["` + key + `"],` +
+			`"columns":[{"field":"name"},{"field":"source"},{"field":"kb","type":"` + kbType + `"}]}]}}`
+	}
+	location := func(body string) string {
+		var p struct {
+			Errors []struct{ Location string } `json:"errors"`
+		}
+		_ = json.Unmarshal([]byte(body), &p)
+		if len(p.Errors) == 0 {
+			return ""
+		}
+		return p.Errors[0].Location
+	}
+	// A field the validator names, through POST (400) and PUT (422).
+	rec := e.do(http.MethodPost, "/api/jobs", job("a", "sw-apps", "name", "integer"))
+	if rec.Code != http.StatusBadRequest || location(rec.Body.String()) != "body.inventory.explode[0].table" {
+		t.Errorf("identifier: %d %s", rec.Code, rec.Body)
+	}
+	rec = e.do(http.MethodPut, "/api/jobs/a", job("a", "t", "nope", "integer"))
+	if rec.Code != http.StatusUnprocessableEntity || location(rec.Body.String()) != "body.inventory.explode[0].primary_key[0]" {
+		t.Errorf("key: %d %s", rec.Code, rec.Body)
+	}
+	// A table of the backend's own schema.
+	for _, table := range []string{"users", "Execution_Results", "agents"} {
+		rec = e.do(http.MethodPost, "/api/jobs", job("a", table, "name", "integer"))
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "own schema") {
+			t.Errorf("table %s: %d %s", table, rec.Code, rec.Body)
+		}
+	}
+	// Two jobs may share a table with one layout, not with two.
+	e.must(http.StatusOK, http.MethodPost, "/api/jobs", job("a", "shared_apps", "name", "integer"))
+	e.must(http.StatusOK, http.MethodPut, "/api/jobs/b", job("b", "SHARED_apps", "name", "integer"))
+	rec = e.do(http.MethodPut, "/api/jobs/c", job("c", "shared_apps", "source", "integer"))
+	if rec.Code != http.StatusUnprocessableEntity || !strings.Contains(rec.Body.String(), "another primary key") {
+		t.Errorf("another key: %d %s", rec.Code, rec.Body)
+	}
+	rec = e.do(http.MethodPost, "/api/jobs", job("c", "shared_apps", "name", "real"))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "declares column kb as integer") {
+		t.Errorf("another type: %d %s", rec.Code, rec.Body)
+	}
+	// A job may change its own layout.
+	e.must(http.StatusOK, http.MethodPut, "/api/jobs/b", job("b", "b_apps", "name", "real"))
+	e.must(http.StatusOK, http.MethodPut, "/api/jobs/a", job("a", "shared_apps", "source", "real"))
+}

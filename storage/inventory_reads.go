@@ -758,3 +758,14 @@ func (db *DB) InventoryFirstSeen(ctx context.Context, q HistoryQuery) ([]kanade.
 	}
 	return out, nil
 }
+
+// InventoryTableTaken reports whether name is taken by a schema object
+// that is not an inventory table (agents, users, an index…), so a job
+// naming it as a derived table can be refused when it is stored.
+func (db *DB) InventoryTableTaken(ctx context.Context, name string) (bool, error) {
+	_, registered, exists, err := readTableShape(ctx, db.read, name)
+	if err != nil {
+		return false, err
+	}
+	return exists && !registered, nil
+}
