@@ -79,7 +79,7 @@ func newMetrics(reg prometheus.Registerer, w *Worker) (*metrics, error) {
 		housekeeping: counterVec("kanade_housekeeping_rows_total",
 			"Rows changed by housekeeping, by action.", "action"),
 		inventory: counterVec("kanade_projector_inventory_reports_total",
-			"Inventory reports by outcome: projected (facts replaced), unchanged (projected; the same stdout as stored), "+
+			"Inventory reports by outcome: projected (facts replaced), unchanged (projected; the derived rows were those stored), "+
 				"stale (older than the stored report: nothing written), invalid (stdout not one JSON object).", "outcome"),
 		invFailures: counter("kanade_projector_inventory_step_failures_total",
 			"Inventory projection steps that failed and were undone while their run row was stored (logged)."),

@@ -48,7 +48,7 @@ const InventoryHistoryRetention = 90 * 24 * time.Hour
 type InventoryStats struct {
 	// Projected counts reports that replaced a PC's facts; Unchanged
 	// those among them whose derived rows were those already stored
-	// (same rows, same spec: the rows only got the new collected_at).
+	// (same rows, same spec: the derived rows were left alone).
 	Projected, Unchanged int
 	// Stale counts reports older than the stored one (nothing written).
 	Stale int
