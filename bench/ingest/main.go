@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	agents := fs.Int("agents", 100000, "heartbeat mode: simulated agents")
 	steady := fs.Duration("steady", 60*time.Second, "heartbeat mode: time at the normal rate")
 	burst := fs.Duration("burst", 5*time.Second, "heartbeat mode: time at 10x the rate")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the projector run here")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the projector run here (with -inventory: of its run)")
 	inventory := fs.Float64("inventory", 0, "also measure a second stream where this share of the results are inventory reports "+
 		"(the simulator's job, ~150 apps; the fleet's previous reports projected untimed first) and compare its ratio")
 	if err := fs.Parse(args); err != nil {
@@ -90,11 +90,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *hb {
 		return heartbeats(ctx, out, dir, srv.ClientURL(), client, js, *agents, *steady, *burst)
 	}
-	oursRatio, err := ingest(ctx, out, dir, client, js, *n, *subset, *batch, *cpuprofile)
+	// With -inventory the profile is of the run with inventory reports.
+	first := *cpuprofile
+	if *inventory > 0 {
+		first = ""
+	}
+	oursRatio, err := ingest(ctx, out, dir, client, js, *n, *subset, *batch, first)
 	if err != nil || *inventory <= 0 {
 		return err
 	}
-	return ingestInventory(ctx, out, dir, client, js, *n, *batch, *inventory, oursRatio)
+	return ingestInventory(ctx, out, dir, client, js, *n, *batch, *inventory, oursRatio, *cpuprofile)
 }
 
 func openDB(ctx context.Context, dir, name string) (*storage.DB, error) {
@@ -260,7 +265,7 @@ func runOurs(ctx context.Context, dir, name string, client *bus.Client, batchSiz
 // first inventory. Baseline (a) inserts the same rows without projecting
 // inventory; the ratio is compared with the one measured above.
 func ingestInventory(ctx context.Context, out io.Writer, dir string, client *bus.Client, js jetstream.JetStream, n, batchSize int,
-	share, plainRatio float64) error {
+	share, plainRatio float64, cpuprofile string) error {
 	const agents = 10000
 	fleet := sim.NewFleet(sim.Config{Agents: agents, Seed: 42, LateRate: -1, DuplicateRate: -1})
 	jobs := fleet.Config().Jobs
@@ -311,7 +316,7 @@ func ingestInventory(ctx context.Context, out io.Writer, dir string, client *bus
 		fmt.Fprintf(out, "seeded the inventory of %d PCs (untimed, %v)\n", agents, time.Since(start).Round(time.Second))
 		return nil
 	}
-	ours, err := runOurs(ctx, dir, "ours-inventory", client, batchSize, n, last, "", seed)
+	ours, err := runOurs(ctx, dir, "ours-inventory", client, batchSize, n, last, cpuprofile, seed)
 	if err != nil {
 		return err
 	}
