@@ -234,30 +234,71 @@ func (s ConfigScope) Encode() []byte {
 }
 
 // WithField is s with one field set to the JSON value raw (null clears
-// it), checked like a whole scope: the field routes' edit (fleet.md §2.6).
-// An unknown field name is a FieldError.
+// it): the field routes' edit (fleet.md §2.6). Only that field is checked,
+// as the whole-scope PUT would check it, so a value stored behind the
+// API's back in another field does not block the edit. Newer CLIs and SPAs
+// send every value as text (upstream's {"value": "…"}), so a boolean or
+// integer field also takes its text form ("true", "20"). An unknown field
+// name is a FieldError naming "field".
 func (s ConfigScope) WithField(field string, raw json.RawMessage) (ConfigScope, error) {
 	if !slices.Contains(ConfigFields, field) {
 		return s, &FieldError{Field: "field", Rule: "must be one of " + strings.Join(ConfigFields, ", "), Excerpt: clip(field, errExcerptBytes)}
 	}
+	raw = bytes.TrimSpace(raw)
+	unset := len(raw) == 0 || bytes.Equal(raw, []byte("null"))
+	var one ConfigScope
+	if !unset {
+		if v, ok := textForm(field, raw); ok {
+			raw = v
+		}
+		b, err := json.Marshal(map[string]json.RawMessage{field: raw})
+		if err != nil {
+			return s, &FieldError{Field: field, Rule: "must be a JSON value"}
+		}
+		if one, err = DecodeConfigScope(b); err != nil {
+			return s, err
+		}
+		if err := one.Validate(); err != nil {
+			return s, err
+		}
+	}
+	// Merge through the stored form: the fields of s, then this one's.
 	m := map[string]json.RawMessage{}
 	if err := json.Unmarshal(s.Encode(), &m); err != nil {
 		return s, err
 	}
-	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		delete(m, field)
-	} else {
-		m[field] = raw
+	delete(m, field)
+	if !unset {
+		if err := json.Unmarshal(one.Encode(), &m); err != nil {
+			return s, err
+		}
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
-		return s, &FieldError{Field: field, Rule: "must be a JSON value"}
-	}
-	next, err := DecodeConfigScope(b)
-	if err != nil {
 		return s, err
 	}
-	return next, next.Validate()
+	return DecodeConfigScope(b)
+}
+
+// textForm is the JSON literal a boolean or integer field's text value
+// stands for ("true" → true, "20" → 20), or false when raw is not such a
+// text.
+func textForm(field string, raw json.RawMessage) (json.RawMessage, bool) {
+	var text string
+	if json.Unmarshal(raw, &text) != nil {
+		return nil, false
+	}
+	switch field {
+	case "process_perf_enabled":
+		if text == "true" || text == "false" {
+			return json.RawMessage(text), true
+		}
+	case "process_perf_top_n", "max_local_concurrent":
+		if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+			return json.RawMessage(strconv.FormatInt(n, 10)), true
+		}
+	}
+	return nil, false
 }
 
 // EffectiveConfig is what one agent runs with (fleet.md §2.3): every field

@@ -131,6 +131,58 @@ func TestConfigScopeWithField(t *testing.T) {
 	}
 }
 
+// The field routes check the value they set, not the rest of the scope
+// (upstream's apply_field): a bad value stored behind the API's back in
+// another field must not block an edit, nor be reported as its error.
+func TestConfigScopeWithFieldChecksOnlyItsField(t *testing.T) {
+	stored, err := kanade.DecodeConfigScope([]byte(`{"heartbeat_interval":"bogus","target_version":"1.0"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := stored.WithField("host_perf_interval", json.RawMessage(`"90s"`))
+	if err != nil || string(s.Encode()) != `{"target_version":"1.0","heartbeat_interval":"bogus","host_perf_interval":"90s"}` {
+		t.Errorf("set beside a bad stored field = %s, %v", s.Encode(), err)
+	}
+	var fe *kanade.FieldError
+	if _, err := stored.WithField("host_perf_interval", json.RawMessage(`"0s"`)); !errors.As(err, &fe) || fe.Field != "host_perf_interval" {
+		t.Errorf("a bad value = %v, want a FieldError naming host_perf_interval", err)
+	}
+	if _, err := stored.WithField("heartbeat_interval", json.RawMessage(`5`)); !errors.As(err, &fe) || fe.Field != "heartbeat_interval" {
+		t.Errorf("a number for a duration = %v, want a FieldError naming heartbeat_interval", err)
+	}
+}
+
+// Newer CLIs and SPAs send {"value": "…"} for every field (upstream's
+// FieldValue is a string), booleans and counts included.
+func TestConfigScopeWithFieldTakesTextForms(t *testing.T) {
+	for _, tt := range []struct{ field, raw, want string }{
+		{"process_perf_enabled", `"true"`, `{"process_perf_enabled":true}`},
+		{"process_perf_enabled", `false`, `{"process_perf_enabled":false}`},
+		{"process_perf_top_n", `"20"`, `{"process_perf_top_n":20}`},
+		{"max_local_concurrent", `"4"`, `{"max_local_concurrent":4}`},
+		{"max_local_concurrent", `4`, `{"max_local_concurrent":4}`},
+		{"client_display_name", `"20"`, `{"client_display_name":"20"}`},
+		{"target_version", `"0.43.56"`, `{"target_version":"0.43.56"}`},
+	} {
+		s, err := kanade.ConfigScope{}.WithField(tt.field, json.RawMessage(tt.raw))
+		if err != nil || string(s.Encode()) != tt.want {
+			t.Errorf("%s = %s: %s, %v; want %s", tt.field, tt.raw, s.Encode(), err, tt.want)
+		}
+	}
+	for _, tt := range []struct{ field, raw string }{
+		{"process_perf_enabled", `"yes"`},
+		{"process_perf_top_n", `"-1"`},
+		{"process_perf_top_n", `"twenty"`},
+		{"max_local_concurrent", `"0"`},
+		{"max_local_concurrent", `"1.5"`},
+	} {
+		var fe *kanade.FieldError
+		if _, err := (kanade.ConfigScope{}).WithField(tt.field, json.RawMessage(tt.raw)); !errors.As(err, &fe) || fe.Field != tt.field {
+			t.Errorf("%s = %s: %v, want a FieldError naming it", tt.field, tt.raw, err)
+		}
+	}
+}
+
 func TestResolveMergesInOrder(t *testing.T) {
 	scope := func(s string) kanade.ConfigScope {
 		c, err := kanade.DecodeConfigScope([]byte(s))

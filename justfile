@@ -7,6 +7,8 @@ version := `git describe --tags --always --dirty 2>/dev/null || echo dev`
 commit := `git rev-parse --short HEAD 2>/dev/null || echo unknown`
 ldflags := "-s -w -X github.com/kanade-fleet/backend.Version=" + version + " -X github.com/kanade-fleet/backend.Commit=" + commit
 staticcheck := `echo "$(go env GOPATH)/bin/staticcheck"`
+# The Lambda bootstrap: no RPC mode (provided.al2023 has none) and no SQLite driver (nothing persists there).
+lambda_tags := "lambda.norpc,kanade.nosqlite"
 
 # List the recipes.
 default:
@@ -18,7 +20,7 @@ run *flags:
 
 # The test suite, as the README says.
 test:
-    go test -race ./...
+    go test -race -timeout 30m ./...
 
 # Every fuzz target of the module for `seconds` each; a failing input lands in testdata/fuzz.
 fuzz seconds="10":
@@ -64,8 +66,34 @@ build:
     mkdir -p bin/lambda
     CGO_ENABLED=0 go build -trimpath -ldflags '{{ldflags}}' -o bin/kanade-http ./shells/http
     CGO_ENABLED=0 go build -trimpath -ldflags '{{ldflags}}' -o bin/kanade-worker ./shells/worker
-    CGO_ENABLED=0 GOOS=linux go build -trimpath -tags lambda.norpc -ldflags '{{ldflags}}' -o bin/lambda/bootstrap ./shells/lambda
+    CGO_ENABLED=0 GOOS=linux go build -trimpath -tags '{{lambda_tags}}' -ldflags '{{ldflags}}' -o bin/lambda/bootstrap ./shells/lambda
     @ls -l bin bin/lambda
+
+# The Lambda bootstrap zipped for provided.al2023, for arm64 and amd64: bin/lambda/<arch>/bootstrap.zip (template.yaml deploys arm64).
+lambda:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for arch in arm64 amd64; do
+        mkdir -p "bin/lambda/$arch"
+        CGO_ENABLED=0 GOOS=linux GOARCH="$arch" go build -trimpath -tags '{{lambda_tags}}' -ldflags '{{ldflags}}' -o "bin/lambda/$arch/bootstrap" ./shells/lambda
+        go run ./deploy/lambdazip -o "bin/lambda/$arch/bootstrap.zip" "bin/lambda/$arch/bootstrap"
+    done
+    ls -l bin/lambda/*/
+
+# The on-prem shells for Windows (run them as services: kanade-http.exe service install).
+windows:
+    mkdir -p bin/windows
+    CGO_ENABLED=0 GOOS=windows GOARCH=amd64 go build -trimpath -ldflags '{{ldflags}}' -o bin/windows/kanade-http.exe ./shells/http
+    CGO_ENABLED=0 GOOS=windows GOARCH=amd64 go build -trimpath -ldflags '{{ldflags}}' -o bin/windows/kanade-worker.exe ./shells/worker
+    @ls -l bin/windows
+
+# The container image (Dockerfile): the HTTP and worker shells on distroless, non-root.
+image tag="kanade-backend:latest":
+    docker build --build-arg VERSION={{version}} --build-arg COMMIT={{commit}} -t {{tag}} .
+
+# The deployment checks of CI: the Lambda bootstrap under the runtime interface emulator, SIGTERM on the real binaries, the packaging lints, the Windows cross-build.
+ci-deploy:
+    scripts/ci-deploy.sh
 
 # What CI runs.
 ci:

@@ -49,12 +49,14 @@ func (c *Client) bucket(ctx context.Context, name string) (jetstream.KeyValue, e
 	return kv, nil
 }
 
-// gone checks, after a write through a cached handle found no stream to
-// answer, whether the bucket was deleted meanwhile: then the handle is
-// forgotten and the error is ErrNoBucket, so callers answer "not
-// bootstrapped" rather than a timeout-like failure. Other errors pass.
+// gone checks, after an operation through a cached handle found no
+// stream to answer, whether the bucket was deleted meanwhile: then the
+// handle is forgotten and the error is ErrNoBucket, so callers answer "not
+// bootstrapped" at once rather than after retrying into a timeout. Other
+// errors pass.
 func (c *Client) gone(ctx context.Context, bucket string, err error) error {
-	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) &&
+		!errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, nats.ErrStreamNotFound) {
 		return err
 	}
 	c.mu.Lock()
@@ -77,7 +79,7 @@ func (c *Client) Get(ctx context.Context, bucket, key string) (Entry, error) {
 		}
 		e, err := kv.Get(ctx, key)
 		if err != nil {
-			return err
+			return c.gone(ctx, bucket, err)
 		}
 		out = entryOf(e)
 		return nil
@@ -119,7 +121,7 @@ func (c *Client) current(ctx context.Context, bucket string,
 		}
 		w, err := watch(ctx, kv)
 		if err != nil {
-			return err
+			return c.gone(ctx, bucket, err)
 		}
 		defer w.Stop()
 		latest := map[string]int{} // a key written during the watch may arrive twice
@@ -197,7 +199,7 @@ func (c *Client) Update(ctx context.Context, bucket, key string, value []byte, r
 			return err
 		}
 		next, err = kv.Update(ctx, key, value, rev)
-		return err
+		return c.gone(ctx, bucket, err)
 	})
 	if isWrongRevision(err) {
 		return 0, fmt.Errorf("update %s[%s]: %w", bucket, kanade.Clip(key), ErrChanged)
@@ -217,9 +219,9 @@ func (c *Client) Delete(ctx context.Context, bucket, key string, rev uint64) err
 			return err
 		}
 		if rev == 0 {
-			return kv.Delete(ctx, key)
+			return c.gone(ctx, bucket, kv.Delete(ctx, key))
 		}
-		return kv.Delete(ctx, key, jetstream.LastRevision(rev))
+		return c.gone(ctx, bucket, kv.Delete(ctx, key, jetstream.LastRevision(rev)))
 	})
 	if isWrongRevision(err) {
 		return fmt.Errorf("delete %s[%s]: %w", bucket, kanade.Clip(key), ErrChanged)
@@ -346,44 +348,58 @@ func (c *Client) EnsureBucket(ctx context.Context, bucket, description string, h
 // when unchanged).
 func (c *Client) Modify(ctx context.Context, bucket, key string,
 	fn func(cur []byte, exists bool) (next []byte, changed bool, err error)) (value []byte, changed bool, err error) {
+	e, changed, err := c.ModifyEntry(ctx, bucket, key, fn)
+	return e.Value, changed, err
+}
+
+// ModifyEntry is Modify answering the entry rather than only its value:
+// its revision too (the one written, or the one found when nothing
+// changed; 0 for an absent key left alone), which a copy of the bucket
+// kept elsewhere needs to order its updates.
+func (c *Client) ModifyEntry(ctx context.Context, bucket, key string,
+	fn func(cur []byte, exists bool) (next []byte, changed bool, err error)) (Entry, bool, error) {
 	for attempt := 1; ; attempt++ {
 		e, err := c.Get(ctx, bucket, key)
 		exists := err == nil
 		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, false, err
+			return Entry{}, false, err
 		}
 		if errors.Is(err, ErrNoBucket) {
-			return nil, false, err
+			return Entry{}, false, err
 		}
 		next, changed, err := fn(e.Value, exists)
 		if err != nil {
-			return nil, false, err
+			return Entry{}, false, err
 		}
 		if !changed {
-			return e.Value, false, nil
+			if !exists {
+				e = Entry{Key: key}
+			}
+			return e, false, nil
 		}
+		var rev uint64
 		if exists {
-			_, err = c.Update(ctx, bucket, key, next, e.Revision)
+			rev, err = c.Update(ctx, bucket, key, next, e.Revision)
 		} else {
-			_, err = c.Create(ctx, bucket, key, next)
+			rev, err = c.Create(ctx, bucket, key, next)
 		}
 		if err == nil {
-			return next, true, nil
+			return Entry{Key: key, Value: next, Revision: rev}, true, nil
 		}
 		if !errors.Is(err, ErrChanged) && !errors.Is(err, ErrExists) {
 			// A transient failure may have written or not: read again
 			// rather than fail, within the attempts.
 			if errors.Is(err, ErrNoBucket) || ctx.Err() != nil || attempt >= modifyAttempts {
-				return nil, false, err
+				return Entry{}, false, err
 			}
 		}
 		if attempt >= modifyAttempts {
-			return nil, false, fmt.Errorf("modify %s[%s]: %d attempts: %w", bucket, kanade.Clip(key), attempt, ErrChanged)
+			return Entry{}, false, fmt.Errorf("modify %s[%s]: %d attempts: %w", bucket, kanade.Clip(key), attempt, ErrChanged)
 		}
 		// A short growing pause, so writers racing on one key spread out.
 		select {
 		case <-ctx.Done():
-			return nil, false, ctx.Err()
+			return Entry{}, false, ctx.Err()
 		case <-time.After(min(time.Duration(attempt)*2*time.Millisecond, 25*time.Millisecond)):
 		}
 	}
@@ -391,3 +407,56 @@ func (c *Client) Modify(ctx context.Context, bucket, key string,
 
 // modifyAttempts bounds Modify's retries (upstream kv_cas.rs: 32).
 const modifyAttempts = 32
+
+// KVState is where a bucket stands: a copy of it kept elsewhere (the SQL
+// mirror of agent_groups) is current when it has applied every revision up
+// to Revision of the bucket created at Created.
+type KVState struct {
+	// Created identifies the bucket: one deleted and created again numbers
+	// its revisions from 1 again, and only its creation time tells.
+	Created time.Time
+	// Revision is the bucket's last revision (0 when nothing was ever
+	// written): every put and delete of any key takes the next one.
+	Revision uint64
+}
+
+// KVState reads the state of bucket in one request (ErrNoBucket when
+// there is none).
+func (c *Client) KVState(ctx context.Context, bucket string) (KVState, error) {
+	st, err := c.Stream(ctx, "KV_"+bucket)
+	if errors.Is(err, ErrNotFound) {
+		return KVState{}, fmt.Errorf("KV %s: %w (NATS not bootstrapped?)", bucket, ErrNoBucket)
+	}
+	if err != nil {
+		return KVState{}, fmt.Errorf("KV %s: %w", bucket, err)
+	}
+	return KVState{Created: st.Created, Revision: st.LastSeq}, nil
+}
+
+// KVSnapshot is every key of a bucket as one ordered pass read it.
+type KVSnapshot struct {
+	// State is the bucket's state read before the pass: every revision up
+	// to State.Revision is reflected in Entries (a newer one may be too).
+	State KVState
+	// Entries holds each key's latest operation, sorted by key; a deleted
+	// key whose delete marker is still stored is there with Deleted set.
+	Entries []Entry
+}
+
+// Snapshot reads bucket whole, deletes included, in one ordered pass,
+// after reading its state: what a copy of the bucket needs to catch up
+// with it, knowing which revisions it has then seen.
+func (c *Client) Snapshot(ctx context.Context, bucket string) (KVSnapshot, error) {
+	st, err := c.KVState(ctx, bucket)
+	if err != nil {
+		return KVSnapshot{}, err
+	}
+	out, err := c.current(ctx, bucket, func(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+		return kv.WatchAll(ctx)
+	})
+	if err != nil {
+		return KVSnapshot{}, fmt.Errorf("read KV %s: %w", bucket, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return KVSnapshot{State: st, Entries: out}, nil
+}

@@ -375,3 +375,46 @@ func (c *Client) publishAll(ctx context.Context, msgs []*nats.Msg) (int, error) 
 	}
 	return acked, nil
 }
+
+// PublishEach publishes msgs through JetStream pipelined, a chunk at a
+// time like PublishAll, but goes on past failures and returns one error per
+// message (nil: the stream acknowledged it), so a caller publishing for
+// many owners learns exactly whose messages were lost. A message not
+// answered before ctx ends gets ctx's error. A commands.* subject is
+// refused before anything is sent: see Commands.
+func (c *Client) PublishEach(ctx context.Context, msgs []*nats.Msg) []error {
+	errs := make([]error, len(msgs))
+	for _, m := range msgs {
+		if isCommand(m.Subject) {
+			for i := range errs {
+				errs[i] = errCommandSubject(m.Subject)
+			}
+			return errs
+		}
+	}
+	for start := 0; start < len(msgs); start += publishChunk {
+		chunk := msgs[start:min(len(msgs), start+publishChunk)]
+		futures := make([]jetstream.PubAckFuture, len(chunk))
+		for i, m := range chunk {
+			f, err := c.js.PublishMsgAsync(m)
+			if err != nil {
+				errs[start+i] = fmt.Errorf("publish %s: %w", kanade.Clip(m.Subject), err)
+				continue
+			}
+			futures[i] = f
+		}
+		for i, f := range futures {
+			if f == nil {
+				continue
+			}
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				errs[start+i] = fmt.Errorf("publish %s: %w", kanade.Clip(chunk[i].Subject), err)
+			case <-ctx.Done():
+				errs[start+i] = ctx.Err()
+			}
+		}
+	}
+	return errs
+}

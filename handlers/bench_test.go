@@ -24,7 +24,7 @@ import (
 
 // benchSeedVersion names the cached benchmark database; bump it when the
 // schema or the seed below changes, or the old file is reused.
-const benchSeedVersion = "fleet-bench-v1"
+const benchSeedVersion = "fleet-bench-v2"
 
 const (
 	benchAgents = 100_000

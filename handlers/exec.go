@@ -66,16 +66,24 @@ func (srv *Server) registerExec(api huma.API) {
 		})
 }
 
-// withRunDeadline lifts the server's write timeout for POST /api/run, which
-// holds the request for up to timeout_secs + 10 s (the shells' servers cut
-// a response after 60 s, which would end every run longer than 50 s with a
-// reset connection instead of its result or a 408). Where the writer
-// cannot change its deadline (a test recorder, Lambda) nothing changes.
+// withRunDeadline lifts the server's write timeout for the requests that
+// wait on an agent longer than it allows: POST /api/run holds the request
+// for up to timeout_secs + 10 s, POST /api/agents/{pc_id}/ping for up to
+// 60 s (the shells' servers cut a response after 60 s, which would end
+// them with a reset connection instead of their answer or a 408). Where
+// the writer cannot change its deadline (a test recorder, Lambda) nothing
+// changes.
 func withRunDeadline(next http.Handler) http.Handler {
-	limit := time.Duration(kanade.MaxRunTimeoutSecs)*time.Second + kanade.RunGrace + 30*time.Second
+	runLimit := time.Duration(kanade.MaxRunTimeoutSecs)*time.Second + kanade.RunGrace + 30*time.Second
+	pingLimit := pingMaxSecs*time.Second + 30*time.Second
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == "/api/run" {
-			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(limit))
+		if r.Method == http.MethodPost {
+			switch p := r.URL.Path; {
+			case p == "/api/run":
+				_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(runLimit))
+			case strings.HasPrefix(p, "/api/agents/") && strings.HasSuffix(p, "/ping"):
+				_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(pingLimit))
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -154,6 +154,7 @@ func New(cfg Config) (*Server, error) {
 	if err := errors.Join(checkRoles(mux.patterns, roles), documentRoles(api.OpenAPI(), roles)); err != nil {
 		return nil, err
 	}
+	mountApart(api.OpenAPI())
 
 	// withSource sits outside instrument: it hands on a copy of the request,
 	// and the route label is read from the request the mux matched.
@@ -204,10 +205,15 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	srv.registerHealth(api)
 	srv.registerReads(api)
 	srv.registerInventory(api)
+	srv.registerAgents(api)
+	srv.registerLive(api)
 	srv.registerManage(api)
 	srv.registerRecords(api)
 	srv.registerControl(api)
+	srv.registerReleases(api)
 	srv.registerAccounts(api)
+	srv.registerGroups(api)
+	srv.registerAgentConfig(api)
 	if err := srv.registerMetrics(mux); err != nil {
 		return nil, nil, err
 	}

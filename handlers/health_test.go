@@ -248,7 +248,7 @@ func TestFleetHealth(t *testing.T) {
 				// the same way on SQLite and on sqld.
 				ctx := context.Background()
 				if err := e.db.Update(ctx, func(tx *storage.Tx) error {
-					_, err := tx.Exec(ctx, `DROP TABLE agent_minutes`)
+					_, err := tx.Exec(ctx, `DROP TABLE agent_version_minutes`)
 					return err
 				}); err != nil {
 					t.Fatal(err)

@@ -49,16 +49,19 @@ func routeRoles() map[string]auth.Role {
 		"GET /metrics":                      auth.Viewer,
 
 		// Reading the fleet.
-		"GET /api/health/fleet":          auth.Viewer,
-		"GET /api/health/scan_durations": auth.Viewer,
-		"GET /api/jetstream/status":      auth.Viewer,
-		"GET /api/agents":                auth.Viewer,
-		"GET /api/agents/{pc_id}":        auth.Viewer,
-		"GET /api/results":               auth.Viewer,
-		"GET /api/results/{result_id}":   auth.Viewer,
-		"GET /api/executions":            auth.Viewer,
-		"GET /api/executions/{exec_id}":  auth.Viewer,
-		"GET /api/audit":                 auth.Viewer,
+		"GET /api/health/fleet":             auth.Viewer,
+		"GET /api/health/scan_durations":    auth.Viewer,
+		"GET /api/jetstream/status":         auth.Viewer,
+		"GET /api/agents":                   auth.Viewer,
+		"GET /api/agents/{pc_id}":           auth.Viewer,
+		"GET /api/agents/versions":          auth.Viewer,
+		"GET /api/agents/{pc_id}/logs":      auth.Viewer,
+		"GET /api/results/{result_id}/tail": auth.Viewer,
+		"GET /api/results":                  auth.Viewer,
+		"GET /api/results/{result_id}":      auth.Viewer,
+		"GET /api/executions":               auth.Viewer,
+		"GET /api/executions/{exec_id}":     auth.Viewer,
+		"GET /api/audit":                    auth.Viewer,
 
 		// Inventory (fleet.md §5.5). The mux serves by-job and
 		// search-scalars through one pattern (inventory.go), which
@@ -95,6 +98,8 @@ func routeRoles() map[string]auth.Role {
 		"GET /api/schemas/schedule.json":   auth.Viewer,
 
 		// Acting on the fleet.
+		"DELETE /api/agents/{pc_id}":          auth.Operator,
+		"POST /api/agents/{pc_id}/ping":       auth.Operator,
 		"POST /api/exec/{job_id}":             auth.Operator,
 		"POST /api/run":                       auth.Operator,
 		"POST /api/jobs/{job_id}/kill":        auth.Operator,
@@ -106,6 +111,39 @@ func routeRoles() map[string]auth.Role {
 		"GET /api/command-signing":            auth.Viewer,
 		"PUT /api/freeze":                     auth.Operator,
 		"DELETE /api/freeze":                  auth.Operator,
+
+		// Group memberships and the layered agent config (fleet.md §1, §2).
+		"GET /api/groups":                                 auth.Viewer,
+		"GET /api/agents/{pc_id}/groups":                  auth.Viewer,
+		"PUT /api/agents/{pc_id}/groups":                  auth.Operator,
+		"POST /api/agents/{pc_id}/groups":                 auth.Operator,
+		"DELETE /api/agents/{pc_id}/groups/{group}":       auth.Operator,
+		"GET /api/agents/{pc_id}/effective_config":        auth.Viewer,
+		"GET /api/config":                                 auth.Viewer,
+		"PUT /api/config":                                 auth.Operator,
+		"DELETE /api/config":                              auth.Operator,
+		"GET /api/config/defaults":                        auth.Viewer,
+		"PUT /api/config/fields/{field}":                  auth.Operator,
+		"DELETE /api/config/fields/{field}":               auth.Operator,
+		"GET /api/groups/{name}/config":                   auth.Viewer,
+		"PUT /api/groups/{name}/config":                   auth.Operator,
+		"DELETE /api/groups/{name}/config":                auth.Operator,
+		"GET /api/groups/{name}/config/inherited":         auth.Viewer,
+		"PUT /api/groups/{name}/config/fields/{field}":    auth.Operator,
+		"DELETE /api/groups/{name}/config/fields/{field}": auth.Operator,
+		"GET /api/pcs/{pc_id}/config":                     auth.Viewer,
+		"PUT /api/pcs/{pc_id}/config":                     auth.Operator,
+		"DELETE /api/pcs/{pc_id}/config":                  auth.Operator,
+		"GET /api/pcs/{pc_id}/config/inherited":           auth.Viewer,
+		"PUT /api/pcs/{pc_id}/config/fields/{field}":      auth.Operator,
+		"DELETE /api/pcs/{pc_id}/config/fields/{field}":   auth.Operator,
+
+		// Agent releases (fleet.md §6): reading them is viewer,
+		// publishing, rolling out and deleting operator.
+		"GET /api/agents/releases":              auth.Viewer,
+		"POST /api/agents/publish":              auth.Operator,
+		"POST /api/agents/rollout":              auth.Operator,
+		"DELETE /api/agents/releases/{version}": auth.Operator,
 
 		// Accounts.
 		"GET /api/accounts":               auth.Admin,
@@ -300,4 +338,36 @@ func writeProblem(w http.ResponseWriter, status int, detail string) {
 		Status int    `json:"status"`
 		Detail string `json:"detail"`
 	}{http.StatusText(status), status, detail})
+}
+
+// mountedApart are the route families the contract (fleet.md §6, §5.5) puts
+// beside a templated sibling so that their paths cross: DELETE
+// /api/agents/releases/{version} and GET /api/agents/{pc_id}/logs could
+// both be /api/agents/releases/logs. The mux tells them apart by method and
+// by the literal segment, but a client generator reading the document sees
+// two templates that match the same URL (Redocly's no-ambiguous-paths).
+// The document lists each of these families under a path-level server of
+// its own prefix instead (OpenAPI 3.1 §4.8.9, Path Item "servers"), which
+// resolves to the very same URLs and leaves no two paths crossing.
+var mountedApart = []string{"/api/agents/releases", "/api/inventory/by-job"}
+
+// mountApart moves the path items of mountedApart under a server of their
+// parent prefix: /api/agents/releases/{version} becomes
+// /releases/{version} at server /api/agents.
+func mountApart(oapi *huma.OpenAPI) {
+	moved := map[string]*huma.PathItem{}
+	for path, item := range oapi.Paths {
+		for _, family := range mountedApart {
+			if path != family && !strings.HasPrefix(path, family+"/") {
+				continue
+			}
+			base := family[:strings.LastIndexByte(family, '/')]
+			item.Servers = []*huma.Server{{URL: base, Description: "paths of this family are relative to " + base}}
+			moved[strings.TrimPrefix(path, base)] = item
+			delete(oapi.Paths, path)
+		}
+	}
+	for path, item := range moved {
+		oapi.Paths[path] = item
+	}
 }

@@ -165,7 +165,12 @@ func (w *Worker) runHeartbeats(ctx context.Context, c *conn) error {
 			close(done)
 			continue
 		}
-		w.flushBeats(ctx, buf)
+		// A flush begun finishes even when shutdown starts meanwhile, as a
+		// batch does (apply): cut short, it would fail with an error in the
+		// log, only for the shutdown flush to write the same beats again.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
+		w.flushBeats(fctx, buf)
+		cancel()
 		checkDrops()
 		if !sub.IsValid() {
 			// The connection closed for good under the subscription.
@@ -194,6 +199,9 @@ func (w *Worker) flushBeats(ctx context.Context, buf *beatBuffer) {
 		list = append(list, h)
 	}
 	began := time.Now()
+	if w.cfg.inFlush != nil {
+		w.cfg.inFlush()
+	}
 	err := w.cfg.DB.Update(ctx, func(tx *storage.Tx) error { return tx.UpsertHeartbeats(ctx, list) })
 	if err != nil {
 		buf.putBack(beats)

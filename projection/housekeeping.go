@@ -2,21 +2,24 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/storage"
 )
 
-// runHousekeeping reaps, expires and trims every Housekeeping period (and
-// once at start). Each step works in bounded transactions, so the projector's
-// batches never wait long behind it.
-func (w *Worker) runHousekeeping(ctx context.Context) error {
+// runHousekeeping runs a housekeeping round on c every Housekeeping period
+// (and once at start). Each step works in bounded transactions, so the
+// projector's batches never wait long behind it.
+func (w *Worker) runHousekeeping(ctx context.Context, c *bus.Client) error {
 	t := time.NewTicker(w.cfg.Housekeeping)
 	defer t.Stop()
 	for {
-		if err := w.Housekeep(ctx); err != nil && ctx.Err() == nil {
+		if err := w.HousekeepWith(ctx, c); err != nil && ctx.Err() == nil {
 			w.log.Error("housekeeping failed; next round will retry", slog.Any("err", err))
 		}
 		select {
@@ -27,11 +30,18 @@ func (w *Worker) runHousekeeping(ctx context.Context) error {
 	}
 }
 
-// Housekeep runs one round at the Clock's now: reap overdue running rows,
-// expire stale pending executions, delete rows past retention (runs,
-// executions, audit entries, inventory history events). Each step
-// repeats its bounded transaction until a batch comes back short.
-func (w *Worker) Housekeep(ctx context.Context) error {
+// Housekeep runs one round on Config.Bus (see HousekeepWith).
+func (w *Worker) Housekeep(ctx context.Context) error { return w.HousekeepWith(ctx, w.cfg.Bus) }
+
+// HousekeepWith runs one round at the Clock's now: reap overdue running
+// rows, expire stale pending executions, delete rows past retention (runs,
+// executions, audit entries, inventory history events), prune
+// agents not seen for the configured days (fleet.md §3.4), and run the
+// heartbeat watchdog, which publishes on c (§3.5). Each step repeats its
+// bounded transaction until a batch comes back short; a step that fails
+// does not keep the others from running. Without c the watchdog does not
+// run and the prune follows Config.AgentPruneDays alone.
+func (w *Worker) HousekeepWith(ctx context.Context, c *bus.Client) error {
 	now := w.cfg.Clock()
 	limit := w.cfg.HousekeepingBatch
 	steps := []struct {
@@ -56,25 +66,96 @@ func (w *Worker) Housekeep(ctx context.Context) error {
 			return tx.DeleteOldInventoryHistory(ctx, now.Add(-storage.InventoryHistoryRetention), limit)
 		}},
 	}
+	var errs []error
 	for _, s := range steps {
-		for {
-			var n int64
-			err := w.cfg.DB.Update(ctx, func(tx *storage.Tx) error {
-				var err error
-				n, err = s.fn(tx)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("housekeeping %s: %w", s.action, err)
-			}
-			w.m.housekeeping.WithLabelValues(s.action).Add(float64(n))
-			if n < int64(limit) {
-				break
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		if _, err := w.repeat(ctx, s.action, s.fn); err != nil {
+			errs = append(errs, err)
+			break // the same database would fail the next steps too
 		}
 	}
-	return nil
+	if err := w.pruneAgents(ctx, c, now); err != nil {
+		errs = append(errs, err)
+	}
+	if c != nil {
+		if err := w.watch(ctx, c, now); err != nil {
+			errs = append(errs, fmt.Errorf("housekeeping watchdog: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// repeat runs fn in bounded transactions until one changes fewer rows than
+// a batch, counting the rows under action, and returns how many it changed.
+func (w *Worker) repeat(ctx context.Context, action string, fn func(tx *storage.Tx) (int64, error)) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := w.cfg.DB.Update(ctx, func(tx *storage.Tx) error {
+			var err error
+			n, err = fn(tx)
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("housekeeping %s: %w", action, err)
+		}
+		total += n
+		w.m.housekeeping.WithLabelValues(action).Add(float64(n))
+		if n < int64(w.cfg.HousekeepingBatch) {
+			return total, nil
+		}
+		if ctx.Err() != nil {
+			return total, ctx.Err()
+		}
+	}
+}
+
+// settingsTimeout bounds the read of KV server_settings.
+const settingsTimeout = 10 * time.Second
+
+// pruneAgents deletes the agents whose last heartbeat is more than the
+// prune window's days before now, when pruning is on (fleet.md §3.4).
+func (w *Worker) pruneAgents(ctx context.Context, c *bus.Client, now time.Time) error {
+	days, err := w.pruneDays(ctx, c)
+	if err != nil {
+		return fmt.Errorf("housekeeping prune_agents: skipped: %w", err)
+	}
+	if days == 0 {
+		return nil
+	}
+	cutoff := now.Add(-time.Duration(days) * 24 * time.Hour)
+	n, err := w.repeat(ctx, "prune_agents", func(tx *storage.Tx) (int64, error) {
+		return tx.PruneAgents(ctx, cutoff, w.cfg.HousekeepingBatch)
+	})
+	if n > 0 {
+		w.log.Info("pruned agents not seen for the prune window", slog.Int64("agents", n), slog.Int("days", days))
+	}
+	return err
+}
+
+// pruneDays is the prune window: agent_prune_days of KV server_settings
+// where the document sets it, else Config.AgentPruneDays (also when the
+// bucket or the document does not exist). A document that cannot be read
+// or decoded is an error, so the prune is skipped rather than run with a
+// window somebody did not choose.
+func (w *Worker) pruneDays(ctx context.Context, c *bus.Client) (int, error) {
+	if c == nil {
+		return w.cfg.AgentPruneDays, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, settingsTimeout)
+	defer cancel()
+	e, err := c.Get(ctx, kanade.BucketServerSettings, kanade.KeyServerSettings)
+	switch {
+	case errors.Is(err, bus.ErrNotFound): // no bucket (ErrNoBucket is one too), or no document
+		return w.cfg.AgentPruneDays, nil
+	case err != nil:
+		return 0, fmt.Errorf("read KV %s: %w", kanade.BucketServerSettings, err)
+	}
+	days, set, err := kanade.AgentPruneDays(e.Value)
+	if err != nil {
+		return 0, err
+	}
+	if !set {
+		return w.cfg.AgentPruneDays, nil
+	}
+	return days, nil
 }

@@ -100,6 +100,18 @@ type Config struct {
 	// HousekeepingBatch bounds the rows one housekeeping transaction touches
 	// (default 1000).
 	HousekeepingBatch int
+	// StaleThreshold: an agent whose last heartbeat is older is stale, and
+	// the watchdog reports it offline (default kanade.DefaultStaleThreshold).
+	StaleThreshold time.Duration
+	// WatchSince: the watchdog judges only agents whose last heartbeat is
+	// at or after it (default: the Clock's now when New runs, the worker's
+	// start).
+	WatchSince time.Time
+	// AgentPruneDays: housekeeping deletes agents whose last heartbeat is
+	// older than this many days; 0 is off (the default), above
+	// kanade.MaxAgentPruneDays is that. The field agent_prune_days of KV
+	// server_settings, where set, wins over it.
+	AgentPruneDays int
 	// ManifestTTL is how long a job's timeout is cached, and the longest
 	// a job's inventory hint is trusted without a watch event or a read
 	// confirming it (default 1m).
@@ -114,6 +126,8 @@ type Config struct {
 	inApply     func(consumer string) error
 	// observe sees every batch about to be applied.
 	observe func(consumer string, messages int, bytes int64)
+	// inFlush runs inside every heartbeat flush, before its write.
+	inFlush func()
 }
 
 func (c *Config) defaults() error {
@@ -134,6 +148,14 @@ func (c *Config) defaults() error {
 	setDefault(&c.HeartbeatMaxPending, 5000)
 	setDefault(&c.Housekeeping, 5*time.Minute)
 	setDefault(&c.HousekeepingBatch, 1000)
+	setDefault(&c.StaleThreshold, kanade.DefaultStaleThreshold)
+	if c.WatchSince.IsZero() {
+		c.WatchSince = c.Clock()
+	}
+	if c.AgentPruneDays < 0 {
+		return errors.New("projection: AgentPruneDays must not be negative")
+	}
+	c.AgentPruneDays = min(c.AgentPruneDays, kanade.MaxAgentPruneDays)
 	setDefault(&c.ManifestTTL, time.Minute)
 	setDefault(&c.MaxBackoff, backoff.DefaultMax)
 	return nil
@@ -203,7 +225,7 @@ func (w *Worker) RunWith(ctx context.Context, c *bus.Client) error {
 	start("heartbeats", func(ctx context.Context) error { return w.runHeartbeats(ctx, conn) })
 	start("inventory_specs", conn.specs.follow)
 	if w.cfg.Housekeeping > 0 {
-		start("housekeeping", w.runHousekeeping)
+		start("housekeeping", func(ctx context.Context) error { return w.runHousekeeping(ctx, c) })
 	}
 	wg.Wait()
 	return nil

@@ -144,24 +144,34 @@ func (e *env) publishRaw(subject string, data string) {
 // last sequence of its stream (asynchronous processing, not a time rule).
 func (e *env) waitCaughtUp() {
 	e.t.Helper()
+	waitFor(e.t, e.behind)
+}
+
+// caughtUp reports whether every projection has applied its stream.
+func (e *env) caughtUp() bool {
+	ok, _ := e.behind()
+	return ok
+}
+
+// behind reports whether every projection has applied its stream, and
+// where the first that has not stands.
+func (e *env) behind() (bool, string) {
 	ctx := context.Background()
-	waitFor(e.t, func() (bool, string) {
-		for _, spec := range defaultConsumers() {
-			s, err := e.srv.JS.Stream(ctx, spec.Stream)
-			if err != nil {
-				return false, err.Error()
-			}
-			last := s.CachedInfo().State.LastSeq
-			off, err := e.db.Offset(ctx, spec.Name)
-			if err != nil {
-				return false, err.Error()
-			}
-			if off.Seq < last {
-				return false, fmt.Sprintf("%s at %d of %d", spec.Name, off.Seq, last)
-			}
+	for _, spec := range defaultConsumers() {
+		s, err := e.srv.JS.Stream(ctx, spec.Stream)
+		if err != nil {
+			return false, err.Error()
 		}
-		return true, ""
-	})
+		last := s.CachedInfo().State.LastSeq
+		off, err := e.db.Offset(ctx, spec.Name)
+		if err != nil {
+			return false, err.Error()
+		}
+		if off.Seq < last {
+			return false, fmt.Sprintf("%s at %d of %d", spec.Name, off.Seq, last)
+		}
+	}
+	return true, ""
 }
 
 // resultsDone reports whether off is the RESULTS stream's last sequence.
@@ -172,14 +182,25 @@ func (e *env) resultsDone(off uint64) bool {
 
 func waitFor(t *testing.T, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second) // a guard against hangs under load, not a performance target
+	// A guard against hangs, not a performance target: it fires after 60 s
+	// in which the state cond reports did not change (a projection at 3474
+	// of 5760 that moves on is slow, not stuck, on a loaded machine), and
+	// after 10 minutes in any case.
+	const still, most = 60 * time.Second, 10 * time.Minute
+	start := time.Now()
+	last, lastChange := "", start
 	for {
 		ok, why := cond()
 		if ok {
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %s", why)
+		now := time.Now()
+		if why != last {
+			last, lastChange = why, now
+		}
+		if now.Sub(lastChange) > still || now.Sub(start) > most {
+			t.Fatalf("timed out after %v (%v without change): %s", now.Sub(start).Round(time.Second),
+				now.Sub(lastChange).Round(time.Second), why)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -731,6 +752,33 @@ func gatherCount(reg *prometheus.Registry, name string) (int, error) {
 		}
 	}
 	return 0, nil
+}
+
+// TestAHeartbeatFlushInFlightAtShutdownFinishes stops the worker while a
+// periodic heartbeat flush is about to write: the flush must complete, not
+// fail on the cancelled context (an error in the log and a second write by
+// the shutdown flush).
+func TestAHeartbeatFlushInFlightAtShutdownFinishes(t *testing.T) {
+	e := newEnv(t)
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	r := e.start(func(cfg *Config, _ context.CancelFunc) {
+		cfg.HeartbeatFlush = 10 * time.Millisecond
+		cfg.inFlush = func() { once.Do(func() { close(inside); <-release }) }
+	})
+	waitFor(t, func() (bool, string) { return r.w.heartbeatsReady(), "heartbeat subscription" })
+	e.publish(sim.HeartbeatMessage(kanade.Heartbeat{PcID: "PC-MID-FLUSH", At: ts("2026-09-30T11:59:59Z"), AgentVersion: "1"}))
+	<-inside
+	r.cancel() // the signal arrives while the flush is under way
+	close(release)
+	<-r.done
+	if n := value(r.w.m.applyErrors.WithLabelValues("heartbeats")); n != 0 {
+		t.Errorf("%v heartbeat flush errors: the flush in flight was cut short", n)
+	}
+	if got := e.dump(`SELECT COUNT(*) FROM agents WHERE pc_id = 'PC-MID-FLUSH'`); got[0] != "1" {
+		t.Errorf("the beat of the flush in flight is not in the database")
+	}
 }
 
 // TestGracefulShutdownFinishesTheBatchInFlight stops the worker while a

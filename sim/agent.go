@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -231,6 +232,7 @@ func (s *seen) add(request string, i, agents int) bool {
 // running is a command an agent took and has not finished: waiting out its
 // jitter until startAt, then running until endAt.
 type running struct {
+	agent          int
 	startAt, endAt time.Time
 	started        bool
 	// begin is published at startAt (the started event, if any), end at
@@ -239,13 +241,24 @@ type running struct {
 	result     kanade.ExecResult
 }
 
-// agents is the part of the fleet that answers commands: what each agent has
-// seen and the runs in progress. It never touches NATS: the loop reads the
-// gates and publishes what it returns.
+// agents is the part of the fleet that runs things: what each agent has
+// seen, the runs in progress (the commands' and the agents' own) and the
+// agents' logs. It never touches NATS: the loop reads the gates and
+// publishes what it returns.
 type agents struct {
 	f       *Fleet
 	seen    seen
 	running []*running
+	log     *journal
+	// startGroups are the agents' groups at start, for their logs.
+	startGroups [][]string
+	cfgs        configs
+}
+
+func newAgents(f *Fleet, start time.Time) *agents {
+	a := &agents{f: f, startGroups: slices.Clone(f.groups.of), cfgs: newConfigs(f.cfg.Agents)}
+	a.log = newJournal(start, a.logHead)
+	return a
 }
 
 // receive is a command message on subject: every agent it reaches that has
@@ -264,30 +277,41 @@ func (a *agents) receive(subject string, c kanade.Command, read func() Gate, now
 		}
 		run := a.f.Answer(i, c, *g, now)
 		if run.Result.Skipped {
+			a.log.add(i, logLine{at: now, level: "WARN", target: "kanade_agent::commands", msg: "command skipped",
+				fields: []string{"job", c.ID, "request_id", c.RequestID, "exit_code", strconv.FormatInt(*run.Result.ExitCode, 10)}})
 			out = append(out, run.Messages...)
 			continue
 		}
+		a.log.add(i, logLine{at: now, level: "INFO", target: "kanade_agent::commands", msg: "command received",
+			fields: []string{"job", c.ID, "version", c.Version, "request_id", c.RequestID}})
 		n := 0 // the started event, when there is one, opens the run
 		if run.Started.ResultID != "" {
 			n = 1
 		}
-		a.running = append(a.running, &running{startAt: run.Result.StartedAt.Time, endAt: run.Result.FinishedAt.Time,
+		a.running = append(a.running, &running{agent: i, startAt: run.Result.StartedAt.Time, endAt: run.Result.FinishedAt.Time,
 			begin: run.Messages[:n], end: run.Messages[n:], result: run.Result})
 	}
 	return append(out, a.step(now)...)
 }
 
 // step starts the runs whose jitter has passed by now and publishes the
-// results of those that have ended, each run's start before its end.
+// results of those that have ended, each run's start before its end, and
+// restarts the agents whose self-update is due.
 func (a *agents) step(now time.Time) []Message {
-	var out []Message
+	out := a.selfUpdates(now)
 	kept := a.running[:0]
 	for _, r := range a.running {
 		if !r.started && !now.Before(r.startAt) {
 			r.started = true
+			a.logRun(r, r.startAt, "INFO", "job started")
 			out = append(out, r.begin...)
 		}
 		if r.started && !now.Before(r.endAt) {
+			level := "INFO"
+			if *r.result.ExitCode != 0 {
+				level = "WARN"
+			}
+			a.logRun(r, r.endAt, level, "job finished", "exit_code", strconv.FormatInt(*r.result.ExitCode, 10))
 			out = append(out, r.end...)
 			continue
 		}
@@ -313,11 +337,59 @@ func (a *agents) kill(execID string, now time.Time) []Message {
 			kept = append(kept, r)
 			continue
 		}
+		a.logRun(r, now, "WARN", "job killed", "exec_id", execID)
 		out = append(out, resultMessage(killed(r.result, r.started, now)))
 	}
 	clear(a.running[len(kept):])
 	a.running = kept
 	return out
+}
+
+// own starts one of agent i's own runs (Fleet.Run): what it publishes at
+// its start is returned, the rest when the run ends. A late result, sent
+// before the started event, leaves nothing for the end.
+func (a *agents) own(i int, run RunOutput) []Message {
+	first := 1
+	if run.Messages[0].Subject != StartedSubject(run.Started) {
+		first = 2 // a late result: both now, result first
+	}
+	r := &running{agent: i, startAt: run.Result.StartedAt.Time, endAt: run.Result.FinishedAt.Time, started: true,
+		end: run.Messages[first:], result: run.Result}
+	a.logRun(r, r.startAt, "INFO", "job started")
+	a.running = append(a.running, r)
+	return run.Messages[:first]
+}
+
+// logRun adds a line about run r to its agent's log.
+func (a *agents) logRun(r *running, at time.Time, level, msg string, fields ...string) {
+	a.log.add(r.agent, logLine{at: at, level: level, target: "kanade_agent::process", msg: msg,
+		fields: append([]string{"job", r.result.ManifestID, "result_id", r.result.ResultID}, fields...)})
+}
+
+// tail is agent i's answer to job.tail for resultID at now: the output so
+// far of its run of that id, found only once the run has started (before,
+// not even its started event is out, so nobody knows the id).
+func (a *agents) tail(i int, resultID string, now time.Time) jobTail {
+	for _, r := range a.running {
+		if r.agent == i && r.started && r.result.ResultID == resultID {
+			return jobTail{Found: true, Running: true, Stdout: progress(r.startAt, r.endAt, now)}
+		}
+	}
+	return jobTail{}
+}
+
+// progress is what a run from start to end has printed by now: a line per
+// tenth of its time gone by.
+func progress(start, end, now time.Time) string {
+	tenths := 0
+	if d := end.Sub(start); d > 0 {
+		tenths = min(9, int(10*now.Sub(start)/d))
+	}
+	var b strings.Builder
+	for k := range tenths + 1 {
+		fmt.Fprintf(&b, "progress %d%%\n", 10*k)
+	}
+	return b.String()
 }
 
 // killedExec is the exec_id of a kill.<exec_id> subject, "" for any other.

@@ -16,14 +16,6 @@ import (
 // demo shows the whole loop: schedule → command → started event → result →
 // execution completed.
 
-// Group names a simulated agent's group: every tenth agent is a canary.
-func (f *Fleet) Group(i int) string {
-	if i%10 == 0 {
-		return "sim-canary"
-	}
-	return "sim-fleet"
-}
-
 // agentIndex is the index of a simulated PC id, or -1 for someone else's.
 func (f *Fleet) agentIndex(pc string) int {
 	n, err := strconv.Atoi(strings.TrimPrefix(pc, f.cfg.Prefix))
@@ -33,7 +25,9 @@ func (f *Fleet) agentIndex(pc string) int {
 	return n
 }
 
-// Targets lists the simulated agents a command subject reaches.
+// Targets lists the simulated agents a command subject reaches, in index
+// order: a group's are its members as the fleet last read them from KV
+// agent_groups (see Groups).
 func (f *Fleet) Targets(subject string) []int {
 	var out []int
 	switch {
@@ -42,30 +36,13 @@ func (f *Fleet) Targets(subject string) []int {
 			out = append(out, i)
 		}
 	case strings.HasPrefix(subject, kanade.SubjectCommandsGroup):
-		g := strings.TrimPrefix(subject, kanade.SubjectCommandsGroup)
-		for i := range f.cfg.Agents {
-			if f.Group(i) == g {
-				out = append(out, i)
-			}
-		}
+		out = f.groups.in(strings.TrimPrefix(subject, kanade.SubjectCommandsGroup))
 	case strings.HasPrefix(subject, kanade.SubjectCommandsPC):
 		if i := f.agentIndex(strings.TrimPrefix(subject, kanade.SubjectCommandsPC)); i >= 0 {
 			out = append(out, i)
 		}
 	}
 	return out
-}
-
-// PutGroups stores every simulated agent's group in KV agent_groups, so
-// group targets and rollout waves reach them.
-func PutGroups(ctx context.Context, c *bus.Client, f *Fleet) error {
-	for i := range f.cfg.Agents {
-		v := mustJSON(map[string][]string{"groups": {f.Group(i)}})
-		if _, err := c.Put(ctx, kanade.BucketAgentGroups, f.PcID(i), v); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // DemoJob is the job only the demo schedules run (the agents' own random

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/sim"
 	"github.com/nats-io/nats.go"
@@ -57,11 +58,25 @@ type fleet struct {
 }
 
 // startFleet runs sim.Run with cfg (its Clock replaced by a fake one, its
-// Step shortened, its agents' own runs and random failures off) and returns
-// once the agents answer commands.
-func startFleet(t *testing.T, cfg sim.Config) *fleet {
+// Step shortened, its agents' own runs and random failures off) on its own
+// connection, after prepare when given, and returns once the agents answer
+// commands.
+func startFleet(t *testing.T, cfg sim.Config, prepare ...func(*bustest.Server)) *fleet {
 	t.Helper()
 	srv := bustest.StartBootstrapped(t)
+	for _, p := range prepare {
+		p(srv)
+	}
+	nc, err := nats.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	c, err := bus.NewClient(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
 	clock := &fakeClock{t: time.Date(2026, 6, 20, 9, 0, 0, 0, time.UTC)}
 	cfg.Clock, cfg.Step = clock.now, 5*time.Millisecond
 	if cfg.RunInterval == 0 {
@@ -75,7 +90,7 @@ func startFleet(t *testing.T, cfg sim.Config) *fleet {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- sim.Run(ctx, srv.Bus, cfg) }()
+	go func() { done <- sim.Run(ctx, c, cfg) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -202,4 +217,38 @@ func (f *fleet) after(d time.Duration) []seenMsg {
 	got := f.sync()
 	f.clock.add(d)
 	return append(got, f.sync()...)
+}
+
+// logged waits until agent pc's log has a line containing text.
+func (f *fleet) logged(pc, text string) {
+	f.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var log string
+		m, err := f.srv.NC.Request("logs.fetch."+pc, []byte(`{"tail_lines":100}`), 5*time.Second)
+		if err == nil {
+			log = string(m.Data)
+		}
+		if strings.Contains(log, text) {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%s never logged %q; its log (%v):\n%s", pc, text, err, log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// setGroups writes pc's groups in KV agent_groups, as the backend's group
+// routes do, and returns once the fleet has taken them.
+func (f *fleet) setGroups(pc string, groups ...string) {
+	f.t.Helper()
+	if _, err := f.srv.Bus.Put(context.Background(), kanade.BucketAgentGroups, pc, kanade.EncodeAgentGroups(groups)); err != nil {
+		f.t.Fatal(err)
+	}
+	b, err := json.Marshal(kanade.NormalizeGroups(groups))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.logged(pc, "groups changed groups="+string(b))
 }

@@ -4,8 +4,8 @@
 // benchmark and the HTTP shell's demo mode.
 //
 // It is deterministic for a seed and takes its time from a Clock, so a test
-// gets the same messages every run. It only publishes; it never reads the
-// database.
+// gets the same messages every run. It publishes, answers requests and
+// reads KV as agents do; it never reads the database.
 package sim
 
 import (
@@ -50,7 +50,8 @@ type Config struct {
 	Prefix string
 	// Jobs defaults to DefaultJobs().
 	Jobs []Job
-	// HeartbeatInterval is each agent's beat period (default 30s, jittered ±10%).
+	// HeartbeatInterval is each agent's beat period (default 30s, jittered
+	// ±10%), when no agent_config scope of its sets heartbeat_interval.
 	HeartbeatInterval time.Duration
 	// RunInterval is each agent's mean time between runs (default 10m).
 	RunInterval time.Duration
@@ -76,7 +77,8 @@ type Config struct {
 	// absent here runs for a time drawn from its Jobs profile, or about a
 	// second when the fleet does not know it.
 	RunDurations map[string]time.Duration
-	// AgentVersion defaults to "0.45.3".
+	// AgentVersion is the version every agent starts on (default "0.45.3");
+	// a rollout moves them (see Run).
 	AgentVersion string
 	// Schedules makes Run create the DemoSchedules (when absent), so the
 	// scheduler has something to fire at the simulated agents.
@@ -128,16 +130,22 @@ type Message struct {
 
 // Fleet generates messages. It is not safe for concurrent use.
 type Fleet struct {
-	cfg Config
-	rng *rand.Rand
-	seq uint64
-	inv *Inventory // made on first use (inventory.go)
+	cfg    Config
+	rng    *rand.Rand
+	seq    uint64
+	groups *memberships
+	// updated are the versions of the agents that self-updated.
+	updated map[int]string
+	inv     *Inventory // made on first use (inventory.go)
 }
 
-// NewFleet returns a deterministic generator for cfg.
+// NewFleet returns a deterministic generator for cfg, its agents in the
+// groups of the Group rule.
 func NewFleet(cfg Config) *Fleet {
 	cfg.defaults()
-	return &Fleet{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x6b616e616465))}
+	f := &Fleet{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x6b616e616465))}
+	f.seedGroups()
+	return f
 }
 
 // Config returns the effective configuration (defaults filled in).
@@ -160,8 +168,8 @@ func ptr[T any](v T) *T { return &v }
 func (f *Fleet) Heartbeat(i int, at time.Time) kanade.Heartbeat {
 	pc := f.PcID(i)
 	h := kanade.Heartbeat{
-		PcID: pc, At: kanade.Timestamp{Time: at.UTC()}, AgentVersion: f.cfg.AgentVersion,
-		Hostname: ptr(pc), OsFamily: ptr([]string{"windows", "windows", "windows", "linux", "macos"}[i%5]),
+		PcID: pc, At: kanade.Timestamp{Time: at.UTC()}, AgentVersion: f.version(i),
+		Hostname: ptr(pc), OsFamily: ptr(osFamily(i)),
 		AgentCPUPct: ptr(math.Round(f.rng.Float64()*200) / 100), AgentRSSBytes: ptr(int64(40_000_000 + f.rng.IntN(20_000_000))),
 		AgentDiskReadBytes: ptr(int64(f.rng.IntN(1 << 30))), AgentDiskWrittenBytes: ptr(int64(f.rng.IntN(1 << 28))),
 	}
@@ -173,6 +181,25 @@ func (f *Fleet) Heartbeat(i int, at time.Time) kanade.Heartbeat {
 		h.Enforcing = ptr(i%2 == 0)
 	}
 	return h
+}
+
+// osFamily is agent i's OS: three in five run Windows.
+func osFamily(i int) string { return []string{"windows", "windows", "windows", "linux", "macos"}[i%5] }
+
+// version is the agent version agent i runs.
+func (f *Fleet) version(i int) string {
+	if v, ok := f.updated[i]; ok {
+		return v
+	}
+	return f.cfg.AgentVersion
+}
+
+// setVersion makes agent i run version v.
+func (f *Fleet) setVersion(i int, v string) {
+	if f.updated == nil {
+		f.updated = map[int]string{}
+	}
+	f.updated[i] = v
 }
 
 // Duration draws a run duration of job (lognormal).
@@ -283,6 +310,58 @@ func mustJSON(v any) []byte {
 	return b
 }
 
+// watched is a KV bucket the fleet follows: the changes its watch brings,
+// and what the fleet does with one change (apply) and with the whole bucket
+// (load), read again when a watch breaks and is made anew.
+type watched struct {
+	bucket  string
+	updates <-chan *bus.Entry
+	load    func([]bus.Entry, time.Time)
+	apply   func(bus.Entry, time.Time)
+}
+
+// start watches the bucket: it returns its current values, and the
+// changes after them come on updates.
+func (w *watched) start(ctx context.Context, c *bus.Client) ([]bus.Entry, error) {
+	ch, err := c.Watch(ctx, w.bucket)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
+	var out []bus.Entry
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-ch:
+			if !ok {
+				return nil, fmt.Errorf("sim: watch KV %s closed before its values were read", w.bucket)
+			}
+			if e == nil {
+				w.updates = ch
+				return out, nil
+			}
+			out = append(out, *e)
+		}
+	}
+}
+
+// take handles a receive from updates at now: a change is applied; the end
+// of the watch makes a new one, whose values are loaded.
+func (w *watched) take(ctx context.Context, c *bus.Client, e *bus.Entry, ok bool, now time.Time) error {
+	if !ok {
+		entries, err := w.start(ctx, c)
+		if err != nil {
+			return err
+		}
+		w.load(entries, now)
+		return nil
+	}
+	if e != nil {
+		w.apply(*e, now)
+	}
+	return nil
+}
+
 // Publish sends msgs in order: each run of JetStream messages pipelined
 // and confirmed before what follows it (a fan-out's answers from a
 // thousand agents cost a round trip, not a thousand), core ones just
@@ -322,21 +401,21 @@ func PutManifests(ctx context.Context, c *bus.Client, jobs []Job) error {
 	return nil
 }
 
-// pendingResult is a result waiting for its run to finish.
-type pendingResult struct {
-	due  time.Time
-	msgs []Message
-}
-
 // Run simulates cfg.Agents agents until ctx ends: beats at once and then
 // every HeartbeatInterval (jittered), runs every RunInterval on average
 // (started event at start, result when the run finishes), an audit event a
 // minute, and answers the commands published on commands.> as real agents do (see
 // Fleet.Answer): once per agent and request_id, skipped when
 // script_status, script_current or deadline_at say so, else run after the
-// command's jitter, and ended at once, as killed, by kill.<exec_id>. It
-// looks at cfg.Clock every cfg.Step of wall time, and when a command or a
-// kill arrives.
+// command's jitter, and ended at once, as killed, by kill.<exec_id>. A
+// group command reaches the agents KV agent_groups lists in the group when
+// it arrives: Run seeds the keys missing (see PutGroups) and then follows
+// the bucket. The agents follow KV agent_config too: each self-updates to
+// its effective target_version within its target_version_jitter, and beats
+// at its heartbeat_interval (see configs). They answer the live actions of
+// fleet.md §4 (see LiveSubjects). It
+// looks at cfg.Clock every cfg.Step of wall time, and when a command, a
+// kill or a live request arrives.
 //
 // Commands arrive on a core subscription: a simulator started after a
 // command was published misses it and, unlike a real agent, never replays
@@ -372,19 +451,39 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			return err
 		}
 	}
+	// The watches end with run. The groups are read first: the agents'
+	// configuration depends on them.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var a *agents
+	groups := &watched{bucket: kanade.BucketAgentGroups,
+		load: func(e []bus.Entry, now time.Time) { a.loadGroups(e, now) }, apply: func(e bus.Entry, now time.Time) { a.applyGroups(e, now) }}
+	configs := &watched{bucket: kanade.BucketAgentConfig,
+		load: func(e []bus.Entry, now time.Time) { a.loadConfig(e, now) }, apply: func(e bus.Entry, now time.Time) { a.applyConfig(e, now) }}
+	entries, err := groups.start(ctx, c)
+	if err != nil {
+		return err
+	}
+	f.loadGroups(entries)
 	// Commands and kills share one channel, so the agents see them in the
 	// order the server delivered them: a kill sent after a command finds
-	// its run.
+	// its run. Live requests have their own, so a ping is not queued behind
+	// a fan-out.
 	inbox := make(chan *nats.Msg, 8192)
-	for _, subject := range []string{"commands.>", kanade.SubjectKill + ">"} {
-		sub, err := c.Conn().ChanSubscribe(subject, inbox)
+	live := make(chan *nats.Msg, 1024)
+	subs := map[string]chan *nats.Msg{"commands.>": inbox, kanade.SubjectKill + ">": inbox}
+	for _, subject := range LiveSubjects {
+		subs[subject] = live
+	}
+	for subject, ch := range subs {
+		sub, err := c.Conn().ChanSubscribe(subject, ch)
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", subject, err)
 		}
 		defer sub.Unsubscribe()
 	}
 	if err := c.Conn().Flush(); err != nil {
-		return fmt.Errorf("subscribe commands and kills: flush: %w", err)
+		return fmt.Errorf("subscribe commands, kills and live actions: flush: %w", err)
 	}
 	now := cfg.Clock()
 	// Every agent beats at once, so the fleet starts as one that has been
@@ -404,26 +503,16 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		nextBeat[i] = now.Add(time.Duration(f.rng.Int64N(int64(cfg.HeartbeatInterval))))
 		nextRun[i] = now.Add(time.Duration(f.rng.ExpFloat64() * float64(cfg.RunInterval)))
 	}
-	a := &agents{f: f}
-	var pending []pendingResult
+	a = newAgents(f, now)
+	if entries, err = configs.start(ctx, c); err != nil {
+		return err
+	}
+	a.loadConfig(entries, now)
 	nextAudit := now.Add(time.Minute)
 	t := time.NewTicker(cfg.Step)
 	defer t.Stop()
-	// start publishes one of the agents' own runs up to its started event
-	// now and the rest when the run ends.
-	start := func(run RunOutput) error {
-		first := 1
-		if run.Messages[0].Subject != StartedSubject(run.Started) {
-			first = 2 // a late result: both now, result first
-		}
-		if err := Publish(ctx, c, run.Messages[:first]...); err != nil {
-			return err
-		}
-		pending = append(pending, pendingResult{due: run.Result.FinishedAt.Time, msgs: run.Messages[first:]})
-		return nil
-	}
-	// step beats, starts the agents' own runs and finishes the runs whose
-	// time has come.
+	// step beats, starts the agents' own runs and ends the runs whose time
+	// has come.
 	step := func(now time.Time) error {
 		if err := Publish(ctx, c, a.step(now)...); err != nil {
 			return err
@@ -434,27 +523,16 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 					return err
 				}
 				jitter := 0.9 + 0.2*f.rng.Float64()
-				nextBeat[i] = now.Add(time.Duration(jitter * float64(cfg.HeartbeatInterval)))
+				nextBeat[i] = now.Add(time.Duration(jitter * float64(a.beatInterval(i))))
 			}
 			if !now.Before(nextRun[i]) {
 				run := f.Run(RunSpec{Agent: i, Job: cfg.Jobs[f.rng.IntN(len(cfg.Jobs))], StartedAt: now})
-				if err := start(run); err != nil {
+				if err := Publish(ctx, c, a.own(i, run)...); err != nil {
 					return err
 				}
 				nextRun[i] = now.Add(time.Duration((0.5 + f.rng.ExpFloat64()) * float64(cfg.RunInterval)))
 			}
 		}
-		kept := pending[:0]
-		for _, p := range pending {
-			if now.Before(p.due) {
-				kept = append(kept, p)
-				continue
-			}
-			if err := Publish(ctx, c, p.msgs...); err != nil {
-				return err
-			}
-		}
-		pending = kept
 		if !now.Before(nextAudit) {
 			if err := Publish(ctx, c, f.Audit(now)); err != nil {
 				return err
@@ -463,9 +541,30 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		}
 		return nil
 	}
+	// catchUp takes the KV changes the fleet has received already, so a
+	// command that arrives after one finds it applied.
+	catchUp := func() error {
+		for {
+			var err error
+			select {
+			case e, ok := <-groups.updates:
+				err = groups.take(ctx, c, e, ok, cfg.Clock())
+			case e, ok := <-configs.updates:
+				err = configs.take(ctx, c, e, ok, cfg.Clock())
+			default:
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
 	// handle answers one command or kill. What is due by now goes first,
 	// so what the agents publish follows their clock.
 	handle := func(m *nats.Msg, now time.Time) error {
+		if err := catchUp(); err != nil {
+			return err
+		}
 		if err := Publish(ctx, c, a.step(now)...); err != nil {
 			return err
 		}
@@ -479,6 +578,25 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		read := func() Gate { return readGate(ctx, c, cmd.ID) }
 		return Publish(ctx, c, a.receive(m.Subject, *cmd, read, now)...)
 	}
+	// answer replies to a live request for one of the fleet's agents, as
+	// of now: the KV changes received and the runs and self-updates due by
+	// now come first.
+	answer := func(m *nats.Msg, now time.Time) error {
+		if err := catchUp(); err != nil {
+			return err
+		}
+		if err := Publish(ctx, c, a.step(now)...); err != nil {
+			return err
+		}
+		reply, ok := a.live(m.Subject, m.Data, now, int(c.Conn().MaxPayload()))
+		if !ok || m.Reply == "" {
+			return nil
+		}
+		if err := c.Conn().Publish(m.Reply, reply); err != nil {
+			return fmt.Errorf("answer %s: %w", m.Subject, err)
+		}
+		return nil
+	}
 	if err := step(now); err != nil {
 		return err
 	}
@@ -489,6 +607,12 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 			return nil
 		case m := <-inbox:
 			err = handle(m, cfg.Clock())
+		case m := <-live:
+			err = answer(m, cfg.Clock())
+		case e, ok := <-groups.updates:
+			err = groups.take(ctx, c, e, ok, cfg.Clock())
+		case e, ok := <-configs.updates:
+			err = configs.take(ctx, c, e, ok, cfg.Clock())
 		case <-t.C:
 			err = step(cfg.Clock())
 		}

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/auth/password"
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/handlers"
@@ -371,23 +374,55 @@ func busOf(c *bus.Client) func() (*bus.Client, error) {
 // manage endpoints; nil leaves NATS out, so those answer 503.
 func dashboard(t *testing.T, db *storage.DB, clock kanade.Clock, js *bus.Client) string {
 	t.Helper()
-	h, err := handlers.New(handlers.Config{
+	return serve(t, handlers.Config{
 		DB:    db,
 		Clock: clock,
 		Bus:   busOf(js),
 		// No JetStream prober: every resource counts as missing, so the
 		// fleet is degraded and /api/health/fleet answers 503 with its body,
 		// which the dashboard must still show.
-		Auth:   auth.Config{StaticToken: browserToken},
-		SPA:    spa.FS(),
-		Logger: slog.New(slog.NewTextHandler(testLog{t}, nil)),
+		Auth: auth.Config{StaticToken: browserToken},
 	})
+}
+
+// serve builds the handler of cfg with the dashboard and a logger that
+// writes to the test, serves it on a loopback test server and returns its
+// base URL.
+func serve(t *testing.T, cfg handlers.Config) string {
+	t.Helper()
+	cfg.SPA = spa.FS()
+	cfg.Logger = slog.New(slog.NewTextHandler(testLog{t}, nil))
+	h, err := handlers.New(cfg)
 	if err != nil {
 		t.Fatalf("handlers.New: %v", err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// steps returns a runner of t's subtests. The steps share one tab and build
+// on each other's page, so after a failure the rest are skipped instead of
+// each waiting out its timeout.
+func steps(t *testing.T) func(name string, fn func(t *testing.T)) {
+	return func(name string, fn func(t *testing.T)) {
+		if t.Failed() {
+			t.Run(name, func(t *testing.T) { t.Skip("skipped: an earlier step failed") })
+			return
+		}
+		t.Run(name, fn)
+	}
+}
+
+// noPageErrors fails t for every uncaught exception and console.error the
+// page reported.
+func (b *browser) noPageErrors(t *testing.T) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.errs) > 0 {
+		t.Errorf("the page reported errors:\n%s", strings.Join(b.errs, "\n"))
+	}
 }
 
 func TestDashboardInABrowser(t *testing.T) {
@@ -401,15 +436,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	kv := kvSeed(t, natsSrv.JS, now)
 	base := dashboard(t, db, clock, natsSrv.Bus)
 
-	// The steps share one tab and build on each other's page, so after a
-	// failure the rest are skipped instead of each waiting out its timeout.
-	step := func(name string, fn func(t *testing.T)) {
-		if t.Failed() {
-			t.Run(name, func(t *testing.T) { t.Skip("skipped: an earlier step failed") })
-			return
-		}
-		t.Run(name, fn)
-	}
+	step := steps(t)
 
 	step("the first-run address logs in and shows the fleet", func(t *testing.T) {
 		b.do(t, "open the dashboard", chromedp.Navigate(base+"/#token="+browserToken))
@@ -446,6 +473,12 @@ func TestDashboardInABrowser(t *testing.T) {
 		maxLinks := b.texts(t, `#durations a[href="/results/r-fail-3"]`)
 		if diff := cmp.Diff([]string{"1 min 1 s"}, maxLinks); diff != "" {
 			t.Errorf("link of the slowest run (-want +got):\n%s", diff)
+		}
+	})
+
+	step("the header names the static token, an admin", func(t *testing.T) {
+		if diff := cmp.Diff([]string{"service-token", "admin"}, b.texts(t, "#who-name, #who-role")); diff != "" {
+			t.Errorf("caller in the header (-want +got):\n%s", diff)
 		}
 	})
 
@@ -726,13 +759,15 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 	})
 
-	step("without a token the dashboard asks for one", func(t *testing.T) {
+	step("without a token the dashboard asks for one, and takes the access token instead", func(t *testing.T) {
 		b.do(t, "forget the token", chromedp.Evaluate[chromedp.Void](`localStorage.removeItem('kanade.token')`))
 		b.do(t, "open Agents", chromedp.Navigate(base+"/agents"))
-		b.waitFor(t, "the token prompt", `document.querySelector('form.auth input')`)
+		b.waitFor(t, "the sign-in form", `document.querySelector('form#login input')`)
+		b.do(t, "switch to the access token", chromedp.Click(chromedp.CSS(`#use-token`)))
+		b.waitFor(t, "the token form", `document.querySelector('form#token-form input')`)
 		b.do(t, "enter the token",
-			chromedp.SendKeys(chromedp.CSS(`form.auth input`), browserToken),
-			chromedp.Click(chromedp.CSS(`form.auth button`)))
+			chromedp.SendKeys(chromedp.CSS(`form#token-form input`), browserToken),
+			chromedp.Click(chromedp.CSS(`form#token-form button[type="submit"]`)))
 		b.waitFor(t, "three agent rows after the prompt", agentRows)
 	})
 
@@ -773,9 +808,314 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 	})
 
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.errs) > 0 {
-		t.Errorf("the page reported errors:\n%s", strings.Join(b.errs, "\n"))
+	b.noPageErrors(t)
+}
+
+// The accounts of TestAccountsInABrowser.
+const (
+	browserJWTSecret = "browser-test-jwt-secret-3e8a71c9f04b5d26"
+	rootPassword     = "root-bootstrap-Qw3rty!"
+	rootNewPassword  = "root-chose-this-7x4m"
+	veraPassword     = "vera-password-5tq2"
+)
+
+// TestAccountsInABrowser signs in through the form as a viewer and as the
+// bootstrap admin, and manages accounts on the Accounts page, against the
+// real handler with a JWT secret and real SQLite.
+func TestAccountsInABrowser(t *testing.T) {
+	b := newBrowser(t)
+
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	clock := func() time.Time { return now }
+	db := storagetest.Open(t, clock)
+	ctx := t.Context()
+	// root is the bootstrap admin, who must choose a new password; vera a
+	// viewer with a password of her own.
+	if created, err := handlers.BootstrapAdmin(ctx, db, "root", rootPassword); err != nil || !created {
+		t.Fatalf("bootstrap admin: %v, %v", created, err)
 	}
+	hash, err := password.Hash(veraPassword, password.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateAccount(ctx, storage.NewAccount{Username: "vera", Hash: hash, Role: kanade.RoleViewer}); err != nil {
+		t.Fatal(err)
+	}
+	base := serve(t, handlers.Config{DB: db, Clock: clock, Auth: auth.Config{JWTSecret: []byte(browserJWTSecret)}})
+
+	step := steps(t)
+	js := func(t *testing.T, what, expr string) string {
+		t.Helper()
+		return browserRun(t, b, what, chromedp.Evaluate[string](expr))
+	}
+	visible := func(t *testing.T, selector string) bool {
+		t.Helper()
+		return browserRun(t, b, "visibility of "+selector, chromedp.Evaluate[bool](
+			`[...document.querySelectorAll(`+jsString(selector)+`)].some(e => e.checkVisibility({ visibilityProperty: true }))`))
+	}
+	storedToken := func(t *testing.T) string {
+		t.Helper()
+		return js(t, "stored token", `localStorage.getItem('kanade.token') || ''`)
+	}
+	fill := func(t *testing.T, selector, text string) {
+		t.Helper()
+		b.do(t, "type into "+selector,
+			chromedp.Evaluate[chromedp.Void](`void (document.querySelector(`+jsString(selector)+`).value = '')`),
+			chromedp.SendKeys(chromedp.CSS(selector), text))
+	}
+	signIn := func(t *testing.T, user, pw string) {
+		t.Helper()
+		b.waitFor(t, "the sign-in form", `document.querySelector('form#login')`)
+		fill(t, `#login input[autocomplete="username"]`, user)
+		fill(t, `#login input[type="password"]`, pw)
+		b.do(t, "sign in", chromedp.Click(chromedp.CSS(`#login button[type="submit"]`)))
+	}
+	account := func(t *testing.T, name string) kanade.Account {
+		t.Helper()
+		a, err := db.Account(ctx, name)
+		if err != nil {
+			t.Fatalf("account %s: %v", name, err)
+		}
+		return a
+	}
+	// accountRows reads the table as username, role, state, must change.
+	accountRows := func(t *testing.T) [][]string {
+		t.Helper()
+		return browserRun(t, b, "account rows", chromedp.Evaluate[[][]string](
+			`[...document.querySelectorAll('table#accounts tbody tr')].map(tr => [tr.dataset.username,
+				tr.querySelector('select').value, tr.cells[2].textContent, tr.cells[3].textContent])`))
+	}
+	row := func(name string) string { return `table#accounts tr[data-username="` + name + `"] ` }
+	statusNote := func(t *testing.T, want string) {
+		t.Helper()
+		b.waitFor(t, "the note "+want, `document.querySelector('#accounts-status .note')?.textContent === `+jsString(want))
+	}
+
+	step("a first visit shows the sign-in form and nothing else", func(t *testing.T) {
+		b.do(t, "open the dashboard", chromedp.Navigate(base+"/"))
+		b.waitFor(t, "the sign-in form", `document.querySelector('form#login')`)
+		if visible(t, "#nav a") || visible(t, "#who") {
+			t.Error("the navigation or the caller is shown before sign-in")
+		}
+		// Nothing native could submit: no input has a name.
+		if n := browserRun(t, b, "named inputs", chromedp.Evaluate[int](`document.querySelectorAll('#login [name]').length`)); n != 0 {
+			t.Errorf("%d element(s) of the sign-in form have a name attribute", n)
+		}
+	})
+
+	step("a wrong password says invalid credentials", func(t *testing.T) {
+		signIn(t, "vera", "not-her-password")
+		b.waitFor(t, "the refusal", `document.querySelector('#login .error')`)
+		if diff := cmp.Diff([]string{"invalid credentials"}, b.texts(t, "#login .error")); diff != "" {
+			t.Errorf("refusal (-want +got):\n%s", diff)
+		}
+		if got := b.path(t); got != "/" {
+			t.Errorf("address = %q, want /", got)
+		}
+		if tok := storedToken(t); tok != "" {
+			t.Errorf("a failed sign-in stored a token %q", tok)
+		}
+		if pw := js(t, "password field", `document.querySelector('#login input[type="password"]').value`); pw != "" {
+			t.Errorf("the refused password %q is still in its field", pw)
+		}
+	})
+
+	step("a viewer signs in, is named in the header and sees no write control", func(t *testing.T) {
+		signIn(t, "vera", veraPassword)
+		b.waitFor(t, "the fleet status", `document.querySelector('#fleet-status')`)
+		if diff := cmp.Diff([]string{"vera", "viewer"}, b.texts(t, "#who-name, #who-role")); diff != "" {
+			t.Errorf("caller in the header (-want +got):\n%s", diff)
+		}
+		if tok := storedToken(t); strings.Count(tok, ".") != 2 {
+			t.Errorf("stored token %q is not a JWT", tok)
+		}
+		if n := len(b.texts(t, "[data-role]")); n == 0 {
+			t.Fatal("the page has no role-gated element; the check below would prove nothing")
+		}
+		if visible(t, "[data-role]") {
+			t.Errorf("a viewer sees gated controls: %q", browserRun(t, b, "visible gated elements", chromedp.Evaluate[[]string](
+				`[...document.querySelectorAll('[data-role]')].filter(e => e.checkVisibility({ visibilityProperty: true })).map(e => e.outerHTML)`)))
+		}
+		if visible(t, `#nav a[data-nav="accounts"]`) {
+			t.Error("a viewer sees the Accounts link")
+		}
+		if !visible(t, `#nav a[data-nav="agents"]`) {
+			t.Error("a viewer does not see the Agents link")
+		}
+	})
+
+	step("a viewer who opens /accounts gets the refusal", func(t *testing.T) {
+		b.do(t, "open /accounts", chromedp.Navigate(base+"/accounts"))
+		b.waitFor(t, "the error", `document.querySelector('#app .error')`)
+		if diff := cmp.Diff([]string{"HTTP 403: admin role required (caller is viewer)"}, b.texts(t, "#app .error")); diff != "" {
+			t.Errorf("error (-want +got):\n%s", diff)
+		}
+	})
+
+	step("logging out shows the sign-in form and forgets the token", func(t *testing.T) {
+		b.do(t, "log out", chromedp.Click(chromedp.CSS(`#logout`)))
+		b.waitFor(t, "the sign-in form", `document.querySelector('form#login')`)
+		if tok := storedToken(t); tok != "" {
+			t.Errorf("localStorage kanade.token = %q after logging out", tok)
+		}
+		if visible(t, "#who") {
+			t.Error("the header still names the caller")
+		}
+	})
+
+	step("the bootstrap admin chooses a new password before anything else", func(t *testing.T) {
+		signIn(t, "root", rootPassword)
+		b.waitFor(t, "the change-password form", `document.querySelector('form#change-password')`)
+		if visible(t, "#nav a") {
+			t.Error("the navigation is shown while a new password is owed")
+		}
+		if diff := cmp.Diff([]string{"root", "admin"}, b.texts(t, "#who-name, #who-role")); diff != "" {
+			t.Errorf("caller in the header (-want +got):\n%s", diff)
+		}
+		fill(t, `#change-password input[aria-label="current password"]`, rootPassword)
+		fill(t, `#change-password input[aria-label="new password"]`, rootNewPassword)
+		fill(t, `#change-password input[aria-label="new password again"]`, rootNewPassword+"?")
+		b.do(t, "submit", chromedp.Click(chromedp.CSS(`#change-password button[type="submit"]`)))
+		b.waitFor(t, "the mismatch", `document.querySelector('#change-password .error')`)
+		if diff := cmp.Diff([]string{"the new passwords differ"}, b.texts(t, "#change-password .error")); diff != "" {
+			t.Errorf("mismatch (-want +got):\n%s", diff)
+		}
+		fill(t, `#change-password input[aria-label="new password again"]`, rootNewPassword)
+		b.do(t, "submit", chromedp.Click(chromedp.CSS(`#change-password button[type="submit"]`)))
+		// The address is still /accounts, where the viewer logged out.
+		b.waitFor(t, "the accounts table", `document.querySelector('table#accounts tbody tr')`)
+		if account(t, "root").MustChangePassword {
+			t.Error("root must still change the password")
+		}
+	})
+
+	step("an admin sees the Accounts link and every account", func(t *testing.T) {
+		if !visible(t, `#nav a[data-nav="accounts"]`) {
+			t.Error("an admin does not see the Accounts link")
+		}
+		want := [][]string{{"root", "admin", "enabled", "no"}, {"vera", "viewer", "enabled", "no"}}
+		if diff := cmp.Diff(want, accountRows(t)); diff != "" {
+			t.Errorf("accounts (-want +got):\n%s", diff)
+		}
+		stamp := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$`)
+		for _, s := range b.texts(t, "table#accounts tbody td:nth-child(5), table#accounts tbody td:nth-child(6)") {
+			if !stamp.MatchString(s) {
+				t.Errorf("timestamp cell %q", s)
+			}
+		}
+	})
+
+	step("an admin creates a viewer through the form", func(t *testing.T) {
+		fill(t, `#new-account input[aria-label="username"]`, "carol")
+		fill(t, `#new-account input[type="password"]`, "carol-initial-pw")
+		b.do(t, "create", chromedp.Click(chromedp.CSS(`#new-account button[type="submit"]`)))
+		statusNote(t, "carol is created.")
+		want := [][]string{{"carol", "viewer", "enabled", "yes"}, {"root", "admin", "enabled", "no"}, {"vera", "viewer", "enabled", "no"}}
+		if diff := cmp.Diff(want, accountRows(t)); diff != "" {
+			t.Errorf("accounts (-want +got):\n%s", diff)
+		}
+		got := account(t, "carol")
+		if got.Role != kanade.RoleViewer || !got.MustChangePassword || got.Disabled {
+			t.Errorf("carol in the database: %+v", got)
+		}
+		if pw := js(t, "password field", `document.querySelector('#new-account input[type="password"]').value`); pw != "" {
+			t.Errorf("the initial password %q stays in the form", pw)
+		}
+	})
+
+	step("an admin disables an account and changes its role", func(t *testing.T) {
+		b.do(t, "disable carol", chromedp.Click(chromedp.CSS(row("carol")+`button[data-act="toggle"]`)))
+		statusNote(t, "carol is disabled.")
+		if diff := cmp.Diff([]string{"Enable"}, b.texts(t, row("carol")+`button[data-act="toggle"]`)); diff != "" {
+			t.Errorf("toggle (-want +got):\n%s", diff)
+		}
+		if !account(t, "carol").Disabled {
+			t.Error("carol is not disabled in the database")
+		}
+		b.do(t, "make carol an operator", chromedp.SetValue(chromedp.CSS(row("carol")+"select"), "operator"),
+			chromedp.Evaluate[chromedp.Void](`void document.querySelector(`+jsString(row("carol")+"select")+`).dispatchEvent(new Event('change'))`))
+		statusNote(t, "carol is now operator.")
+		if got := account(t, "carol"); got.Role != kanade.RoleOperator || !got.Disabled {
+			t.Errorf("carol in the database: %+v", got)
+		}
+	})
+
+	step("an admin resets a password", func(t *testing.T) {
+		b.do(t, "reset vera's password", chromedp.Click(chromedp.CSS(row("vera")+`button[data-act="reset"]`)))
+		fill(t, row("vera")+`input[type="password"]`, "vera-temporary-9k")
+		b.do(t, "set it", chromedp.Click(chromedp.CSS(row("vera")+`button[type="submit"]`)))
+		statusNote(t, "The password of vera is reset: they choose their own at the next sign-in.")
+		if !account(t, "vera").MustChangePassword {
+			t.Error("vera need not change the reset password")
+		}
+	})
+
+	step("deleting asks first, and the last admin cannot be deleted", func(t *testing.T) {
+		b.do(t, "delete carol", chromedp.Click(chromedp.CSS(row("carol")+`button[data-act="delete"]`)))
+		b.waitFor(t, "the confirmation", `document.querySelector(`+jsString(row("carol")+`button[data-act="confirm-delete"]`)+`)`)
+		if _, err := db.Account(ctx, "carol"); err != nil {
+			t.Fatalf("carol is gone before the confirmation: %v", err)
+		}
+		b.do(t, "confirm", chromedp.Click(chromedp.CSS(row("carol")+`button[data-act="confirm-delete"]`)))
+		statusNote(t, "carol is deleted.")
+		if _, err := db.Account(ctx, "carol"); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("carol after the delete: %v, want not found", err)
+		}
+		b.do(t, "delete root", chromedp.Click(chromedp.CSS(row("root")+`button[data-act="delete"]`)),
+			chromedp.Click(chromedp.CSS(row("root")+`button[data-act="confirm-delete"]`)))
+		b.waitFor(t, "the refusal", `document.querySelector('#accounts-status .error')`)
+		if diff := cmp.Diff([]string{`HTTP 409: refused: "root" is the last enabled admin`}, b.texts(t, "#accounts-status .error")); diff != "" {
+			t.Errorf("refusal (-want +got):\n%s", diff)
+		}
+		want := [][]string{{"root", "admin", "enabled", "no"}, {"vera", "viewer", "enabled", "yes"}}
+		if diff := cmp.Diff(want, accountRows(t)); diff != "" {
+			t.Errorf("accounts (-want +got):\n%s", diff)
+		}
+		account(t, "root")
+		png := browserRun(t, b, "screenshot", chromedp.FullScreenshot(100))
+		if err := os.WriteFile("/tmp/kanade-accounts.png", png, 0o644); err != nil {
+			t.Errorf("write screenshot: %v", err)
+		}
+	})
+
+	step("logging out returns to the sign-in form and clears localStorage", func(t *testing.T) {
+		b.do(t, "log out", chromedp.Click(chromedp.CSS(`#logout`)))
+		b.waitFor(t, "the sign-in form", `document.querySelector('form#login')`)
+		if n := browserRun(t, b, "localStorage entries", chromedp.Evaluate[int](`localStorage.length`)); n != 0 {
+			t.Errorf("localStorage keeps %d entries after logging out", n)
+		}
+		if visible(t, `#nav a[data-nav="accounts"]`) || visible(t, "#who") {
+			t.Error("the Accounts link or the caller is still shown")
+		}
+		png := browserRun(t, b, "screenshot", chromedp.CaptureScreenshot())
+		if err := os.WriteFile("/tmp/kanade-login.png", png, 0o644); err != nil {
+			t.Errorf("write screenshot: %v", err)
+		}
+	})
+
+	// Last, because it locks the loopback address out for the rest of the
+	// (frozen) minute: the browser and this test share 127.0.0.1.
+	step("too many failures show the wait the server asks for", func(t *testing.T) {
+		for i := 0; ; i++ {
+			res, err := http.Post(base+"/api/auth/login", "application/json", strings.NewReader(`{"username":"nobody","password":"wrong-password"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode == http.StatusTooManyRequests {
+				break
+			}
+			if res.StatusCode != http.StatusUnauthorized || i == 20 {
+				t.Fatalf("failed login %d: status %d", i, res.StatusCode)
+			}
+		}
+		signIn(t, "vera", "vera-temporary-9k")
+		b.waitFor(t, "the refusal", `document.querySelector('#login .error')`)
+		got := strings.Join(b.texts(t, "#login .error"), "\n")
+		if !strings.HasPrefix(got, "HTTP 429: too many failed attempts") || !strings.Contains(got, "retry after") {
+			t.Errorf("refusal = %q, want the 429 detail with its wait", got)
+		}
+	})
+
+	b.noPageErrors(t)
 }

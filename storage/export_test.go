@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 )
 
@@ -62,6 +63,17 @@ func ControlQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string,
 		"unfinished executions": {unfinishedExecsSQL, []any{"job"}},
 		"last run":              {lastRunSQL, []any{"job"}},
 		"recent runs":           {recentRunsSQL, []any{"job", "2026-01-01T00:00:00.000000000Z"}},
+	})
+}
+
+// WatchQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the
+// watchdog's claims and settle (watch.go).
+func WatchQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
+	const at = "2026-01-01T00:00:00.000000000Z"
+	return queryPlans(ctx, db, map[string]planCase{
+		"claim stale": {claimStaleSQL, []any{"t", at, at, at, at, 10}},
+		"claim fresh": {claimFreshSQL, []any{"t", at, at, at, 10}},
+		"settle":      {settleWatchSQL, []any{"t"}},
 	})
 }
 
@@ -136,4 +148,42 @@ func SetMaxLeadValuesForTest(n int) func() {
 	old := maxLeadValues
 	maxLeadValues = n
 	return func() { maxLeadValues = old }
+}
+
+// StringsForTest reads the one text column of a query's rows through the
+// read pool.
+func StringsForTest(ctx context.Context, db *DB, q string, args ...any) ([]string, error) {
+	return db.strings(ctx, "test query", q, args...)
+}
+
+// GroupsQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the
+// group overview (groups.go).
+func GroupsQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
+	return queryPlans(ctx, db, map[string]planCase{
+		"group overview": {groupOverviewSQL, []any{"2026-01-01T00:00", "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:01:00.000000000Z"}},
+	})
+}
+
+// QueryForTest runs a query through the read pool and hands each row to
+// scan.
+func QueryForTest(ctx context.Context, db *DB, q string, args []any, scan func(*sql.Rows) error) error {
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// AgentsQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the
+// version rollup (agents.go).
+func AgentsQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
+	return queryPlans(ctx, db, map[string]planCase{
+		"versions": {agentVersionsSQL, []any{"2026-01-01T00:00", "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:01:00.000000000Z"}},
+	})
 }

@@ -34,7 +34,7 @@ func minuteSplit(cutoff time.Time) (minute, from, to string) {
 
 const agentCountsSQL = `SELECT
 	(SELECT value FROM fleet_counters WHERE name = 'agents'),
-	(SELECT COALESCE(SUM(agents), 0) FROM agent_minutes WHERE minute > ?)
+	(SELECT COALESCE(SUM(agents), 0) FROM agent_version_minutes WHERE minute > ?)
 	+ (SELECT COUNT(*) FROM agents WHERE last_heartbeat >= ? AND last_heartbeat < ?)`
 
 // AgentCounts returns how many agents are known and how many are active: their

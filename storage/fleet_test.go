@@ -238,7 +238,7 @@ func TestFleetCountsRuleExamples(t *testing.T) {
 }
 
 var storedTables = map[string]bool{
-	"agents": true, "execution_results": true, "agent_minutes": true, "result_minutes": true, "fleet_counters": true,
+	"agents": true, "execution_results": true, "agent_version_minutes": true, "agent_versions": true, "result_minutes": true, "fleet_counters": true,
 }
 
 func TestFleetCountsDoNotScanBigTables(t *testing.T) {

@@ -55,7 +55,7 @@ func TestUpsertFiresUpdateTriggerOnly(t *testing.T) {
 	up("a", "2026-01-01T00:05:01.000000000Z")
 	up("b", "2026-01-01T00:05:02.000000000Z")
 	var known, minutes, inMinute int
-	if err := storage.QueryRowForTest(ctx, db, `SELECT (SELECT value FROM fleet_counters WHERE name='agents'), (SELECT COUNT(*) FROM agent_minutes), (SELECT agents FROM agent_minutes WHERE minute='2026-01-01T00:05')`, &known, &minutes, &inMinute); err != nil {
+	if err := storage.QueryRowForTest(ctx, db, `SELECT (SELECT value FROM fleet_counters WHERE name='agents'), (SELECT COUNT(*) FROM agent_version_minutes), (SELECT SUM(agents) FROM agent_version_minutes WHERE minute='2026-01-01T00:05')`, &known, &minutes, &inMinute); err != nil {
 		t.Fatal(err)
 	}
 	if known != 2 || minutes != 1 || inMinute != 2 {

@@ -103,9 +103,10 @@ func checkSlowBody(ctx context.Context, addr, token string) Check {
 	return c
 }
 
-// checkOversizedBodies sends 10 MiB to every operation that declares a
-// request body, once with Content-Length and once chunked (no length to
-// refuse early on), expecting 413; and 10 MiB with an undeclared method to
+// checkOversizedBodies sends 10 MiB of JSON to every operation that
+// declares a request body, once with Content-Length and once chunked (no
+// length to refuse early on), expecting 413 (or 415 from one that does not
+// take JSON); and 10 MiB with an undeclared method to
 // every documented path, expecting the router's 405 (413 is as good).
 // Never 2xx, 5xx or a hang.
 func checkOversizedBodies(ctx context.Context, addr, token string, all []Route) Check {
@@ -123,9 +124,16 @@ func checkOversizedBodies(ctx context.Context, addr, token string, all []Route) 
 	seen := map[string]bool{}
 	for _, r := range all {
 		if r.HasBody {
+			// The probe is JSON: a route that takes another type may
+			// refuse it for that before reading (an upload whose own
+			// cap is above the probe's size can only do that).
+			want := []int{http.StatusRequestEntityTooLarge}
+			if !r.JSONBody {
+				want = append(want, http.StatusUnsupportedMediaType)
+			}
 			probes = append(probes,
-				probe{"Content-Length", r.Method, r.Path, false, []int{http.StatusRequestEntityTooLarge}},
-				probe{"chunked", r.Method, r.Path, true, []int{http.StatusRequestEntityTooLarge}})
+				probe{"Content-Length", r.Method, r.Path, false, want},
+				probe{"chunked", r.Method, r.Path, true, want})
 		}
 		if !seen[r.Template] {
 			seen[r.Template] = true

@@ -82,22 +82,30 @@ func TestCheckOversizedBodies(t *testing.T) {
 		io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusOK)
 	}
-	all := []Route{
-		{Method: "GET", Template: "/api/x", Path: "/api/x"},
-		{Method: "PUT", Template: "/api/x", Path: "/api/x", HasBody: true},
+	wrongType := func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnsupportedMediaType)
 	}
 	tests := []struct {
-		name string
-		put  http.HandlerFunc
-		want []string
+		name     string
+		put      http.HandlerFunc
+		jsonBody bool
+		want     []string
 	}{
-		{"a limited body and a router refusing POST pass", limited, nil},
-		{"a handler reading 10 MiB is named for both framings", greedy, []string{
+		{"a limited body and a router refusing POST pass", limited, true, nil},
+		{"a handler reading 10 MiB is named for both framings", greedy, true, []string{
 			"PUT /api/x (Content-Length): 200 after", "PUT /api/x (chunked): 200 after",
 		}},
+		{"a route taking JSON that answers 415 is named", wrongType, true, []string{
+			"PUT /api/x (Content-Length): 415 after", "PUT /api/x (chunked): 415 after",
+		}},
+		{"an upload route refusing JSON for its type passes", wrongType, false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			all := []Route{
+				{Method: "GET", Template: "/api/x", Path: "/api/x"},
+				{Method: "PUT", Template: "/api/x", Path: "/api/x", HasBody: true, JSONBody: tt.jsonBody},
+			}
 			mux := http.NewServeMux()
 			mux.HandleFunc("GET /api/x", func(http.ResponseWriter, *http.Request) {})
 			mux.HandleFunc("PUT /api/x", tt.put)

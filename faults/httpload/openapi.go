@@ -18,6 +18,10 @@ type Route struct {
 	Path string
 	// HasBody is true when the operation declares a request body.
 	HasBody bool
+	// JSONBody is true when that body may be application/json; a route
+	// that takes only another type (a multipart upload) may refuse a JSON
+	// body for its type before reading it.
+	JSONBody bool
 }
 
 // dummyParam replaces path parameters: it matches every documented pattern
@@ -41,7 +45,20 @@ func routes(doc []byte) ([]Route, error) {
 		return nil, fmt.Errorf("parse OpenAPI document: %w", err)
 	}
 	var out []Route
-	for tmpl, item := range d.Paths {
+	for rel, item := range d.Paths {
+		// A path item may carry servers of its own (OpenAPI 3.1): its
+		// operations are served at that (relative) server's path plus
+		// the item's.
+		tmpl := rel
+		if raw, ok := item["servers"]; ok {
+			var servers []struct {
+				URL string `json:"url"`
+			}
+			if err := json.Unmarshal(raw, &servers); err != nil || len(servers) == 0 || !strings.HasPrefix(servers[0].URL, "/") {
+				return nil, fmt.Errorf("parse OpenAPI path %s: servers %s: want one relative URL", rel, raw)
+			}
+			tmpl = strings.TrimSuffix(servers[0].URL, "/") + rel
+		}
 		for _, m := range openAPIMethods {
 			raw, ok := item[m]
 			if !ok {
@@ -53,12 +70,22 @@ func routes(doc []byte) ([]Route, error) {
 			if err := json.Unmarshal(raw, &op); err != nil {
 				return nil, fmt.Errorf("parse OpenAPI operation %s %s: %w", strings.ToUpper(m), tmpl, err)
 			}
-			out = append(out, Route{
+			r := Route{
 				Method:   strings.ToUpper(m),
 				Template: tmpl,
 				Path:     pathParam.ReplaceAllString(tmpl, dummyParam),
 				HasBody:  len(op.RequestBody) > 0 && string(op.RequestBody) != "null",
-			})
+			}
+			if r.HasBody {
+				var body struct {
+					Content map[string]json.RawMessage `json:"content"`
+				}
+				if err := json.Unmarshal(op.RequestBody, &body); err != nil {
+					return nil, fmt.Errorf("parse OpenAPI request body of %s %s: %w", r.Method, tmpl, err)
+				}
+				_, r.JSONBody = body.Content["application/json"]
+			}
+			out = append(out, r)
 		}
 	}
 	slices.SortFunc(out, func(a, b Route) int {

@@ -17,6 +17,7 @@ const sampleDoc = `{
       "delete": {"operationId": "delete-job"}
     },
     "/api/agents/{pc_id}/runs/{result_id}": {"get": {"operationId": "deep"}},
+    "/api/agents/publish": {"post": {"operationId": "upload", "requestBody": {"content": {"multipart/form-data": {}}}}},
     "/api/version": {"get": {"operationId": "version"}}
   }
 }`
@@ -27,10 +28,11 @@ func TestRoutesWalksEveryOperation(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Route{
+		{Method: "POST", Template: "/api/agents/publish", Path: "/api/agents/publish", HasBody: true},
 		{Method: "GET", Template: "/api/agents/{pc_id}/runs/{result_id}", Path: "/api/agents/httpload-dummy/runs/httpload-dummy"},
 		{Method: "DELETE", Template: "/api/jobs/{id}", Path: "/api/jobs/httpload-dummy"},
 		{Method: "GET", Template: "/api/jobs/{id}", Path: "/api/jobs/httpload-dummy"},
-		{Method: "PUT", Template: "/api/jobs/{id}", Path: "/api/jobs/httpload-dummy", HasBody: true},
+		{Method: "PUT", Template: "/api/jobs/{id}", Path: "/api/jobs/httpload-dummy", HasBody: true, JSONBody: true},
 		{Method: "GET", Template: "/api/version", Path: "/api/version"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

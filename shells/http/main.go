@@ -16,7 +16,7 @@ import (
 	"github.com/kanade-fleet/backend/shells/internal/onprem"
 )
 
-func main() { app.Main("kanade", run) }
+func main() { onprem.Main("kanade", app.ShellHTTP, run) }
 
 // run is the whole program (see app.RunFunc).
 var run = onprem.Run(app.ShellHTTP, "kanade-http", serve)

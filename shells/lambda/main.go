@@ -1,7 +1,8 @@
 // Command lambda serves the kanade API on AWS Lambda behind API Gateway (REST
-// v1 or HTTP v2 payloads) or an Application Load Balancer (with multi-value
-// headers on); algnhsa tells them apart per event. It is the same handler as
-// the on-prem shell; only the way requests arrive differs.
+// v1 or HTTP v2 payloads) or an Application Load Balancer (multi-value
+// headers on or off); gateway tells them apart per event and answers each
+// in its own shape. It is the same handler as the on-prem shell; only the
+// way requests arrive differs.
 //
 // Configuration comes from the environment only. Nothing persists on Lambda,
 // so the database must be remote (KANADE_DB, usually libsql://), NATS
@@ -21,7 +22,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/akrylysov/algnhsa"
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/kanade-fleet/backend/shells/internal/api"
 	"github.com/kanade-fleet/backend/shells/internal/app"
 )
@@ -41,10 +42,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kanade-lambda:", err)
 		os.Exit(1)
 	}
-	// The runtime freezes and eventually kills the sandbox; there is no
-	// shutdown hook to run cleanup from, so it is only for tests.
-	_ = cleanup
-	algnhsa.ListenAndServe(h, nil)
+	// Lambda sends SIGTERM before it retires a sandbox only to a function
+	// that registered an extension: WithEnableSIGTERM does, so the NATS
+	// connection is flushed and closed rather than cut.
+	lambda.StartWithOptions(gateway{h}, lambda.WithEnableSIGTERM(cleanup))
 }
 
 // newHandler builds the handler from the environment. cleanup closes NATS and

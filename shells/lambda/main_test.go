@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/akrylysov/algnhsa"
 	"github.com/kanade-fleet/backend/bus/bustest"
 )
 
@@ -73,7 +72,7 @@ func TestEveryFrontDoorReachesTheSameHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cleanup()
-	lh := algnhsa.New(h, nil)
+	lh := gateway{h}
 
 	tests := []struct {
 		path, auth string
@@ -145,7 +144,7 @@ func TestExplicitlyOpenLambdaServesWithoutToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cleanup()
-	out, err := algnhsa.New(h, nil).Invoke(context.Background(), event("API Gateway v2", "/api/health/fleet", ""))
+	out, err := gateway{h}.Invoke(context.Background(), event("API Gateway v2", "/api/health/fleet", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +173,7 @@ func TestColdStartWithNATSDown(t *testing.T) {
 		t.Errorf("cold start took %v waiting for NATS", d)
 	}
 	for path, want := range map[string]int{"/api/health/fleet": http.StatusServiceUnavailable, "/api/agents": http.StatusOK} {
-		out, err := algnhsa.New(h, nil).Invoke(context.Background(), event("API Gateway v2", path, "Bearer "+token))
+		out, err := gateway{h}.Invoke(context.Background(), event("API Gateway v2", path, "Bearer "+token))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,7 +206,7 @@ func invokeV2(t *testing.T, h http.Handler, method, path, authorization, sourceI
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := algnhsa.New(h, nil).Invoke(context.Background(), raw)
+	out, err := gateway{h}.Invoke(context.Background(), raw)
 	if err != nil {
 		t.Fatal(err)
 	}

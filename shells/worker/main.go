@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-func main() { app.Main("kanade-worker", run) }
+func main() { onprem.Main("kanade-worker", app.ShellWorker, run) }
 
 // run is the whole program (see app.RunFunc).
 var run = onprem.Run(app.ShellWorker, "kanade-worker", serve)

@@ -1,7 +1,7 @@
 // Package api assembles the one http.Handler the API shells serve (api.md):
 // the API, the probes, /metrics and the dashboard, from the dependencies
 // app opened. The HTTP shell mounts it on a listener, the Lambda shell behind
-// algnhsa.
+// its event adapter.
 //
 // It exists so that huma, handlers and the dashboard are linked only by the
 // shells that serve them: the worker shell never imports it. It must never

@@ -75,6 +75,9 @@ type Config struct {
 	// ProjectorMaxBytes bounds the message bytes each projected stream holds
 	// in memory.
 	ProjectorMaxBytes int64
+	// AgentPruneDays: the worker deletes agents not seen for this many days
+	// (0: never), unless KV server_settings sets agent_prune_days.
+	AgentPruneDays int
 	// AuthDisabled opens every route (KANADE_AUTH_DISABLE present).
 	AuthDisabled    bool
 	AuthStaticToken string
@@ -157,6 +160,8 @@ var settings = []setting{
 	// The projector.
 	{env: "KANADE_PROJECTOR_MAX_BYTES", flag: "projector-max-bytes", def: "64MiB", shells: onPrem, placeholder: "bytes",
 		usage: "message bytes each projected stream may hold in memory (e.g. 64MiB; never less than twice NATS's max_payload for the fetch)"},
+	{env: "KANADE_AGENT_PRUNE_DAYS", flag: "agent-prune-days", def: "0", shells: onPrem, placeholder: "days",
+		usage: "delete agents whose last heartbeat is older than this many days (0 = never; at most 36500); agent_prune_days in KV server_settings, when set, wins"},
 	// Authentication.
 	{env: "KANADE_AUTH_DISABLE", flag: "auth-disable", shells: every, presence: true,
 		usage: "disable authentication entirely (the variable counts when set at all, even empty)"},
@@ -185,6 +190,19 @@ var settings = []setting{
 		usage: "simulate n agents for a demo (0 = off)"},
 	{env: "KANADE_DEMO_RUNS", flag: "demo-runs", shells: onPrem, placeholder: "job=duration,...",
 		usage: "how long the simulated agents' runs of these jobs last, e.g. long-scan=10m,ping=0s (others: the job's profile, or about a second)"},
+}
+
+// Variables lists the environment variables shell reads, so that the
+// packaging tests (deploy/) can check that every file setting one names a
+// real setting of the shell it runs.
+func Variables(shell Shell) []string {
+	var out []string
+	for _, s := range settings {
+		if s.shells&shell != 0 {
+			out = append(out, s.env)
+		}
+	}
+	return out
 }
 
 // value is a setting's raw value after environment and flags.
@@ -371,6 +389,13 @@ func build(shell Shell, values map[string]*value) (Config, error) {
 			bad("KANADE_PROJECTOR_MAX_BYTES", "want a size of at least 1MiB such as 64MiB or 1GiB, got %q", str("KANADE_PROJECTOR_MAX_BYTES"))
 		}
 		cfg.ProjectorMaxBytes = n
+	}
+	if _, ok := values["KANADE_AGENT_PRUNE_DAYS"]; ok {
+		n, err := strconv.Atoi(str("KANADE_AGENT_PRUNE_DAYS"))
+		if err != nil || n < 0 {
+			bad("KANADE_AGENT_PRUNE_DAYS", "want a number of days >= 0 (0 = never), got %q", str("KANADE_AGENT_PRUNE_DAYS"))
+		}
+		cfg.AgentPruneDays = min(n, kanade.MaxAgentPruneDays)
 	}
 	r, err := strconv.ParseFloat(str("KANADE_STALE_DEGRADED_RATIO"), 64)
 	if err != nil || !(r > 0 && r <= 1) {

@@ -92,6 +92,20 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{
+			name:  "prune days are clamped to 100 years, and a flag overrides the variable",
+			shell: ShellWorker,
+			env:   map[string]string{"KANADE_AGENT_PRUNE_DAYS": "999999"},
+			check: func(t *testing.T, c Config) {
+				if c.AgentPruneDays != 36500 {
+					t.Errorf("AgentPruneDays = %d, want 36500", c.AgentPruneDays)
+				}
+				c2, err := Parse(ShellHTTP, []string{"kanade", "-agent-prune-days", "30"}, env(map[string]string{"KANADE_AGENT_PRUNE_DAYS": "7"}), io.Discard)
+				if err != nil || c2.AgentPruneDays != 30 {
+					t.Errorf("flag 30 over variable 7: %d, %v", c2.AgentPruneDays, err)
+				}
+			},
+		},
+		{
 			name:  "an empty KANADE_AUTH_DISABLE still disables auth",
 			shell: ShellHTTP,
 			env:   map[string]string{"KANADE_AUTH_DISABLE": ""},
@@ -269,6 +283,8 @@ func TestParseRejects(t *testing.T) {
 		{"a stall of 0", ShellWorker, map[string]string{"KANADE_PROJECTION_STALL": "0s"}, nil, []string{"KANADE_PROJECTION_STALL", "positive"}},
 		{"a size without number", ShellHTTP, map[string]string{"KANADE_PROJECTOR_MAX_BYTES": "MiB"}, nil, []string{"KANADE_PROJECTOR_MAX_BYTES"}},
 		{"a size under 1 MiB", ShellWorker, map[string]string{"KANADE_PROJECTOR_MAX_BYTES": "512KiB"}, nil, []string{"at least 1MiB"}},
+		{"negative prune days", ShellWorker, map[string]string{"KANADE_AGENT_PRUNE_DAYS": "-1"}, nil, []string{"KANADE_AGENT_PRUNE_DAYS (-agent-prune-days)", `"-1"`}},
+		{"prune days that are no number", ShellHTTP, nil, []string{"-agent-prune-days", "30d"}, []string{"KANADE_AGENT_PRUNE_DAYS", `"30d"`}},
 		{"a size in an unknown unit", ShellWorker, map[string]string{"KANADE_PROJECTOR_MAX_BYTES": "64MB"}, nil, []string{"KANADE_PROJECTOR_MAX_BYTES"}},
 		{"every problem at once", ShellHTTP, map[string]string{"KANADE_DEMO": "x", "KANADE_WORKER": "x"}, nil, []string{"KANADE_DEMO", "KANADE_WORKER"}},
 		{"a bootstrap admin name that cannot be a username", ShellHTTP,

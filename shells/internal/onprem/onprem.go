@@ -1,7 +1,8 @@
 // Package onprem is what only the shells that run the writing side share
 // (shells/http and shells/worker): starting the embedded NATS server and
 // bootstrapping JetStream at open, assembling the worker (projector,
-// scheduler, demo simulator), and the worker's probes.
+// scheduler, demo simulator), the worker's probes, and running as a Windows
+// service (install, uninstall, the service manager's stop, the event log).
 //
 // It exists so that the Lambda shell, which never imports it, links no NATS
 // server, projection, scheduler or simulator. It must never import the API
@@ -20,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -49,14 +51,38 @@ type Part struct {
 	Announce func(stdout io.Writer, addr net.Addr)
 }
 
+// Main is app.Main for an on-prem shell, which may also run under the
+// Windows service manager (see RunAsService); it exits 1 when the run fails.
+func Main(name string, shell app.Shell, run app.RunFunc) {
+	ran, err := RunAsService(ServiceOf(shell), run)
+	if ran {
+		if err != nil {
+			os.Exit(1)
+		}
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: cannot tell whether this is a Windows service: %v\n", name, err)
+	}
+	app.Main(name, run)
+}
+
 // Run is the whole program of an on-prem shell (an app.RunFunc): Start,
 // then part builds what the shell serves, then app.Run serves it beside the
-// worker until the signal. name identifies the process to NATS. The keygen
-// subcommand (app.Keygen) prints a command-signing key pair instead.
+// worker until the signal. name identifies the process to NATS. Three
+// subcommands do something else: keygen (app.Keygen) prints a
+// command-signing key pair, healthcheck (app.Healthcheck) probes a running
+// shell for a container's health check, and service (ServiceMain) installs
+// or removes the Windows service.
 func Run(shell app.Shell, name string, part func(ctx context.Context, st *Started) (Part, error)) app.RunFunc {
 	return func(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
-		if app.IsKeygen(args) {
+		switch {
+		case app.IsKeygen(args):
 			return app.Keygen(args, time.Now(), rand.Reader, stdout, stderr)
+		case app.IsHealthcheck(args):
+			return app.Healthcheck(ctx, shell, args, lookup, stdout)
+		case IsService(args):
+			return ServiceMain(ServiceOf(shell), args, stdout, stderr)
 		}
 		st, err := Start(ctx, shell, name, args, lookup, stderr)
 		if st == nil || err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/groupmirror"
 	"github.com/kanade-fleet/backend/projection"
 	"github.com/kanade-fleet/backend/schedule"
 	"github.com/kanade-fleet/backend/shells/internal/app"
@@ -30,7 +31,8 @@ type Worker interface {
 
 // NewWorker builds the worker both on-prem shells run beside their servers
 // on d's database, NATS link, clock and metrics registry: the projector
-// (with its housekeeping), the scheduler and, with KANADE_DEMO=N, a
+// (with its housekeeping), the scheduler, the SQL mirror of the group
+// memberships (groupmirror) and, with KANADE_DEMO=N, a
 // simulated fleet publishing in the kanade wire format so a newcomer sees a
 // living dashboard (KANADE_DEMO_RUNS fixes how long its runs of given jobs
 // last). It returns nil when enabled is false (KANADE_WORKER=off).
@@ -47,6 +49,7 @@ func NewWorker(d *app.Deps, enabled bool) (Worker, error) {
 	p, err := projection.New(projection.Config{
 		DB: d.DB, Clock: d.Clock, Logger: logger, Registerer: d.Registry,
 		StallAfter: d.Config.ProjectionStall, MaxBytes: d.Config.ProjectorMaxBytes,
+		StaleThreshold: d.Config.StaleThreshold, AgentPruneDays: d.Config.AgentPruneDays,
 	})
 	if err != nil {
 		return nil, err
@@ -87,7 +90,7 @@ func (w *fleetWorker) runOn(ctx context.Context, c *bus.Client) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make([]error, 3)
+	errs := make([]error, 4)
 	run := func(i int, fn func(context.Context) error) {
 		wg.Go(func() {
 			errs[i] = fn(ctx)
@@ -96,6 +99,9 @@ func (w *fleetWorker) runOn(ctx context.Context, c *bus.Client) error {
 	}
 	run(0, func(ctx context.Context) error { return w.proj.RunWith(ctx, c) })
 	run(1, s.Run)
+	run(3, func(ctx context.Context) error {
+		return groupmirror.Run(ctx, c, groupmirror.Config{DB: w.deps.DB, Logger: w.logger.With(slog.String("loop", "groups mirror"))})
+	})
 	if demo := w.deps.Config.Demo; demo > 0 {
 		run(2, func(ctx context.Context) error {
 			w.logger.Info("demo fleet simulator on", slog.Int("agents", demo), slog.Any("run_durations", w.deps.Config.DemoRuns))

@@ -73,21 +73,28 @@ async function problemText(res) {
   }
 }
 
-// api fetches JSON from path with the bearer token. Statuses in allow are
-// answers, not errors (the fleet rollup sends its body with 503).
-async function api(path, { signal, allow = [] } = {}) {
+// api fetches JSON from path with the bearer token; with a body it sends
+// that as JSON (POST, PATCH). Statuses in allow are answers, not errors (the
+// fleet rollup sends its body with 503). A 204 answers a null body.
+async function api(path, { signal, allow = [], method = 'GET', body } = {}) {
   const headers = { Accept: 'application/json' };
   const token = getToken();
   if (token) headers.Authorization = 'Bearer ' + token;
+  const init = { method, headers, signal, cache: 'no-store' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
   let res;
   try {
-    res = await fetch(path, { headers, signal, cache: 'no-store' });
+    res = await fetch(path, init);
   } catch (err) {
     if (err.name === 'AbortError') throw err;
     throw new APIError(0, 'cannot reach the server: ' + err.message);
   }
   if (res.status === 401) throw new AuthError(await problemText(res));
   if (!res.ok && !allow.includes(res.status)) throw new APIError(res.status, await problemText(res));
+  if (res.status === 204) return { status: 204, body: null };
   try {
     return { status: res.status, body: await res.json() };
   } catch {
@@ -168,30 +175,191 @@ function errorBox(err) {
   return h('div', { class: 'error', role: 'alert' }, where + (err.message || String(err)));
 }
 
-// ---------------------------------------------------------------- views
+// ---------------------------------------------------------------- session
+//
+// me is GET /api/auth/me for the current token: {username, role,
+// must_change_pw}. The static token is "service-token" and an admin, a
+// server with authentication off answers "auth-disabled", also an admin. It
+// is asked once per token and forgotten on logout and on any 401, so a role
+// an admin changed is picked up at the next sign-in or refusal.
 
-function tokenPrompt(reason) {
-  // No name attribute: even a native submission could not put the token
-  // into a URL.
-  const input = h('input', {
-    type: 'password', autocomplete: 'off', spellcheck: 'false',
-    placeholder: 'token', 'aria-label': 'access token', required: true,
+let me = null;
+
+const who = document.getElementById('who');
+
+// showMe puts the caller in the header and opens the role gates of app.css
+// by setting data-me on <html> to the role. data-me stays unset while a new
+// password is owed, so the navigation and every gated control stay hidden
+// until then.
+function showMe() {
+  const root = document.documentElement;
+  if (!me) {
+    who.hidden = true;
+    delete root.dataset.me;
+    return;
+  }
+  document.getElementById('who-name').textContent = me.username;
+  document.getElementById('who-role').textContent = me.role;
+  who.hidden = false;
+  if (me.must_change_pw) delete root.dataset.me;
+  else root.dataset.me = me.role;
+}
+
+function forget() {
+  me = null;
+  showMe();
+}
+
+// session makes sure me is known before a view runs. Without a token the
+// server answers 401 (unless authentication is off), which reaches fail()
+// as an AuthError and shows the sign-in form.
+async function session(signal) {
+  if (me) return;
+  const { body } = await api('/api/auth/me', { signal });
+  if (signal.aborted) return;
+  me = body;
+  showMe();
+}
+
+// Logging out only forgets the token here: a JWT has no server-side session
+// to end, and it expires on its own (12 h).
+document.getElementById('logout').addEventListener('click', () => {
+  setToken('');
+  forget();
+  app.replaceChildren();
+  render();
+});
+
+// The sign-in forms below give no input a name attribute and send nothing
+// themselves (submit is prevented): even a native submission, should the
+// script fail half-way, could not put a password or token into a URL.
+const secretInput = (label, autocomplete) => h('input', {
+  type: 'password', autocomplete, spellcheck: 'false', 'aria-label': label, required: true,
+});
+const field = (label, input) => h('label', { class: 'field' }, h('span', null, label), input);
+
+// refusedNote says why a stored token no longer works; nothing on a first
+// visit, when there was no token to refuse.
+const refusedNote = (reason) => (reason
+  ? h('p', { class: 'muted' }, `The server refused the stored token (${reason}).`) : null);
+
+// loginForm asks for a username and password (POST /api/auth/login) and
+// keeps the JWT it answers where the static token goes. Refusals show the
+// problem's detail: "invalid credentials" for any failed check, the wait
+// after too many failures (429).
+function loginForm(reason) {
+  const user = h('input', {
+    type: 'text', autocomplete: 'username', spellcheck: 'false', autocapitalize: 'none',
+    'aria-label': 'username', required: true,
   });
+  const pw = secretInput('password', 'current-password');
+  const slot = h('div', { class: 'slot' });
+  const submit = h('button', { type: 'submit' }, 'Sign in');
   const form = h('form', {
-    class: 'card auth',
+    class: 'card auth', id: 'login',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      submit.disabled = true;
+      slot.replaceChildren();
+      try {
+        const { body } = await api('/api/auth/login', {
+          method: 'POST', body: { username: user.value.trim(), password: pw.value },
+        });
+        setToken(body.token);
+        forget();
+        render();
+      } catch (err) {
+        pw.value = '';
+        slot.replaceChildren(errorBox(err));
+        pw.focus();
+      } finally {
+        submit.disabled = false;
+      }
+    },
+  },
+  h('h2', null, 'Sign in'),
+  refusedNote(reason),
+  slot,
+  field('Username', user),
+  field('Password', pw),
+  h('div', { class: 'actions' }, submit,
+    h('button', { type: 'button', class: 'link', id: 'use-token', onclick: () => tokenForm(reason) },
+      'Use an access token instead')));
+  app.replaceChildren(form);
+  user.focus();
+}
+
+// tokenForm takes the static access token the server prints at start-up
+// (on-prem operators use it; the first-run address carries it as #token=).
+function tokenForm(reason) {
+  const input = secretInput('access token', 'off');
+  const form = h('form', {
+    class: 'card auth', id: 'token-form',
     onsubmit: (e) => {
       e.preventDefault();
       setToken(input.value.trim());
+      forget();
       render();
     },
   },
-  h('h2', null, 'Access token needed'),
-  h('p', { class: 'muted' }, 'The server refused the request' + (reason ? ` (${reason})` : '') +
-    '. Paste the token printed by the server at start-up (the text after #token= in the dashboard address).'),
-  h('div', { class: 'row' }, input, h('button', { type: 'submit' }, 'Use token')));
+  h('h2', null, 'Access token'),
+  refusedNote(reason),
+  h('p', { class: 'muted' }, 'Paste the token printed by the server at start-up (the text after #token= in the dashboard address).'),
+  h('div', { class: 'row' }, input, h('button', { type: 'submit' }, 'Use token')),
+  h('div', { class: 'actions' },
+    h('button', { type: 'button', class: 'link', id: 'use-login', onclick: () => loginForm(reason) },
+      'Sign in with a username instead')));
   app.replaceChildren(form);
   input.focus();
 }
+
+// changePasswordForm is all a user sees while must_change_pw is set (the
+// bootstrap admin, a password an admin reset): the password was chosen by
+// someone else. Afterwards the page they asked for renders.
+function changePasswordForm() {
+  const old = secretInput('current password', 'current-password');
+  const next = secretInput('new password', 'new-password');
+  const again = secretInput('new password again', 'new-password');
+  const slot = h('div', { class: 'slot' });
+  const submit = h('button', { type: 'submit' }, 'Change password');
+  const form = h('form', {
+    class: 'card auth', id: 'change-password',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      slot.replaceChildren();
+      if (next.value !== again.value) {
+        slot.replaceChildren(errorBox(new Error('the new passwords differ')));
+        return;
+      }
+      submit.disabled = true;
+      try {
+        await api('/api/auth/change-password', {
+          method: 'POST', body: { old_password: old.value, new_password: next.value },
+        });
+        me = { ...me, must_change_pw: false };
+        showMe();
+        render();
+      } catch (err) {
+        // A 401 here is a wrong current password, not a lost session: it
+        // is shown like any refusal, and Log out stays in the header.
+        slot.replaceChildren(errorBox(err));
+      } finally {
+        submit.disabled = false;
+      }
+    },
+  },
+  h('h2', null, 'Choose a new password'),
+  h('p', { class: 'muted' }, 'Your password was set by someone else. Choose your own (at least 8 characters) to go on.'),
+  slot,
+  field('Current password', old),
+  field('New password', next),
+  field('New password again', again),
+  h('div', { class: 'actions' }, submit));
+  app.replaceChildren(form);
+  old.focus();
+}
+
+// ---------------------------------------------------------------- views
 
 // fleetProblems collects the reasons a degraded rollup gives, whatever the
 // field is called: an "error"/"errors"/"detail" at the top or in a part.
@@ -877,6 +1045,151 @@ async function scheduleDetail({ params, signal }) {
   markRefreshed();
 }
 
+// ---------------------------------------------------------------- accounts
+//
+// Admins only: the nav link is gated, and the API answers 403 to anyone
+// else, which this page shows as its error. Every change is one request,
+// after which the table is read again, so the page shows what the database
+// holds; a refusal (409 for the last enabled admin, 422 for a short
+// password) is shown above the table with the problem's own words.
+
+const ROLES = ['viewer', 'operator', 'admin'];
+
+async function accounts({ signal }) {
+  const status = h('div', { id: 'accounts-status' });
+  const tbody = h('tbody');
+  const count = h('span', { class: 'muted' });
+
+  const load = async () => {
+    const { body } = await api('/api/accounts', { signal });
+    if (signal.aborted) return;
+    const list = Array.isArray(body) ? body : [];
+    tbody.replaceChildren(...list.map(row));
+    count.textContent = `${list.length} account${list.length === 1 ? '' : 's'}`;
+    markRefreshed();
+  };
+
+  // change sends one request and reports how it went. After a refusal the
+  // table is read again too, which puts a role select back where it was.
+  // A change to one's own account may change what one may do: the session
+  // is read again (render) instead. It answers whether the change was made.
+  const change = async ({ path, method, body, done, self }) => {
+    status.replaceChildren();
+    try {
+      await api(path, { method, body, signal });
+    } catch (err) {
+      if (err instanceof AuthError || err.name === 'AbortError') throw err;
+      status.replaceChildren(errorBox(err));
+      await load();
+      return false;
+    }
+    if (self) {
+      forget();
+      render();
+      return true;
+    }
+    await load();
+    status.replaceChildren(h('div', { class: 'note', role: 'status' }, done));
+    return true;
+  };
+  // act runs a change from an event handler, where nobody awaits it.
+  const act = (c) => change(c).catch((err) => fail(err, signal));
+
+  function row(a) {
+    const name = String(a.username);
+    const path = '/api/accounts/' + seg(name);
+    const self = name === me?.username;
+    const roleSelect = h('select', {
+      'aria-label': 'role of ' + name, 'data-role': 'admin',
+      onchange: () => act({ path, method: 'PATCH', body: { role: roleSelect.value }, self, done: `${name} is now ${roleSelect.value}.` }),
+    }, ROLES.map((r) => h('option', { value: r, selected: r === a.role }, r)));
+    // The actions cell shows the buttons, or the step one of them asks
+    // for: a new password, or a second click to delete.
+    const actions = h('div', { class: 'actions', 'data-role': 'admin' });
+    const idle = () => actions.replaceChildren(
+      h('button', {
+        type: 'button', 'data-act': 'toggle',
+        onclick: () => act({
+          path, method: 'PATCH', body: { disabled: !a.disabled }, self,
+          done: `${name} is ${a.disabled ? 'enabled' : 'disabled'}.`,
+        }),
+      }, a.disabled ? 'Enable' : 'Disable'),
+      h('button', { type: 'button', 'data-act': 'reset', onclick: resetStep }, 'Reset password'),
+      h('button', { type: 'button', class: 'danger', 'data-act': 'delete', onclick: deleteStep }, 'Delete'));
+    function resetStep() {
+      const pw = secretInput('new password for ' + name, 'new-password');
+      actions.replaceChildren(h('form', {
+        class: 'actions',
+        onsubmit: (e) => {
+          e.preventDefault();
+          act({
+            path, method: 'PATCH', body: { password: pw.value }, self,
+            done: `The password of ${name} is reset: they choose their own at the next sign-in.`,
+          });
+        },
+      }, pw, h('button', { type: 'submit' }, 'Set password'), h('button', { type: 'button', onclick: idle }, 'Cancel')));
+      pw.focus();
+    }
+    function deleteStep() {
+      actions.replaceChildren(
+        h('span', null, `Delete ${name}?`),
+        h('button', {
+          type: 'button', class: 'danger', 'data-act': 'confirm-delete',
+          onclick: () => act({ path, method: 'DELETE', self, done: `${name} is deleted.` }),
+        }, 'Delete'),
+        h('button', { type: 'button', onclick: idle }, 'Cancel'));
+    }
+    idle();
+    return h('tr', { 'data-username': name },
+      h('td', { class: 'mono' }, name, self ? [' ', badge('you', 'info')] : null),
+      h('td', null, roleSelect),
+      h('td', null, a.disabled ? badge('disabled', 'bad') : badge('enabled', 'ok')),
+      h('td', null, a.must_change_pw ? 'yes' : 'no'),
+      h('td', null, timeCell(a.created_at)),
+      h('td', null, timeCell(a.updated_at)),
+      h('td', null, actions));
+  }
+
+  // The new account starts as a viewer with a password the user must
+  // replace: the least the admin can hand out by mistake.
+  const user = h('input', {
+    type: 'text', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'none',
+    'aria-label': 'username', placeholder: 'username', required: true, maxlength: 64,
+  });
+  const pw = secretInput('initial password', 'new-password');
+  pw.placeholder = 'initial password';
+  const role = h('select', { 'aria-label': 'role' }, ROLES.map((r) => h('option', { value: r }, r)));
+  const must = h('input', { type: 'checkbox', checked: true, 'aria-label': 'must change password' });
+  const createForm = h('form', {
+    class: 'filters', id: 'new-account',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const name = user.value.trim();
+      const made = await change({
+        path: '/api/accounts', method: 'POST', done: `${name} is created.`,
+        body: { username: name, password: pw.value, role: role.value, must_change_pw: must.checked },
+      }).catch((err) => fail(err, signal));
+      if (made) {
+        user.value = '';
+        pw.value = '';
+      }
+    },
+  }, user, pw, role, h('label', { class: 'check' }, must, ' must change the password at the first sign-in'),
+  h('button', { type: 'submit' }, 'Create'));
+
+  await load();
+  if (signal.aborted) return;
+  app.replaceChildren(
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' }, h('h2', null, 'Accounts'), count),
+      status,
+      h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'accounts' },
+        h('thead', null, h('tr', null, ['username', 'role', 'state', 'must change password', 'created', 'updated', '']
+          .map((c) => h('th', null, c)))),
+        tbody))),
+    h('section', { class: 'card', 'data-role': 'admin' }, h('h3', null, 'new account'), createForm));
+}
+
 function notFound() {
   app.replaceChildren(h('section', { class: 'card' }, h('h2', null, 'Not found'),
     h('p', null, 'No page at ', h('code', null, location.pathname), '. ', link('/', 'Back to the overview'))));
@@ -897,16 +1210,20 @@ const routes = [
   [/^\/schedules$/, schedules, 'schedules'],
   [/^\/schedules\/([^/]+)$/, scheduleDetail, 'schedules'],
   [/^\/audit$/, audit, 'audit'],
+  [/^\/accounts$/, accounts, 'accounts'],
 ];
 
 let current = null;
 
-// fail shows an error of the current view: the token prompt for a 401,
-// nothing for a view that was left, an error box otherwise.
+// fail shows an error of the current view: the sign-in form for a 401
+// (saying why when a stored token was refused), nothing for a view that was
+// left, an error box otherwise.
 function fail(err, signal) {
   if (signal.aborted || err.name === 'AbortError') return;
-  if (err instanceof AuthError) tokenPrompt(err.message);
-  else app.replaceChildren(h('section', { class: 'card' }, errorBox(err)));
+  if (err instanceof AuthError) {
+    forget();
+    loginForm(getToken() ? err.message : '');
+  } else app.replaceChildren(h('section', { class: 'card' }, errorBox(err)));
 }
 
 function render() {
@@ -935,8 +1252,14 @@ function render() {
   }
   refreshed.textContent = '';
   document.title = section ? `kanade · ${section}` : 'kanade';
-  Promise.resolve()
-    .then(() => view({ params, query: new URLSearchParams(location.search), signal: ctl.signal }))
+  // Who is asking comes first: the sign-in form, or the new password owed,
+  // replaces any view.
+  session(ctl.signal)
+    .then(() => {
+      if (ctl.signal.aborted) return undefined;
+      if (me.must_change_pw) return changePasswordForm();
+      return view({ params, query: new URLSearchParams(location.search), signal: ctl.signal });
+    })
     .catch((err) => fail(err, ctl.signal));
 }
 
