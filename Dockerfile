@@ -29,13 +29,14 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     && ldflags="-s -w -X github.com/kanade-fleet/backend.Version=${VERSION} -X github.com/kanade-fleet/backend.Commit=${COMMIT}" \
     && go build -trimpath -ldflags "$ldflags" -o /out/kanade-http ./shells/http \
     && go build -trimpath -ldflags "$ldflags" -o /out/kanade-worker ./shells/worker \
-    && mkdir -p /out/data
+    && mkdir -p /out/root/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/kanade-http /out/kanade-worker /usr/local/bin/
 # The data folder belongs to the user the shells run as, so a named volume
-# mounted on it starts writable.
-COPY --from=build --chown=65532:65532 /out/data /data
+# mounted on it starts writable. (Copied as the content of a folder: a
+# folder COPY creates itself may stay root's.)
+COPY --from=build --chown=65532:65532 /out/root/ /
 USER 65532:65532
 ENV KANADE_DATA_DIR=/data \
     KANADE_HTTP_ADDR=0.0.0.0:8080 \

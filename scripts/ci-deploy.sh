@@ -67,7 +67,7 @@ CGO_ENABLED=0 GOOS=linux go build -trimpath -tags lambda.norpc,kanade.nosqlite -
 b1=$!
 CGO_ENABLED=0 go build -trimpath -o "$work/bin/" ./shells/http ./shells/worker &
 b2=$!
-go test -c -o "$work/tests/" ./shells/lambda ./shells/http ./shells/worker ./shells ./deploy/lambdazip &
+go test -c -o "$work/tests/" ./shells/lambda ./shells ./deploy/lambdazip &
 b3=$!
 wait "$b1" && wait "$b2" && wait "$b3"
 go run ./deploy/lambdazip -o "$work/bin/bootstrap.zip" "$work/bin/bootstrap"
@@ -109,8 +109,7 @@ step "the bootstrap under the runtime interface emulator, against the HTTP shell
 run_tests shells/lambda lambda.test -test.run 'TestUnderTheEmulator(TheLambda|AFile)'
 
 step "SIGTERM on the real binaries"
-run_tests shells/http http.test -test.run 'TestSIGTERM'
-run_tests shells/worker worker.test -test.run 'TestSIGTERM'
+run_tests shells shells.test -test.run 'TestSIGTERM'
 
 step "packaging lints"
 run_tests shells shells.test -test.run 'SAM|Reference|Image|Compose|Systemd|GracefulBounds'

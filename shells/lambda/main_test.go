@@ -35,6 +35,12 @@ const (
 		"httpMethod":"GET","path":%q,"multiValueQueryStringParameters":{},
 		"multiValueHeaders":{"accept":["*/*"],"authorization":[%q],"host":["kanade.example"]},
 		"body":"","isBase64Encoded":false}`
+	// albSingle is a target group with multi-value headers off, the ALB
+	// default.
+	albSingle = `{"requestContext":{"elb":{"targetGroupArn":"arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/kanade/0123456789abcdef"}},
+		"httpMethod":"GET","path":%q,"queryStringParameters":{},
+		"headers":{"accept":"*/*","authorization":%q,"host":"kanade.example"},
+		"body":"","isBase64Encoded":false}`
 )
 
 func event(kind, path, authorization string) []byte {
@@ -45,6 +51,8 @@ func event(kind, path, authorization string) []byte {
 		return []byte(fmt.Sprintf(apiGatewayV2, path, authorization))
 	case "ALB":
 		return []byte(fmt.Sprintf(alb, path, authorization))
+	case "ALB single":
+		return []byte(fmt.Sprintf(albSingle, path, authorization))
 	}
 	panic(kind)
 }
@@ -84,7 +92,7 @@ func TestEveryFrontDoorReachesTheSameHandler(t *testing.T) {
 		{"/api/health/fleet", "", http.StatusUnauthorized, ""},
 		{"/api/health/fleet", "Bearer wrong", http.StatusUnauthorized, ""},
 	}
-	for _, kind := range []string{"API Gateway v1", "API Gateway v2", "ALB"} {
+	for _, kind := range []string{"API Gateway v1", "API Gateway v2", "ALB", "ALB single"} {
 		for _, tt := range tests {
 			name := fmt.Sprintf("%s GET %s auth=%q", kind, tt.path, tt.auth)
 			t.Run(name, func(t *testing.T) {

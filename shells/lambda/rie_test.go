@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -33,6 +34,7 @@ const (
 	envRIE       = "KANADE_TEST_RIE"
 	envBootstrap = "KANADE_TEST_BOOTSTRAP"
 	envHTTPShell = "KANADE_TEST_HTTP_SHELL"
+	envControl   = "KANADE_TEST_CONTROL_BOOTSTRAP"
 )
 
 // bootstrapFlags build the bootstrap as `just lambda` does.
@@ -315,12 +317,18 @@ type emulator struct {
 // the first invocation, as Lambda starts a sandbox.
 func (r *rig) startEmulator(t *testing.T, env map[string]string) *emulator {
 	t.Helper()
+	return r.startEmulatorOf(t, r.bootstrap, env)
+}
+
+// startEmulatorOf is startEmulator with another bootstrap.
+func (r *rig) startEmulatorOf(t *testing.T, bootstrap string, env map[string]string) *emulator {
+	t.Helper()
 	addr, api := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	if env == nil {
 		env = r.lambdaEnv
 	}
 	p := proctest.Start(t, r.rie, []string{"--runtime-interface-emulator-address", addr,
-		"--runtime-api-address", api, "--log-level", "error", r.bootstrap}, env)
+		"--runtime-api-address", api, "--log-level", "error", bootstrap}, env)
 	return &emulator{proc: p, url: "http://" + addr + "/2015-03-31/functions/function/invocations"}
 }
 
@@ -543,31 +551,52 @@ func TestUnderTheEmulatorColdStartAndWarmOverhead(t *testing.T) {
 	r := startRig(t)
 	probe := wireRequest{method: "GET", path: "/api/agents", query: [][2]string{{"limit", "1"}}, header: authHeader()}
 	ev := rieEvent(kindV2, probe)
-	const colds = 5
-	var cold []time.Duration
-	var init []string
-	initLine := regexp.MustCompile(`Init Duration: ([0-9.]+ ms)`)
-	for range colds {
-		emu := r.startEmulator(t, nil)
+	// A cold start is the emulator coming up, then the bootstrap's start,
+	// init and first answer: timed apart, and beside a control function
+	// that opens nothing, so the machine's own cost of starting a process
+	// under the emulator shows.
+	control := proctest.Build(t, envControl, "shells/lambda/testdata/control", "-tags", "lambda.norpc", "-ldflags", "-s -w")
+	coldStart := func(bootstrap string) (total, up, answer time.Duration) {
+		emu := r.startEmulatorOf(t, bootstrap, nil)
+		defer emu.proc.Kill()
+		addr := strings.TrimPrefix(strings.TrimSuffix(emu.url, "/2015-03-31/functions/function/invocations"), "http://")
+		for {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Since(emu.proc.Started) > 30*time.Second {
+				t.Fatalf("emulator not listening after 30 s: %v", err)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		listening := time.Now()
 		out := emu.invoke(t, r.client, ev)
-		cold = append(cold, time.Since(emu.proc.Started))
+		total, up, answer = time.Since(emu.proc.Started), listening.Sub(emu.proc.Started), time.Since(listening)
 		if a, err := decodeAnswer(kindV2, out); err != nil || a.status != http.StatusOK {
-			t.Fatalf("cold invocation: %v %d %s", err, a.status, a.body)
+			t.Fatalf("cold invocation of %s: %v %d %s", bootstrap, err, a.status, a.body)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for initLine.FindStringSubmatch(emu.proc.Stdout.String()) == nil && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if m := initLine.FindStringSubmatch(emu.proc.Stdout.String()); m != nil {
-			init = append(init, m[1])
-		}
-		emu.proc.Kill()
+		return total, up, answer
 	}
+	const colds = 5
+	var cold, emulatorUp, firstAnswer, controlCold, controlAnswer []time.Duration
+	for range colds {
+		total, up, answer := coldStart(r.bootstrap)
+		cold, emulatorUp, firstAnswer = append(cold, total), append(emulatorUp, up), append(firstAnswer, answer)
+		total, _, answer = coldStart(control)
+		controlCold, controlAnswer = append(controlCold, total), append(controlAnswer, answer)
+	}
+	// Warm: the same request to the HTTP shell, through the emulator, and
+	// the control through the emulator (the emulator's own round trip).
 	emu := r.startEmulator(t, nil)
 	emu.invoke(t, r.client, ev)
+	ctl := r.startEmulatorOf(t, control, nil)
+	ctl.invoke(t, r.client, ev)
 	const warm = 200
 	viaRIE := make([]time.Duration, 0, warm)
 	viaHTTP := make([]time.Duration, 0, warm)
+	viaControl := make([]time.Duration, 0, warm)
 	for range warm {
 		began := time.Now()
 		r.viaHTTP(t, probe)
@@ -575,16 +604,23 @@ func TestUnderTheEmulatorColdStartAndWarmOverhead(t *testing.T) {
 		began = time.Now()
 		emu.invoke(t, r.client, ev)
 		viaRIE = append(viaRIE, time.Since(began))
+		began = time.Now()
+		ctl.invoke(t, r.client, ev)
+		viaControl = append(viaControl, time.Since(began))
 	}
 	fi, err := os.Stat(r.bootstrap)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("perf: bootstrap %.2f MB (%d bytes)", float64(fi.Size())/1e6, fi.Size())
-	t.Logf("perf: cold start (emulator start to first answer), %d runs: median %v, min %v, max %v; the emulator's Init Duration: %s",
-		colds, median(cold), slices.Min(cold), slices.Max(cold), strings.Join(init, ", "))
-	t.Logf("perf: warm GET /api/agents?limit=1, %d each: HTTP shell median %v, through the emulator median %v, overhead %v",
-		warm, median(viaHTTP), median(viaRIE), median(viaRIE)-median(viaHTTP))
+	t.Logf("perf: cold start (emulator start to first answer), %d runs: median %v, min %v, max %v", colds, median(cold), slices.Min(cold), slices.Max(cold))
+	t.Logf("perf: of which the emulator coming up: median %v; the bootstrap's start, init and first answer: median %v, min %v",
+		median(emulatorUp), median(firstAnswer), slices.Min(firstAnswer))
+	t.Logf("perf: a control function that opens nothing, same way: cold start median %v, its start and first answer median %v; the bootstrap's own init: about %v",
+		median(controlCold), median(controlAnswer), median(firstAnswer)-median(controlAnswer))
+	t.Logf("perf: warm GET /api/agents?limit=1, %d each: HTTP shell median %v, through the emulator median %v, overhead %v; "+
+		"the control through the emulator median %v, so the emulator's round trip is most of it",
+		warm, median(viaHTTP), median(viaRIE), median(viaRIE)-median(viaHTTP), median(viaControl))
 	alone := testing.Benchmark(benchHandlerAlone)
 	adapted := testing.Benchmark(func(b *testing.B) { benchAdapter(b, kindV2) })
 	t.Logf("perf: the adapter alone, in process (API Gateway v2, 2 KiB JSON answer): %v per request beside %v for the handler: %v added",

@@ -88,17 +88,31 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) (
 		}
 	}
 	d := &Deps{Config: cfg, Logger: logger, Clock: o.Clock, Registry: reg}
-	db, err := storage.Open(ctx, cfg.DB, storage.Options{AuthToken: cfg.DBAuthToken, Clock: o.Clock})
-	if err != nil {
-		return nil, err
+	// The database and NATS open at the same time: on Lambda each is a
+	// connection (often TLS) to another host, and a cold start waits for
+	// the slower one instead of both in turn.
+	type opened struct {
+		nats *NATS
+		err  error
 	}
-	d.DB = db
+	natsDone := make(chan opened, 1)
+	go func() {
+		n, err := connectNATS(ctx, cfg, logger, o)
+		natsDone <- opened{n, err}
+	}()
+	db, dbErr := storage.Open(ctx, cfg.DB, storage.Options{AuthToken: cfg.DBAuthToken, Clock: o.Clock})
+	n := <-natsDone
+	switch {
+	case dbErr != nil && n.err == nil:
+		n.nats.Close()
+		return nil, dbErr
+	case dbErr != nil:
+		return nil, errors.Join(dbErr, n.err)
+	case n.err != nil:
+		return nil, errors.Join(n.err, db.Close())
+	}
 	logger.Info("database open", slog.String("db", storage.Redact(cfg.DB)), slog.Bool("remote", db.Remote()))
-
-	d.NATS, err = connectNATS(ctx, cfg, logger, o)
-	if err != nil {
-		return nil, errors.Join(err, db.Close())
-	}
+	d.DB, d.NATS = db, n.nats
 	return d, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,5 +70,32 @@ func TestOpenStartsWhenNATSIsUnreachable(t *testing.T) {
 	}
 	if _, err := d.NATS.Link.Client(); !errors.Is(err, bus.ErrNotConnected) || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("Client() = %v, want ErrNotConnected naming %s", err, addr)
+	}
+}
+
+func TestOpenStopsTheEmbeddedServerWhenTheDatabaseFails(t *testing.T) {
+	dir := t.TempDir()
+	// A database under a regular file cannot be created.
+	blocker := filepath.Join(dir, "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := Config{DataDir: dir, DB: filepath.Join(blocker, "k.db"), NATSReplicas: 1}
+	s := &fakeServer{url: "nats://" + addr}
+	d, err := Open(context.Background(), cfg, quiet(), OpenOptions{
+		Name: "test", StartNATS: func() (EmbeddedNATS, error) { return s, nil },
+	})
+	if err == nil {
+		d.Close()
+		t.Fatal("Open with a database that cannot be created succeeded")
+	}
+	if !s.stopped {
+		t.Error("the database failed but the embedded server NATS opened meanwhile was left running")
 	}
 }

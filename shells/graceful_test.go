@@ -1,6 +1,10 @@
 //go:build unix
 
-package main
+package shells_test
+
+// The shells as the operating system runs them: SIGTERM to the real
+// binaries. They run only with prebuilt binaries (scripts/ci-deploy.sh builds
+// them), since building them here would double the suite's time.
 
 import (
 	"bufio"
@@ -19,21 +23,22 @@ import (
 	"github.com/kanade-fleet/backend/shells/internal/proctest"
 )
 
-// envShell names a prebuilt HTTP shell binary; the process tests run only
-// with it (scripts/ci-deploy.sh builds it), since building one here would
-// double the suite's time.
-const envShell = "KANADE_TEST_HTTP_SHELL"
+// The variables naming the prebuilt binaries.
+const (
+	envHTTPShell   = "KANADE_TEST_HTTP_SHELL"
+	envWorkerShell = "KANADE_TEST_WORKER_SHELL"
+)
 
-// TestSIGTERMDrainsThenExitsZero runs the real binary with the worker and a
+// TestSIGTERMDrainsTheHTTPShellThenExitsZero runs the real binary with the worker and a
 // demo fleet (so the projector has batches in flight and the scheduler
 // ticks), sends SIGTERM while a request is half uploaded, and requires the
 // request answered, the worker stopped cleanly and exit status 0 within the
 // shutdown bound.
-func TestSIGTERMDrainsThenExitsZero(t *testing.T) {
-	if os.Getenv(envShell) == "" {
-		t.Skipf("set %s to a built shells/http (scripts/ci-deploy.sh does)", envShell)
+func TestSIGTERMDrainsTheHTTPShellThenExitsZero(t *testing.T) {
+	if os.Getenv(envHTTPShell) == "" {
+		t.Skipf("set %s to a built shells/http (scripts/ci-deploy.sh does)", envHTTPShell)
 	}
-	bin := proctest.Build(t, envShell, "shells/http")
+	bin := proctest.Build(t, envHTTPShell, "shells/http")
 	const tok = "graceful-token"
 	p := proctest.Start(t, bin, nil, map[string]string{
 		"KANADE_DATA_DIR": t.TempDir(), "KANADE_HTTP_ADDR": "127.0.0.1:0", "KANADE_NATS_LISTEN": "127.0.0.1:-1",
@@ -99,6 +104,47 @@ func TestSIGTERMDrainsThenExitsZero(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("no %s in the log", want)
 		}
+	}
+	for _, bad := range []string{"shutdown incomplete", "projector loop failed", "level=ERROR"} {
+		if lines := proctest.Lines(logs, bad); len(lines) > 0 {
+			t.Errorf("%s at shutdown:\n%s", bad, strings.Join(lines, "\n"))
+		}
+	}
+}
+
+// TestSIGTERMStopsTheWorkerAndExitsZero runs the real binary with a demo
+// fleet, so the projector and the scheduler are busy, and requires SIGTERM
+// to end it cleanly with status 0 within the shutdown bound.
+func TestSIGTERMStopsTheWorkerAndExitsZero(t *testing.T) {
+	if os.Getenv(envWorkerShell) == "" {
+		t.Skipf("set %s to a built shells/worker (scripts/ci-deploy.sh does)", envWorkerShell)
+	}
+	bin := proctest.Build(t, envWorkerShell, "shells/worker")
+	p := proctest.Start(t, bin, nil, map[string]string{
+		"KANADE_DATA_DIR": t.TempDir(), "KANADE_ADMIN_ADDR": "127.0.0.1:0", "KANADE_NATS_LISTEN": "127.0.0.1:-1",
+		"KANADE_DEMO": "40", "KANADE_LOG_LEVEL": "info"})
+	p.WaitOutput(t, regexp.MustCompile(`admin on http://`), 60*time.Second)
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(p.Stderr.String(), `msg="worker running"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker did not start running in 60 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the demo fleet publishes; the projector applies
+
+	began := time.Now()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, err := p.Wait(app.ShutdownTimeout + 5*time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("after SIGTERM: exit %d, %v", code, err)
+	}
+	t.Logf("SIGTERM to exit 0: %v", time.Since(began))
+	logs := p.Stderr.String()
+	if !strings.Contains(logs, `msg=stopped`) {
+		t.Error("no msg=stopped in the log")
 	}
 	for _, bad := range []string{"shutdown incomplete", "projector loop failed", "level=ERROR"} {
 		if lines := proctest.Lines(logs, bad); len(lines) > 0 {
