@@ -338,10 +338,17 @@ func (db *DB) searchByValues(ctx context.Context, s inventorySearch, col string,
 		st.cur = vals
 		return true, nil
 	}
+	// end is where the page ends. An offset so large that it wraps end
+	// around is past any table's rows (and a negative LIMIT would be none
+	// in SQLite).
+	end := offset + limit
+	if end < offset {
+		return []json.RawMessage{}, nil
+	}
 	var live []*stream
 	for _, v := range values {
 		q, args := s.query(rest, false, col, v)
-		rows, err := conn.QueryContext(ctx, q+` LIMIT ?`, append(args, offset+limit)...)
+		rows, err := conn.QueryContext(ctx, q+` LIMIT ?`, append(args, end)...)
 		if err != nil {
 			return nil, fmt.Errorf("search %s: %w", s.table, err)
 		}
@@ -380,7 +387,7 @@ func (db *DB) searchByValues(ctx context.Context, s inventorySearch, col string,
 	}
 	names := s.names()
 	out := []json.RawMessage{}
-	for taken := 0; len(live) > 0 && taken < offset+limit; taken++ {
+	for taken := 0; len(live) > 0 && taken < end; taken++ {
 		lo := 0
 		for i := 1; i < len(live); i++ {
 			if less(live[i].cur, live[lo].cur) {
