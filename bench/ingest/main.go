@@ -171,7 +171,9 @@ func publish(ctx context.Context, out io.Writer, js jetstream.JetStream, n int, 
 	for i := range n {
 		r := gen(i)
 		data, _ := json.Marshal(r)
-		if _, err := js.PublishAsync("results."+r.RequestID, data); err != nil {
+		// A busy machine may keep the server from acknowledging for a
+		// while: wait for room rather than fail (the default waits 200 ms).
+		if _, err := js.PublishAsync("results."+r.RequestID, data, jetstream.WithStallWait(time.Minute)); err != nil {
 			return nil, 0, err
 		}
 		if i%5000 == 4999 {

@@ -31,6 +31,7 @@ import (
 	"runtime/pprof"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kanade-fleet/backend"
@@ -181,18 +182,49 @@ func build(ctx context.Context, out io.Writer, db *storage.DB, hint *kanade.Inve
 	return nil
 }
 
-// stats are the median, 90th percentile and maximum of ds.
-func stats(ds []time.Duration) string {
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+// sample is one measured operation: its wall-clock time, and the CPU time
+// (user and system) the whole process spent meanwhile. On a shared, busy
+// machine the wall time is mostly waiting for a core; the CPU time is the
+// operation's own cost (plus whatever else the process did, such as its
+// garbage collection), and says what it would take on an idle core.
+type sample struct{ wall, cpu time.Duration }
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measure runs fn once and returns its sample.
+func measure(fn func() error) (sample, error) {
+	c0, t0 := cpuTime(), time.Now()
+	err := fn()
+	return sample{time.Since(t0), cpuTime() - c0}, err
+}
+
+// stats are the median, 90th percentile and maximum of the wall times of
+// ss, and the median of their CPU times.
+func stats(ss []sample) string {
+	ws := make([]time.Duration, len(ss))
+	cs := make([]time.Duration, len(ss))
+	for i, s := range ss {
+		ws[i], cs[i] = s.wall, s.cpu
+	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i] < ws[j] })
+	sort.Slice(cs, func(i, j int) bool { return cs[i] < cs[j] })
 	r := func(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }
-	return fmt.Sprintf("median %8s  p90 %8s  max %8s  (n=%d)", r(ds[len(ds)/2]), r(ds[len(ds)*9/10]), r(ds[len(ds)-1]), len(ds))
+	return fmt.Sprintf("median %8s  p90 %8s  max %8s  cpu median %8s  (n=%d)", r(ws[len(ws)/2]), r(ws[len(ws)*9/10]), r(ws[len(ws)-1]),
+		r(cs[len(cs)/2]), len(ss))
 }
 
 // projectOne times single-report transactions: a report with changed apps
 // (a later epoch in which the PC's apps differ) and the same report again
 // under a new run (same apps, new collected_at).
 func projectOne(ctx context.Context, out io.Writer, db *storage.DB, hint *kanade.InventoryHint, inv *sim.Inventory, pcs, samples int) error {
-	var changed, same []time.Duration
+	var changed, same []sample
 	var events, applied int
 	seq := time.Now().UnixNano()
 	for s := 0; len(changed) < samples && s < samples*50; s++ {
@@ -211,13 +243,13 @@ func projectOne(ctx context.Context, out io.Writer, db *storage.DB, hint *kanade
 		seq++
 		r := result(hint, fmt.Sprintf("one-%d", seq), pc, stdout, at.Add(time.Duration(s)*time.Millisecond))
 		var st storage.ApplyStats
-		t0 := time.Now()
-		err := db.Update(ctx, func(tx *storage.Tx) error {
-			var err error
-			st, err = tx.ApplyResults(ctx, []storage.Result{r})
-			return err
+		d, err := measure(func() error {
+			return db.Update(ctx, func(tx *storage.Tx) error {
+				var err error
+				st, err = tx.ApplyResults(ctx, []storage.Result{r})
+				return err
+			})
 		})
-		d := time.Since(t0)
 		if err != nil {
 			return err
 		}
@@ -230,17 +262,18 @@ func projectOne(ctx context.Context, out io.Writer, db *storage.DB, hint *kanade
 
 		seq++
 		again := result(hint, fmt.Sprintf("one-%d", seq), pc, stdout, at.Add(time.Duration(s)*time.Millisecond+time.Minute))
-		t0 = time.Now()
-		err = db.Update(ctx, func(tx *storage.Tx) error {
-			var err error
-			st, err = tx.ApplyResults(ctx, []storage.Result{again})
-			return err
+		d, err = measure(func() error {
+			return db.Update(ctx, func(tx *storage.Tx) error {
+				var err error
+				st, err = tx.ApplyResults(ctx, []storage.Result{again})
+				return err
+			})
 		})
 		if err != nil {
 			return err
 		}
 		if st.Inventory.Unchanged == 1 {
-			same = append(same, time.Since(t0))
+			same = append(same, d)
 		}
 	}
 	if len(changed) == 0 || len(same) == 0 {
@@ -306,37 +339,46 @@ func reads(ctx context.Context, out io.Writer, dir string, db *storage.DB, sampl
 		job + "/history/pc/SIM-000123",
 		job + "/search-scalars?ram_bytes__ge=34359738368",
 	} {
-		var ds []time.Duration
+		var ds []sample
 		var size, n int
 		for range samples {
-			t0 := time.Now()
-			size, n, err = get(path)
+			d, err := measure(func() error {
+				var err error
+				size, n, err = get(path)
+				return err
+			})
 			if err != nil {
 				return err
 			}
-			ds = append(ds, time.Since(t0))
+			ds = append(ds, d)
 		}
 		fmt.Fprintf(out, "  %-96s %s  %5d objects, %7d bytes\n", strings.TrimPrefix(path, job), stats(ds), n, size)
 	}
 
 	spec := &sim.InventoryHint().Explode[0]
-	var ds []time.Duration
+	var ds []sample
 	for range samples {
-		t0 := time.Now()
-		if _, err := db.SearchInventory(ctx, sim.InventoryJob.ID, spec, []storage.InventoryFilter{{Column: "name", Op: "contains", Value: "chrome"}}, 1000, 0); err != nil {
+		d, err := measure(func() error {
+			_, err := db.SearchInventory(ctx, sim.InventoryJob.ID, spec, []storage.InventoryFilter{{Column: "name", Op: "contains", Value: "chrome"}}, 1000, 0)
+			return err
+		})
+		if err != nil {
 			return err
 		}
-		ds = append(ds, time.Since(t0))
+		ds = append(ds, d)
 	}
 	fmt.Fprintf(out, "\nstorage alone: SearchInventory name contains chrome: %s\n", stats(ds))
 	ds = nil
 	for range samples {
-		t0 := time.Now()
-		if _, err := db.InventoryHistory(ctx, storage.HistoryQuery{JobID: sim.InventoryJob.ID, Field: "apps",
-			Identity: []storage.IdentityMatch{{Key: "name", Value: "Google Chrome"}}, Limit: 500}); err != nil {
+		d, err := measure(func() error {
+			_, err := db.InventoryHistory(ctx, storage.HistoryQuery{JobID: sim.InventoryJob.ID, Field: "apps",
+				Identity: []storage.IdentityMatch{{Key: "name", Value: "Google Chrome"}}, Limit: 500})
+			return err
+		})
+		if err != nil {
 			return err
 		}
-		ds = append(ds, time.Since(t0))
+		ds = append(ds, d)
 	}
 	fmt.Fprintf(out, "storage alone: InventoryHistory of Google Chrome:      %s\n", stats(ds))
 	return nil
