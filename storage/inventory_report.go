@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/kanade-fleet/backend"
 )
@@ -79,10 +80,28 @@ func PrepareInventory(spec *kanade.InventoryHint, stdout string) *InventoryRepor
 		}
 		return r
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &top); err != nil {
+	// Checked once, then walked (scan.go) rather than decoded: the
+	// members' values stay slices of trimmed. A name that is escaped or
+	// not ASCII is left to encoding/json (which unescapes it, or replaces
+	// invalid UTF-8 as it does in every other name it reads).
+	if !json.Valid(trimmed) {
 		r.Err = notJSON(trimmed)
 		return r
+	}
+	top := map[string]json.RawMessage{}
+	ascii := true
+	plain := eachMember(trimmed, func(k, v []byte) {
+		for _, c := range k {
+			ascii = ascii && c < utf8.RuneSelf
+		}
+		top[string(k)] = v
+	})
+	if !plain || !ascii {
+		top = nil
+		if err := json.Unmarshal(trimmed, &top); err != nil {
+			r.Err = notJSON(trimmed)
+			return r
+		}
 	}
 	r.top = scalarMembers(top)
 	r.display = snapshot(spec.Display)
@@ -169,16 +188,15 @@ func snapshot(fields []kanade.DisplayField) any {
 	return string(b)
 }
 
-// explodeRows types the elements of raw, the array spec.Field names.
+// explodeRows types the elements of raw, the array spec.Field names. raw
+// is a member of a decoded object, hence valid JSON: its elements and
+// their members are found by scanning it once (scan.go) instead of
+// decoding each element again; an element with an escaped member name is
+// decoded by encoding/json, which unescapes it.
 func explodeRows(spec *kanade.ExplodeSpec, raw json.RawMessage) explodeSet {
 	set := explodeSet{spec: spec}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '[' {
-		set.missing = true
-		return set
-	}
-	var elems []json.RawMessage
-	if err := json.Unmarshal(raw, &elems); err != nil {
 		set.missing = true
 		return set
 	}
@@ -188,28 +206,41 @@ func explodeRows(spec *kanade.ExplodeSpec, raw json.RawMessage) explodeSet {
 			keyCol[i] = keyCol[i] || c.Field == k
 		}
 	}
-	set.rows = make([][]any, 0, len(elems))
-	for _, e := range elems {
-		e = bytes.TrimSpace(e)
-		var obj map[string]json.RawMessage
-		if len(e) == 0 || e[0] != '{' || json.Unmarshal(e, &obj) != nil {
+	vals := make([][]byte, len(spec.Columns))
+	set.rows = make([][]any, 0, 64)
+	eachElement(raw, func(e []byte) {
+		if e[0] != '{' {
 			set.skipped++
-			continue
+			return
 		}
-		row := make([]any, len(spec.Columns))
-		ok := true
-		for i, c := range spec.Columns {
-			row[i] = bindValue(c.Kind(), obj[c.Field])
-			if keyCol[i] && row[i] == nil {
-				ok = false
+		clear(vals)
+		plain := eachMember(e, func(k, v []byte) {
+			for i, c := range spec.Columns {
+				if c.Field == string(k) {
+					vals[i] = v // the last of a repeated name, as encoding/json
+				}
+			}
+		})
+		if !plain {
+			var obj map[string]json.RawMessage
+			if json.Unmarshal(e, &obj) != nil {
+				set.skipped++
+				return
+			}
+			for i, c := range spec.Columns {
+				vals[i] = obj[c.Field]
 			}
 		}
-		if !ok {
-			set.skipped++
-			continue
+		row := make([]any, len(spec.Columns))
+		for i, c := range spec.Columns {
+			row[i] = bindValue(c.Kind(), vals[i])
+			if keyCol[i] && row[i] == nil {
+				set.skipped++
+				return
+			}
 		}
 		set.rows = append(set.rows, row)
-	}
+	})
 	return set
 }
 
@@ -228,6 +259,11 @@ func bindValue(kind string, raw json.RawMessage) any {
 	case 'n':
 		return nil
 	case '"':
+		// Valid JSON (see explodeRows): without an escape, and in valid
+		// UTF-8 (which encoding/json would replace), the text is the value.
+		if in := raw[1 : len(raw)-1]; bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
+			return string(in)
+		}
 		var s string
 		if json.Unmarshal(raw, &s) != nil {
 			return nil
