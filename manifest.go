@@ -135,8 +135,9 @@ type Execute struct {
 //
 // The hints (inventory, emit, check, collect, client) are kept as the JSON
 // the operator wrote: agents, the projector and the SPA interpret them,
-// this backend only checks their shape (Validate) and copies emit, check
-// and collect into every Command.
+// this backend checks their shape (Validate), copies emit, check and
+// collect into every Command, and reads inventory itself (InventorySpec)
+// to project inventory reports.
 type Manifest struct {
 	ID          string  `json:"id" schema:"required,pattern=jobid"`
 	Version     string  `json:"version" schema:"required,nonblank"`
@@ -194,30 +195,6 @@ type (
 		Description string `json:"description,omitempty" schema:"nonblank"`
 		Category    string `json:"category" schema:"required,enum=software_update|troubleshoot|catalog"`
 		Icon        string `json:"icon,omitempty" schema:"nonblank"`
-	}
-	inventoryHint struct {
-		Display        []displayField `json:"display" schema:"required"`
-		Summary        []displayField `json:"summary,omitempty"`
-		Explode        []explodeSpec  `json:"explode,omitempty"`
-		HistoryScalars []string       `json:"history_scalars,omitempty"`
-	}
-	displayField struct {
-		Field   string         `json:"field" schema:"required"`
-		Label   string         `json:"label" schema:"required"`
-		Type    string         `json:"type,omitempty"`
-		Columns []displayField `json:"columns,omitempty"`
-	}
-	explodeSpec struct {
-		Field        string          `json:"field" schema:"required"`
-		Table        string          `json:"table" schema:"required"`
-		PrimaryKey   []string        `json:"primary_key" schema:"required"`
-		Columns      []explodeColumn `json:"columns" schema:"required"`
-		TrackHistory bool            `json:"track_history,omitempty"`
-	}
-	explodeColumn struct {
-		Field string `json:"field" schema:"required"`
-		Type  string `json:"type,omitempty"`
-		Index bool   `json:"index,omitempty"`
 	}
 )
 
@@ -398,6 +375,11 @@ func (m *Manifest) validateHints() error {
 		if err := checkValue(v, ms.prop(h.name).shape, h.name); err != nil {
 			return err
 		}
+	}
+	// The shape cannot say that a primary key names a declared column,
+	// nor that names are unique; an invalid spec never reaches SQL.
+	if _, err := m.InventorySpec(); err != nil {
+		return err
 	}
 	var c checker
 	if len(m.Check) > 0 {

@@ -26,6 +26,8 @@ var schemaGaps = map[string]string{
 	"bound-order":       "active.from must be before active.until",
 	"zone-exists":       "tz must name a zone of the IANA database, not only look like one",
 	"date-exists":       "a calendar date (one-shot at, active bounds) must exist, not only have the digits of one",
+	"inventory-names": "an inventory explode spec's primary_key entries must be declared columns, its names unique " +
+		"(SQL ignores case) and not reserved (pc_id, job_id, collected_at, sqlite_*)",
 }
 
 type schemaCase struct {
@@ -59,6 +61,10 @@ func manifestCorpus(t *testing.T) []schemaCase {
 		{"a retry", m(`{"on_failure":{"retry":{"max":10,"backoff":"1m"}}}`), "", true},
 		{"emit with a null inventory", `{"id":"job","version":"1","execute":{"shell":"sh","script":"x","timeout":"5m"},"emit":{"type":"events"},"inventory":null}`, "", true},
 		{"an empty on_failure", m(`{"on_failure":{}}`), "", true},
+		{"an inventory with explode and history", m(`{"inventory":{"display":[{"field":"hostname","label":"Host"}],` +
+			`"explode":[{"field":"apps","table":"inventory_sw_apps","primary_key":["name","source"],` +
+			`"columns":[{"field":"name","index":true},{"field":"source","type":"text"},{"field":"size_kb","type":"integer"},{"field":"x","type":"real"}],` +
+			`"track_history":true}],"history_scalars":["os_version"]}}`), "", true},
 
 		// Refused by both.
 		{"no id", m(`{"id":null}`), "", false},
@@ -102,12 +108,18 @@ func manifestCorpus(t *testing.T) []schemaCase {
 		{"an unknown nested key", m(`{"execute":{"scirpt":"x"}}`), "", false},
 		{"an unknown key in a hint", m(`{"check":{"name":"disk","colour":"red"}}`), "", false},
 		{"approval that is a string", m(`{"require_approval":"yes"}`), "", false},
+		{"an inventory table with a dash", m(`{"inventory":{"display":[],"explode":[{"field":"a","table":"sw-apps","primary_key":["n"],"columns":[{"field":"n"}]}]}}`), "", false},
+		{"an inventory column with a quote", m(`{"inventory":{"display":[],"explode":[{"field":"a","table":"t","primary_key":["n"],"columns":[{"field":"n"},{"field":"x\""}]}]}}`), "", false},
+		{"an inventory column of an unknown type", m(`{"inventory":{"display":[],"explode":[{"field":"a","table":"t","primary_key":["n"],"columns":[{"field":"n","type":"blob"}]}]}}`), "", false},
+		{"an inventory spec without a key", m(`{"inventory":{"display":[],"explode":[{"field":"a","table":"t","primary_key":[],"columns":[{"field":"n"}]}]}}`), "", false},
 
 		// Known gaps: the schema accepts, the validator refuses.
 		{"a zero timeout", m(`{"execute":{"timeout":"0s"}}`), "positive-duration", false},
 		{"a timeout past 290 years", m(`{"execute":{"timeout":"3000000h"}}`), "duration-range", false},
 		{"a retry backoff under a second", m(`{"on_failure":{"retry":{"max":1,"backoff":"500ms"}}}`), "retry-backoff-min", false},
 		{"a group of 100 two-byte characters", m(`{"target":{"groups":["` + strings.Repeat("é", 100) + `"]}}`), "byte-length", false},
+		{"an inventory key that is not a column", m(`{"inventory":{"display":[],"explode":[{"field":"a","table":"t","primary_key":["k"],"columns":[{"field":"n"}]}]}}`), "inventory-names", false},
+		{"an inventory column named pc_id", m(`{"inventory":{"display":[],"explode":[{"field":"a","table":"t","primary_key":["n"],"columns":[{"field":"n"},{"field":"pc_id"}]}]}}`), "inventory-names", false},
 	}
 }
 

@@ -98,6 +98,8 @@ var shapePatterns = map[string]string{
 	// A date (midnight in the zone) or an RFC 3339 instant.
 	// Go's RFC 3339 parser takes only an upper-case T and Z.
 	"bound": `[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2}))?`,
+	// ValidSQLIdent: a derived table or column name (fleet.md §5.2).
+	"ident": `[A-Za-z_][A-Za-z0-9_]{0,63}`,
 	// calendar.at: HH:MM or YYYY-MM-DD HH:MM.
 	"at":  ws + `(?:[0-9]{4}-[0-9]{2}-[0-9]{2} )?(?:[01][0-9]|2[0-3]):[0-5][0-9]` + ws,
 	"day": ws + `(?:` + dayName + `)(?:-(?:` + dayName + `))?` + ws,
@@ -146,7 +148,7 @@ var hintTypes = map[string]reflect.Type{
 	"emit":      reflect.TypeOf(emitHint{}),
 	"check":     reflect.TypeOf(checkHint{}),
 	"collect":   reflect.TypeOf(collectHint{}),
-	"inventory": reflect.TypeOf(inventoryHint{}),
+	"inventory": reflect.TypeOf(InventoryHint{}),
 	"client":    reflect.TypeOf(clientHint{}),
 }
 

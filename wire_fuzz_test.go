@@ -233,6 +233,8 @@ func FuzzManifest(f *testing.F) {
 		 "rollout":{"strategy":"wave","waves":[{"group":"canary","delay":"0s"},{"group":"wave1","delay":"1h"}]}}`,
 		`{"id":"a b","version":"","execute":{"shell":"bash"}}`,
 		`{"ID":"x","id":"job","version":"1","execute":{"shell":"sh","script":"x","timeout":"1s"}}`,
+		`{"id":"inventory-sw","version":"1","execute":{"shell":"sh","script":"x","timeout":"5m"},"inventory":{"display":[{"field":"h","label":"H"}],` +
+			`"explode":[{"field":"apps","table":"inventory_sw_apps","primary_key":["name"],"columns":[{"field":"name","index":true},{"field":"kb","type":"integer"}],"track_history":true}],"history_scalars":["os"]}}`,
 		// Found by the fuzzer: "&" comes back as "\u0026".
 		`{"XB":"&","id":"00000","version":"0","eXeCute":{"shell":"sh","sCript":"0","timeout":"1s"}}`,
 	} {

@@ -214,6 +214,7 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	registerVersion(api)
 	srv.registerHealth(api)
 	srv.registerReads(api)
+	srv.registerInventory(api)
 	srv.registerAgents(api)
 	srv.registerLive(api)
 	srv.registerManage(api)

@@ -93,12 +93,16 @@ func decodeJob(pathID, contentType string, body []byte, bad func(error) error) (
 	return d, nil
 }
 
-// storeJob puts a checked job, its mirror and its audit event.
-func (srv *Server) storeJob(ctx context.Context, d *decodedJob) error {
+// storeJob puts a checked job, its mirror and its audit event; bad turns
+// a refused inventory table into the route's problem.
+func (srv *Server) storeJob(ctx context.Context, d *decodedJob, bad func(error) error) error {
 	ctx, cancel := context.WithTimeout(ctx, manageTimeout)
 	defer cancel()
 	c, err := srv.bus()
 	if err != nil {
+		return err
+	}
+	if err := srv.checkInventoryTables(ctx, d.m, bad); err != nil {
 		return err
 	}
 	rev, err := c.Put(ctx, kanade.BucketJobs, d.m.ID, d.value)
@@ -201,7 +205,7 @@ func (srv *Server) registerRecords(api huma.API) {
 			if err != nil {
 				return nil, err
 			}
-			if err := srv.storeJob(ctx, d); err != nil {
+			if err := srv.storeJob(ctx, d, bodyProblemNoPrefix); err != nil {
 				return nil, err
 			}
 			var desc *string
@@ -234,7 +238,7 @@ func (srv *Server) registerRecords(api huma.API) {
 			if err != nil {
 				return nil, err
 			}
-			if err := srv.storeJob(ctx, d); err != nil {
+			if err := srv.storeJob(ctx, d, invalid); err != nil {
 				return nil, err
 			}
 			return &manageValueOutput{Body: d.value}, nil

@@ -63,6 +63,19 @@ func routeRoles() map[string]auth.Role {
 		"GET /api/executions/{exec_id}":     auth.Viewer,
 		"GET /api/audit":                    auth.Viewer,
 
+		// Inventory (fleet.md §5.5). The mux serves by-job and
+		// search-scalars through one pattern (inventory.go), which
+		// needs its line too.
+		"GET /api/inventory/jobs":                             auth.Viewer,
+		"GET /api/inventory/by-job/{manifest_id}":             auth.Viewer,
+		"GET /api/inventory/{pc_id}":                          auth.Viewer,
+		"GET /api/inventory/{manifest_id}/search/{field}":     auth.Viewer,
+		"GET /api/inventory/{manifest_id}/search-scalars":     auth.Viewer,
+		"GET /api/inventory/{manifest_id}/history/pc/{pc_id}": auth.Viewer,
+		"GET /api/inventory/{manifest_id}/history/search":     auth.Viewer,
+		"GET /api/inventory/{manifest_id}/history/first_seen": auth.Viewer,
+		inventoryPairPattern:                                  auth.Viewer,
+
 		// Jobs and schedules: reads are viewer, writes operator.
 		"GET /api/jobs":                    auth.Viewer,
 		"GET /api/jobs/{id}":               auth.Viewer,
@@ -187,15 +200,30 @@ func openPaths(roles map[string]auth.Role) ([]string, error) {
 type routes struct {
 	*http.ServeMux
 	patterns []string
+	// pair serves two inventory routes the mux cannot hold apart
+	// (inventory.go).
+	pair *inventoryPair
 }
 
 func (m *routes) Handle(pattern string, h http.Handler) {
-	m.patterns = append(m.patterns, pattern)
-	m.ServeMux.Handle(pattern, h)
+	m.HandleFunc(pattern, h.ServeHTTP)
 }
 
 func (m *routes) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
 	m.patterns = append(m.patterns, pattern)
+	if byJob, scalars := pairedPattern(pattern); byJob || scalars {
+		if m.pair == nil {
+			m.pair = &inventoryPair{}
+			m.patterns = append(m.patterns, inventoryPairPattern)
+			m.ServeMux.Handle(inventoryPairPattern, m.pair)
+		}
+		if byJob {
+			m.pair.byJob = h
+		} else {
+			m.pair.scalars = h
+		}
+		return
+	}
 	m.ServeMux.HandleFunc(pattern, h)
 }
 

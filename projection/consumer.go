@@ -320,6 +320,10 @@ func (w *Worker) add(ctx context.Context, c *conn, spec consumerSpec, b *batch, 
 			return err
 		}
 		b.bytes += n
+		if err := w.prepareInventory(ctx, c, &res); err != nil {
+			return err
+		}
+		b.bytes += res.Inventory.Size()
 		b.results = append(b.results, seqd[storage.Result]{seq, res})
 		if res.ManifestID != "" {
 			h, ok, err := c.timeouts.Check(ctx, res.ManifestID)
@@ -499,6 +503,7 @@ func (w *Worker) apply(ctx context.Context, spec consumerSpec, created string, b
 		w.m.behind.WithLabelValues(spec.Name).Add(float64(behind))
 		return nil
 	}
+	w.inventoryOutcome(stats.Inventory, b.maxSeq)
 	if stats.Implausible > 0 {
 		w.m.implausible.Add(float64(stats.Implausible))
 		w.log.Warn("projector: runs stored without a duration: started_at and finished_at too far apart (agent clock?)",

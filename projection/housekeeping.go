@@ -34,7 +34,8 @@ func (w *Worker) runHousekeeping(ctx context.Context, c *bus.Client) error {
 func (w *Worker) Housekeep(ctx context.Context) error { return w.HousekeepWith(ctx, w.cfg.Bus) }
 
 // HousekeepWith runs one round at the Clock's now: reap overdue running
-// rows, expire stale pending executions, delete rows past retention, prune
+// rows, expire stale pending executions, delete rows past retention (runs,
+// executions, audit entries, inventory history events), prune
 // agents not seen for the configured days (fleet.md §3.4), and run the
 // heartbeat watchdog, which publishes on c (§3.5). Each step repeats its
 // bounded transaction until a batch comes back short; a step that fails
@@ -60,6 +61,9 @@ func (w *Worker) HousekeepWith(ctx context.Context, c *bus.Client) error {
 		}},
 		{"delete_audit", func(tx *storage.Tx) (int64, error) {
 			return tx.DeleteOldAudit(ctx, now.Add(-storage.AuditRetention), limit)
+		}},
+		{"delete_inventory_history", func(tx *storage.Tx) (int64, error) {
+			return tx.DeleteOldInventoryHistory(ctx, now.Add(-storage.InventoryHistoryRetention), limit)
 		}},
 	}
 	var errs []error

@@ -27,6 +27,10 @@ type metrics struct {
 	hbFlushed      prometheus.Counter
 	hbFlushSeconds prometheus.Histogram
 	housekeeping   *prometheus.CounterVec
+	inventory      *prometheus.CounterVec
+	invFailures    prometheus.Counter
+	invEvents      prometheus.Counter
+	invSkipped     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, w *Worker) (*metrics, error) {
@@ -74,6 +78,15 @@ func newMetrics(reg prometheus.Registerer, w *Worker) (*metrics, error) {
 		}),
 		housekeeping: counterVec("kanade_housekeeping_rows_total",
 			"Rows changed by housekeeping, by action.", "action"),
+		inventory: counterVec("kanade_projector_inventory_reports_total",
+			"Inventory reports by outcome: projected (facts replaced), unchanged (projected; the derived rows were those stored), "+
+				"stale (older than the stored report: nothing written), invalid (stdout not one JSON object).", "outcome"),
+		invFailures: counter("kanade_projector_inventory_step_failures_total",
+			"Inventory projection steps that failed and were undone while their run row was stored (logged)."),
+		invEvents: counter("kanade_projector_inventory_history_events_total",
+			"Rows written to inventory_history."),
+		invSkipped: counter("kanade_projector_inventory_skipped_elements_total",
+			"Inventory array elements left out: not an object, without a primary-key value, or a duplicate key."),
 	}
 	// Known label values start at 0, so an alert on a rate sees the series
 	// before the first failure.
@@ -84,12 +97,16 @@ func newMetrics(reg prometheus.Registerer, w *Worker) (*metrics, error) {
 		m.decodeFailures.WithLabelValues(c.Stream)
 	}
 	m.decodeFailures.WithLabelValues("heartbeat")
+	for _, o := range []string{"projected", "unchanged", "stale", "invalid"} {
+		m.inventory.WithLabelValues(o)
+	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.batchSize, m.batchBytes, m.decodeFailures, m.applied, m.behind,
 		m.applyErrors, m.restarts, m.resets, m.implausible, m.missingOutput, m.cutOutput, m.hbReceived,
-		m.hbDropped, m.hbClamped, m.hbFlushed, m.hbFlushSeconds, m.housekeeping, progressCollector{w}} {
+		m.hbDropped, m.hbClamped, m.hbFlushed, m.hbFlushSeconds, m.housekeeping, m.inventory, m.invFailures, m.invEvents,
+		m.invSkipped, progressCollector{w}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -112,7 +112,9 @@ type Config struct {
 	// kanade.MaxAgentPruneDays is that. The field agent_prune_days of KV
 	// server_settings, where set, wins over it.
 	AgentPruneDays int
-	// ManifestTTL is how long a job's timeout is cached (default 1m).
+	// ManifestTTL is how long a job's timeout is cached, and the longest
+	// a job's inventory hint is trusted without a watch event or a read
+	// confirming it (default 1m).
 	ManifestTTL time.Duration
 	// MaxBackoff caps the restart backoff of a failed loop (default
 	// backoff.DefaultMax).
@@ -212,7 +214,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // connection closed for good cancels ctx and calls RunWith again with the
 // new one.
 func (w *Worker) RunWith(ctx context.Context, c *bus.Client) error {
-	conn := newConn(c, w.cfg)
+	conn := newConn(c, w.cfg, w.log)
 	var wg sync.WaitGroup
 	start := func(name string, fn func(context.Context) error) {
 		wg.Go(func() { w.forever(ctx, name, fn) })
@@ -221,6 +223,7 @@ func (w *Worker) RunWith(ctx context.Context, c *bus.Client) error {
 		start(spec.Name, func(ctx context.Context) error { return w.runConsumer(ctx, conn, spec) })
 	}
 	start("heartbeats", func(ctx context.Context) error { return w.runHeartbeats(ctx, conn) })
+	start("inventory_specs", conn.specs.follow)
 	if w.cfg.Housekeeping > 0 {
 		start("housekeeping", func(ctx context.Context) error { return w.runHousekeeping(ctx, c) })
 	}

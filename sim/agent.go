@@ -174,8 +174,8 @@ func (f *Fleet) skipped(i int, c kanade.Command, exit int64, stderr string, now 
 
 // commandDuration is how long agent runs of job id last: exactly
 // Config.RunDurations[id] when set, else drawn from the job's profile
-// (Config.Jobs, DemoJob) or, for a job the fleet does not know, about a
-// second.
+// (Config.Jobs, DemoJob, InventoryJob) or, for a job the fleet does not
+// know, about a second.
 func (f *Fleet) commandDuration(id string) time.Duration {
 	if d, ok := f.cfg.RunDurations[id]; ok {
 		return max(d, 0)
@@ -185,6 +185,8 @@ func (f *Fleet) commandDuration(id string) time.Duration {
 		job = f.cfg.Jobs[i]
 	} else if id == DemoJob.ID {
 		job = DemoJob
+	} else if id == InventoryJob.ID {
+		job = InventoryJob
 	}
 	return f.Duration(job)
 }
@@ -201,8 +203,11 @@ func (f *Fleet) start(i int, c kanade.Command, at time.Time) RunOutput {
 		exit = []int64{1, 2, 5, 121, 123}[f.rng.IntN(5)]
 		stdout, stderr = "", fmt.Sprintf("error: simulated failure %d", exit)
 	}
-	if exit == 0 && len(c.Check) > 0 {
+	switch {
+	case exit == 0 && len(c.Check) > 0:
 		stdout = f.checkOutput(i)
+	case c.ID == InventoryJob.ID && exit == 0:
+		stdout = f.inventoryStdout(i, started)
 	}
 	resultID := f.id()
 	r := RunOutput{

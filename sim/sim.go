@@ -140,6 +140,7 @@ type Fleet struct {
 	groups *memberships
 	// updated are the versions of the agents that self-updated.
 	updated map[int]string
+	inv     *Inventory // made on first use (inventory.go)
 }
 
 // NewFleet returns a deterministic generator for cfg, its agents in the
@@ -253,6 +254,9 @@ func (f *Fleet) Run(s RunSpec) RunOutput {
 	case p < f.cfg.SkipRate+f.cfg.FailureRate:
 		exit = []int64{1, 2, 5, 121, 123}[f.rng.IntN(5)]
 		stdout, stderr = "", fmt.Sprintf("error: simulated failure %d", exit)
+	}
+	if s.Job.ID == InventoryJob.ID && exit == 0 && !skipped {
+		stdout = f.inventoryStdout(s.Agent, started)
 	}
 	r := RunOutput{
 		Started: kanade.EventStarted{ResultID: resultID, RequestID: s.RequestID, ExecID: s.ExecID, PcID: pc,
@@ -449,6 +453,9 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 	}
 	if cfg.Schedules {
 		if err := PutDemoSchedules(ctx, c); err != nil {
+			return err
+		}
+		if err := PutInventoryDemo(ctx, c); err != nil {
 			return err
 		}
 	}

@@ -48,7 +48,7 @@ func TestAgentsAnswerCommands(t *testing.T) {
 	for {
 		keys, _ := kv.Keys(ctx)
 		sort.Strings(keys)
-		if cmp.Equal(keys, []string{"sim-compliance-every-10m", "sim-patch-weekdays", "sim-ping-canaries"}) {
+		if cmp.Equal(keys, []string{"sim-compliance-every-10m", "sim-inventory-hourly", "sim-patch-weekdays", "sim-ping-canaries"}) {
 			for _, k := range keys {
 				e, err := kv.Get(ctx, k)
 				if err != nil {

@@ -112,6 +112,44 @@ func queryPlans(ctx context.Context, db *DB, cases map[string]planCase) (map[str
 // RetryAfterForTest is the throttle's pure rule.
 var RetryAfterForTest = retryAfter
 
+// RowsForTest runs a query through the read pool and returns every row,
+// text as string.
+func RowsForTest(ctx context.Context, db *DB, q string, args ...any) ([][]any, error) {
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var out [][]any
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		for i, v := range vals {
+			vals[i] = sqlValue(v)
+		}
+		out = append(out, vals)
+	}
+	return out, rows.Err()
+}
+
+// SetMaxLeadValuesForTest changes how many distinct values a search reads
+// value by value, and returns a function that restores it.
+func SetMaxLeadValuesForTest(n int) func() {
+	old := maxLeadValues
+	maxLeadValues = n
+	return func() { maxLeadValues = old }
+}
+
 // StringsForTest reads the one text column of a query's rows through the
 // read pool.
 func StringsForTest(ctx context.Context, db *DB, q string, args ...any) ([]string, error) {

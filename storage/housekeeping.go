@@ -107,3 +107,17 @@ func (tx *Tx) DeleteOldAudit(ctx context.Context, cutoff time.Time, limit int) (
 	n, _ := res.RowsAffected()
 	return n, nil
 }
+
+// DeleteOldInventoryHistory deletes at most limit inventory_history events
+// observed before cutoff (fleet.md §5.3: 90 days). Nothing else of the
+// inventory is swept: facts and derived rows are the current state.
+func (tx *Tx) DeleteOldInventoryHistory(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
+	res, err := tx.tx.ExecContext(ctx, `DELETE FROM inventory_history WHERE id IN
+		(SELECT id FROM inventory_history WHERE observed_at < ? ORDER BY observed_at LIMIT ?)`,
+		kanade.FormatTime(cutoff), limit)
+	if err != nil {
+		return 0, fmt.Errorf("delete old inventory history: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}

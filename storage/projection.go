@@ -28,6 +28,9 @@ type Result struct {
 	// RecordedAt is the stream timestamp of the message (never the wall clock,
 	// so a replay reproduces identical rows).
 	RecordedAt time.Time
+	// Inventory is the report of a successful run of a job with an
+	// inventory hint (PrepareInventory); nil for every other result.
+	Inventory *InventoryReport
 }
 
 // Started is a started event ready to apply.
@@ -44,6 +47,8 @@ type ApplyStats struct {
 	// Implausible counts runs stored without a duration because their
 	// timestamps are too far apart to be believed (see MaxRunDuration).
 	Implausible int
+	// Inventory says what the inventory projection did (results only).
+	Inventory InventoryStats
 }
 
 // MaxRunDuration is the longest run whose duration the backend believes.
@@ -166,7 +171,7 @@ func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, err
 	if err != nil {
 		return st, err
 	}
-	var inserts []*Result
+	var inserts, reports []*Result
 	execs := map[string]*execDelta{}
 	bump := func(execID string, exit int64) {
 		if execID == "" {
@@ -199,6 +204,7 @@ func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, err
 				tx.addDuration(r.ManifestID, r.FinishedAt.Time, ms)
 			}
 			st.Inserted++
+			reports = inventoryReport(reports, r)
 		case cur.finished:
 			st.Unchanged++
 		default: // running or reaped
@@ -245,12 +251,25 @@ func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, err
 			}
 			runs[r.ResultID] = &existingRun{finished: true}
 			st.Updated++
+			reports = inventoryReport(reports, r)
 		}
 	}
 	if err := tx.insertResults(ctx, inserts); err != nil {
 		return st, err
 	}
-	return st, tx.bumpExecutions(ctx, execs)
+	if err := tx.bumpExecutions(ctx, execs); err != nil {
+		return st, err
+	}
+	return st, tx.projectInventory(ctx, reports, &st.Inventory)
+}
+
+// inventoryReport adds r to reports when its run, just stored, carries an
+// inventory report to project: a successful run that was not skipped.
+func inventoryReport(reports []*Result, r *Result) []*Result {
+	if r.Inventory == nil || r.Skipped || r.ExitCode == nil || *r.ExitCode != 0 || r.ManifestID == "" {
+		return reports
+	}
+	return append(reports, r)
 }
 
 const resultCols = 17

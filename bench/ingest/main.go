@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -53,7 +54,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	agents := fs.Int("agents", 100000, "heartbeat mode: simulated agents")
 	steady := fs.Duration("steady", 60*time.Second, "heartbeat mode: time at the normal rate")
 	burst := fs.Duration("burst", 5*time.Second, "heartbeat mode: time at 10x the rate")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the projector run here")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the projector run here (with -inventory: of its run)")
+	inventory := fs.Float64("inventory", 0, "also measure a second stream where this share of the results are inventory reports "+
+		"(the simulator's job, ~150 apps; the fleet's previous reports projected untimed first) and compare its ratio")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,89 +90,38 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *hb {
 		return heartbeats(ctx, out, dir, srv.ClientURL(), client, js, *agents, *steady, *burst)
 	}
-	return ingest(ctx, out, dir, client, js, *n, *subset, *batch, *cpuprofile)
+	// With -inventory the profile is of the run with inventory reports.
+	first := *cpuprofile
+	if *inventory > 0 {
+		first = ""
+	}
+	oursRatio, err := ingest(ctx, out, dir, client, js, *n, *subset, *batch, first)
+	if err != nil || *inventory <= 0 {
+		return err
+	}
+	return ingestInventory(ctx, out, dir, client, js, *n, *batch, *inventory, oursRatio, *cpuprofile)
 }
 
 func openDB(ctx context.Context, dir, name string) (*storage.DB, error) {
 	return storage.Open(ctx, filepath.Join(dir, name+".db"), storage.Options{})
 }
 
-func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, js jetstream.JetStream, n, subset, batchSize int, cpuprofile string) error {
+func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, js jetstream.JetStream, n, subset, batchSize int, cpuprofile string) (float64, error) {
 	fleet := sim.NewFleet(sim.Config{Agents: 10000, Seed: 42, LateRate: -1, DuplicateRate: -1})
 	jobs := fleet.Config().Jobs
 	base := time.Now().Add(-24 * time.Hour)
-	results := make([]storage.Result, n)
 	fmt.Fprintf(out, "publishing %d results to RESULTS (untimed)...\n", n)
-	pubStart := time.Now()
-	for i := range n {
-		r := fleet.Run(sim.RunSpec{Agent: i % 10000, Job: jobs[i%len(jobs)], StartedAt: base.Add(time.Duration(i) * 400 * time.Millisecond)}).Result
-		data, _ := json.Marshal(r)
-		if _, err := js.PublishAsync("results."+r.RequestID, data); err != nil {
-			return err
-		}
-		if i%5000 == 4999 {
-			select {
-			case <-js.PublishAsyncComplete():
-			case <-time.After(time.Minute):
-				return errors.New("publish stalled")
-			}
-		}
-		results[i] = storage.Result{ExecResult: r, RecordedAt: time.Now()}
-	}
-	<-js.PublishAsyncComplete()
-	stream, err := js.Stream(ctx, kanade.StreamResults)
+	results, last, err := publish(ctx, out, js, n, func(i int) kanade.ExecResult {
+		return fleet.Run(sim.RunSpec{Agent: i % 10000, Job: jobs[i%len(jobs)], StartedAt: base.Add(time.Duration(i) * 400 * time.Millisecond)}).Result
+	})
 	if err != nil {
-		return err
+		return 0, err
 	}
-	last := stream.CachedInfo().State.LastSeq
-	fmt.Fprintf(out, "published in %v (stream last seq %d)\n\n", time.Since(pubStart).Round(time.Millisecond), last)
 
 	// Ours.
-	db, err := openDB(ctx, dir, "ours")
+	ours, err := runOurs(ctx, dir, "ours", client, batchSize, n, last, cpuprofile, nil)
 	if err != nil {
-		return err
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w, err := projection.New(projection.Config{DB: db, Bus: client, Logger: quiet, BatchSize: batchSize, Housekeeping: -1,
-		Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		return err
-	}
-	if cpuprofile != "" {
-		f, err := os.Create(cpuprofile)
-		if err != nil {
-			return err
-		}
-		pprof.StartCPUProfile(f)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	start := time.Now()
-	done := make(chan struct{})
-	go func() { defer close(done); w.Run(wctx) }()
-	for {
-		off, err := db.Offset(ctx, projection.ConsumerResults)
-		if err != nil {
-			cancel()
-			return err
-		}
-		if off.Seq >= last {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	ours := time.Since(start)
-	if cpuprofile != "" {
-		pprof.StopCPUProfile()
-	}
-	cancel()
-	<-done
-	rows, err := count(dir, "ours", `SELECT COUNT(*) FROM execution_results WHERE finished_at IS NOT NULL`)
-	if err != nil {
-		return err
-	}
-	db.Close()
-	if rows != fmt.Sprint(n) {
-		return fmt.Errorf("ours: %s rows committed, want %d", rows, n)
+		return 0, err
 	}
 	oursRate := float64(n) / ours.Seconds()
 	fmt.Fprintf(out, "ours (projector, batch %d):   %8d rows in %8v = %9.0f rows/s\n", batchSize, n, ours.Round(time.Millisecond), oursRate)
@@ -177,11 +129,11 @@ func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, 
 	// (a) raw batched INSERT.
 	dbA, err := openDB(ctx, dir, "raw")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	startA := time.Now()
 	if err := rawInsert(ctx, dbA, results); err != nil {
-		return err
+		return 0, err
 	}
 	rawDur := time.Since(startA)
 	dbA.Close()
@@ -192,11 +144,11 @@ func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, 
 	m := min(n, subset)
 	dbB, err := openDB(ctx, dir, "onebyone")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	durB, err := oneByOne(ctx, js, dbB, m)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	dbB.Close()
 	rateB := float64(m) / durB.Seconds()
@@ -208,6 +160,187 @@ func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, 
 	fmt.Fprintf(out, "(b) one tx + one ack per msg:   %8d rows in %8v = %9.0f rows/s%s\n\n", m, durB.Round(time.Millisecond), rateB, note)
 	fmt.Fprintf(out, "ours / (a) = %.2f  (goal >= 0.70)\n", oursRate/rawRate)
 	fmt.Fprintf(out, "ours / (b) = %.1fx (goal >= 10x)\n", oursRate/rateB)
+	return oursRate / rawRate, nil
+}
+
+// publish publishes n results made by gen to RESULTS (untimed) and returns
+// them with the stream's last sequence.
+func publish(ctx context.Context, out io.Writer, js jetstream.JetStream, n int, gen func(i int) kanade.ExecResult) ([]storage.Result, uint64, error) {
+	results := make([]storage.Result, n)
+	pubStart := time.Now()
+	for i := range n {
+		r := gen(i)
+		data, _ := json.Marshal(r)
+		// A busy machine may keep the server from acknowledging for a
+		// while: wait for room rather than fail (the default waits 200 ms).
+		if _, err := js.PublishAsync("results."+r.RequestID, data, jetstream.WithStallWait(time.Minute)); err != nil {
+			return nil, 0, err
+		}
+		if i%5000 == 4999 {
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				return nil, 0, errors.New("publish stalled")
+			}
+		}
+		results[i] = storage.Result{ExecResult: r, RecordedAt: time.Now()}
+	}
+	<-js.PublishAsyncComplete()
+	stream, err := js.Stream(ctx, kanade.StreamResults)
+	if err != nil {
+		return nil, 0, err
+	}
+	last := stream.CachedInfo().State.LastSeq
+	fmt.Fprintf(out, "published in %v (stream last seq %d)\n\n", time.Since(pubStart).Round(time.Millisecond), last)
+	return results, last, nil
+}
+
+// runOurs runs the projector on a fresh database name until it has applied
+// the stream up to last, and checks that n finished runs are there. seed,
+// when set, writes to the database first (untimed).
+func runOurs(ctx context.Context, dir, name string, client *bus.Client, batchSize, n int, last uint64, cpuprofile string,
+	seed func(*storage.DB) error) (time.Duration, error) {
+	db, err := openDB(ctx, dir, name)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	if seed != nil {
+		if err := seed(db); err != nil {
+			return 0, err
+		}
+	}
+	before, err := count(dir, name, `SELECT COUNT(*) FROM execution_results WHERE finished_at IS NOT NULL`)
+	if err != nil {
+		return 0, err
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w, err := projection.New(projection.Config{DB: db, Bus: client, Logger: quiet, BatchSize: batchSize, Housekeeping: -1,
+		Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		return 0, err
+	}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return 0, err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(wctx) }()
+	for {
+		off, err := db.Offset(ctx, projection.ConsumerResults)
+		if err != nil {
+			return 0, err
+		}
+		if off.Seq >= last {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ours := time.Since(start)
+	cancel()
+	<-done
+	rows, err := count(dir, name, `SELECT COUNT(*) FROM execution_results WHERE finished_at IS NOT NULL`)
+	if err != nil {
+		return 0, err
+	}
+	var b, r int
+	fmt.Sscan(before, &b)
+	fmt.Sscan(rows, &r)
+	if r-b != n {
+		return 0, fmt.Errorf("%s: %d rows committed, want %d", name, r-b, n)
+	}
+	return ours, nil
+}
+
+// ingestInventory is the run with inventory reports: the same fleet and
+// jobs, a share of the results replaced by runs of the simulator's
+// inventory job, published after the first stream was purged. Each PC's
+// previous report is projected first, untimed, so the run measures the
+// steady state (reports that change a few apps, or none), not a fleet's
+// first inventory. Baseline (a) inserts the same rows without projecting
+// inventory; the ratio is compared with the one measured above.
+func ingestInventory(ctx context.Context, out io.Writer, dir string, client *bus.Client, js jetstream.JetStream, n, batchSize int,
+	share, plainRatio float64, cpuprofile string) error {
+	const agents = 10000
+	fleet := sim.NewFleet(sim.Config{Agents: agents, Seed: 42, LateRate: -1, DuplicateRate: -1})
+	jobs := fleet.Config().Jobs
+	if _, err := client.Put(ctx, kanade.BucketJobs, sim.InventoryJob.ID, sim.InventoryManifest()); err != nil {
+		return err
+	}
+	stream, err := js.Stream(ctx, kanade.StreamResults)
+	if err != nil {
+		return err
+	}
+	if err := stream.Purge(ctx); err != nil {
+		return err
+	}
+	base := time.Now().Add(-24 * time.Hour)
+	every := int(math.Round(1 / share))
+	reports := 0
+	fmt.Fprintf(out, "\nwith inventory: one result in %d is an inventory report (%s, ~150 apps)\n", every, sim.InventoryJob.ID)
+	results, last, err := publish(ctx, out, js, n, func(i int) kanade.ExecResult {
+		job := jobs[i%len(jobs)]
+		if i%every == every-1 {
+			job = sim.InventoryJob
+			reports++
+		}
+		return fleet.Run(sim.RunSpec{Agent: i % agents, Job: job, StartedAt: base.Add(time.Duration(i) * 400 * time.Millisecond)}).Result
+	})
+	if err != nil {
+		return err
+	}
+	// The fleet's inventory as it was a day earlier, projected untimed.
+	hint := sim.InventoryHint()
+	inv := sim.NewInventory(42, 150, 3000)
+	seed := func(db *storage.DB) error {
+		start := time.Now()
+		for i := 0; i < agents; i += 100 {
+			var rs []storage.Result
+			for j := i; j < min(i+100, agents); j++ {
+				at := base.Add(-24 * time.Hour)
+				stdout := inv.Report(fleet.PcID(j), j, at)
+				exit := int64(0)
+				rs = append(rs, storage.Result{ExecResult: kanade.ExecResult{ResultID: fmt.Sprintf("seed-%d", j), RequestID: fmt.Sprintf("seed-%d", j),
+					PcID: fleet.PcID(j), ExitCode: &exit, Stdout: stdout, StartedAt: kanade.Timestamp{Time: at}, FinishedAt: kanade.Timestamp{Time: at},
+					ManifestID: sim.InventoryJob.ID}, RecordedAt: at, Inventory: storage.PrepareInventory(hint, stdout)})
+			}
+			if err := db.Update(ctx, func(tx *storage.Tx) error { _, err := tx.ApplyResults(ctx, rs); return err }); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(out, "seeded the inventory of %d PCs (untimed, %v)\n", agents, time.Since(start).Round(time.Second))
+		return nil
+	}
+	ours, err := runOurs(ctx, dir, "ours-inventory", client, batchSize, n, last, cpuprofile, seed)
+	if err != nil {
+		return err
+	}
+	derived, _ := count(dir, "ours-inventory", `SELECT COUNT(*) FROM `+sim.InventoryTable)
+	events, _ := count(dir, "ours-inventory", `SELECT COUNT(*) FROM inventory_history WHERE observed_at > '`+kanade.FormatTime(base.Add(-time.Hour))+`'`)
+	oursRate := float64(n) / ours.Seconds()
+	fmt.Fprintf(out, "ours (projector, batch %d):   %8d rows in %8v = %9.0f rows/s  (%d inventory reports; %s derived rows; %s history events written)\n",
+		batchSize, n, ours.Round(time.Millisecond), oursRate, reports, derived, events)
+	dbA, err := openDB(ctx, dir, "raw-inventory")
+	if err != nil {
+		return err
+	}
+	startA := time.Now()
+	if err := rawInsert(ctx, dbA, results); err != nil {
+		return err
+	}
+	rawDur := time.Since(startA)
+	dbA.Close()
+	rawRate := float64(n) / rawDur.Seconds()
+	fmt.Fprintf(out, "(a) raw multi-row INSERT:       %8d rows in %8v = %9.0f rows/s\n", n, rawDur.Round(time.Millisecond), rawRate)
+	ratio := oursRate / rawRate
+	fmt.Fprintf(out, "ours / (a) = %.2f with inventory, %.2f without: %+.1f%% (goal: within 10%%)\n", ratio, plainRatio, 100*(ratio/plainRatio-1))
 	return nil
 }
 

@@ -1,0 +1,324 @@
+package storage
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/kanade-fleet/backend"
+)
+
+// InventoryReport is an inventory job's stdout made ready to project
+// (fleet.md §5.4): parsed, and every derived row's values already typed for
+// binding. PrepareInventory builds it outside the transaction (the
+// projector does so while it fetches), so the write path only runs SQL.
+type InventoryReport struct {
+	// Spec is the manifest's hint the report was prepared with.
+	Spec *kanade.InventoryHint
+	// Err says why stdout is not an inventory object; nothing is projected
+	// then (the run row still is).
+	Err error
+
+	facts   string
+	top     string            // the scalar members as one JSON object
+	scalars map[string]string // present history scalar → canonical JSON
+	sets    []explodeSet
+	display any // JSON text or nil
+	summary any
+	sig     string
+	size    int64
+}
+
+// explodeSet is one ExplodeSpec's rows of a report.
+type explodeSet struct {
+	spec *kanade.ExplodeSpec
+	// rows hold one value per spec column, in spec order: nil, int64,
+	// float64 or string.
+	rows [][]any
+	// skipped counts elements dropped before SQL: not objects, or missing
+	// a primary-key value.
+	skipped int
+	// missing says the field was absent or not an array; it is projected
+	// as an empty array (fleet.md §5.4, the later #929 behaviour), so the
+	// PC's rows are removed and, with history, logged as removed.
+	missing bool
+}
+
+// Size is about how many bytes the report holds, for the projector's
+// memory budget.
+func (r *InventoryReport) Size() int64 {
+	if r == nil {
+		return 0
+	}
+	return r.size
+}
+
+// errNotObject is the Err of a stdout that is JSON but not an object.
+var errNotObject = errors.New("stdout is JSON but not an object")
+
+// PrepareInventory parses stdout, an inventory run's output, for spec. A
+// stdout that is not one JSON object gives a report whose Err says why. A
+// UTF-8 byte order mark (PowerShell writes one) is dropped first, so
+// facts_json holds the text an agent meant.
+func PrepareInventory(spec *kanade.InventoryHint, stdout string) *InventoryReport {
+	text := strings.TrimPrefix(stdout, "\ufeff")
+	r := &InventoryReport{Spec: spec, facts: text, size: 2 * int64(len(text))}
+	trimmed := bytes.TrimSpace([]byte(text))
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		if len(trimmed) > 0 && json.Valid(trimmed) {
+			r.Err = errNotObject
+		} else {
+			r.Err = notJSON(trimmed)
+		}
+		return r
+	}
+	// Checked once, then walked (scan.go) rather than decoded: the
+	// members' values stay slices of trimmed. A name that is escaped or
+	// not ASCII is left to encoding/json (which unescapes it, or replaces
+	// invalid UTF-8 as it does in every other name it reads).
+	if !json.Valid(trimmed) {
+		r.Err = notJSON(trimmed)
+		return r
+	}
+	top := map[string]json.RawMessage{}
+	ascii := true
+	plain := eachMember(trimmed, func(k, v []byte) {
+		for _, c := range k {
+			ascii = ascii && c < utf8.RuneSelf
+		}
+		top[string(k)] = v
+	})
+	if !plain || !ascii {
+		top = nil
+		if err := json.Unmarshal(trimmed, &top); err != nil {
+			r.Err = notJSON(trimmed)
+			return r
+		}
+	}
+	r.top = scalarMembers(top)
+	r.display = snapshot(spec.Display)
+	if spec.Summary != nil {
+		r.summary = snapshot(spec.Summary)
+	}
+	for _, f := range spec.HistoryScalars {
+		raw, ok := top[f]
+		if !ok {
+			continue
+		}
+		if r.scalars == nil {
+			r.scalars = map[string]string{}
+		}
+		r.scalars[f] = canonicalJSON(raw)
+	}
+	for i := range spec.Explode {
+		r.sets = append(r.sets, explodeRows(&spec.Explode[i], top[spec.Explode[i].Field]))
+	}
+	r.sig = rowsSig(spec.Explode, r.sets)
+	return r
+}
+
+// rowsSig is a digest of the explode specs and the rows a report binds
+// for them: a report whose signature is the one stored writes exactly the
+// derived rows already there (only collected_at moves), whatever else of
+// its facts changed (free disk space changes in every report).
+func rowsSig(specs []kanade.ExplodeSpec, sets []explodeSet) string {
+	h := sha256.New()
+	b, _ := json.Marshal(specs) // plain structs always marshal
+	h.Write(b)
+	for _, set := range sets {
+		// Values are nil, int64, float64 or string, and one column's
+		// values have one JSON form per type, so the encoding is
+		// unambiguous.
+		b, _ := json.Marshal(set.rows)
+		h.Write([]byte{0})
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// scalarMembers is the members of top that are neither objects nor
+// arrays, as a compact JSON object with sorted keys.
+func scalarMembers(top map[string]json.RawMessage) string {
+	keys := make([]string, 0, len(top))
+	for k, v := range top {
+		v = bytes.TrimSpace(v)
+		if len(v) > 0 && v[0] != '{' && v[0] != '[' {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var o jsonObject
+	for _, k := range keys {
+		var b bytes.Buffer
+		if json.Compact(&b, top[k]) != nil {
+			continue
+		}
+		o.add(k, json.RawMessage(b.Bytes()))
+	}
+	return o.String()
+}
+
+// notJSON is why text does not parse, with encoding/json's reason (which
+// names an offset, never the text itself).
+func notJSON(text []byte) error {
+	if len(text) == 0 {
+		return errors.New("stdout is empty")
+	}
+	var v any
+	err := json.Unmarshal(text, &v)
+	if err == nil {
+		return errNotObject
+	}
+	return fmt.Errorf("stdout is not JSON: %w", err)
+}
+
+func snapshot(fields []kanade.DisplayField) any {
+	if fields == nil {
+		return nil
+	}
+	b, _ := json.Marshal(fields) // plain structs always marshal
+	return string(b)
+}
+
+// explodeRows types the elements of raw, the array spec.Field names. raw
+// is a member of a decoded object, hence valid JSON: its elements and
+// their members are found by scanning it once (scan.go) instead of
+// decoding each element again; an element with an escaped member name is
+// decoded by encoding/json, which unescapes it.
+func explodeRows(spec *kanade.ExplodeSpec, raw json.RawMessage) explodeSet {
+	set := explodeSet{spec: spec}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '[' {
+		set.missing = true
+		return set
+	}
+	keyCol := make([]bool, len(spec.Columns))
+	for i, c := range spec.Columns {
+		for _, k := range spec.PrimaryKey {
+			keyCol[i] = keyCol[i] || c.Field == k
+		}
+	}
+	vals := make([][]byte, len(spec.Columns))
+	set.rows = make([][]any, 0, 64)
+	eachElement(raw, func(e []byte) {
+		if e[0] != '{' {
+			set.skipped++
+			return
+		}
+		clear(vals)
+		plain := eachMember(e, func(k, v []byte) {
+			for i, c := range spec.Columns {
+				if c.Field == string(k) {
+					vals[i] = v // the last of a repeated name, as encoding/json
+				}
+			}
+		})
+		if !plain {
+			var obj map[string]json.RawMessage
+			if json.Unmarshal(e, &obj) != nil {
+				set.skipped++
+				return
+			}
+			for i, c := range spec.Columns {
+				vals[i] = obj[c.Field]
+			}
+		}
+		row := make([]any, len(spec.Columns))
+		for i, c := range spec.Columns {
+			row[i] = bindValue(c.Kind(), vals[i])
+			if keyCol[i] && row[i] == nil {
+				set.skipped++
+				return
+			}
+		}
+		set.rows = append(set.rows, row)
+	})
+	return set
+}
+
+// bindValue types one element value for a column of kind (fleet.md §5.4):
+// missing or null → NULL; in an integer column a number is an int64 (a
+// non-integral one, or one past int64, NULL); in a real column a float64;
+// every other value is text: strings as they are, numbers and booleans as
+// written, arrays and objects as their compact JSON text. SQLite's column
+// affinity then applies.
+func bindValue(kind string, raw json.RawMessage) any {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil
+	}
+	switch raw[0] {
+	case 'n':
+		return nil
+	case '"':
+		// Valid JSON (see explodeRows): without an escape, and in valid
+		// UTF-8 (which encoding/json would replace), the text is the value.
+		if in := raw[1 : len(raw)-1]; bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
+			return string(in)
+		}
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return nil
+		}
+		return s
+	case 't', 'f':
+		return string(raw)
+	case '{', '[':
+		var b bytes.Buffer
+		if json.Compact(&b, raw) != nil {
+			return nil
+		}
+		return b.String()
+	}
+	num := string(raw)
+	switch kind {
+	case kanade.ColumnInteger:
+		if i, err := strconv.ParseInt(num, 10, 64); err == nil {
+			return i
+		}
+		f, err := strconv.ParseFloat(num, 64)
+		if err != nil || f != math.Trunc(f) || f < -(1<<63) || f >= 1<<63 {
+			return nil
+		}
+		return int64(f)
+	case kanade.ColumnReal:
+		f, err := strconv.ParseFloat(num, 64)
+		if err != nil {
+			return nil
+		}
+		return f
+	}
+	return num
+}
+
+// canonicalJSON re-encodes a JSON value with sorted keys and numbers as
+// written, so two spellings of one value compare equal.
+func canonicalJSON(raw json.RawMessage) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return string(raw)
+	}
+	return marshalText(v)
+}
+
+// marshalText is json.Marshal without HTML escaping and without the
+// trailing newline.
+func marshalText(v any) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "null"
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
