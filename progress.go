@@ -20,6 +20,8 @@ const (
 	ProjectionResults = "kanade-projector-results"
 	ProjectionStarted = "kanade-projector-started"
 	ProjectionAudit   = "kanade-projector-audit"
+	// ProjectionObs projects OBS_EVENTS into obs_events (observe.md §2.3).
+	ProjectionObs = "kanade-projector-obs"
 )
 
 // Projections returns the streams the projector reads, in a fixed order.
@@ -28,6 +30,7 @@ func Projections() []Projection {
 		{Name: ProjectionResults, Stream: StreamResults, Filter: SubjectResults},
 		{Name: ProjectionStarted, Stream: StreamEvents, Filter: SubjectEventsStarted},
 		{Name: ProjectionAudit, Stream: StreamAudit, Filter: SubjectAudit},
+		{Name: ProjectionObs, Stream: StreamObsEvents, Filter: SubjectObsAll},
 	}
 }
 

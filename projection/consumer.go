@@ -21,6 +21,7 @@ const (
 	kindResults consumerKind = iota
 	kindStarted
 	kindAudit
+	kindObs
 )
 
 // consumerSpec is one projected stream and what its messages become.
@@ -34,10 +35,11 @@ const (
 	ConsumerResults = kanade.ProjectionResults
 	ConsumerStarted = kanade.ProjectionStarted
 	ConsumerAudit   = kanade.ProjectionAudit
+	ConsumerObs     = kanade.ProjectionObs
 )
 
 func defaultConsumers() []consumerSpec {
-	kinds := map[string]consumerKind{ConsumerResults: kindResults, ConsumerStarted: kindStarted, ConsumerAudit: kindAudit}
+	kinds := map[string]consumerKind{ConsumerResults: kindResults, ConsumerStarted: kindStarted, ConsumerAudit: kindAudit, ConsumerObs: kindObs}
 	var out []consumerSpec
 	for _, p := range kanade.Projections() {
 		out = append(out, consumerSpec{Projection: p, kind: kinds[p.Name]})
@@ -56,6 +58,7 @@ type batch struct {
 	results []seqd[storage.Result]
 	started []seqd[storage.Started]
 	audit   []storage.Audit
+	obs     []seqd[storage.Obs]
 }
 
 // seqd is a decoded payload with the stream sequence of its message.
@@ -333,6 +336,20 @@ func (w *Worker) add(ctx context.Context, c *conn, spec consumerSpec, b *batch, 
 			return nil
 		}
 		b.audit = append(b.audit, storage.Audit{AuditEvent: a, StreamSeq: seq})
+	case kindObs:
+		var e kanade.ObsEvent
+		if err := decode(msg.Data, &e); err != nil {
+			w.bad(spec, msg.Subject, seq, err)
+			return nil
+		}
+		if msg.Subject != kanade.SubjectObs(e.PcID) {
+			// The body's pc_id is the row's (observe.md §2.3); a subject
+			// that disagrees is worth knowing about, not a reason to drop.
+			w.m.obsMismatch.Inc()
+			w.log.Warn("projector: obs event whose pc_id differs from its subject; stored under the body's",
+				slog.String("subject", kanade.Clip(msg.Subject)), slog.String("pc_id", kanade.Clip(e.PcID)), slog.Uint64("stream_seq", seq))
+		}
+		b.obs = append(b.obs, seqd[storage.Obs]{seq, storage.Obs{ObsEvent: e, StreamSeq: seq, RecordedAt: msg.Time.UTC()}})
 	}
 	return nil
 }
@@ -440,6 +457,8 @@ func (w *Worker) apply(ctx context.Context, spec consumerSpec, created string, b
 				}
 			}
 			stats, err = tx.InsertAudit(tctx, as)
+		case kindObs:
+			stats, err = tx.InsertObsEvents(tctx, fresh(b.obs, off.Seq))
 		}
 		if err != nil {
 			return err
@@ -527,6 +546,7 @@ func coalesce(b *batch, more <-chan *batch) *batch {
 			b.results = append(b.results, nb.results...)
 			b.started = append(b.started, nb.started...)
 			b.audit = append(b.audit, nb.audit...)
+			b.obs = append(b.obs, nb.obs...)
 		default:
 			return b
 		}
