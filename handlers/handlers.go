@@ -213,6 +213,7 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	srv.registerAccounts(api)
 	srv.registerGroups(api)
 	srv.registerAgentConfig(api)
+	srv.registerPerf(api)
 	if err := srv.registerMetrics(mux); err != nil {
 		return nil, nil, err
 	}

@@ -92,7 +92,7 @@ func TestPerfSeriesEqualRawDefinition(t *testing.T) {
 	}
 	for round := range 40 {
 		from := base.Add(time.Duration(r.Int64N(int64(3 * time.Hour)))).Add(time.Duration(r.IntN(1000)) * time.Millisecond)
-		to := from.Add(time.Duration(1+r.Int64N(int64(2*time.Hour))))
+		to := from.Add(time.Duration(1 + r.Int64N(int64(2*time.Hour))))
 		step := []int64{60, 300, 900, 90, 3600, 7}[round%6]
 		pc := []string{"PC-1", "PC-2", "PC-3"}[round%3]
 		// Brute force.
@@ -225,7 +225,10 @@ func TestHostPerfDuplicateKeepsFirst(t *testing.T) {
 	first := kanade.HostPerf{PcID: "PC-1", At: kanade.Timestamp{Time: at}, CPUPct: fp(10)}
 	again := kanade.HostPerf{PcID: "PC-1", At: kanade.Timestamp{Time: at}, CPUPct: fp(90)}
 	var n1, n2 int
-	if err := db.Update(ctx, func(tx *storage.Tx) (err error) { n1, err = tx.InsertHostPerf(ctx, []kanade.HostPerf{first, again}); return }); err != nil {
+	if err := db.Update(ctx, func(tx *storage.Tx) (err error) {
+		n1, err = tx.InsertHostPerf(ctx, []kanade.HostPerf{first, again})
+		return
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Update(ctx, func(tx *storage.Tx) (err error) { n2, err = tx.InsertHostPerf(ctx, []kanade.HostPerf{again}); return }); err != nil {
