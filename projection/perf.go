@@ -114,6 +114,8 @@ func (w *Worker) runPerf(ctx context.Context, c *conn) error {
 			return fmt.Errorf("%s pending limits: %w", s.subject, err)
 		}
 	}
+	w.perfReady.Store(true)
+	defer w.perfReady.Store(false)
 	dropped := make([]int, len(subs))
 	checkDrops := func() {
 		for i, sub := range subs {

@@ -176,6 +176,7 @@ type Worker struct {
 	progress  map[string]*progress
 
 	hbReady      atomic.Bool
+	perfReady    atomic.Bool
 	flushReq     chan chan struct{}
 	perfFlushReq chan chan struct{}
 }
