@@ -66,17 +66,12 @@ func bucketExpr(col string) string {
 func unixText(sec int64) string { return kanade.FormatTime(time.Unix(sec, 0)) }
 
 // HostSeries is the per-PC series of §1.6: one point per bucket holding at
-// least one sample, ascending.
+// least one sample, ascending. Only counts and sums are read (the route
+// serves averages), through statements prepared once.
 func (db *DB) HostSeries(ctx context.Context, pcID string, from, to time.Time, step int64) ([]kanade.PerfPoint, error) {
 	acc := sums{}
 	addRaw := func(lo, hi string) error {
-		var sel []string
-		for _, m := range PerfMetrics {
-			sel = append(sel, "COUNT("+m+")", "TOTAL("+m+")", "MAX("+m+")")
-		}
-		rows, err := db.read.QueryContext(ctx, `SELECT `+bucketExpr("at_unix")+` AS b, `+strings.Join(sel, ", ")+`
-			FROM host_perf_samples WHERE pc_id = ? AND at >= ? AND at < ? GROUP BY b`,
-			step, step, step, pcID, lo, hi)
+		rows, err := db.cached(ctx, hostRawQuery, step, step, step, pcID, lo, hi)
 		if err != nil {
 			return fmt.Errorf("host series: %w", err)
 		}
@@ -88,17 +83,13 @@ func (db *DB) HostSeries(ctx context.Context, pcID string, from, to time.Time, s
 			return nil, err
 		}
 	} else {
-		var sel []string
-		for _, m := range PerfMetrics {
-			sel = append(sel, "SUM("+m+"_n)", "TOTAL("+m+"_s)", "MAX("+m+"_x)")
-		}
-		rows, err := db.read.QueryContext(ctx, `SELECT `+bucketExpr("slot")+` AS b, `+strings.Join(sel, ", ")+`
-			FROM host_perf_5m WHERE pc_id = ? AND slot >= ? AND slot < ? GROUP BY b`,
-			step, step, step, pcID, lo, hi)
+		// One row per slot, folded into buckets here: no GROUP BY over
+		// 19 columns in SQL.
+		rows, err := db.cached(ctx, hostSlotQuery, pcID, lo, hi)
 		if err != nil {
 			return nil, fmt.Errorf("host series: %w", err)
 		}
-		if err := scanSums(rows, acc); err != nil {
+		if err := scanSlots(rows, acc, step); err != nil {
 			return nil, err
 		}
 		if err := addRaw(kanade.FormatTime(from), unixText(lo)); err != nil {
@@ -123,29 +114,45 @@ func (db *DB) HostSeries(ctx context.Context, pcID string, from, to time.Time, s
 	return out, nil
 }
 
-// scanSums reads rows of (bucket, then n, sum, max per metric) into acc.
-// A row of a rollup query whose every count is 0 still marks its bucket,
-// since a rollup row exists only for slots that had a sample.
+var hostRawQuery, hostSlotQuery = func() (string, string) {
+	var raw, slot []string
+	for _, m := range PerfMetrics {
+		raw = append(raw, "COUNT("+m+")", "TOTAL("+m+")")
+		slot = append(slot, m+"_n", m+"_s")
+	}
+	return `SELECT ` + bucketExpr("at_unix") + ` AS b, ` + strings.Join(raw, ", ") + `
+			FROM host_perf_samples WHERE pc_id = ? AND at >= ? AND at < ? GROUP BY b`,
+		`SELECT slot, ` + strings.Join(slot, ", ") + ` FROM host_perf_5m WHERE pc_id = ? AND slot >= ? AND slot < ? ORDER BY slot`
+}()
+
+// scanSums reads rows of (bucket, then count and sum per metric) into acc.
 func scanSums(rows *sql.Rows, acc sums) error {
+	return scanCounts(rows, func(b int64) int64 { return b }, acc)
+}
+
+// scanSlots reads rollup rows of (slot, then count and sum per metric) into
+// the buckets of step (a multiple of the slot). A rollup row exists only
+// for a slot that had a sample, so even an all-NULL one marks its bucket.
+func scanSlots(rows *sql.Rows, acc sums, step int64) error {
+	return scanCounts(rows, func(slot int64) int64 { return floorDiv(slot, step) * step }, acc)
+}
+
+func scanCounts(rows *sql.Rows, bucket func(int64) int64, acc sums) error {
 	defer rows.Close()
+	var key int64
+	var ns [9]int64
+	var ss [9]float64
+	dst := []any{&key}
+	for i := range 9 {
+		dst = append(dst, &ns[i], &ss[i])
+	}
 	for rows.Next() {
-		var b int64
-		ns := make([]sql.NullInt64, 9)
-		ss := make([]float64, 9)
-		xs := make([]sql.NullFloat64, 9)
-		dst := []any{&b}
-		for i := range 9 {
-			dst = append(dst, &ns[i], &ss[i], &xs[i])
-		}
 		if err := rows.Scan(dst...); err != nil {
 			return fmt.Errorf("scan series: %w", err)
 		}
+		b := bucket(key)
 		for i := range 9 {
-			var mx *float64
-			if xs[i].Valid {
-				mx = &xs[i].Float64
-			}
-			acc.merge(b, i, ns[i].Int64, ss[i], mx)
+			acc.merge(b, i, ns[i], ss[i], nil)
 		}
 	}
 	if err := rows.Err(); err != nil {
