@@ -101,8 +101,8 @@ func TestObsEventsProjection(t *testing.T) {
 	if got := value(r.w.m.decodeFailures.WithLabelValues(kanade.StreamObsEvents)); got < float64(len(bad)) {
 		t.Errorf("decode failures = %v, want at least %d", got, len(bad))
 	}
-	if got := value(r.w.m.obsMismatch); got != 1 {
-		t.Errorf("pc_id mismatches = %v, want 1", got)
+	if got := value(r.w.m.obsMismatch); got < 1 { // more when its batch was read again after a crash
+		t.Errorf("pc_id mismatches = %v, want at least 1", got)
 	}
 	if got := e.dump(`SELECT value || '=' || n FROM obs_event_vocab WHERE field = 'kind' ORDER BY value`); strings.Join(got, ",") != "boot=10,logoff=10,logon=10" {
 		t.Errorf("kind counts %v", got)
