@@ -102,10 +102,14 @@ func (srv *Server) seriesWindow(fromS, toS, stepS string, defStep time.Duration)
 		err = badParam("from", fromS, "must be before to")
 		return
 	}
-	// Seconds first: a Duration saturates at 292 years, and a window of
-	// 0000–9999 must still count as too many buckets.
-	secs := to.Unix() - from.Unix()
-	if secs/step > maxBuckets || to.Sub(from)/time.Second/time.Duration(step) > maxBuckets {
+	// ⌊(to − from) / step⌋ to the nanosecond; a window over 200 years
+	// (where a Duration saturates) is counted in whole seconds, far over
+	// the cap either way.
+	buckets := int64(to.Sub(from) / (time.Duration(step) * time.Second))
+	if to.Year()-from.Year() > 200 {
+		buckets = (to.Unix() - from.Unix()) / step
+	}
+	if buckets > maxBuckets {
 		err = badParam("step", stepS, fmt.Sprintf("gives more than %d buckets over from–to; use a larger step or a shorter window", maxBuckets))
 	}
 	return
@@ -193,6 +197,10 @@ type processSnapshot struct {
 	PcID      string              `json:"pc_id"`
 	LatestAt  *kanade.Timestamp   `json:"latest_at"`
 	Processes []kanade.ProcessRow `json:"processes" nullable:"false"`
+}
+
+type readPCIDInput struct {
+	PCID string `path:"pc_id" doc:"The PC: 1–128 bytes of UTF-8 without control characters."`
 }
 
 type timelineInput struct {
@@ -324,7 +332,7 @@ func (srv *Server) registerPerf(api huma.API) {
 	huma.Register(api, get("agent-processes", "/api/agents/{pc_id}/processes", "A PC's newest process tick",
 		"Every process of the newest tick stored for the PC, by cpu_pct descending (ties by pid); latest_at null and "+
 			"processes [] when there is none. 400 for a bad pc_id."),
-		func(ctx context.Context, in *agentPathInput) (*bodyOutput[processSnapshot], error) {
+		func(ctx context.Context, in *readPCIDInput) (*bodyOutput[processSnapshot], error) {
 			if err := readPCID("path.pc_id", in.PCID); err != nil {
 				return nil, err
 			}

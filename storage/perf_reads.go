@@ -262,7 +262,7 @@ func (db *DB) TopPCs(ctx context.Context, metric string, cutoff time.Time, limit
 		return nil, fmt.Errorf("top: unknown metric %q", metric)
 	}
 	// The first slot whose every instant is after cutoff.
-	first := ceilDiv(floorDiv(cutoff.UnixNano(), 1e9)+1, PCSlot) * PCSlot
+	first := ceilDiv(cutoff.Unix()+1, PCSlot) * PCSlot
 	rows, err := db.read.QueryContext(ctx, `WITH v (pc_id, n, s) AS (
 			SELECT pc_id, `+metric+`_n, `+metric+`_s FROM host_perf_5m WHERE slot >= ?
 			UNION ALL
