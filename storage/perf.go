@@ -242,7 +242,7 @@ func (tx *Tx) addPCRollups(ctx context.Context, m map[pcSlot]*rollup) error {
 		}
 		keys = keys[n:]
 		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO host_perf_5m (pc_id, slot, `+rollupColumns+`)
-			VALUES `+placeholders(n, cols)+` ON CONFLICT (pc_id, slot) DO UPDATE SET `+rollupSet, args...); err != nil {
+			VALUES `+placeholders(n, cols)+` ON CONFLICT (slot, pc_id) DO UPDATE SET `+rollupSet, args...); err != nil {
 			return fmt.Errorf("add %d host rollups: %w", n, err)
 		}
 	}
@@ -340,8 +340,8 @@ func (tx *Tx) DeleteOldHostPerf(ctx context.Context, cutoff time.Time, limit int
 	}
 	n, _ := res.RowsAffected()
 	cu := cutoff.Unix()
-	res, err = tx.tx.ExecContext(ctx, `DELETE FROM host_perf_5m WHERE (pc_id, slot) IN
-		(SELECT pc_id, slot FROM host_perf_5m WHERE slot <= ? ORDER BY slot LIMIT ?)`, cu-PCSlot, limit)
+	res, err = tx.tx.ExecContext(ctx, `DELETE FROM host_perf_5m WHERE (slot, pc_id) IN
+		(SELECT slot, pc_id FROM host_perf_5m WHERE slot <= ? ORDER BY slot LIMIT ?)`, cu-PCSlot, limit)
 	if err != nil {
 		return n, fmt.Errorf("delete old host rollups: %w", err)
 	}

@@ -83,19 +83,16 @@ func (db *DB) HostSeries(ctx context.Context, pcID string, from, to time.Time, s
 			return nil, err
 		}
 	} else {
-		// One row per slot, folded into buckets here: no GROUP BY over
-		// 19 columns in SQL.
-		rows, err := db.cached(ctx, hostSlotQuery, pcID, lo, hi)
+		// One statement (one round trip to a libSQL server): a row per
+		// whole slot and a row per raw sample of the two partial edges,
+		// keyed by slot or at_unix and folded into buckets here, with no
+		// GROUP BY over 18 columns in SQL.
+		rows, err := db.cached(ctx, hostSlotQuery, pcID, lo, hi,
+			pcID, kanade.FormatTime(from), unixText(lo), pcID, unixText(hi), kanade.FormatTime(to))
 		if err != nil {
 			return nil, fmt.Errorf("host series: %w", err)
 		}
 		if err := scanSlots(rows, acc, step); err != nil {
-			return nil, err
-		}
-		if err := addRaw(kanade.FormatTime(from), unixText(lo)); err != nil {
-			return nil, err
-		}
-		if err := addRaw(unixText(hi), kanade.FormatTime(to)); err != nil {
 			return nil, err
 		}
 	}
@@ -115,14 +112,17 @@ func (db *DB) HostSeries(ctx context.Context, pcID string, from, to time.Time, s
 }
 
 var hostRawQuery, hostSlotQuery = func() (string, string) {
-	var raw, slot []string
+	var raw, slot, one []string
 	for _, m := range PerfMetrics {
 		raw = append(raw, "COUNT("+m+")", "TOTAL("+m+")")
 		slot = append(slot, m+"_n", m+"_s")
+		one = append(one, m+" IS NOT NULL", "COALESCE("+m+", 0.0)")
 	}
+	edge := `SELECT at_unix, ` + strings.Join(one, ", ") + ` FROM host_perf_samples WHERE pc_id = ? AND at >= ? AND at < ?`
 	return `SELECT ` + bucketExpr("at_unix") + ` AS b, ` + strings.Join(raw, ", ") + `
 			FROM host_perf_samples WHERE pc_id = ? AND at >= ? AND at < ? GROUP BY b`,
-		`SELECT slot, ` + strings.Join(slot, ", ") + ` FROM host_perf_5m WHERE pc_id = ? AND slot >= ? AND slot < ? ORDER BY slot`
+		`SELECT slot, ` + strings.Join(slot, ", ") + ` FROM host_perf_5m WHERE pc_id = ? AND slot >= ? AND slot < ?
+		UNION ALL ` + edge + ` UNION ALL ` + edge
 }()
 
 // scanSums reads rows of (bucket, then count and sum per metric) into acc.
@@ -130,9 +130,10 @@ func scanSums(rows *sql.Rows, acc sums) error {
 	return scanCounts(rows, func(b int64) int64 { return b }, acc)
 }
 
-// scanSlots reads rollup rows of (slot, then count and sum per metric) into
-// the buckets of step (a multiple of the slot). A rollup row exists only
-// for a slot that had a sample, so even an all-NULL one marks its bucket.
+// scanSlots reads rows of (slot or at_unix, then count and sum per metric)
+// into the buckets of step (a multiple of the slot). A rollup row exists
+// only for a slot that had a sample, and a raw row is a sample, so even an
+// all-NULL one marks its bucket.
 func scanSlots(rows *sql.Rows, acc sums, step int64) error {
 	return scanCounts(rows, func(slot int64) int64 { return floorDiv(slot, step) * step }, acc)
 }

@@ -62,9 +62,11 @@ CREATE TABLE host_perf_5m (
     net_tx_bytes_per_sec_n INTEGER NOT NULL DEFAULT 0,
     net_tx_bytes_per_sec_s REAL NOT NULL DEFAULT 0,
     net_tx_bytes_per_sec_x REAL,
-    PRIMARY KEY (pc_id, slot)
+    PRIMARY KEY (slot, pc_id)
 ) WITHOUT ROWID;
-CREATE INDEX host_perf_5m_by_slot ON host_perf_5m (slot);
+-- Keyed by slot first: /api/perf/top reads every PC's rows of the last
+-- slots, one contiguous range; a PC's series goes through this index.
+CREATE INDEX host_perf_5m_by_pc ON host_perf_5m (pc_id, slot);
 
 CREATE TABLE host_perf_fleet_1m (
     slot  INTEGER PRIMARY KEY,
