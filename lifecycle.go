@@ -71,6 +71,8 @@ const (
 	WatchdogActor    = WatchdogSource
 	KindAgentOffline = "agent_offline"
 	KindAgentOnline  = "agent_online"
+	// KindAgentStarted is the event an agent sends when it starts.
+	KindAgentStarted = "agent_started"
 )
 
 // AgentVersionCount is one bucket of GET /api/agents/versions: how many

@@ -23,6 +23,8 @@ const (
 	// ProjectionNotificationAcks reads users' confirmations of
 	// notifications (observe.md §4.5).
 	ProjectionNotificationAcks = "kanade-projector-notification-acks"
+	// ProjectionObs projects OBS_EVENTS into obs_events (observe.md §2.3).
+	ProjectionObs = "kanade-projector-obs"
 )
 
 // Projections returns the streams the projector reads, in a fixed order.
@@ -32,6 +34,7 @@ func Projections() []Projection {
 		{Name: ProjectionStarted, Stream: StreamEvents, Filter: SubjectEventsStarted},
 		{Name: ProjectionAudit, Stream: StreamAudit, Filter: SubjectAudit},
 		{Name: ProjectionNotificationAcks, Stream: StreamEvents, Filter: SubjectNotificationsAcked},
+		{Name: ProjectionObs, Stream: StreamObsEvents, Filter: SubjectObsAll},
 	}
 }
 

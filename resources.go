@@ -91,7 +91,7 @@ func Resources(replicas int) []Resource {
 		exec,
 		stream(StreamEvents, "events.>", 7*day, 256*mib),
 		stream(StreamAudit, "audit.>", 90*day, 512*mib),
-		stream("OBS_EVENTS", "obs.>", 90*day, 512*mib),
+		stream(StreamObsEvents, SubjectObsAll, 90*day, 512*mib),
 		stream(StreamNotifications, SubjectNotifications, 90*day, 512*mib),
 		kv(BucketScriptCurrent, 5, 0),
 		kv(BucketScriptStatus, 5, 0),

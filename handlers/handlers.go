@@ -226,6 +226,7 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	srv.registerAgentConfig(api)
 	srv.registerContent(api)
 	srv.registerObjects(api)
+	srv.registerPerf(api)
 	if err := srv.registerMetrics(mux); err != nil {
 		return nil, nil, err
 	}

@@ -76,6 +76,18 @@ func routeRoles() map[string]auth.Role {
 		"GET /api/inventory/{manifest_id}/history/first_seen": auth.Viewer,
 		inventoryPairPattern:                                  auth.Viewer,
 
+		// Performance samples and the observability timeline (observe.md §1–§2).
+		"GET /api/agents/{pc_id}/perf":               auth.Viewer,
+		"GET /api/perf/fleet":                        auth.Viewer,
+		"GET /api/perf/top":                          auth.Viewer,
+		"GET /api/perf/active-investigations":        auth.Viewer,
+		"GET /api/agents/{pc_id}/processes":          auth.Viewer,
+		"GET /api/agents/{pc_id}/processes/timeline": auth.Viewer,
+		"GET /api/obs_events":                        auth.Viewer,
+		"GET /api/obs_events/recent":                 auth.Viewer,
+		"GET /api/obs_events/kinds":                  auth.Viewer,
+		"GET /api/obs_events/sources":                auth.Viewer,
+
 		// Jobs and schedules: reads are viewer, writes operator.
 		"GET /api/jobs":                    auth.Viewer,
 		"GET /api/jobs/{id}":               auth.Viewer,

@@ -22,6 +22,7 @@ const (
 	kindStarted
 	kindAudit
 	kindAcks
+	kindObs
 )
 
 // consumerSpec is one projected stream and what its messages become.
@@ -38,11 +39,12 @@ const (
 	// ConsumerNotificationAcks projects users' confirmations of
 	// notifications (observe.md §4.5).
 	ConsumerNotificationAcks = kanade.ProjectionNotificationAcks
+	ConsumerObs              = kanade.ProjectionObs
 )
 
 func defaultConsumers() []consumerSpec {
 	kinds := map[string]consumerKind{ConsumerResults: kindResults, ConsumerStarted: kindStarted, ConsumerAudit: kindAudit,
-		ConsumerNotificationAcks: kindAcks}
+		ConsumerNotificationAcks: kindAcks, ConsumerObs: kindObs}
 	var out []consumerSpec
 	for _, p := range kanade.Projections() {
 		out = append(out, consumerSpec{Projection: p, kind: kinds[p.Name]})
@@ -65,6 +67,7 @@ type batch struct {
 	// acks the notification acknowledgements.
 	checks []seqd[storage.CheckState]
 	acks   []seqd[storage.NotificationAck]
+	obs    []seqd[storage.Obs]
 }
 
 // seqd is a decoded payload with the stream sequence of its message.
@@ -368,6 +371,20 @@ func (w *Worker) add(ctx context.Context, c *conn, spec consumerSpec, b *batch, 
 			return nil
 		}
 		b.acks = append(b.acks, seqd[storage.NotificationAck]{seq, storage.NotificationAck{NotificationAcked: a, RecordedAt: msg.Time.UTC()}})
+	case kindObs:
+		var e kanade.ObsEvent
+		if err := decode(msg.Data, &e); err != nil {
+			w.bad(spec, msg.Subject, seq, err)
+			return nil
+		}
+		if msg.Subject != kanade.SubjectObs(e.PcID) {
+			// The body's pc_id is the row's (observe.md §2.3); a subject
+			// that disagrees is worth knowing about, not a reason to drop.
+			w.m.obsMismatch.Inc()
+			w.log.Warn("projector: obs event whose pc_id differs from its subject; stored under the body's",
+				slog.String("subject", kanade.Clip(msg.Subject)), slog.String("pc_id", kanade.Clip(e.PcID)), slog.Uint64("stream_seq", seq))
+		}
+		b.obs = append(b.obs, seqd[storage.Obs]{seq, storage.Obs{ObsEvent: e, StreamSeq: seq, RecordedAt: msg.Time.UTC()}})
 	}
 	return nil
 }
@@ -479,6 +496,8 @@ func (w *Worker) apply(ctx context.Context, spec consumerSpec, created string, b
 			stats, err = tx.InsertAudit(tctx, as)
 		case kindAcks:
 			stats.Inserted, err = tx.InsertNotificationAcks(tctx, fresh(b.acks, off.Seq))
+		case kindObs:
+			stats, err = tx.InsertObsEvents(tctx, fresh(b.obs, off.Seq))
 		}
 		if err != nil {
 			return err
@@ -569,6 +588,7 @@ func coalesce(b *batch, more <-chan *batch) *batch {
 			b.audit = append(b.audit, nb.audit...)
 			b.checks = append(b.checks, nb.checks...)
 			b.acks = append(b.acks, nb.acks...)
+			b.obs = append(b.obs, nb.obs...)
 		default:
 			return b
 		}

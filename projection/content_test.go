@@ -1,7 +1,6 @@
 package projection
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -14,17 +13,6 @@ const checksDump = `SELECT pc_id, check_name, status, detail, recorded_at FROM c
 
 const acksDump = `SELECT notification_id, pc_id, user_sid, acked_at, recorded_at FROM notification_acks
 	ORDER BY notification_id, pc_id, user_sid`
-
-func (e *env) putJob(id, manifest string) {
-	e.t.Helper()
-	kv, err := e.srv.JS.KeyValue(context.Background(), kanade.BucketJobs)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if _, err := kv.PutString(context.Background(), id, manifest); err != nil {
-		e.t.Fatal(err)
-	}
-}
 
 // checkResult publishes a result of job on pc.
 func (e *env) checkResult(n int, job, pc string, exit int64, stdout, stderr string, skipped bool) {

@@ -65,6 +65,15 @@ func (w *Worker) HousekeepWith(ctx context.Context, c *bus.Client) error {
 		{"delete_inventory_history", func(tx *storage.Tx) (int64, error) {
 			return tx.DeleteOldInventoryHistory(ctx, now.Add(-storage.InventoryHistoryRetention), limit)
 		}},
+		{"delete_host_perf", func(tx *storage.Tx) (int64, error) {
+			return tx.DeleteOldHostPerf(ctx, now.Add(-storage.HostPerfRetention), limit)
+		}},
+		{"delete_process_perf", func(tx *storage.Tx) (int64, error) {
+			return tx.DeleteOldProcessPerf(ctx, now.Add(-storage.ProcessPerfRetention), limit)
+		}},
+		{"delete_obs_events", func(tx *storage.Tx) (int64, error) {
+			return tx.DeleteOldObsEvents(ctx, now.Add(-storage.ObsRetention), limit)
+		}},
 	}
 	var errs []error
 	for _, s := range steps {

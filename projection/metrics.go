@@ -31,6 +31,10 @@ type metrics struct {
 	invFailures    prometheus.Counter
 	invEvents      prometheus.Counter
 	invSkipped     prometheus.Counter
+	obsMismatch    prometheus.Counter
+	perfReceived   *prometheus.CounterVec
+	perfDropped    *prometheus.CounterVec
+	perfStored     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, w *Worker) (*metrics, error) {
@@ -61,6 +65,14 @@ func newMetrics(reg prometheus.Registerer, w *Worker) (*metrics, error) {
 			"Runs stored without a duration because started_at and finished_at are too far apart to believe."),
 		missingOutput: counter("kanade_projector_missing_output_objects_total",
 			"Result outputs named by stdout_object/stderr_object but absent from the object store."),
+		obsMismatch: counter("kanade_projector_obs_pc_id_mismatch_total",
+			"Obs events whose body pc_id differs from their subject (stored under the body's)."),
+		perfReceived: counterVec("kanade_projector_perf_samples_received_total",
+			"Performance sample messages received, by kind (host, process).", "kind"),
+		perfDropped: counterVec("kanade_projector_perf_samples_dropped_total",
+			"Performance sample messages dropped, by reason (invalid, slow: the subscription overflowed, write: a failed flush).", "reason"),
+		perfStored: counterVec("kanade_projector_perf_rows_stored_total",
+			"Performance rows inserted (duplicates not counted), by kind (host, process).", "kind"),
 		cutOutput: counter("kanade_projector_cut_output_objects_total",
 			"Result outputs longer than the configured maximum, stored cut with a note."),
 		hbReceived: counter("kanade_projector_heartbeats_received_total",
@@ -100,13 +112,20 @@ func newMetrics(reg prometheus.Registerer, w *Worker) (*metrics, error) {
 	for _, o := range []string{"projected", "unchanged", "stale", "invalid"} {
 		m.inventory.WithLabelValues(o)
 	}
+	for _, k := range []string{"host", "process"} {
+		m.perfReceived.WithLabelValues(k)
+		m.perfStored.WithLabelValues(k)
+	}
+	for _, r := range []string{"invalid", "slow", "write"} {
+		m.perfDropped.WithLabelValues(r)
+	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.batchSize, m.batchBytes, m.decodeFailures, m.applied, m.behind,
 		m.applyErrors, m.restarts, m.resets, m.implausible, m.missingOutput, m.cutOutput, m.hbReceived,
 		m.hbDropped, m.hbClamped, m.hbFlushed, m.hbFlushSeconds, m.housekeeping, m.inventory, m.invFailures, m.invEvents,
-		m.invSkipped, progressCollector{w}} {
+		m.invSkipped, m.obsMismatch, m.perfReceived, m.perfDropped, m.perfStored, progressCollector{w}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

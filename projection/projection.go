@@ -177,8 +177,10 @@ type Worker struct {
 	consumers []consumerSpec
 	progress  map[string]*progress
 
-	hbReady  atomic.Bool
-	flushReq chan chan struct{}
+	hbReady      atomic.Bool
+	perfReady    atomic.Bool
+	flushReq     chan chan struct{}
+	perfFlushReq chan chan struct{}
 }
 
 // New checks cfg and registers the metrics. Nothing touches NATS or the
@@ -188,7 +190,7 @@ func New(cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{cfg: cfg, log: cfg.Logger, consumers: defaultConsumers(), progress: map[string]*progress{},
-		flushReq: make(chan chan struct{})}
+		flushReq: make(chan chan struct{}), perfFlushReq: make(chan chan struct{})}
 	for _, c := range w.consumers {
 		w.progress[c.Name] = &progress{name: c.Name}
 	}
@@ -224,6 +226,7 @@ func (w *Worker) RunWith(ctx context.Context, c *bus.Client) error {
 	}
 	start("heartbeats", func(ctx context.Context) error { return w.runHeartbeats(ctx, conn) })
 	start("inventory_specs", conn.specs.follow)
+	start("perf", func(ctx context.Context) error { return w.runPerf(ctx, conn) })
 	if w.cfg.Housekeeping > 0 {
 		start("housekeeping", func(ctx context.Context) error { return w.runHousekeeping(ctx, c) })
 	}

@@ -579,8 +579,8 @@ func TestMalformedMessagesAreCountedAndSkipped(t *testing.T) {
 		}
 	}
 	// The metric is exported on the registry under its public name.
-	if n, err := gatherCount(r.reg, "kanade_projector_decode_failures_total"); err != nil || n != 4 {
-		t.Errorf("gathered decode failure series = %d (%v), want 4", n, err)
+	if n, err := gatherCount(r.reg, "kanade_projector_decode_failures_total"); err != nil || n != 5 {
+		t.Errorf("gathered decode failure series = %d (%v), want 5", n, err)
 	}
 }
 

@@ -84,6 +84,13 @@ type Config struct {
 	// AgentVersion is the version every agent starts on (default "0.45.3");
 	// a rollout moves them (see Run).
 	AgentVersion string
+	// PerfInterval is each agent's host-sample period (default 60s, the
+	// agents' host_perf_interval); negative sends no samples and no obs
+	// events.
+	PerfInterval time.Duration
+	// ObsInterval is each agent's mean time between logon/logoff events
+	// (default 30m).
+	ObsInterval time.Duration
 	// Schedules makes Run create the DemoSchedules (when absent), so the
 	// scheduler has something to fire at the simulated agents.
 	Schedules bool
@@ -119,6 +126,12 @@ func (c *Config) defaults() {
 	if c.Clock == nil {
 		c.Clock = kanade.SystemClock
 	}
+	if c.PerfInterval == 0 {
+		c.PerfInterval = time.Minute
+	}
+	if c.ObsInterval <= 0 {
+		c.ObsInterval = 30 * time.Minute
+	}
 	if c.AgentVersion == "" {
 		c.AgentVersion = "0.45.3"
 	}
@@ -141,13 +154,15 @@ type Fleet struct {
 	// updated are the versions of the agents that self-updated.
 	updated map[int]string
 	inv     *Inventory // made on first use (inventory.go)
+	// perf draws the telemetry (telemetry.go) from a source of its own.
+	perf *perfGen
 }
 
 // NewFleet returns a deterministic generator for cfg, its agents in the
 // groups of the Group rule.
 func NewFleet(cfg Config) *Fleet {
 	cfg.defaults()
-	f := &Fleet{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x6b616e616465))}
+	f := &Fleet{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x6b616e616465)), perf: newPerfGen(cfg.Seed, max(cfg.Agents, 0))}
 	f.seedGroups()
 	return f
 }
@@ -518,6 +533,13 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 		return err
 	}
 	a.loadConfig(entries, now)
+	var tel *telemetry
+	if cfg.PerfInterval > 0 {
+		tel = newTelemetry(f, now)
+		if err := Publish(ctx, c, tel.started(f, now)...); err != nil {
+			return err
+		}
+	}
 	nextAudit := now.Add(time.Minute)
 	t := time.NewTicker(cfg.Step)
 	defer t.Stop()
@@ -526,6 +548,11 @@ func run(ctx context.Context, c *bus.Client, cfg Config) error {
 	step := func(now time.Time) error {
 		if err := Publish(ctx, c, a.step(now)...); err != nil {
 			return err
+		}
+		if tel != nil {
+			if err := Publish(ctx, c, tel.step(a, now)...); err != nil {
+				return err
+			}
 		}
 		for i := range nextBeat {
 			if !now.Before(nextBeat[i]) {

@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kanade-fleet/backend"
@@ -78,6 +79,30 @@ type DB struct {
 	// tables is what the inventory projection knows of its derived
 	// tables (inventory.go).
 	tables tableCache
+	// stmts are the read statements prepared once (cached), by query text.
+	stmts   map[string]*sql.Stmt
+	stmtsMu sync.Mutex
+}
+
+// cached runs a read query through a statement prepared once per DB, for
+// the hot read paths whose SQL text is long enough that parsing it again
+// at every request costs more than running it.
+func (db *DB) cached(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	db.stmtsMu.Lock()
+	st, ok := db.stmts[q]
+	if !ok {
+		var err error
+		if st, err = db.read.PrepareContext(ctx, q); err != nil {
+			db.stmtsMu.Unlock()
+			return nil, err
+		}
+		if db.stmts == nil {
+			db.stmts = map[string]*sql.Stmt{}
+		}
+		db.stmts[q] = st
+	}
+	db.stmtsMu.Unlock()
+	return st.QueryContext(ctx, args...)
 }
 
 // Options tune Open. The zero value is usable.
@@ -230,7 +255,14 @@ func (db *DB) Remote() bool { return db.remote }
 
 // Close closes both pools.
 func (db *DB) Close() error {
-	err := db.write.Close()
+	db.stmtsMu.Lock()
+	var err error
+	for _, st := range db.stmts {
+		err = errors.Join(err, st.Close())
+	}
+	db.stmts = nil
+	db.stmtsMu.Unlock()
+	err = errors.Join(err, db.write.Close())
 	if db.read != db.write {
 		err = errors.Join(err, db.read.Close())
 	}
