@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/kanade-fleet/backend"
@@ -21,8 +22,11 @@ import (
 // well-formed one of the wrong shape (422).
 
 // fleetTimeout bounds the NATS and database round trips of one request of
-// these routes.
-const fleetTimeout = manageTimeout
+// these routes. Longer than manageTimeout: a compare-and-swap edit of a
+// key that many operators (or scripts) edit at once retries up to 32
+// times, and on a loaded machine 27 concurrent edits of one scope ran out
+// of 5 s.
+const fleetTimeout = 15 * time.Second
 
 // kvProblem answers a failed KV operation on bucket as fleet.md §0.3 asks,
 // logged here: a bucket that cannot be opened is 503 naming it, any other

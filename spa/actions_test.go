@@ -98,13 +98,13 @@ func TestEditorAndActionsInABrowser(t *testing.T) {
 	step("the job editor marks the line of the field the server refused, and saves a good one", func(t *testing.T) {
 		b.do(t, "open the job", chromedp.Navigate(base+"/jobs/inventory"))
 		b.waitFor(t, "Edit YAML", `document.querySelector('a[data-act="edit"][href="/jobs/inventory/edit"]')`)
-		b.do(t, "edit", chromedp.Click(chromedp.CSS(`a[data-act="edit"][href="/jobs/inventory/edit"]`)))
+		b.do(t, "edit", clickCSS(`a[data-act="edit"][href="/jobs/inventory/edit"]`))
 		b.waitFor(t, "the editor", `document.querySelector('textarea#yaml')?.value.includes('inventory')`)
 		bad := "id: inventory\nversion: v4\n# the shell is wrong\nexecute:\n  shell: cobol\n  script: Get-Package\n  timeout: 5m\ntarget:\n  all: true\n"
 		save := func(t *testing.T, text string) {
 			t.Helper()
 			b.do(t, "type", chromedp.Evaluate[chromedp.Void](`void (e => { e.value = `+jsString(text)+`; e.dispatchEvent(new Event('input')) })(document.querySelector('#yaml'))`))
-			b.do(t, "save", chromedp.Click(chromedp.CSS(`#yaml-save`)))
+			b.do(t, "save", clickCSS(`#yaml-save`))
 		}
 		save(t, bad)
 		b.waitFor(t, "the errors", `document.querySelector('#yaml-errors li')`)
@@ -133,18 +133,18 @@ func TestEditorAndActionsInABrowser(t *testing.T) {
 	step("the schedule editor follows a location into a list", func(t *testing.T) {
 		b.do(t, "new schedule", chromedp.Navigate(base+"/schedules"))
 		b.waitFor(t, "New schedule", `document.querySelector('a[href="/new/schedules"]')`)
-		b.do(t, "click", chromedp.Click(chromedp.CSS(`a[href="/new/schedules"]`)))
+		b.do(t, "click", clickCSS(`a[href="/new/schedules"]`))
 		b.waitFor(t, "the editor", `document.querySelector('textarea#yaml')`)
 		text := "id: s-new\nwhen:\n  calendar:\n    at: \"09:00\"\n    days:\n      - mon\n      - someday\ntz: utc\njob_id: inventory\ntarget:\n  all: true\n"
 		b.do(t, "type", chromedp.Evaluate[chromedp.Void](`void (document.querySelector('#yaml').value = `+jsString(text)+`)`))
-		b.do(t, "save", chromedp.Click(chromedp.CSS(`#yaml-save`)))
+		b.do(t, "save", clickCSS(`#yaml-save`))
 		b.waitFor(t, "the errors", `document.querySelector('#yaml-errors li')`)
 		got := eval(t, "error", `(l => l.dataset.location + ' @' + l.dataset.line)(document.querySelector('#yaml-errors li'))`)
 		if got != "body.when.calendar.days[1] @7" {
 			t.Errorf("the error is %q, want body.when.calendar.days[1] @7 (%s)", got, eval(t, "text", `document.querySelector('#yaml-errors').textContent`))
 		}
 		b.do(t, "fix", chromedp.Evaluate[chromedp.Void](`void (document.querySelector('#yaml').value = `+jsString(strings.Replace(text, "someday", "fri", 1))+`)`))
-		b.do(t, "save", chromedp.Click(chromedp.CSS(`#yaml-save`)))
+		b.do(t, "save", clickCSS(`#yaml-save`))
 		b.waitFor(t, "the new schedule", `location.pathname === '/schedules/s-new' && document.querySelector('#flash.note')`)
 	})
 
@@ -229,12 +229,12 @@ func TestEditorAndActionsInABrowser(t *testing.T) {
 	step("freeze and unfreeze from the banner", func(t *testing.T) {
 		b.do(t, "open the overview", chromedp.Navigate(base+"/"))
 		b.waitFor(t, "the switch", `document.querySelector('#freeze button[data-act="start"]')`)
-		b.do(t, "freeze", chromedp.Click(chromedp.CSS(`#freeze button[data-act="start"]`)))
+		b.do(t, "freeze", clickCSS(`#freeze button[data-act="start"]`))
 		b.do(t, "reason", chromedp.SendKeys(chromedp.CSS(`#freeze-reason`), "change window"))
-		b.do(t, "confirm", chromedp.Click(chromedp.CSS(`#freeze button[data-act="confirm"]`)))
+		b.do(t, "confirm", clickCSS(`#freeze button[data-act="confirm"]`))
 		b.waitFor(t, "the banner", `document.querySelector('#freeze-banner.frozen')?.textContent.includes('change window')`)
-		b.do(t, "unfreeze", chromedp.Click(chromedp.CSS(`#unfreeze button[data-act="start"]`)))
-		b.do(t, "confirm", chromedp.Click(chromedp.CSS(`#unfreeze button[data-act="confirm"]`)))
+		b.do(t, "unfreeze", clickCSS(`#unfreeze button[data-act="start"]`))
+		b.do(t, "confirm", clickCSS(`#unfreeze button[data-act="confirm"]`))
 		b.waitFor(t, "unfrozen", `document.querySelector('#freeze-banner.unfrozen') && document.querySelector('#freeze')`)
 	})
 

@@ -257,6 +257,16 @@ func (b *browser) waitFor(t *testing.T, what, predicate string) {
 	t.Fatalf("waiting for %s: %v; the page shows:\n%.600s", what, err, shown)
 }
 
+// clickCSS clicks the first element matching sel once it exists, from the
+// page's own script in one step: a mouse click (chromedp.Click) finds the
+// node, then its box, then clicks there, and a refresh that replaces the
+// node in between (the pages patch what changed every few seconds) leaves
+// it waiting on a node that is gone.
+func clickCSS(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](`(() => { const e = document.querySelector(`+jsString(sel)+`); if (!e) return false; e.click(); return true })()`,
+		chromedp.WithPollingInterval(50*time.Millisecond))
+}
+
 // lostContext reports whether err is Chromium's answer to a script run in
 // a document that navigation has since replaced.
 func lostContext(err error) bool {
@@ -514,7 +524,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	agentRows := `document.querySelectorAll('table.list tbody tr').length === 3`
 
 	step("the agents view lists the seeded agents, markup as text", func(t *testing.T) {
-		b.do(t, "open Agents", chromedp.Click(chromedp.CSS(`#nav a[data-nav="agents"]`)))
+		b.do(t, "open Agents", clickCSS(`#nav a[data-nav="agents"]`))
 		b.waitFor(t, "three agent rows", agentRows)
 		if diff := cmp.Diff(wantAgents, sorted(b.texts(t, "table.list tbody td:first-child"))); diff != "" {
 			t.Errorf("pc_ids (-want +got):\n%s", diff)
@@ -532,7 +542,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	})
 
 	step("an agent's page shows the agent", func(t *testing.T) {
-		b.do(t, "open PC-1", chromedp.Click(chromedp.CSS(`table.list a[href="/agents/PC-1"]`)))
+		b.do(t, "open PC-1", clickCSS(`table.list a[href="/agents/PC-1"]`))
 		b.waitFor(t, "the agent's fields", `document.querySelector('table.kv')`)
 		if got := b.path(t); got != "/agents/PC-1" {
 			t.Errorf("address = %q, want /agents/PC-1", got)
@@ -566,9 +576,9 @@ func TestDashboardInABrowser(t *testing.T) {
 	})
 
 	step("a result's detail shows its output as text", func(t *testing.T) {
-		b.do(t, "open Results", chromedp.Click(chromedp.CSS(`#nav a[data-nav="results"]`)))
+		b.do(t, "open Results", clickCSS(`#nav a[data-nav="results"]`))
 		b.waitFor(t, "three result rows", `document.querySelectorAll('table#results tbody tr').length === 3`)
-		b.do(t, "open the failed run", chromedp.Click(chromedp.CSS(`table.list tbody a[href="/results/r-fail-3"]`)))
+		b.do(t, "open the failed run", clickCSS(`table.list tbody a[href="/results/r-fail-3"]`))
 		b.waitFor(t, "stdout", `document.querySelector('pre#stdout')`)
 		if diff := cmp.Diff([]string{strings.TrimSpace(failedStdout)}, b.texts(t, "pre#stdout")); diff != "" {
 			t.Errorf("stdout (-want +got):\n%s", diff)
@@ -585,12 +595,12 @@ func TestDashboardInABrowser(t *testing.T) {
 	})
 
 	step("executions and the audit log are listed", func(t *testing.T) {
-		b.do(t, "open Executions", chromedp.Click(chromedp.CSS(`#nav a[data-nav="executions"]`)))
+		b.do(t, "open Executions", clickCSS(`#nav a[data-nav="executions"]`))
 		b.waitFor(t, "one execution row", `document.querySelectorAll('table.list tbody tr').length === 1`)
 		if diff := cmp.Diff([]string{"x-1"}, b.texts(t, "table.list tbody td:first-child")); diff != "" {
 			t.Errorf("executions (-want +got):\n%s", diff)
 		}
-		b.do(t, "open Audit", chromedp.Click(chromedp.CSS(`#nav a[data-nav="audit"]`)))
+		b.do(t, "open Audit", clickCSS(`#nav a[data-nav="audit"]`))
 		b.waitFor(t, "one audit row", `document.querySelectorAll('table.list tbody tr').length === 1`)
 		if diff := cmp.Diff([]string{auditPayload}, b.texts(t, "table.list tbody td:last-child")); diff != "" {
 			t.Errorf("audit payload (-want +got):\n%s", diff)
@@ -632,7 +642,7 @@ func TestDashboardInABrowser(t *testing.T) {
 			_, err := cdp.Call(ctx, tg, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: browserZone})
 			return err
 		}))
-		b.do(t, "open Jobs", chromedp.Click(chromedp.CSS(`#nav a[data-nav="jobs"]`)))
+		b.do(t, "open Jobs", clickCSS(`#nav a[data-nav="jobs"]`))
 		b.waitFor(t, "the jobs table", `document.querySelector('table#jobs tbody tr')`)
 		if got := b.path(t); got != "/jobs" {
 			t.Errorf("address = %q, want /jobs", got)
@@ -656,7 +666,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	})
 
 	step("a job's page shows its fields, script, raw value and schedules", func(t *testing.T) {
-		b.do(t, "open disk-check", chromedp.Click(chromedp.CSS(`table#jobs a[href="/jobs/disk-check"]`)))
+		b.do(t, "open disk-check", clickCSS(`table#jobs a[href="/jobs/disk-check"]`))
 		b.waitFor(t, "the job's fields", `document.querySelector('table.kv') && document.querySelector('#job-schedules')`)
 		if got := b.path(t); got != "/jobs/disk-check" {
 			t.Errorf("address = %q, want /jobs/disk-check", got)
@@ -709,7 +719,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	})
 
 	step("the schedules view lists what runs next, one row per schedule of every kind, and every schedule", func(t *testing.T) {
-		b.do(t, "open Schedules", chromedp.Click(chromedp.CSS(`#nav a[data-nav="schedules"]`)))
+		b.do(t, "open Schedules", clickCSS(`#nav a[data-nav="schedules"]`))
 		b.waitFor(t, "both tables", `document.querySelector('table#upcoming tbody tr') && document.querySelector('table#schedules tbody tr')`)
 		if got := b.path(t); got != "/schedules" {
 			t.Errorf("address = %q, want /schedules", got)
@@ -748,7 +758,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	})
 
 	step("a schedule's page shows its fields and its own next firings", func(t *testing.T) {
-		b.do(t, "open s-daily", chromedp.Click(chromedp.CSS(`table#schedules a[href="/schedules/s-daily"]`)))
+		b.do(t, "open s-daily", clickCSS(`table#schedules a[href="/schedules/s-daily"]`))
 		b.waitFor(t, "the next firings", `document.querySelector('table#next-firings tbody tr')`)
 		if got := b.path(t); got != "/schedules/s-daily" {
 			t.Errorf("address = %q, want /schedules/s-daily", got)
@@ -786,16 +796,16 @@ func TestDashboardInABrowser(t *testing.T) {
 		b.do(t, "forget the token", chromedp.Evaluate[chromedp.Void](`localStorage.removeItem('kanade.token')`))
 		b.do(t, "open Agents", chromedp.Navigate(base+"/agents"))
 		b.waitFor(t, "the sign-in form", `document.querySelector('form#login input')`)
-		b.do(t, "switch to the access token", chromedp.Click(chromedp.CSS(`#use-token`)))
+		b.do(t, "switch to the access token", clickCSS(`#use-token`))
 		b.waitFor(t, "the token form", `document.querySelector('form#token-form input')`)
 		b.do(t, "enter the token",
 			chromedp.SendKeys(chromedp.CSS(`form#token-form input`), browserToken),
-			chromedp.Click(chromedp.CSS(`form#token-form button[type="submit"]`)))
+			clickCSS(`form#token-form button[type="submit"]`))
 		b.waitFor(t, "three agent rows after the prompt", agentRows)
 	})
 
 	step("screenshots of the overview, schedules and a job", func(t *testing.T) {
-		b.do(t, "open the overview", chromedp.Click(chromedp.CSS(`#nav a[data-nav="overview"]`)))
+		b.do(t, "open the overview", clickCSS(`#nav a[data-nav="overview"]`))
 		b.waitFor(t, "the fleet status", `document.querySelector('#fleet-status')`)
 		png := browserRun(t, b, "screenshot", chromedp.CaptureScreenshot())
 		if err := os.WriteFile("/tmp/kanade-overview.png", png, 0o644); err != nil {
@@ -821,7 +831,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		if diff := cmp.Diff([]string{"HTTP 503: NATS is not configured"}, b.texts(t, "#app .error")); diff != "" {
 			t.Errorf("jobs error (-want +got):\n%s", diff)
 		}
-		b.do(t, "open Schedules without NATS", chromedp.Click(chromedp.CSS(`#nav a[data-nav="schedules"]`)))
+		b.do(t, "open Schedules without NATS", clickCSS(`#nav a[data-nav="schedules"]`))
 		b.waitFor(t, "both errors", `document.querySelectorAll('#app .error').length === 2`)
 		if diff := cmp.Diff([]string{"Next up", "Schedules"}, b.texts(t, "#app h2")); diff != "" {
 			t.Errorf("cards (-want +got):\n%s", diff)
@@ -902,7 +912,7 @@ func TestAccountsInABrowser(t *testing.T) {
 		b.waitFor(t, "the sign-in form", `document.querySelector('form#login')`)
 		fill(t, `#login input[autocomplete="username"]`, user)
 		fill(t, `#login input[type="password"]`, pw)
-		b.do(t, "sign in", chromedp.Click(chromedp.CSS(`#login button[type="submit"]`)))
+		b.do(t, "sign in", clickCSS(`#login button[type="submit"]`))
 	}
 	account := func(t *testing.T, name string) kanade.Account {
 		t.Helper()
@@ -987,7 +997,7 @@ func TestAccountsInABrowser(t *testing.T) {
 	})
 
 	step("logging out shows the sign-in form and forgets the token", func(t *testing.T) {
-		b.do(t, "log out", chromedp.Click(chromedp.CSS(`#logout`)))
+		b.do(t, "log out", clickCSS(`#logout`))
 		b.waitFor(t, "the sign-in form", `document.querySelector('form#login')`)
 		if tok := storedToken(t); tok != "" {
 			t.Errorf("localStorage kanade.token = %q after logging out", tok)
@@ -1009,13 +1019,13 @@ func TestAccountsInABrowser(t *testing.T) {
 		fill(t, `#change-password input[aria-label="current password"]`, rootPassword)
 		fill(t, `#change-password input[aria-label="new password"]`, rootNewPassword)
 		fill(t, `#change-password input[aria-label="new password again"]`, rootNewPassword+"?")
-		b.do(t, "submit", chromedp.Click(chromedp.CSS(`#change-password button[type="submit"]`)))
+		b.do(t, "submit", clickCSS(`#change-password button[type="submit"]`))
 		b.waitFor(t, "the mismatch", `document.querySelector('#change-password .error')`)
 		if diff := cmp.Diff([]string{"the new passwords differ"}, b.texts(t, "#change-password .error")); diff != "" {
 			t.Errorf("mismatch (-want +got):\n%s", diff)
 		}
 		fill(t, `#change-password input[aria-label="new password again"]`, rootNewPassword)
-		b.do(t, "submit", chromedp.Click(chromedp.CSS(`#change-password button[type="submit"]`)))
+		b.do(t, "submit", clickCSS(`#change-password button[type="submit"]`))
 		// The address is still /accounts, where the viewer logged out.
 		b.waitFor(t, "the accounts table", `document.querySelector('table#accounts tbody tr')`)
 		if account(t, "root").MustChangePassword {
@@ -1042,7 +1052,7 @@ func TestAccountsInABrowser(t *testing.T) {
 	step("an admin creates a viewer through the form", func(t *testing.T) {
 		fill(t, `#new-account input[aria-label="username"]`, "carol")
 		fill(t, `#new-account input[type="password"]`, "carol-initial-pw")
-		b.do(t, "create", chromedp.Click(chromedp.CSS(`#new-account button[type="submit"]`)))
+		b.do(t, "create", clickCSS(`#new-account button[type="submit"]`))
 		statusNote(t, "carol is created.")
 		want := [][]string{{"carol", "viewer", "enabled", "yes"}, {"root", "admin", "enabled", "no"}, {"vera", "viewer", "enabled", "no"}}
 		if diff := cmp.Diff(want, accountRows(t)); diff != "" {
@@ -1058,7 +1068,7 @@ func TestAccountsInABrowser(t *testing.T) {
 	})
 
 	step("an admin disables an account and changes its role", func(t *testing.T) {
-		b.do(t, "disable carol", chromedp.Click(chromedp.CSS(row("carol")+`button[data-act="toggle"]`)))
+		b.do(t, "disable carol", clickCSS(row("carol")+`button[data-act="toggle"]`))
 		statusNote(t, "carol is disabled.")
 		if diff := cmp.Diff([]string{"Enable"}, b.texts(t, row("carol")+`button[data-act="toggle"]`)); diff != "" {
 			t.Errorf("toggle (-want +got):\n%s", diff)
@@ -1075,9 +1085,9 @@ func TestAccountsInABrowser(t *testing.T) {
 	})
 
 	step("an admin resets a password", func(t *testing.T) {
-		b.do(t, "reset vera's password", chromedp.Click(chromedp.CSS(row("vera")+`button[data-act="reset"]`)))
+		b.do(t, "reset vera's password", clickCSS(row("vera")+`button[data-act="reset"]`))
 		fill(t, row("vera")+`input[type="password"]`, "vera-temporary-9k")
-		b.do(t, "set it", chromedp.Click(chromedp.CSS(row("vera")+`button[type="submit"]`)))
+		b.do(t, "set it", clickCSS(row("vera")+`button[type="submit"]`))
 		statusNote(t, "The password of vera is reset: they choose their own at the next sign-in.")
 		if !account(t, "vera").MustChangePassword {
 			t.Error("vera need not change the reset password")
@@ -1085,18 +1095,18 @@ func TestAccountsInABrowser(t *testing.T) {
 	})
 
 	step("deleting asks first, and the last admin cannot be deleted", func(t *testing.T) {
-		b.do(t, "delete carol", chromedp.Click(chromedp.CSS(row("carol")+`button[data-act="delete"]`)))
+		b.do(t, "delete carol", clickCSS(row("carol")+`button[data-act="delete"]`))
 		b.waitFor(t, "the confirmation", `document.querySelector(`+jsString(row("carol")+`button[data-act="confirm-delete"]`)+`)`)
 		if _, err := db.Account(ctx, "carol"); err != nil {
 			t.Fatalf("carol is gone before the confirmation: %v", err)
 		}
-		b.do(t, "confirm", chromedp.Click(chromedp.CSS(row("carol")+`button[data-act="confirm-delete"]`)))
+		b.do(t, "confirm", clickCSS(row("carol")+`button[data-act="confirm-delete"]`))
 		statusNote(t, "carol is deleted.")
 		if _, err := db.Account(ctx, "carol"); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("carol after the delete: %v, want not found", err)
 		}
-		b.do(t, "delete root", chromedp.Click(chromedp.CSS(row("root")+`button[data-act="delete"]`)),
-			chromedp.Click(chromedp.CSS(row("root")+`button[data-act="confirm-delete"]`)))
+		b.do(t, "delete root", clickCSS(row("root")+`button[data-act="delete"]`),
+			clickCSS(row("root")+`button[data-act="confirm-delete"]`))
 		b.waitFor(t, "the refusal", `document.querySelector('#accounts-status .error')`)
 		if diff := cmp.Diff([]string{`HTTP 409: refused: "root" is the last enabled admin`}, b.texts(t, "#accounts-status .error")); diff != "" {
 			t.Errorf("refusal (-want +got):\n%s", diff)
@@ -1113,7 +1123,7 @@ func TestAccountsInABrowser(t *testing.T) {
 	})
 
 	step("logging out returns to the sign-in form and clears localStorage", func(t *testing.T) {
-		b.do(t, "log out", chromedp.Click(chromedp.CSS(`#logout`)))
+		b.do(t, "log out", clickCSS(`#logout`))
 		b.waitFor(t, "the sign-in form", `document.querySelector('form#login')`)
 		if n := browserRun(t, b, "localStorage entries", chromedp.Evaluate[int](`localStorage.length`)); n != 0 {
 			t.Errorf("localStorage keeps %d entries after logging out", n)
