@@ -239,6 +239,8 @@ func TestBacklogsFindTheFirstWaitingMessage(t *testing.T) {
 		{kanade.ProjectionAudit, 0, 0, false, false},
 		// EVENTS holds no acknowledgement: nothing waits for that one.
 		{kanade.ProjectionNotificationAcks, 4, 0, false, false},
+		// OBS_EVENTS is empty.
+		{kanade.ProjectionObs, 0, 0, false, false},
 	}
 	if diff := cmp.Diff(want, views); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
