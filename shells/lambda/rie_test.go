@@ -274,7 +274,11 @@ func startRig(t *testing.T) *rig {
 	if os.Getenv(storagetest.EnvSQLD) == "" {
 		t.Skipf("set %s too: the bootstrap has no SQLite driver, so both shells share a libSQL server", storagetest.EnvSQLD)
 	}
-	r := &rig{rie: rie, client: &http.Client{Timeout: 30 * time.Second}}
+	r := &rig{rie: rie, client: &http.Client{Timeout: 30 * time.Second,
+		// No Accept-Encoding of its own: the events carry only the
+		// request's headers, so the HTTP shell must see the same ones
+		// (it gzips the dashboard for a client that asks).
+		Transport: &http.Transport{DisableCompression: true}}}
 	r.bootstrap = proctest.Build(t, envBootstrap, "shells/lambda", bootstrapFlags...)
 	shell := proctest.Build(t, envHTTPShell, "shells/http")
 	dsn := storagetest.DSN(t)
