@@ -652,7 +652,9 @@ func withoutClock(v any) any {
 	case map[string]any:
 		out := map[string]any{}
 		for k, e := range v {
-			if k == "observed_at" || strings.HasSuffix(k, "_age_seconds") {
+			// from and to: the telemetry routes' default window ends at
+			// the request's own now.
+			if k == "observed_at" || k == "from" || k == "to" || strings.HasSuffix(k, "_age_seconds") {
 				e = "(clock)"
 			}
 			out[k] = withoutClock(e)
