@@ -166,7 +166,7 @@ func (srv *Server) registerContent(api huma.API) {
 		func(ctx context.Context, in *checkClearInput) (*checkClearOutput, error) {
 			name := strings.TrimSpace(in.CheckName)
 			if name == "" || !kanade.ValidID(name) {
-				return nil, badPathValue("check_name", in.CheckName, "must be 1–128 bytes of UTF-8 without control characters, not blank")
+				return nil, badToken("check_name", in.CheckName, "must be 1–128 bytes of UTF-8 without control characters, not blank")
 			}
 			if in.PCID != "" && !kanade.ValidID(in.PCID) {
 				return nil, badQuery("pc_id", in.PCID, "must be 1–128 bytes of UTF-8 without control characters")
@@ -210,7 +210,7 @@ func (srv *Server) registerContent(api huma.API) {
 			"404: acks is empty. 400 when the id cannot be a notification id."},
 		func(ctx context.Context, in *ackStatusInput) (*ackStatusOutput, error) {
 			if !kanade.ValidNotificationID(in.ID) {
-				return nil, badPathValue("id", in.ID, ruleToken)
+				return nil, badToken("id", in.ID, ruleToken)
 			}
 			acks, err := srv.cfg.DB.NotificationAcks(ctx, in.ID)
 			if err != nil {
@@ -228,10 +228,8 @@ func (srv *Server) registerContent(api huma.API) {
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
-// badPath and badQuery are the 400 of a path or query value that breaks
-// its rule, quoting a clipped excerpt.
-func badPathValue(field, value, rule string) error { return badIn("path", field, value, rule) }
-
+// badQuery is the 400 of a query value that breaks its rule, quoting a
+// clipped excerpt (badToken is the path's).
 func badQuery(field, value, rule string) error { return badIn("query", field, value, rule) }
 
 func badIn(where, field, value, rule string) error {

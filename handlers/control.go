@@ -84,10 +84,7 @@ func (srv *Server) audit(ctx context.Context, action, target string, p map[strin
 
 // badToken is the 400 of an id that must become a subject token or KV key
 // and cannot (control.md §0.2: refused before any side effect).
-func badToken(field, value, rule string) error {
-	fe := &kanade.FieldError{Field: field, Rule: rule, Excerpt: kanade.Clip(value)}
-	return huma.Error400BadRequest(fe.Error(), &huma.ErrorDetail{Location: "path." + field, Message: fe.Error(), Value: kanade.Clip(value)})
-}
+func badToken(field, value, rule string) error { return badIn("path", field, value, rule) }
 
 const (
 	ruleToken = "must be a NATS subject token (no spaces, dots, * or >)"

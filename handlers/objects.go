@@ -179,14 +179,14 @@ func (p *objectPath) key() (string, error) { return objectKey(p.Name, p.Version)
 func objectKey(name, version string) (string, error) {
 	const rule = "must be 1–128 printable ASCII characters without '/', '\"' or '\\', and not '.' or '..'"
 	if !kanade.ValidObjectSegment(name) {
-		return "", badPathValue("name", name, rule)
+		return "", badToken("name", name, rule)
 	}
 	if !kanade.ValidObjectSegment(version) {
-		return "", badPathValue("version", version, rule)
+		return "", badToken("version", version, rule)
 	}
 	key := name + "/" + version
 	if len(key) > kanade.MaxObjectNameBytes {
-		return "", badPathValue("version", version, fmt.Sprintf("makes the object name %d bytes; name and version together "+
+		return "", badToken("version", version, fmt.Sprintf("makes the object name %d bytes; name and version together "+
 			"must stay within %d", len(key), kanade.MaxObjectNameBytes-1))
 	}
 	return key, nil
