@@ -15,7 +15,6 @@ import (
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/kanade-fleet/backend/storage/storagetest"
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // median sorts durations and returns the middle one.
@@ -46,7 +45,7 @@ func BenchmarkAgentVersionsRoute(b *testing.B) {
 	}
 	b.Logf("seeded 100000 agents in %v (remote: %v)", time.Since(start).Round(time.Millisecond), db.Remote())
 	h, err := handlers.New(handlers.Config{DB: db, Clock: func() time.Time { return now },
-		Auth: auth.Config{StaticToken: testToken}, Registry: prometheus.NewRegistry()})
+		Auth: auth.Config{StaticToken: testToken}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,7 +80,7 @@ func BenchmarkAgentVersionsRoute(b *testing.B) {
 func BenchmarkPing(b *testing.B) {
 	s := bustest.StartBootstrapped(b)
 	h, err := handlers.New(handlers.Config{DB: storagetest.Open(b, nil), Bus: bus.Static(s.Bus),
-		Auth: auth.Config{StaticToken: testToken}, Registry: prometheus.NewRegistry()})
+		Auth: auth.Config{StaticToken: testToken}})
 	if err != nil {
 		b.Fatal(err)
 	}

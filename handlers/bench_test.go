@@ -19,7 +19,6 @@ import (
 	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // benchSeedVersion names the cached benchmark database; bump it when the
@@ -124,11 +123,10 @@ func BenchmarkFleetHealth(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			h, err := handlers.New(handlers.Config{
-				DB:       db,
-				Prober:   bc.prober,
-				Clock:    func() time.Time { return benchNow },
-				Auth:     auth.Config{StaticToken: testToken},
-				Registry: prometheus.NewRegistry(),
+				DB:     db,
+				Prober: bc.prober,
+				Clock:  func() time.Time { return benchNow },
+				Auth:   auth.Config{StaticToken: testToken},
 			})
 			if err != nil {
 				b.Fatal(err)

@@ -24,7 +24,6 @@ import (
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/kanade-fleet/backend/storage/storagetest"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // groupsBenchAgents is the fleet of BenchmarkListGroups: 100k PCs in 10
@@ -75,7 +74,7 @@ func BenchmarkListGroups(b *testing.B) {
 			mirrorBench(b, nats, db)
 			b.Logf("%s: worker mirrored %d memberships in %v", be.name, groupsBenchAgents, time.Since(start).Round(time.Millisecond))
 			h, err := handlers.New(handlers.Config{DB: db, Bus: bus.Static(nats.Bus), Clock: func() time.Time { return groupsBenchNow },
-				Auth: auth.Config{StaticToken: testToken}, Registry: prometheus.NewRegistry()})
+				Auth: auth.Config{StaticToken: testToken}})
 			if err != nil {
 				b.Fatal(err)
 			}

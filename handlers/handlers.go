@@ -31,7 +31,6 @@ import (
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/sign"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Prober asks JetStream what the fleet rollup needs from it. Probe must
@@ -76,9 +75,9 @@ type Config struct {
 	ProbeTimeout time.Duration
 	// Auth configures authentication of /api/* and /metrics.
 	Auth auth.Config
-	// Registry receives the handler's metrics and is served on /metrics.
-	// Nil gets a fresh registry.
-	Registry *prometheus.Registry
+	// Metrics records request durations and serves /metrics with the fleet
+	// gauges. Nil serves the fleet gauges alone (see Metrics).
+	Metrics Metrics
 	// SPA is the dashboard's file tree (index.html at its root). Nil serves none.
 	SPA fs.FS
 	// CommandSigning is the key Bus's clients sign commands with, for GET
@@ -121,9 +120,6 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StallAfter <= 0 {
 		c.StallAfter = kanade.DefaultStallAfter
 	}
-	if c.Registry == nil {
-		c.Registry = prometheus.NewRegistry()
-	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -136,7 +132,7 @@ func (c Config) withDefaults() (Config, error) {
 // Server is the HTTP surface built from a Config: the operations hang off it
 // and read their dependencies from its copy of the configuration, defaults
 // applied. It is an http.Handler, safe for concurrent use, and holds no state
-// beyond that configuration (the metrics live in Config.Registry) and the
+// beyond that configuration (the metrics live in Config.Metrics) and the
 // semaphore that bounds concurrent password hashes.
 type Server struct {
 	cfg     Config
@@ -168,10 +164,7 @@ func New(cfg Config) (*Server, error) {
 
 	// withSource sits outside instrument: it hands on a copy of the request,
 	// and the route label is read from the request the mux matched.
-	measured, err := instrument(cfg.Registry, withRunDeadline(srv.gate(mux.ServeMux, roles)))
-	if err != nil {
-		return nil, err
-	}
+	measured := instrument(cfg.Metrics, withRunDeadline(srv.gate(mux.ServeMux, roles)))
 	// The users table is authoritative for every JWT (control.md §9.1),
 	// and the public routes of the table are the paths open without one.
 	ac := cfg.Auth

@@ -15,6 +15,7 @@ import (
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/bustest"
 	"github.com/kanade-fleet/backend/handlers"
+	"github.com/kanade-fleet/backend/metrics"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/kanade-fleet/backend/storage/storagetest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,20 +44,24 @@ func (c *fakeClock) Now() time.Time {
 // env is one handler over a real database (storagetest: SQLite, or sqld
 // when KANADE_TEST_SQLD is set) and a real embedded NATS.
 type env struct {
-	t        testing.TB
-	db       *storage.DB
-	nats     *bustest.Server
-	clock    *fakeClock
-	registry *prometheus.Registry
-	cfg      handlers.Config
-	h        http.Handler
+	t       testing.TB
+	db      *storage.DB
+	nats    *bustest.Server
+	clock   *fakeClock
+	metrics *metrics.Prometheus
+	cfg     handlers.Config
+	h       http.Handler
 }
 
 // newEnv opens a fresh database and a bootstrapped NATS server; tweak edits
 // the Config before the handler is built.
 func newEnv(t testing.TB, tweak func(*handlers.Config)) *env {
 	t.Helper()
-	e := &env{t: t, clock: &fakeClock{t: testNow}, registry: prometheus.NewRegistry()}
+	m, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, clock: &fakeClock{t: testNow}, metrics: m}
 	db := storagetest.Open(t, e.clock.Now)
 	e.db = db
 	e.nats = bustest.StartBootstrapped(t)
@@ -66,13 +71,12 @@ func newEnv(t testing.TB, tweak func(*handlers.Config)) *env {
 		NATSConnected: e.nats.NC.IsConnected,
 		Clock:         e.clock.Now,
 		Auth:          auth.Config{StaticToken: testToken},
-		Registry:      e.registry,
+		Metrics:       e.metrics,
 		PasswordCost:  testPasswordCost,
 	}
 	if tweak != nil {
 		tweak(&e.cfg)
 	}
-	var err error
 	if e.h, err = handlers.New(e.cfg); err != nil {
 		t.Fatal(err)
 	}

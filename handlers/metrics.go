@@ -2,119 +2,143 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// registerMetrics serves Config.Registry on /metrics and registers on it the
-// fleet rollup, computed at scrape time by the same function as
-// /api/health/fleet so the gauges and the endpoint cannot disagree.
-//
-// Registering on a registry that already holds them (New called twice with
-// one registry) is an error: the second handler's rollup would silently be
-// ignored.
+// Metrics is what the handler needs of a metrics system: somewhere to
+// record how long each request took, and the /metrics endpoint serving those
+// durations beside the fleet gauges. The on-prem shells pass a Prometheus
+// registry (package metrics), which also carries the process and worker
+// metrics. Nil serves the fleet gauges alone, in Prometheus' text format:
+// that is the Lambda shell, where a request histogram of one sandbox among
+// many says nothing and leaving the client library out keeps the bootstrap
+// small (2.3 MB of its 17.6 MB was client_golang and protobuf).
+type Metrics interface {
+	// ObserveRequest records one request: method, route and code are
+	// bounded labels (methodLabel, routeLabel, the status code).
+	ObserveRequest(method, route, code string, d time.Duration)
+	// Handler serves /metrics; fleet is called once per scrape for the
+	// fleet gauges. A Metrics that already serves another handler's fleet
+	// gauges refuses: the second rollup would be hidden or duplicated.
+	Handler(fleet func() []GaugeFamily) (http.Handler, error)
+}
+
+// GaugeFamily is one gauge with its samples. Label names the one label
+// its samples carry ("" for none). A family without samples is absent from
+// the scrape (Prometheus' "no data", not a false 0).
+type GaugeFamily struct {
+	Name, Help, Label string
+	Samples           []GaugeSample
+}
+
+// GaugeSample is one value of a GaugeFamily, with its label's value.
+type GaugeSample struct {
+	LabelValue string
+	Value      float64
+}
+
+// registerMetrics serves /metrics: the fleet rollup as gauges, computed at
+// scrape time by the same function as /api/health/fleet so the gauges and
+// the endpoint cannot disagree, through Config.Metrics or, without one, as
+// plain text.
 func (srv *Server) registerMetrics(mux *routes) error {
-	if err := srv.cfg.Registry.Register(newFleetCollector(srv)); err != nil {
-		return fmt.Errorf("handlers: register fleet metrics: %w", err)
+	// A scrape carries no context; fleetHealth bounds itself by ProbeTimeout.
+	fleet := func() []GaugeFamily { return fleetGauges(srv.fleetHealth(context.Background())) }
+	if srv.cfg.Metrics == nil {
+		mux.Handle("GET /metrics", textMetrics(fleet))
+		return nil
 	}
-	mux.Handle("GET /metrics", promhttp.HandlerFor(srv.cfg.Registry, promhttp.HandlerOpts{
-		ErrorHandling: promhttp.ContinueOnError,
-	}))
+	h, err := srv.cfg.Metrics.Handler(fleet)
+	if err != nil {
+		return fmt.Errorf("handlers: fleet metrics: %w", err)
+	}
+	mux.Handle("GET /metrics", h)
 	return nil
 }
 
-// fleetCollector turns one fleet rollup per scrape into gauges. A part that
-// could not be read exports no samples (Prometheus' "absent", not a false
-// 0) and sets kanade_fleet_check_failed for that part.
-type fleetCollector struct {
-	srv                                          *Server
-	agents, results, resources, status, failures *prometheus.Desc
-}
-
-func newFleetCollector(srv *Server) *fleetCollector {
-	return &fleetCollector{
-		srv: srv,
-		agents: prometheus.NewDesc("kanade_fleet_agents",
-			"Agents by freshness: known, active (heartbeat within the stale threshold), stale.", []string{"state"}, nil),
-		results: prometheus.NewDesc("kanade_fleet_recent_results",
-			"Runs recorded in the last 24 h: total, and failed (finished, not skipped, non-zero exit).", []string{"kind"}, nil),
-		resources: prometheus.NewDesc("kanade_fleet_jetstream_resources",
-			"JetStream resources of the bootstrap contract: healthy, and missing (absent or not checkable).", []string{"state"}, nil),
-		status: prometheus.NewDesc("kanade_fleet_status",
-			"1 when /api/health/fleet would answer ok or unknown, 0 when degraded.", nil, nil),
-		failures: prometheus.NewDesc("kanade_fleet_check_failed",
-			"1 when a part of the fleet rollup could not be read (agents, recent_results, jetstream), else 0.", []string{"check"}, nil),
-	}
-}
-
-func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.agents, c.results, c.resources, c.status, c.failures} {
-		ch <- d
-	}
-}
-
-func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
-	// A scrape carries no context; fleetHealth bounds itself by ProbeTimeout.
-	h := c.srv.fleetHealth(context.Background())
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
+// fleetGauges turns one fleet rollup into gauges. A part that could not be
+// read exports no samples and sets kanade_fleet_check_failed for that part.
+func fleetGauges(h FleetHealth) []GaugeFamily {
+	agents := GaugeFamily{Name: "kanade_fleet_agents", Label: "state",
+		Help: "Agents by freshness: known, active (heartbeat within the stale threshold), stale."}
 	if a := h.Agents; a.Known != nil {
-		gauge(c.agents, float64(*a.Known), "known")
-		gauge(c.agents, float64(*a.Active), "active")
-		gauge(c.agents, float64(*a.Stale), "stale")
+		agents.Samples = []GaugeSample{{"active", float64(*a.Active)}, {"known", float64(*a.Known)}, {"stale", float64(*a.Stale)}}
 	}
+	results := GaugeFamily{Name: "kanade_fleet_recent_results", Label: "kind",
+		Help: "Runs recorded in the last 24 h: total, and failed (finished, not skipped, non-zero exit)."}
 	if r := h.RecentResults; r.Total != nil {
-		gauge(c.results, float64(*r.Total), "total")
-		gauge(c.results, float64(*r.Failed), "failed")
+		results.Samples = []GaugeSample{{"failed", float64(*r.Failed)}, {"total", float64(*r.Total)}}
 	}
-	gauge(c.resources, float64(h.JetStream.Healthy), "healthy")
-	gauge(c.resources, float64(len(h.JetStream.Missing)), "missing")
 	up := 1.0
 	if h.Status == fleetDegraded {
 		up = 0
 	}
-	gauge(c.status, up)
-	for _, part := range []string{partAgents, partRecentResults, partJetStream} {
+	failures := GaugeFamily{Name: "kanade_fleet_check_failed", Label: "check",
+		Help: "1 when a part of the fleet rollup could not be read (agents, recent_results, jetstream), else 0."}
+	for _, part := range []string{partAgents, partJetStream, partRecentResults} {
 		failed := 0.0
 		if h.Errors[part] != "" {
 			failed = 1
 		}
-		gauge(c.failures, failed, part)
+		failures.Samples = append(failures.Samples, GaugeSample{part, failed})
+	}
+	return []GaugeFamily{
+		agents,
+		failures,
+		{Name: "kanade_fleet_jetstream_resources", Label: "state",
+			Help:    "JetStream resources of the bootstrap contract: healthy, and missing (absent or not checkable).",
+			Samples: []GaugeSample{{"healthy", float64(h.JetStream.Healthy)}, {"missing", float64(len(h.JetStream.Missing))}}},
+		results,
+		{Name: "kanade_fleet_status", Help: "1 when /api/health/fleet would answer ok or unknown, 0 when degraded.",
+			Samples: []GaugeSample{{Value: up}}},
 	}
 }
 
-// instrument records kanade_http_request_duration_seconds for every request
-// next serves. next must be the ServeMux itself: the route label is the
-// pattern the mux matched (r.Pattern, set on the request it was handed), so
-// its cardinality is bounded by the routes registered; anything unmatched,
-// redirected or refused before routing is "other".
-//
-// A registry that already holds the histogram (New called twice with one
-// registry) shares it, which is what two handlers feeding one /metrics want.
-func instrument(reg prometheus.Registerer, next http.Handler) (http.Handler, error) {
-	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "kanade_http_request_duration_seconds",
-		Help:    "Time to serve HTTP requests, by method, matched route pattern and status code.",
-		Buckets: prometheus.DefBuckets,
-	}, []string{"method", "route", "code"})
-	if err := reg.Register(hist); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, fmt.Errorf("handlers: register HTTP metrics: %w", err)
+// textMetrics serves the families of fleet in the Prometheus text format
+// (0.0.4), which every scraper reads, in the order given.
+func textMetrics(fleet func() []GaugeFamily) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		var b strings.Builder
+		for _, f := range fleet() {
+			if len(f.Samples) == 0 {
+				continue
+			}
+			fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", f.Name, helpEscaper.Replace(f.Help), f.Name)
+			for _, s := range f.Samples {
+				b.WriteString(f.Name)
+				if f.Label != "" {
+					fmt.Fprintf(&b, "{%s=\"%s\"}", f.Label, labelEscaper.Replace(s.LabelValue))
+				}
+				b.WriteByte(' ')
+				b.WriteString(strconv.FormatFloat(s.Value, 'g', -1, 64))
+				b.WriteByte('\n')
+			}
 		}
-		existing, ok := are.ExistingCollector.(*prometheus.HistogramVec)
-		if !ok {
-			return nil, fmt.Errorf("handlers: register HTTP metrics: %w", err)
-		}
-		hist = existing
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		io.WriteString(w, b.String())
+	})
+}
+
+var (
+	// The escapes of the text format: help text escapes \\ and newlines,
+	// label values also double quotes.
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+)
+
+// instrument hands the duration of every request next serves to m. next
+// must be the ServeMux itself: the route label is the pattern the mux
+// matched (r.Pattern, set on the request it was handed), so its cardinality
+// is bounded by the routes registered; anything unmatched, redirected or
+// refused before routing is "other". A nil m measures nothing.
+func instrument(m Metrics, next http.Handler) http.Handler {
+	if m == nil {
+		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -124,9 +148,8 @@ func instrument(reg prometheus.Registerer, next http.Handler) (http.Handler, err
 		if code == 0 {
 			code = http.StatusOK
 		}
-		hist.WithLabelValues(methodLabel(r.Method), routeLabel(r.Pattern), strconv.Itoa(code)).
-			Observe(time.Since(start).Seconds())
-	}), nil
+		m.ObserveRequest(methodLabel(r.Method), routeLabel(r.Pattern), strconv.Itoa(code), time.Since(start))
+	})
 }
 
 // routeLabel strips the method from a ServeMux pattern ("GET /api/x" →

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/handlers"
+	"github.com/kanade-fleet/backend/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -49,19 +50,27 @@ kanade_fleet_status 0
 `,
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, nil)
-			e.seed([]agent{freshAgent, longStale}, sampleRuns)
-			if tt.breakIt != nil {
-				tt.breakIt(e)
-			}
-			all := strconv.Itoa(len(kanade.Resources(1)))
-			want := strings.Split(strings.TrimSpace(strings.ReplaceAll(tt.want, "RESOURCES", all)), "\n")
-			if diff := cmp.Diff(want, scrape(t, e, "kanade_fleet_")); diff != "" {
-				t.Fatalf("/metrics (-want +got):\n%s", diff)
-			}
-		})
+	// The same lines through a Prometheus registry (the on-prem shells) and
+	// as plain text without one (the Lambda shell).
+	for _, via := range []string{"prometheus", "text"} {
+		for _, tt := range tests {
+			t.Run(via+"/"+tt.name, func(t *testing.T) {
+				e := newEnv(t, func(c *handlers.Config) {
+					if via == "text" {
+						c.Metrics = nil
+					}
+				})
+				e.seed([]agent{freshAgent, longStale}, sampleRuns)
+				if tt.breakIt != nil {
+					tt.breakIt(e)
+				}
+				all := strconv.Itoa(len(kanade.Resources(1)))
+				want := strings.Split(strings.TrimSpace(strings.ReplaceAll(tt.want, "RESOURCES", all)), "\n")
+				if diff := cmp.Diff(want, scrape(t, e, "kanade_fleet_")); diff != "" {
+					t.Fatalf("/metrics (-want +got):\n%s", diff)
+				}
+			})
+		}
 	}
 }
 
@@ -124,7 +133,11 @@ func TestNewTwice(t *testing.T) {
 	e := newEnv(t, nil)
 	// Each handler with its own registry: no panic, both serve.
 	cfg := e.cfg
-	cfg.Registry = prometheus.NewRegistry()
+	m, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Metrics = m
 	h2, err := handlers.New(cfg)
 	if err != nil {
 		t.Fatalf("second handler, fresh registry: %v", err)
@@ -133,8 +146,22 @@ func TestNewTwice(t *testing.T) {
 		t.Fatalf("second handler: %d", rec.Code)
 	}
 	// The same registry twice would hide the second rollup: refused.
-	cfg.Registry = e.registry
+	cfg.Metrics = e.metrics
 	if _, err := handlers.New(cfg); err == nil {
 		t.Fatal("second handler on the same registry: no error")
+	}
+	// Without Metrics (the Lambda shell): the fleet gauges alone.
+	cfg.Metrics = nil
+	h3, err := handlers.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	rec := httptest.NewRecorder()
+	h3.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "\nkanade_fleet_status 1\n") ||
+		strings.Contains(rec.Body.String(), "kanade_http_request") || strings.Contains(rec.Body.String(), "go_goroutines") {
+		t.Fatalf("/metrics without Metrics: %d\n%s", rec.Code, rec.Body)
 	}
 }

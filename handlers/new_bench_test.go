@@ -7,7 +7,6 @@ import (
 	"github.com/kanade-fleet/backend/auth"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/storage/storagetest"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // BenchmarkNew is the route setup a Lambda cold start pays once: every
@@ -18,7 +17,7 @@ func BenchmarkNew(b *testing.B) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for b.Loop() {
 		if _, err := handlers.New(handlers.Config{DB: db, Clock: func() time.Time { return now },
-			Auth: auth.Config{StaticToken: testToken}, Registry: prometheus.NewRegistry()}); err != nil {
+			Auth: auth.Config{StaticToken: testToken}}); err != nil {
 			b.Fatal(err)
 		}
 	}

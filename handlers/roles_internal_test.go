@@ -15,7 +15,6 @@ import (
 	"github.com/kanade-fleet/backend/auth"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/kanade-fleet/backend/storage/storagetest"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestRoleTableFollowsTheContract checks every line of routeRoles against
@@ -70,7 +69,7 @@ func TestRoleTableFollowsTheContract(t *testing.T) {
 // TestEveryRouteHasARoleAndEveryRoleARoute registers every route, the
 // dashboard included, and compares the patterns with the table both ways.
 func TestEveryRouteHasARoleAndEveryRoleARoute(t *testing.T) {
-	srv := &Server{cfg: Config{Registry: prometheus.NewRegistry(), SPA: fstest.MapFS{"index.html": {Data: []byte("x")}}}}
+	srv := &Server{cfg: Config{SPA: fstest.MapFS{"index.html": {Data: []byte("x")}}}}
 	mux, api, err := srv.buildRoutes()
 	if err != nil {
 		t.Fatal(err)

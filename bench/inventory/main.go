@@ -43,7 +43,6 @@ import (
 	"github.com/kanade-fleet/backend/sim"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func main() { cli.Main("inventory", run) }
@@ -311,7 +310,7 @@ func reads(ctx context.Context, out io.Writer, dir string, db *storage.DB, sampl
 		return err
 	}
 	h, err := handlers.New(handlers.Config{DB: db, Bus: bus.Static(client), Auth: auth.Config{StaticToken: token},
-		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
 	}

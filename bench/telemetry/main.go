@@ -133,7 +133,7 @@ func measureQueries(ctx context.Context, out io.Writer, dir string, db *storage.
 	defer raw.Close()
 	const token = "bench-telemetry-token-0123456789"
 	h, err := handlers.New(handlers.Config{DB: db, Clock: func() time.Time { return now }, Auth: auth.Config{StaticToken: token},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/metrics"
 	"github.com/kanade-fleet/backend/shells/internal/api"
 	"github.com/kanade-fleet/backend/shells/internal/app"
 	"github.com/kanade-fleet/backend/shells/internal/onprem"
@@ -28,7 +29,11 @@ func serve(ctx context.Context, st *onprem.Started) (onprem.Part, error) {
 	if st.Worker != nil {
 		progress = st.Worker.Progress
 	}
-	h, err := api.New(ctx, st.Deps, st.Auth, progress)
+	m, err := metrics.New(st.Registry)
+	if err != nil {
+		return onprem.Part{}, err
+	}
+	h, err := api.New(ctx, st.Deps, st.Auth, m, progress)
 	return onprem.Part{Name: "http", Addr: st.Config.HTTPAddr, Handler: h,
 		Announce: func(stdout io.Writer, addr net.Addr) { app.PrintDashboard(stdout, st.Logger, addr, st.Auth) },
 	}, err

@@ -69,7 +69,7 @@ func newHandler(ctx context.Context, lookup func(string) (string, bool)) (http.H
 			logger.Error("close", slog.Any("err", err))
 		}
 	}
-	h, err := api.New(ctx, deps, a, nil)
+	h, err := api.New(ctx, deps, a, nil, nil)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

@@ -31,7 +31,7 @@ func serve(_ context.Context, st *onprem.Started) (onprem.Part, error) {
 	healthz, readyz := onprem.WorkerProbes(st.Deps, st.Worker)
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(st.Deps.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(st.Registry, promhttp.HandlerOpts{}))
 	admin, err := auth.Middleware(st.Auth.Config, mux)
 	return onprem.Part{Name: "admin", Addr: st.Config.AdminAddr, Handler: admin,
 		Announce: func(stdout io.Writer, addr net.Addr) {

@@ -23,8 +23,9 @@ import (
 	"github.com/kanade-fleet/backend/spa"
 )
 
-// New builds the handler on d's database, NATS link, clock and metrics
-// registry, with authentication a. On a database without accounts it first
+// New builds the handler on d's database, NATS link and clock, with
+// authentication a and metrics m (nil: the fleet gauges alone, see
+// handlers.Metrics). On a database without accounts it first
 // creates the bootstrap admin when KANADE_BOOTSTRAP_ADMIN_PASSWORD is set
 // (control.md §9.3); a password that breaks the rules stops the start.
 //
@@ -36,7 +37,7 @@ import (
 // remote database) runs while the routes are set up (milliseconds of
 // reflection, BenchmarkNew): a Lambda cold start waits for the slower of
 // the two, not both.
-func New(ctx context.Context, d *app.Deps, a app.Auth, progress func() []kanade.ProjectionProgress) (http.Handler, error) {
+func New(ctx context.Context, d *app.Deps, a app.Auth, m handlers.Metrics, progress func() []kanade.ProjectionProgress) (http.Handler, error) {
 	boot := make(chan error, 1)
 	go func() { boot <- bootstrap(ctx, d) }()
 	h, err := handlers.New(handlers.Config{
@@ -50,7 +51,7 @@ func New(ctx context.Context, d *app.Deps, a app.Auth, progress func() []kanade.
 		StaleThreshold:     d.Config.StaleThreshold,
 		StaleDegradedRatio: d.Config.StaleDegradedRatio,
 		Auth:               a.Config,
-		Registry:           d.Registry,
+		Metrics:            m,
 		SPA:                spa.FS(),
 		CommandSigning:     d.Config.CommandSigner.Identity(),
 		Logger:             d.Logger.With(slog.String("part", "http")),

@@ -11,8 +11,6 @@ import (
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // NewLogger returns the structured logger every part of a shell writes to.
@@ -27,12 +25,11 @@ func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 // Deps are the long-lived dependencies a shell opens at start and closes at
 // shutdown.
 type Deps struct {
-	Config   Config
-	Logger   *slog.Logger
-	Clock    kanade.Clock
-	DB       *storage.DB
-	NATS     *NATS
-	Registry *prometheus.Registry
+	Config Config
+	Logger *slog.Logger
+	Clock  kanade.Clock
+	DB     *storage.DB
+	NATS   *NATS
 }
 
 // NATS is the shell's connection to NATS, and the embedded server when the
@@ -81,13 +78,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) (
 	}
 	// The process-level collectors belong to the shell (one per process);
 	// handlers and the worker add their own metrics to the same registry.
-	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("metrics: %w", err)
-		}
-	}
-	d := &Deps{Config: cfg, Logger: logger, Clock: o.Clock, Registry: reg}
+	d := &Deps{Config: cfg, Logger: logger, Clock: o.Clock}
 	// The database and NATS open at the same time: on Lambda each is a
 	// connection (often TLS) to another host, and a cold start waits for
 	// the slower one instead of both in turn.

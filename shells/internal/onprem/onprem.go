@@ -27,6 +27,8 @@ import (
 
 	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/shells/internal/app"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Started is what every on-prem shell sets up before its own part.
@@ -35,6 +37,9 @@ type Started struct {
 	Logger *slog.Logger
 	Auth   app.Auth
 	Deps   *app.Deps
+	// Registry holds the process's metrics (Go runtime, process, projector,
+	// scheduler, and the HTTP shell's requests and fleet gauges).
+	Registry *prometheus.Registry
 	// Worker is nil when the shell runs none (KANADE_WORKER=off on the HTTP
 	// shell); the worker shell always has one.
 	Worker Worker
@@ -128,11 +133,15 @@ func Start(ctx context.Context, shell app.Shell, name string, args []string, loo
 	if err != nil {
 		return nil, err
 	}
-	w, err := NewWorker(deps, shell == app.ShellWorker || cfg.Worker)
+	reg, err := newRegistry()
+	if err != nil {
+		return nil, errors.Join(err, deps.Close())
+	}
+	w, err := NewWorker(deps, reg, shell == app.ShellWorker || cfg.Worker)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("worker: %w", err), deps.Close())
 	}
-	return &Started{Config: cfg, Logger: logger, Auth: a, Deps: deps, Worker: w}, nil
+	return &Started{Config: cfg, Logger: logger, Auth: a, Deps: deps, Registry: reg, Worker: w}, nil
 }
 
 // Open is app.Open for a shell that owns JetStream: it bootstraps the
@@ -156,4 +165,16 @@ func startEmbedded(cfg app.Config, logger *slog.Logger) (app.EmbeddedNATS, error
 	logger.Info("embedded NATS started", slog.String("url", s.ClientURL()), slog.String("store", store),
 		slog.Bool("token_required", cfg.NATSToken != ""))
 	return s, nil
+}
+
+// newRegistry is the registry of an on-prem process: the Go runtime's and
+// the process's collectors, and then whatever its parts register.
+func newRegistry() (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return reg, nil
 }

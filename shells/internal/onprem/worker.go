@@ -13,6 +13,7 @@ import (
 	"github.com/kanade-fleet/backend/schedule"
 	"github.com/kanade-fleet/backend/shells/internal/app"
 	"github.com/kanade-fleet/backend/sim"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Worker is the writing side of the backend (projector, scheduler, demo
@@ -36,7 +37,7 @@ type Worker interface {
 // simulated fleet publishing in the kanade wire format so a newcomer sees a
 // living dashboard (KANADE_DEMO_RUNS fixes how long its runs of given jobs
 // last). It returns nil when enabled is false (KANADE_WORKER=off).
-func NewWorker(d *app.Deps, enabled bool) (Worker, error) {
+func NewWorker(d *app.Deps, reg prometheus.Registerer, enabled bool) (Worker, error) {
 	if d.Config.Demo > 0 && !enabled {
 		d.Logger.Info("KANADE_DEMO needs the worker; ignored with KANADE_WORKER=off",
 			slog.Int("agents", d.Config.Demo))
@@ -47,19 +48,20 @@ func NewWorker(d *app.Deps, enabled bool) (Worker, error) {
 	}
 	logger := d.Logger.With(slog.String("part", "worker"))
 	p, err := projection.New(projection.Config{
-		DB: d.DB, Clock: d.Clock, Logger: logger, Registerer: d.Registry,
+		DB: d.DB, Clock: d.Clock, Logger: logger, Registerer: reg,
 		StallAfter: d.Config.ProjectionStall, MaxBytes: d.Config.ProjectorMaxBytes,
 		StaleThreshold: d.Config.StaleThreshold, AgentPruneDays: d.Config.AgentPruneDays,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &fleetWorker{proj: p, deps: d, logger: logger}, nil
+	return &fleetWorker{proj: p, deps: d, reg: reg, logger: logger}, nil
 }
 
 type fleetWorker struct {
 	proj   *projection.Worker
 	deps   *app.Deps
+	reg    prometheus.Registerer
 	logger *slog.Logger
 }
 
@@ -81,7 +83,7 @@ func (w *fleetWorker) runOn(ctx context.Context, c *bus.Client) error {
 	// connection gets its own; its metrics carry on in the same series.
 	s, err := schedule.New(schedule.Config{
 		DB: w.deps.DB, Bus: c, Clock: w.deps.Clock, StaleThreshold: w.deps.Config.StaleThreshold,
-		Logger: w.logger.With(slog.String("loop", "scheduler")), Registerer: w.deps.Registry,
+		Logger: w.logger.With(slog.String("loop", "scheduler")), Registerer: w.reg,
 	})
 	if err != nil {
 		return err
