@@ -175,7 +175,11 @@ func New(cfg Config) (*Server, error) {
 	if ac.Clock == nil {
 		ac.Clock = cfg.Clock
 	}
-	if srv.handler, err = auth.Middleware(ac, withSource(measured)); err != nil {
+	authed, err := auth.Middleware(ac, withSource(measured))
+	if err != nil {
+		return nil, err
+	}
+	if srv.handler, err = compressAPI(authed); err != nil {
 		return nil, err
 	}
 	return srv, nil
@@ -194,7 +198,9 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	// or behind API Gateway, so clients resolve it against where they
 	// fetched the document.
 	hc.Servers = []*huma.Server{{URL: "/", Description: "the server that serves this document"}}
-	hc.DocsPath = "/api/docs"
+	// The docs page is our own (docs.go): huma's loads a viewer from a
+	// CDN and would sit behind the token.
+	hc.DocsPath = ""
 	// /api/schemas/*.json are the Manifest and Schedule schemas (control.md
 	// §8.1); huma's own per-type schemas live under the OpenAPI document.
 	hc.SchemasPath = "/api/openapi/schemas"
@@ -223,6 +229,7 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 	if err := srv.registerMetrics(mux); err != nil {
 		return nil, nil, err
 	}
+	srv.registerDocs(mux)
 	srv.registerSPA(mux)
 	return mux, api, nil
 }

@@ -38,6 +38,11 @@ func routeRoles() map[string]auth.Role {
 		"POST /api/auth/login":           public,
 		"GET /api/auth/me":               auth.Viewer,
 		"POST /api/auth/change-password": auth.Viewer,
+		// The API reference page and its files: public, without secrets
+		// (docs.go); the document they load needs a viewer's token.
+		"GET /api/docs":     public,
+		"GET /api/docs.js":  public,
+		"GET /api/docs.css": public,
 
 		// The API's own description and the metrics.
 		"GET /api/openapi.json":             auth.Viewer,
@@ -45,7 +50,6 @@ func routeRoles() map[string]auth.Role {
 		"GET /api/openapi-3.0.json":         auth.Viewer,
 		"GET /api/openapi-3.0.yaml":         auth.Viewer,
 		"GET /api/openapi/schemas/{schema}": auth.Viewer,
-		"GET /api/docs":                     auth.Viewer,
 		"GET /metrics":                      auth.Viewer,
 
 		// Reading the fleet.

@@ -191,7 +191,7 @@ func TestRoutesOutsideTheDocumentAreGated(t *testing.T) {
 	})
 	callers := e.callers()
 	roles := handlers.RoleTableForTest()
-	outside := []string{"GET /health", "GET /healthz", "GET /readyz", "GET /", "GET /metrics", "GET /api/docs",
+	outside := []string{"GET /health", "GET /healthz", "GET /readyz", "GET /", "GET /metrics", "GET /api/docs", "GET /api/docs.js", "GET /api/docs.css",
 		"GET /api/openapi.json", "GET /api/openapi.yaml", "GET /api/openapi-3.0.json", "GET /api/openapi-3.0.yaml",
 		"GET /api/openapi/schemas/{schema}"}
 	for _, pattern := range outside {

@@ -228,13 +228,15 @@ func checkOversizedHeaders(ctx context.Context, addr string) Check {
 	}
 }
 
-// publicRoutes are the /api routes open to anyone: the version (api.md)
-// and the login (control.md §9), which answers without a token (with no
-// body, a 4xx about the body, never 401).
-var publicRoutes = map[string]bool{"/api/version": true, "/api/auth/login": true}
+// publicRoutes are the /api routes open to anyone: the version (api.md),
+// the login (control.md §9), which answers without a token (with no
+// body, a 4xx about the body, never 401), and the docs page, which holds
+// no data and loads the document with the dashboard's token (issue 13).
+var publicRoutes = map[string]bool{"/api/version": true, "/api/auth/login": true, "/api/docs": true}
 
 // docRoutes are served under /api/ but are not operations of the document
-// itself; api.md's rule 2 opens only /api/version, so they need the token too.
+// itself; api.md's rule 2 opens only /api/version, so the document needs
+// the token too (the docs page is open: publicRoutes).
 var docRoutes = []Route{
 	{Method: http.MethodGet, Template: "/api/openapi.json", Path: "/api/openapi.json"},
 	{Method: http.MethodGet, Template: "/api/openapi.yaml", Path: "/api/openapi.yaml"},
@@ -300,7 +302,7 @@ func checkAuth(ctx context.Context, base string, all []Route) Check {
 		}
 	}
 	c.Pass = len(c.Details) == 0
-	c.Measured = fmt.Sprintf("%d operations of the document + %d docs routes, each without and with a wrong token: %d answers 401 with a Bearer challenge, %d open (/api/version, /api/auth/login)",
+	c.Measured = fmt.Sprintf("%d operations of the document + %d docs routes, each without and with a wrong token: %d answers 401 with a Bearer challenge, %d open (/api/version, /api/auth/login, /api/docs)",
 		len(all), len(docRoutes), refused, open)
 	return c
 }

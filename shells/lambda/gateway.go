@@ -517,13 +517,15 @@ type lambdaResponse struct {
 }
 
 // encode writes a in the response shape of kind k. A body that is not UTF-8
-// (gzip, images) goes base64-encoded, which API Gateway v2 and ALB decode
+// (images) or is compressed (gzip, brotli: a brotli stream can happen to be
+// valid UTF-8) goes base64-encoded, which API Gateway v2 and ALB decode
 // by themselves and v1 decodes for the binary media types of the API
 // (template.yaml sets */*); text goes as it is, so v1 without binary media
 // types serves it too.
 func encode(k kind, a answer) ([]byte, error) {
 	r := lambdaResponse{StatusCode: a.status}
-	if utf8.Valid(a.body) {
+	coded := a.header.Get("Content-Encoding")
+	if utf8.Valid(a.body) && (coded == "" || strings.EqualFold(coded, "identity")) {
 		r.Body = string(a.body)
 	} else {
 		r.Body = base64.StdEncoding.EncodeToString(a.body)

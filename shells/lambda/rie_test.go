@@ -451,6 +451,8 @@ func (r *rig) routes(t *testing.T) []wireRequest {
 		wireRequest{name: "dashboard revalidated", method: "GET", path: "/", header: http.Header{"If-None-Match": {etag}}},
 		wireRequest{name: "dashboard script", method: "GET", path: "/assets/app.js", header: http.Header{}},
 		wireRequest{name: "dashboard style", method: "GET", path: "/assets/app.css", header: http.Header{}},
+		wireRequest{name: "dashboard script in brotli", method: "GET", path: "/assets/app.js", header: http.Header{"Accept-Encoding": {"br"}}},
+		wireRequest{name: "dashboard page gzipped", method: "GET", path: "/", header: http.Header{"Accept-Encoding": {"gzip"}}},
 		wireRequest{name: "dashboard range", method: "GET", path: "/assets/app.css", header: http.Header{"Range": {"bytes=0-99"}}},
 		wireRequest{name: "dashboard missing asset", method: "GET", path: "/assets/nope.js", header: http.Header{}},
 		wireRequest{name: "dashboard client route", method: "GET", path: "/agents/PC-1", header: http.Header{}},

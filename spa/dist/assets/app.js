@@ -761,8 +761,11 @@ async function overview({ signal, refresh }) {
       h('div', { class: 'two' }, card('next-up', 'Next up'), card('recent', 'Recent executions')),
       h('div', { class: 'two' }, card('versions-card', 'Agent versions'), card('durations-card', 'Run durations, last 24 h'))));
   }
-  const body = (id) => app.querySelector(`#${id} > .body`);
-  const [fleet, durs, fails, execs, vers, scheds, up] = await Promise.allSettled([
+  // Every read starts at once and each card is drawn as soon as what it
+  // shows has arrived, so one slow read holds back only its own card. An
+  // auth refusal draws nothing: settled (below) takes the page to the login.
+  const settle = (p) => p.then((value) => ({ status: 'fulfilled', value }), (reason) => ({ status: 'rejected', reason }));
+  const [fleetP, dursP, failsP, execsP, versP, schedsP, upP] = [
     api('/api/health/fleet', { signal, allow: [503] }),
     api('/api/health/scan_durations', { signal }),
     api('/api/results?status=failure&limit=200', { signal }),
@@ -770,27 +773,45 @@ async function overview({ signal, refresh }) {
     api('/api/agents/versions', { signal }),
     api('/api/schedules', { signal }),
     api('/api/schedules/upcoming?limit=100', { signal }),
-  ]);
-  if (signal.aborted) return;
-  settled([fleet, durs, fails, execs, vers], refresh);
+  ].map(settle);
+  // A refresh that failed keeps the card's last good content (the status
+  // region says since when it is stale).
+  const live = (rs) => !signal.aborted && !rs.some((r) => r.status === 'rejected' && (refresh || r.reason instanceof AuthError));
+  const body = (id) => app.querySelector(`#${id} > .body`);
+  const put = (el, ...nodes) => {
+    if (!el) return;
+    patch(el, ...nodes);
+    sizeBars(el);
+  };
   const part = (r, fn) => (r.status === 'fulfilled' ? fn(r.value) : errorBox(r.reason));
-  if (fleet.status === 'fulfilled') patch(app.querySelector('#fleet'), fleetCard(fleet.value));
-  else patch(app.querySelector('#fleet'), h('h2', null, t('Fleet')), errorBox(fleet.reason));
-  const known = fleet.status === 'fulfilled' ? fleet.value.body?.agents?.known : undefined;
-  patch(app.querySelector('#fresh-slot'), known === 0 ? freshInstall() : null);
-  const items = attentionItems(fleet.status === 'fulfilled' ? fleet.value : null,
-    fails.status === 'fulfilled' ? itemsOf(fails.value.body) : null);
-  patch(body('attention'), items.length ? h('ul', { class: 'attention' }, items) : h('p', { class: 'muted ok-note' }, t('Nothing needs attention.')),
-    fails.status === 'rejected' ? errorBox(fails.reason) : null);
-  patch(body('recent'), part(execs, (v) => (itemsOf(v.body).length ? execTable('recent-execs', itemsOf(v.body)) : h('p', { class: 'muted' }, t('No executions yet.')))));
-  patch(body('versions-card'), part(vers, (v) => versionBars(v.body)));
-  patch(body('durations-card'), part(durs, (v) => durationsBody(v.body)));
-  if (scheds.status === 'fulfilled') {
-    const rows = nextRuns(await scheduleRows(signal, scheds.value.body, up.status === 'fulfilled' ? up.value.body : null));
-    if (signal.aborted) return;
-    patch(body('next-up'), rows.length ? nextUpTable('next-up-table', rows.slice(0, 8)) : h('p', { class: 'muted' }, t('No schedule fires soon.')));
-  } else if (!refresh) patch(body('next-up'), errorBox(scheds.reason));
-  sizeBars();
+  const draw = (ps, fn) => Promise.all(ps).then((rs) => (live(rs) ? fn(...rs) : undefined));
+  const cards = [
+    draw([fleetP], (fleet) => {
+      if (fleet.status === 'fulfilled') put(app.querySelector('#fleet'), fleetCard(fleet.value));
+      else put(app.querySelector('#fleet'), h('h2', null, t('Fleet')), errorBox(fleet.reason));
+      const known = fleet.status === 'fulfilled' ? fleet.value.body?.agents?.known : undefined;
+      put(app.querySelector('#fresh-slot'), known === 0 ? freshInstall() : null);
+    }),
+    draw([fleetP, failsP], (fleet, fails) => {
+      const items = attentionItems(fleet.status === 'fulfilled' ? fleet.value : null,
+        fails.status === 'fulfilled' ? itemsOf(fails.value.body) : null);
+      put(body('attention'), items.length ? h('ul', { class: 'attention' }, items) : h('p', { class: 'muted ok-note' }, t('Nothing needs attention.')),
+        fails.status === 'rejected' ? errorBox(fails.reason) : null);
+    }),
+    draw([execsP], (execs) => put(body('recent'), part(execs, (v) => (itemsOf(v.body).length ? execTable('recent-execs', itemsOf(v.body)) : h('p', { class: 'muted' }, t('No executions yet.')))))),
+    draw([versP], (vers) => put(body('versions-card'), part(vers, (v) => versionBars(v.body)))),
+    draw([dursP], (durs) => put(body('durations-card'), part(durs, (v) => durationsBody(v.body)))),
+    draw([schedsP, upP], async (scheds, up) => {
+      if (scheds.status === 'fulfilled') {
+        const rows = nextRuns(await scheduleRows(signal, scheds.value.body, up.status === 'fulfilled' ? up.value.body : null));
+        if (signal.aborted) return;
+        put(body('next-up'), rows.length ? nextUpTable('next-up-table', rows.slice(0, 8)) : h('p', { class: 'muted' }, t('No schedule fires soon.')));
+      } else if (!refresh) put(body('next-up'), errorBox(scheds.reason));
+    }),
+  ];
+  settled(await Promise.all([fleetP, dursP, failsP, execsP, versP]), refresh);
+  await Promise.all(cards);
+  if (signal.aborted) return;
   markRefreshed();
 }
 
