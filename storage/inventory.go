@@ -162,6 +162,7 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 	}
 
 	var stale, unchanged bool
+	var same []bool // per set: its stored rows are this report's
 	failed, fatal := tx.savepoint(ctx, "inventory_report", func() error {
 		// The stored report itself (kilobytes, on overflow pages) only
 		// when history scalars compare with it.
@@ -188,9 +189,16 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 		for _, b := range broken {
 			anyBroken = anyBroken || b
 		}
-		// unchanged: the derived rows are those stored (see rowsSig).
-		unchanged = cur.exists && cur.sig != nil && *cur.sig == rep.sig && !anyBroken
-		sig := any(rep.sig)
+		// same[i]: set i's derived rows are those stored (see setSigs).
+		same = make([]bool, len(rep.sets))
+		if cur.exists {
+			same = rep.unchangedSets(cur.sig)
+		}
+		unchanged = !anyBroken
+		for i := range same {
+			unchanged = unchanged && same[i]
+		}
+		sig := any(rep.explodeSig())
 		if anyBroken {
 			sig = nil
 		}
@@ -219,7 +227,7 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 			if broken[i] {
 				continue
 			}
-			if unchanged {
+			if same[i] {
 				continue // the stored rows are this report's
 			}
 			set := &rep.sets[i]
@@ -403,11 +411,61 @@ func (tx *Tx) replaceRows(ctx context.Context, set *explodeSet, pc, job, collect
 	if !spec.TrackHistory || len(writes) == 0 && len(deletes) == 0 && planned {
 		return 0, nil
 	}
-	after, err := tx.selectRows(ctx, spec, pc, job)
-	if err != nil {
+	// What is stored now: known without reading it back when every
+	// written value is stored as bound.
+	var after [][]any
+	if planned && allCertain(spec, writes) {
+		after = applyPlan(keyAt, before, writes, deletes)
+	} else if after, err = tx.selectRows(ctx, spec, pc, job); err != nil {
 		return 0, err
 	}
 	return tx.insertHistory(ctx, pc, job, observed, diffRows(spec, keyAt, before, after))
+}
+
+// allCertain says whether SQLite stores every value of rows as bound (see
+// certain).
+func allCertain(spec *kanade.ExplodeSpec, rows [][]any) bool {
+	for _, r := range rows {
+		for j, c := range spec.Columns {
+			if _, ok := certain(c.Kind(), r[j]); !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// applyPlan is the stored rows after planRows' writes and deletes, when
+// every written value is stored as bound (allCertain): the rows of before
+// not deleted, each replaced by the write of its key, then the new keys.
+// The order is not the table's; diffRows orders its events itself.
+func applyPlan(keyAt []int, before, writes, deletes [][]any) [][]any {
+	written := make(map[string][]any, len(writes))
+	for _, w := range writes {
+		written[storedKey(keyAt, w)] = w
+	}
+	gone := make(map[string]bool, len(deletes))
+	for _, d := range deletes {
+		gone[storedKey(keyAt, d)] = true
+	}
+	after := make([][]any, 0, len(before)+len(writes))
+	for _, r := range before {
+		k := storedKey(keyAt, r)
+		switch w, ok := written[k]; {
+		case gone[k]:
+		case ok:
+			after = append(after, w)
+			delete(written, k)
+		default:
+			after = append(after, r)
+		}
+	}
+	for _, w := range writes {
+		if _, ok := written[storedKey(keyAt, w)]; ok {
+			after = append(after, w)
+		}
+	}
+	return after
 }
 
 func slicesContains(list []string, s string) bool {

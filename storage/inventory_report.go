@@ -33,7 +33,7 @@ type InventoryReport struct {
 	sets    []explodeSet
 	display any // JSON text or nil
 	summary any
-	sig     string
+	sigs    []string // setSigs of sets
 	size    int64
 }
 
@@ -121,27 +121,53 @@ func PrepareInventory(spec *kanade.InventoryHint, stdout string) *InventoryRepor
 	for i := range spec.Explode {
 		r.sets = append(r.sets, explodeRows(&spec.Explode[i], top[spec.Explode[i].Field]))
 	}
-	r.sig = rowsSig(spec.Explode, r.sets)
+	r.sigs = setSigs(spec.Explode, r.sets)
 	return r
 }
 
-// rowsSig is a digest of the explode specs and the rows a report binds
-// for them: a report whose signature is the one stored writes exactly the
-// derived rows already there (only collected_at moves), whatever else of
-// its facts changed (free disk space changes in every report).
-func rowsSig(specs []kanade.ExplodeSpec, sets []explodeSet) string {
-	h := sha256.New()
-	b, _ := json.Marshal(specs) // plain structs always marshal
-	h.Write(b)
-	for _, set := range sets {
+// setSigs are digests of each explode spec and the rows a report binds
+// for it: a set whose signature is the one stored writes exactly the
+// derived rows already there (only collected_at would move), whatever else
+// of the report changed. They are per set because the sets change apart:
+// free disk space changes in every report, the installed apps now and
+// then, and one signature for both made every report re-read and re-diff
+// its 150 apps. Stored joined by commas (explodeSig); a digest is hex.
+func setSigs(specs []kanade.ExplodeSpec, sets []explodeSet) []string {
+	out := make([]string, len(sets))
+	for i, set := range sets {
+		h := sha256.New()
+		b, _ := json.Marshal(specs[i]) // plain structs always marshal
+		h.Write(b)
 		// Values are nil, int64, float64 or string, and one column's
 		// values have one JSON form per type, so the encoding is
 		// unambiguous.
-		b, _ := json.Marshal(set.rows)
+		b, _ = json.Marshal(set.rows)
 		h.Write([]byte{0})
 		h.Write(b)
+		out[i] = hex.EncodeToString(h.Sum(nil)[:16])
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return out
+}
+
+// explodeSig is the stored form of a report's set signatures.
+func (r *InventoryReport) explodeSig() string { return strings.Join(r.sigs, ",") }
+
+// unchangedSets says, per set of the report, whether the stored explode_sig
+// (nil: unknown) shows its rows already stored. Signatures written before
+// they were per set (one digest) match nothing: those PCs are diffed once.
+func (r *InventoryReport) unchangedSets(stored *string) []bool {
+	out := make([]bool, len(r.sigs))
+	if stored == nil {
+		return out
+	}
+	have := strings.Split(*stored, ",")
+	if len(have) != len(r.sigs) {
+		return out
+	}
+	for i := range r.sigs {
+		out[i] = have[i] == r.sigs[i]
+	}
+	return out
 }
 
 // scalarMembers is the members of top that are neither objects nor
