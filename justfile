@@ -8,7 +8,7 @@ commit := `git rev-parse --short HEAD 2>/dev/null || echo unknown`
 ldflags := "-s -w -X github.com/kanade-fleet/backend.Version=" + version + " -X github.com/kanade-fleet/backend.Commit=" + commit
 staticcheck := `echo "$(go env GOPATH)/bin/staticcheck"`
 # The Lambda bootstrap: no RPC mode (provided.al2023 has none) and no SQLite driver (nothing persists there).
-lambda_tags := "lambda.norpc,kanade.nosqlite"
+lambda_tags := "lambda.norpc,kanade.nosqlite,kanade.nobrotli"
 
 # List the recipes.
 default:

@@ -16,8 +16,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/andybalholm/brotli"
 )
 
 // spaCSP keeps the dashboard to its own files: no inline script, no third
@@ -351,8 +349,25 @@ func etagMatches(header, etag string) bool {
 // (brotli on a tie: smaller), or "" for identity. A coding listed with
 // q=0 is refused, and one not listed takes the weight of "*" if that is
 // listed, else is not accepted. An element whose weight does not parse is
-// ignored.
+// ignored. A build without brotli (see brotliBuilt) never picks it.
 func spaCoding(header string) string {
+	weight := codingWeights(header)
+	br, gz := weight("br"), weight("gzip")
+	if !brotliBuilt {
+		br = 0
+	}
+	switch {
+	case br > 0 && br >= gz:
+		return "br"
+	case gz > 0:
+		return "gzip"
+	}
+	return ""
+}
+
+// codingWeights parses Accept-Encoding into the weight of a coding (see
+// spaCoding): 0 for one refused or not accepted.
+func codingWeights(header string) func(coding string) float64 {
 	q := map[string]float64{}
 	for _, part := range strings.Split(header, ",") {
 		coding, params, _ := strings.Cut(part, ";")
@@ -374,20 +389,12 @@ func spaCoding(header string) string {
 		}
 		q[coding] = weight
 	}
-	weight := func(c string) float64 {
+	return func(c string) float64 {
 		if w, ok := q[c]; ok {
 			return w
 		}
 		return q["*"]
 	}
-	br, gz := weight("br"), weight("gzip")
-	switch {
-	case br > 0 && br >= gz:
-		return "br"
-	case gz > 0:
-		return "gzip"
-	}
-	return ""
 }
 
 // gzipBytes is data gzipped at the best compression: done once per file.
@@ -405,26 +412,6 @@ func gzipBytes(data []byte) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
-
-// brotliBytes is data compressed with brotli at spaBrotliLevel.
-func brotliBytes(data []byte) ([]byte, error) {
-	var buf bytes.Buffer
-	zw := brotli.NewWriterLevel(&buf, spaBrotliLevel)
-	if _, err := zw.Write(data); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-// spaBrotliLevel is the brotli quality of the assets. Each file is
-// compressed once per process, but on the first request for it (a Lambda
-// cold start included): on the dashboard's 108 KB script quality 6 takes
-// about 15 ms for 30.2 KB, where the best (11) takes about a second under
-// load for 27.4 KB.
-const spaBrotliLevel = 6
 
 // spaNotFound is http.NotFound without a body for HEAD.
 func spaNotFound(w http.ResponseWriter, r *http.Request) {

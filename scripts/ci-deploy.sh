@@ -63,7 +63,7 @@ mkdir -p "$work/bin" "$work/tests"
 # Three builds at once: each ends in a link that waits on the disk as much
 # as on a core. Each test binary is linked once here and run below (go test
 # would link it again at every call).
-CGO_ENABLED=0 GOOS=linux go build -trimpath -tags lambda.norpc,kanade.nosqlite -ldflags "-s -w" -o "$work/bin/bootstrap" ./shells/lambda &
+CGO_ENABLED=0 GOOS=linux go build -trimpath -tags lambda.norpc,kanade.nosqlite,kanade.nobrotli -ldflags "-s -w" -o "$work/bin/bootstrap" ./shells/lambda &
 b1=$!
 CGO_ENABLED=0 go build -trimpath -o "$work/bin/" ./shells/http ./shells/worker &
 b2=$!

@@ -26,7 +26,7 @@ func TestEachShellLinksOnlyWhatItRuns(t *testing.T) {
 	}{
 		{
 			shell: "lambda",
-			tags:  "lambda.norpc,kanade.nosqlite",
+			tags:  "lambda.norpc,kanade.nosqlite,kanade.nobrotli",
 			mustNot: []string{"github.com/nats-io/nats-server/v2", mod + "/bus/natsd",
 				mod + "/projection", mod + "/schedule", mod + "/sim", mod + "/shells/internal/onprem",
 				// Nothing persists on Lambda: a third of the binary for a
@@ -34,7 +34,9 @@ func TestEachShellLinksOnlyWhatItRuns(t *testing.T) {
 				"modernc.org/sqlite",
 				// The fleet gauges are served as text (handlers.Metrics):
 				// the client library and protobuf were 2.3 MB of 17.6.
-				"github.com/prometheus/client_golang", "google.golang.org/protobuf", mod + "/metrics"},
+				"github.com/prometheus/client_golang", "google.golang.org/protobuf", mod + "/metrics",
+				// The dashboard goes out gzipped (handlers/brotli.go).
+				"github.com/andybalholm/brotli"},
 			must: []string{mod + "/shells/internal/api", mod + "/handlers", "github.com/aws/aws-lambda-go/lambda",
 				"github.com/tursodatabase/libsql-client-go"},
 		},
