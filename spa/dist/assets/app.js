@@ -2322,6 +2322,7 @@ function perfCard(pc, signal) {
     return h('div', { class: 'perf-grid' }, perfCharts(c.body, c.from, c.to));
   };
   if (!c || Date.now() - c.at > PERF_TTL_MS) {
+    if (perfCache.size > 50) perfCache.clear(); // the PCs looked at lately, not every one since the tab opened
     const to = Date.now();
     const from = to - 24 * 3600_000;
     const q = new URLSearchParams({ from: new Date(from).toISOString(), to: new Date(to).toISOString(), step: '5m' });
