@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -338,6 +339,21 @@ func TestTelemetryPagesInABrowser(t *testing.T) {
 			t.Errorf("a viewer's publish answered %d, want 403", code)
 		}
 	})
+
+	if os.Getenv("KANADE_SCREENSHOTS") != "" {
+		step("screenshots at 1440 px into /tmp", func(t *testing.T) {
+			b.do(t, "viewport", chromedp.EmulateViewport(1440, 900))
+			for i, p := range pages {
+				b.do(t, "open "+p.path, chromedp.Navigate(base+p.path))
+				b.waitFor(t, p.path, p.ready)
+				time.Sleep(300 * time.Millisecond)
+				png := browserRun(t, b, "screenshot", chromedp.FullScreenshot(100)) // 100: PNG
+				if err := os.WriteFile(fmt.Sprintf("/tmp/kanade-telemetry-%d.png", i), png, 0o644); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
 
 	b.noPageErrors(t)
 }
