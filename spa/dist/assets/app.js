@@ -821,7 +821,7 @@ async function overview({ signal, refresh }) {
 // in the history entry, so Back to the list loads as many again and
 // returns to where the page was scrolled. A refresh reads the rows shown
 // again in one request and replaces the table only when they changed.
-function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, extra }) {
+function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, extra, itemsKey = 'items' }) {
   return async ({ query, signal }) => {
     const inputs = {};
     const errorSlot = h('div');
@@ -867,7 +867,7 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
         const { body } = await api(`${endpoint}?${p}`, { signal });
         if (mine !== seq || signal.aborted) return;
         errorSlot.replaceChildren();
-        const items = Array.isArray(body.items) ? body.items : [];
+        const items = Array.isArray(body[itemsKey]) ? body[itemsKey] : [];
         if (reset) {
           const key = JSON.stringify(items);
           if (key !== lastKey) tbody.replaceChildren(...items.map(row));
@@ -1287,6 +1287,7 @@ async function agentDetail({ params, signal, refresh }) {
         links(link('/results?pc_id=' + seg(a.pc_id), t('runs on this agent')),
           link('/results?status=failure&pc_id=' + seg(a.pc_id), t('failed')))),
       kvTable(a)),
+    perfCard(pc, signal),
     h('section', { class: 'card', id: 'agent-groups' }, h('div', { class: 'card-head' }, h('h3', null, t('groups')),
       groupList == null ? null : action({
         id: 'group-add', label: 'Add to group', question: 'Add to group',
@@ -2243,6 +2244,317 @@ async function editor({ params, signal }, kind, isNew) {
   return false;
 }
 
+// ---------------------------------------------------------------- telemetry
+//
+// The pages of observe.md: a PC's performance over 24 h (on the agent
+// page), the observability timeline, the compliance table and the
+// notifications with who confirmed them. Charts are inline SVG polylines:
+// no library, and nothing from the server reaches them but numbers.
+
+// PERF_TTL_MS is how long a PC's series is reused: the agent page is read
+// every 10 s, the series moves by one point in five minutes.
+const PERF_TTL_MS = 60_000;
+const perfCache = new Map(); // pc -> {at, body | err}
+
+// chart draws values (null = no data, which breaks the line) scaled to
+// [0, max] as one polyline per unbroken run.
+function chart(id, label, values, max, fmt) {
+  const W = 600;
+  const H = 80;
+  const n = values.length;
+  const runs = [];
+  let run = [];
+  values.forEach((v, i) => {
+    if (v == null) {
+      if (run.length) runs.push(run);
+      run = [];
+      return;
+    }
+    const x = n > 1 ? (i * W) / (n - 1) : W / 2;
+    const y = H - (Math.min(v, max) / (max || 1)) * H;
+    run.push(`${x.toFixed(1)},${y.toFixed(1)}`);
+  });
+  if (run.length) runs.push(run);
+  const known = values.filter((v) => v != null);
+  const last = known.length ? known[known.length - 1] : null;
+  const desc = t('{label}: latest {last}, highest {max}', {
+    label: t(label), last: last == null ? '–' : fmt(last), max: known.length ? fmt(Math.max(...known)) : '–',
+  });
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  for (const [k, v] of Object.entries({ viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': desc, class: 'chart', id })) svg.setAttribute(k, v);
+  for (const pts of runs) {
+    const el = document.createElementNS(ns, pts.length > 1 ? 'polyline' : 'circle');
+    if (pts.length > 1) el.setAttribute('points', pts.join(' '));
+    else {
+      const [cx, cy] = pts[0].split(',');
+      el.setAttribute('cx', cx);
+      el.setAttribute('cy', cy);
+      el.setAttribute('r', '2');
+    }
+    el.setAttribute('vector-effect', 'non-scaling-stroke');
+    svg.append(el);
+  }
+  return h('figure', { class: 'perf' }, h('figcaption', null, h('span', null, t(label)), h('span', { class: 'muted' }, desc.slice(desc.indexOf(':') + 1).trim())), svg);
+}
+
+const pctFmt = (v) => `${v.toFixed(1)} %`;
+function bytesFmt(v) {
+  const u = ['B/s', 'KB/s', 'MB/s', 'GB/s'];
+  let i = 0;
+  while (v >= 1024 && i < u.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 && i ? 1 : 0)} ${u[i]}`;
+}
+
+// perfCharts lays out CPU, memory and disk (read + written) of a series,
+// one point per 5-minute bucket of the 24 h, gaps where no sample came.
+function perfCharts(body, from, to) {
+  const step = body.step_seconds || 300;
+  const first = Math.floor(from / 1000 / step) * step;
+  const n = Math.max(1, Math.ceil((to / 1000 - first) / step));
+  const at = new Map((body.points || []).map((p) => [Math.round(new Date(p.at).getTime() / 1000), p]));
+  const col = (f) => Array.from({ length: n }, (_, i) => {
+    const p = at.get(first + i * step);
+    return p ? f(p) : null;
+  });
+  const num = (v) => (typeof v === 'number' ? v : null);
+  const disk = col((p) => (p.disk_read_bytes_per_sec == null && p.disk_written_bytes_per_sec == null ? null
+    : (num(p.disk_read_bytes_per_sec) || 0) + (num(p.disk_written_bytes_per_sec) || 0)));
+  return [
+    chart('perf-cpu', 'CPU', col((p) => num(p.cpu_pct)), 100, pctFmt),
+    chart('perf-mem', 'memory', col((p) => (p.mem_total_bytes ? (100 * p.mem_used_bytes) / p.mem_total_bytes : null)), 100, pctFmt),
+    chart('perf-disk', 'disk read + write', disk, Math.max(1, ...disk.filter((v) => v != null)), bytesFmt),
+  ];
+}
+
+// perfCard is the agent page's performance section. It renders from the
+// cached series at once (so a refresh of the page changes nothing until the
+// series does) and reads the series again when the cache is old, then
+// patches the section in place.
+function perfCard(pc, signal) {
+  const c = perfCache.get(pc);
+  const body = () => {
+    if (!c) return h('p', { class: 'muted' }, t('Loading…'));
+    if (c.err) return errorBox(c.err);
+    if (!c.body.points?.length) return h('p', { class: 'muted', id: 'perf-empty' }, t('No performance samples in the last 24 hours.'));
+    return h('div', { class: 'perf-grid' }, perfCharts(c.body, c.from, c.to));
+  };
+  if (!c || Date.now() - c.at > PERF_TTL_MS) {
+    if (perfCache.size > 50) perfCache.clear(); // the PCs looked at lately, not every one since the tab opened
+    const to = Date.now();
+    const from = to - 24 * 3600_000;
+    const q = new URLSearchParams({ from: new Date(from).toISOString(), to: new Date(to).toISOString(), step: '5m' });
+    api(`/api/agents/${seg(pc)}/perf?${q}`, { signal }).then(
+      ({ body: b }) => perfCache.set(pc, { at: Date.now(), body: b, from, to }),
+      (err) => {
+        if (err instanceof AuthError || err.name === 'AbortError') return false;
+        perfCache.set(pc, { at: Date.now(), err });
+        return true;
+      }).then((ok) => {
+      const el = !signal.aborted && ok !== false && app.querySelector('#agent-perf');
+      if (el) patch(el, ...perfCard(pc, signal).childNodes);
+    });
+    if (c) c.at = Date.now(); // one read in flight
+  }
+  return h('section', { class: 'card', id: 'agent-perf' },
+    h('div', { class: 'card-head' }, h('h3', null, t('performance, last 24 h')),
+      c?.body ? h('span', { class: 'muted' }, `${fmtTime(new Date(c.from).toISOString())} – ${fmtTime(new Date(c.to).toISOString())} (${zoneName()})`) : null),
+    body());
+}
+
+// The timeline lists obs_events newest first; kind and source offer the
+// values the fleet has sent so far.
+const timeline = listView({
+  title: 'Timeline',
+  id: 'timeline',
+  endpoint: '/api/obs_events',
+  itemsKey: 'events',
+  empty: 'No events match.',
+  filters: [
+    { name: 'kind', label: 'kind' },
+    { name: 'source', label: 'source' },
+    { name: 'pc_id', label: 'pc_id' },
+  ],
+  extra: async (slot, params, signal, refresh) => {
+    if (refresh || slot.querySelector('datalist')) return;
+    const [k, s] = await Promise.allSettled([api('/api/obs_events/kinds', { signal }), api('/api/obs_events/sources', { signal })]);
+    rethrowAuth([k, s]);
+    const list = (id, r, key) => h('datalist', { id }, (r.status === 'fulfilled' ? r.value.body?.[key] || [] : []).map((v) => h('option', { value: v })));
+    slot.replaceChildren(list('obs-kinds', k, 'kinds'), list('obs-sources', s, 'sources'));
+    app.querySelector('input[name="kind"]')?.setAttribute('list', 'obs-kinds');
+    app.querySelector('input[name="source"]')?.setAttribute('list', 'obs-sources');
+  },
+  columns: [
+    { label: 'at', zoned: true, cell: (e) => timeCell(e.at) },
+    { label: 'pc_id', class: 'mono', cell: (e) => link('/agents/' + seg(e.pc_id), e.pc_id) },
+    { label: 'kind', cell: (e) => badge(e.kind, 'info') },
+    { label: 'source', key: 'source', class: 'mono' },
+    { label: 'record', key: 'event_record_id', class: 'mono' },
+    {
+      label: 'payload', class: 'mono clip wide',
+      cell: (e) => {
+        const p = JSON.stringify(e.payload ?? null);
+        return h('span', { title: p }, clip(p, 160));
+      },
+    },
+  ],
+});
+
+const CHECK_STATES = ['fail', 'warn', 'unknown', 'ok'];
+const checkBadge = (s) => badge(t(s), { ok: 'ok', warn: 'warn', fail: 'bad' }[s] || 'muted');
+// CHECK_PAGE rows are added per "More": a fleet's rows can be 50 000.
+const CHECK_PAGE = 100;
+let checkShown = CHECK_PAGE;
+
+// compliance shows GET /api/checks: per check how many PCs are in each
+// state (a bar, each state its colour), then the PCs not ok, or all of them.
+async function compliance({ query, signal, refresh }) {
+  const check = query.get('check') || '';
+  const all = query.get('include_ok') === 'true';
+  const p = new URLSearchParams();
+  if (check) p.set('check', check);
+  if (all) p.set('include_ok', 'true');
+  const { body } = await api('/api/checks?' + p, { signal });
+  if (signal.aborted) return undefined;
+  const counts = Array.isArray(body.counts) ? body.counts : [];
+  const rows = Array.isArray(body.rows) ? body.rows : [];
+  if (!refresh) checkShown = CHECK_PAGE;
+  const nav = (c, a) => {
+    const q = new URLSearchParams();
+    if (c) q.set('check', c);
+    if (a) q.set('include_ok', 'true');
+    go('/compliance' + (q.toString() ? '?' + q : ''));
+  };
+  // More shows the next rows by reading the page again (a refresh keeps
+  // the count), so every node on screen belongs to one rendering.
+  const more = h('button', { type: 'button', class: 'more', hidden: checkShown >= rows.length, onclick: () => { checkShown += CHECK_PAGE; refreshNow(); } }, t('More'));
+  const tbody = h('tbody', null, rows.slice(0, checkShown).map((r) => h('tr', null,
+    h('td', null, checkBadge(r.status)),
+    h('td', null, r.check_name),
+    h('td', { class: 'mono' }, link('/agents/' + seg(r.pc_id), r.pc_id)),
+    h('td', { class: 'clip wide' }, r.detail ?? '–'),
+    h('td', null, timeCell(r.recorded_at)))));
+  const total = (c) => CHECK_STATES.reduce((n, s) => n + (Number(c[s]) || 0), 0);
+  show(
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' }, h('h2', null, t('Compliance')),
+        h('span', { class: 'muted' }, t('{n} checks', { n: fmtNum(counts.length) }))),
+      counts.length ? h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'check-counts' },
+        h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('check')), h('th', { scope: 'col', class: 'wide' }, t('PCs by state')),
+          CHECK_STATES.map((s) => h('th', { scope: 'col', class: 'num' }, t(s))))),
+        h('tbody', null, counts.map((c) => {
+          const n = Math.max(total(c), 1);
+          const label = CHECK_STATES.map((s) => `${t(s)} ${fmtNum(c[s] || 0)}`).join(', ');
+          return h('tr', { 'data-check': c.check_name },
+            h('td', null, h('button', { type: 'button', class: 'link', 'aria-pressed': String(c.check_name === check), onclick: () => nav(c.check_name === check ? '' : c.check_name, all) }, c.check_name)),
+            h('td', { class: 'wide' }, h('div', { class: 'progress', role: 'img', 'aria-label': label, title: label },
+              CHECK_STATES.map((s) => h('span', { class: 'c-' + s, 'data-w': `${((100 * (c[s] || 0)) / n).toFixed(1)}%` })))),
+            CHECK_STATES.map((s) => h('td', { class: 'num' }, fmtNum(c[s] || 0))));
+        }))))
+        : h('p', { class: 'muted' }, t('No check has reported yet.'))),
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' }, h('h3', null, check ? t('PCs of {check}', { check }) : t('states per PC')),
+        h('span', { class: 'muted', id: 'check-count' }, t(body.truncated ? '{n} rows (truncated)' : '{n} rows', { n: fmtNum(rows.length) })),
+        h('label', { class: 'check right' }, h('input', { type: 'checkbox', id: 'include-ok', checked: all, onchange: (e) => nav(check, e.target.checked) }), t('include ok'))),
+      rows.length ? h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'check-rows' },
+        h('thead', null, h('tr', null, ['status', 'check', 'pc_id', 'detail'].map((c) => h('th', { scope: 'col' }, t(c))), h('th', { scope: 'col' }, zoned('recorded')))),
+        tbody)) : h('p', { class: 'muted' }, t(all ? 'No rows.' : 'Every PC is ok.')),
+      more));
+  markRefreshed();
+  return undefined;
+}
+
+const PRIORITIES = ['info', 'warn', 'emergency'];
+const prioBadge = (p) => badge(t(p), { info: 'info', warn: 'warn', emergency: 'bad' }[p] || 'muted');
+const csv = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
+
+// publishAction is the operator's "Notify": title, body, priority, whether
+// users must confirm, and the target (everyone, groups, PCs).
+function publishAction(signal) {
+  return action({
+    id: 'notify', label: 'New notification', question: 'Notify end users',
+    extra: () => {
+      const title = textInput('title', 'notify-title');
+      const text = h('textarea', { id: 'notify-body', rows: 3, 'aria-label': t('message'), placeholder: t('message') });
+      const prio = h('select', { id: 'notify-priority', 'aria-label': t('priority') }, PRIORITIES.map((v) => h('option', { value: v }, t(v))));
+      const ack = h('input', { type: 'checkbox', id: 'notify-ack' });
+      const everyone = h('input', { type: 'checkbox', id: 'notify-all' });
+      const groups = textInput('groups (comma-separated)', 'notify-groups');
+      const pcs = textInput('PCs (comma-separated)', 'notify-pcs');
+      return {
+        el: h('span', { class: 'inputs notify' }, title, text, prio, h('label', { class: 'check' }, ack, t('users must confirm')),
+          h('label', { class: 'check' }, everyone, t('every PC')), groups, pcs),
+        focus: title,
+        value: () => ({
+          title: title.value.trim(), body: text.value, priority: prio.value, require_ack: ack.checked,
+          target: { all: everyone.checked, groups: csv(groups.value), pcs: csv(pcs.value) },
+        }),
+      };
+    },
+    run: (inp) => api('/api/notifications', { method: 'POST', body: inp.value(), signal }),
+    done: (r) => t('Notification {id} sent to {n} subjects.', { id: r?.body?.id ?? '', n: r?.body?.subjects?.length ?? 0 }),
+  });
+}
+
+// notifications lists what was sent (GET /api/notifications, newest
+// first); each row leads to who confirmed it.
+async function notifications({ signal }) {
+  const { body } = await api('/api/notifications', { signal });
+  if (signal.aborted) return;
+  const list = Array.isArray(body) ? body : [];
+  show(
+    flashBox(),
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' }, h('h2', null, t('Notifications')),
+        h('span', { class: 'muted' }, fmtNum(list.length)), h('span', { class: 'right' }, publishAction(signal))),
+      list.length ? h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'notifications' },
+        h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('title')), h('th', { scope: 'col' }, t('priority')),
+          h('th', { scope: 'col' }, t('confirm')), h('th', { scope: 'col' }, zoned('issued')), h('th', { scope: 'col' }, zoned('expires')),
+          h('th', { scope: 'col' }, t('by')), h('th', { scope: 'col' }, t('id')))),
+        h('tbody', null, list.map((n) => rowLink(h('tr', null,
+          h('td', { class: 'clip wide' }, link('/notifications/' + seg(n.id), n.title || '–')),
+          h('td', null, prioBadge(n.priority)),
+          h('td', null, n.require_ack ? t('yes') : t('no')),
+          h('td', null, timeCell(n.issued_at)),
+          h('td', null, n.expires_at ? timeCell(n.expires_at) : '–'),
+          h('td', null, n.issued_by ?? '–'),
+          h('td', { class: 'mono clip' }, n.id)), '/notifications/' + seg(n.id))))))
+        : h('p', { class: 'muted' }, t('No notifications sent yet.'))));
+  markRefreshed();
+}
+
+// notificationDetail is one notification and every user's confirmation.
+async function notificationDetail({ params, signal, refresh }) {
+  const id = params[0];
+  const [list, acks] = await Promise.allSettled([api('/api/notifications', { signal }), api(`/api/notifications/${seg(id)}/ack_status`, { signal })]);
+  if (signal.aborted) return;
+  settled([list, acks], refresh);
+  const n = list.status === 'fulfilled' && Array.isArray(list.value.body) ? list.value.body.find((x) => x.id === id) : null;
+  const rows = acks.status === 'fulfilled' ? acks.value.body?.acks || [] : [];
+  const pcs = new Set(rows.map((a) => a.pc_id));
+  show(
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' }, h('h2', null, t('Notification'), ' ', h('span', { class: 'mono' }, id)),
+        n ? prioBadge(n.priority) : null, links(link('/notifications', t('Notifications')))),
+      n ? [h('p', { id: 'notify-title' }, h('strong', null, n.title)), n.body ? h('pre', { id: 'notify-text' }, n.body) : null,
+        kvTable(n, ['title', 'body', 'priority'])] : h('p', { class: 'muted' }, t('Not among the last 200 sent.'))),
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' }, h('h3', null, t('confirmed by')),
+        h('span', { class: 'muted', id: 'ack-count' }, t('{n} users on {pcs} PCs', { n: fmtNum(rows.length), pcs: fmtNum(pcs.size) }))),
+      acks.status === 'rejected' ? errorBox(acks.reason) : rows.length
+        ? h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'acks' },
+          h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('pc_id')), h('th', { scope: 'col' }, t('user')), h('th', { scope: 'col' }, zoned('confirmed')))),
+          h('tbody', null, rows.map((a) => h('tr', null,
+            h('td', { class: 'mono' }, link('/agents/' + seg(a.pc_id), a.pc_id)),
+            h('td', { class: 'mono' }, a.user_sid),
+            h('td', null, timeCell(a.acked_at)))))))
+        : h('p', { class: 'muted' }, t('Nobody has confirmed it yet.'))));
+  markRefreshed();
+}
+
 // ---------------------------------------------------------------- router
 
 // Inventory and telemetry pages slot in here (and in index.html's nav) when
@@ -2267,6 +2579,10 @@ const routes = [
   [/^\/releases$/, releases, 'releases'],
   [/^\/audit$/, audit, 'audit'],
   [/^\/accounts$/, accounts, 'accounts'],
+  [/^\/timeline$/, timeline, 'timeline'],
+  [/^\/compliance$/, compliance, 'compliance'],
+  [/^\/notifications$/, notifications, 'notifications'],
+  [/^\/notifications\/([^/]+)$/, notificationDetail, 'notifications'],
 ];
 
 let current = null;

@@ -138,6 +138,28 @@ const ja = {
   '{job} is no longer revoked.': '{job} の失効を解除しました。',
 };
 
+// The telemetry pages (observe.md): performance, timeline, compliance,
+// notifications.
+Object.assign(ja, {
+  'Timeline': 'タイムライン', 'Compliance': 'コンプライアンス', 'Notifications': '通知', 'Notification': '通知',
+  'performance, last 24 h': 'パフォーマンス（直近 24 時間）', 'CPU': 'CPU', 'memory': 'メモリ', 'disk read + write': 'ディスク読み書き',
+  '{label}: latest {last}, highest {max}': '{label}: 最新 {last}、最大 {max}',
+  'No performance samples in the last 24 hours.': '直近 24 時間のパフォーマンスデータはありません。',
+  'No events match.': '該当するイベントはありません。', 'kind': '種類', 'source': 'ソース', 'record': 'レコード',
+  'fail': '不合格', 'warn': '警告', 'check': 'チェック', '{n} checks': '{n} 件のチェック', 'PCs by state': '状態別の PC',
+  'No check has reported yet.': 'まだ報告されたチェックはありません。', 'PCs of {check}': '{check} の PC',
+  'states per PC': 'PC ごとの状態', '{n} rows': '{n} 行', '{n} rows (truncated)': '{n} 行（打ち切り）', 'include ok': '正常も表示',
+  'detail': '詳細', 'recorded': '記録', 'No rows.': '行はありません。', 'Every PC is ok.': 'すべての PC が正常です。',
+  'info': '情報', 'emergency': '緊急', 'New notification': '新しい通知', 'Notify end users': 'エンドユーザーに通知',
+  'title': 'タイトル', 'message': '本文', 'priority': '優先度', 'groups (comma-separated)': 'グループ（カンマ区切り）',
+  'PCs (comma-separated)': 'PC（カンマ区切り）', 'users must confirm': '確認を求める', 'every PC': 'すべての PC',
+  'Notification {id} sent to {n} subjects.': '通知 {id} を {n} 件の宛先に送信しました。',
+  'confirm': '確認', 'issued': '発行', 'expires': '期限', 'No notifications sent yet.': '送信した通知はまだありません。',
+  'Not among the last 200 sent.': '直近 200 件の送信にはありません。', 'confirmed by': '確認したユーザー',
+  '{n} users on {pcs} PCs': '{pcs} 台の PC で {n} 人', 'user': 'ユーザー', 'confirmed': '確認',
+  'Nobody has confirmed it yet.': 'まだ誰も確認していません。',
+});
+
 const catalogues = { ja };
 
 export const LANGS = ['en', 'ja'];
