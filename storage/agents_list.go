@@ -122,9 +122,9 @@ func (f AgentFilter) sortKey() string {
 // index: only when the walk is the heartbeat's own, so a status filter never
 // turns another sort into a range read and a sort of its result.
 //
-// A group filter is driven by the group's members (IN) when the order is
-// pc_id, the members' own; with another sort it is probed per row of the
-// sort's walk (EXISTS), so the rows need no sort.
+// A page tests a group per row of the sort's walk (EXISTS), so the rows
+// need no sort and the walk stops at the page's end; a count is driven by
+// the group's members (IN).
 func (f AgentFilter) where(indexedStatus, groupDrives bool) ([]string, []any, error) {
 	conds, args := []string{}, []any{}
 	hb := "+last_heartbeat"
@@ -178,7 +178,7 @@ func (f AgentFilter) listSQL(after *pageKey) (string, []any, error) {
 	if (f.Sort == AgentSortOS && f.OS != "") || (f.Sort == AgentSortVersion && f.Version != "") {
 		expr = ""
 	}
-	conds, args, err := f.where(expr == "last_heartbeat", expr == "")
+	conds, args, err := f.where(expr == "last_heartbeat", false)
 	if err != nil {
 		return "", nil, err
 	}
@@ -194,8 +194,11 @@ func (f AgentFilter) listSQL(after *pageKey) (string, []any, error) {
 		if expr == "" {
 			conds, args = append(conds, "pc_id "+cmp+" ?"), append(args, *after.ID)
 		} else {
-			conds = append(conds, "("+expr+", pc_id) "+cmp+" (?, ?)")
-			args = append(args, *after.V, *after.ID)
+			// Not the row value (expr, pc_id) > (?, ?), which SQLite tests
+			// entry by entry from the index's start: the first term is a range
+			// of the index, the second sorts out the ties at its start.
+			conds = append(conds, expr+" "+cmp+"= ?", "("+expr+" "+cmp+" ? OR pc_id "+cmp+" ?)")
+			args = append(args, *after.V, *after.V, *after.ID)
 		}
 	}
 	if len(conds) == 0 {
@@ -277,6 +280,13 @@ func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (kanade.Page[kanade
 // counts the entries of the narrowest index of 0013 the filters allow,
 // never a table row.
 func (db *DB) CountAgents(ctx context.Context, f AgentFilter) (int64, error) {
+	if f.OS == "" && f.Version == "" && f.Group == "" && f.Query == "" && f.Status == "" {
+		var known int64
+		if err := db.read.QueryRowContext(ctx, `SELECT value FROM fleet_counters WHERE name = 'agents'`).Scan(&known); err != nil {
+			return 0, fmt.Errorf("count agents: %w", err)
+		}
+		return known, nil
+	}
 	if f.OS == "" && f.Version == "" && f.Group == "" && f.Query == "" {
 		var known, active *int64
 		minute, from, to := minuteSplit(f.OnlineSince)

@@ -53,6 +53,9 @@ func TestAgentsListQueryPlans(t *testing.T) {
 					if strings.Contains(plan, "TEMP B-TREE") || !strings.Contains(plan, "INDEX") {
 						t.Errorf("%s: plan %q, want an index walk without a sort", what, plan)
 					}
+					if next && sort != storage.AgentSortPCID && !strings.Contains(plan, "SEARCH agents") {
+						t.Errorf("%s: plan %q, want the cursor to start a range of the index", what, plan)
+					}
 					for _, step := range page {
 						if strings.HasPrefix(step, "SCAN agents") && !strings.Contains(step, "INDEX") {
 							t.Errorf("%s: plan %q scans the table", what, plan)
