@@ -116,3 +116,7 @@ faults *flags:
 # The dashboard's pages at 10k agents and 1M runs in Chromium (issue 13): the median time from navigation to data per page, over 1 s fails. The seeded SQLite file is cached in the temp dir (the first run seeds it, minutes).
 perf-dashboard:
     KANADE_PERF=1 KANADE_BROWSER_TESTS=1 go test -count=1 -timeout 30m -run TestPagesWithin1sAtScale -v ./spa/
+
+# GET /api/agents at 100k agents (issue 13): 50 connections on each sort, filter, q= and total=true beside the plain page of the same run; the seeded SQLite file is kept and reused. Extra flags pass through (e.g. just bench-agents -only total -d 5s).
+bench-agents *flags:
+    go run ./bench/agents -db "${TMPDIR:-/tmp}/kanade-bench-agents-100000.db" {{flags}}

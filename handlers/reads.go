@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,10 +38,48 @@ func (p readsPage) request() storage.PageRequest {
 }
 
 type readsAgentsInput struct {
-	Limit  int    `query:"limit" minimum:"1" maximum:"500" default:"50" doc:"Page size."`
-	Cursor string `query:"cursor" doc:"next_cursor of the previous page; omit for the first page."`
-	Status string `query:"status" enum:"online,offline" doc:"online: last heartbeat within the stale threshold of now; offline: the others. Omit for both."`
-	Q      string `query:"q" maxLength:"256" doc:"Case-insensitive substring of pc_id or hostname; % and _ are literal."`
+	Limit   int    `query:"limit" minimum:"1" maximum:"500" default:"50" doc:"Page size."`
+	Cursor  string `query:"cursor" doc:"next_cursor of the previous page, with the same sort and order; omit for the first page."`
+	Status  string `query:"status" doc:"online: last heartbeat within the stale threshold of now; offline (or stale, the same): the others. Omit for all."`
+	Q       string `query:"q" maxLength:"256" doc:"Case-insensitive substring of pc_id or hostname; % and _ are literal."`
+	OS      string `query:"os" maxLength:"256" doc:"Only agents of this os_family (exact)."`
+	Version string `query:"version" maxLength:"256" doc:"Only agents of this agent_version (exact)."`
+	Group   string `query:"group" maxLength:"256" doc:"Only members of this group (the agent_groups mirror)."`
+	Sort    string `query:"sort" doc:"pc_id (default), hostname, os, agent_version, last_heartbeat or status (offline first, then by heartbeat); ties by pc_id. A missing value sorts first."`
+	Order   string `query:"order" doc:"asc (default) or desc."`
+	Total   bool   `query:"total" doc:"Also count the agents matching the filters, in the X-Total-Count header."`
+}
+
+// readsAgentsOutput is a roster page and, when asked for, the count of
+// every matching agent.
+type readsAgentsOutput struct {
+	TotalCount *int64 `header:"X-Total-Count" doc:"Agents matching the filters (with total=true)."`
+	Body       kanade.Page[kanade.Agent]
+}
+
+// filter checks the roster's enumerated parameters (a 400 naming the
+// parameter, as for a bad cursor: the documented values are in the
+// parameter's doc) and returns the storage filter.
+func (in *readsAgentsInput) filter(onlineSince time.Time) (storage.AgentFilter, error) {
+	f := storage.AgentFilter{
+		PageRequest: storage.PageRequest{Limit: in.Limit, Cursor: in.Cursor}, OnlineSince: onlineSince,
+		Status: storage.AgentStatus(in.Status), Query: in.Q, OS: in.OS, Version: in.Version, Group: in.Group,
+		Sort: storage.AgentSort(in.Sort),
+	}
+	if in.Status != "" && !slices.Contains(storage.AgentStatuses, f.Status) {
+		return f, badIn("query", "status", in.Status, "must be online, offline or stale")
+	}
+	if in.Sort != "" && !slices.Contains(storage.AgentSorts, f.Sort) {
+		return f, badIn("query", "sort", in.Sort, "must be pc_id, hostname, os, agent_version, last_heartbeat or status")
+	}
+	switch in.Order {
+	case "", "asc":
+	case "desc":
+		f.Desc = true
+	default:
+		return f, badIn("query", "order", in.Order, "must be asc or desc")
+	}
+	return f, nil
 }
 
 type readsResultsInput struct {
@@ -54,7 +93,6 @@ type readsResultsInput struct {
 // cursor is the ?cursor= a list was asked for, which readsProblem names when
 // storage refuses it.
 func (p *readsPage) cursor() string         { return p.Cursor }
-func (p *readsAgentsInput) cursor() string  { return p.Cursor }
 func (p *readsResultsInput) cursor() string { return p.Cursor }
 
 // readsOutput is the output of every read: the value storage returned is the
@@ -90,12 +128,27 @@ func (srv *Server) registerReads(api huma.API) {
 	onlineSince := func() time.Time { return srv.cfg.Clock().Add(-srv.cfg.StaleThreshold) }
 	db := srv.cfg.DB
 
-	registerRead(srv, api, get("list-agents", "/api/agents", "Agent roster",
-		"Agents ordered by pc_id, with online computed from the stale threshold."),
-		func(ctx context.Context, in *readsAgentsInput) (kanade.Page[kanade.Agent], error) {
-			return db.ListAgents(ctx, storage.AgentFilter{
-				PageRequest: storage.PageRequest{Limit: in.Limit, Cursor: in.Cursor}, OnlineSince: onlineSince(),
-				Status: storage.AgentStatus(in.Status), Query: in.Q})
+	huma.Register(api, get("list-agents", "/api/agents", "Agent roster",
+		"Agents in the order asked for (pc_id by default), with online computed from the stale threshold, "+
+			"filtered by status, OS, version, group and a search; with total=true, X-Total-Count is the number of matches."),
+		func(ctx context.Context, in *readsAgentsInput) (*readsAgentsOutput, error) {
+			f, err := in.filter(onlineSince())
+			if err != nil {
+				return nil, err
+			}
+			page, err := db.ListAgents(ctx, f)
+			if err != nil {
+				return nil, srv.readsProblem(ctx, "list agents", in.Cursor, err)
+			}
+			out := &readsAgentsOutput{Body: page}
+			if in.Total {
+				n, err := db.CountAgents(ctx, f)
+				if err != nil {
+					return nil, srv.readsProblem(ctx, "count agents", "", err)
+				}
+				out.TotalCount = &n
+			}
+			return out, nil
 		})
 	registerRead(srv, api, get("get-agent", "/api/agents/{pc_id}", "One agent", ""),
 		func(ctx context.Context, in *struct {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -349,6 +350,9 @@ func TestReadsHTTPRefusesBadInputWithProblems(t *testing.T) {
 	e.exec(`INSERT INTO execution_results (result_id, started_at, recorded_at) VALUES ('r1', ?, ?), ('r2', ?, ?)`,
 		readsTime(0), readsTime(0), readsTime(0), readsTime(0))
 	resultsCursor := e.getJSON("/api/results?limit=1", http.StatusOK)["next_cursor"].(string)
+	e.exec(`INSERT INTO agents (pc_id, last_heartbeat, updated_at) VALUES ('a', ?, ?), ('b', ?, ?)`,
+		readsTime(0), readsTime(0), readsTime(0), readsTime(0))
+	agentsCursor := e.getJSON("/api/agents?limit=1", http.StatusOK)["next_cursor"].(string)
 	for _, c := range []struct {
 		path     string
 		status   int
@@ -361,7 +365,11 @@ func TestReadsHTTPRefusesBadInputWithProblems(t *testing.T) {
 		{"/api/executions?limit=501", http.StatusUnprocessableEntity, "query.limit"},
 		{"/api/audit?limit=-1", http.StatusUnprocessableEntity, "query.limit"},
 		{"/api/audit?limit=ten", http.StatusUnprocessableEntity, "query.limit"},
-		{"/api/agents?status=stale", http.StatusUnprocessableEntity, "query.status"},
+		{"/api/agents?status=asleep", http.StatusBadRequest, "query.status"},
+		{"/api/agents?sort=uptime", http.StatusBadRequest, "query.sort"},
+		{"/api/agents?sort=hostname&order=up", http.StatusBadRequest, "query.order"},
+		{"/api/agents?sort=hostname&cursor=" + agentsCursor, http.StatusBadRequest, "query.cursor"},
+		{"/api/agents?total=maybe", http.StatusUnprocessableEntity, "query.total"},
 		{"/api/results?status=failed", http.StatusUnprocessableEntity, "query.status"},
 		{"/api/agents?cursor=%21%21%21", http.StatusBadRequest, "query.cursor"},
 		{"/api/results?cursor=bm90IGEgY3Vyc29y", http.StatusBadRequest, "query.cursor"},
@@ -412,5 +420,78 @@ func TestReadsHTTPNeedAuthentication(t *testing.T) {
 	e.h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
 		t.Errorf("GET /api/agents with the token: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestReadsHTTPAgentsSortFilterTotal: the roster's sort, order, filters and
+// X-Total-Count over HTTP, and paging that follows the sort.
+func TestReadsHTTPAgentsSortFilterTotal(t *testing.T) {
+	e := newReadsEnv(t, nil)
+	for _, a := range []struct {
+		pc, host, os, version string
+		beat                  time.Duration
+	}{
+		{"PC-1", "zeta", "windows", "0.43.56", -time.Minute},
+		{"PC-2", "alpha", "linux", "0.43.55", -time.Hour},
+		{"PC-3", "mike", "windows", "0.43.55", -10 * time.Minute},
+		{"PC-4", "bravo", "darwin", "0.43.56", -2 * time.Minute},
+	} {
+		e.exec(`INSERT INTO agents (pc_id, hostname, os_family, agent_version, last_heartbeat, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			a.pc, a.host, a.os, a.version, readsTime(a.beat), readsTime(0))
+	}
+	e.exec(`INSERT INTO agent_group_members (group_name, pc_id) VALUES ('lab', 'PC-2'), ('lab', 'PC-3')`)
+	for query, want := range map[string][]string{
+		"sort=last_heartbeat":            {"PC-2", "PC-3", "PC-4", "PC-1"},
+		"sort=last_heartbeat&order=desc": {"PC-1", "PC-4", "PC-3", "PC-2"},
+		"sort=hostname":                  {"PC-2", "PC-4", "PC-3", "PC-1"},
+		"sort=os&order=desc":             {"PC-3", "PC-1", "PC-2", "PC-4"},
+		"sort=agent_version":             {"PC-2", "PC-3", "PC-1", "PC-4"},
+		"sort=status":                    {"PC-2", "PC-3", "PC-4", "PC-1"},
+		"order=desc":                     {"PC-4", "PC-3", "PC-2", "PC-1"},
+		"status=offline":                 {"PC-2", "PC-3"},
+		"status=stale&sort=hostname":     {"PC-2", "PC-3"},
+		"status=online":                  {"PC-1", "PC-4"},
+		"os=windows":                     {"PC-1", "PC-3"},
+		"version=0.43.55&sort=hostname":  {"PC-2", "PC-3"},
+		"group=lab&sort=last_heartbeat":  {"PC-2", "PC-3"},
+		"group=lab&os=windows":           {"PC-3"},
+		"group=nobody":                   {},
+		"q=A&sort=hostname&order=desc":   {"PC-1", "PC-4", "PC-2"},
+	} {
+		rec := e.get("/api/agents?total=true&" + query)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", query, rec.Code, rec.Body)
+		}
+		var page map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil {
+			t.Fatal(err)
+		}
+		if got := readsItemIDs(t, page, "pc_id"); !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", query, got, want)
+		}
+		if got := rec.Header().Get("X-Total-Count"); got != fmt.Sprint(len(want)) {
+			t.Errorf("%s: X-Total-Count %q, want %d", query, got, len(want))
+		}
+		if _, ok := page["total"]; ok {
+			t.Errorf("%s: the page grew a total field: %v", query, page)
+		}
+	}
+	if got := e.get("/api/agents").Header().Get("X-Total-Count"); got != "" {
+		t.Errorf("X-Total-Count %q without total=true", got)
+	}
+	// Paging in a sort: one row a page, the cursor carried over.
+	var got []string
+	cursor := ""
+	for range 10 {
+		page := e.getJSON("/api/agents?sort=hostname&order=desc&limit=1&cursor="+url.QueryEscape(cursor), http.StatusOK)
+		got = append(got, readsItemIDs(t, page, "pc_id")...)
+		c, ok := page["next_cursor"].(string)
+		if !ok {
+			break
+		}
+		cursor = c
+	}
+	if want := []string{"PC-1", "PC-3", "PC-4", "PC-2"}; !slices.Equal(got, want) {
+		t.Errorf("paged by hostname desc: %v, want %v", got, want)
 	}
 }

@@ -187,3 +187,30 @@ func AgentsQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, 
 		"versions": {agentVersionsSQL, []any{"2026-01-01T00:00", "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:01:00.000000000Z"}},
 	})
 }
+
+// AgentsListPlanForTest returns the EXPLAIN QUERY PLAN details of the page
+// statement ListAgents runs for f (a next page when next), and of the
+// COUNT CountAgents runs for f's filters when it counts rows.
+func AgentsListPlanForTest(ctx context.Context, db *DB, f AgentFilter, next bool) (page, count []string, err error) {
+	var after *pageKey
+	if next {
+		id, v := "PC-1", "v"
+		if f.Sort == AgentSortHeartbeat || f.Sort == AgentSortStatus {
+			v = "2026-01-01T00:00:00.000000000Z"
+		}
+		after = &pageKey{Kind: "agents", S: f.sortKey(), ID: &id}
+		if agentSortExpr[f.Sort] != "" {
+			after.V = &v
+		}
+	}
+	q, args, err := f.listSQL(after)
+	if err != nil {
+		return nil, nil, err
+	}
+	cq, cargs, err := f.countSQL()
+	if err != nil {
+		return nil, nil, err
+	}
+	plans, err := queryPlans(ctx, db, map[string]planCase{"page": {q, args}, "count": {cq, cargs}})
+	return plans["page"], plans["count"], err
+}

@@ -65,6 +65,10 @@ type pageKey struct {
 	Kind string  `json:"k"`
 	At   *string `json:"t,omitempty"`
 	ID   *string `json:"i"`
+	// S and V are the agents list's sort ("hostname.desc") and the last
+	// row's value of that sort's column (agents_list.go).
+	S string  `json:"s,omitempty"`
+	V *string `json:"v,omitempty"`
 }
 
 func encodeCursor(k pageKey) *string {
@@ -133,27 +137,6 @@ func stringList(col string, v *string) ([]string, error) {
 
 // ---- agents ----------------------------------------------------------------
 
-// AgentStatus filters the roster by liveness.
-type AgentStatus string
-
-// The values of AgentStatus; the empty string means both.
-const (
-	AgentsOnline  AgentStatus = "online"
-	AgentsOffline AgentStatus = "offline"
-)
-
-// AgentFilter selects a page of the roster.
-type AgentFilter struct {
-	PageRequest
-	// OnlineSince is the cutoff: an agent is online when its last heartbeat is
-	// at or after it (the caller's now − stale threshold, as AgentCounts).
-	OnlineSince time.Time
-	Status      AgentStatus
-	// Query matches pc_id or hostname as a case-insensitive (ASCII) substring;
-	// %, _ and \ are literal.
-	Query string
-}
-
 const agentColumns = `pc_id, hostname, os_family, agent_version, last_heartbeat, agent_cpu_pct,
 	agent_rss_bytes, agent_disk_read_bytes, agent_disk_written_bytes, quarantined_versions,
 	last_logon_user, last_logon_display_name, command_keys, command_protocols, enforcing, updated_at`
@@ -184,63 +167,6 @@ func scanAgent(sc interface{ Scan(...any) error }, cutoff string) (kanade.Agent,
 		return a, fmt.Errorf("agent %q: %w", a.PCID, err)
 	}
 	return a, nil
-}
-
-// ListAgents returns a page of the roster ordered by pc_id.
-func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (kanade.Page[kanade.Agent], error) {
-	var page kanade.Page[kanade.Agent]
-	if err := f.check(); err != nil {
-		return page, fmt.Errorf("list agents: %w", err)
-	}
-	after, err := decodeCursor("agents", f.Cursor)
-	if err != nil {
-		return page, fmt.Errorf("list agents: %w", err)
-	}
-	cutoff := kanade.FormatTime(f.OnlineSince)
-	conds, args := []string{"1 = 1"}, []any{}
-	switch f.Status {
-	case "":
-	case AgentsOnline:
-		conds, args = append(conds, "last_heartbeat >= ?"), append(args, cutoff)
-	case AgentsOffline:
-		conds, args = append(conds, "last_heartbeat < ?"), append(args, cutoff)
-	default:
-		return page, fmt.Errorf("list agents: unknown status %q", f.Status)
-	}
-	if f.Query != "" {
-		p := likeContains(f.Query)
-		conds = append(conds, `(pc_id LIKE ? ESCAPE '\' OR hostname LIKE ? ESCAPE '\')`)
-		args = append(args, p, p)
-	}
-	if after != nil {
-		if after.At != nil {
-			return page, fmt.Errorf("list agents: %w: not an agents cursor", ErrInvalidCursor)
-		}
-		conds, args = append(conds, "pc_id > ?"), append(args, *after.ID)
-	}
-	args = append(args, f.Limit+1)
-	rows, err := db.read.QueryContext(ctx, `SELECT `+agentColumns+` FROM agents WHERE `+
-		strings.Join(conds, " AND ")+` ORDER BY pc_id LIMIT ?`, args...)
-	if err != nil {
-		return page, fmt.Errorf("list agents: %w", err)
-	}
-	defer rows.Close()
-	page.Items = []kanade.Agent{}
-	for rows.Next() {
-		a, err := scanAgent(rows, cutoff)
-		if err != nil {
-			return page, fmt.Errorf("list agents: %w", err)
-		}
-		page.Items = append(page.Items, a)
-	}
-	if err := rows.Err(); err != nil {
-		return page, fmt.Errorf("list agents: %w", err)
-	}
-	if len(page.Items) > f.Limit {
-		page.Items = page.Items[:f.Limit]
-		page.NextCursor = encodeCursor(pageKey{Kind: "agents", ID: &page.Items[f.Limit-1].PCID})
-	}
-	return page, nil
 }
 
 // GetAgent returns one agent, online relative to onlineSince, or ErrNotFound.

@@ -115,7 +115,7 @@ async function api(path, { signal, allow = [], method = 'GET', body } = {}) {
   if (!res.ok && !allow.includes(res.status)) throw new APIError(res.status, await problemText(res));
   if (res.status === 204) return { status: 204, body: null };
   try {
-    return { status: res.status, body: await res.json() };
+    return { status: res.status, body: await res.json(), headers: res.headers };
   } catch {
     throw new APIError(res.status, 'the server answered with something that is not JSON');
   }
@@ -821,7 +821,9 @@ async function overview({ signal, refresh }) {
 // in the history entry, so Back to the list loads as many again and
 // returns to where the page was scrolled. A refresh reads the rows shown
 // again in one request and replaces the table only when they changed.
-function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, extra, itemsKey = 'items' }) {
+// With counted, a first page (and every reload of what is shown) asks for
+// the number of matching rows too (?total=true, in X-Total-Count).
+function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, extra, itemsKey = 'items', counted = false }) {
   return async ({ query, signal }) => {
     const inputs = {};
     const errorSlot = h('div');
@@ -862,9 +864,10 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
       const p = params();
       p.set('limit', Math.min(Math.max(want, 1), MAX_LIMIT));
       if (!reset && cursor) p.set('cursor', cursor);
+      if (reset && counted) p.set('total', 'true');
       if (!quiet) more.disabled = true;
       try {
-        const { body } = await api(`${endpoint}?${p}`, { signal });
+        const { body, headers } = await api(`${endpoint}?${p}`, { signal });
         if (mine !== seq || signal.aborted) return;
         errorSlot.replaceChildren();
         const items = Array.isArray(body[itemsKey]) ? body[itemsKey] : [];
@@ -881,8 +884,11 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
         }
         sizeBars(tbody);
         cursor = body.next_cursor || null;
-        total = typeof body.total === 'number' ? body.total : null;
-        exact = body.total_exact !== false;
+        if (reset) {
+          const n = headers?.get('X-Total-Count');
+          total = n != null && n !== '' && Number.isFinite(Number(n)) ? Number(n) : (typeof body.total === 'number' ? body.total : null);
+          exact = body.total_exact !== false;
+        }
         more.hidden = !cursor;
         setCount();
         remember();
@@ -990,6 +996,7 @@ const agents = listView({
   title: 'Agents',
   id: 'agents',
   endpoint: '/api/agents',
+  counted: true,
   empty: 'No agents match.',
   filters: [
     { name: 'q', label: 'search pc_id or hostname' },
@@ -1003,10 +1010,10 @@ const agents = listView({
   // is visible without scrolling the table.
   columns: [
     { label: 'pc_id', key: 'pc_id', class: 'mono', sort: 'pc_id' },
-    { label: 'state', cell: (a) => (a.online ? badge(t('online'), 'ok') : badge(t('offline'), 'muted')) },
+    { label: 'state', cell: (a) => (a.online ? badge(t('online'), 'ok') : badge(t('offline'), 'muted')), sort: 'status' },
     { label: 'last heartbeat', cell: (a) => agoCell(a.last_heartbeat), sort: 'last_heartbeat' },
     { label: 'hostname', key: 'hostname', sort: 'hostname' },
-    { label: 'os', key: 'os_family', sort: 'os_family' },
+    { label: 'os', key: 'os_family', sort: 'os' },
     { label: 'version', key: 'agent_version', class: 'mono', sort: 'agent_version' },
   ],
 });
