@@ -582,8 +582,10 @@ func emptyRunPage(p PageRequest) (kanade.Page[kanade.Run], error) {
 }
 
 // runSections builds the statements of a runs page walking index: one
-// keyset range, or with arms one range per id of armCol, each at most the
-// rows still wanted, merged in list order by the outer ORDER BY.
+// keyset range, or with arms one range per id of armCol, merged in list
+// order. Each arm is a range in that order already, so SQLite merges them
+// without sorting (MERGE (UNION ALL)) and stops at the LIMIT: a page reads
+// about limit + arms rows, not limit per arm.
 func runSections(index string, conds []string, args []any, armCol string, arms []string) sectionSQL {
 	from := ` FROM execution_results INDEXED BY ` + index + ` WHERE `
 	return func(extra []string, extraArgs []any, order string, limit int) (string, []any) {
@@ -598,9 +600,8 @@ func runSections(index string, conds []string, args []any, armCol string, arms [
 			if i > 0 {
 				q.WriteString(" UNION ALL ")
 			}
-			q.WriteString(`SELECT * FROM (SELECT ` + runColumns + from + armCol + ` = ? AND ` + where +
-				` ORDER BY ` + order + ` LIMIT ?)`)
-			a = append(append(append(append(a, id), args...), extraArgs...), limit)
+			q.WriteString(`SELECT ` + runColumns + from + armCol + ` = ? AND ` + where)
+			a = append(append(append(a, id), args...), extraArgs...)
 		}
 		q.WriteString(` ORDER BY ` + order + ` LIMIT ?`)
 		return q.String(), append(a, limit)

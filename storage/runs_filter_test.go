@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -138,7 +139,7 @@ func TestReadsRunFiltersEqualTheReferenceOnEveryPage(t *testing.T) {
 	// 90 PCs and 80 jobs: "pc-0" and "job" match more ids than one range
 	// each serves (MaxRunArmsForTest), "pc-05" and "_1" fewer.
 	fleet := filterFleet(90)
-	runs := filterRandomRuns(rand.New(rand.NewPCG(13, 5)), 700, 90, 80)
+	runs := filterRandomRuns(rand.New(rand.NewPCG(13, 5)), 400, 90, 80)
 	filterInsert(t, db, fleet, runs)
 	if storage.MaxRunArmsForTest >= 80 {
 		t.Fatalf("MaxRunArmsForTest %d: the seed no longer reaches the walk path", storage.MaxRunArmsForTest)
@@ -193,7 +194,14 @@ func TestReadsRunFiltersEqualTheReferenceOnEveryPage(t *testing.T) {
 		if len(wantIDs) > 2 {
 			nonEmpty++
 		}
-		for _, limit := range []int{1, 3, 50} {
+		// A page of one row puts a page boundary between every two rows;
+		// the walk is a query per row, so over a remote libSQL server only
+		// the larger sizes run.
+		limits := []int{1, 4, 50}
+		if os.Getenv("KANADE_TEST_SQLD") != "" {
+			limits = []int{4, 50}
+		}
+		for _, limit := range limits {
 			name := fmt.Sprintf("%+v/limit %d", f, limit)
 			got := readsWalk(t, limit, func(r kanade.Run) string { return r.ResultID },
 				func(cursor string) (kanade.Page[kanade.Run], error) {
@@ -266,10 +274,9 @@ func TestReadsRunFiltersWalkAnIndexRange(t *testing.T) {
 		}
 		p := strings.Join(plan, " | ")
 		sorts := strings.Count(p, "TEMP B-TREE")
-		// One merge of the arms' pages (each at most a page) is no sort of
-		// the matching rows.
-		allowed := strings.Count(p, "SCAN (subquery") + strings.Count(p, "RIGHT PART OF ORDER BY") +
-			strings.Count(p, "LAST TERM OF ORDER BY")
+		// The arms of a partial filter are merged in order (MERGE (UNION
+		// ALL)), never sorted.
+		allowed := strings.Count(p, "RIGHT PART OF ORDER BY") + strings.Count(p, "LAST TERM OF ORDER BY")
 		switch {
 		case !strings.Contains(p, "SEARCH execution_results USING INDEX "+c.index) && !strings.Contains(p, "SEARCH execution_results USING COVERING INDEX "+c.index):
 			t.Errorf("%+v: plan %q, want a range of %s", c.f, p, c.index)
