@@ -72,8 +72,9 @@ type Execution struct {
 	InitiatedBy  *string `json:"initiated_by"`
 	InitiatedAt  *string `json:"initiated_at" format:"date-time"`
 	TargetCount  *int64  `json:"target_count"`
-	SuccessCount int64   `json:"success_count"`
-	FailureCount int64   `json:"failure_count"`
+	SuccessCount int64   `json:"success_count" doc:"runs that finished with exit 0, not skipped"`
+	FailureCount int64   `json:"failure_count" doc:"runs that finished with a non-zero exit code (a reaped run is -1), not skipped: the same rule as ?status=failure and the fleet rollup's failed"`
+	SkippedCount int64   `json:"skipped_count" doc:"runs the agent skipped (e.g. a PC offline at dispatch that received the command after its deadline); an answer, not a failure. Skipped answers from PCs outside the target can make the three counts exceed target_count"`
 	Status       string  `json:"status" enum:"pending,running,completed,expired"`
 }
 

@@ -85,9 +85,30 @@ func (in *readsAgentsInput) filter(onlineSince time.Time) (storage.AgentFilter, 
 type readsResultsInput struct {
 	Limit  int    `query:"limit" minimum:"1" maximum:"500" default:"50" doc:"Page size."`
 	Cursor string `query:"cursor" doc:"next_cursor of the previous page; omit for the first page."`
-	JobID  string `query:"job_id" doc:"Only runs of this job (manifest id)."`
-	PCID   string `query:"pc_id" doc:"Only runs on this PC."`
+	JobID  string `query:"job_id" doc:"Only runs of this job (manifest id), exactly."`
+	PCID   string `query:"pc_id" doc:"Only runs on this PC, exactly."`
+	ExecID string `query:"exec_id" maxLength:"256" doc:"Only runs of this execution."`
+	Job    string `query:"job" maxLength:"256" doc:"Only runs of jobs whose id contains this text, case-insensitively (% and _ are literal)."`
+	PC     string `query:"pc" maxLength:"256" doc:"Only runs of PCs on the roster whose pc_id or hostname contains this text, case-insensitively, like the agents search (q=)."`
+	Since  string `query:"since" doc:"RFC 3339 instant, any offset: only runs started at or after it. Runs without a start time are left out when since or until is given." example:"2026-06-20T10:00:00+09:00"`
+	Until  string `query:"until" doc:"RFC 3339 instant, any offset: only runs started before it."`
 	Status string `query:"status" enum:"success,failure,running,skipped" doc:"success: exit 0, not skipped; failure: finished with a non-zero exit (reaped runs are -1), not skipped; running: not finished; skipped: skipped."`
+}
+
+// ruleTime is the rule of a time query parameter.
+const ruleTime = "must be an RFC 3339 time with an offset, such as 2026-06-20T10:00:00Z"
+
+// queryTime parses an optional RFC 3339 query parameter; a malformed value
+// is a 400 naming it.
+func queryTime(name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, badIn("query", name, v, ruleTime)
+	}
+	return t, nil
 }
 
 // cursor is the ?cursor= a list was asked for, which readsProblem names when
@@ -159,9 +180,21 @@ func (srv *Server) registerReads(api huma.API) {
 	registerRead(srv, api, get("list-results", "/api/results", "Runs",
 		"Runs newest first (by started_at, then result_id; runs without a start time last), without stdout/stderr."),
 		func(ctx context.Context, in *readsResultsInput) (kanade.Page[kanade.Run], error) {
+			since, err := queryTime("since", in.Since)
+			if err != nil {
+				return kanade.Page[kanade.Run]{}, err
+			}
+			until, err := queryTime("until", in.Until)
+			if err != nil {
+				return kanade.Page[kanade.Run]{}, err
+			}
+			if !since.IsZero() && !until.IsZero() && !since.Before(until) {
+				return kanade.Page[kanade.Run]{}, badIn("query", "until", in.Until, "must be after since")
+			}
 			return db.ListRuns(ctx, storage.RunFilter{
 				PageRequest: storage.PageRequest{Limit: in.Limit, Cursor: in.Cursor},
-				JobID:       in.JobID, PCID: in.PCID, Status: storage.RunStatus(in.Status)})
+				JobID:       in.JobID, PCID: in.PCID, ExecID: in.ExecID, Job: in.Job, PC: in.PC,
+				Since: since, Until: until, Status: storage.RunStatus(in.Status)})
 		})
 	registerRead(srv, api, get("get-result", "/api/results/{result_id}", "One run with its output", ""),
 		func(ctx context.Context, in *struct {
@@ -192,6 +225,8 @@ func (srv *Server) registerReads(api huma.API) {
 // words.
 func (srv *Server) readsProblem(ctx context.Context, what, cursor string, err error) error {
 	switch {
+	case errors.As(err, new(huma.StatusError)):
+		return err // already a problem (a malformed parameter)
 	case errors.Is(err, storage.ErrNotFound):
 		return huma.Error404NotFound(err.Error())
 	case errors.Is(err, storage.ErrInvalidCursor):

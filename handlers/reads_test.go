@@ -160,7 +160,7 @@ func TestReadsHTTPBodiesHaveTheDocumentedShape(t *testing.T) {
 	}
 	execution := map[string]any{
 		"exec_id": "e1", "job_id": "job-1", "version": "v1", "initiated_by": "alice", "initiated_at": readsTime(-time.Hour),
-		"target_count": 2.0, "success_count": 1.0, "failure_count": 0.0, "status": "running",
+		"target_count": 2.0, "success_count": 1.0, "failure_count": 0.0, "skipped_count": 0.0, "status": "running",
 	}
 	audit := map[string]any{
 		"id": 1.0, "actor": "alice", "action": "job_upsert", "target": "job-1",
@@ -296,6 +296,32 @@ func TestReadsHTTPFilters(t *testing.T) {
 			t.Errorf("%s (-want +got):\n%s", query, diff)
 		}
 	}
+	// Issue 13: exec_id, a started_at window (any offset), partial and
+	// case-insensitive job and pc.
+	e.exec(`UPDATE execution_results SET exec_id = 'x1' WHERE result_id IN ('bad', 'skip')`)
+	e.exec(`UPDATE execution_results SET started_at = ? WHERE result_id = 'ok'`, readsTime(-time.Hour))
+	e.exec(`INSERT INTO agents (pc_id, hostname, last_heartbeat, updated_at) VALUES ('PC-1', 'Kiosk-A', ?, ?), ('PC-2', 'lab-b', ?, ?)`,
+		readsTime(0), readsTime(0), readsTime(0), readsTime(0))
+	plus9 := readsNow.Add(-30 * time.Minute).In(time.FixedZone("", 9*3600)).Format(time.RFC3339)
+	for query, want := range map[string][]string{
+		"exec_id=x1":                      {"skip", "bad"},
+		"exec_id=x1&status=failure":       {"bad"},
+		"job=JOB-":                        {"skip", "run", "reaped", "bad", "ok"},
+		"job=-B":                          {"skip", "reaped"},
+		"pc=pc-2":                         {"skip", "bad"},
+		"pc=kiosk":                        {"run", "reaped", "ok"},
+		"pc=kiosk&job=A&status=success":   {"ok"},
+		"since=" + url.QueryEscape(plus9): {"skip", "run", "reaped", "bad"},
+		"until=" + url.QueryEscape(plus9): {"ok"},
+		"job=nothing":                     {},
+		"since=" + readsTime(time.Hour):   {},
+	} {
+		got := readsItemIDs(t, e.getJSON("/api/results?"+query, http.StatusOK), "result_id")
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", query, diff)
+		}
+	}
+	e.exec(`DELETE FROM agents`)
 	for _, pc := range []string{"PC_1", "PC%1", "lab-pc"} {
 		e.exec(`INSERT INTO agents (pc_id, last_heartbeat, updated_at) VALUES (?, ?, ?)`, pc, readsTime(0), readsTime(0))
 	}
@@ -375,6 +401,14 @@ func TestReadsHTTPRefusesBadInputWithProblems(t *testing.T) {
 		{"/api/results?cursor=bm90IGEgY3Vyc29y", http.StatusBadRequest, "query.cursor"},
 		{"/api/executions?cursor=" + resultsCursor, http.StatusBadRequest, "query.cursor"},
 		{"/api/audit?cursor=" + resultsCursor, http.StatusBadRequest, "query.cursor"},
+		{"/api/results?since=yesterday", http.StatusBadRequest, "query.since"},
+		{"/api/results?since=2026-06-20", http.StatusBadRequest, "query.since"},
+		{"/api/results?since=2026-06-20T10:00:00", http.StatusBadRequest, "query.since"}, // no offset
+		{"/api/results?until=2026-13-01T00:00:00Z", http.StatusBadRequest, "query.until"},
+		{"/api/results?since=2026-06-20T10:00:00Z&until=2026-06-20T10:00:00Z", http.StatusBadRequest, "query.until"},
+		{"/api/results?job=" + strings.Repeat("j", 257), http.StatusUnprocessableEntity, "query.job"},
+		{"/api/results?pc=" + strings.Repeat("p", 257), http.StatusUnprocessableEntity, "query.pc"},
+		{"/api/results?job=x&cursor=bm90IGEgY3Vyc29y", http.StatusBadRequest, "query.cursor"},
 		{"/api/agents/PC-nobody", http.StatusNotFound, ""},
 		{"/api/results/nothing", http.StatusNotFound, ""},
 		{"/api/executions/nothing", http.StatusNotFound, ""},

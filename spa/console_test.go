@@ -139,7 +139,7 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Errorf("needs attention (-want +got):\n%s", diff)
 		}
 		b.waitFor(t, "recent executions", `document.querySelector('#recent-execs .progress')`)
-		if got := eval(t, "progress label", `document.querySelector('#recent-execs .progress').getAttribute('aria-label')`); got != "3 of 3 PCs answered: 2 succeeded, 1 failed" {
+		if got := eval(t, "progress label", `document.querySelector('#recent-execs .progress').getAttribute('aria-label')`); got != "3 of 3 PCs answered: 2 succeeded, 1 failed, 0 skipped" {
 			t.Errorf("progress = %q", got)
 		}
 		if got := b.texts(t, "#versions th"); !cmp.Equal(got, []string{"1.5.0", "1.4.2"}) && !cmp.Equal(got, []string{"1.4.2", "1.5.0"}) {
@@ -233,7 +233,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	step("an execution shows its progress against the target and links to its job", func(t *testing.T) {
 		b.do(t, "open x-1", chromedp.Navigate(base+"/executions/x-1"))
 		b.waitFor(t, "progress", `document.querySelector('#exec-progress .progress')`)
-		if got := eval(t, "label", `document.querySelector('#exec-progress .progress').getAttribute('aria-label')`); got != "3 of 3 PCs answered: 2 succeeded, 1 failed" {
+		if got := eval(t, "label", `document.querySelector('#exec-progress .progress').getAttribute('aria-label')`); got != "3 of 3 PCs answered: 2 succeeded, 1 failed, 0 skipped" {
 			t.Errorf("progress = %q", got)
 		}
 		if n := browserRun(t, b, "job link", chromedp.Evaluate[int](`document.querySelectorAll('a[href="/jobs/inventory"]').length`)); n == 0 {

@@ -81,14 +81,14 @@ type NewExecution struct {
 // recorded for exec_id are taken in here.
 func (tx *Tx) InsertExecution(ctx context.Context, e NewExecution) error {
 	_, err := tx.tx.ExecContext(ctx, `INSERT INTO executions
-		(exec_id, job_id, version, initiated_by, initiated_at, target_count, success_count, failure_count, status)
-		SELECT ?, ?, ?, ?, ?, ?, s, f,
-		       CASE WHEN s + f = 0 AND r = 0 THEN 'pending'
-		            WHEN ? IS NOT NULL AND s + f >= ? THEN 'completed' ELSE 'running' END
-		  FROM (SELECT COALESCE(SUM(finished_at IS NOT NULL AND reaped = 0 AND exit_code = 0), 0) AS s,
-		               COALESCE(SUM(finished_at IS NOT NULL AND (reaped = 1 OR exit_code <> 0)), 0) AS f,
-		               COUNT(*) AS r
-		          FROM execution_results WHERE exec_id = ?)`,
+		(exec_id, job_id, version, initiated_by, initiated_at, target_count, success_count, failure_count,
+		 skipped_count, status)
+		SELECT ?, ?, ?, ?, ?, ?, s, f, k,
+		       CASE WHEN s + f + k = 0 AND r = 0 THEN 'pending'
+		            WHEN ? IS NOT NULL AND s + f + k >= ? THEN 'completed' ELSE 'running' END
+		  FROM (SELECT COALESCE(SUM(run_status = 1), 0) AS s, COALESCE(SUM(run_status = 2), 0) AS f,
+		               COALESCE(SUM(run_status = 3), 0) AS k, COUNT(*) AS r
+		          FROM execution_results INDEXED BY execution_results_exec_started WHERE exec_id = ?)`,
 		e.ExecID, nullString(e.JobID), nullString(e.Version), e.InitiatedBy, kanade.FormatTime(e.InitiatedAt),
 		e.TargetCount, e.TargetCount, e.TargetCount, e.ExecID)
 	if err != nil {

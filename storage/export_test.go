@@ -54,6 +54,24 @@ func ReadsQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, e
 	})
 }
 
+// RunsQueryPlanForTest returns the EXPLAIN QUERY PLAN details of the first
+// section of a runs page after a cursor (the keyset range every page but the
+// first walks) for filter f.
+func RunsQueryPlanForTest(ctx context.Context, db *DB, f RunFilter) ([]string, error) {
+	build, _, err := db.runQuery(ctx, f)
+	if err != nil || build == nil {
+		return nil, fmt.Errorf("no statement for %+v: %v", f, err)
+	}
+	const at = "2026-01-01T00:00:00.000000000Z"
+	q, args := build(runList.afterConds(true), []any{at, at, "x"}, runList.order(), 51)
+	plans, err := queryPlans(ctx, db, map[string]planCase{"runs": {q, args}})
+	return plans["runs"], err
+}
+
+// MaxRunArmsForTest is the number of matching ids up to which a partial
+// filter reads one range per id.
+const MaxRunArmsForTest = maxRunArms
+
 // ControlQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the
 // control plane's statements (control.go).
 func ControlQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {

@@ -83,6 +83,7 @@ func durationArg(ms int64, ok bool) any {
 type existingRun struct {
 	finished  bool
 	reaped    bool
+	skipped   bool
 	jobID     *string
 	execID    *string
 	startedAt *string
@@ -127,7 +128,7 @@ func (tx *Tx) loadRuns(ctx context.Context, ids []string) (map[string]*existingR
 		for i, id := range chunk {
 			args[i] = id
 		}
-		rows, err := tx.tx.QueryContext(ctx, `SELECT result_id, finished_at, reaped, job_id, exec_id, started_at, duration_ms, exit_code
+		rows, err := tx.tx.QueryContext(ctx, `SELECT result_id, finished_at, reaped, job_id, exec_id, started_at, duration_ms, exit_code, skipped
 			FROM execution_results WHERE result_id IN (`+strings.TrimSuffix(strings.Repeat("?,", n), ",")+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("load runs: %w", err)
@@ -135,13 +136,13 @@ func (tx *Tx) loadRuns(ctx context.Context, ids []string) (map[string]*existingR
 		for rows.Next() {
 			var id string
 			var finishedAt, jobID, execID, startedAt *string
-			var reaped int
+			var reaped, skipped int
 			var dur, exit *int64
-			if err := rows.Scan(&id, &finishedAt, &reaped, &jobID, &execID, &startedAt, &dur, &exit); err != nil {
+			if err := rows.Scan(&id, &finishedAt, &reaped, &jobID, &execID, &startedAt, &dur, &exit, &skipped); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("load runs: %w", err)
 			}
-			r := &existingRun{finished: finishedAt != nil && reaped == 0, reaped: reaped != 0,
+			r := &existingRun{finished: finishedAt != nil && reaped == 0, reaped: reaped != 0, skipped: skipped != 0,
 				jobID: jobID, execID: execID, startedAt: startedAt, finishedAtRaw: finishedAt, exitCode: exit}
 			if finishedAt != nil && dur != nil && jobID != nil {
 				r.inSummary, r.finishedAt, r.durationMs = true, *finishedAt, *dur
@@ -156,12 +157,61 @@ func (tx *Tx) loadRuns(ctx context.Context, ids []string) (map[string]*existingR
 }
 
 // execDelta accumulates one execution's counter changes within a batch.
-type execDelta struct{ success, failure int64 }
+type execDelta struct{ success, failure, skipped int64 }
+
+// The counter invariant: a run with an exec_id and an exit code (finished or
+// reaped) is counted exactly once, in the counter of its outcome, the same
+// outcome as run_status (migration 0014) and the fleet rollup: skipped
+// whatever the exit code, else success for exit 0, else failure (a reaped
+// run's -1 included). A run whose outcome changes (a reaped run's real
+// result arriving) moves from one counter to the other; so the counters
+// always equal a recount of the runs.
+
+// outcome is a finished run's counter.
+type outcome int
+
+const (
+	outSuccess outcome = iota
+	outFailure
+	outSkipped
+)
+
+func outcomeOf(exit int64, skipped bool) outcome {
+	switch {
+	case skipped:
+		return outSkipped
+	case exit == 0:
+		return outSuccess
+	}
+	return outFailure
+}
+
+// add moves n runs of outcome o into (n > 0) or out of (n < 0) execID's
+// counters in deltas.
+func addOutcome(deltas map[string]*execDelta, execID string, o outcome, n int64) {
+	if execID == "" {
+		return
+	}
+	d := deltas[execID]
+	if d == nil {
+		d = &execDelta{}
+		deltas[execID] = d
+	}
+	switch o {
+	case outSuccess:
+		d.success += n
+	case outFailure:
+		d.failure += n
+	case outSkipped:
+		d.skipped += n
+	}
+}
 
 // ApplyResults applies a batch of results in order (storage.md RESULTS rules):
 // insert a finished row when none exists; fill in a running or reaped row;
 // leave a finished row alone. Execution counters move only when a row really
-// changed, and a late result for a reaped run does not count again.
+// changed, and a late result for a reaped run moves it from failure to its
+// own outcome instead of counting it again.
 func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, error) {
 	var st ApplyStats
 	if len(batch) == 0 {
@@ -173,21 +223,6 @@ func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, err
 	}
 	var inserts, reports []*Result
 	execs := map[string]*execDelta{}
-	bump := func(execID string, exit int64) {
-		if execID == "" {
-			return
-		}
-		d := execs[execID]
-		if d == nil {
-			d = &execDelta{}
-			execs[execID] = d
-		}
-		if exit == 0 {
-			d.success++
-		} else {
-			d.failure++
-		}
-	}
 	for i := range batch {
 		r := &batch[i]
 		exit := *r.ExitCode
@@ -196,7 +231,7 @@ func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, err
 		case !ok:
 			inserts = append(inserts, r)
 			runs[r.ResultID] = &existingRun{finished: true}
-			bump(r.ExecID, exit)
+			addOutcome(execs, r.ExecID, outcomeOf(exit, r.Skipped), 1)
 			ms, plausible := runMillis(r.StartedAt.Time, r.FinishedAt.Time)
 			if !plausible {
 				st.Implausible++
@@ -246,8 +281,11 @@ func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, err
 			if err != nil {
 				return st, fmt.Errorf("update run %s: %w", r.ResultID, err)
 			}
-			if !cur.reaped && cur.execID != nil {
-				bump(*cur.execID, exit)
+			if cur.execID != nil {
+				if cur.reaped { // counted as a failure by the reaper (or the started event)
+					addOutcome(execs, *cur.execID, outFailure, -1)
+				}
+				addOutcome(execs, *cur.execID, outcomeOf(exit, r.Skipped), 1)
 			}
 			runs[r.ResultID] = &existingRun{finished: true}
 			st.Updated++
@@ -305,12 +343,17 @@ func (tx *Tx) insertResults(ctx context.Context, rows []*Result) error {
 
 func (tx *Tx) bumpExecutions(ctx context.Context, execs map[string]*execDelta) error {
 	for id, d := range execs {
+		if *d == (execDelta{}) {
+			continue // a run that moved within one counter
+		}
+		// Every answer counts toward completion: a skipped run is an answer.
 		_, err := tx.tx.ExecContext(ctx, `UPDATE executions
 			SET success_count = success_count + ?, failure_count = failure_count + ?,
+			    skipped_count = skipped_count + ?,
 			    status = CASE WHEN target_count IS NOT NULL
-			                   AND success_count + ? + failure_count + ? >= target_count
+			                   AND success_count + ? + failure_count + ? + skipped_count + ? >= target_count
 			              THEN 'completed' ELSE 'running' END
-			WHERE exec_id = ?`, d.success, d.failure, d.success, d.failure, id)
+			WHERE exec_id = ?`, d.success, d.failure, d.skipped, d.success, d.failure, d.skipped, id)
 		if err != nil {
 			return fmt.Errorf("bump execution %s: %w", id, err)
 		}
@@ -467,20 +510,10 @@ func (tx *Tx) fillFromStarted(ctx context.Context, e *Started, cur *existingRun,
 	if err != nil {
 		return false, fmt.Errorf("fill run %s from started event: %w", e.ResultID, err)
 	}
-	// A finished (not reaped) row whose result could not name its execution
-	// is counted now; a reaped row was counted by the reaper when it knew the
-	// execution, and one it did not know stays uncounted as the reaper left it.
-	if newExec && cur.finished && cur.exitCode != nil {
-		d := bumps[e.ExecID]
-		if d == nil {
-			d = &execDelta{}
-			bumps[e.ExecID] = d
-		}
-		if *cur.exitCode == 0 {
-			d.success++
-		} else {
-			d.failure++
-		}
+	// A finished or reaped row that did not know its execution was counted
+	// nowhere; it is counted now (the counter invariant above).
+	if newExec && cur.exitCode != nil {
+		addOutcome(bumps, e.ExecID, outcomeOf(*cur.exitCode, cur.skipped), 1)
 	}
 	cur.startedAt = &startedAt
 	if newJob {

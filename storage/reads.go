@@ -222,6 +222,22 @@ func (l *descList[T]) afterConds(after bool) []string {
 }
 
 func (l *descList[T]) page(ctx context.Context, db *DB, p PageRequest, conds []string, args []any) (kanade.Page[T], error) {
+	build := func(extra []string, extraArgs []any, order string, limit int) (string, []any) {
+		return l.selectSQL(append(append([]string{}, conds...), extra...), order),
+			append(append(append([]any{}, args...), extraArgs...), limit)
+	}
+	return l.pageBy(ctx, db, p, build, true)
+}
+
+// sectionSQL builds the statement of one section of a page from the
+// section's own terms (extra, with their values extraArgs), its order and
+// the number of rows still wanted.
+type sectionSQL func(extra []string, extraArgs []any, order string, limit int) (string, []any)
+
+// pageBy is page with the statements made by build; withNull says whether
+// the rows without a timestamp can match at all (a time window excludes
+// them, and then the second section is never asked for).
+func (l *descList[T]) pageBy(ctx context.Context, db *DB, p PageRequest, build sectionSQL, withNull bool) (kanade.Page[T], error) {
 	var page kanade.Page[T]
 	if err := p.check(); err != nil {
 		return page, fmt.Errorf("list %s: %w", l.kind, err)
@@ -240,8 +256,8 @@ func (l *descList[T]) page(ctx context.Context, db *DB, p PageRequest, conds []s
 	want := p.Limit + 1 // one more than the page tells whether another follows
 
 	query := func(extra []string, extraArgs []any, order string) error {
-		a := append(append(append([]any{}, args...), extraArgs...), want-len(page.Items))
-		rows, err := db.read.QueryContext(ctx, l.selectSQL(append(append([]string{}, conds...), extra...), order), a...)
+		q, a := build(extra, extraArgs, order, want-len(page.Items))
+		rows, err := db.read.QueryContext(ctx, q, a...)
 		if err != nil {
 			return err
 		}
@@ -265,7 +281,7 @@ func (l *descList[T]) page(ctx context.Context, db *DB, p PageRequest, conds []s
 			return page, fmt.Errorf("list %s: %w", l.kind, err)
 		}
 	}
-	if len(page.Items) < want {
+	if len(page.Items) < want && withNull {
 		extra := []string{l.at + " IS NULL"}
 		var extraArgs []any
 		if after != nil && after.At == nil {
@@ -299,21 +315,35 @@ const (
 	RunsSkipped RunStatus = "skipped"
 )
 
-// runStatusPredicates are the api.md rules; failure is the failedPredicate of
-// the fleet rollup, so the list and the counts never disagree.
-var runStatusPredicates = map[RunStatus]string{
-	RunsSuccess: "exit_code = 0 AND skipped = 0",
-	RunsFailure: failedPredicate,
-	RunsRunning: "finished_at IS NULL",
-	RunsSkipped: "skipped = 1",
+// runStatusCodes are the values of the run_status column (migration 0014),
+// which encodes the api.md rules: failure is the failedPredicate of the fleet
+// rollup, so the list and the counts never disagree.
+var runStatusCodes = map[RunStatus]int64{
+	RunsRunning: 0,
+	RunsSuccess: 1,
+	RunsFailure: 2,
+	RunsSkipped: 3,
 }
 
-// RunFilter selects a page of runs; empty fields do not filter.
+// RunFilter selects a page of runs; empty fields do not filter, and the
+// filters that are set all apply.
 type RunFilter struct {
 	PageRequest
+	// JobID, PCID and ExecID match exactly.
 	JobID  string
 	PCID   string
-	Status RunStatus
+	ExecID string
+	// Job matches runs whose job_id contains it, case-insensitively (ASCII;
+	// %, _ and \ are literal), as the agents search does.
+	Job string
+	// PC matches runs of the roster's PCs whose pc_id or hostname contains
+	// it, case-insensitively, like the agents search (q=). A PC no longer on
+	// the roster is found by PCID.
+	PC string
+	// Since and Until bound started_at: Since <= started_at < Until. Either
+	// set leaves out the runs without a start time.
+	Since, Until time.Time
+	Status       RunStatus
 }
 
 const runColumns = `result_id, request_id, exec_id, pc_id, job_id, version, exit_code, skipped,
@@ -338,33 +368,214 @@ var runList = descList[kanade.Run]{
 	key: func(r *kanade.Run) (*string, string) { return r.StartedAt, r.ResultID },
 }
 
+// maxRunArms is the largest number of job or PC ids a partial filter is
+// served by one index range each (a UNION ALL of per-id keyset pages, each
+// at most a page long). Beyond it the filter is a test on the rows of the
+// walk: so many matching ids make matching rows dense.
+const maxRunArms = 64
+
 // ListRuns returns a page of runs, newest started first (runs without a
 // start time last).
+//
+// Every combination is served by an index range in list order (the plans are
+// pinned with INDEXED BY, so the planner's guesses without statistics cannot
+// turn a page into a walk of a million rows): the narrowest of exec_id, the
+// PC, the job, the status, in that order, picks the index. A status other
+// than success uses the partial status indexes of migration 0014; successes
+// are most runs, so the lists' own indexes find a page of them at once.
+// Partial job and PC filters resolve their matching ids first (jobs by a
+// skip scan of the job index, PCs from the roster), then read one range per
+// id and merge.
 func (db *DB) ListRuns(ctx context.Context, f RunFilter) (kanade.Page[kanade.Run], error) {
+	build, withNull, err := db.runQuery(ctx, f)
+	if err != nil {
+		return kanade.Page[kanade.Run]{}, fmt.Errorf("list results: %w", err)
+	}
+	if build == nil { // a partial filter that matches no job or PC
+		return emptyRunPage(f.PageRequest)
+	}
+	return runList.pageBy(ctx, db, f.PageRequest, build, withNull)
+}
+
+// runQuery turns a filter into the statements of its sections (nil when a
+// partial filter matches nothing) and whether runs without a start time can
+// match.
+func (db *DB) runQuery(ctx context.Context, f RunFilter) (sectionSQL, bool, error) {
 	var conds []string
 	var args []any
-	if f.JobID != "" {
-		// With a PC too, the (pc_id, started_at) index is the one to walk: a
-		// PC has hundreds of runs where a job may have a million, and the
-		// planner (without statistics) would pick the job's index. The unary
-		// + keeps job_id from being used for an index lookup.
-		col := "job_id"
-		if f.PCID != "" {
-			col = "+job_id"
+	add := func(cond string, a ...any) { conds, args = append(conds, cond), append(args, a...) }
+
+	rare := false // a status kept in the partial indexes
+	if f.Status != "" {
+		code, ok := runStatusCodes[f.Status]
+		if !ok {
+			return nil, false, fmt.Errorf("unknown status %q", f.Status)
 		}
-		conds, args = append(conds, col+" = ?"), append(args, f.JobID)
+		rare = f.Status != RunsSuccess
+		if rare {
+			add("run_status <> 1") // the partial indexes' term, verbatim
+		}
+		add("run_status = ?", code)
+	}
+	if !f.Since.IsZero() {
+		add("started_at >= ?", kanade.FormatTime(f.Since))
+	}
+	if !f.Until.IsZero() {
+		add("started_at < ?", kanade.FormatTime(f.Until))
+	}
+	withNull := f.Since.IsZero() && f.Until.IsZero()
+	if f.ExecID != "" {
+		add("exec_id = ?", f.ExecID)
+	}
+	if f.JobID != "" {
+		add("job_id = ?", f.JobID)
 	}
 	if f.PCID != "" {
-		conds, args = append(conds, "pc_id = ?"), append(args, f.PCID)
+		add("pc_id = ?", f.PCID)
 	}
-	if f.Status != "" {
-		p, ok := runStatusPredicates[f.Status]
-		if !ok {
-			return kanade.Page[kanade.Run]{}, fmt.Errorf("list results: unknown status %q", f.Status)
+
+	var jobIDs, pcIDs []string
+	if f.Job != "" {
+		var err error
+		if jobIDs, err = db.matchingJobs(ctx, f.Job); err != nil || len(jobIDs) == 0 {
+			return nil, false, err
 		}
-		conds = append(conds, "("+p+")")
 	}
-	return runList.page(ctx, db, f.PageRequest, conds, args)
+	if f.PC != "" {
+		var err error
+		if pcIDs, err = db.matchingPCs(ctx, f.PC, maxRunArms+1); err != nil || len(pcIDs) == 0 {
+			return nil, false, err
+		}
+	}
+	pcFew := len(pcIDs) > 0 && len(pcIDs) <= maxRunArms
+	jobFew := len(jobIDs) > 0 && len(jobIDs) <= maxRunArms
+
+	// The index to walk, and the ids read one range each (arms, of column
+	// armCol) when a partial filter drives.
+	var index, armCol string
+	var arms []string
+	switch {
+	case f.ExecID != "": // an execution's runs are at most its target's PCs
+		index = pick(rare, "execution_results_exec_status_started", "execution_results_exec_started")
+	case f.PCID != "":
+		index = pick(rare, "execution_results_pc_status_started", "execution_results_pc_started")
+	case pcFew:
+		index = pick(rare, "execution_results_pc_status_started", "execution_results_pc_started")
+		arms, armCol = pcIDs, "pc_id"
+	case f.JobID != "":
+		index = pick(rare, "execution_results_job_status_started", "execution_results_job_started")
+	case jobFew:
+		index = pick(rare, "execution_results_job_status_started", "execution_results_job_started")
+		arms, armCol = jobIDs, "job_id"
+	case rare:
+		index = "execution_results_status_started"
+	default:
+		index = "execution_results_started"
+	}
+	// The partial filters that do not drive test the rows of the walk.
+	if f.PC != "" && armCol != "pc_id" {
+		if pcFew {
+			add("pc_id IN ("+marks(len(pcIDs))+")", anys(pcIDs)...)
+		} else {
+			p := likeContains(f.PC)
+			add(`pc_id IN (SELECT pc_id FROM agents WHERE pc_id LIKE ? ESCAPE '\' OR hostname LIKE ? ESCAPE '\')`, p, p)
+		}
+	}
+	if f.Job != "" && armCol != "job_id" {
+		if jobFew {
+			add("job_id IN ("+marks(len(jobIDs))+")", anys(jobIDs)...)
+		} else {
+			add(`job_id LIKE ? ESCAPE '\'`, likeContains(f.Job))
+		}
+	}
+	return runSections(index, conds, args, armCol, arms), withNull, nil
+}
+func pick(rare bool, ifRare, otherwise string) string {
+	if rare {
+		return ifRare
+	}
+	return otherwise
+}
+
+func emptyRunPage(p PageRequest) (kanade.Page[kanade.Run], error) {
+	if err := p.check(); err != nil {
+		return kanade.Page[kanade.Run]{}, fmt.Errorf("list results: %w", err)
+	}
+	if _, err := decodeCursor(runList.kind, p.Cursor); err != nil {
+		return kanade.Page[kanade.Run]{}, fmt.Errorf("list results: %w", err)
+	}
+	return kanade.Page[kanade.Run]{Items: []kanade.Run{}}, nil
+}
+
+// runSections builds the statements of a runs page walking index: one
+// keyset range, or with arms one range per id of armCol, merged in list
+// order. Each arm is a range in that order already, so SQLite merges them
+// without sorting (MERGE (UNION ALL)) and stops at the LIMIT: a page reads
+// about limit + arms rows, not limit per arm.
+func runSections(index string, conds []string, args []any, armCol string, arms []string) sectionSQL {
+	from := ` FROM execution_results INDEXED BY ` + index + ` WHERE `
+	return func(extra []string, extraArgs []any, order string, limit int) (string, []any) {
+		where := strings.Join(append(append([]string{"1 = 1"}, conds...), extra...), " AND ")
+		if len(arms) == 0 {
+			return `SELECT ` + runColumns + from + where + ` ORDER BY ` + order + ` LIMIT ?`,
+				append(append(append([]any{}, args...), extraArgs...), limit)
+		}
+		var q strings.Builder
+		var a []any
+		for i, id := range arms {
+			if i > 0 {
+				q.WriteString(" UNION ALL ")
+			}
+			q.WriteString(`SELECT ` + runColumns + from + armCol + ` = ? AND ` + where)
+			a = append(append(append(a, id), args...), extraArgs...)
+		}
+		q.WriteString(` ORDER BY ` + order + ` LIMIT ?`)
+		return q.String(), append(a, limit)
+	}
+}
+
+// matchingJobs returns the job ids of runs that contain s, case-insensitively:
+// a skip scan of the job index (one seek per distinct job, and jobs are few),
+// never a walk of the runs.
+func (db *DB) matchingJobs(ctx context.Context, s string) ([]string, error) {
+	rows, err := db.read.QueryContext(ctx, `WITH RECURSIVE j(id) AS (
+			SELECT (SELECT min(job_id) FROM execution_results INDEXED BY execution_results_job_started)
+			UNION ALL
+			SELECT (SELECT min(job_id) FROM execution_results INDEXED BY execution_results_job_started WHERE job_id > j.id)
+			  FROM j WHERE j.id IS NOT NULL)
+		SELECT id FROM j WHERE id LIKE ? ESCAPE '\' ORDER BY id`, likeContains(s))
+	if err != nil {
+		return nil, fmt.Errorf("match jobs: %w", err)
+	}
+	return scanIDs(rows, "match jobs")
+}
+
+// matchingPCs returns at most limit pc_ids of the roster whose pc_id or
+// hostname contains s, case-insensitively (the agents search's rule).
+func (db *DB) matchingPCs(ctx context.Context, s string, limit int) ([]string, error) {
+	p := likeContains(s)
+	rows, err := db.read.QueryContext(ctx, `SELECT pc_id FROM agents
+		WHERE pc_id LIKE ? ESCAPE '\' OR hostname LIKE ? ESCAPE '\' ORDER BY pc_id LIMIT ?`, p, p, limit)
+	if err != nil {
+		return nil, fmt.Errorf("match pcs: %w", err)
+	}
+	return scanIDs(rows, "match pcs")
+}
+
+func scanIDs(rows *sql.Rows, what string) ([]string, error) {
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return ids, nil
 }
 
 // GetRun returns one run with its output, or ErrNotFound.
@@ -387,11 +598,11 @@ func (db *DB) GetRun(ctx context.Context, resultID string) (kanade.RunDetail, er
 // ---- executions ----------------------------------------------------------------
 
 const executionColumns = `exec_id, job_id, version, initiated_by, initiated_at, target_count,
-	success_count, failure_count, status`
+	success_count, failure_count, skipped_count, status`
 
 func executionDest(e *kanade.Execution) []any {
 	return []any{&e.ExecID, &e.JobID, &e.Version, &e.InitiatedBy, &e.InitiatedAt, &e.TargetCount,
-		&e.SuccessCount, &e.FailureCount, &e.Status}
+		&e.SuccessCount, &e.FailureCount, &e.SkippedCount, &e.Status}
 }
 
 var executionList = descList[kanade.Execution]{

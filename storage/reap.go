@@ -21,8 +21,8 @@ const reapNote = "[kanade] reaped: no result arrived before the run's deadline"
 // Each gets exit_code −1, reaped = 1, finished_at = now, a note appended to
 // stderr and its duration; its execution's failure_count is bumped and the
 // run enters the duration summaries, all in this transaction. A real result
-// arriving later replaces all of that (ApplyResults) without counting the
-// failure again. It returns how many rows it reaped.
+// arriving later replaces all of that (ApplyResults) and moves the run from
+// failure_count to its own outcome's counter. It returns how many rows it reaped.
 func (tx *Tx) Reap(ctx context.Context, now time.Time, limit int) (int, error) {
 	at := kanade.FormatTime(now)
 	rows, err := tx.tx.QueryContext(ctx, `SELECT result_id, job_id, exec_id, started_at FROM execution_results
@@ -59,12 +59,7 @@ func (tx *Tx) Reap(ctx context.Context, now time.Time, limit int) (int, error) {
 			}
 		}
 		if execID != nil {
-			d := execs[*execID]
-			if d == nil {
-				d = &execDelta{}
-				execs[*execID] = d
-			}
-			d.failure++
+			addOutcome(execs, *execID, outFailure, 1)
 		}
 		runs = append(runs, o)
 	}

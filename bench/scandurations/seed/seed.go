@@ -28,6 +28,9 @@ var Now = time.Date(2026, 6, 20, 0, 17, 23, 456789012, time.UTC)
 // Since is the start of the 24 h window.
 func Since() time.Time { return Now.Add(-24 * time.Hour) }
 
+// Agents is the number of PCs the runs are spread over.
+const Agents = 3000
+
 // BatchSize is the number of results per write transaction.
 const BatchSize = 5000
 
@@ -47,6 +50,7 @@ func Each(n, jobs int, fn func([]storage.Result) error) error {
 	first := Since().Add(-time.Hour)
 	zero := int64(0)
 	fail := int64(1)
+	skip := int64(125)
 	batch := make([]storage.Result, 0, BatchSize)
 	for i := 0; i < total; i++ {
 		var finished time.Time
@@ -68,9 +72,18 @@ func Each(n, jobs int, fn func([]storage.Result) error) error {
 			exit = &fail
 		}
 		id := fmt.Sprintf("%016x-%07d", rng.Uint64(), i)
+		// Each run belongs to its job's execution of that hour (the
+		// /api/results?exec_id= benchmark), and one in 200 was skipped;
+		// both without a draw of rng, so the rest of the data set is
+		// what it was.
+		skipped := i%200 == 7
+		if skipped {
+			exit = &skip
+		}
 		batch = append(batch, storage.Result{ExecResult: kanade.ExecResult{ResultID: id, RequestID: id, PcID: fmt.Sprintf("pc-%05d", rng.IntN(3000)),
-			ExitCode: exit, StartedAt: kanade.Timestamp{Time: finished.Add(-d)}, FinishedAt: kanade.Timestamp{Time: finished},
-			ManifestID: fmt.Sprintf("job-%03d", j)}, RecordedAt: finished.Add(time.Duration(rng.Int64N(int64(2 * time.Second))))})
+			ExitCode: exit, Skipped: skipped, StartedAt: kanade.Timestamp{Time: finished.Add(-d)}, FinishedAt: kanade.Timestamp{Time: finished},
+			ManifestID: fmt.Sprintf("job-%03d", j), ExecID: fmt.Sprintf("exec-%03d-%d", j, finished.Unix()/3600)},
+			RecordedAt: finished.Add(time.Duration(rng.Int64N(int64(2 * time.Second))))})
 		if len(batch) == BatchSize || i == total-1 {
 			if err := fn(batch); err != nil {
 				return err
@@ -84,6 +97,16 @@ func Each(n, jobs int, fn func([]storage.Result) error) error {
 // Seed writes the data set of Each into db through the projection's write
 // path, one transaction per batch.
 func Seed(ctx context.Context, db *storage.DB, n, jobs int) error {
+	// The roster of the PCs that ran them (the partial pc= filter of
+	// /api/results resolves PCs there).
+	beats := make([]kanade.Heartbeat, Agents)
+	for i := range beats {
+		id := fmt.Sprintf("pc-%05d", i)
+		beats[i] = kanade.Heartbeat{PcID: id, Hostname: &id, At: kanade.Timestamp{Time: Now}}
+	}
+	if err := db.Update(ctx, func(tx *storage.Tx) error { return tx.UpsertHeartbeats(ctx, beats) }); err != nil {
+		return err
+	}
 	return Each(n, jobs, func(batch []storage.Result) error {
 		return db.Update(ctx, func(tx *storage.Tx) error {
 			_, err := tx.ApplyResults(ctx, batch)
@@ -97,7 +120,8 @@ func Seed(ctx context.Context, db *storage.DB, n, jobs int) error {
 // schema or summary-format change gives a new name, so a stale file is never
 // reused. The file is written under a temporary name and renamed when done.
 func Cached(ctx context.Context, n, jobs int) (string, error) {
-	name := fmt.Sprintf("kanade-bench-%s-%d", storage.SchemaHash(), n)
+	// v2: exec ids, skips and the roster (the results filters' benchmark).
+	name := fmt.Sprintf("kanade-bench-%s-v2-%d", storage.SchemaHash(), n)
 	if jobs != 200 {
 		name += fmt.Sprintf("-%dj", jobs)
 	}

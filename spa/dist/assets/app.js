@@ -700,17 +700,17 @@ function nextUpTable(id, rows) {
 }
 
 // progress is a bar of an execution's answers against its target: ok,
-// failed and (when known) skipped, each its own colour, never past 100 %.
-function progress(x, skipped) {
+// failed and skipped (the API's three counters: "failed" never includes a
+// skip, as on every other page), each its own colour, never past 100 %.
+function progress(x) {
   const target = Math.max(Number(x.target_count) || 0, 1);
   const ok = Number(x.success_count) || 0;
   const failed = Number(x.failure_count) || 0;
-  const sk = Number(skipped) || 0;
+  const sk = Number(x.skipped_count) || 0;
   const done = ok + failed + sk;
   const scale = Math.max(target, done);
   const pct = (n) => `${(100 * n / scale).toFixed(1)}%`;
-  const label = t('{done} of {n} PCs answered: {ok} succeeded, {failed} failed',
-    { done: fmtNum(Math.min(done, target)), n: fmtNum(x.target_count ?? '?'), ok: fmtNum(ok), failed: fmtNum(failed) });
+  const label = progressText(x);
   return h('div', { class: 'progress', role: 'img', 'aria-label': label, title: label },
     h('span', { class: 'p-ok', style: null, 'data-w': pct(ok) }),
     h('span', { class: 'p-bad', 'data-w': pct(failed) }),
@@ -719,6 +719,19 @@ function progress(x, skipped) {
 
 // The bars' widths: CSP forbids style attributes from markup (style-src
 // 'self'), so they are set through CSSOM after the bars are placed.
+// progressText says the same as the bar, in words. Skipped answers of PCs
+// outside the target (offline when it was resolved) can make the answers
+// exceed it; the count of answers shown never does.
+function progressText(x) {
+  const ok = Number(x.success_count) || 0;
+  const failed = Number(x.failure_count) || 0;
+  const sk = Number(x.skipped_count) || 0;
+  return t('{done} of {n} PCs answered: {ok} succeeded, {failed} failed, {skipped} skipped', {
+    done: fmtNum(Math.min(ok + failed + sk, x.target_count ?? Infinity)), n: fmtNum(x.target_count ?? '?'),
+    ok: fmtNum(ok), failed: fmtNum(failed), skipped: fmtNum(sk),
+  });
+}
+
 function sizeBars(root = app) {
   for (const el of root.querySelectorAll('[data-w]')) el.style.width = el.dataset.w;
 }
@@ -821,6 +834,24 @@ async function overview({ signal, refresh }) {
 // in the history entry, so Back to the list loads as many again and
 // returns to where the page was scrolled. A refresh reads the rows shown
 // again in one request and replaces the table only when they changed.
+// toLocalInput is an RFC 3339 instant as a datetime-local value, in the
+// zone the page shows (UTC or local); fromLocalInput is the reverse, ''
+// for an empty or partial input.
+function toLocalInput(iso) {
+  const d = iso ? new Date(iso) : null;
+  if (!d || isNaN(d)) return '';
+  const utc = tzMode === 'utc';
+  const two = (n) => String(n).padStart(2, '0');
+  const f = (n, u) => two(utc ? u : n);
+  return `${utc ? d.getUTCFullYear() : d.getFullYear()}-${f(d.getMonth() + 1, d.getUTCMonth() + 1)}-${f(d.getDate(), d.getUTCDate())}` +
+    `T${f(d.getHours(), d.getUTCHours())}:${f(d.getMinutes(), d.getUTCMinutes())}:${f(d.getSeconds(), d.getUTCSeconds())}`;
+}
+function fromLocalInput(v) {
+  if (!v) return '';
+  const d = new Date(tzMode === 'utc' ? v + 'Z' : v);
+  return isNaN(d) ? '' : d.toISOString();
+}
+
 // With counted, a first page (and every reload of what is shown) asks for
 // the number of matching rows too (?total=true, in X-Total-Count).
 function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, extra, itemsKey = 'items', counted = false }) {
@@ -935,12 +966,21 @@ function listView({ title, endpoint, columns, filters = [], rowHref, empty, id, 
         el = h('select', { name: f.name, 'aria-label': t(f.label) },
           f.options.map(([v, label]) => h('option', { value: v }, t(label))));
         el.addEventListener('change', changed);
+      } else if (f.time) {
+        // The address and the API carry RFC 3339; the input shows the
+        // instant in the zone the page shows times in.
+        const input = h('input', { type: 'datetime-local', name: f.name, 'aria-label': t(f.label), title: t(f.label), step: 1 });
+        input.addEventListener('change', changed);
+        input.value = toLocalInput(query.get(f.name));
+        inputs[f.name] = { get value() { return fromLocalInput(input.value); } };
+        return h('label', { class: 'time-filter' }, h('span', null, t(f.label)), input);
       } else {
         el = h('input', { type: 'search', name: f.name, placeholder: t(f.label), 'aria-label': t(f.label), spellcheck: 'false' });
         el.addEventListener('input', changed);
       }
       el.value = query.get(f.name) || '';
       inputs[f.name] = el;
+      if (f.ifSet && !el.value) el.hidden = true;
       return el;
     });
     more.addEventListener('click', () => load({ reset: false }).catch((err) => fail(err, signal)));
@@ -1071,10 +1111,17 @@ const results = listView({
   endpoint: '/api/results',
   empty: 'No runs match.',
   extra: triage,
+  // job and pc match part of the id, in any case (pc also the hostname);
+  // job_id and pc_id (exact, from links elsewhere) show only when set.
   filters: [
-    { name: 'job_id', label: 'job_id' },
-    { name: 'pc_id', label: 'pc_id' },
+    { name: 'job', label: 'job contains' },
+    { name: 'pc', label: 'PC or hostname contains' },
     { name: 'status', label: 'status', options: [['', 'all'], ['success', 'success'], ['failure', 'failure'], ['running', 'running'], ['skipped', 'skipped']] },
+    { name: 'since', label: 'started from', time: true },
+    { name: 'until', label: 'started before', time: true },
+    { name: 'exec_id', label: 'exec_id', ifSet: true },
+    { name: 'job_id', label: 'job_id', ifSet: true },
+    { name: 'pc_id', label: 'pc_id', ifSet: true },
   ],
   rowHref: (r) => '/results/' + seg(r.result_id),
   columns: [
@@ -1102,6 +1149,7 @@ const executions = listView({
     { label: 'targets', cell: (x) => fmtNum(x.target_count), class: 'num' },
     { label: 'ok', cell: (x) => fmtNum(x.success_count), class: 'num' },
     { label: 'failed', cell: (x) => fmtNum(x.failure_count), class: 'num' },
+    { label: 'skipped', cell: (x) => fmtNum(x.skipped_count ?? 0), class: 'num' },
     { label: 'version', key: 'version', class: 'mono' },
     { label: 'by', key: 'initiated_by' },
   ],
@@ -1333,8 +1381,8 @@ async function agentDetail({ params, signal, refresh }) {
   return () => (app.querySelector('#logs') ? undefined : agentDetail({ params, signal, refresh: true }));
 }
 
-// EXEC_RUNS is how many of a job's latest runs the execution page reads
-// to find its own (the results list has no exec_id filter yet).
+// EXEC_RUNS is how many of an execution's runs its page shows (newest
+// first; the link below lists them all).
 const EXEC_RUNS = 500;
 
 async function executionDetail({ params, signal, refresh }) {
@@ -1342,17 +1390,16 @@ async function executionDetail({ params, signal, refresh }) {
   if (signal.aborted) return;
   let runs = [];
   let runsErr = null;
-  if (x.job_id) {
-    try {
-      const { body } = await api(`/api/results?job_id=${seg(x.job_id)}&exec_id=${seg(x.exec_id)}&limit=${EXEC_RUNS}`, { signal });
-      runs = itemsOf(body).filter((r) => r.exec_id === x.exec_id);
-    } catch (err) {
-      if (refresh || err instanceof AuthError) throw err;
-      runsErr = err;
-    }
+  try {
+    const { body } = await api(`/api/results?exec_id=${seg(x.exec_id)}&limit=${EXEC_RUNS}`, { signal });
+    runs = itemsOf(body);
+  } catch (err) {
+    if (refresh || err instanceof AuthError) throw err;
+    runsErr = err;
   }
   if (signal.aborted) return;
-  const skipped = runs.filter((r) => r.skipped).length;
+  const runsOf = (status) => '/results?exec_id=' + seg(x.exec_id) + (status ? '&status=' + status : '');
+  const n = (v) => Number(v) || 0;
   const kill = x.status === 'running' || x.status === 'pending' ? action({
     id: 'kill', label: 'Kill', question: 'Kill this execution?', danger: true,
     run: () => api(`/api/executions/${seg(x.exec_id)}/kill`, { method: 'POST', signal }),
@@ -1367,15 +1414,17 @@ async function executionDetail({ params, signal, refresh }) {
         kill,
         links(x.job_id ? link('/jobs/' + seg(x.job_id), t('Job')) : null,
           x.job_id ? link('/results?job_id=' + seg(x.job_id), t('runs of this job')) : null)),
-      h('div', { id: 'exec-progress' }, progress(x, skipped),
-        h('p', { class: 'muted' }, t('{done} of {n} PCs answered: {ok} succeeded, {failed} failed', {
-          done: fmtNum(Math.min((x.success_count || 0) + (x.failure_count || 0) + skipped, x.target_count ?? Infinity)),
-          n: fmtNum(x.target_count ?? '?'), ok: fmtNum(x.success_count), failed: fmtNum(x.failure_count),
-        }), skipped ? ` · ${t('skipped')} ${fmtNum(skipped)}` : '')),
+      h('div', { id: 'exec-progress' }, progress(x),
+        h('div', { class: 'stats' }, h('div', { class: 'group', id: 'exec-counts' },
+          stat('ok', n(x.success_count), n(x.success_count) ? 'ok' : '', runsOf('success')),
+          stat('failed', n(x.failure_count), n(x.failure_count) ? 'bad' : '', runsOf('failure')),
+          stat('skipped', n(x.skipped_count), '', runsOf('skipped')),
+          stat('targets', x.target_count ?? null, '', runsOf('')))),
+        h('p', { class: 'muted', id: 'exec-progress-text' }, progressText(x))),
       kvTable(x)),
     h('section', { class: 'card' },
       h('div', { class: 'card-head' }, h('h3', null, t('per-PC results')),
-        h('span', { class: 'muted' }, t('Runs of this execution among the latest {n} of its job.', { n: EXEC_RUNS }))),
+        links(link(runsOf(''), t('all runs of this execution')))),
       runsErr ? errorBox(runsErr) : h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'exec-runs' },
         h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('pc_id')), h('th', { scope: 'col' }, t('status')),
           h('th', { scope: 'col' }, zoned('started')), h('th', { scope: 'col', class: 'num' }, t('duration')))),

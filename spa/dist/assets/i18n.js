@@ -81,8 +81,11 @@ const ja = {
   'No page at ': 'ページがありません: ', 'Back to the overview': '概要に戻る',
   'groups': 'グループ', 'effective config': '有効な設定', 'Ping': 'Ping', 'Ping this agent': 'このエージェントに Ping',
   'Pinging…': 'Ping 中…', 'Pong in {ms}': '{ms} で応答', 'Recent log lines': '最近のログ', 'Show logs': 'ログを表示',
-  '{done} of {n} PCs answered: {ok} succeeded, {failed} failed': '{n} 台中 {done} 台が応答: 成功 {ok}、失敗 {failed}',
-  'per-PC results': 'PC ごとの結果', 'Runs of this execution among the latest {n} of its job.': 'このジョブの最新 {n} 件のうち、この実行に属するもの。',
+  '{done} of {n} PCs answered: {ok} succeeded, {failed} failed, {skipped} skipped':
+    '{n} 台中 {done} 台が応答: 成功 {ok}、失敗 {failed}、スキップ {skipped}',
+  'all runs of this execution': 'この実行のすべての結果', 'job contains': 'ジョブ（部分一致）',
+  'PC or hostname contains': 'PC またはホスト名（部分一致）', 'started from': '開始（以降）', 'started before': '開始（より前）',
+  'per-PC results': 'PC ごとの結果',
   'Kill': '停止', 'Kill this execution?': 'この実行を停止しますか？', 'Cancel': 'キャンセル', 'Confirm': '確定',
   'Kill requested.': '停止を要求しました。', 'Run now': '今すぐ実行', 'Run {job} now on its target?': '{job} を対象に今すぐ実行しますか？',
   'Started execution {id}.': '実行 {id} を開始しました。',
