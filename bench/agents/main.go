@@ -29,7 +29,6 @@ import (
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/internal/cli"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func main() { cli.Main("agents", run) }
@@ -69,7 +68,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	h, err := handlers.New(handlers.Config{DB: db, Clock: func() time.Time { return now }, StaleThreshold: 2 * time.Minute,
-		Auth: auth.Config{StaticToken: token}, Registry: prometheus.NewRegistry(),
+		Auth:   auth.Config{StaticToken: token},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
