@@ -40,6 +40,7 @@ type execution struct {
 	TargetCount  *int64 `json:"target_count"`
 	SuccessCount int64  `json:"success_count"`
 	FailureCount int64  `json:"failure_count"`
+	SkippedCount int64  `json:"skipped_count"`
 	Status       string `json:"status"`
 }
 
@@ -49,12 +50,12 @@ func (e execution) String() string {
 	if e.TargetCount != nil {
 		target = fmt.Sprint(*e.TargetCount)
 	}
-	return fmt.Sprintf("{exec_id %s, job_id %s, status %s, target_count %s, success_count %d, failure_count %d}",
-		e.ExecID, e.JobID, e.Status, target, e.SuccessCount, e.FailureCount)
+	return fmt.Sprintf("{exec_id %s, job_id %s, status %s, target_count %s, success_count %d, failure_count %d, skipped_count %d}",
+		e.ExecID, e.JobID, e.Status, target, e.SuccessCount, e.FailureCount, e.SkippedCount)
 }
 
 // answered is how many agents the execution has heard from.
-func (e execution) answered() int64 { return e.SuccessCount + e.FailureCount }
+func (e execution) answered() int64 { return e.SuccessCount + e.FailureCount + e.SkippedCount }
 
 // runRow is the part of a GET /api/results item the tests read.
 type runRow struct {
@@ -436,8 +437,10 @@ func TestExecEndToEndWithTheSimulatedFleet(t *testing.T) {
 		}
 		a := s.exec(t, "e2e-revoked", "sim-fleet", fleet) // a revoked job is sent; the agents skip it
 		e := s.waitExecution(t, a.ExecID, "execution completed", func(e execution) bool { return e.Status == "completed" })
-		if e.SuccessCount != 0 || e.FailureCount != a.TargetCount {
-			t.Errorf("execution %v, want every one of %d answers a failure (a skip is not a success)", e, a.TargetCount)
+		// A skip is an answer of its own (issue 13, bugs 5 and 7): neither
+		// a success nor a failure.
+		if e.SuccessCount != 0 || e.FailureCount != 0 || e.SkippedCount != a.TargetCount {
+			t.Errorf("execution %v, want every one of %d answers a skip", e, a.TargetCount)
 		}
 		runs := s.runs(t, "e2e-revoked", "")
 		if diff := cmp.Diff(fleet, pcsOf(ofExec(runs, a.ExecID))); diff != "" {
