@@ -100,7 +100,9 @@ func fleetGauges(h FleetHealth) []GaugeFamily {
 }
 
 // textMetrics serves the families of fleet in the Prometheus text format
-// (0.0.4), which every scraper reads, in the order given.
+// (0.0.4), which every scraper reads, in the order given, with the
+// Content-Type the Prometheus client sends for it (the names here need no
+// escaping), so a scraper sees one kind of answer from every shell.
 func textMetrics(fleet func() []GaugeFamily) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		var b strings.Builder
@@ -119,7 +121,7 @@ func textMetrics(fleet func() []GaugeFamily) http.Handler {
 				b.WriteByte('\n')
 			}
 		}
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8; escaping=underscores")
 		io.WriteString(w, b.String())
 	})
 }

@@ -159,7 +159,7 @@ b 3
 	if diff := cmp.Diff(want, rec.Body.String()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	if ct := rec.Header().Get("Content-Type"); ct != "text/plain; version=0.0.4; charset=utf-8" {
+	if ct := rec.Header().Get("Content-Type"); ct != "text/plain; version=0.0.4; charset=utf-8; escaping=underscores" {
 		t.Errorf("Content-Type %q", ct)
 	}
 }
