@@ -14,15 +14,7 @@ import (
 // in the list, unfiltered and filtered by job, PC and status.
 func BenchmarkListRuns(b *testing.B) {
 	ctx := b.Context()
-	path, err := seed.Cached(ctx, 1000000, 200)
-	if err != nil {
-		b.Fatal(err)
-	}
-	db, err := storage.Open(ctx, path, storage.Options{Clock: func() time.Time { return seed.Now }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := openSeeded(b, 1000000)
 	for _, bc := range []struct {
 		name string
 		f    storage.RunFilter
@@ -65,15 +57,7 @@ func BenchmarkListRuns(b *testing.B) {
 // walked the started_at index and discarded the successes.
 func BenchmarkListRunsFilters(b *testing.B) {
 	ctx := b.Context()
-	path, err := seed.Cached(ctx, 1000000, 200)
-	if err != nil {
-		b.Fatal(err)
-	}
-	db, err := storage.Open(ctx, path, storage.Options{Clock: func() time.Time { return seed.Now }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := openSeeded(b, 1000000)
 	mid := seed.Now.Add(-12 * time.Hour)
 	exec := fmt.Sprintf("exec-042-%d", mid.Unix()/3600)
 	failure, success := storage.RunsFailure, storage.RunsSuccess

@@ -14,15 +14,7 @@ import (
 // the baseline, other sizes and sqld).
 func BenchmarkScanDurations(b *testing.B) {
 	ctx := b.Context()
-	path, err := seed.Cached(ctx, 100000, 200)
-	if err != nil {
-		b.Fatal(err)
-	}
-	db, err := storage.Open(ctx, path, storage.Options{Clock: func() time.Time { return seed.Now }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := openSeeded(b, 100000)
 	for b.Loop() {
 		got, err := db.ScanDurations(ctx, seed.Since())
 		if err != nil {
@@ -32,4 +24,20 @@ func BenchmarkScanDurations(b *testing.B) {
 			b.Fatalf("%d jobs, want 200", len(got))
 		}
 	}
+}
+
+// openSeeded opens the cached bench/scandurations file of runs runs over
+// 200 jobs (seeded once through the write path), closed when b ends.
+func openSeeded(b *testing.B, runs int) *storage.DB {
+	b.Helper()
+	path, err := seed.Cached(b.Context(), runs, 200)
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, err := storage.Open(b.Context(), path, storage.Options{Clock: func() time.Time { return seed.Now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db
 }
