@@ -95,6 +95,16 @@ func WatchQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, e
 	})
 }
 
+// PerfQueryPlansForTest returns the EXPLAIN QUERY PLAN details of the
+// fleet-wide telemetry reads of raw samples (perf_reads.go) for metric.
+func PerfQueryPlansForTest(ctx context.Context, db *DB, metric string) (map[string][]string, error) {
+	const at, next = "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:05:00.000000000Z"
+	return queryPlans(ctx, db, map[string]planCase{
+		"top":        {topPCsSQL(metric), []any{int64(1767225900), at, next, 10}},
+		"fleet edge": {fleetRawSQL(metric), []any{int64(300), int64(300), int64(300), at, next}},
+	})
+}
+
 // planCase is one statement whose plan a test looks at, with arguments of
 // the right types (SQLite plans some comparisons by the argument's type).
 type planCase struct {

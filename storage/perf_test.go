@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -384,6 +385,40 @@ func TestTopPCsAtSlotEdges(t *testing.T) {
 				if got[i].PcID != want[i].PcID || !close9(&got[i].Value, &want[i].Value) {
 					t.Fatalf("cutoff %v %s row %d: %+v, want %+v", cutoff, metric, i, got[i], want[i])
 				}
+			}
+		}
+	}
+}
+
+// TestPerfEdgeReadsAreOneIndexRange holds the fleet-wide reads of raw
+// samples (top-N's edge and the fleet series' edges) to one range of the
+// covering index on at: a plan that looks rows up in the table pays one
+// seek per sample of the whole fleet's edge (migration 0018).
+func TestPerfEdgeReadsAreOneIndexRange(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	if db.Remote() {
+		t.Skip("query plans are checked on SQLite")
+	}
+	for _, metric := range []string{"cpu_pct", "net_tx_bytes_per_sec"} {
+		plans, err := storage.PerfQueryPlansForTest(context.Background(), db, metric)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, details := range plans {
+			found := false
+			for _, d := range details {
+				if strings.Contains(d, "host_perf_samples") {
+					found = true
+					if !strings.Contains(d, "USING COVERING INDEX host_perf_samples_by_at (at>? AND at<?)") {
+						t.Errorf("%s %s: raw samples read as %q (plan %q)", metric, name, d, details)
+					}
+				}
+				if strings.HasPrefix(d, "SCAN host_perf") {
+					t.Errorf("%s %s: plan scans a table: %q", metric, name, d)
+				}
+			}
+			if !found {
+				t.Errorf("%s %s: plan never reads host_perf_samples: %q", metric, name, details)
 			}
 		}
 	}

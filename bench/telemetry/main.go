@@ -57,6 +57,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	results := fs.Int("results", 50000, "results for the ingest comparison")
 	agents := fs.Int("agents", 10000, "ingest: PCs sending a host sample a minute while results are projected")
 	samples := fs.Int("samples", 200000, "ingest: host samples for the sample-rate comparison")
+	rounds := fs.Int("rounds", 3, "ingest: runs with samples, each between two runs without")
 	skipQueries := fs.Bool("skip-queries", false, "run only the ingest part")
 	skipIngest := fs.Bool("skip-ingest", false, "run only the query part")
 	keep := fs.String("keep", "", "keep the seeded query database in this folder, and reuse it when it is there (the seed takes minutes)")
@@ -78,7 +79,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	if !*skipIngest {
-		if err := ingest(ctx, out, dir, *results, *agents, *samples); err != nil {
+		if err := ingest(ctx, out, dir, *results, *agents, *samples, *rounds); err != nil {
 			return err
 		}
 	}
@@ -402,7 +403,7 @@ func percentiles(ds []time.Duration) timing {
 
 // ---- ingest ----------------------------------------------------------------
 
-func ingest(ctx context.Context, out io.Writer, dir string, results, agents, samples int) error {
+func ingest(ctx context.Context, out io.Writer, dir string, results, agents, samples, rounds int) error {
 	srv, err := natsd.Start(natsd.Options{StoreDir: filepath.Join(dir, "nats")})
 	if err != nil {
 		return err
@@ -521,22 +522,32 @@ func ingest(ctx context.Context, out io.Writer, dir string, results, agents, sam
 		}
 		return float64(results) / took.Seconds(), published.Load(), n, nil
 	}
-	a1, _, _, err := project(false)
-	if err != nil {
-		return err
+	// Alone and with samples alternate, starting and ending alone, and
+	// each run with samples is compared with the mean of the runs either
+	// side of it: the machine's load drifts over minutes, and one pair of
+	// runs differed by 10% at load 15.
+	alone := make([]float64, 0, rounds+1)
+	with := make([]float64, 0, rounds)
+	var sent, stored int64
+	for i := range 2*rounds + 1 {
+		rate, s, n, err := project(i%2 == 1)
+		if err != nil {
+			return err
+		}
+		if i%2 == 1 {
+			with = append(with, rate)
+			sent, stored = sent+s, stored+n
+		} else {
+			alone = append(alone, rate)
+		}
 	}
-	b, sent, stored, err := project(true)
-	if err != nil {
-		return err
+	ratios := make([]float64, rounds)
+	for i := range with {
+		ratios[i] = with[i] / ((alone[i] + alone[i+1]) / 2)
 	}
-	a2, _, _, err := project(false)
-	if err != nil {
-		return err
-	}
-	alone := (a1 + a2) / 2
-	fmt.Fprintf(out, "results projection alone:                 %9.0f rows/s (runs %0.f, %0.f)\n", alone, a1, a2)
-	fmt.Fprintf(out, "results projection with %6d PCs' samples: %9.0f rows/s (%d samples sent, %d stored)\n", agents, b, sent, stored)
-	fmt.Fprintf(out, "with / alone = %.3f  (goal >= 0.90)\n\n", b/alone)
+	fmt.Fprintf(out, "results projection alone:                  %s rows/s\n", rates(alone))
+	fmt.Fprintf(out, "results projection with %6d PCs' samples: %s rows/s (%d samples sent, %d stored)\n", agents, rates(with), sent, stored)
+	fmt.Fprintf(out, "with / alone (each against the runs either side) = %s, median %.3f  (goal >= 0.90)\n\n", ratiosText(ratios), median(ratios))
 
 	// The samples' own rate: as fast as NATS delivers them, against raw
 	// multi-row INSERTs of the same rows without rollups.
@@ -609,6 +620,34 @@ func ingest(ctx context.Context, out io.Writer, dir string, results, agents, sam
 	fmt.Fprintf(out, "(a) raw multi-row INSERT, no rollups:     %8d rows in %8v = %9.0f rows/s\n", samples, rawD.Round(time.Millisecond), rawRate)
 	fmt.Fprintf(out, "ours / (a) = %.2f; a fleet of 1k PCs sends 17 samples/s, so the headroom is %.0fx\n", oursRate/rawRate, oursRate/(1000.0/60))
 	return nil
+}
+
+// rates prints rows/s figures side by side.
+func rates(rs []float64) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.0f", r)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func ratiosText(rs []float64) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.3f", r)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// median is the middle value (the mean of the two middle ones for an
+// even count).
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func rawCount(dir string, round int, n *int64) error {
