@@ -221,3 +221,50 @@ func typeInto(name, text string) chromedp.Action[chromedp.Void] {
 	return chromedp.Evaluate[chromedp.Void](`(() => { const e = document.querySelector(` + jsString(`input[name="`+name+`"]`) + `);
 		e.value = ` + jsString(text) + `; e.dispatchEvent(new Event('input')); })()`)
 }
+
+// TestExecutionShowsAllItsRunsInABrowser: an execution's page shows its
+// first runs at once and builds the rest after the first frame; all of
+// them arrive, newest first, each once.
+func TestExecutionShowsAllItsRunsInABrowser(t *testing.T) {
+	b := newBrowser(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	clock := func() time.Time { return now }
+	db := storagetest.Open(t, clock)
+	ctx := context.Background()
+	const runs = 120
+	target := int64(runs)
+	err := db.Update(ctx, func(tx *storage.Tx) error {
+		if err := tx.InsertExecution(ctx, storage.NewExecution{ExecID: "x-many", JobID: "disk-check", Version: "1",
+			InitiatedBy: "operator", InitiatedAt: now.Add(-time.Hour), TargetCount: &target}); err != nil {
+			return err
+		}
+		var batch []storage.Result
+		for i := range runs {
+			exit := int64(0)
+			started := now.Add(-time.Hour + time.Duration(i)*time.Second)
+			batch = append(batch, storage.Result{ExecResult: kanade.ExecResult{ResultID: fmt.Sprintf("m-%03d", i),
+				RequestID: fmt.Sprintf("q-m-%03d", i), ExecID: "x-many", PcID: fmt.Sprintf("PC-%03d", i), ManifestID: "disk-check",
+				ExitCode: &exit, StartedAt: kanade.Timestamp{Time: started}, FinishedAt: kanade.Timestamp{Time: started.Add(time.Second)}},
+				RecordedAt: started.Add(2 * time.Second)})
+		}
+		_, err := tx.ApplyResults(ctx, batch)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := dashboard(t, db, clock, nil)
+	b.do(t, "open", chromedp.Navigate(base+"/#token="+browserToken))
+	b.waitFor(t, "the overview", `document.querySelector('#fleet-status')`)
+	b.do(t, "open x-many", chromedp.Navigate(base+"/executions/x-many"))
+	b.waitFor(t, "every run", fmt.Sprintf(`document.querySelectorAll('#exec-runs tbody tr').length === %d`, runs))
+	got := b.texts(t, "#exec-runs tbody tr td:first-child")
+	if len(got) != runs {
+		t.Fatalf("%d rows, want %d", len(got), runs)
+	}
+	for i, pc := range got {
+		if want := fmt.Sprintf("PC-%03d", runs-1-i); pc != want {
+			t.Fatalf("row %d is %s, want %s (newest first, each once): %q", i, pc, want, got)
+		}
+	}
+}

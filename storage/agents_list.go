@@ -1,10 +1,14 @@
 package storage
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kanade-fleet/backend"
 )
@@ -95,7 +99,8 @@ type AgentFilter struct {
 	OnlineSince time.Time
 	Status      AgentStatus
 	// Query matches pc_id or hostname as a case-insensitive (ASCII) substring;
-	// %, _ and \ are literal.
+	// %, _ and \ are literal. Three characters or more are looked up in the
+	// trigram index of migration 0016 (see agentSearch).
 	Query string
 	// OS, Version and Group match exactly when not empty (Group: a member of
 	// that group in the agent_groups mirror).
@@ -164,8 +169,92 @@ func (f AgentFilter) where(indexedStatus, groupDrives bool) ([]string, []any, er
 	return conds, args, nil
 }
 
+// searchPhrase returns the full-text query of migration 0016's trigram
+// index that finds every agent whose pc_id or hostname holds q (a superset
+// of the LIKE's matches: the index folds case as Unicode does, LIKE only
+// ASCII), and false when the index cannot serve q. The trigram index
+// matches only pieces of three characters or more, so a shorter search is
+// left to the LIKE alone: it tests each entry of the sort's index walk,
+// which stops at the page's end. A NUL or invalid UTF-8 is left to it too,
+// as the tokenizer and LIKE may read those differently.
+//
+// The search is one FTS5 string (between double quotes, a quote doubled),
+// so nothing in q is query syntax: "*", "^", NEAR, OR, AND and parentheses
+// are characters to find.
+func searchPhrase(q string) (string, bool) {
+	if utf8.RuneCountInString(q) < 3 || !utf8.ValidString(q) || strings.ContainsRune(q, 0) {
+		return "", false
+	}
+	return `"` + strings.ReplaceAll(q, `"`, `""`) + `"`, true
+}
+
+// agentSearch is how a search (q=) is served: with hits nil, by the LIKE
+// on each entry of the sort's index walk, which stops at the page's end
+// (cheap when many agents match: the page fills early; a walk of the whole
+// roster when few or none do); otherwise from hits, the trigram index's
+// candidates, each tested by the LIKE and the survivors sorted (cheap when
+// few match, the case the walk is slow in).
+type agentSearch struct {
+	// hits is the candidates' agents rowids as a JSON array, for json_each.
+	hits *string
+}
+
+// searchCandidatesMax is the most candidates a search is served from; with
+// more, at least 2% of 100k agents match, so a walk fills a page of 50
+// within about 2,500 index entries and a page of 500 within 25,000, while
+// reading and sorting every candidate would cost more with each one.
+const searchCandidatesMax = 2000
+
+// search picks how f's search is served: from the trigram index when it
+// can serve it and finds at most searchCandidatesMax candidates (it reads
+// them up to one more, stopping there). The candidates are read once and
+// handed to the page's statement, so the index is searched once a request.
+func (db *DB) search(ctx context.Context, f AgentFilter) (agentSearch, error) {
+	phrase, ok := searchPhrase(f.Query)
+	if !ok {
+		return agentSearch{}, nil
+	}
+	rows, err := db.cached(ctx, `SELECT rowid FROM agents_search WHERE agents_search MATCH ? LIMIT ?`,
+		phrase, searchCandidatesMax+1)
+	if err != nil {
+		return agentSearch{}, fmt.Errorf("search candidates: %w", err)
+	}
+	defer rows.Close()
+	b := append(make([]byte, 0, 256), '[')
+	n := 0
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return agentSearch{}, fmt.Errorf("search candidates: %w", err)
+		}
+		if n++; n > searchCandidatesMax {
+			return agentSearch{}, nil
+		}
+		if n > 1 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	if err := rows.Err(); err != nil {
+		return agentSearch{}, fmt.Errorf("search candidates: %w", err)
+	}
+	hits := string(append(b, ']'))
+	return agentSearch{hits: &hits}, nil
+}
+
+// from is the FROM clause of a statement over f's rows and its arguments:
+// agents, or the search's candidates joined to their rows (CROSS JOIN
+// keeps the candidates the outer loop, so the plan never walks the roster
+// testing each row against them).
+func (s agentSearch) from() (string, []any) {
+	if s.hits == nil {
+		return "agents", nil
+	}
+	return "(SELECT value AS r FROM json_each(?)) AS hit CROSS JOIN agents ON agents.rowid = hit.r", []any{*s.hits}
+}
+
 // listSQL builds the page statement; after is the decoded cursor or nil.
-func (f AgentFilter) listSQL(after *pageKey) (string, []any, error) {
+func (f AgentFilter) listSQL(after *pageKey, search agentSearch) (string, []any, error) {
 	expr, ok := agentSortExpr[f.Sort]
 	if f.Sort == "" {
 		expr, ok = "", true
@@ -205,8 +294,9 @@ func (f AgentFilter) listSQL(after *pageKey) (string, []any, error) {
 		conds = []string{"1 = 1"}
 	}
 	args = append(args, f.Limit+1)
-	return `SELECT ` + agentColumns + ` FROM agents WHERE ` + strings.Join(conds, " AND ") +
-		` ORDER BY ` + order + ` LIMIT ?`, args, nil
+	from, fromArgs := search.from()
+	return `SELECT ` + agentColumns + ` FROM ` + from + ` WHERE ` + strings.Join(conds, " AND ") +
+		` ORDER BY ` + order + ` LIMIT ?`, append(fromArgs, args...), nil
 }
 
 // cursor decodes f.Cursor and checks it was made for f's sort.
@@ -240,11 +330,20 @@ func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (kanade.Page[kanade
 	if err != nil {
 		return page, fmt.Errorf("list agents: %w", err)
 	}
-	q, args, err := f.listSQL(after)
+	search, err := db.search(ctx, f)
 	if err != nil {
 		return page, fmt.Errorf("list agents: %w", err)
 	}
-	rows, err := db.read.QueryContext(ctx, q, args...)
+	q, args, err := f.listSQL(after, search)
+	if err != nil {
+		return page, fmt.Errorf("list agents: %w", err)
+	}
+	// A prepared statement per distinct text: every value is an argument,
+	// so the texts are the combinations of sort, order, cursor or not, each
+	// filter present or not and the search's mode, a few thousand at most
+	// and a few dozen in practice. Parsing the statement was an eighth of a
+	// page's CPU.
+	rows, err := db.cached(ctx, q, args...)
 	if err != nil {
 		return page, fmt.Errorf("list agents: %w", err)
 	}
@@ -276,7 +375,8 @@ func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (kanade.Page[kanade
 
 // CountAgents returns how many agents match f's filters (its paging and
 // sort are ignored). Without OS, version, group or search it reads the
-// fleet summaries of 0001/0008 (a few rows at any fleet size); otherwise it
+// fleet summaries of 0001/0008 (a few rows at any fleet size); a search
+// with at most searchCandidatesMax candidates counts those; otherwise it
 // counts the entries of the narrowest index of 0013 the filters allow,
 // never a table row.
 func (db *DB) CountAgents(ctx context.Context, f AgentFilter) (int64, error) {
@@ -306,18 +406,30 @@ func (db *DB) CountAgents(ctx context.Context, f AgentFilter) (int64, error) {
 		}
 		return 0, fmt.Errorf("count agents: unknown status %q", f.Status)
 	}
-	q, args, err := f.countSQL()
+	search, err := db.search(ctx, f)
 	if err != nil {
 		return 0, fmt.Errorf("count agents: %w", err)
 	}
-	var n int64
-	if err := db.read.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+	q, args, err := f.countSQL(search)
+	if err != nil {
 		return 0, fmt.Errorf("count agents: %w", err)
 	}
-	return n, nil
+	rows, err := db.cached(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("count agents: %w", err)
+	}
+	defer rows.Close()
+	var n int64
+	if !rows.Next() {
+		return 0, fmt.Errorf("count agents: no row: %w", cmp.Or(rows.Err(), sql.ErrNoRows))
+	}
+	if err := rows.Scan(&n); err != nil {
+		return 0, fmt.Errorf("count agents: %w", err)
+	}
+	return n, rows.Err()
 }
 
-func (f AgentFilter) countSQL() (string, []any, error) {
+func (f AgentFilter) countSQL(search agentSearch) (string, []any, error) {
 	// The status may drive the heartbeat index when nothing narrower does.
 	conds, args, err := f.where(f.OS == "" && f.Version == "" && f.Group == "", true)
 	if err != nil {
@@ -326,5 +438,6 @@ func (f AgentFilter) countSQL() (string, []any, error) {
 	if len(conds) == 0 {
 		conds = []string{"1 = 1"}
 	}
-	return `SELECT COUNT(*) FROM agents WHERE ` + strings.Join(conds, " AND "), args, nil
+	from, fromArgs := search.from()
+	return `SELECT COUNT(*) FROM ` + from + ` WHERE ` + strings.Join(conds, " AND "), append(fromArgs, args...), nil
 }

@@ -220,6 +220,17 @@ func AgentsQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, 
 // statement ListAgents runs for f (a next page when next), and of the
 // COUNT CountAgents runs for f's filters when it counts rows.
 func AgentsListPlanForTest(ctx context.Context, db *DB, f AgentFilter, next bool) (page, count []string, err error) {
+	return agentsListPlan(ctx, db, f, next, agentSearch{})
+}
+
+// AgentsSearchPlanForTest is AgentsListPlanForTest for a search served from
+// the trigram index's candidates.
+func AgentsSearchPlanForTest(ctx context.Context, db *DB, f AgentFilter, next bool) (page, count []string, err error) {
+	hits := "[1,2,3]"
+	return agentsListPlan(ctx, db, f, next, agentSearch{hits: &hits})
+}
+
+func agentsListPlan(ctx context.Context, db *DB, f AgentFilter, next bool, search agentSearch) (page, count []string, err error) {
 	var after *pageKey
 	if next {
 		id, v := "PC-1", "v"
@@ -231,11 +242,11 @@ func AgentsListPlanForTest(ctx context.Context, db *DB, f AgentFilter, next bool
 			after.V = &v
 		}
 	}
-	q, args, err := f.listSQL(after)
+	q, args, err := f.listSQL(after, search)
 	if err != nil {
 		return nil, nil, err
 	}
-	cq, cargs, err := f.countSQL()
+	cq, cargs, err := f.countSQL(search)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command agents benchmarks GET /api/agents at fleet scale (issue 13): at
 // 10k agents the filtered roster (limit=500, q=, status=offline) served 96
 // requests/s with a p99 of 2.1 s under 50 connections, against 2,204/s for
@@ -20,9 +22,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kanade-fleet/backend/auth"
@@ -46,6 +51,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	conns := fs.Int("c", 50, "concurrent connections")
 	dur := fs.Duration("d", 3*time.Second, "measuring time per variant (after a warm-up of a fifth of it)")
 	only := fs.String("only", "", "run only the variants whose query contains this")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured variants (server and client) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -114,6 +120,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		"?q=host-0123",
 		"?q=PC-0999",
 		"?q=host-0123&limit=500",
+		"?q=st-99999",
+		"?q=host-",
+		"?q=12",
+		"?q=zz",
 		"?total=true",
 		"?status=offline&total=true",
 		"?os=darwin&total=true",
@@ -121,9 +131,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		"?group=lab&total=true",
 		"?q=host-0123&total=true",
 		"?q=PC-0999&total=true",
+		"?q=host-&total=true",
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Fprintf(out, "GET /api/agents over loopback, %d connections, %v per variant (target: p99 < 50ms at 100k agents)\n", *conns, *dur)
-	fmt.Fprintf(out, "%-48s %9s %9s %9s %8s %8s %7s %8s\n", "variant", "req/s", "p50", "p99", "rate÷", "p99÷", "rows", "total")
+	fmt.Fprintf(out, "%-48s %9s %9s %9s %8s %8s %9s %7s %8s\n", "variant", "req/s", "p50", "p99", "rate÷", "p99÷", "cpu/req", "rows", "total")
 	var plain result
 	for i, v := range variants {
 		if *only != "" && i > 0 && !strings.Contains(v, *only) {
@@ -143,8 +165,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if name == "" {
 			name = "(plain page, limit 50)"
 		}
-		fmt.Fprintf(out, "%-48s %9.0f %9s %9s %8.2f %8.2f %7d %8s\n", name, r.rate, ms(r.p50), ms(r.p99),
-			r.rate/plain.rate, float64(r.p99)/float64(plain.p99), r.rows, r.total)
+		fmt.Fprintf(out, "%-48s %9.0f %9s %9s %8.2f %8.2f %9s %7d %8s\n", name, r.rate, ms(r.p50), ms(r.p99),
+			r.rate/plain.rate, float64(r.p99)/float64(plain.p99), ms(r.cpu), r.rows, r.total)
 	}
 	return nil
 }
@@ -238,8 +260,13 @@ func get(ctx context.Context, c *http.Client, url string) (string, string, error
 type result struct {
 	rate     float64
 	p50, p99 time.Duration
-	rows     int
-	total    string
+	// cpu is the process's CPU time (user and system) per request over the
+	// warm-up and the measured time: the server's share and the client's
+	// (the load generator runs in this process too). On a shared machine it
+	// is the figure that does not depend on the neighbours.
+	cpu   time.Duration
+	rows  int
+	total string
 }
 
 // drive runs conns workers against url, each sending its next request when
@@ -255,6 +282,11 @@ func drive(ctx context.Context, c *http.Client, url string, conns int, d time.Du
 	if r.total == "" {
 		r.total = "-"
 	}
+	cpu0, err := cpuTime()
+	if err != nil {
+		return r, err
+	}
+	var all atomic.Int64
 	warm := time.Now().Add(d / 5)
 	end := warm.Add(d)
 	var mu sync.Mutex
@@ -277,6 +309,7 @@ func drive(ctx context.Context, c *http.Client, url string, conns int, d time.Du
 					mu.Unlock()
 					return
 				}
+				all.Add(1)
 				if t0.After(warm) {
 					mine = append(mine, time.Since(t0))
 				}
@@ -290,6 +323,11 @@ func drive(ctx context.Context, c *http.Client, url string, conns int, d time.Du
 	if first != nil {
 		return r, first
 	}
+	cpu1, err := cpuTime()
+	if err != nil {
+		return r, err
+	}
+	r.cpu = (cpu1 - cpu0) / time.Duration(max(all.Load(), 1))
 	if len(lat) == 0 {
 		return r, errors.New("no request finished")
 	}
@@ -298,6 +336,15 @@ func drive(ctx context.Context, c *http.Client, url string, conns int, d time.Du
 	r.p50 = lat[len(lat)/2]
 	r.p99 = lat[min(len(lat)-1, len(lat)*99/100)]
 	return r, nil
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 func cmpOr(a, b error) error {

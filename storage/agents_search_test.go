@@ -1,0 +1,309 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/storage"
+	"github.com/kanade-fleet/backend/storage/storagetest"
+)
+
+// asciiLower folds A–Z only, as SQLite's LIKE does: the search is a
+// case-insensitive substring in ASCII, and É and é stay different.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// searchPieces are the texts the search test builds names and searches
+// from: LIKE's wildcards and escape, FTS5 query syntax, quotes, letters
+// whose Unicode case folding differs from ASCII's (É/é, the Kelvin sign
+// K that folds to k, ß, dotted İ), wide characters and spaces.
+var searchPieces = []string{
+	"host", "HOST", "pc", "-", "0", "12", "a", "B", "%", "_", `\`, `"`, `""`, "'", "*", "^", "NEAR", "near(", "OR",
+	"AND", "NOT", "(", ")", ":", "+", "{", "}", "É", "é", "\u212a", "k", "ß", "SS", "İ", "i", "日本", "語", " ", "  ", ".",
+}
+
+// TestAgentsSearchMatchesReference checks q= against a Go brute force
+// (an ASCII case-insensitive substring of pc_id or hostname) on random
+// names built from hostile pieces, while the rows change between rounds:
+// inserted, renamed by heartbeats and by UPDATE (in case only, too),
+// given a pc_id, heartbeats that leave the name alone, and deleted. The
+// searches are hostile strings, 1- and 2-character ones (served by the
+// walk), and pieces of the stored names in random case. One common
+// piece is in more than 2,000 names, so a search of it is served by the
+// walk too and the rest by the trigram index's candidates. Every page of
+// every sort and the count are compared.
+func TestAgentsSearchMatchesReference(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(16, 16))
+	at := time.Date(2026, 6, 20, 12, 0, 0, 0, time.UTC)
+	name := func() string {
+		var b strings.Builder
+		for range 1 + r.IntN(5) {
+			b.WriteString(searchPieces[r.IntN(len(searchPieces))])
+		}
+		return b.String()
+	}
+	hosts := map[string]*string{} // pc_id → hostname, the reference
+	// More than 2,000 agents named "fleet-…": a search of "FLEET" has too
+	// many candidates for the index and walks.
+	mustExec(t, db, `WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < 2099)
+		INSERT INTO agents (pc_id, hostname, last_heartbeat, updated_at)
+		SELECT printf('bulk-%04d', i), printf('fleet-%04d', i), ?, ? FROM s`, kanade.FormatTime(at), kanade.FormatTime(at))
+	for i := range 2100 {
+		h := fmt.Sprintf("fleet-%04d", i)
+		hosts[fmt.Sprintf("bulk-%04d", i)] = &h
+	}
+	insert := func(n int) {
+		for range n {
+			pc := name() + fmt.Sprint(r.IntN(1000))
+			if _, dup := hosts[pc]; dup {
+				continue
+			}
+			var h *string
+			if r.IntN(8) != 0 {
+				v := name()
+				h = &v
+			}
+			hosts[pc] = h
+			mustExec(t, db, `INSERT INTO agents (pc_id, hostname, last_heartbeat, updated_at) VALUES (?, ?, ?, ?)`,
+				pc, h, kanade.FormatTime(at), kanade.FormatTime(at))
+		}
+	}
+	someAgent := func() string {
+		keys := make([]string, 0, len(hosts))
+		for pc := range hosts {
+			if !strings.HasPrefix(pc, "bulk-") {
+				keys = append(keys, pc)
+			}
+		}
+		slices.Sort(keys)
+		return keys[r.IntN(len(keys))]
+	}
+	change := func(n int) {
+		for range n {
+			pc := someAgent()
+			switch r.IntN(6) {
+			case 0: // a heartbeat with a name: it names an agent that had none
+				// (storage.md: the hostname keeps its first non-NULL value)
+				at = at.Add(time.Second)
+				h := name()
+				if hosts[pc] == nil {
+					hosts[pc] = &h
+				}
+				if err := db.Update(ctx, func(tx *storage.Tx) error {
+					return tx.UpsertHeartbeats(ctx, []kanade.Heartbeat{{PcID: pc, At: kanade.Timestamp{Time: at}, AgentVersion: "1", Hostname: &h}})
+				}); err != nil {
+					t.Fatal(err)
+				}
+			case 1: // a heartbeat that leaves the name as it is
+				at = at.Add(time.Second)
+				if err := db.Update(ctx, func(tx *storage.Tx) error {
+					return tx.UpsertHeartbeats(ctx, []kanade.Heartbeat{{PcID: pc, At: kanade.Timestamp{Time: at}, AgentVersion: "1", Hostname: hosts[pc]}})
+				}); err != nil {
+					t.Fatal(err)
+				}
+			case 2: // the same name in other case
+				if h := hosts[pc]; h != nil {
+					v := strings.ToUpper(*h)
+					if r.IntN(2) == 0 {
+						v = strings.ToLower(*h)
+					}
+					hosts[pc] = &v
+					mustExec(t, db, `UPDATE agents SET hostname = ? WHERE pc_id = ?`, v, pc)
+				}
+			case 3: // the name cleared
+				hosts[pc] = nil
+				mustExec(t, db, `UPDATE agents SET hostname = NULL WHERE pc_id = ?`, pc)
+			case 4: // a new pc_id
+				to := name() + "#" + fmt.Sprint(r.IntN(1000))
+				if _, dup := hosts[to]; !dup {
+					hosts[to] = hosts[pc]
+					delete(hosts, pc)
+					mustExec(t, db, `UPDATE agents SET pc_id = ? WHERE pc_id = ?`, to, pc)
+				}
+			case 5:
+				delete(hosts, pc)
+				mustExec(t, db, `DELETE FROM agents WHERE pc_id = ?`, pc)
+			}
+
+		}
+	}
+	// piece is a random substring of a stored name, in random ASCII case.
+	piece := func() string {
+		pc := someAgent()
+		s := pc
+		if h := hosts[pc]; h != nil && r.IntN(2) == 0 {
+			s = *h
+		}
+		rs := []rune(s)
+		i := r.IntN(len(rs))
+		j := i + 1 + r.IntN(min(6, len(rs)-i))
+		out := []rune(string(rs[i:j]))
+		for k, c := range out {
+			if c < 128 && r.IntN(2) == 0 {
+				out[k] = []rune(strings.ToUpper(string(c)))[0]
+			}
+		}
+		return string(out)
+	}
+	insert(300)
+	nulls := 0
+	for _, h := range hosts {
+		if h == nil {
+			nulls++
+		}
+	}
+	if nulls == 0 {
+		t.Fatal("no agent without a hostname: the heartbeat that names one is not tested")
+	}
+	checked, walked := 0, 0
+	for round := range 8 {
+		if round > 0 {
+			change(60)
+			insert(20)
+		}
+		queries := []string{"FLEET", "eet-00", "fleet-0001", `"`, `""`, `"*"`, "*", "^", "NEAR", "near(", "a OR b", "OR", "AND NOT",
+			"%", "_", `\`, "%_", `\%`, "é", "É", "K", "\u212a", "ß", "ss", "İ", "日本語", "host", "HOST-", "a", "ab", "zzzzzz"}
+		for range 40 {
+			queries = append(queries, piece())
+		}
+		for range 10 {
+			queries = append(queries, name())
+		}
+		for _, q := range queries {
+			var want []string
+			for pc, h := range hosts {
+				host := ""
+				if h != nil {
+					host = *h
+				}
+				if strings.Contains(asciiLower(pc), asciiLower(q)) || strings.Contains(asciiLower(host), asciiLower(q)) {
+					want = append(want, pc)
+				}
+			}
+			slices.Sort(want)
+			if len(want) > 2000 {
+				walked++
+			}
+			sort := storage.AgentSorts[r.IntN(len(storage.AgentSorts))]
+			f := storage.AgentFilter{Query: q, Sort: sort, Desc: r.IntN(2) == 0, OnlineSince: at}
+			f.Limit = 1 + r.IntN(500)
+			if len(want) < 50 {
+				f.Limit = 1 + r.IntN(20)
+			}
+			var got []string
+			for pages := 0; ; pages++ {
+				page, err := db.ListAgents(ctx, f)
+				if err != nil {
+					t.Fatalf("round %d q=%q sort %s: %v", round, q, sort, err)
+				}
+				for _, a := range page.Items {
+					got = append(got, a.PCID)
+				}
+				if page.NextCursor == nil {
+					break
+				}
+				if pages > 3000 {
+					t.Fatalf("q=%q: still paging", q)
+				}
+				f.Cursor = *page.NextCursor
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+
+				t.Fatalf("round %d q=%q sort %s desc %v: got %d agents, want %d; only got %q, only wanted %q",
+					round, q, sort, f.Desc, len(got), len(want), clipList(minus(got, want)), clipList(minus(want, got)))
+			}
+			n, err := db.CountAgents(ctx, storage.AgentFilter{Query: q, OnlineSince: at})
+			if err != nil || n != int64(len(want)) {
+				t.Fatalf("round %d q=%q: count %d, %v; want %d", round, q, n, err, len(want))
+			}
+			checked++
+		}
+	}
+	if walked == 0 {
+		t.Errorf("no search had more than 2,000 matches: the walk was not compared")
+	}
+	t.Logf("%d searches compared, %d of them with more than 2,000 matches", checked, walked)
+}
+
+// minus is the sorted a without the elements of the sorted b (repeats kept).
+func minus(a, b []string) []string {
+	var out []string
+	for i, x := range a {
+		if _, found := slices.BinarySearch(b, x); !found || (i > 0 && a[i-1] == x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func clipList(xs []string) []string {
+	if len(xs) > 12 {
+		return append(xs[:12:12], "…")
+	}
+	return xs
+}
+
+// TestAgentsSearchCandidatesPlans proves a search served from the trigram
+// index's candidates reads each candidate's row by its rowid, with the
+// candidates the outer loop, for every sort, order and single filter:
+// never a walk of the roster (the sort of the few candidates is expected).
+func TestAgentsSearchCandidatesPlans(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	if db.Remote() {
+		t.Skip("EXPLAIN QUERY PLAN is checked on SQLite")
+	}
+	ctx := context.Background()
+	for _, sort := range storage.AgentSorts {
+		for _, desc := range []bool{false, true} {
+			for name, f := range agentFilterCases {
+				for _, next := range []bool{false, true} {
+					f := f
+					f.Query, f.Sort, f.Desc, f.Limit = "host-0123", sort, desc, 50
+					f.OnlineSince = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+					page, count, err := storage.AgentsSearchPlanForTest(ctx, db, f, next)
+					if err != nil {
+						t.Fatal(err)
+					}
+					what := fmt.Sprintf("sort %s desc %v filter %s next %v", sort, desc, name, next)
+					for kind, plan := range map[string][]string{"page": page, "count": count} {
+						joined := strings.Join(plan, " | ")
+						first := -1
+						for i, step := range plan {
+							if strings.Contains(step, "json_each") {
+								first = i
+								break
+							}
+						}
+						by := slices.IndexFunc(plan, func(s string) bool {
+							return strings.HasPrefix(s, "SEARCH agents USING INTEGER PRIMARY KEY (rowid=?)")
+						})
+						if first < 0 || by < first {
+							t.Errorf("%s %s: plan %q, want the candidates outside and agents read by rowid", what, kind, joined)
+						}
+						for _, step := range plan {
+							if strings.HasPrefix(step, "SCAN agents") {
+								t.Errorf("%s %s: plan %q walks the roster", what, kind, joined)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
