@@ -60,7 +60,10 @@ func newHandler(ctx context.Context, lookup func(string) (string, bool)) (http.H
 	if err != nil {
 		return nil, nil, err
 	}
-	deps, err := app.Open(ctx, cfg, logger, app.OpenOptions{Name: "kanade-lambda"})
+	// Begin, not Open: the routes are set up while the schema check and the
+	// NATS dial are in flight (api.New waits for them), so a cold start
+	// pays the slower of the two, not their sum.
+	deps, err := app.Begin(ctx, cfg, logger, app.OpenOptions{Name: "kanade-lambda"})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -71,7 +74,10 @@ func newHandler(ctx context.Context, lookup func(string) (string, bool)) (http.H
 	}
 	h, err := api.New(ctx, deps, a, nil, nil)
 	if err != nil {
-		cleanup()
+		if deps.Wait() == nil {
+			// A failed Wait closed everything already.
+			cleanup()
+		}
 		return nil, nil, err
 	}
 	return h, cleanup, nil
