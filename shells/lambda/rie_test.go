@@ -40,11 +40,44 @@ const (
 )
 
 // bootstrapFlags build the bootstrap as `just lambda` does.
-var bootstrapFlags = []string{"-tags", "lambda.norpc,kanade.nosqlite,kanade.nobrotli", "-ldflags", "-s -w"}
+var bootstrapFlags = []string{"-tags", "lambda.norpc,kanade.nosqlite,kanade.nobrotli",
+	"-gcflags", "github.com/kanade-fleet/backend/handlers=-l", "-ldflags", "-s -w"}
+
+// TestEveryBootstrapBuildUsesTheSameFlags: the bootstrap is built in three
+// places (the justfile's build and lambda recipes, scripts/ci-deploy.sh, and
+// these tests), and the size target holds only with the tags and the
+// gcflags together; one that drifts ships a larger binary than CI measured.
+func TestEveryBootstrapBuildUsesTheSameFlags(t *testing.T) {
+	tags, gcflags := bootstrapFlags[1], bootstrapFlags[3]
+	if bootstrapFlags[0] != "-tags" || bootstrapFlags[2] != "-gcflags" {
+		t.Fatalf("bootstrapFlags = %q: expected -tags then -gcflags", bootstrapFlags)
+	}
+	just, err := os.ReadFile("../../justfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"lambda_tags := " + strconv.Quote(tags), "lambda_gcflags := " + strconv.Quote(gcflags)} {
+		if !bytes.Contains(just, []byte(v)) {
+			t.Errorf("justfile: no %s", v)
+		}
+	}
+	if n := bytes.Count(just, []byte("-tags '{{lambda_tags}}' -gcflags '{{lambda_gcflags}}'")); n != 2 {
+		t.Errorf("justfile: %d bootstrap builds with both lambda_tags and lambda_gcflags, want 2 (build, lambda)", n)
+	}
+	ci, err := os.ReadFile("../../scripts/ci-deploy.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"-tags " + tags, "-gcflags " + gcflags} {
+		if !bytes.Contains(ci, []byte(v)) {
+			t.Errorf("scripts/ci-deploy.sh: no %s", v)
+		}
+	}
+}
 
 // maxBootstrapBytes is the size the bootstrap must stay under: a smaller
 // zip loads faster at a cold start.
-const maxBootstrapBytes = 15 << 20 // "under 15 MB", read as MiB: 15,220,898 bytes (14.52 MiB) after this session
+const maxBootstrapBytes = 15_000_000 // "under 15 MB", decimal
 
 // rieKinds are the four ways a request reaches the function.
 var rieKinds = []kind{kindV1, kindV2, kindALBMulti, kindALBSingle}
@@ -490,7 +523,7 @@ func TestUnderTheEmulatorTheLambdaAnswersLikeTheHTTPShell(t *testing.T) {
 	} else if fi.Size() >= maxBootstrapBytes {
 		// Issue 14's target, a figure rather than a verdict while the issue
 		// is open (17.6 MB after the inventory and telemetry routes).
-		t.Logf("perf: bootstrap is %.2f MiB, over the %.0f MiB target", float64(fi.Size())/(1<<20), float64(maxBootstrapBytes)/(1<<20))
+		t.Logf("perf: bootstrap is %d bytes, over the %d-byte target", fi.Size(), maxBootstrapBytes)
 	}
 	emu := r.startEmulator(t, nil)
 	routes := r.routes(t)
@@ -603,7 +636,7 @@ func TestUnderTheEmulatorColdStartAndWarmOverhead(t *testing.T) {
 		run.report = reportDuration(t, emu.proc)
 		return run
 	}
-	const colds = 9
+	const colds = 15
 	var coldOurs, coldCtl, coldBase []coldRun
 	for range colds {
 		coldOurs = append(coldOurs, coldStart(r.bootstrap))
