@@ -45,7 +45,7 @@ func main() {
 	// Lambda sends SIGTERM before it retires a sandbox only to a function
 	// that registered an extension: WithEnableSIGTERM does, so the NATS
 	// connection is flushed and closed rather than cut.
-	lambda.StartWithOptions(gateway{h}, lambda.WithEnableSIGTERM(cleanup))
+	lambda.StartWithOptions(newGateway(h), lambda.WithEnableSIGTERM(cleanup))
 }
 
 // newHandler builds the handler from the environment. cleanup closes NATS and
