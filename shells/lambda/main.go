@@ -61,9 +61,10 @@ func newHandler(ctx context.Context, lookup func(string) (string, bool)) (http.H
 		return nil, nil, err
 	}
 	// Begin, not Open: the routes are set up while the schema check and the
-	// NATS dial are in flight (api.New waits for them), so a cold start
-	// pays the slower of the two, not their sum.
-	deps, err := app.Begin(ctx, cfg, logger, app.OpenOptions{Name: "kanade-lambda"})
+	// NATS dial are in flight (api.New waits for the database), so a cold
+	// start pays the slower of the two, not their sum; and the first
+	// request waits for NATS only if it needs it (LazyNATS).
+	deps, err := app.Begin(ctx, cfg, logger, app.OpenOptions{Name: "kanade-lambda", LazyNATS: true})
 	if err != nil {
 		return nil, nil, err
 	}

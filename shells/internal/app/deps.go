@@ -47,8 +47,10 @@ type NATS struct {
 	// for that.
 	Link *bus.Link
 
-	// dialed is closed when Begin's dial has returned (nil after Open).
-	dialed chan struct{}
+	// dialed is closed when Begin's dial has returned (nil when the NATS
+	// was made by hand); dialErr is then the dial's error.
+	dialed  chan struct{}
+	dialErr error
 }
 
 // EmbeddedNATS is a NATS server running in this process, as much of it as
@@ -75,6 +77,12 @@ type OpenOptions struct {
 	// stops it on Close or on a failed open. Without it, an empty URL is an
 	// error.
 	StartNATS func() (EmbeddedNATS, error)
+	// LazyNATS (the Lambda shell) lets Begin's Wait return without the
+	// NATS dial: a request that needs NATS waits for it then (NATS.Client,
+	// NATS.Connected), one that does not is not held up by it, and a dial
+	// that fails is logged and answered as NATS down instead of failing
+	// the start.
+	LazyNATS bool
 }
 
 // Open opens the database and starts keeping a NATS connection (starting
@@ -113,7 +121,10 @@ func Begin(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) 
 		n, err := connectNATS(ctx, cfg, logger, o)
 		if err == nil {
 			d.NATS.Server, d.NATS.Link = n.Server, n.Link
+		} else if o.LazyNATS {
+			logger.Error("NATS: the connection cannot be made; serving without it", slog.Any("err", err))
 		}
+		d.NATS.dialErr = err
 		close(d.NATS.dialed)
 		natsErr <- err
 	}()
@@ -127,7 +138,10 @@ func Begin(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) 
 	d.DB = db
 	go func() {
 		dbErr := db.Migrate(ctx)
-		nErr := <-natsErr
+		var nErr error
+		if !o.LazyNATS {
+			nErr = <-natsErr
+		}
 		switch {
 		case dbErr != nil || nErr != nil:
 			d.NATS.Close()
@@ -140,9 +154,9 @@ func Begin(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) 
 	return d, nil
 }
 
-// Wait waits until Begin's database check and NATS dial are done, and
-// returns their error (everything is closed then). After Open it returns
-// nil at once.
+// Wait waits until Begin's database check and NATS dial (not with
+// LazyNATS) are done, and returns their error (everything is closed then).
+// After Open it returns nil at once.
 func (d *Deps) Wait() error {
 	if d.opened == nil {
 		return nil
@@ -221,6 +235,9 @@ func (n *NATS) Connected() bool {
 func (n *NATS) Client() (*bus.Client, error) {
 	n.waitDial()
 	if n.Link == nil {
+		if n.dialErr != nil {
+			return nil, fmt.Errorf("%w: %w", bus.ErrNotConnected, n.dialErr)
+		}
 		return nil, bus.ErrNotConnected
 	}
 	return n.Link.Client()

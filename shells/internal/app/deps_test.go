@@ -159,3 +159,48 @@ func TestBeginReturnsWhileNATSIsStillDialing(t *testing.T) {
 		t.Errorf("Client() = %v, want ErrNotConnected", err)
 	}
 }
+
+// TestLazyNATSDoesNotHoldUpTheStart: with LazyNATS (the Lambda), Wait
+// returns once the database is ready though the NATS dial still hangs, and
+// only what needs NATS waits for it.
+func TestLazyNATSDoesNotHoldUpTheStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, DB: filepath.Join(dir, "k.db"), NATSURL: "nats://" + ln.Addr().String(), NATSReplicas: 1}
+	d, err := Begin(context.Background(), cfg, quiet(), OpenOptions{Name: "test", LazyNATS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := <-accepted
+	waited := make(chan error, 1)
+	go func() { waited <- d.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("Wait = %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		conn.Close()
+		t.Fatal("Wait waited for the NATS dial")
+	}
+	select {
+	case <-d.NATS.dialed:
+		t.Error("the dial ended before the server said anything")
+	default:
+	}
+	conn.Close()
+	defer d.Close()
+	if _, err := d.NATS.Client(); !errors.Is(err, bus.ErrNotConnected) {
+		t.Errorf("Client() = %v, want ErrNotConnected", err)
+	}
+}
