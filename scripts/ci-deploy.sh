@@ -29,7 +29,7 @@ export PATH="$gobin:$PATH"
 # The emulator, pinned: what `go install …@latest` resolved to when this
 # script was written.
 rie_version="v0.0.0-20261030222936-bef5c4ba774d"
-max_bootstrap=$((15 * 1024 * 1024)) # bytes: "under 15 MB", read as MiB (see the README)
+max_bootstrap=15000000 # bytes: "under 15 MB", decimal (issue 14)
 
 started=$SECONDS
 step_started=$SECONDS
@@ -63,7 +63,8 @@ mkdir -p "$work/bin" "$work/tests"
 # Three builds at once: each ends in a link that waits on the disk as much
 # as on a core. Each test binary is linked once here and run below (go test
 # would link it again at every call).
-CGO_ENABLED=0 GOOS=linux go build -trimpath -tags lambda.norpc,kanade.nosqlite,kanade.nobrotli -ldflags "-s -w" -o "$work/bin/bootstrap" ./shells/lambda &
+CGO_ENABLED=0 GOOS=linux go build -trimpath -tags lambda.norpc,kanade.nosqlite,kanade.nobrotli \
+	-gcflags github.com/kanade-fleet/backend/handlers=-l -ldflags "-s -w" -o "$work/bin/bootstrap" ./shells/lambda &
 b1=$!
 CGO_ENABLED=0 go build -trimpath -o "$work/bin/" ./shells/http ./shells/worker &
 b2=$!
@@ -74,11 +75,12 @@ go run ./deploy/lambdazip -o "$work/bin/bootstrap.zip" "$work/bin/bootstrap"
 size=$(stat -c %s "$work/bin/bootstrap")
 echo "bootstrap (linux/$arch): $size bytes ($(awk -v s="$size" 'BEGIN { printf "%.2f", s / 1e6 }') MB), zipped $(stat -c %s "$work/bin/bootstrap.zip") bytes"
 # Gated again since the bootstrap left the Prometheus client, the brotli
-# encoder and gzhttp behind (17.6 → 15.4 MB): a dependency that grows it
+# encoder and gzhttp behind (17.6 → 15.4 MB), and inlining in handlers
+# (15.43 → 14.85 MB; the justfile says why): a dependency that grows it
 # past the target fails here, where it is cheap to see why
 # (go tool nm -size -sort size).
 if ((size >= max_bootstrap)); then
-	echo "the bootstrap is $size bytes, over the 15 MiB target ($max_bootstrap bytes; issue 14)"
+	echo "the bootstrap is $size bytes, over the 15 MB target ($max_bootstrap bytes; issue 14)"
 	exit 1
 fi
 

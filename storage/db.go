@@ -120,27 +120,33 @@ type Options struct {
 // A plain path or a file: URL opens SQLite (the parent directory is created);
 // http://, https://, ws://, wss:// and libsql:// open libSQL.
 func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
+	db, err := New(dsn, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// New is Open without the migrations: the handle, with no round trip to a
+// remote server yet (libSQL connects on first use). It exists so a Lambda
+// cold start can set up its routes on the handle while Migrate, its first
+// round trip, is in flight; nothing may query the handle before Migrate
+// has returned nil.
+func New(dsn string, opts Options) (*DB, error) {
 	if dsn == "" {
 		return nil, errors.New("open database: empty DSN")
 	}
 	if opts.Clock == nil {
 		opts.Clock = kanade.SystemClock
 	}
-	var db *DB
-	var err error
 	if isRemote(dsn) {
-		db, err = openLibSQL(dsn, opts)
-	} else {
-		db, err = openSQLite(dsn, opts)
+		return openLibSQL(dsn, opts)
 	}
-	if err != nil {
-		return nil, err
-	}
-	if err := db.migrate(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
+	return openSQLite(dsn, opts)
 }
 
 func isRemote(dsn string) bool {
@@ -328,7 +334,9 @@ func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	return tx.tx.ExecContext(ctx, query, args...)
 }
 
-func (db *DB) migrate(ctx context.Context) error {
+// Migrate applies the pending migrations (one read when there are none).
+// Open calls it; a caller of New must, before any other use of the handle.
+func (db *DB) Migrate(ctx context.Context) error {
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)

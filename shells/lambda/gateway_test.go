@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -72,7 +73,7 @@ func invokeRaw(t *testing.T, h http.Handler, ev any) lambdaAnswer {
 			t.Fatal(err)
 		}
 	}
-	out, err := gateway{h}.Invoke(context.Background(), raw)
+	out, err := newGateway(h).Invoke(context.Background(), raw)
 	if err != nil {
 		t.Fatalf("invoke: %v", err)
 	}
@@ -391,7 +392,7 @@ func TestAResponseLambdaCannotReturnIsAProblemNotAFailure(t *testing.T) {
 
 func TestEventsNoFrontDoorSendsAreRefused(t *testing.T) {
 	for _, payload := range []string{`{}`, `{"Records":[]}`, `[1]`, `not json`} {
-		if _, err := (gateway{echo(t)}).Invoke(context.Background(), []byte(payload)); err == nil {
+		if _, err := newGateway(echo(t)).Invoke(context.Background(), []byte(payload)); err == nil {
 			t.Errorf("%s: no error", payload)
 		} else if payload == `{}` && !errors.Is(err, errNotHTTP) {
 			t.Errorf("%s: %v", payload, err)
@@ -425,7 +426,7 @@ func benchHandlerAlone(b *testing.B) {
 	for b.Loop() {
 		r, _ := http.NewRequest(http.MethodGet, "/api/agents?limit=50&status=online", nil)
 		r.Header.Set("Authorization", "Bearer "+token)
-		h.ServeHTTP(newRecorder(false), r)
+		h.ServeHTTP(newRecorder(false, nil), r)
 	}
 }
 
@@ -443,10 +444,40 @@ func benchAdapter(b *testing.B, k kind) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := gateway{benchHandler()}
+	g := newGateway(benchHandler())
 	for b.Loop() {
 		if _, err := g.Invoke(context.Background(), raw); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestAWarmInvocationAnswersOnlyItsOwnBody: the gateway reuses the answer
+// buffers between invocations, so a short answer after a long one must not
+// carry the long one's tail, nor a HEAD answer any earlier body.
+func TestAWarmInvocationAnswersOnlyItsOwnBody(t *testing.T) {
+	g := newGateway(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, strings.Repeat("x", n))
+	}))
+	for _, n := range []int{5000, 3, 0, 70000, 1} {
+		raw, err := json.Marshal(v2Event("$default", "/", "n="+strconv.Itoa(n), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := g.Invoke(context.Background(), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp struct {
+			Body string `json:"body"`
+		}
+		if err := json.Unmarshal(out, &resp); err != nil {
+			t.Fatal(err)
+		}
+		if resp.Body != strings.Repeat("x", n) {
+			t.Errorf("n=%d: body of %d bytes, want %d", n, len(resp.Body), n)
 		}
 	}
 }

@@ -45,7 +45,7 @@ func main() {
 	// Lambda sends SIGTERM before it retires a sandbox only to a function
 	// that registered an extension: WithEnableSIGTERM does, so the NATS
 	// connection is flushed and closed rather than cut.
-	lambda.StartWithOptions(gateway{h}, lambda.WithEnableSIGTERM(cleanup))
+	lambda.StartWithOptions(newGateway(h), lambda.WithEnableSIGTERM(cleanup))
 }
 
 // newHandler builds the handler from the environment. cleanup closes NATS and
@@ -60,7 +60,11 @@ func newHandler(ctx context.Context, lookup func(string) (string, bool)) (http.H
 	if err != nil {
 		return nil, nil, err
 	}
-	deps, err := app.Open(ctx, cfg, logger, app.OpenOptions{Name: "kanade-lambda"})
+	// Begin, not Open: the routes are set up while the schema check and the
+	// NATS dial are in flight (api.New waits for the database), so a cold
+	// start pays the slower of the two, not their sum; and the first
+	// request waits for NATS only if it needs it (LazyNATS).
+	deps, err := app.Begin(ctx, cfg, logger, app.OpenOptions{Name: "kanade-lambda", LazyNATS: true})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -71,7 +75,10 @@ func newHandler(ctx context.Context, lookup func(string) (string, bool)) (http.H
 	}
 	h, err := api.New(ctx, deps, a, nil, nil)
 	if err != nil {
-		cleanup()
+		if deps.Wait() == nil {
+			// A failed Wait closed everything already.
+			cleanup()
+		}
 		return nil, nil, err
 	}
 	return h, cleanup, nil

@@ -80,7 +80,7 @@ func TestEveryFrontDoorReachesTheSameHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cleanup()
-	lh := gateway{h}
+	lh := newGateway(h)
 
 	tests := []struct {
 		path, auth string
@@ -152,7 +152,7 @@ func TestExplicitlyOpenLambdaServesWithoutToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cleanup()
-	out, err := gateway{h}.Invoke(context.Background(), event("API Gateway v2", "/api/health/fleet", ""))
+	out, err := newGateway(h).Invoke(context.Background(), event("API Gateway v2", "/api/health/fleet", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestColdStartWithNATSDown(t *testing.T) {
 		t.Errorf("cold start took %v waiting for NATS", d)
 	}
 	for path, want := range map[string]int{"/api/health/fleet": http.StatusServiceUnavailable, "/api/agents": http.StatusOK} {
-		out, err := gateway{h}.Invoke(context.Background(), event("API Gateway v2", path, "Bearer "+token))
+		out, err := newGateway(h).Invoke(context.Background(), event("API Gateway v2", path, "Bearer "+token))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +214,7 @@ func invokeV2(t *testing.T, h http.Handler, method, path, authorization, sourceI
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := gateway{h}.Invoke(context.Background(), raw)
+	out, err := newGateway(h).Invoke(context.Background(), raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,18 +33,26 @@ import (
 // projections (the worker's Progress), so readiness and the fleet rollup see
 // a stalled projection; nil otherwise.
 //
-// The accounts check (a database round trip, tens of milliseconds to a
-// remote database) runs while the routes are set up (milliseconds of
-// reflection, BenchmarkNew): a Lambda cold start waits for the slower of
-// the two, not both.
+// The routes are set up (milliseconds of reflection, BenchmarkNew) while
+// the network is busy: d may come from app.Begin, its schema check and
+// NATS dial still in flight, and the accounts check (another database
+// round trip) follows the schema check. A Lambda cold start waits for the
+// slower of the two paths, not their sum. An error of d.Wait is returned
+// (d is closed then).
 func New(ctx context.Context, d *app.Deps, a app.Auth, m handlers.Metrics, progress func() []kanade.ProjectionProgress) (http.Handler, error) {
 	boot := make(chan error, 1)
-	go func() { boot <- bootstrap(ctx, d) }()
+	go func() {
+		if err := d.Wait(); err != nil {
+			boot <- err
+			return
+		}
+		boot <- bootstrap(ctx, d)
+	}()
 	h, err := handlers.New(handlers.Config{
 		DB:                 d.DB,
-		Prober:             bus.Prober{Client: d.NATS.Link.Client, Replicas: d.Config.NATSReplicas},
+		Prober:             bus.Prober{Client: d.NATS.Client, Replicas: d.Config.NATSReplicas},
 		NATSConnected:      d.NATS.Connected,
-		Bus:                d.NATS.Link.Client,
+		Bus:                d.NATS.Client,
 		StallAfter:         d.Config.ProjectionStall,
 		Progress:           progress,
 		Clock:              d.Clock,

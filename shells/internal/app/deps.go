@@ -30,6 +30,11 @@ type Deps struct {
 	Clock  kanade.Clock
 	DB     *storage.DB
 	NATS   *NATS
+
+	// opened is closed once the database is migrated and NATS dialed
+	// (Begin); openErr is then the error of either. Nil after Open.
+	opened  chan struct{}
+	openErr error
 }
 
 // NATS is the shell's connection to NATS, and the embedded server when the
@@ -37,8 +42,15 @@ type Deps struct {
 type NATS struct {
 	// Server is the embedded server, nil with an external NATS.
 	Server EmbeddedNATS
-	// Link keeps the connection: it exists even while NATS is down.
+	// Link keeps the connection: it exists even while NATS is down. After
+	// Begin it is set once dialed is closed; Client and Connected wait
+	// for that.
 	Link *bus.Link
+
+	// dialed is closed when Begin's dial has returned (nil when the NATS
+	// was made by hand); dialErr is then the dial's error.
+	dialed  chan struct{}
+	dialErr error
 }
 
 // EmbeddedNATS is a NATS server running in this process, as much of it as
@@ -65,6 +77,12 @@ type OpenOptions struct {
 	// stops it on Close or on a failed open. Without it, an empty URL is an
 	// error.
 	StartNATS func() (EmbeddedNATS, error)
+	// LazyNATS (the Lambda shell) lets Begin's Wait return without the
+	// NATS dial: a request that needs NATS waits for it then (NATS.Client,
+	// NATS.Connected), one that does not is not held up by it, and a dial
+	// that fails is logged and answered as NATS down instead of failing
+	// the start.
+	LazyNATS bool
 }
 
 // Open opens the database and starts keeping a NATS connection (starting
@@ -73,38 +91,78 @@ type OpenOptions struct {
 // NATS as down, and connects when NATS appears. On error everything opened
 // so far is closed.
 func Open(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) (*Deps, error) {
+	d, err := Begin(ctx, cfg, logger, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Wait(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Begin is Open without waiting for the network: it returns the database
+// handle (storage.New) and a NATS whose connection is still being made,
+// with the schema check and the NATS dial in flight. A Lambda cold start
+// sets up its routes meanwhile (api.New) instead of after them. Nothing
+// may query d.DB before Wait returns nil; d.NATS's Client and Connected
+// wait for the dial by themselves. After a failed Wait, d is closed.
+func Begin(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) (*Deps, error) {
 	if o.Clock == nil {
 		o.Clock = kanade.SystemClock
 	}
-	// The process-level collectors belong to the shell (one per process);
-	// handlers and the worker add their own metrics to the same registry.
-	d := &Deps{Config: cfg, Logger: logger, Clock: o.Clock}
+	d := &Deps{Config: cfg, Logger: logger, Clock: o.Clock,
+		NATS: &NATS{dialed: make(chan struct{})}, opened: make(chan struct{})}
 	// The database and NATS open at the same time: on Lambda each is a
 	// connection (often TLS) to another host, and a cold start waits for
 	// the slower one instead of both in turn.
-	type opened struct {
-		nats *NATS
-		err  error
-	}
-	natsDone := make(chan opened, 1)
+	natsErr := make(chan error, 1)
 	go func() {
 		n, err := connectNATS(ctx, cfg, logger, o)
-		natsDone <- opened{n, err}
+		if err == nil {
+			d.NATS.Server, d.NATS.Link = n.Server, n.Link
+		} else if o.LazyNATS {
+			logger.Error("NATS: the connection cannot be made; serving without it", slog.Any("err", err))
+		}
+		d.NATS.dialErr = err
+		close(d.NATS.dialed)
+		natsErr <- err
 	}()
-	db, dbErr := storage.Open(ctx, cfg.DB, storage.Options{AuthToken: cfg.DBAuthToken, Clock: o.Clock})
-	n := <-natsDone
-	switch {
-	case dbErr != nil && n.err == nil:
-		n.nats.Close()
-		return nil, dbErr
-	case dbErr != nil:
-		return nil, errors.Join(dbErr, n.err)
-	case n.err != nil:
-		return nil, errors.Join(n.err, db.Close())
+	db, err := storage.New(cfg.DB, storage.Options{AuthToken: cfg.DBAuthToken, Clock: o.Clock})
+	if err != nil {
+		// What the dial opened meanwhile (an embedded server) goes too.
+		nErr := <-natsErr
+		d.NATS.Close()
+		return nil, errors.Join(err, nErr)
 	}
-	logger.Info("database open", slog.String("db", storage.Redact(cfg.DB)), slog.Bool("remote", db.Remote()))
-	d.DB, d.NATS = db, n.nats
+	d.DB = db
+	go func() {
+		dbErr := db.Migrate(ctx)
+		var nErr error
+		if !o.LazyNATS {
+			nErr = <-natsErr
+		}
+		switch {
+		case dbErr != nil || nErr != nil:
+			d.NATS.Close()
+			d.openErr = errors.Join(dbErr, nErr, db.Close())
+		default:
+			logger.Info("database open", slog.String("db", storage.Redact(cfg.DB)), slog.Bool("remote", db.Remote()))
+		}
+		close(d.opened)
+	}()
 	return d, nil
+}
+
+// Wait waits until Begin's database check and NATS dial (not with
+// LazyNATS) are done, and returns their error (everything is closed then).
+// After Open it returns nil at once.
+func (d *Deps) Wait() error {
+	if d.opened == nil {
+		return nil
+	}
+	<-d.opened
+	return d.openErr
 }
 
 func connectNATS(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOptions) (*NATS, error) {
@@ -164,11 +222,36 @@ func connectNATS(ctx context.Context, cfg Config, logger *slog.Logger, o OpenOpt
 	return n, nil
 }
 
-// Connected reports whether the connection is up (for /readyz).
-func (n *NATS) Connected() bool { return n.Link != nil && n.Link.Connected() }
+// Connected reports whether the connection is up (for /readyz), once
+// Begin's dial has returned.
+func (n *NATS) Connected() bool {
+	n.waitDial()
+	return n.Link != nil && n.Link.Connected()
+}
+
+// Client is the current connection's client (bus.Link.Client), once Begin's
+// dial has returned: a request that needs NATS in the first moments of a
+// cold start waits for the dial rather than being told NATS is down.
+func (n *NATS) Client() (*bus.Client, error) {
+	n.waitDial()
+	if n.Link == nil {
+		if n.dialErr != nil {
+			return nil, fmt.Errorf("%w: %w", bus.ErrNotConnected, n.dialErr)
+		}
+		return nil, bus.ErrNotConnected
+	}
+	return n.Link.Client()
+}
+
+func (n *NATS) waitDial() {
+	if n.dialed != nil {
+		<-n.dialed
+	}
+}
 
 // Close closes the connection, then stops the embedded server.
 func (n *NATS) Close() {
+	n.waitDial()
 	if n.Link != nil {
 		n.Link.Close()
 	}

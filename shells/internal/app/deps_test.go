@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kanade-fleet/backend/bus"
 )
@@ -97,5 +98,109 @@ func TestOpenStopsTheEmbeddedServerWhenTheDatabaseFails(t *testing.T) {
 	}
 	if !s.stopped {
 		t.Error("the database failed but the embedded server NATS opened meanwhile was left running")
+	}
+}
+
+// TestBeginReturnsWhileNATSIsStillDialing: a Lambda cold start sets up its
+// routes while the NATS dial is in flight, so Begin must not wait for the
+// dial; Client and Wait do. The NATS here accepts the connection and says
+// nothing until the test lets it go.
+func TestBeginReturnsWhileNATSIsStillDialing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, DB: filepath.Join(dir, "k.db"), NATSURL: "nats://" + ln.Addr().String(), NATSReplicas: 1}
+	begun := make(chan *Deps, 1)
+	go func() {
+		d, err := Begin(context.Background(), cfg, quiet(), OpenOptions{Name: "test"})
+		if err != nil {
+			t.Error(err)
+		}
+		begun <- d
+	}()
+	var conn net.Conn
+	select {
+	case conn = <-accepted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the dial never reached the listener")
+	}
+	var d *Deps
+	select {
+	case d = <-begun:
+	case <-time.After(30 * time.Second):
+		conn.Close()
+		t.Fatal("Begin waited for the NATS dial")
+	}
+	if d == nil {
+		conn.Close()
+		t.FailNow()
+	}
+	select {
+	case <-d.NATS.dialed:
+		t.Error("the dial ended before the server said anything")
+	default:
+	}
+	// The server hangs up: the dial ends, NATS down, and the start goes on.
+	conn.Close()
+	if err := d.Wait(); err != nil {
+		t.Fatalf("Wait = %v, want nil with NATS down", err)
+	}
+	defer d.Close()
+	if _, err := d.NATS.Client(); !errors.Is(err, bus.ErrNotConnected) {
+		t.Errorf("Client() = %v, want ErrNotConnected", err)
+	}
+}
+
+// TestLazyNATSDoesNotHoldUpTheStart: with LazyNATS (the Lambda), Wait
+// returns once the database is ready though the NATS dial still hangs, and
+// only what needs NATS waits for it.
+func TestLazyNATSDoesNotHoldUpTheStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, DB: filepath.Join(dir, "k.db"), NATSURL: "nats://" + ln.Addr().String(), NATSReplicas: 1}
+	d, err := Begin(context.Background(), cfg, quiet(), OpenOptions{Name: "test", LazyNATS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := <-accepted
+	waited := make(chan error, 1)
+	go func() { waited <- d.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("Wait = %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		conn.Close()
+		t.Fatal("Wait waited for the NATS dial")
+	}
+	select {
+	case <-d.NATS.dialed:
+		t.Error("the dial ended before the server said anything")
+	default:
+	}
+	conn.Close()
+	defer d.Close()
+	if _, err := d.NATS.Client(); !errors.Is(err, bus.ErrNotConnected) {
+		t.Errorf("Client() = %v, want ErrNotConnected", err)
 	}
 }
