@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kanade-fleet/backend/bench/scandurations/seed"
+	"github.com/kanade-fleet/backend/bench/seed"
 	"github.com/kanade-fleet/backend/storage"
 )
 

@@ -32,7 +32,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/kanade-fleet/backend/bench/scandurations/seed"
+	"github.com/kanade-fleet/backend/bench/seed"
 	"github.com/kanade-fleet/backend/internal/cli"
 	"github.com/kanade-fleet/backend/storage"
 )

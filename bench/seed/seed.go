@@ -1,7 +1,8 @@
-// Package seed builds the scan_durations benchmark's data set and its
-// baseline: N finished runs over a 24 h window, written through the real
-// projection write path, and the row-pulling computation of kanade-backend
-// 0.43.56 to compare against.
+// Package seed builds the run data set of the benchmarks (bench/scandurations,
+// bench/scale, storage's read benchmarks) and its baseline: N finished runs
+// over a 24 h window, written through the real projection write path (Seed,
+// Cached) or, for 10M-run sizes, loaded in bulk (Bulk, BulkCached), and the
+// row-pulling computation of kanade-backend 0.43.56 to compare against.
 package seed
 
 import (

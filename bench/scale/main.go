@@ -1,0 +1,664 @@
+// Command scale measures issue 16's targets at fleet scale, each beside a
+// baseline measured in the same run, and prints one table:
+//
+//  1. scan_durations (storage.DB.ScanDurations) over -runs runs in the 24 h
+//     window of 200 jobs, timed while a goroutine applies late results and
+//     reaps overdue runs through the real write path; checked exact against
+//     the row-pulling algorithm of kanade-backend 0.43.56 (seed.Baseline) on
+//     the state the writer left, and compared with it at -compare runs.
+//  2. GET /api/health/fleet through handlers.New with the real JetStream
+//     prober of an embedded NATS server, over -agents agents and -runs runs;
+//     the baseline is 0.43.56's two full-scan COUNT queries.
+//  3. A per_pc "once" schedule dispatching to every PC of a fleet of each
+//     -pcs size, from the KV put to the last command a subscriber counted
+//     (each PC exactly once); the baseline is the same number of messages
+//     published straight through PublishMsgAsync.
+//
+// The -runs database is built once by seed.BulkCached (multi-row INSERTs,
+// indexes after the load, journal off) and kept in the temp dir, keyed by
+// schema hash, size and seed version.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/bench/seed"
+	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/bus/natsd"
+	"github.com/kanade-fleet/backend/handlers"
+	"github.com/kanade-fleet/backend/internal/cli"
+	"github.com/kanade-fleet/backend/schedule"
+	"github.com/kanade-fleet/backend/storage"
+)
+
+func main() { cli.Main("scale", run) }
+
+// Issue 16's targets.
+const (
+	targetScan     = 100 * time.Millisecond
+	targetSpeedup  = 50.0
+	targetHealth   = 2 * time.Millisecond
+	targetDispatch = 200 * time.Millisecond // per 10k PCs
+)
+
+const benchToken = "bench-scale-token-0123456789abcdef"
+
+type options struct {
+	runs, compare, agents, jobs, reps, healthReps int
+	pcs                                           []int
+	only                                          map[string]bool
+	cpuprofile                                    string
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+// row is one line of the table.
+type row struct {
+	what, ours, base, target, verdict, note string
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
+	var o options
+	fs.IntVar(&o.runs, "runs", 10_000_000, "runs in the scan_durations window (the cached database's size)")
+	fs.IntVar(&o.compare, "compare", 1_000_000, "runs of the database where ours is timed against the 0.43.56 algorithm (at most -runs)")
+	fs.IntVar(&o.agents, "agents", 100_000, "agents in the database (fleet health)")
+	fs.IntVar(&o.jobs, "jobs", 200, "distinct jobs")
+	fs.IntVar(&o.reps, "reps", 7, "timed scan_durations repetitions (median reported)")
+	fs.IntVar(&o.healthReps, "health-reps", 300, "timed fleet health requests (median reported)")
+	pcs := fs.String("pcs", "10000,100000", "fleet sizes of the per_pc dispatch, comma-separated")
+	only := fs.String("only", "scan,health,dispatch", "sections to run, comma-separated")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "CPU profile of the timed scan_durations calls at -runs, and of the dispatches")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, s := range strings.Split(*pcs, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("bad -pcs entry %q", s)
+		}
+		o.pcs = append(o.pcs, n)
+	}
+	o.only = map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		o.only[strings.TrimSpace(s)] = true
+	}
+	o.compare = min(o.compare, o.runs)
+
+	var rows []row
+	load := []string{uptime()}
+	if o.only["scan"] || o.only["health"] {
+		start := time.Now()
+		path, err := seed.BulkCached(ctx, o.runs, o.jobs, o.agents, logf)
+		if err != nil {
+			return err
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "database: %d runs, %d agents: %s (%.2f GiB), ready in %v\n", o.runs, o.agents, path,
+			float64(st.Size())/(1<<30), time.Since(start).Round(time.Millisecond))
+		if o.only["scan"] {
+			rs, err := scan(ctx, o, path, out)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, rs...)
+			load = append(load, uptime())
+		}
+		if o.only["health"] {
+			r, err := health(ctx, o, path)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, r...)
+			load = append(load, uptime())
+		}
+	}
+	if o.only["dispatch"] {
+		for _, n := range o.pcs {
+			r, err := dispatch(ctx, o, n)
+			if err != nil {
+				return fmt.Errorf("dispatch to %d PCs: %w", n, err)
+			}
+			rows = append(rows, r)
+			load = append(load, uptime())
+		}
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "measure\tours\tbaseline (same run)\ttarget\tverdict\tnote\n")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.what, r.ours, r.base, r.target, r.verdict, r.note)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nload (uptime) at the start and after each section:\n  %s\n", strings.Join(load, "\n  "))
+	return nil
+}
+
+// uptime is the machine's load line, recorded with every figure.
+func uptime() string {
+	b, err := exec.Command("uptime").Output()
+	if err != nil {
+		return "uptime: " + err.Error()
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "MET"
+	}
+	return "MISSED"
+}
+
+func openBoth(ctx context.Context, path string) (*storage.DB, *sql.DB, error) {
+	db, err := storage.Open(ctx, path, storage.Options{Clock: func() time.Time { return seed.Now }})
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, raw, nil
+}
+
+// exact runs ours and the baseline once each on the current state and says
+// whether they agree, with the baseline's time.
+func exact(ctx context.Context, db *storage.DB, raw *sql.DB) (bool, time.Duration, error) {
+	ours, err := db.ScanDurations(ctx, seed.Since())
+	if err != nil {
+		return false, 0, err
+	}
+	start := time.Now()
+	base, err := seed.Baseline(ctx, raw, seed.Since(), 0)
+	if err != nil {
+		return false, 0, err
+	}
+	d := time.Since(start)
+	if !cmp.Equal(base, ours) {
+		diff := cmp.Diff(base, ours)
+		if len(diff) > 4000 {
+			diff = diff[:4000] + "…"
+		}
+		fmt.Fprintf(os.Stderr, "scan_durations answers differ (-baseline +ours):\n%s\n", diff)
+		return false, d, nil
+	}
+	return true, d, nil
+}
+
+// scan is section 1.
+func scan(ctx context.Context, o options, path string, out io.Writer) ([]row, error) {
+	var rows []row
+	// (a) ours against 0.43.56 at -compare runs, alternating, no writer.
+	cpath := path
+	if o.compare != o.runs {
+		var err error
+		if cpath, err = seed.BulkCached(ctx, o.compare, o.jobs, o.agents, logf); err != nil {
+			return nil, err
+		}
+	}
+	db, raw, err := openBoth(ctx, cpath)
+	if err != nil {
+		return nil, err
+	}
+	ok, _, err := exact(ctx, db, raw)
+	if err != nil {
+		db.Close()
+		raw.Close()
+		return nil, err
+	}
+	var tOurs, tBase []time.Duration
+	for range o.reps {
+		start := time.Now()
+		if _, err = db.ScanDurations(ctx, seed.Since()); err != nil {
+			break
+		}
+		tOurs = append(tOurs, time.Since(start))
+		start = time.Now()
+		if _, err = seed.Baseline(ctx, raw, seed.Since(), 0); err != nil {
+			break
+		}
+		tBase = append(tBase, time.Since(start))
+	}
+	db.Close()
+	raw.Close()
+	if err != nil {
+		return nil, err
+	}
+	mo, mb := median(tOurs), median(tBase)
+	speedup := float64(mb) / float64(mo)
+	rows = append(rows, row{fmt.Sprintf("scan_durations, %d runs, %d jobs (median of %d)", o.compare, o.jobs, o.reps), ms(mo),
+		"0.43.56 row pull " + ms(mb), fmt.Sprintf(">= %.0fx", targetSpeedup), verdict(speedup >= targetSpeedup && ok),
+		fmt.Sprintf("%.1fx; exact: %v", speedup, ok)})
+	logf("scan at %d: ours %v, baseline %v, exact %v", o.compare, mo, mb, ok)
+
+	// (b) ours at -runs while late results arrive and runs are reaped.
+	db, raw, err = openBoth(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	defer raw.Close()
+	if _, err := db.ScanDurations(ctx, seed.Since()); err != nil { // warm the page cache
+		return nil, err
+	}
+	var writes atomic.Int64
+	wctx, stop := context.WithCancel(ctx)
+	werr := make(chan error, 1)
+	go func() { werr <- lateWriter(wctx, db, &writes) }()
+	var prof *os.File
+	if o.cpuprofile != "" {
+		if prof, err = os.Create(o.cpuprofile); err != nil {
+			stop()
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	var tN []time.Duration
+	for range o.reps {
+		start := time.Now()
+		if _, err = db.ScanDurations(ctx, seed.Since()); err != nil {
+			break
+		}
+		tN = append(tN, time.Since(start))
+		time.Sleep(50 * time.Millisecond)
+	}
+	if prof != nil {
+		pprof.StopCPUProfile()
+		prof.Close()
+	}
+	stop()
+	if werrv := <-werr; werrv != nil && !errors.Is(werrv, context.Canceled) {
+		return nil, fmt.Errorf("late writer: %w", werrv)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ok, tb, err := exact(ctx, db, raw)
+	if err != nil {
+		return nil, err
+	}
+	var inWindow int64
+	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM execution_results WHERE finished_at >= ? AND duration_ms IS NOT NULL AND job_id IS NOT NULL`,
+		kanade.FormatTime(seed.Since())).Scan(&inWindow); err != nil {
+		return nil, err
+	}
+	mN := median(tN)
+	rows = append(rows, row{fmt.Sprintf("scan_durations, %d runs, writer running (median of %d)", inWindow, o.reps), ms(mN),
+		"0.43.56 row pull " + ms(tb) + " (once)", "< " + ms(targetScan), verdict(mN < targetScan && ok),
+		fmt.Sprintf("%.1fx; exact after %d writes (runs started, reaped, late results): %v", float64(tb)/float64(mN), writes.Load(), ok)})
+	logf("scan at %d: ours %v (max %v), baseline once %v, exact %v, %d writes", inWindow, mN, slices.Max(tN), tb, ok, writes.Load())
+	return rows, nil
+}
+
+// lateWriter is the write load during the timed scans, through the
+// projection's and the reaper's real code: every round, 20 runs start two
+// hours before seed.Now with a one-minute timeout, the reaper reaps them
+// (they enter the summaries with exit −1), then their real results arrive
+// (replacing the reaped entries), and 50 late results of other runs land
+// in random hours of the window. Every write adds rows, so the cached file
+// grows by a few thousand runs per benchmark; the exactness check runs on
+// the state the writer leaves.
+func lateWriter(ctx context.Context, db *storage.DB, writes *atomic.Int64) error {
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 16))
+	tag := strconv.FormatInt(time.Now().UnixNano(), 36)
+	zero := int64(0)
+	for round := 0; ctx.Err() == nil; round++ {
+		started := seed.Now.Add(-2 * time.Hour)
+		var st []storage.Started
+		var res []storage.Result
+		for i := range 20 {
+			id := fmt.Sprintf("late-%s-%d-r%02d", tag, round, i)
+			job := fmt.Sprintf("job-%03d", rng.IntN(200))
+			pc := fmt.Sprintf("pc-%05d", rng.IntN(seed.Agents))
+			st = append(st, storage.Started{EventStarted: kanade.EventStarted{ResultID: id, RequestID: id, PcID: pc, ManifestID: job,
+				StartedAt: kanade.Timestamp{Time: started}}, RecordedAt: started, Timeout: time.Minute})
+			fin := started.Add(time.Duration(rng.Int64N(int64(time.Hour))))
+			res = append(res, storage.Result{ExecResult: kanade.ExecResult{ResultID: id, RequestID: id, PcID: pc, ManifestID: job, ExitCode: &zero,
+				StartedAt: kanade.Timestamp{Time: started}, FinishedAt: kanade.Timestamp{Time: fin}}, RecordedAt: seed.Now})
+		}
+		for i := range 50 {
+			id := fmt.Sprintf("late-%s-%d-l%02d", tag, round, i)
+			fin := seed.Since().Add(time.Duration(rng.Int64N(int64(24 * time.Hour))))
+			d := time.Duration(rng.Int64N(int64(10 * time.Minute)))
+			res = append(res, storage.Result{ExecResult: kanade.ExecResult{ResultID: id, RequestID: id, PcID: fmt.Sprintf("pc-%05d", rng.IntN(seed.Agents)),
+				ManifestID: fmt.Sprintf("job-%03d", rng.IntN(200)), ExitCode: &zero,
+				StartedAt: kanade.Timestamp{Time: fin.Add(-d)}, FinishedAt: kanade.Timestamp{Time: fin}}, RecordedAt: seed.Now})
+		}
+		if err := db.Update(ctx, func(tx *storage.Tx) error {
+			_, err := tx.ApplyStarted(ctx, st)
+			return err
+		}); err != nil {
+			return err
+		}
+		writes.Add(int64(len(st)))
+		var reaped int
+		if err := db.Update(ctx, func(tx *storage.Tx) error {
+			var err error
+			reaped, err = tx.Reap(ctx, seed.Now, 100)
+			return err
+		}); err != nil {
+			return err
+		}
+		writes.Add(int64(reaped))
+		if err := db.Update(ctx, func(tx *storage.Tx) error {
+			_, err := tx.ApplyResults(ctx, res)
+			return err
+		}); err != nil {
+			return err
+		}
+		writes.Add(int64(len(res)))
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return ctx.Err()
+}
+
+// health is section 2.
+func health(ctx context.Context, o options, path string) ([]row, error) {
+	db, raw, err := openBoth(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	defer raw.Close()
+	dir, err := os.MkdirTemp("", "kanade-bench-scale-nats-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := natsd.Start(natsd.Options{StoreDir: dir})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	client, err := bus.NewClient(nc)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	if err := client.Bootstrap(ctx, 1); err != nil {
+		return nil, err
+	}
+	prober := bus.Prober{Client: bus.Static(client), Replicas: 1}
+	h, err := handlers.New(handlers.Config{DB: db, Prober: prober, Clock: func() time.Time { return seed.Now },
+		Auth: auth.Config{StaticToken: benchToken}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	serve := func() (*httptest.ResponseRecorder, time.Duration) {
+		req := httptest.NewRequest(http.MethodGet, "/api/health/fleet", nil)
+		req.Header.Set("Authorization", "Bearer "+benchToken)
+		rec := httptest.NewRecorder()
+		start := time.Now()
+		h.ServeHTTP(rec, req)
+		return rec, time.Since(start)
+	}
+	rec, _ := serve()
+	var body handlers.FleetHealth
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusOK || body.Agents.Known == nil ||
+		*body.Agents.Known != int64(o.agents) || body.RecentResults.Total == nil {
+		return nil, fmt.Errorf("fleet health warm-up: %d %s (%v)", rec.Code, rec.Body, err)
+	}
+	var tReq, tProbe []time.Duration
+	for range o.healthReps {
+		rec, d := serve()
+		if rec.Code != http.StatusOK {
+			return nil, fmt.Errorf("fleet health: %d %s", rec.Code, rec.Body)
+		}
+		tReq = append(tReq, d)
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		start := time.Now()
+		st := prober.Probe(pctx)
+		tProbe = append(tProbe, time.Since(start))
+		cancel()
+		for _, s := range st {
+			if !s.Exists {
+				return nil, fmt.Errorf("probe: %s %s missing: %v", s.Kind, s.Name, s.Err)
+			}
+		}
+	}
+	// 0.43.56: two full-scan COUNTs per request (best of three).
+	staleCutoff := kanade.FormatTime(seed.Now.Add(-kanade.DefaultStaleThreshold))
+	since := kanade.FormatTime(seed.Since())
+	best := time.Duration(1<<63 - 1)
+	for range 3 {
+		start := time.Now()
+		var known, active, total, failed int64
+		if err := raw.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_heartbeat >= ? THEN 1 ELSE 0 END), 0) FROM agents`,
+			staleCutoff).Scan(&known, &active); err != nil {
+			return nil, err
+		}
+		if err := raw.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN exit_code <> 0 THEN 1 ELSE 0 END), 0)
+			FROM execution_results WHERE recorded_at >= ?`, since).Scan(&total, &failed); err != nil {
+			return nil, err
+		}
+		best = min(best, time.Since(start))
+	}
+	mr, mp := median(tReq), median(tProbe)
+	logf("fleet health: median %v (probes alone %v), 0.43.56 counts %v; known %d runs24h %d", mr, mp, best, *body.Agents.Known, *body.RecentResults.Total)
+	return []row{{fmt.Sprintf("GET /api/health/fleet, %d agents, %d runs24h (median of %d)", *body.Agents.Known, *body.RecentResults.Total, o.healthReps),
+		ms(mr), "0.43.56 COUNT scans " + ms(best), "< " + ms(targetHealth), verdict(mr < targetHealth),
+		fmt.Sprintf("%.0fx; %d JetStream probes per request, none cached: results 0 ms old (probes alone %s)", float64(best)/float64(mr),
+			len(kanade.Resources(1)), ms(mp))}}, nil
+}
+
+// dispatch is section 3: a fresh fleet of n alive PCs, a scheduler running
+// on the wall clock, a subscriber counting commands.pc.> per subject.
+func dispatch(ctx context.Context, o options, n int) (row, error) {
+	dir, err := os.MkdirTemp("", "kanade-bench-scale-dispatch-")
+	if err != nil {
+		return row{}, err
+	}
+	defer os.RemoveAll(dir)
+	db, err := storage.Open(ctx, filepath.Join(dir, "kanade.db"), storage.Options{})
+	if err != nil {
+		return row{}, err
+	}
+	defer db.Close()
+	srv, err := natsd.Start(natsd.Options{StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		return row{}, err
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		return row{}, err
+	}
+	defer nc.Close()
+	client, err := bus.NewClient(nc)
+	if err != nil {
+		return row{}, err
+	}
+	defer client.Close()
+	if err := client.Bootstrap(ctx, 1); err != nil {
+		return row{}, err
+	}
+	pcs := make([]string, n)
+	now := time.Now()
+	beats := make([]kanade.Heartbeat, n)
+	for i := range pcs {
+		pcs[i] = fmt.Sprintf("PC-%06d", i)
+		beats[i] = kanade.Heartbeat{PcID: pcs[i], At: kanade.Timestamp{Time: now}, AgentVersion: "0.43.56"}
+	}
+	for chunk := range slices.Chunk(beats, 5000) {
+		if err := db.Update(ctx, func(tx *storage.Tx) error { return tx.UpsertHeartbeats(ctx, chunk) }); err != nil {
+			return row{}, err
+		}
+	}
+	job := `{"id":"bench","version":"1","execute":{"shell":"powershell","script":"Get-Date","timeout":"60s"}}`
+	if _, err := client.Put(ctx, kanade.BucketJobs, "bench", []byte(job)); err != nil {
+		return row{}, err
+	}
+	sched, err := schedule.New(schedule.Config{DB: db, Bus: client, Tick: 5 * time.Millisecond, Registerer: prometheus.NewRegistry(),
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return row{}, err
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- sched.Run(sctx) }()
+	defer func() { stop(); <-done }()
+
+	// The subscriber, on a connection of its own.
+	lc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		return row{}, err
+	}
+	defer lc.Close()
+	var mu sync.Mutex
+	seen := make(map[string]int, n)
+	var total int
+	var last time.Time
+	sub, err := lc.Subscribe(kanade.SubjectCommandsPC+">", func(m *nats.Msg) {
+		mu.Lock()
+		seen[m.Subject]++
+		total++
+		last = time.Now()
+		mu.Unlock()
+	})
+	if err != nil {
+		return row{}, err
+	}
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return row{}, err
+	}
+	if err := lc.Flush(); err != nil {
+		return row{}, err
+	}
+	for !sched.Loaded() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	var prof *os.File
+	if o.cpuprofile != "" {
+		if prof, err = os.Create(fmt.Sprintf("%s.dispatch-%d", o.cpuprofile, n)); err != nil {
+			return row{}, err
+		}
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return row{}, err
+		}
+	}
+	start := time.Now()
+	if _, err := client.Put(ctx, kanade.BucketSchedules, "each", []byte(`{"id":"each","when":{"per_pc":"once"},"job_id":"bench","target":{"all":true}}`)); err != nil {
+		return row{}, err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		mu.Lock()
+		got := total
+		mu.Unlock()
+		if got >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if prof != nil {
+		pprof.StopCPUProfile()
+		prof.Close()
+	}
+	// A second of quiet: a duplicate would arrive within it (the scheduler
+	// keeps ticking, so a second reconcile would too).
+	time.Sleep(time.Second)
+	mu.Lock()
+	took := last.Sub(start)
+	dup, missing := 0, 0
+	for _, pc := range pcs {
+		switch c := seen[kanade.SubjectCommandsPC+pc]; {
+		case c == 0:
+			missing++
+		case c > 1:
+			dup += c - 1
+		}
+	}
+	gotTotal := total
+	mu.Unlock()
+	once := missing == 0 && dup == 0 && gotTotal == n
+	if err := sub.Unsubscribe(); err != nil { // the baseline is not watched
+		return row{}, err
+	}
+
+	// Baseline: the same number of command messages, PublishMsgAsync, all in flight.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(n+1))
+	if err != nil {
+		return row{}, err
+	}
+	data := []byte(`{"bench":"baseline"}`)
+	if s, err := js.Stream(ctx, kanade.StreamExec); err == nil {
+		if m, err := s.GetLastMsgForSubject(ctx, kanade.SubjectCommandsPC+pcs[0]); err == nil {
+			data = m.Data
+		}
+	}
+	bstart := time.Now()
+	for i, pc := range pcs {
+		subject := kanade.SubjectCommandsPC + pc
+		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data,
+			Header: nats.Header{jetstream.MsgIDHeader: []string{fmt.Sprintf("raw-%d:%s", i, subject)}}}); err != nil {
+			return row{}, err
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(2 * time.Minute):
+		return row{}, errors.New("raw publish: no acknowledgement within 2 minutes")
+	}
+	base := time.Since(bstart)
+	target := targetDispatch * time.Duration((n+9999)/10000)
+	logf("per_pc to %d: %v (%d commands, %d missing, %d duplicates), raw publish %v", n, took, gotTotal, missing, dup, base)
+	return row{fmt.Sprintf("per_pc once dispatch to %d PCs (put -> last command)", n), ms(took), "raw PublishMsgAsync " + ms(base),
+		"< " + ms(target), verdict(took < target && once),
+		fmt.Sprintf("%.1fx raw; %d commands seen, %d missing, %d duplicates", float64(took)/float64(base), gotTotal, missing, dup)}, nil
+}
