@@ -472,11 +472,16 @@ func health(ctx context.Context, o options, path string) ([]row, error) {
 			}
 		}
 	}
-	// 0.43.56: two full-scan COUNTs per request (best of three).
+	// 0.43.56: two full-scan COUNTs per request (best of three; of one past
+	// 1M runs, where each takes tens of seconds).
 	staleCutoff := kanade.FormatTime(seed.Now.Add(-kanade.DefaultStaleThreshold))
 	since := kanade.FormatTime(seed.Since())
 	best := time.Duration(1<<63 - 1)
-	for range 3 {
+	scans := 3
+	if o.runs > 1_000_000 {
+		scans = 1
+	}
+	for range scans {
 		start := time.Now()
 		var known, active, total, failed int64
 		if err := raw.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_heartbeat >= ? THEN 1 ELSE 0 END), 0) FROM agents`,
