@@ -123,11 +123,14 @@ func (tx *Tx) savepoint(ctx context.Context, name string, fn func() error) (fail
 	return err, nil
 }
 
-// storedFacts is the inventory_facts row a report replaces.
+// storedFacts is the inventory_facts row a report replaces: its first
+// page only (the report itself, facts_json, lies on overflow pages and is
+// read only when history scalars need it, see previousScalars).
 type storedFacts struct {
-	exists            bool
-	facts, recordedAt string
-	sig               *string
+	exists     bool
+	recordedAt string
+	sig        *string
+	scalars    *string // scalars_json
 }
 
 func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) error {
@@ -164,16 +167,10 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 	var stale, unchanged bool
 	var same []bool // per set: its stored rows are this report's
 	failed, fatal := tx.savepoint(ctx, "inventory_report", func() error {
-		// The stored report itself (kilobytes, on overflow pages) only
-		// when history scalars compare with it.
 		var cur storedFacts
-		var facts *string
-		err := tx.tx.QueryRowContext(ctx, `SELECT recorded_at, explode_sig, CASE WHEN ? THEN facts_json END
-			FROM inventory_facts WHERE pc_id = ? AND job_id = ?`, len(rep.Spec.HistoryScalars) > 0, pc, job).
-			Scan(&cur.recordedAt, &cur.sig, &facts)
-		if facts != nil {
-			cur.facts = *facts
-		}
+		err := tx.tx.QueryRowContext(ctx, `SELECT recorded_at, explode_sig, scalars_json
+			FROM inventory_facts WHERE pc_id = ? AND job_id = ?`, pc, job).
+			Scan(&cur.recordedAt, &cur.sig, &cur.scalars)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
@@ -184,6 +181,14 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 		if cur.exists && recorded < cur.recordedAt {
 			stale = true
 			return nil
+		}
+		// The previous values of the history scalars, read before the
+		// upsert replaces them.
+		var prev map[string]json.RawMessage
+		if len(rep.scalars) > 0 && cur.exists {
+			if prev, err = tx.previousScalars(ctx, rep, cur, pc, job); err != nil {
+				return fmt.Errorf("history_scalars: %w", err)
+			}
 		}
 		anyBroken := false
 		for _, b := range broken {
@@ -215,8 +220,8 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 			return fmt.Errorf("upsert facts: %w", err)
 		}
 
-		if len(rep.Spec.HistoryScalars) > 0 && !(cur.exists && cur.facts == rep.facts) {
-			events := scalarEvents(rep, cur)
+		if len(rep.scalars) > 0 {
+			events := scalarEvents(rep, prev)
 			if _, err := tx.insertHistory(ctx, pc, job, recorded, events); err != nil {
 				return fmt.Errorf("history_scalars: %w", err)
 			}
@@ -280,15 +285,40 @@ type fatalError struct{ err error }
 
 func (e *fatalError) Error() string { return e.err.Error() }
 
-// scalarEvents are the history_scalars events of a report (fleet.md §5.4
-// step 4): added for a field the previous facts lacked, changed for a
-// different value; nothing for a missing field.
-func scalarEvents(rep *InventoryReport, cur storedFacts) []historyEvent {
+// previousScalars are the members of the stored facts that rep's history
+// scalars compare with (nil when none). They come from scalars_json, the
+// stored report's scalar members, a small object on the row's first page;
+// the report itself (facts_json: kilobytes on overflow pages, which
+// reading and parsing made a fifth of the projection's time) is read only
+// when a history scalar the report has is missing there, because the
+// stored report lacked it (an added event) or held an object or an array.
+func (tx *Tx) previousScalars(ctx context.Context, rep *InventoryReport, cur storedFacts, pc, job string) (map[string]json.RawMessage, error) {
 	var prev map[string]json.RawMessage
-	if cur.exists {
-		// Stored facts that no longer parse count as no previous facts.
-		_ = json.Unmarshal([]byte(strings.TrimSpace(cur.facts)), &prev)
+	if cur.scalars != nil && json.Unmarshal([]byte(*cur.scalars), &prev) == nil {
+		complete := true
+		for f := range rep.scalars {
+			_, ok := prev[f]
+			complete = complete && ok
+		}
+		if complete {
+			return prev, nil
+		}
 	}
+	var facts string
+	if err := tx.tx.QueryRowContext(ctx, `SELECT facts_json FROM inventory_facts WHERE pc_id = ? AND job_id = ?`, pc, job).Scan(&facts); err != nil {
+		return nil, fmt.Errorf("read facts: %w", err)
+	}
+	// Stored facts that no longer parse count as no previous facts.
+	prev = nil
+	_ = json.Unmarshal([]byte(strings.TrimSpace(facts)), &prev)
+	return prev, nil
+}
+
+// scalarEvents are the history_scalars events of a report (fleet.md §5.4
+// step 4) against prev, the previous facts' members (nil: none): added for
+// a field prev lacks, changed for a different value; nothing for a
+// missing field.
+func scalarEvents(rep *InventoryReport, prev map[string]json.RawMessage) []historyEvent {
 	var out []historyEvent
 	for _, f := range rep.Spec.HistoryScalars {
 		v, ok := rep.scalars[f]

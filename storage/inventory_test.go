@@ -730,3 +730,47 @@ func TestInventorySetsChangeApart(t *testing.T) {
 		t.Error("no report was unchanged: the skip went untested")
 	}
 }
+
+// TestInventoryHistoryScalarsOfEveryShape: history scalars compare with
+// the stored report's values whether those are scalars (read from the
+// small scalars_json), objects or arrays (read from the stored report),
+// another spelling of one value logs nothing, a field the stored report
+// lacked is added, and one the new report lacks logs nothing.
+func TestInventoryHistoryScalarsOfEveryShape(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	spec := mustHint(t, `{"display":[],"history_scalars":["os","cpu","tags","n","gone"]}`)
+	reports := []string{
+		`{"os":"11","cpu":{"cores":4,"model":"i5"},"tags":["a"],"n":1.0,"gone":true}`,
+		// Same values, other spellings and member order: nothing.
+		`{"n":1.0, "tags":[ "a" ],"cpu":{"model":"i5","cores":4},"os":"\u0031\u0031","gone":true}`,
+		// The object and the array change, the number too; gone goes.
+		`{"os":"11","cpu":{"cores":8,"model":"i5"},"tags":["a","b"],"n":2}`,
+		// gone is back (added again: the stored report lacked it), os is
+		// now an object, cpu a scalar.
+		`{"os":{"v":"12"},"cpu":"i7","tags":["a","b"],"n":2,"gone":false}`,
+		`{"os":{"v":"12"},"cpu":"i7","tags":["a","b"],"n":2,"gone":false}`,
+	}
+	for i, r := range reports {
+		applyInv(t, db, invResult(fmt.Sprintf("s%d", i), "PC-1", i, r, spec))
+	}
+	var got []string
+	for _, e := range invHistory(t, db) {
+		got = append(got, fmt.Sprintf("%s %s %s -> %s", e.Field, e.Kind, e.Before, e.After))
+	}
+	want := []string{
+		`os added  -> {"value":"11"}`,
+		`cpu added  -> {"value":{"cores":4,"model":"i5"}}`,
+		`tags added  -> {"value":["a"]}`,
+		`n added  -> {"value":1.0}`,
+		`gone added  -> {"value":true}`,
+		`cpu changed {"value":{"cores":4,"model":"i5"}} -> {"value":{"cores":8,"model":"i5"}}`,
+		`tags changed {"value":["a"]} -> {"value":["a","b"]}`,
+		`n changed {"value":1.0} -> {"value":2}`,
+		`os changed {"value":"11"} -> {"value":{"v":"12"}}`,
+		`cpu changed {"value":{"cores":8,"model":"i5"}} -> {"value":"i7"}`,
+		`gone added  -> {"value":false}`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("history (-want +got):\n%s", diff)
+	}
+}
