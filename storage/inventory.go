@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,7 +89,48 @@ func (s *InventoryStats) issue(r *Result, step string, err error) {
 var errTxGone = errors.New("inventory: the transaction was rolled back by the database")
 
 // projectInventory projects the reports of rs in order.
+//
+// First all of them under one savepoint, without one per report and step:
+// SQLite copies every page a savepoint's statements first change into the
+// sub-journal, so a savepoint per report copied the pages of the history
+// indexes, the facts and the derived rows again for each report, a tenth
+// of the projection's time. Steps fail rarely; when one does, the batch's
+// inventory is rolled back to that savepoint and projected again report by
+// report, each step under its own savepoint, which undoes only what failed.
 func (tx *Tx) projectInventory(ctx context.Context, rs []*Result, st *InventoryStats) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	if _, err := tx.execPrepared(ctx, `SAVEPOINT inventory_batch`); err != nil {
+		return fmt.Errorf("savepoint inventory_batch: %w", err)
+	}
+	saved := *st
+	saved.Issues = append([]InventoryIssue(nil), st.Issues...)
+	pending := tx.pendingTables().clone()
+	tx.whole = true
+	err := tx.projectReports(ctx, rs, st)
+	tx.whole = false
+	if err == nil {
+		if _, err := tx.execPrepared(ctx, `RELEASE inventory_batch`); err != nil {
+			return fmt.Errorf("release inventory_batch: %w", err)
+		}
+		return nil
+	}
+	if !errors.Is(err, errStepFailed) || ctx.Err() != nil {
+		return err
+	}
+	if _, rerr := tx.execPrepared(ctx, `ROLLBACK TO inventory_batch`); rerr != nil {
+		return errors.Join(errTxGone, err, rerr)
+	}
+	if _, rerr := tx.execPrepared(ctx, `RELEASE inventory_batch`); rerr != nil {
+		return errors.Join(errTxGone, err, rerr)
+	}
+	*st = saved
+	tx.tables = pending
+	return tx.projectReports(ctx, rs, st)
+}
+
+func (tx *Tx) projectReports(ctx context.Context, rs []*Result, st *InventoryStats) error {
 	for _, r := range rs {
 		if err := tx.projectReport(ctx, r, st); err != nil {
 			return err
@@ -97,16 +139,27 @@ func (tx *Tx) projectInventory(ctx context.Context, rs []*Result, st *InventoryS
 	return nil
 }
 
+// errStepFailed is what a step's failure becomes while a batch is
+// projected whole (Tx.whole): projectInventory starts over step by step.
+var errStepFailed = errors.New("inventory: a step failed while the batch was projected whole")
+
 // savepoint runs fn under a savepoint named name. fn's error is undone and
 // returned as failed; fatal is set when the transaction is gone (or ctx
-// ended), and the batch must fail.
+// ended), and the batch must fail. While the batch is projected whole
+// there is no savepoint, and fn's error is fatal (errStepFailed).
 func (tx *Tx) savepoint(ctx context.Context, name string, fn func() error) (failed, fatal error) {
-	if _, err := tx.tx.ExecContext(ctx, `SAVEPOINT `+name); err != nil {
+	if tx.whole {
+		if err := fn(); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", errStepFailed, name, err)
+		}
+		return nil, nil
+	}
+	if _, err := tx.execPrepared(ctx, `SAVEPOINT `+name); err != nil {
 		return nil, fmt.Errorf("savepoint %s: %w", name, err)
 	}
 	err := fn()
 	if err == nil {
-		if _, rerr := tx.tx.ExecContext(ctx, `RELEASE `+name); rerr != nil {
+		if _, rerr := tx.execPrepared(ctx, `RELEASE `+name); rerr != nil {
 			return nil, fmt.Errorf("release %s: %w", name, rerr)
 		}
 		return nil, nil
@@ -114,20 +167,23 @@ func (tx *Tx) savepoint(ctx context.Context, name string, fn func() error) (fail
 	if ctx.Err() != nil {
 		return nil, errors.Join(ctx.Err(), err)
 	}
-	if _, rerr := tx.tx.ExecContext(ctx, `ROLLBACK TO `+name); rerr != nil {
+	if _, rerr := tx.execPrepared(ctx, `ROLLBACK TO `+name); rerr != nil {
 		return nil, errors.Join(errTxGone, err, rerr)
 	}
-	if _, rerr := tx.tx.ExecContext(ctx, `RELEASE `+name); rerr != nil {
+	if _, rerr := tx.execPrepared(ctx, `RELEASE `+name); rerr != nil {
 		return nil, errors.Join(errTxGone, err, rerr)
 	}
 	return err, nil
 }
 
-// storedFacts is the inventory_facts row a report replaces.
+// storedFacts is the inventory_facts row a report replaces: its first
+// page only (the report itself, facts_json, lies on overflow pages and is
+// read only when history scalars need it, see previousScalars).
 type storedFacts struct {
-	exists            bool
-	facts, recordedAt string
-	sig               *string
+	exists     bool
+	recordedAt string
+	sig        *string
+	scalars    *string // scalars_json
 }
 
 func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) error {
@@ -164,15 +220,11 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 	var stale, unchanged bool
 	var same []bool // per set: its stored rows are this report's
 	failed, fatal := tx.savepoint(ctx, "inventory_report", func() error {
-		// The stored report itself (kilobytes, on overflow pages) only
-		// when history scalars compare with it.
 		var cur storedFacts
-		var facts *string
-		err := tx.tx.QueryRowContext(ctx, `SELECT recorded_at, explode_sig, CASE WHEN ? THEN facts_json END
-			FROM inventory_facts WHERE pc_id = ? AND job_id = ?`, len(rep.Spec.HistoryScalars) > 0, pc, job).
-			Scan(&cur.recordedAt, &cur.sig, &facts)
-		if facts != nil {
-			cur.facts = *facts
+		read, err := tx.prepared(ctx, `SELECT recorded_at, explode_sig, scalars_json
+			FROM inventory_facts WHERE pc_id = ? AND job_id = ?`)
+		if err == nil {
+			err = read.QueryRowContext(ctx, pc, job).Scan(&cur.recordedAt, &cur.sig, &cur.scalars)
 		}
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
@@ -184,6 +236,14 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 		if cur.exists && recorded < cur.recordedAt {
 			stale = true
 			return nil
+		}
+		// The previous values of the history scalars, read before the
+		// upsert replaces them.
+		var prev map[string]json.RawMessage
+		if len(rep.scalars) > 0 && cur.exists {
+			if prev, err = tx.previousScalars(ctx, rep, cur, pc, job); err != nil {
+				return fmt.Errorf("history_scalars: %w", err)
+			}
 		}
 		anyBroken := false
 		for _, b := range broken {
@@ -202,7 +262,7 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 		if anyBroken {
 			sig = nil
 		}
-		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO inventory_facts
+		if _, err := tx.execPrepared(ctx, `INSERT INTO inventory_facts
 			(pc_id, job_id, facts_json, display_json, summary_json, collected_at, recorded_at, explode_sig, scalars_json)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (pc_id, job_id) DO UPDATE SET
@@ -215,8 +275,8 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 			return fmt.Errorf("upsert facts: %w", err)
 		}
 
-		if len(rep.Spec.HistoryScalars) > 0 && !(cur.exists && cur.facts == rep.facts) {
-			events := scalarEvents(rep, cur)
+		if len(rep.scalars) > 0 {
+			events := scalarEvents(rep, prev)
 			if _, err := tx.insertHistory(ctx, pc, job, recorded, events); err != nil {
 				return fmt.Errorf("history_scalars: %w", err)
 			}
@@ -280,15 +340,42 @@ type fatalError struct{ err error }
 
 func (e *fatalError) Error() string { return e.err.Error() }
 
-// scalarEvents are the history_scalars events of a report (fleet.md §5.4
-// step 4): added for a field the previous facts lacked, changed for a
-// different value; nothing for a missing field.
-func scalarEvents(rep *InventoryReport, cur storedFacts) []historyEvent {
+func (e *fatalError) Unwrap() error { return e.err }
+
+// previousScalars are the members of the stored facts that rep's history
+// scalars compare with (nil when none). They come from scalars_json, the
+// stored report's scalar members, a small object on the row's first page;
+// the report itself (facts_json: kilobytes on overflow pages, which
+// reading and parsing made a fifth of the projection's time) is read only
+// when a history scalar the report has is missing there, because the
+// stored report lacked it (an added event) or held an object or an array.
+func (tx *Tx) previousScalars(ctx context.Context, rep *InventoryReport, cur storedFacts, pc, job string) (map[string]json.RawMessage, error) {
 	var prev map[string]json.RawMessage
-	if cur.exists {
-		// Stored facts that no longer parse count as no previous facts.
-		_ = json.Unmarshal([]byte(strings.TrimSpace(cur.facts)), &prev)
+	if cur.scalars != nil && json.Unmarshal([]byte(*cur.scalars), &prev) == nil {
+		complete := true
+		for f := range rep.scalars {
+			_, ok := prev[f]
+			complete = complete && ok
+		}
+		if complete {
+			return prev, nil
+		}
 	}
+	var facts string
+	if err := tx.tx.QueryRowContext(ctx, `SELECT facts_json FROM inventory_facts WHERE pc_id = ? AND job_id = ?`, pc, job).Scan(&facts); err != nil {
+		return nil, fmt.Errorf("read facts: %w", err)
+	}
+	// Stored facts that no longer parse count as no previous facts.
+	prev = nil
+	_ = json.Unmarshal([]byte(strings.TrimSpace(facts)), &prev)
+	return prev, nil
+}
+
+// scalarEvents are the history_scalars events of a report (fleet.md §5.4
+// step 4) against prev, the previous facts' members (nil: none): added for
+// a field prev lacks, changed for a different value; nothing for a
+// missing field.
+func scalarEvents(rep *InventoryReport, prev map[string]json.RawMessage) []historyEvent {
 	var out []historyEvent
 	for _, f := range rep.Spec.HistoryScalars {
 		v, ok := rep.scalars[f]
@@ -325,7 +412,7 @@ func (tx *Tx) insertHistory(ctx context.Context, pc, job, observed string, event
 			args = append(args, pc, job, e.field, nullString(e.identity), e.kind, nullString(e.before), nullString(e.after), observed)
 		}
 		events = events[n:]
-		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO inventory_history
+		if _, err := tx.execPrepared(ctx, `INSERT INTO inventory_history
 			(pc_id, job_id, field_path, identity_json, change_kind, before_json, after_json, observed_at)
 			VALUES `+placeholders(n, historyCols), args...); err != nil {
 			return 0, fmt.Errorf("insert %d history events: %w", n, err)
@@ -395,7 +482,7 @@ func (tx *Tx) replaceRows(ctx context.Context, set *explodeSet, pc, job, collect
 			args = append(args, row...)
 		}
 		rest = rest[n:]
-		res, err := tx.tx.ExecContext(ctx, verb+table+` (`+strings.Join(cols, ", ")+`) VALUES `+placeholders(n, width)+tail, args...)
+		res, err := tx.execPrepared(ctx, verb+table+` (`+strings.Join(cols, ", ")+`) VALUES `+placeholders(n, width)+tail, args...)
 		if err != nil {
 			return 0, fmt.Errorf("write %d rows: %w", n, err)
 		}
@@ -603,7 +690,7 @@ func (tx *Tx) deleteKeys(ctx context.Context, spec *kanade.ExplodeSpec, keyAt []
 			}
 		}
 		rows = rows[n:]
-		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM `+kanade.QuoteIdent(spec.Table)+` WHERE "pc_id" = ? AND "job_id" = ? AND (`+
+		if _, err := tx.execPrepared(ctx, `DELETE FROM `+kanade.QuoteIdent(spec.Table)+` WHERE "pc_id" = ? AND "job_id" = ? AND (`+
 			strings.Join(names, ", ")+`) IN (VALUES `+placeholders(n, len(keyAt))+`)`, args...); err != nil {
 			return fmt.Errorf("delete %d rows no longer reported: %w", n, err)
 		}
@@ -622,8 +709,12 @@ func (tx *Tx) selectRows(ctx context.Context, spec *kanade.ExplodeSpec, pc, job 
 	for i, k := range spec.PrimaryKey {
 		order[i] = kanade.QuoteIdent(k)
 	}
-	rows, err := tx.tx.QueryContext(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM `+kanade.QuoteIdent(spec.Table)+`
-		WHERE "pc_id" = ? AND "job_id" = ? ORDER BY `+strings.Join(order, ", "), pc, job)
+	read, err := tx.prepared(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM `+kanade.QuoteIdent(spec.Table)+`
+		WHERE "pc_id" = ? AND "job_id" = ? ORDER BY `+strings.Join(order, ", "))
+	if err != nil {
+		return nil, fmt.Errorf("read rows: %w", err)
+	}
+	rows, err := read.QueryContext(ctx, pc, job)
 	if err != nil {
 		return nil, fmt.Errorf("read rows: %w", err)
 	}
@@ -789,6 +880,11 @@ func (c *tableCache) merge(p *tablePending) {
 type tablePending struct {
 	tables  map[string]*tableShape
 	history map[string]bool
+}
+
+// clone copies p, so a rolled-back attempt can be forgotten.
+func (p *tablePending) clone() *tablePending {
+	return &tablePending{tables: maps.Clone(p.tables), history: maps.Clone(p.history)}
 }
 
 func (tx *Tx) pendingTables() *tablePending {

@@ -730,3 +730,89 @@ func TestInventorySetsChangeApart(t *testing.T) {
 		t.Error("no report was unchanged: the skip went untested")
 	}
 }
+
+// TestInventoryHistoryScalarsOfEveryShape: history scalars compare with
+// the stored report's values whether those are scalars (read from the
+// small scalars_json), objects or arrays (read from the stored report),
+// another spelling of one value logs nothing, a field the stored report
+// lacked is added, and one the new report lacks logs nothing.
+func TestInventoryHistoryScalarsOfEveryShape(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	spec := mustHint(t, `{"display":[],"history_scalars":["os","cpu","tags","n","gone"]}`)
+	reports := []string{
+		`{"os":"11","cpu":{"cores":4,"model":"i5"},"tags":["a"],"n":1.0,"gone":true}`,
+		// Same values, other spellings and member order: nothing.
+		`{"n":1.0, "tags":[ "a" ],"cpu":{"model":"i5","cores":4},"os":"\u0031\u0031","gone":true}`,
+		// The object and the array change, the number too; gone goes.
+		`{"os":"11","cpu":{"cores":8,"model":"i5"},"tags":["a","b"],"n":2}`,
+		// gone is back (added again: the stored report lacked it), os is
+		// now an object, cpu a scalar.
+		`{"os":{"v":"12"},"cpu":"i7","tags":["a","b"],"n":2,"gone":false}`,
+		`{"os":{"v":"12"},"cpu":"i7","tags":["a","b"],"n":2,"gone":false}`,
+	}
+	for i, r := range reports {
+		applyInv(t, db, invResult(fmt.Sprintf("s%d", i), "PC-1", i, r, spec))
+	}
+	var got []string
+	for _, e := range invHistory(t, db) {
+		got = append(got, fmt.Sprintf("%s %s %s -> %s", e.Field, e.Kind, e.Before, e.After))
+	}
+	want := []string{
+		`os added  -> {"value":"11"}`,
+		`cpu added  -> {"value":{"cores":4,"model":"i5"}}`,
+		`tags added  -> {"value":["a"]}`,
+		`n added  -> {"value":1.0}`,
+		`gone added  -> {"value":true}`,
+		`cpu changed {"value":{"cores":4,"model":"i5"}} -> {"value":{"cores":8,"model":"i5"}}`,
+		`tags changed {"value":["a"]} -> {"value":["a","b"]}`,
+		`n changed {"value":1.0} -> {"value":2}`,
+		`os changed {"value":"11"} -> {"value":{"v":"12"}}`,
+		`cpu changed {"value":{"cores":8,"model":"i5"}} -> {"value":"i7"}`,
+		`gone added  -> {"value":false}`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("history (-want +got):\n%s", diff)
+	}
+}
+
+// TestInventoryFailureLaterInTheBatch: a batch is first projected under
+// one savepoint; a step failing after other reports were projected rolls
+// all of them back and projects them again step by step, so the reports
+// before and after the failure are written once (rows, history, counts),
+// and only the failed step is undone.
+func TestInventoryFailureLaterInTheBatch(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	ctx := context.Background()
+	spec := swSpec(t)
+	applyInv(t, db, invResult("r0", "PC-0", 0, report("1", 1, `{"name":"A","source":"x"}`), spec))
+	if err := storage.ExecForTest(ctx, db, `CREATE TRIGGER boom BEFORE INSERT ON inventory_sw_apps
+		WHEN NEW.name = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END`); err != nil {
+		t.Fatal(err)
+	}
+	st := applyInv(t, db,
+		invResult("r1", "PC-0", 1, report("2", 1, `{"name":"A","source":"x","version":"2"}`), spec),
+		invResult("r2", "PC-1", 1, report("2", 1, `{"name":"B","source":"x"}`), spec),
+		invResult("r3", "PC-2", 1, report("2", 1, `{"name":"boom","source":"x"}`), spec),
+		invResult("r4", "PC-3", 1, report("2", 1, `{"name":"C","source":"x"}`), spec))
+	// PC-0: os changed + A changed; PC-1 and PC-3: os, ram, app added;
+	// PC-2: os, ram (its apps failed).
+	if st.Inserted != 4 || st.Inventory.Failed != 1 || st.Inventory.Projected != 4 || st.Inventory.Events != 2+3+2+3 ||
+		len(st.Inventory.Issues) != 1 || st.Inventory.Issues[0].PcID != "PC-2" {
+		t.Fatalf("%+v", st.Inventory)
+	}
+	var got []string
+	for _, r := range invRows(t, db, `SELECT pc_id, field_path, change_kind, COUNT(*) FROM inventory_history
+		GROUP BY pc_id, field_path, change_kind ORDER BY 1, 2, 3`) {
+		got = append(got, fmt.Sprint(r...))
+	}
+	want := []string{"PC-0apps" + "added1", "PC-0appschanged1", "PC-0os_versionadded1", "PC-0os_versionchanged1", "PC-0ram_bytesadded1",
+		"PC-1appsadded1", "PC-1os_versionadded1", "PC-1ram_bytesadded1",
+		"PC-2os_versionadded1", "PC-2ram_bytesadded1",
+		"PC-3appsadded1", "PC-3os_versionadded1", "PC-3ram_bytesadded1"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("history (-want +got):\n%s", diff)
+	}
+	if got := invRows(t, db, `SELECT pc_id, name FROM inventory_sw_apps ORDER BY 1`); len(got) != 3 {
+		t.Errorf("rows %v", got)
+	}
+}
