@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
 	"github.com/kanade-fleet/backend/auth/password"
@@ -142,6 +143,22 @@ func TestViewsReadBesideTheRole(t *testing.T) {
 			if !browserRun(t, b, "control", chromedp.Evaluate[bool](`Boolean(document.querySelector(`+jsString(p.control)+`))`)) {
 				t.Errorf("%s shows its data without %s to an admin", p.path, p.control)
 			}
+		}
+	})
+	step("the overview asks for all of its cards at once", func(t *testing.T) {
+		open(t, "/", `document.querySelector('#versions') && document.querySelector('#recent-execs')`, "admin")
+		// Every read a card needs has begun before the slow me answered:
+		// none waits for another. (The status reads of Next up need the
+		// schedule list, which answers only with the role.)
+		early := browserRun(t, b, "early reads", chromedp.Evaluate[[]string](`(() => {
+			const api = performance.getEntriesByType('resource').filter((e) => new URL(e.name).pathname.startsWith('/api/'));
+			const me = api.find((e) => new URL(e.name).pathname === '/api/auth/me');
+			return api.filter((e) => e !== me && e.startTime < me.responseEnd).map((e) => { const u = new URL(e.name); return u.pathname + u.search; }).sort();
+		})()`))
+		want := []string{"/api/agents/versions", "/api/executions?limit=5", "/api/freeze", "/api/health/fleet", "/api/health/scan_durations",
+			"/api/results?status=failure&limit=200", "/api/schedules", "/api/schedules/upcoming?limit=100"}
+		if diff := cmp.Diff(want, early); diff != "" {
+			t.Errorf("reads begun before /api/auth/me answered (-want +got):\n%s", diff)
 		}
 	})
 	b.noPageErrors(t)
