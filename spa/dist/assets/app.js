@@ -90,7 +90,30 @@ async function problemText(res) {
 // api fetches JSON from path with the bearer token; with a body it sends
 // that as JSON (POST, PATCH). Statuses in allow are answers, not errors (the
 // fleet rollup sends its body with 503). A 204 answers a null body.
-async function api(path, { signal, allow = [], method = 'GET', body } = {}) {
+//
+// A read of the view being drawn goes out at once, beside that view's GET
+// /api/auth/me, but answers only once me is known (ready): whatever a view
+// draws after a read is drawn for a known role, so it never offers, not even
+// for a frame, a control the role cannot use, and nothing is drawn over the
+// sign-in or new-password form. It saves a round trip per page load.
+async function api(path, opts = {}) {
+  const res = call(path, opts);
+  if (!opts.signal || gate?.signal !== opts.signal) return res;
+  res.catch(() => {}); // me's refusal is the one that is reported
+  await ready(opts.signal);
+  return res;
+}
+
+// gate is the GET /api/auth/me that render started beside its view, with
+// that view's signal; ready waits for it. A view that decides what to draw
+// before its first read (the editor) waits for it first.
+let gate = null;
+async function ready(signal) {
+  if (gate?.signal === signal) await gate.me;
+  signal?.throwIfAborted();
+}
+
+async function call(path, { signal, allow = [], method = 'GET', body } = {}) {
   const headers = { Accept: 'application/json' };
   const token = getToken();
   if (token) headers.Authorization = 'Bearer ' + token;
@@ -284,12 +307,12 @@ function forget() {
   showMe();
 }
 
-// session makes sure me is known before a view runs. Without a token the
-// server answers 401 (unless authentication is off), which reaches fail()
-// as an AuthError and shows the sign-in form.
+// session makes sure me is known before a view draws (see api). Without a
+// token the server answers 401 (unless authentication is off), which
+// reaches fail() as an AuthError and shows the sign-in form.
 async function session(signal) {
   if (me) return;
-  const { body } = await api('/api/auth/me', { signal });
+  const { body } = await call('/api/auth/me', { signal });
   if (signal.aborted) return;
   me = body;
   showMe();
@@ -2228,6 +2251,7 @@ const KINDS = { jobs: 'job', schedules: 'schedule' };
 async function editor({ params, signal }, kind, isNew) {
   const id = isNew ? '' : params[0];
   const noun = KINDS[kind];
+  await ready(signal);
   if (!can('operator')) {
     show(h('section', { class: 'card' }, errorBox(new APIError(403, t('Only an operator or admin can edit {noun}s.', { noun })))));
     return false;
@@ -2737,23 +2761,25 @@ function render() {
   }
   const navText = document.querySelector(`#nav a[data-nav="${section}"]`)?.textContent;
   document.title = navText ? `kanade · ${navText}` : 'kanade';
-  // Who is asking comes first: the sign-in form, or the new password owed,
-  // replaces any view.
-  session(ctl.signal)
-    .then(() => {
-      if (ctl.signal.aborted) return undefined;
-      if (me.must_change_pw) {
-        changePasswordForm();
-        return false;
-      }
-      freezeBanner(ctl.signal).catch((err) => fail(err, ctl.signal));
-      const query = new URLSearchParams(location.search);
-      return Promise.resolve(view({ params, query, signal: ctl.signal, refresh: false })).then((r) => {
-        if (ctl.signal.aborted || r === false) return;
-        refresher = typeof r === 'function' ? r : () => view({ params, query, signal: ctl.signal, refresh: true });
-      });
-    })
-    .catch((err) => fail(err, ctl.signal));
+  // Who is asking is read beside the view's own reads (see api), and comes
+  // first all the same: the sign-in form, or the new password owed, replaces
+  // any view, whose reads then end unanswered (aborted).
+  const known = session(ctl.signal).then(() => {
+    if (ctl.signal.aborted || !me.must_change_pw) return;
+    ctl.abort();
+    changePasswordForm();
+  });
+  gate = { signal: ctl.signal, me: known };
+  known.catch((err) => {
+    fail(err, ctl.signal);
+    ctl.abort(); // nothing draws over the sign-in form or the error
+  });
+  freezeBanner(ctl.signal).catch((err) => fail(err, ctl.signal));
+  const query = new URLSearchParams(location.search);
+  Promise.resolve().then(() => view({ params, query, signal: ctl.signal, refresh: false })).then((r) => {
+    if (ctl.signal.aborted || r === false) return;
+    refresher = typeof r === 'function' ? r : () => view({ params, query, signal: ctl.signal, refresh: true });
+  }).catch((err) => fail(err, ctl.signal));
 }
 
 function go(url) {
