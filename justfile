@@ -24,6 +24,15 @@ run *flags:
 test:
     go test -race -timeout 30m ./...
 
+# The suites too slow for .ci/run (which stays under 20 minutes): every fuzz target for 5 s, then the fault suite at its CI size with real processes (its report in a temporary folder; its summary printed). Run it before resolving an issue.
+slow:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    scripts/fuzz.sh 5
+    report="$(mktemp -d)/RELIABILITY-ci.md"
+    if ! go run ./faults -size ci -out "$report"; then sed -n '/^## Summary/,/^## /p' "$report" || true; exit 1; fi
+    sed -n '/^## Summary/,/^## /p' "$report" | head -n -1
+
 # Every fuzz target of the module for `seconds` each; a failing input lands in testdata/fuzz.
 fuzz seconds="10":
     scripts/fuzz.sh {{seconds}}
