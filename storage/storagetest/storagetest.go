@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,10 +25,8 @@ func Open(tb testing.TB, clock func() time.Time) *storage.DB {
 		// A copy of the migrated template: Open below then finds nothing to
 		// migrate (one read). If the template cannot be had, the file is
 		// migrated from empty as before.
-		if tmpl, err := template(); err == nil {
-			if err := copyFile(tmpl, dsn); err != nil {
-				tb.Fatalf("copy the migrated template: %v", err)
-			}
+		if tmpl, err := template(); err == nil && copyFile(tmpl, dsn) != nil {
+			os.Remove(dsn) // half a copy: migrate from empty instead
 		}
 	}
 	db, err := storage.Open(context.Background(), dsn, storage.Options{Clock: clock})
@@ -49,29 +46,20 @@ func DSN(tb testing.TB) string {
 	return filepath.Join(tb.TempDir(), "kanade.db")
 }
 
-// The migrated template: an empty SQLite file with every migration applied,
-// made once per schema (named by storage.SchemaHash, so a new migration makes
-// a new one) and shared by every test process of the machine. Migrating a
-// fresh file costs 30 ms, and under the race detector ten times that, since
-// modernc's SQLite is Go and every statement of every migration runs
-// instrumented; at the hundreds of databases the suite opens, that was
-// minutes of CI. Copying the file costs a millisecond.
-var (
-	templateOnce sync.Once
-	templatePath string
-	templateErr  error
-)
-
+// template returns the migrated template: an empty SQLite file with every
+// migration applied, made once per schema (named by storage.SchemaHash, so a
+// new migration makes a new one) in the temporary directory and shared by
+// every test process of the machine. Migrating a fresh file costs 30 ms, and
+// under the race detector ten times that, since modernc's SQLite is Go and
+// every statement of every migration runs instrumented; copying the file
+// costs a millisecond. It is looked up at every call, not remembered: a test
+// may point TMPDIR at a directory of its own that is gone after it.
 func template() (string, error) {
-	templateOnce.Do(func() {
-		path := filepath.Join(os.TempDir(), "kanade-storagetest-"+storage.SchemaHash()+".db")
-		if _, err := os.Stat(path); err == nil {
-			templatePath = path
-			return
-		}
-		templatePath, templateErr = makeTemplate(path)
-	})
-	return templatePath, templateErr
+	path := filepath.Join(os.TempDir(), "kanade-storagetest-"+storage.SchemaHash()+".db")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	return makeTemplate(path)
 }
 
 // makeTemplate migrates a new file beside path and renames it there, so
