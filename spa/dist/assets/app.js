@@ -497,8 +497,10 @@ function morphChildren(old, next) {
   });
 }
 
-// show is patch of the whole page.
-const show = (...nodes) => patch(app, ...nodes);
+// show is patch of the whole page. A refresh that was already reading when
+// the operator opened a form or a confirmation lands on a busy page: it is
+// dropped (the next tick reads again), or it would wipe what was opened.
+const show = (...nodes) => (refreshing && busy() ? false : patch(app, ...nodes));
 
 // can says whether the caller's role reaches need: controls it cannot use
 // are not built at all (app.css hides data-role ones as a second line).
