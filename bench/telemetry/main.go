@@ -545,9 +545,9 @@ func ingest(ctx context.Context, out io.Writer, dir string, results, agents, sam
 	for i := range with {
 		ratios[i] = with[i] / ((alone[i] + alone[i+1]) / 2)
 	}
-	fmt.Fprintf(out, "results projection alone:                  %s rows/s\n", rates(alone))
-	fmt.Fprintf(out, "results projection with %6d PCs' samples: %s rows/s (%d samples sent, %d stored)\n", agents, rates(with), sent, stored)
-	fmt.Fprintf(out, "with / alone (each against the runs either side) = %s, median %.3f  (goal >= 0.90)\n\n", ratiosText(ratios), median(ratios))
+	fmt.Fprintf(out, "results projection alone:                  %s rows/s\n", joined("%.0f", alone))
+	fmt.Fprintf(out, "results projection with %6d PCs' samples: %s rows/s (%d samples sent, %d stored)\n", agents, joined("%.0f", with), sent, stored)
+	fmt.Fprintf(out, "with / alone (each against the runs either side) = %s, median %.3f  (goal >= 0.90)\n\n", joined("%.3f", ratios), median(ratios))
 
 	// The samples' own rate: as fast as NATS delivers them, against raw
 	// multi-row INSERTs of the same rows without rollups.
@@ -622,19 +622,11 @@ func ingest(ctx context.Context, out io.Writer, dir string, results, agents, sam
 	return nil
 }
 
-// rates prints rows/s figures side by side.
-func rates(rs []float64) string {
-	parts := make([]string, len(rs))
-	for i, r := range rs {
-		parts[i] = fmt.Sprintf("%.0f", r)
-	}
-	return strings.Join(parts, ", ")
-}
-
-func ratiosText(rs []float64) string {
-	parts := make([]string, len(rs))
-	for i, r := range rs {
-		parts[i] = fmt.Sprintf("%.3f", r)
+// joined prints figures side by side in format f.
+func joined(f string, xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf(f, x)
 	}
 	return strings.Join(parts, ", ")
 }
