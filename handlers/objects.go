@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"mime/multipart"
 	"net"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus"
 )
@@ -135,13 +133,7 @@ func (srv *Server) registerObjectKind(api huma.API, k objectKind) {
 			"form is malformed or has no, two or an empty file field; 408 when the body takes longer than %s; 413 above "+
 			"%s of body; 415 when the body is not multipart/form-data; 503 when the store does not exist.",
 			k.store, k.publishAction, k.deadline, sizeText(k.max)),
-		Middlewares: huma.Middlewares{func(ctx huma.Context, next func(huma.Context)) {
-			r, w := humago.Unwrap(ctx)
-			rc := http.NewResponseController(w)
-			_ = rc.SetReadDeadline(time.Now().Add(k.deadline))
-			_ = rc.SetWriteDeadline(time.Now().Add(k.deadline + time.Minute))
-			next(huma.WithValue(ctx, uploadKey{}, upload{r: r, w: w}))
-		}}},
+		Middlewares: huma.Middlewares{uploadMiddleware(k.deadline)}},
 		func(ctx context.Context, in *objectUploadInput) (*objectUploadOutput, error) {
 			return srv.uploadObject(ctx, k, in)
 		})
@@ -369,41 +361,15 @@ func (srv *Server) downloadObject(ctx context.Context, k objectKind, in *downloa
 }
 
 func (srv *Server) uploadObject(ctx context.Context, k objectKind, in *objectUploadInput) (*objectUploadOutput, error) {
-	up, ok := ctx.Value(uploadKey{}).(upload)
-	if !ok {
-		return nil, huma.Error500InternalServerError("upload: the request is not at hand")
-	}
 	key, err := objectKey(in.Name, in.Version)
 	if err != nil {
 		return nil, err
 	}
-	mt, params, err := mime.ParseMediaType(in.ContentType)
-	if err != nil || mt != "multipart/form-data" {
-		return nil, huma.NewError(http.StatusUnsupportedMediaType,
-			fmt.Sprintf("Content-Type %q: the body must be multipart/form-data with the content as the field file", kanade.Clip(in.ContentType)))
-	}
-	if params["boundary"] == "" {
-		return nil, huma.Error400BadRequest("Content-Type multipart/form-data without a boundary")
-	}
-	if up.r.ContentLength > k.max {
-		return nil, tooLargeOf(k.max)
-	}
-	c, err := srv.bus()
+	up, c, boundary, err := srv.beginUpload(ctx, in.ContentType, "the content", k.max, k.store)
 	if err != nil {
 		return nil, err
 	}
-	// A missing store is known before a byte of the body is read.
-	sctx, cancel := context.WithTimeout(ctx, manageTimeout)
-	err = c.CheckObjectStore(sctx, k.store)
-	cancel()
-	if isNoBucket(err) {
-		return nil, srv.noStore(ctx, "object store", k.store, err)
-	}
-	if err != nil {
-		return nil, srv.natsProblem(ctx, "open object store "+k.store, err)
-	}
-
-	f, err := openFormFile(http.MaxBytesReader(up.w, up.r.Body, k.max), params["boundary"])
+	f, err := openFormFile(http.MaxBytesReader(up.w, up.r.Body, k.max), boundary)
 	if err != nil {
 		return nil, uploadProblem(err, k.max, k.deadline)
 	}

@@ -110,6 +110,57 @@ type upload struct {
 	w http.ResponseWriter
 }
 
+// uploadMiddleware hands an upload's request to its handler, which streams
+// the body itself, and gives it deadline to arrive: the role gate has let
+// the caller through by now (the deadlines are set where the writer can,
+// not on Lambda).
+func uploadMiddleware(deadline time.Duration) func(huma.Context, func(huma.Context)) {
+	return func(ctx huma.Context, next func(huma.Context)) {
+		r, w := humago.Unwrap(ctx)
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(deadline))
+		_ = rc.SetWriteDeadline(time.Now().Add(deadline + time.Minute))
+		next(huma.WithValue(ctx, uploadKey{}, upload{r: r, w: w}))
+	}
+}
+
+// beginUpload refuses an upload for everything that can be known before a
+// byte of its body is read: a body that is not multipart/form-data with a
+// boundary (what names the file field's content in the 415), a declared
+// length over max, NATS down, and a missing object store. It returns the
+// request, the bus and the boundary.
+func (srv *Server) beginUpload(ctx context.Context, contentType, what string, max int64, store string) (upload, *bus.Client, string, error) {
+	up, ok := ctx.Value(uploadKey{}).(upload)
+	if !ok {
+		return upload{}, nil, "", huma.Error500InternalServerError("upload: the request is not at hand")
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "multipart/form-data" {
+		return upload{}, nil, "", huma.NewError(http.StatusUnsupportedMediaType,
+			fmt.Sprintf("Content-Type %q: the body must be multipart/form-data with %s as the field file", kanade.Clip(contentType), what))
+	}
+	if params["boundary"] == "" {
+		return upload{}, nil, "", huma.Error400BadRequest("Content-Type multipart/form-data without a boundary")
+	}
+	if up.r.ContentLength > max {
+		return upload{}, nil, "", tooLargeOf(max)
+	}
+	c, err := srv.bus()
+	if err != nil {
+		return upload{}, nil, "", err
+	}
+	sctx, cancel := context.WithTimeout(ctx, manageTimeout)
+	err = c.CheckObjectStore(sctx, store)
+	cancel()
+	if isNoBucket(err) {
+		return upload{}, nil, "", srv.noStore(ctx, "object store", store, err)
+	}
+	if err != nil {
+		return upload{}, nil, "", srv.natsProblem(ctx, "open object store "+store, err)
+	}
+	return up, c, params["boundary"], nil
+}
+
 func (srv *Server) registerReleases(api huma.API) {
 	register(api, huma.Operation{OperationID: "list-agent-releases", Method: http.MethodGet, Path: "/api/agents/releases",
 		Summary: "Published agent releases", Tags: []string{"releases"},
@@ -129,15 +180,7 @@ func (srv *Server) registerReleases(api huma.API) {
 			"held in memory. Nothing rolls out until POST /api/agents/rollout. Audited as agent_publish. " +
 			"400 when the file field is missing or empty, the form is malformed, or the binary has no usable embedded " +
 			"version; 408 when the body takes longer than 10 minutes; 413 above 64 MiB of body; 415 when the body is not multipart/form-data; 503 when the store does not exist.",
-		Middlewares: huma.Middlewares{func(ctx huma.Context, next func(huma.Context)) {
-			r, w := humago.Unwrap(ctx)
-			// The role gate has let the caller through: give the upload
-			// the time it needs (where the writer can, not on Lambda).
-			rc := http.NewResponseController(w)
-			_ = rc.SetReadDeadline(time.Now().Add(publishDeadline))
-			_ = rc.SetWriteDeadline(time.Now().Add(publishDeadline + time.Minute))
-			next(huma.WithValue(ctx, uploadKey{}, upload{r: r, w: w}))
-		}}},
+		Middlewares: huma.Middlewares{uploadMiddleware(publishDeadline)}},
 		func(ctx context.Context, in *publishInput) (*publishOutput, error) {
 			return srv.publishRelease(ctx, in)
 		})
@@ -242,37 +285,11 @@ func validReleaseVersion(v string) bool {
 }
 
 func (srv *Server) publishRelease(ctx context.Context, in *publishInput) (*publishOutput, error) {
-	up, ok := ctx.Value(uploadKey{}).(upload)
-	if !ok {
-		return nil, huma.Error500InternalServerError("publish: the request is not at hand")
-	}
-	mt, params, err := mime.ParseMediaType(in.ContentType)
-	if err != nil || mt != "multipart/form-data" {
-		return nil, huma.NewError(http.StatusUnsupportedMediaType,
-			fmt.Sprintf("Content-Type %q: the body must be multipart/form-data with the build as the field file", kanade.Clip(in.ContentType)))
-	}
-	if params["boundary"] == "" {
-		return nil, huma.Error400BadRequest("Content-Type multipart/form-data without a boundary")
-	}
-	if up.r.ContentLength > maxReleaseBytes {
-		return nil, tooLarge()
-	}
-	c, err := srv.bus()
+	up, c, boundary, err := srv.beginUpload(ctx, in.ContentType, "the build", maxReleaseBytes, kanade.ObjectAgentReleases)
 	if err != nil {
 		return nil, err
 	}
-	// A missing store is known before a byte of the build is read.
-	sctx, cancel := context.WithTimeout(ctx, manageTimeout)
-	err = c.CheckObjectStore(sctx, kanade.ObjectAgentReleases)
-	cancel()
-	if isNoBucket(err) {
-		return nil, srv.noStore(ctx, "object store", kanade.ObjectAgentReleases, err)
-	}
-	if err != nil {
-		return nil, srv.natsProblem(ctx, "open object store "+kanade.ObjectAgentReleases, err)
-	}
-
-	f, size, err := spoolUpload(up, params["boundary"])
+	f, size, err := spoolUpload(up, boundary)
 	if f != nil {
 		defer func() {
 			_ = f.Close()
