@@ -3,7 +3,6 @@ package projection
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -146,38 +145,8 @@ func (w *Worker) runHeartbeats(ctx context.Context, c *conn) error {
 			dropped = d
 		}
 	}
-	t := time.NewTicker(w.cfg.HeartbeatFlush)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			// Take in what NATS already delivered, then write it.
-			_ = sub.Unsubscribe()
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			w.flushBeats(fctx, buf)
-			cancel()
-			checkDrops()
-			return nil
-		case <-t.C:
-		case <-full:
-		case done := <-w.flushReq:
-			w.flushBeats(ctx, buf)
-			close(done)
-			continue
-		}
-		// A flush begun finishes even when shutdown starts meanwhile, as a
-		// batch does (apply): cut short, it would fail with an error in the
-		// log, only for the shutdown flush to write the same beats again.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
-		w.flushBeats(fctx, buf)
-		cancel()
-		checkDrops()
-		if !sub.IsValid() {
-			// The connection closed for good under the subscription.
-			w.flushBeats(ctx, buf)
-			return errors.New("heartbeat subscription closed with its connection")
-		}
-	}
+	return w.flushLoop(ctx, []*nats.Subscription{sub}, full, w.flushReq, func(ctx context.Context) { w.flushBeats(ctx, buf) },
+		checkDrops, "heartbeat subscription")
 }
 
 // maxClockAhead is how far ahead of this worker's clock a beat's `at` may be
@@ -222,4 +191,51 @@ func (w *Worker) flushNow() {
 	done := make(chan struct{})
 	w.flushReq <- done
 	<-done
+}
+
+// flushLoop writes what the subscriptions subs buffer, through flush, every
+// HeartbeatFlush, when full signals a full buffer, and when a test asks on
+// req; checkDrops counts what a slow subscription dropped after each flush.
+// On shutdown it unsubscribes first, so what NATS already delivered is
+// taken in and written. A subscription closed for good under its
+// connection ends the loop with an error (what is buffered is written
+// first), so the worker restarts it on a new connection.
+func (w *Worker) flushLoop(ctx context.Context, subs []*nats.Subscription, full <-chan struct{}, req <-chan chan struct{},
+	flush func(context.Context), checkDrops func(), what string) error {
+	t := time.NewTicker(w.cfg.HeartbeatFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			flush(fctx)
+			cancel()
+			checkDrops()
+			return nil
+		case <-t.C:
+		case <-full:
+		case done := <-req:
+			flush(ctx)
+			close(done)
+			continue
+		}
+		// A flush begun finishes even when shutdown starts meanwhile, as a
+		// batch does (apply): cut short, it would fail with an error in the
+		// log, only for the shutdown flush to write the same rows again.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
+		flush(fctx)
+		cancel()
+		checkDrops()
+		for _, s := range subs {
+			if !s.IsValid() {
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
+				flush(fctx)
+				cancel()
+				return fmt.Errorf("%s %s closed with its connection", what, s.Subject)
+			}
+		}
+	}
 }

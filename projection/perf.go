@@ -2,11 +2,9 @@ package projection
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/storage"
@@ -127,36 +125,8 @@ func (w *Worker) runPerf(ctx context.Context, c *conn) error {
 			}
 		}
 	}
-	t := time.NewTicker(w.cfg.HeartbeatFlush)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			for _, s := range subs {
-				_ = s.Unsubscribe()
-			}
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			w.flushPerf(fctx, buf)
-			cancel()
-			checkDrops()
-			return nil
-		case <-t.C:
-		case <-full:
-		case done := <-w.perfFlushReq:
-			w.flushPerf(ctx, buf)
-			close(done)
-			continue
-		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
-		w.flushPerf(fctx, buf)
-		cancel()
-		checkDrops()
-		for _, s := range subs {
-			if !s.IsValid() {
-				return errors.New("performance sample subscription closed with its connection")
-			}
-		}
-	}
+	return w.flushLoop(ctx, subs, full, w.perfFlushReq, func(ctx context.Context) { w.flushPerf(ctx, buf) },
+		checkDrops, "performance sample subscription")
 }
 
 // flushPerf writes the buffered samples in one transaction.
