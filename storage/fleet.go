@@ -52,7 +52,7 @@ type edge struct {
 func edgeOf(cutoff time.Time) edge {
 	minute, from, to := minuteSplit(cutoff)
 	start := cutoff.UTC().Truncate(time.Minute)
-	if cutoff.Sub(start) <= time.Minute/2 {
+	if cutoff.Sub(start) >= time.Minute/2 {
 		return edge{minute: minute, from: from, to: to}
 	}
 	return edge{minute: minute, from: kanade.FormatTime(start), to: from, subtract: true}

@@ -158,8 +158,8 @@ func TestFleetCountsMatchBruteForce(t *testing.T) {
 			instants := seedFleet(t, db, r)
 
 			var partial int // cutoffs where some but not all rows count
-			// Cutoffs in each half of their minute: the edge is added in the
-			// first and subtracted in the second (fleet.go).
+			// Cutoffs in each half of their minute: the edge is subtracted
+			// in the first and added in the second (fleet.go).
 			var halves [2]int
 			for _, cutoff := range cutoffs(r, instants) {
 				text := kanade.FormatTime(cutoff)
