@@ -73,6 +73,18 @@ type Config struct {
 	// ProbeTimeout bounds all JetStream probes of one request together
 	// (default DefaultProbeTimeout).
 	ProbeTimeout time.Duration
+	// ProbeMaxAge is the fleet rollup's freshness budget: how long before a
+	// request arrived the JetStream probe that answers it may have been
+	// sent. Requests share a probe within it (one question to the server
+	// for a burst of monitors) and never use an older one. Zero, the
+	// default, is the freshest answer possible: only a probe sent after the
+	// request arrived, so the rollup reflects JetStream at an instant
+	// between the request's arrival and its answer.
+	ProbeMaxAge time.Duration
+	// ProbeUsed, when set, is told the age of the probe each fleet rollup
+	// used: when the request arrived minus when the probe was sent (≤ 0:
+	// sent after the request arrived). For benchmarks and tests.
+	ProbeUsed func(age time.Duration)
 	// Auth configures authentication of /api/* and /metrics.
 	Auth auth.Config
 	// Metrics records request durations and serves /metrics with the fleet
@@ -132,11 +144,13 @@ func (c Config) withDefaults() (Config, error) {
 // Server is the HTTP surface built from a Config: the operations hang off it
 // and read their dependencies from its copy of the configuration, defaults
 // applied. It is an http.Handler, safe for concurrent use, and holds no state
-// beyond that configuration (the metrics live in Config.Metrics) and the
-// semaphore that bounds concurrent password hashes.
+// beyond that configuration (the metrics live in Config.Metrics), the
+// semaphore that bounds concurrent password hashes and the latest JetStream
+// probe of the fleet rollup (shared within Config.ProbeMaxAge).
 type Server struct {
 	cfg     Config
 	handler http.Handler // the routes behind instrumentation and auth
+	probes  probeShare
 	// kdf admits as many password hashes at once as there are cores: each
 	// takes tens of MiB (password.Default), so a burst of logins queues
 	// here rather than growing the heap by that much per request.

@@ -295,10 +295,69 @@ func (srv *Server) probe(ctx context.Context) []kanade.ResourceStatus {
 	return out
 }
 
+// probeShare holds the latest JetStream probe of the fleet rollup, so that
+// requests arriving together ask the server once. It keeps one probe, the
+// last one sent: a request uses it only if it was sent within
+// Config.ProbeMaxAge before the request arrived, and sends its own otherwise.
+type probeShare struct {
+	mu   sync.Mutex
+	last *probeFlight
+}
+
+// probeFlight is one probe: sent at sent (the monotonic wall clock, not
+// Config.Clock, which a test or benchmark may stop), answered when done is
+// closed.
+type probeFlight struct {
+	sent     time.Time
+	done     chan struct{}
+	statuses []kanade.ResourceStatus
+}
+
+// sharedProbe returns the statuses of a probe sent no earlier than
+// ProbeMaxAge before arrived, sending one if there is none, and the age of
+// the answer (arrived − sent). It returns by ctx's deadline: a probe not
+// answered by then leaves every resource unchecked with ctx's error, as
+// probe does. A probe outlives a request that gives up (another may be
+// waiting for it), but never its own ProbeTimeout.
+func (srv *Server) sharedProbe(ctx context.Context, arrived time.Time) ([]kanade.ResourceStatus, time.Duration) {
+	if srv.cfg.Prober == nil {
+		return srv.probe(ctx), 0
+	}
+	srv.probes.mu.Lock()
+	f := srv.probes.last
+	if f == nil || f.sent.Before(arrived.Add(-srv.cfg.ProbeMaxAge)) {
+		f = &probeFlight{sent: time.Now(), done: make(chan struct{})}
+		srv.probes.last = f
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), srv.cfg.ProbeTimeout)
+		go func() {
+			defer cancel()
+			f.statuses = srv.probe(pctx)
+			close(f.done)
+		}()
+	}
+	srv.probes.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.statuses, arrived.Sub(f.sent)
+	case <-ctx.Done():
+		resources := kanade.Resources(1)
+		out := make([]kanade.ResourceStatus, len(resources))
+		for i, r := range resources {
+			out[i] = kanade.ResourceStatus{Kind: r.Kind, Name: r.Name,
+				Err: fmt.Errorf("probe %s %s: %w", r.Kind, r.Name, ctx.Err())}
+		}
+		return out, arrived.Sub(f.sent)
+	}
+}
+
 // fleetHealth computes the rollup from one now. The JetStream probes and the
 // two database reads run concurrently under one ProbeTimeout, so a dead NATS
 // or database gives a prompt, explicit degraded instead of a hung request.
+//
+// The JetStream part is the one probe sharedProbe picks: sent after the
+// request arrived by default, or within Config.ProbeMaxAge before it.
 func (srv *Server) fleetHealth(ctx context.Context) FleetHealth {
+	arrived := time.Now()
 	now := srv.cfg.Clock().UTC()
 	ctx, cancel := context.WithTimeout(ctx, srv.cfg.ProbeTimeout)
 	defer cancel()
@@ -312,7 +371,13 @@ func (srv *Server) fleetHealth(ctx context.Context) FleetHealth {
 		projection            FleetProjection
 		projectionErr         error
 	)
-	wg.Go(func() { statuses = srv.probe(ctx) })
+	wg.Go(func() {
+		var age time.Duration
+		statuses, age = srv.sharedProbe(ctx, arrived)
+		if srv.cfg.ProbeUsed != nil {
+			srv.cfg.ProbeUsed(age)
+		}
+	})
 	wg.Go(func() { known, active, agentsErr = srv.cfg.DB.AgentCounts(ctx, now, srv.cfg.StaleThreshold) })
 	wg.Go(func() { total, failed, resultsErr = srv.cfg.DB.ResultCounts(ctx, now.Add(-recentWindow)) })
 	wg.Go(func() { projection, projectionErr = srv.projection(ctx, now) })

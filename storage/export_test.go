@@ -31,8 +31,10 @@ func CountForTest(ctx context.Context, db *DB, q string, args ...any) (int64, er
 func FleetQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
 	args := []any{"2026-01-01T00:00", "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:01:00.000000000Z"}
 	return queryPlans(ctx, db, map[string]planCase{
-		"agents":  {agentCountsSQL, args},
-		"results": {resultCountsSQL, args},
+		"agents":           {agentCountsAdd, args},
+		"agents subtract":  {agentCountsSub, args},
+		"results":          {resultCountsAdd, args},
+		"results subtract": {resultCountsSub, args},
 	})
 }
 

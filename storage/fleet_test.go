@@ -158,8 +158,14 @@ func TestFleetCountsMatchBruteForce(t *testing.T) {
 			instants := seedFleet(t, db, r)
 
 			var partial int // cutoffs where some but not all rows count
+			// Cutoffs in each half of their minute: the edge is subtracted
+			// in the first and added in the second (fleet.go).
+			var halves [2]int
 			for _, cutoff := range cutoffs(r, instants) {
 				text := kanade.FormatTime(cutoff)
+				if into := cutoff.Sub(cutoff.Truncate(time.Minute)); into > 0 {
+					halves[min(into/(time.Minute/2), 1)]++
+				}
 
 				// AgentCounts takes now and a threshold; vary both.
 				threshold := time.Duration(r.Int64N(int64(5 * time.Minute)))
@@ -188,8 +194,8 @@ func TestFleetCountsMatchBruteForce(t *testing.T) {
 				}
 			}
 			// Guard against a vacuous pass: the data must make the cutoffs matter.
-			if partial < 10 {
-				t.Fatalf("only %d cutoffs split the data; the test data is too tame", partial)
+			if partial < 10 || halves[0] < 10 || halves[1] < 10 {
+				t.Fatalf("only %d cutoffs split the data, %v in each half of a minute; the test data is too tame", partial, halves)
 			}
 		})
 	}
@@ -260,6 +266,17 @@ func TestFleetCountsDoNotScanBigTables(t *testing.T) {
 			if table, ok := strings.CutPrefix(d, "SCAN "); ok && storedTables[strings.Fields(table)[0]] {
 				t.Errorf("%s query plan scans: %q (plan %q)", name, d, details)
 			}
+		}
+		// The edge of the window (the cutoff's own minute) is a range of an
+		// index holding every column it counts: a row lookup per heartbeat
+		// or result was ~10 ms at 10M runs a day.
+		base := map[bool]string{true: "agents", false: "execution_results"}[strings.HasPrefix(name, "agents")]
+		covered := false
+		for _, d := range details {
+			covered = covered || strings.HasPrefix(d, "SEARCH "+base+" USING COVERING INDEX ")
+		}
+		if !covered {
+			t.Errorf("%s: the edge is not an index-only range of %s (plan %q)", name, base, details)
 		}
 	}
 }

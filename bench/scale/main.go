@@ -435,8 +435,16 @@ func health(ctx context.Context, o options, path string) ([]row, error) {
 		return nil, err
 	}
 	prober := bus.Prober{Client: bus.Static(client), Replicas: 1}
+	// The age of the probe each answer used (request arrival − probe sent):
+	// with the default budget (ProbeMaxAge 0) it must be ≤ 0, a probe sent
+	// after the request arrived.
+	var (
+		agesMu sync.Mutex
+		ages   []time.Duration
+	)
 	h, err := handlers.New(handlers.Config{DB: db, Prober: prober, Clock: func() time.Time { return seed.Now },
-		Auth: auth.Config{StaticToken: benchToken}, Logger: slog.New(slog.DiscardHandler)})
+		Auth: auth.Config{StaticToken: benchToken}, Logger: slog.New(slog.DiscardHandler),
+		ProbeUsed: func(age time.Duration) { agesMu.Lock(); ages = append(ages, age); agesMu.Unlock() }})
 	if err != nil {
 		return nil, err
 	}
@@ -455,6 +463,9 @@ func health(ctx context.Context, o options, path string) ([]row, error) {
 		return nil, fmt.Errorf("fleet health warm-up: %d %s (%v)", rec.Code, rec.Body, err)
 	}
 	var tReq, tProbe []time.Duration
+	agesMu.Lock()
+	ages = ages[:0]
+	agesMu.Unlock()
 	for range o.healthReps {
 		rec, d := serve()
 		if rec.Code != http.StatusOK {
@@ -495,11 +506,32 @@ func health(ctx context.Context, o options, path string) ([]row, error) {
 		best = min(best, time.Since(start))
 	}
 	mr, mp := median(tReq), median(tProbe)
-	logf("fleet health: median %v (probes alone %v), 0.43.56 counts %v; known %d runs24h %d", mr, mp, best, *body.Agents.Known, *body.RecentResults.Total)
+	p95 := percentile(tReq, 0.95)
+	agesMu.Lock()
+	used := slices.Clone(ages)
+	agesMu.Unlock()
+	slices.Sort(used)
+	if len(used) != o.healthReps || used[len(used)-1] > 0 {
+		return nil, fmt.Errorf("fleet health: %d probe ages for %d requests, the oldest %v: an answer used a probe sent before its request arrived",
+			len(used), o.healthReps, used[len(used)-1])
+	}
+	// Age is arrival − sent, so "sent after arrival" is its negation.
+	after := func(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(-d)/float64(time.Microsecond)) }
+	agesNote := fmt.Sprintf("every probe sent after its request arrived: %s (earliest) / %s (median) / %s (latest) after arrival",
+		after(used[len(used)-1]), after(used[len(used)/2]), after(used[0]))
+	logf("fleet health: median %v p95 %v (probes alone %v), 0.43.56 counts %v; known %d runs24h %d; %s", mr, p95, mp, best,
+		*body.Agents.Known, *body.RecentResults.Total, agesNote)
 	return []row{{fmt.Sprintf("GET /api/health/fleet, %d agents, %d runs24h (median of %d)", *body.Agents.Known, *body.RecentResults.Total, o.healthReps),
-		ms(mr), "0.43.56 COUNT scans " + ms(best), "< " + ms(targetHealth), verdict(mr < targetHealth),
-		fmt.Sprintf("%.0fx; %d JetStream probes per request, none cached: results 0 ms old (probes alone %s)", float64(best)/float64(mr),
-			len(kanade.Resources(1)), ms(mp))}}, nil
+		ms(mr) + " (p95 " + ms(p95) + ")", "0.43.56 COUNT scans " + ms(best), "< " + ms(targetHealth), verdict(mr < targetHealth),
+		fmt.Sprintf("%.0fx; one JetStream question for the %d resources, per request (budget 0: %s; probes alone %s)", float64(best)/float64(mr),
+			len(kanade.Resources(1)), agesNote, ms(mp))}}, nil
+}
+
+// percentile is the q-quantile of ds (nearest rank).
+func percentile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
 }
 
 // dispatch is section 3: a fresh fleet of n alive PCs, a scheduler running
