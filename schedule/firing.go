@@ -132,16 +132,19 @@ func (s *Scheduler) firePerPC(ctx context.Context, scID string, e fanout.Exec, p
 	if err != nil {
 		return errors.Join(fmt.Errorf("record firing: %w", err), s.fan.Abandon(ctx, begun.ExecID))
 	}
-	return s.send(ctx, f, rev, pcs, false)
+	return s.send(ctx, f, rev, pcs, false, now)
 }
 
 // send publishes the firing's chunks from f.Chunk on, moving the cursor
 // after each, then audits and deletes the firing key. pcs is the whole PC
 // list when the caller has it (nil: each chunk is read from its mark set).
 // resumed says f.Chunk may be partly out already and is checked against
-// the stream first.
-func (s *Scheduler) send(ctx context.Context, f *firing, rev uint64, pcs []string, resumed bool) error {
+// the stream first. now is the tick's instant; the cursor's time moves on
+// from it by the clock's progress, so a long firing is not taken for a
+// dead one.
+func (s *Scheduler) send(ctx context.Context, f *firing, rev uint64, pcs []string, resumed bool, now time.Time) error {
 	b := s.cfg.Bus
+	start := s.cfg.Clock()
 	key := firingKey(f.ScheduleID, f.ExecID)
 	prefix := f.ExecID + ":"
 	msgID := func(subject string) string { return prefix + subject }
@@ -172,7 +175,7 @@ func (s *Scheduler) send(ctx context.Context, f *firing, rev uint64, pcs []strin
 			return fmt.Errorf("firing %s chunk %d of %d: %w", f.ExecID, f.Chunk+1, f.Sets, err)
 		}
 		f.Chunk++
-		f.Moved = kanade.Timestamp{Time: s.cfg.Clock()}
+		f.Moved = kanade.Timestamp{Time: now.Add(s.cfg.Clock().Sub(start))}
 		if rev, err = s.move(ctx, key, f, rev); err != nil {
 			return err
 		}
@@ -181,7 +184,7 @@ func (s *Scheduler) send(ctx context.Context, f *firing, rev uint64, pcs []strin
 	if err := json.Unmarshal(f.Audit, &payload); err != nil {
 		return fmt.Errorf("firing %s audit: %w", f.ExecID, err)
 	}
-	if err := s.audit(ctx, "exec", f.JobID, payload, s.cfg.Clock()); err != nil {
+	if err := s.audit(ctx, "exec", f.JobID, payload, now.Add(s.cfg.Clock().Sub(start))); err != nil {
 		s.log.Warn("scheduler: audit event lost", slog.String("exec_id", f.ExecID), slog.Any("err", err))
 	}
 	if err := b.Delete(ctx, kanade.BucketDispatch, key, rev); err != nil && !errors.Is(err, bus.ErrChanged) {
@@ -235,7 +238,7 @@ func (s *Scheduler) resume(ctx context.Context, now time.Time) error {
 		s.m.resumed.Inc()
 		s.log.Warn("scheduler: resuming a firing its worker left unfinished", slog.String("schedule", kanade.Clip(f.ScheduleID)),
 			slog.String("exec_id", f.ExecID), slog.Int("chunk", f.Chunk), slog.Int("chunks", f.Sets))
-		if err := s.send(ctx, &f, rev, nil, true); err != nil {
+		if err := s.send(ctx, &f, rev, nil, true, now); err != nil {
 			errs = append(errs, err)
 		}
 	}
