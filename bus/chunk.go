@@ -91,13 +91,15 @@ func (c *Client) CommandChunk(ctx context.Context, data []byte, subjects []strin
 
 // VerifyChunk completes a chunk that CommandChunk could not prove stored,
 // or that a worker which died left half sent: for each subject it reads
-// the stream's last message, and publishes (with an acknowledgement) only
-// where there is none, or where the one there is older than floor and not
-// this chunk's (same Nats-Msg-Id). A newer message on the subject is a
-// later command to the PC, which a republish would overwrite. The stream
+// the stream's last message and publishes (with an acknowledgement) only
+// where there is none stored after floor, the stream's last sequence
+// before the chunk began. A message there after floor is the chunk's own or
+// a later command to the PC, which a republish would overwrite. The stream
 // is what live subscribers saw (the server stores and delivers a message
-// together), so a subject found here is never sent again. It returns the
-// highest sequence it saw or stored.
+// together; the exception is a stream whose ingest queue overflowed, which
+// drops a core publish it delivered: that one goes to subscribers twice,
+// and agents drop the repeat by request_id). It returns the highest
+// sequence it saw or stored.
 func (c *Client) VerifyChunk(ctx context.Context, data []byte, subjects []string, msgID func(string) string, floor uint64) (uint64, error) {
 	var st jetstream.Stream
 	if err := c.ask(ctx, func(ctx context.Context) (err error) {
@@ -122,7 +124,7 @@ func (c *Client) VerifyChunk(ctx context.Context, data []byte, subjects []string
 			return top, fmt.Errorf("verify %s: %w", kanade.Clip(s), err)
 		case m == nil:
 			missing = append(missing, s)
-		case m.Header.Get(jetstream.MsgIDHeader) == msgID(s) || m.Sequence > floor:
+		case m.Sequence > floor:
 			top = max(top, m.Sequence)
 		default:
 			missing = append(missing, s)

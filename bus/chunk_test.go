@@ -124,3 +124,4 @@ func TestCommandChunkAndVerifyChunkSendEachSubjectOnce(t *testing.T) {
 		t.Errorf("EXEC (-want +got):\n%s", diff)
 	}
 }
+
