@@ -124,4 +124,3 @@ func TestCommandChunkAndVerifyChunkSendEachSubjectOnce(t *testing.T) {
 		t.Errorf("EXEC (-want +got):\n%s", diff)
 	}
 }
-
