@@ -44,9 +44,9 @@ func (c *Client) ExecSeq(ctx context.Context) (uint64, error) {
 }
 
 // CommandChunk publishes data on every subject, each with the Nats-Msg-Id
-// msgID(subject) and, with a signer, the Kanade-Sig* headers (computed
-// once: the body is the same), all but the last as core publishes and the
-// last through JetStream with an acknowledgement. The stream handles one
+// msgID(subject) unless msgID is nil and, with a signer, the Kanade-Sig*
+// headers (computed once: the body is the same), all but the last as core
+// publishes and the last through JetStream with an acknowledgement. The stream handles one
 // connection's messages in order, so that acknowledgement means every
 // message before it was handled too; its sequence, less floor (the stream's
 // last sequence before the chunk), equals len(subjects) exactly when each
@@ -65,17 +65,24 @@ func (c *Client) CommandChunk(ctx context.Context, data []byte, subjects []strin
 	}
 	h := c.commandHeader(data)
 	id := []string{""}
-	h[jetstream.MsgIDHeader] = id
+	if msgID != nil {
+		h[jetstream.MsgIDHeader] = id
+	}
+	setID := func(s string) {
+		if msgID != nil {
+			id[0] = msgID(s)
+		}
+	}
 	last := len(subjects) - 1
 	for _, s := range subjects[:last] {
 		// PublishMsg encodes the header before it returns, so one map
 		// serves every message.
-		id[0] = msgID(s)
+		setID(s)
 		if err := c.nc.PublishMsg(&nats.Msg{Subject: s, Data: data, Header: h}); err != nil {
 			return floor, fmt.Errorf("publish %s: %w: %w", kanade.Clip(s), ErrUnconfirmed, err)
 		}
 	}
-	id[0] = msgID(subjects[last])
+	setID(subjects[last])
 	rctx, cancel := c.request(ctx, requestTimeout)
 	ack, err := c.js.PublishMsg(rctx, &nats.Msg{Subject: subjects[last], Data: data, Header: h})
 	cancel()
@@ -140,7 +147,9 @@ func (c *Client) VerifyChunk(ctx context.Context, data []byte, subjects []string
 		for k, v := range h {
 			mh[k] = v
 		}
-		mh[jetstream.MsgIDHeader] = []string{msgID(s)}
+		if msgID != nil {
+			mh[jetstream.MsgIDHeader] = []string{msgID(s)}
+		}
 		msgs[i] = &nats.Msg{Subject: s, Data: data, Header: mh}
 	}
 	if _, err := c.publishAll(ctx, msgs); err != nil {

@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -12,7 +13,6 @@ import (
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // perPCFleet is a fleet of n alive PCs at t0 with a per_pc "once" schedule
@@ -86,8 +86,11 @@ func (f *fleet) onceEach(got []string, pcs []string) {
 		if err != nil {
 			f.t.Fatalf("%s: %v", pc, err)
 		}
-		id := m.Header.Get(jetstream.MsgIDHeader)
-		execs[id[:strings.IndexByte(id, ':')]] = true
+		var c kanade.Command
+		if err := json.Unmarshal(m.Data, &c); err != nil {
+			f.t.Fatalf("%s: %v", pc, err)
+		}
+		execs[c.ExecID] = true
 	}
 	if len(execs) != 1 {
 		f.t.Errorf("EXEC holds commands of %d executions, want 1", len(execs))
