@@ -302,6 +302,28 @@ func (c *Client) PutAll(ctx context.Context, bucket string, keys []string, value
 	return nil
 }
 
+// PutEach writes values[i] under keys[i] of bucket, pipelined like PutAll
+// (a per_pc firing's mark sets: a handful of keys with distinct values).
+func (c *Client) PutEach(ctx context.Context, bucket string, keys []string, values [][]byte) error {
+	if len(keys) != len(values) {
+		return fmt.Errorf("put %d keys of %s with %d values", len(keys), bucket, len(values))
+	}
+	rctx, cancel := c.request(ctx, requestTimeout)
+	_, err := c.bucket(rctx, bucket)
+	cancel()
+	if err != nil {
+		return err
+	}
+	msgs := make([]*nats.Msg, len(keys))
+	for i, k := range keys {
+		msgs[i] = &nats.Msg{Subject: "$KV." + bucket + "." + k, Data: values[i]}
+	}
+	if _, err := c.PublishAll(ctx, msgs); err != nil {
+		return fmt.Errorf("put %d keys of %s: %w", len(keys), bucket, err)
+	}
+	return nil
+}
+
 // Matching returns the current values of the keys of bucket that match
 // filter, a KV key pattern with wildcards (mark.s1.> ): a filtered read,
 // so only those keys cross the wire.

@@ -216,8 +216,54 @@ const auditSubjects = 1000
 // they already ran, so a PC reached twice runs once); each message has its
 // own Nats-Msg-Id, so a retried publish is stored once.
 func (f *Fanout) Send(ctx context.Context, e Exec) (Outcome, error) {
+	p, err := f.Begin(ctx, e)
+	if err != nil {
+		return Outcome{}, err
+	}
+	o := p.Outcome
+	out := p.out
+	if out == nil {
+		if out, err = bus.CommandMessages(p.Command, o.Subjects, func(s string) string { return o.ExecID + ":" + s }); err != nil {
+			return Outcome{}, errors.Join(err, f.Abandon(ctx, o.ExecID))
+		}
+	}
+	o.Published, err = f.cfg.Bus.Commands(ctx, out)
+	if err != nil {
+		if o.Published == 0 {
+			// Nothing went out: take the execution back.
+			err = errors.Join(err, f.Abandon(ctx, o.ExecID))
+		}
+		return o, fmt.Errorf("%w: %d of %d commands went out: %w", ErrPublish, o.Published, len(out), err)
+	}
+	f.audit(ctx, e, o, p.at)
+	return o, nil
+}
+
+// Begun is a fan-out recorded but not yet published (Begin).
+type Begun struct {
+	Outcome
+	// Command is the command of a plain fan-out, the same on every
+	// subject; MsgID(subject) is each message's Nats-Msg-Id.
+	Command kanade.Command
+	// Data is Command's JSON, as published.
+	Data []byte
+	// out holds the due waves of a rollout, which Send publishes.
+	out []bus.Outgoing
+	at  time.Time
+}
+
+// MsgID is the Nats-Msg-Id of the plain fan-out's message on subject.
+func (b Begun) MsgID(subject string) string { return b.ExecID + ":" + subject }
+
+// Begin does what Send does before publishing (control.md §1.5): pin
+// script_current, read the script digest, build the command(s), record the
+// execution and its later waves. A caller that publishes a plain fan-out
+// its own way (the scheduler's per_pc firing, in resumable chunks) then
+// publishes Data on Subjects with MsgID, and calls Audit with the same e
+// when they are out, or Abandon when none went out.
+func (f *Fanout) Begin(ctx context.Context, e Exec) (Begun, error) {
 	m := e.Manifest
-	now := f.cfg.Clock()
+	at := f.cfg.Clock()
 	// A failed pin is logged, not fatal (control.md §1.6): the agents'
 	// version check then compares with the previous version, which only
 	// makes them skip, never run something unintended.
@@ -231,11 +277,12 @@ func (f *Fanout) Send(ctx context.Context, e Exec) (Outcome, error) {
 	if name := m.Execute.ScriptObject; name != "" && e.Options.ScriptObjectSHA256 == "" {
 		digest, err := f.cfg.Bus.ScriptDigest(ctx, name)
 		if err != nil {
-			return Outcome{}, fmt.Errorf("script object %s of job %s: %w", kanade.Clip(name), kanade.Clip(m.ID), err)
+			return Begun{}, fmt.Errorf("script object %s of job %s: %w", kanade.Clip(name), kanade.Clip(m.ID), err)
 		}
 		e.Options.ScriptObjectSHA256 = digest
 	}
-	o := Outcome{ExecID: kanade.NewUUID(), RequestID: kanade.NewUUID()}
+	b := Begun{Outcome: Outcome{ExecID: kanade.NewUUID(), RequestID: kanade.NewUUID()}, at: at}
+	o := &b.Outcome
 	command := func(at time.Time) (kanade.Command, error) {
 		opts := e.Options
 		opts.ExecID, opts.RequestID = o.ExecID, o.RequestID
@@ -244,28 +291,28 @@ func (f *Fanout) Send(ctx context.Context, e Exec) (Outcome, error) {
 		}
 		return m.Command(opts)
 	}
-	var out []bus.Outgoing
 	var later []storage.Wave
 	if e.Rollout != nil && len(e.Rollout.Waves) > 0 {
+		b.out = []bus.Outgoing{}
 		for i, w := range e.Rollout.Waves {
 			subject := kanade.SubjectCommandsGroup + w.Group
 			due := e.At.Add(w.DelayDuration())
 			c, err := command(due)
 			if err != nil {
-				return Outcome{}, err
+				return Begun{}, err
 			}
 			o.Subjects = append(o.Subjects, subject)
-			if !due.After(now) {
+			if !due.After(at) {
 				msgs, err := bus.CommandMessages(c, []string{subject}, func(s string) string { return waveMsgID(o.ExecID, i, s) })
 				if err != nil {
-					return Outcome{}, err
+					return Begun{}, err
 				}
-				out = append(out, msgs...)
+				b.out = append(b.out, msgs...)
 				continue
 			}
 			data, err := json.Marshal(c)
 			if err != nil {
-				return Outcome{}, err
+				return Begun{}, err
 			}
 			later = append(later, storage.Wave{ExecID: o.ExecID, Wave: i, Subject: subject, DueAt: due, Command: data})
 		}
@@ -273,17 +320,21 @@ func (f *Fanout) Send(ctx context.Context, e Exec) (Outcome, error) {
 		o.Subjects = dedupe(e.Subjects)
 		c, err := command(e.At)
 		if err != nil {
-			return Outcome{}, err
+			return Begun{}, err
 		}
-		if out, err = bus.CommandMessages(c, o.Subjects, func(s string) string { return o.ExecID + ":" + s }); err != nil {
-			return Outcome{}, err
+		if c.RequestID == "" {
+			return Begun{}, fmt.Errorf("command %s: no request_id", kanade.Clip(c.ID))
+		}
+		b.Command = c
+		if b.Data, err = json.Marshal(c); err != nil {
+			return Begun{}, fmt.Errorf("command %s: %w", kanade.Clip(c.ID), err)
 		}
 	}
 	o.Later = len(later)
 	count := e.TargetCount
 	err := f.cfg.DB.Update(ctx, func(tx *storage.Tx) error {
 		if err := tx.InsertExecution(ctx, storage.NewExecution{ExecID: o.ExecID, JobID: m.ID, Version: m.Version,
-			InitiatedBy: e.Actor, InitiatedAt: now, TargetCount: &count}); err != nil {
+			InitiatedBy: e.Actor, InitiatedAt: at, TargetCount: &count}); err != nil {
 			return err
 		}
 		if err := tx.AddWaves(ctx, later); err != nil {
@@ -295,37 +346,34 @@ func (f *Fanout) Send(ctx context.Context, e Exec) (Outcome, error) {
 		return nil
 	})
 	if err != nil {
-		return Outcome{}, fmt.Errorf("record execution: %w", err)
+		return Begun{}, fmt.Errorf("record execution: %w", err)
 	}
-	o.Published, err = f.cfg.Bus.Commands(ctx, out)
-	if err != nil {
-		if o.Published == 0 {
-			// Nothing went out: take the execution back. A failure here
-			// leaves a pending row that housekeeping expires.
-			dctx := context.WithoutCancel(ctx)
-			if derr := f.cfg.DB.Update(dctx, func(tx *storage.Tx) error {
-				return tx.DeleteExecution(dctx, o.ExecID)
-			}); derr != nil {
-				err = errors.Join(err, derr)
-			}
-		}
-		return o, fmt.Errorf("%w: %d of %d commands went out: %w", ErrPublish, o.Published, len(out), err)
-	}
-	f.audit(ctx, e, o, now)
-	return o, nil
+	return b, nil
 }
 
-// audit publishes audit.<actor>.exec.<job> (control.md §1.8), best effort:
-// the commands are out, and a lost audit event must not turn that into an
-// error the caller would retry.
-func (f *Fanout) audit(ctx context.Context, e Exec, o Outcome, now time.Time) {
+// Abandon takes back an execution Begin recorded and nothing was published
+// for. A failure here leaves a pending row that housekeeping expires.
+func (f *Fanout) Abandon(ctx context.Context, execID string) error {
+	dctx := context.WithoutCancel(ctx)
+	return f.cfg.DB.Update(dctx, func(tx *storage.Tx) error { return tx.DeleteExecution(dctx, execID) })
+}
+
+// AuditPayload is the payload of the audit event of a fan-out (Audit).
+func AuditPayload(e Exec, o Outcome) map[string]any {
 	payload := map[string]any{"exec_id": o.ExecID, "version": e.Manifest.Version, "target_count": e.TargetCount,
 		"subjects": o.Subjects[:min(len(o.Subjects), auditSubjects)], "subjects_total": len(o.Subjects),
 		"wave_mode": e.Rollout != nil && len(e.Rollout.Waves) > 0}
 	for k, v := range e.Audit {
 		payload[k] = v
 	}
-	if err := Audit(ctx, f.cfg.Bus, e.Actor, "exec", e.Manifest.ID, payload, now); err != nil {
+	return payload
+}
+
+// audit publishes audit.<actor>.exec.<job> (control.md §1.8), best effort:
+// the commands are out, and a lost audit event must not turn that into an
+// error the caller would retry.
+func (f *Fanout) audit(ctx context.Context, e Exec, o Outcome, now time.Time) {
+	if err := Audit(ctx, f.cfg.Bus, e.Actor, "exec", e.Manifest.ID, AuditPayload(e, o), now); err != nil {
 		f.cfg.Logger.Warn("fanout: audit event lost", slog.String("exec_id", o.ExecID), slog.Any("err", err))
 	}
 }

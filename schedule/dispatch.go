@@ -25,6 +25,9 @@ type dispatchPlan struct {
 	targetCount int64
 	marks       []string // written before anything is published
 	kind        string   // metric label
+	// perPC, when set, are the PCs of a per_pc firing (sorted), sent in
+	// resumable chunks (firePerPC) instead of subjects and marks.
+	perPC []string
 }
 
 // dispatchJob performs one firing (scheduler.md "A firing"): the marks, then
@@ -55,6 +58,15 @@ func (s *Scheduler) dispatchJob(ctx context.Context, sc *kanade.Schedule, m *kan
 	}
 	if sc.Kind() == kanade.KindCalendar {
 		e.InTx = func(ctx context.Context, tx *storage.Tx) error { return tx.SetScheduleChecked(ctx, sc.ID, at) }
+	}
+	if len(p.perPC) > 0 {
+		if err := s.firePerPC(ctx, sc.ID, e, p.perPC, now); err != nil {
+			return err
+		}
+		s.m.firings.WithLabelValues(p.kind).Inc()
+		s.log.Info("scheduler: fired", slog.String("schedule", kanade.Clip(sc.ID)), slog.String("job", kanade.Clip(m.ID)),
+			slog.String("version", kanade.Clip(m.Version)), slog.Time("fire_at", at), slog.Int("pcs", len(p.perPC)))
+		return nil
 	}
 	o, err := s.fan.Send(ctx, e)
 	if err != nil {
@@ -126,6 +138,10 @@ func (s *Scheduler) marks(ctx context.Context, scheduleID string) (map[string]ti
 	target := MarkKey(scheduleID, TargetMark)
 	out := map[string]time.Time{}
 	for _, e := range entries {
+		if isSetKey(strings.TrimPrefix(e.Key, prefix)) {
+			setMarks(e.Value, out)
+			continue
+		}
 		t, err := kanade.ParseTime(string(e.Value))
 		if err != nil {
 			continue
@@ -134,8 +150,12 @@ func (s *Scheduler) marks(ctx context.Context, scheduleID string) (map[string]ti
 			out[TargetMark] = t
 			continue
 		}
+		// One key per PC: written by workers before mark sets (within
+		// the bucket's hour they may still be there).
 		if pc, ok := unescapeKey(strings.TrimPrefix(e.Key, prefix+"pc.")); ok {
-			out[pc] = t
+			if prev, seen := out[pc]; !seen || t.After(prev) {
+				out[pc] = t
+			}
 		}
 	}
 	return out, nil

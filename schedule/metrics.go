@@ -14,6 +14,7 @@ type metrics struct {
 	missed    prometheus.Counter
 	frozen    prometheus.Counter
 	waves     prometheus.Counter
+	resumed   prometheus.Counter
 	errors    *prometheus.CounterVec
 
 	// invalidIDs counts pc_ids and group names read back from storage that
@@ -37,15 +38,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kanade_scheduler_frozen_skips_total", Help: "Calendar firings and per_pc / per_target reconciles skipped because the fleet was frozen."}),
 		waves: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kanade_scheduler_waves_sent_total", Help: "Delayed rollout waves this worker published."}),
+		resumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kanade_scheduler_firings_resumed_total", Help: "per_pc firings this worker took over after their worker stopped half way."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanade_scheduler_errors_total", Help: "Failed scheduler steps, by part (calendar, per_pc, per_target, wave, watch)."}, []string{"part"}),
+			Name: "kanade_scheduler_errors_total", Help: "Failed scheduler steps, by part (calendar, per_pc, per_target, wave, watch, resume)."}, []string{"part"}),
 	}
 	// Known label values start at 0, so a dashboard or alert sees the series
 	// before the first firing or failure.
 	for _, k := range []string{"calendar", "late", "per_pc", "per_target"} {
 		m.firings.WithLabelValues(k)
 	}
-	for _, p := range []string{"calendar", "per_pc", "per_target", "wave", "watch"} {
+	for _, p := range []string{"calendar", "per_pc", "per_target", "wave", "watch", "resume"} {
 		m.errors.WithLabelValues(p)
 	}
 	if reg == nil {
@@ -73,6 +76,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if err == nil {
 		m.waves, err = register(reg, m.waves)
+	}
+	if err == nil {
+		m.resumed, err = register(reg, m.resumed)
 	}
 	if err == nil {
 		m.errors, err = register(reg, m.errors)

@@ -74,6 +74,11 @@ type Scheduler struct {
 
 	bucketOnce sync.Mutex
 	bucketOK   bool
+
+	// chunk and publish are chunkSize and bus.Client.CommandChunk but in
+	// tests (small chunks, a worker that dies half way).
+	chunk   int
+	publish chunkPublisher
 }
 
 // New checks cfg and registers the metrics.
@@ -106,7 +111,8 @@ func New(cfg Config) (*Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Scheduler{cfg: cfg, log: cfg.Logger, m: m, schedules: map[string]*kanade.Schedule{}, checked: map[string]time.Time{}, changed: map[string]bool{}}
+	s := &Scheduler{cfg: cfg, log: cfg.Logger, m: m, schedules: map[string]*kanade.Schedule{}, checked: map[string]time.Time{}, changed: map[string]bool{},
+		chunk: chunkSize, publish: cfg.Bus.CommandChunk}
 	s.fan, err = fanout.New(fanout.Config{DB: cfg.DB, Bus: cfg.Bus, StaleThreshold: cfg.StaleThreshold, Clock: cfg.Clock,
 		Logger: cfg.Logger, Invalid: s.invalid})
 	if err != nil {
@@ -289,6 +295,14 @@ func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 		s.log.Warn("scheduler: per_pc / per_target reconciles skipped: the fleet is frozen",
 			slog.Int("schedules", skipped), slog.String("reason", kanade.Clip(reason)))
 	}
+	if newMinute {
+		// Firings a worker left half sent: once a minute is soon enough
+		// (they wait resumeAfter first) and keeps the per-tick cost nil.
+		if err := s.resume(ctx, now); err != nil {
+			s.m.errors.WithLabelValues("resume").Inc()
+			errs = append(errs, err)
+		}
+	}
 	if err := s.sendDueWaves(ctx, now); err != nil {
 		s.m.errors.WithLabelValues("wave").Inc()
 		errs = append(errs, err)
@@ -449,10 +463,7 @@ func (s *Scheduler) reconcile(ctx context.Context, sc *kanade.Schedule, minute, 
 	}
 	plan := dispatchPlan{targetCount: int64(len(d.PCs)), kind: string(sc.Kind())}
 	if sc.Kind() == kanade.KindPerPC {
-		for _, pc := range d.PCs {
-			plan.subjects = append(plan.subjects, kanade.SubjectCommandsPC+pc)
-			plan.marks = append(plan.marks, MarkKey(sc.ID, pc))
-		}
+		plan.perPC = d.PCs
 	} else {
 		plan.subjects, plan.rollout = sc.Target.Subjects(), sc.Rollout
 		plan.marks = []string{MarkKey(sc.ID, TargetMark)}

@@ -59,3 +59,34 @@ func TestFiringsAndTheirLaterWavesAreSigned(t *testing.T) {
 		t.Errorf("signed commands (-want +got):\n%s", diff)
 	}
 }
+
+// A per_pc firing's chunks (core publishes and the acknowledged last of
+// each) carry a valid signature on every message.
+func TestPerPCChunksAreSigned(t *testing.T) {
+	t0 := utc(10, 12, 0, 0)
+	f, pcs := perPCFleet(t, 5, t0)
+	secret, pub := testkit.TestKey(9)
+	sg, err := sign.New(secret, "backend-sched")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := f.workerOn(f.nats.Signing(t, sg, func() time.Time { return t0 }), slog.New(slog.DiscardHandler))
+	w.chunk = 2
+	f.tickAll(t0, w)
+	var got []string
+	for done := false; !done; {
+		select {
+		case m := <-f.commands:
+			if _, err := testkit.VerifyCommand(m.Header, m.Data, "backend-sched", pub); err != nil {
+				t.Errorf("%s: %v", m.Subject, err)
+			}
+			got = append(got, m.Subject)
+		default:
+			done = true
+		}
+	}
+	sort.Strings(got)
+	if diff := cmp.Diff(subjectsOf(pcs), got); diff != "" {
+		t.Errorf("signed commands (-want +got):\n%s", diff)
+	}
+}

@@ -11,8 +11,10 @@
 //     the baseline is 0.43.56's two full-scan COUNT queries.
 //  3. A per_pc "once" schedule dispatching to every PC of a fleet of each
 //     -pcs size, from the KV put to the last command a subscriber counted
-//     (each PC exactly once); the baseline is the same number of messages
-//     published straight through PublishMsgAsync.
+//     (each PC exactly once, and once in stream EXEC); the baselines are
+//     the same messages published straight through PublishMsgAsync, and
+//     as core publishes with one acknowledgement at the end (what it
+//     costs the embedded server to store them at all).
 //
 // The -runs database is built once by seed.BulkCached (multi-row INSERTs,
 // indexes after the load, journal off) and kept in the temp dir, keyed by
@@ -40,6 +42,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -534,6 +537,26 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 	return s[min(len(s)-1, int(q*float64(len(s))))]
 }
 
+// cpuTime is the CPU time this process (the embedded server with it) has
+// used: on a 2-core machine shared with other jobs, wall time says more
+// about the neighbours than about the code.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// jstream is stream EXEC through the raw library.
+func jstream(ctx context.Context, nc *nats.Conn) (jetstream.Stream, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	return js.Stream(ctx, kanade.StreamExec)
+}
+
 // dispatch is section 3: a fresh fleet of n alive PCs, a scheduler running
 // on the wall clock, a subscriber counting commands.pc.> per subject.
 func dispatch(ctx context.Context, o options, n int) (row, error) {
@@ -629,6 +652,7 @@ func dispatch(ctx context.Context, o options, n int) (row, error) {
 			return row{}, err
 		}
 	}
+	cpu0 := cpuTime()
 	start := time.Now()
 	if _, err := client.Put(ctx, kanade.BucketSchedules, "each", []byte(`{"id":"each","when":{"per_pc":"once"},"job_id":"bench","target":{"all":true}}`)); err != nil {
 		return row{}, err
@@ -643,6 +667,7 @@ func dispatch(ctx context.Context, o options, n int) (row, error) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+	cpuOurs := cpuTime() - cpu0
 	if prof != nil {
 		pprof.StopCPUProfile()
 		prof.Close()
@@ -663,27 +688,58 @@ func dispatch(ctx context.Context, o options, n int) (row, error) {
 	}
 	gotTotal := total
 	mu.Unlock()
-	once := missing == 0 && dup == 0 && gotTotal == n
+	// What the stream holds: one message per PC (it keeps the last per
+	// subject, so a duplicate would show as a deleted sequence).
+	stored := -1
+	if st, err := jstream(ctx, nc); err == nil {
+		if info, err := st.Info(ctx); err == nil && info.State.NumDeleted == 0 {
+			stored = int(info.State.Msgs)
+		}
+	}
+	once := missing == 0 && dup == 0 && gotTotal == n && stored == n
 	if err := sub.Unsubscribe(); err != nil { // the baseline is not watched
 		return row{}, err
 	}
 
-	// Baseline: the same number of command messages, PublishMsgAsync, all in flight.
+	// Baselines, each into an emptied EXEC (ours wrote to empty subjects
+	// too; replacing a subject's message costs the stream more): the same
+	// messages with the same headers, (1) PublishMsgAsync, all in flight,
+	// one acknowledgement each; (2) core publishes and one acknowledgement
+	// at the end, the least it takes to have EXEC store them.
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(n+1))
 	if err != nil {
 		return row{}, err
 	}
-	data := []byte(`{"bench":"baseline"}`)
-	if s, err := js.Stream(ctx, kanade.StreamExec); err == nil {
-		if m, err := s.GetLastMsgForSubject(ctx, kanade.SubjectCommandsPC+pcs[0]); err == nil {
-			data = m.Data
-		}
+	// The library's 5 s default is too short for a purge of 100k messages
+	// or the storing of 100k queued ones on a loaded machine.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	st, err := js.Stream(ctx, kanade.StreamExec)
+	if err != nil {
+		return row{}, err
 	}
-	bstart := time.Now()
+	m, err := st.GetLastMsgForSubject(ctx, kanade.SubjectCommandsPC+pcs[0])
+	if err != nil {
+		return row{}, err
+	}
+	data, header := m.Data, m.Header
+	msgs := make([]*nats.Msg, n)
 	for i, pc := range pcs {
+		h := nats.Header{}
+		for k, v := range header {
+			h[k] = v
+		}
 		subject := kanade.SubjectCommandsPC + pc
-		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data,
-			Header: nats.Header{jetstream.MsgIDHeader: []string{fmt.Sprintf("raw-%d:%s", i, subject)}}}); err != nil {
+		h[jetstream.MsgIDHeader] = []string{fmt.Sprintf("raw-%d:%s", i, subject)}
+		msgs[i] = &nats.Msg{Subject: subject, Data: data, Header: h}
+	}
+	if err := st.Purge(ctx); err != nil {
+		return row{}, err
+	}
+	cpu0 = cpuTime()
+	bstart := time.Now()
+	for _, m := range msgs {
+		if _, err := js.PublishMsgAsync(m); err != nil {
 			return row{}, err
 		}
 	}
@@ -692,10 +748,56 @@ func dispatch(ctx context.Context, o options, n int) (row, error) {
 	case <-time.After(2 * time.Minute):
 		return row{}, errors.New("raw publish: no acknowledgement within 2 minutes")
 	}
-	base := time.Since(bstart)
+	base, cpuBase := time.Since(bstart), cpuTime()-cpu0
+	if err := st.Purge(ctx); err != nil {
+		return row{}, err
+	}
+	for i, m := range msgs {
+		m.Header[jetstream.MsgIDHeader] = []string{fmt.Sprintf("core-%d:%s", i, m.Subject)}
+	}
+	cpu0 = cpuTime()
+	cstart := time.Now()
+	for _, m := range msgs[:n-1] {
+		if err := nc.PublishMsg(m); err != nil {
+			return row{}, err
+		}
+	}
+	ack, err := js.PublishMsg(ctx, msgs[n-1])
+	if err != nil {
+		return row{}, err
+	}
+	core, cpuCore := time.Since(cstart), cpuTime()-cpu0
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != uint64(n) || ack.Sequence != info.State.LastSeq {
+		return row{}, fmt.Errorf("core publish baseline: %d stored of %d (%v)", info.State.Msgs, n, err)
+	}
+	// (3) The same without Nats-Msg-Id (wire.md lets it go; the stream's
+	// duplicate tracking is part of what it costs to store each).
+	if err := st.Purge(ctx); err != nil {
+		return row{}, err
+	}
+	for _, m := range msgs {
+		delete(m.Header, jetstream.MsgIDHeader)
+	}
+	cpu0 = cpuTime()
+	nstart := time.Now()
+	for _, m := range msgs[:n-1] {
+		if err := nc.PublishMsg(m); err != nil {
+			return row{}, err
+		}
+	}
+	if _, err := js.PublishMsg(ctx, msgs[n-1]); err != nil {
+		return row{}, err
+	}
+	noID, cpuNoID := time.Since(nstart), cpuTime()-cpu0
 	target := targetDispatch * time.Duration((n+9999)/10000)
-	logf("per_pc to %d: %v (%d commands, %d missing, %d duplicates), raw publish %v", n, took, gotTotal, missing, dup, base)
-	return row{fmt.Sprintf("per_pc once dispatch to %d PCs (put -> last command)", n), ms(took), "raw PublishMsgAsync " + ms(base),
+	logf("per_pc to %d: %v (%d commands, %d missing, %d duplicates, %d stored), raw publish %v, core publish + 1 ack %v (%v without Nats-Msg-Id)",
+		n, took, gotTotal, missing, dup, stored, base, core, noID)
+	logf("per_pc to %d, CPU time of this process (embedded server included): ours %v, raw %v, core %v, core without Nats-Msg-Id %v",
+		n, cpuOurs, cpuBase, cpuCore, cpuNoID)
+	return row{fmt.Sprintf("per_pc once dispatch to %d PCs (put -> last command)", n), ms(took) + " (CPU " + ms(cpuOurs) + ")",
+		"raw PublishMsgAsync " + ms(base) + " (CPU " + ms(cpuBase) + "); core publish + 1 ack " + ms(core) + " (CPU " + ms(cpuCore) +
+			"), without Nats-Msg-Id " + ms(noID) + " (CPU " + ms(cpuNoID) + ")",
 		"< " + ms(target), verdict(took < target && once),
-		fmt.Sprintf("%.1fx raw; %d commands seen, %d missing, %d duplicates", float64(took)/float64(base), gotTotal, missing, dup)}, nil
+		fmt.Sprintf("%.2fx raw, %.2fx core; %d commands seen, %d missing, %d duplicates; %d stored in EXEC", float64(took)/float64(base),
+			float64(took)/float64(core), gotTotal, missing, dup, stored)}, nil
 }
