@@ -117,9 +117,12 @@ func appliedMigrations(ctx context.Context, path string) ([]string, error) {
 
 // Upgrade copies the bulk file at old (with its WAL, if a benchmark left
 // one) to path, never writing old, and brings the copy to the current
-// schema: storage.Open's migrations, then RebuildDurations (the summaries
-// are derived from the rows, and their format may have changed without a
-// migration), then one file without a WAL beside it, as Bulk leaves it.
+// schema: storage.Open's migrations; then, if there was none to apply,
+// RebuildDurations (the summaries are derived from the rows, and their
+// encoding may change without a migration; a migration that changes it
+// rebuilds them itself, with the same code, and a second pass over 10M rows
+// would cost ten minutes); then one file without a WAL beside it, as Bulk
+// leaves it.
 func Upgrade(ctx context.Context, old, path string, log func(format string, args ...any)) error {
 	start := time.Now()
 	for _, suffix := range []string{"", "-wal"} {
@@ -128,12 +131,18 @@ func Upgrade(ctx context.Context, old, path string, log func(format string, args
 		}
 	}
 	log("bulk: copied %s in %v; migrations and summaries next", old, time.Since(start).Round(time.Second))
+	applied, err := appliedMigrations(ctx, path)
+	if err != nil {
+		return fmt.Errorf("bulk: %w", err)
+	}
 	db, err := storage.Open(ctx, path, storage.Options{Clock: func() time.Time { return Now }})
 	if err != nil {
 		return fmt.Errorf("bulk: migrate %s: %w", path, err)
 	}
-	log("bulk: migrated at %v", time.Since(start).Round(time.Second))
-	err = db.RebuildDurations(ctx)
+	log("bulk: %d migrations applied at %v", len(storage.MigrationVersions())-len(applied), time.Since(start).Round(time.Second))
+	if len(applied) == len(storage.MigrationVersions()) {
+		err = db.RebuildDurations(ctx)
+	}
 	if err := errors.Join(err, db.Close()); err != nil {
 		return fmt.Errorf("bulk: %w", err)
 	}
