@@ -18,7 +18,8 @@ import (
 	"time"
 )
 
-// Run-duration summaries (table duration_segments, read by ScanDurations).
+// Run-duration summaries (tables duration_segments and duration_bins, read
+// by ScanDurations).
 //
 // GET /api/health/scan_durations must give exact nearest-rank percentiles over
 // a window that may hold a million runs, also over a remote libSQL database
@@ -29,6 +30,13 @@ import (
 // one segment when it reaches maxSegments or once its job has moved on to the
 // next hour. Removing an entry (a reaped run that got its real result, a row
 // deleted by retention) rewrites its bucket: rare, and a bucket is small.
+//
+// A segment also keeps its count, min, max and sum, and a histogram of fixed
+// bins (binOf: 16 per power of two) with each bin's bytes in durs; each of
+// its bins is also a row of duration_bins, keyed (job, bin, hour), written
+// and deleted with the segment. A scan over ten million runs thus sums a few
+// hundred thousand bin counts, and reads only the rows of the three bins per
+// job that hold its percentiles' ranks (scan_durations.go), exactly.
 //
 // Invariant: a row of execution_results has exactly one entry (duration_ms,
 // finished_at's offset within its hour) in bucket (hour, job_id) iff its

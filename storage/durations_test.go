@@ -152,13 +152,13 @@ func TestScanDurationsQueryPlans(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"segments":       "SEARCH duration_segments USING PRIMARY KEY ((hour,job_id,seg)>(?,?,?))",
-		"segments paged": "SEARCH duration_segments USING PRIMARY KEY ((hour,job_id,seg)>(?,?,?))",
-		"bins":           "SEARCH b USING PRIMARY KEY (job_id=? AND bin=? AND hour>?)",
-		"delete bins":    "SEARCH duration_bins USING PRIMARY KEY (job_id=? AND bin=? AND hour=?)",
-		"slowest":        "SEARCH execution_results USING COVERING INDEX execution_results_job_duration (job_id=? AND duration_ms=? AND finished_at>?)",
-		"meta":           "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
-		"delete":         "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
+		"segments":    "SEARCH duration_segments USING PRIMARY KEY ((hour,job_id,seg)>(?,?,?))",
+		"first hour":  "SEARCH duration_segments USING PRIMARY KEY (hour=?)",
+		"bins":        "SEARCH b USING PRIMARY KEY (job_id=? AND bin=? AND hour>?)",
+		"delete bins": "SEARCH duration_bins USING PRIMARY KEY (job_id=? AND bin=? AND hour=?)",
+		"slowest":     "SEARCH execution_results USING COVERING INDEX execution_results_job_duration (job_id=? AND duration_ms=? AND finished_at>?)",
+		"meta":        "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
+		"delete":      "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
 	}
 	for name, w := range want {
 		if !slices.Contains(plans[name], w) {
@@ -422,14 +422,12 @@ func TestScanDurationsMatchesBruteForce(t *testing.T) {
 					if diff := gocmp.Diff(reference(t, db, since), got); diff != "" {
 						t.Fatalf("%s, since %s: (-reference +ScanDurations):\n%s", when, since.Format(time.RFC3339Nano), diff)
 					}
-					// Pages of 9 rows: the smallest that holds a full bucket
-					// (8 segments) plus the start of the next.
-					paged, err := storage.ScanDurationsPagedForTest(t.Context(), db, since, 9)
+					paged, err := storage.ScanDurationsAggregatedForTest(t.Context(), db, since)
 					if err != nil {
 						t.Fatal(err)
 					}
 					if diff := gocmp.Diff(got, paged); diff != "" {
-						t.Fatalf("%s, since %s: (-one query +pages):\n%s", when, since.Format(time.RFC3339Nano), diff)
+						t.Fatalf("%s, since %s: (-one query +aggregated in SQL):\n%s", when, since.Format(time.RFC3339Nano), diff)
 					}
 				}
 			}
@@ -689,12 +687,12 @@ func TestScanDurationsManyJobsWideRange(t *testing.T) {
 			if diff := gocmp.Diff(want, mustScan(t, db, since)); diff != "" {
 				t.Fatalf("%s, since %s (-want +got):\n%s", when, since, diff)
 			}
-			paged, err := storage.ScanDurationsPagedForTest(t.Context(), db, since, 7)
+			paged, err := storage.ScanDurationsAggregatedForTest(t.Context(), db, since)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if diff := gocmp.Diff(want, paged); diff != "" {
-				t.Fatalf("%s, since %s, paged and cut (-want +got):\n%s", when, since, diff)
+				t.Fatalf("%s, since %s, aggregated in SQL (-want +got):\n%s", when, since, diff)
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,17 +47,8 @@ func rank(num, den int64, n int) int {
 // Sorted by p95 descending, then job_id; an empty window gives an empty,
 // non-nil slice.
 func (db *DB) ScanDurations(ctx context.Context, since time.Time) ([]kanade.ScanDuration, error) {
-	page := 0
-	if db.remote {
-		page = remoteSegmentPage
-	}
-	return db.scanDurations(ctx, since, page)
+	return db.scanDurations(ctx, since, db.remote)
 }
-
-// remoteSegmentPage is how many segment rows one libSQL request returns:
-// a server caps responses (sqld: 10 MB); a row of step 1 is a few hundred
-// bytes, and up to a few tens of kB in the window's first hour.
-const remoteSegmentPage = 1000
 
 // queryer is a read snapshot: a transaction or a connection inside one.
 type queryer interface {
@@ -93,8 +85,9 @@ func (db *DB) readSnapshot(ctx context.Context, fn func(q queryer) error) error 
 	return err
 }
 
-// segmentsSQL is step 1: the window's segments from key (hour, job_id, seg)
-// on, in key order; only the first hour's come with durations and offsets.
+// segmentsSQL is step 1 on SQLite: the window's segments from key (hour,
+// job_id, seg) on, in key order; only the first hour's come with durations
+// and offsets.
 const segmentsSQL = `SELECT hour, job_id, seg, runs, lo, hi, total, bins,
 	CASE WHEN hour = ? THEN durs END, CASE WHEN hour = ? THEN offs END
 	FROM duration_segments WHERE (hour, job_id, seg) > (?, ?, ?) ORDER BY hour, job_id, seg`
@@ -111,14 +104,19 @@ func binsSQL(n int) string {
 // so, on libSQL, the size of one response).
 const binsChunk = 500
 
-// scanDurations is ScanDurations reading step 1 in pages of page rows (0:
-// one query).
-func (db *DB) scanDurations(ctx context.Context, since time.Time, page int) ([]kanade.ScanDuration, error) {
+// scanDurations is ScanDurations; aggregate says to sum the segments and
+// histograms after the first hour in SQL (step 1 on libSQL, where a row
+// sent costs far more than a row read: 200 rows instead of thousands).
+func (db *DB) scanDurations(ctx context.Context, since time.Time, aggregate bool) ([]kanade.ScanDuration, error) {
 	h0, off0 := hourOffset(since)
 	w := durWindow{h0: h0, off0: off0, jobs: map[string]*jobAcc{}}
 	var out []kanade.ScanDuration
 	err := db.readSnapshot(ctx, func(q queryer) error {
-		if err := w.readSegments(ctx, q, page); err != nil {
+		read := w.readSegments
+		if aggregate {
+			read = w.readAggregates
+		}
+		if err := read(ctx, q); err != nil {
 			return fmt.Errorf("scan durations: %w", err)
 		}
 		pairs, err := w.plan()
@@ -207,44 +205,98 @@ func (j *jobAcc) count(n, lo, hi, total int64) {
 	j.total += total
 }
 
-// readSegments is step 1.
-func (w *durWindow) readSegments(ctx context.Context, q queryer, page int) error {
-	hour, job, seg := w.h0, "", int64(-1)
-	for {
-		query, args := segmentsSQL, []any{w.h0, w.h0, hour, job, seg}
-		if page > 0 {
-			query += ` LIMIT ?`
-			args = append(args, page)
-		}
-		rows, err := q.QueryContext(ctx, query, args...)
-		if err != nil {
+// readSegments is step 1 on SQLite: every segment row of the window.
+func (w *durWindow) readSegments(ctx context.Context, q queryer) error {
+	rows, err := q.QueryContext(ctx, segmentsSQL, w.h0, w.h0, w.h0, "", -1)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var hour, seg, runs, lo, hi, total int64
+		var job string
+		var bins, durs, offs sql.RawBytes
+		if err := rows.Scan(&hour, &job, &seg, &runs, &lo, &hi, &total, &bins, &durs, &offs); err != nil {
 			return err
 		}
-		got := 0
-		for rows.Next() {
-			var runs, lo, hi, total int64
-			var bins, durs, offs sql.RawBytes
-			if err := rows.Scan(&hour, &job, &seg, &runs, &lo, &hi, &total, &bins, &durs, &offs); err != nil {
-				rows.Close()
-				return err
-			}
-			got++
-			if err := w.add(hour, job, seg, runs, lo, hi, total, bins, durs, offs); err != nil {
-				rows.Close()
-				return fmt.Errorf("job %q, hour %d: %w", job, hour, err)
-			}
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		if page == 0 || got < page {
-			return nil
+		if err := w.add(hour, job, runs, lo, hi, total, bins, durs, offs); err != nil {
+			return fmt.Errorf("job %q, hour %d: %w", job, hour, err)
 		}
 	}
+	return rows.Err()
+}
+
+// Step 1 on libSQL: the first hour's segments, then the later hours' per-job
+// aggregates and histograms, summed by the server.
+const (
+	firstHourSQL = `SELECT job_id, runs, lo, hi, total, bins, durs, offs FROM duration_segments WHERE hour = ?`
+	laterSQL     = `SELECT job_id, SUM(runs), MIN(lo), MAX(hi), SUM(total) FROM duration_segments WHERE hour > ? GROUP BY job_id`
+	histSQL      = `SELECT job_id, group_concat(bin || ':' || n) FROM
+		(SELECT job_id, bin, SUM(runs) AS n FROM duration_bins WHERE hour > ? GROUP BY job_id, bin) GROUP BY job_id`
+)
+
+// readAggregates is step 1 on libSQL.
+func (w *durWindow) readAggregates(ctx context.Context, q queryer) error {
+	rows, err := q.QueryContext(ctx, firstHourSQL, w.h0)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var runs, lo, hi, total int64
+		var job string
+		var bins, durs, offs []byte
+		if err := rows.Scan(&job, &runs, &lo, &hi, &total, &bins, &durs, &offs); err != nil {
+			rows.Close()
+			return err
+		}
+		if err := w.add(w.h0, job, runs, lo, hi, total, bins, durs, offs); err != nil {
+			rows.Close()
+			return fmt.Errorf("job %q, hour %d: %w", job, w.h0, err)
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if rows, err = q.QueryContext(ctx, laterSQL, w.h0); err != nil {
+		return err
+	}
+	for rows.Next() {
+		var runs, lo, hi, total int64
+		var job string
+		if err := rows.Scan(&job, &runs, &lo, &hi, &total); err != nil {
+			rows.Close()
+			return err
+		}
+		w.job(job).count(runs, lo, hi, total)
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if rows, err = q.QueryContext(ctx, histSQL, w.h0); err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var job, hist string
+		if err := rows.Scan(&job, &hist); err != nil {
+			return err
+		}
+		j := w.job(job)
+		for _, e := range strings.Split(hist, ",") {
+			b, n, ok := strings.Cut(e, ":")
+			bin, err1 := strconv.Atoi(b)
+			runs, err2 := strconv.ParseInt(n, 10, 64)
+			if !ok || err1 != nil || err2 != nil || bin < -binSpan || bin >= binSpan || runs <= 0 {
+				return fmt.Errorf("job %q: histogram entry %q: %w", job, e, errCorruptSegment)
+			}
+			j.hist[bin+binSpan] += runs
+		}
+	}
+	return rows.Err()
 }
 
 // add takes one segment row of step 1.
-func (w *durWindow) add(hour int64, name string, seg, runs, lo, hi, total int64, bins, durs, offs []byte) error {
+func (w *durWindow) add(hour int64, name string, runs, lo, hi, total int64, bins, durs, offs []byte) error {
 	j := w.job(name)
 	if hour != w.h0 {
 		var bad bool
@@ -329,15 +381,18 @@ func (w *durWindow) readBins(ctx context.Context, q queryer, pairs []binPair) er
 			return err
 		}
 		for rows.Next() {
-			var job string
+			var job, durs sql.RawBytes
 			var bin int
 			var runs int64
-			var durs sql.RawBytes
 			if err := rows.Scan(&job, &bin, &runs, &durs); err != nil {
 				rows.Close()
 				return err
 			}
-			j := w.jobs[job]
+			j := w.jobs[string(job)] // no copy: a map index by a converted []byte
+			if j == nil {
+				rows.Close()
+				return fmt.Errorf("job %q: bins read, not asked for", job)
+			}
 			var wb *wanted
 			for i := range j.want {
 				if j.want[i].bin == bin {
