@@ -65,7 +65,7 @@ bench-telemetry *flags:
     mkdir -p "${TMPDIR:-/tmp}/kanade-bench-telemetry"
     go run ./bench/telemetry -keep "${TMPDIR:-/tmp}/kanade-bench-telemetry" {{flags}}
 
-# Issue 16 at fleet scale, one table, each figure beside a baseline measured in the same run: scan_durations with -runs runs in the window (default 10M; the database is built once by a bulk load into a kept SQLite file in $TMPDIR, keyed by schema hash and size: ~9 GB, most of an hour on a busy 2-core machine) timed while late results and reaping are written, checked exact against the 0.43.56 algorithm and compared with it at 1M; fleet health with real embedded-JetStream probes at 100k agents; per_pc dispatch to 10k and 100k PCs, every command counted from a subscriber. Extra flags go to bench/scale (e.g. -runs 100000, -only dispatch, -cpuprofile scale.prof).
+# Issue 16 at fleet scale, one table, each figure beside a baseline measured in the same run: scan_durations with -runs runs in the window (default 10M; the database is built once by a bulk load into a kept SQLite file in $TMPDIR, keyed by schema hash and size: ~9 GB, most of an hour on a busy 2-core machine; a kept file of the same rows under an older schema is copied and migrated forward instead, minutes) timed while late results and reaping are written, checked exact against the 0.43.56 algorithm and compared with it at 1M; fleet health with real embedded-JetStream probes at 100k agents; per_pc dispatch to 10k and 100k PCs, every command counted from a subscriber. Extra flags go to bench/scale (e.g. -runs 100000, -only dispatch, -cpuprofile scale.prof).
 scale *flags:
     go run ./bench/scale {{flags}}
 

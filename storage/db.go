@@ -405,6 +405,11 @@ func (db *DB) Migrate(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, string(body)); err != nil {
 				return err
 			}
+			if hook := migrationHook(version); hook != nil {
+				if err := hook(tx, ctx); err != nil {
+					return err
+				}
+			}
 			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
 				version, kanade.FormatTime(tx.now))
 			return err
@@ -412,6 +417,17 @@ func (db *DB) Migrate(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("migrate %s: %w", version, err)
 		}
+	}
+	return nil
+}
+
+// migrationHook returns the Go step of a migration, run after its SQL in
+// the same transaction, for changes SQL cannot make (re-encoding the
+// duration summaries); nil for most.
+func migrationHook(version string) func(*Tx, context.Context) error {
+	switch version {
+	case "0021_duration_bins":
+		return (*Tx).rebuildDurations
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -8,13 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
+	"math/bits"
+	"path"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 )
 
-// Run-duration summaries (table duration_segments, read by ScanDurations).
+// Run-duration summaries (tables duration_segments and duration_bins, read
+// by ScanDurations).
 //
 // GET /api/health/scan_durations must give exact nearest-rank percentiles over
 // a window that may hold a million runs, also over a remote libSQL database
@@ -25,6 +30,13 @@ import (
 // one segment when it reaches maxSegments or once its job has moved on to the
 // next hour. Removing an entry (a reaped run that got its real result, a row
 // deleted by retention) rewrites its bucket: rare, and a bucket is small.
+//
+// A segment also keeps its count, min, max and sum, and a histogram of fixed
+// bins (binOf: 16 per power of two) with each bin's bytes in durs; each of
+// its bins is also a row of duration_bins, keyed (job, bin, hour), written
+// and deleted with the segment. A scan over ten million runs thus sums a few
+// hundred thousand bin counts, and reads only the rows of the three bins per
+// job that hold its percentiles' ranks (scan_durations.go), exactly.
 //
 // Invariant: a row of execution_results has exactly one entry (duration_ms,
 // finished_at's offset within its hour) in bucket (hour, job_id) iff its
@@ -37,7 +49,7 @@ import (
 const maxSegments = 8
 
 // durationsFormat versions the segment encoding; part of SchemaHash.
-const durationsFormat = "durations-v1"
+const durationsFormat = "durations-v2"
 
 // bucketKey names one summary bucket.
 type bucketKey struct {
@@ -186,7 +198,7 @@ func (tx *Tx) flushDurations(ctx context.Context) error {
 
 	var out []segmentRow
 	if len(rewrite) > 0 {
-		stored, err := tx.loadBuckets(ctx, rewrite)
+		stored, oldBins, err := tx.loadBuckets(ctx, rewrite)
 		if err != nil {
 			return err
 		}
@@ -205,7 +217,7 @@ func (tx *Tx) flushDurations(ctx context.Context) error {
 				out = append(out, segmentRow{key: k, seg: 0, entries: es})
 			}
 		}
-		if err := tx.deleteBuckets(ctx, rewrite); err != nil {
+		if err := tx.deleteBuckets(ctx, rewrite, oldBins); err != nil {
 			return err
 		}
 	}
@@ -277,12 +289,20 @@ func (tx *Tx) segmentMeta(ctx context.Context, keys []bucketKey) (map[bucketKey]
 	return out, err
 }
 
-// loadBuckets returns every entry of the given buckets, segments merged.
-func (tx *Tx) loadBuckets(ctx context.Context, keys []bucketKey) (map[bucketKey][]durEntry, error) {
+// binKey names the rows of one bin of one bucket in duration_bins.
+type binKey struct {
+	job       string
+	bin, hour int64
+}
+
+// loadBuckets returns every entry of the given buckets, segments merged,
+// and the keys of their bins' rows.
+func (tx *Tx) loadBuckets(ctx context.Context, keys []bucketKey) (map[bucketKey][]durEntry, []binKey, error) {
 	out := make(map[bucketKey][]durEntry, len(keys))
+	var bins []binKey
 	err := chunks(keys, func(ks []bucketKey) error {
 		in, args := bucketValues(ks)
-		rows, err := tx.tx.QueryContext(ctx, `SELECT hour, job_id, runs, durs, offs FROM duration_segments
+		rows, err := tx.tx.QueryContext(ctx, `SELECT hour, job_id, runs, bins, durs, offs FROM duration_segments
 			WHERE (hour, job_id) IN `+in, args...)
 		if err != nil {
 			return fmt.Errorf("load duration segments: %w", err)
@@ -292,13 +312,16 @@ func (tx *Tx) loadBuckets(ctx context.Context, keys []bucketKey) (map[bucketKey]
 		for rows.Next() {
 			var k bucketKey
 			var runs int64
-			var durBlob, offBlob []byte
-			if err := rows.Scan(&k.hour, &k.job, &runs, &durBlob, &offBlob); err != nil {
+			var binBlob, durBlob, offBlob []byte
+			if err := rows.Scan(&k.hour, &k.job, &runs, &binBlob, &durBlob, &offBlob); err != nil {
 				return fmt.Errorf("load duration segments: %w", err)
 			}
-			if ms, err = decodeDurs(ms[:0], durBlob, runs); err != nil {
+			if ms, err = decodeDurs(ms[:0], binBlob, durBlob, runs); err != nil {
 				return fmt.Errorf("duration segment of job %q, hour %d: %w", k.job, k.hour, err)
 			}
+			_ = readBins(binBlob, runs, len(durBlob), func(sb segBin) { // checked by decodeDurs
+				bins = append(bins, binKey{job: k.job, bin: int64(sb.bin), hour: k.hour})
+			})
 			if offs, err = decodeOffs(offs[:0], offBlob, runs); err != nil {
 				return fmt.Errorf("duration segment of job %q, hour %d: %w", k.job, k.hour, err)
 			}
@@ -311,17 +334,43 @@ func (tx *Tx) loadBuckets(ctx context.Context, keys []bucketKey) (map[bucketKey]
 		}
 		return nil
 	})
-	return out, err
+	return out, bins, err
 }
 
-func (tx *Tx) deleteBuckets(ctx context.Context, keys []bucketKey) error {
-	return chunks(keys, func(ks []bucketKey) error {
+// deleteBuckets deletes the segments of keys and their bins' rows.
+func (tx *Tx) deleteBuckets(ctx context.Context, keys []bucketKey, bins []binKey) error {
+	err := chunks(keys, func(ks []bucketKey) error {
 		in, args := bucketValues(ks)
 		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM duration_segments WHERE (hour, job_id) IN `+in, args...); err != nil {
 			return fmt.Errorf("delete duration segments: %w", err)
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(bins, func(a, b binKey) int {
+		return cmp.Or(strings.Compare(a.job, b.job), cmp.Compare(a.bin, b.bin), cmp.Compare(a.hour, b.hour))
+	})
+	bins = slices.Compact(bins)
+	for len(bins) > 0 {
+		n := min(len(bins), maxVars/3)
+		args := make([]any, 0, 3*n)
+		for _, b := range bins[:n] {
+			args = append(args, b.job, b.bin, b.hour)
+		}
+		if _, err := tx.tx.ExecContext(ctx, deleteBinsSQL(n), args...); err != nil {
+			return fmt.Errorf("delete duration bins: %w", err)
+		}
+		bins = bins[n:]
+	}
+	return nil
+}
+
+// deleteBinsSQL deletes the rows of n (job_id, bin, hour) bins.
+func deleteBinsSQL(n int) string {
+	return `DELETE FROM duration_bins WHERE (job_id, bin, hour) IN (VALUES ` +
+		strings.TrimSuffix(strings.Repeat("(?,?,?),", n), ",") + `)`
 }
 
 // segmentRow is one segment to insert.
@@ -332,28 +381,82 @@ type segmentRow struct {
 }
 
 func (tx *Tx) insertSegments(ctx context.Context, segs []segmentRow) error {
-	const cols = 6
+	const cols = 10
 	per := maxVars / cols
+	var bins []any // rows of duration_bins, binCols values each
 	for len(segs) > 0 {
 		n := min(len(segs), per)
 		args := make([]any, 0, n*cols)
 		for _, s := range segs[:n] {
-			durs, offs := encodeSegment(s.entries)
-			args = append(args, s.key.hour, s.key.job, s.seg, int64(len(s.entries)), durs, offs)
+			e := encodeSegment(s.entries)
+			args = append(args, s.key.hour, s.key.job, s.seg, int64(len(s.entries)), e.lo, e.hi, e.total, e.bins, e.durs, e.offs)
+			_ = readBins(e.bins, int64(len(s.entries)), len(e.durs), func(sb segBin) { // just encoded
+				bins = append(bins, s.key.job, int64(sb.bin), s.key.hour, s.seg, sb.n, e.durs[sb.start:sb.end])
+			})
 		}
-		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO duration_segments (hour, job_id, seg, runs, durs, offs)
+		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO duration_segments (hour, job_id, seg, runs, lo, hi, total, bins, durs, offs)
 			VALUES `+placeholders(n, cols), args...); err != nil {
 			return fmt.Errorf("insert %d duration segments: %w", n, err)
 		}
 		segs = segs[n:]
 	}
+	const binCols = 6
+	for len(bins) > 0 {
+		n := min(len(bins)/binCols, maxVars/binCols)
+		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO duration_bins (job_id, bin, hour, seg, runs, durs)
+			VALUES `+placeholders(n, binCols), bins[:n*binCols]...); err != nil {
+			return fmt.Errorf("insert %d duration bins: %w", n, err)
+		}
+		bins = bins[n*binCols:]
+	}
 	return nil
 }
 
-// encodeSegment sorts es by (duration, offset) and encodes it: durations as
-// uvarint deltas (runs of a job are alike, so most take one or two bytes),
-// offsets as plain uvarints in the same order.
-func encodeSegment(es []durEntry) (durs, offs []byte) {
+// Histogram bins. binOf maps a duration to its bin, monotonically: the
+// values below 16 (and above −17) have a bin each, then every power of two
+// is split into 16 bins (a bin is at most 1/16 of its values wide), mirrored
+// for negative durations (clock skew). A job's runs spread over a few dozen
+// bins per hour, so scan_durations reads O(bins) counts and decodes the
+// values of the three bins that hold its percentiles' ranks.
+const (
+	binsPerOctave = 16
+	// binSpan bounds |bin|: binOf(MaxInt64) = 58·16 + 31 = 959.
+	binSpan = 960
+)
+
+// binOf returns the bin of v, in [−binSpan, binSpan).
+func binOf(v int64) int {
+	if v < 0 {
+		return -1 - binOf(-(v + 1)) // -(v+1) >= 0 even for MinInt64
+	}
+	u := uint64(v)
+	if u < binsPerOctave {
+		return int(u)
+	}
+	shift := bits.Len64(u) - 5 // 16 = 1<<4: keep the top 5 bits
+	return shift*binsPerOctave + int(u>>shift)
+}
+
+// segBin is one non-empty bin of a segment: its bin, its runs and the byte
+// range [start, end) of their durations in the segment's durs.
+type segBin struct {
+	bin        int
+	n          int64
+	start, end int
+}
+
+// encodedSegment is a segment's row: its aggregates and its three blobs.
+type encodedSegment struct {
+	lo, hi, total    int64
+	bins, durs, offs []byte
+}
+
+// encodeSegment sorts es by (duration, offset) and encodes it: per
+// non-empty bin, the first duration zigzag-encoded and the rest as uvarint
+// deltas (runs of a job are alike, so most take one byte), so any bin
+// decodes on its own; the bin directory says where each starts; offsets as
+// plain uvarints in the same order.
+func encodeSegment(es []durEntry) encodedSegment {
 	slices.SortFunc(es, func(a, b durEntry) int {
 		switch {
 		case a.less(b):
@@ -363,23 +466,103 @@ func encodeSegment(es []durEntry) (durs, offs []byte) {
 		}
 		return 0
 	})
-	durs = make([]byte, 0, 2*len(es))
-	offs = make([]byte, 0, 6*len(es))
+	var s encodedSegment
+	s.durs = make([]byte, 0, 2*len(es))
+	s.offs = make([]byte, 0, 6*len(es))
+	if len(es) == 0 {
+		return s
+	}
+	s.lo, s.hi = es[0].ms, es[len(es)-1].ms
+	prevBin, binStart, binRuns := 0, 0, int64(0)
+	first := true
+	closeBin := func(b int) {
+		if binRuns == 0 {
+			return
+		}
+		if first {
+			s.bins = binary.AppendUvarint(s.bins, zigzag(int64(b)))
+			first = false
+		} else {
+			s.bins = binary.AppendUvarint(s.bins, uint64(b-prevBin))
+		}
+		s.bins = binary.AppendUvarint(s.bins, uint64(binRuns))
+		s.bins = binary.AppendUvarint(s.bins, uint64(len(s.durs)-binStart))
+		prevBin = b
+	}
+	cur := binOf(es[0].ms)
 	prev := int64(0)
 	for _, e := range es {
-		durs = binary.AppendUvarint(durs, uint64(e.ms-prev))
+		s.total += e.ms
+		if b := binOf(e.ms); b != cur || binRuns == 0 {
+			closeBin(cur)
+			cur, binStart, binRuns = b, len(s.durs), 0
+			s.durs = binary.AppendUvarint(s.durs, zigzag(e.ms))
+		} else {
+			s.durs = binary.AppendUvarint(s.durs, uint64(e.ms-prev))
+		}
+		binRuns++
 		prev = e.ms
-		offs = binary.AppendUvarint(offs, uint64(e.off))
+		s.offs = binary.AppendUvarint(s.offs, uint64(e.off))
 	}
-	return durs, offs
+	closeBin(cur)
+	return s
 }
+
+func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 
 var errCorruptSegment = errors.New("corrupt duration segment")
 
-// decodeDurs appends the n durations of b to dst.
-func decodeDurs(dst []int64, b []byte, n int64) ([]int64, error) {
-	v := int64(0)
-	for i := int64(0); i < n; i++ {
+// readBins calls fn for each bin of a segment's directory, in order,
+// checking that the bins hold runs values in a durs of size bytes (size < 0:
+// not known, the blob was not read).
+func readBins(b []byte, runs int64, size int, fn func(segBin)) error {
+	bin, at, seen := 0, 0, int64(0)
+	for i := 0; len(b) > 0; i++ {
+		d, k1 := binary.Uvarint(b)
+		if k1 <= 0 {
+			return errCorruptSegment
+		}
+		n, k2 := binary.Uvarint(b[k1:])
+		if k2 <= 0 {
+			return errCorruptSegment
+		}
+		l, k3 := binary.Uvarint(b[k1+k2:])
+		if k3 <= 0 || n == 0 || n > uint64(runs-seen) || l < n || l > math.MaxInt32 || size >= 0 && l > uint64(size-at) {
+			return errCorruptSegment
+		}
+		b = b[k1+k2+k3:]
+		if i == 0 {
+			bin = int(unzigzag(d))
+		} else {
+			if d == 0 || d > 2*binSpan {
+				return errCorruptSegment
+			}
+			bin += int(d)
+		}
+		fn(segBin{bin: bin, n: int64(n), start: at, end: at + int(l)})
+		at += int(l)
+		seen += int64(n)
+	}
+	if seen != runs || size >= 0 && at != size {
+		return errCorruptSegment
+	}
+	return nil
+}
+
+// decodeBin appends the n durations of one bin's bytes to dst.
+func decodeBin(dst []int64, b []byte, n int64) ([]int64, error) {
+	if n <= 0 {
+		return dst, errCorruptSegment
+	}
+	f, k := binary.Uvarint(b)
+	if k <= 0 {
+		return dst, errCorruptSegment
+	}
+	b = b[k:]
+	v := unzigzag(f)
+	dst = append(dst, v)
+	for i := int64(1); i < n; i++ {
 		d, k := binary.Uvarint(b)
 		if k <= 0 {
 			return dst, errCorruptSegment
@@ -392,6 +575,19 @@ func decodeDurs(dst []int64, b []byte, n int64) ([]int64, error) {
 		return dst, errCorruptSegment
 	}
 	return dst, nil
+}
+
+// decodeDurs appends every duration of a segment to dst, ascending.
+func decodeDurs(dst []int64, bins, durs []byte, runs int64) ([]int64, error) {
+	var err error
+	if rerr := readBins(bins, runs, len(durs), func(sb segBin) {
+		if err == nil {
+			dst, err = decodeBin(dst, durs[sb.start:sb.end], sb.n)
+		}
+	}); rerr != nil {
+		return dst, rerr
+	}
+	return dst, err
 }
 
 // decodeOffs appends the n offsets of b to dst.
@@ -408,6 +604,18 @@ func decodeOffs(dst []int64, b []byte, n int64) ([]int64, error) {
 		return dst, errCorruptSegment
 	}
 	return dst, nil
+}
+
+// MigrationVersions lists the migrations this build applies, in order (a
+// cached benchmark database is upgradable if it applied none other).
+func MigrationVersions() []string {
+	names, _ := fs.Glob(migrations, "migrations/*.sql")
+	sort.Strings(names)
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = strings.TrimSuffix(path.Base(n), ".sql")
+	}
+	return out
 }
 
 // SchemaHash identifies the schema and the summary encoding, so a cached

@@ -10,10 +10,10 @@ import (
 // RankForTest exposes the integer nearest-rank index.
 func RankForTest(num, den int64, n int) int { return rank(num, den, n) }
 
-// ScanDurationsPagedForTest is ScanDurations reading segments in pages of
-// page rows, as it does on libSQL.
-func ScanDurationsPagedForTest(ctx context.Context, db *DB, since time.Time, page int) ([]kanade.ScanDuration, error) {
-	return db.scanDurations(ctx, since, page)
+// ScanDurationsAggregatedForTest is ScanDurations summing the later hours in
+// SQL, as it does on libSQL.
+func ScanDurationsAggregatedForTest(ctx context.Context, db *DB, since time.Time) ([]kanade.ScanDuration, error) {
+	return db.scanDurations(ctx, since, true)
 }
 
 // FinishedRunForTest is one row the scan-duration reference reads.
@@ -47,9 +47,11 @@ func FinishedRunsForTest(ctx context.Context, db *DB) ([]FinishedRunForTest, err
 func ScanQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
 	in, args := bucketValues([]bucketKey{{1, "a"}, {2, "b"}})
 	return queryPlans(ctx, db, map[string]planCase{
-		"segments":       {segmentsSQL, []any{1, 1, ""}},
-		"segments paged": {segmentsSQL + " LIMIT ?", []any{1, 1, "a", 10}},
-		"slowest":        {slowestRunsSQL(2), []any{"a", 1, "b", 2, "2026-01-01T00:00:00.000000000Z"}},
+		"segments":    {segmentsSQL, []any{1, 1, 1, "", -1}},
+		"first hour":  {firstHourSQL, []any{1}},
+		"bins":        {binsSQL(2), []any{"a", 1, "b", -3, 5}},
+		"delete bins": {deleteBinsSQL(2), []any{"a", 1, 5, "b", 2, 6}},
+		"slowest":     {slowestRunsSQL(2), []any{"a", 1, "b", 2, "2026-01-01T00:00:00.000000000Z"}},
 		"meta": {`SELECT hour, job_id, COUNT(*), MAX(seg) FROM duration_segments
 			WHERE (hour, job_id) IN ` + in + ` GROUP BY hour, job_id`, args},
 		"delete": {`DELETE FROM duration_segments WHERE (hour, job_id) IN ` + in, args},

@@ -14,32 +14,39 @@ import (
 // have no summary entries until this runs, and GET
 // /api/health/scan_durations would not count them.
 func (db *DB) RebuildDurations(ctx context.Context) error {
-	return db.Update(ctx, func(tx *Tx) error {
-		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM duration_segments`); err != nil {
+	return db.Update(ctx, func(tx *Tx) error { return tx.rebuildDurations(ctx) })
+}
+
+// rebuildDurations is RebuildDurations inside tx; also the Go step of
+// migration 0021, which changed the summaries' format (migrationHooks). The
+// entries go in when the transaction flushes its summary changes.
+func (tx *Tx) rebuildDurations(ctx context.Context) error {
+	for _, table := range []string{"duration_segments", "duration_bins"} {
+		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM `+table); err != nil {
 			return fmt.Errorf("rebuild durations: %w", err)
 		}
-		// The same test loadRuns uses for "this row is in the summaries".
-		rows, err := tx.tx.QueryContext(ctx, `SELECT result_id, job_id, finished_at, duration_ms FROM execution_results
-			WHERE job_id IS NOT NULL AND finished_at IS NOT NULL AND duration_ms IS NOT NULL`)
+	}
+	// The same test loadRuns uses for "this row is in the summaries".
+	rows, err := tx.tx.QueryContext(ctx, `SELECT result_id, job_id, finished_at, duration_ms FROM execution_results
+		WHERE job_id IS NOT NULL AND finished_at IS NOT NULL AND duration_ms IS NOT NULL`)
+	if err != nil {
+		return fmt.Errorf("rebuild durations: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, job, finished string
+		var ms int64
+		if err := rows.Scan(&id, &job, &finished, &ms); err != nil {
+			return fmt.Errorf("rebuild durations: %w", err)
+		}
+		t, err := kanade.ParseTime(finished)
 		if err != nil {
-			return fmt.Errorf("rebuild durations: %w", err)
+			return fmt.Errorf("rebuild durations: result %s: stored finished_at: %w", id, err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var id, job, finished string
-			var ms int64
-			if err := rows.Scan(&id, &job, &finished, &ms); err != nil {
-				return fmt.Errorf("rebuild durations: %w", err)
-			}
-			t, err := kanade.ParseTime(finished)
-			if err != nil {
-				return fmt.Errorf("rebuild durations: result %s: stored finished_at: %w", id, err)
-			}
-			tx.addDuration(job, t, ms)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("rebuild durations: %w", err)
-		}
-		return nil
-	})
+		tx.addDuration(job, t, ms)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("rebuild durations: %w", err)
+	}
+	return nil
 }

@@ -152,11 +152,13 @@ func TestScanDurationsQueryPlans(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"segments":       "SEARCH duration_segments USING PRIMARY KEY ((hour,job_id)>(?,?))",
-		"segments paged": "SEARCH duration_segments USING PRIMARY KEY ((hour,job_id)>(?,?))",
-		"slowest":        "SEARCH execution_results USING COVERING INDEX execution_results_job_duration (job_id=? AND duration_ms=? AND finished_at>?)",
-		"meta":           "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
-		"delete":         "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
+		"segments":    "SEARCH duration_segments USING PRIMARY KEY ((hour,job_id,seg)>(?,?,?))",
+		"first hour":  "SEARCH duration_segments USING PRIMARY KEY (hour=?)",
+		"bins":        "SEARCH b USING PRIMARY KEY (job_id=? AND bin=? AND hour>?)",
+		"delete bins": "SEARCH duration_bins USING PRIMARY KEY (job_id=? AND bin=? AND hour=?)",
+		"slowest":     "SEARCH execution_results USING COVERING INDEX execution_results_job_duration (job_id=? AND duration_ms=? AND finished_at>?)",
+		"meta":        "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
+		"delete":      "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
 	}
 	for name, w := range want {
 		if !slices.Contains(plans[name], w) {
@@ -420,14 +422,12 @@ func TestScanDurationsMatchesBruteForce(t *testing.T) {
 					if diff := gocmp.Diff(reference(t, db, since), got); diff != "" {
 						t.Fatalf("%s, since %s: (-reference +ScanDurations):\n%s", when, since.Format(time.RFC3339Nano), diff)
 					}
-					// Pages of 9 rows: the smallest that holds a full bucket
-					// (8 segments) plus the start of the next.
-					paged, err := storage.ScanDurationsPagedForTest(t.Context(), db, since, 9)
+					paged, err := storage.ScanDurationsAggregatedForTest(t.Context(), db, since)
 					if err != nil {
 						t.Fatal(err)
 					}
 					if diff := gocmp.Diff(got, paged); diff != "" {
-						t.Fatalf("%s, since %s: (-one query +pages):\n%s", when, since.Format(time.RFC3339Nano), diff)
+						t.Fatalf("%s, since %s: (-one query +aggregated in SQL):\n%s", when, since.Format(time.RFC3339Nano), diff)
 					}
 				}
 			}
@@ -454,6 +454,19 @@ func checkSummaryInvariants(t *testing.T, db *storage.DB) {
 	}
 	if entries != rows {
 		t.Fatalf("summaries hold %d entries, execution_results %d summarized rows", entries, rows)
+	}
+	// Every segment's bins are rows of duration_bins, and no others.
+	binRows, err := storage.CountForTest(ctx, db, `SELECT COALESCE(SUM(runs), 0) FROM duration_bins`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphans, err := storage.CountForTest(ctx, db, `SELECT COUNT(*) FROM duration_bins AS b
+		WHERE NOT EXISTS (SELECT 1 FROM duration_segments AS s WHERE (s.hour, s.job_id, s.seg) = (b.hour, b.job_id, b.seg))`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if binRows != rows || orphans != 0 {
+		t.Fatalf("duration_bins hold %d entries (%d rows without a segment), execution_results %d summarized rows", binRows, orphans, rows)
 	}
 	most, err := storage.CountForTest(ctx, db, `SELECT COALESCE(MAX(c), 0) FROM (SELECT COUNT(*) AS c FROM duration_segments GROUP BY hour, job_id)`)
 	if err != nil {
@@ -643,4 +656,96 @@ func TestScanDurationsLargeJobs(t *testing.T) {
 			t.Fatalf("since %s (-want +got):\n%s", since, diff)
 		}
 	}
+}
+
+// TestScanDurationsManyJobsWideRange drives the histogram summaries the way a
+// big fleet does: 60 jobs over 30 hours, durations spread over six orders of
+// magnitude (1 ms to 20 minutes), plus values on and beside bin edges (powers
+// of two, 15/16/17, negatives from clock skew, ties), runs started and then
+// reaped, late results for some of them, results landing in old hours, and
+// retention deleting the oldest rows; after each phase every window start
+// (hour edges, mid-hour, before and after everything) must match the brute
+// force, in both read modes.
+func TestScanDurationsManyJobsWideRange(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	rng := rand.New(rand.NewPCG(16, 1))
+	const jobs, hours = 60, 30
+	edges := []int64{0, 1, 15, 16, 17, 31, 32, 33, 1023, 1024, 1025, 65535, 65536, -1, -15, -16, -17, -999}
+	dur := func() time.Duration {
+		if rng.IntN(8) == 0 {
+			return time.Duration(edges[rng.IntN(len(edges))]) * time.Millisecond
+		}
+		return time.Duration(math.Pow(10, 6*rng.Float64())*1.2) * time.Millisecond
+	}
+	job := func() string { return fmt.Sprintf("job-%02d", rng.IntN(jobs)) }
+	check := func(when string) {
+		t.Helper()
+		checkSummaryInvariants(t, db)
+		for _, since := range []time.Time{t0.Add(-time.Hour), t0, t0.Add(90*time.Minute + 7), t0.Add(17 * time.Hour),
+			t0.Add(time.Duration(rng.Int64N(int64(hours * time.Hour)))), t0.Add(40 * time.Hour)} {
+			want := reference(t, db, since)
+			if diff := gocmp.Diff(want, mustScan(t, db, since)); diff != "" {
+				t.Fatalf("%s, since %s (-want +got):\n%s", when, since, diff)
+			}
+			paged, err := storage.ScanDurationsAggregatedForTest(t.Context(), db, since)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := gocmp.Diff(want, paged); diff != "" {
+				t.Fatalf("%s, since %s, aggregated in SQL (-want +got):\n%s", when, since, diff)
+			}
+		}
+	}
+	var batch []storage.Result
+	for i := 0; i < 9000; i++ {
+		started := t0.Add(time.Duration(i) * hours * time.Hour / 9000)
+		batch = append(batch, result(fmt.Sprintf("r%05d", i), job(), started, dur()))
+		if len(batch) == 400 {
+			applyResults(t, db, batch...)
+			batch = batch[:0]
+		}
+	}
+	applyResults(t, db, batch...)
+	check("after the load")
+
+	// Runs that start, are reaped, and then (most of them) report late.
+	var st []storage.Started
+	var late []storage.Result
+	for i := range 300 {
+		id := fmt.Sprintf("s%04d", i)
+		j := job()
+		started := t0.Add(time.Duration(rng.Int64N(int64(hours * time.Hour))))
+		st = append(st, storage.Started{EventStarted: kanade.EventStarted{ResultID: id, RequestID: "q-" + id, PcID: "pc",
+			ManifestID: j, StartedAt: kanade.Timestamp{Time: started}}, RecordedAt: started, Timeout: time.Minute})
+		if i%4 != 0 {
+			r := result(id, j, started, dur())
+			r.RecordedAt = t0.Add(50 * time.Hour)
+			late = append(late, r)
+		}
+	}
+	apply(t, db, func(ctx context.Context, tx *storage.Tx) error {
+		_, err := tx.ApplyStarted(ctx, st)
+		return err
+	})
+	apply(t, db, func(ctx context.Context, tx *storage.Tx) error {
+		n, err := tx.Reap(ctx, t0.Add(48*time.Hour), 1000)
+		if err == nil && n != len(st) {
+			err = fmt.Errorf("reaped %d, want %d", n, len(st))
+		}
+		return err
+	})
+	check("after the reap")
+	applyResults(t, db, late...)
+	// Late results of runs never seen, in random old hours.
+	batch = batch[:0]
+	for i := range 500 {
+		batch = append(batch, result(fmt.Sprintf("l%04d", i), job(), t0.Add(time.Duration(rng.Int64N(int64(hours*time.Hour)))), dur()))
+	}
+	applyResults(t, db, batch...)
+	check("after the late results")
+	apply(t, db, func(ctx context.Context, tx *storage.Tx) error {
+		_, err := tx.DeleteOldResults(ctx, t0.Add(10*time.Hour), 100000)
+		return err
+	})
+	check("after retention")
 }

@@ -6,8 +6,8 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"math/bits"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,24 +32,23 @@ func rank(num, den int64, n int) int {
 
 // ScanDurations summarizes, per job, the finished runs with finished_at >=
 // since (api.md § scan_durations): exact count, min, nearest-rank p50/p95/p99,
-// max, mean, and the smallest result_id among the slowest runs. It reads the
-// duration summaries (one query, one row per segment, only the first hour with
-// its offsets; pages of whole buckets on libSQL) and looks up the slowest runs
-// with one more query per 1000 jobs, all in one read snapshot; it never reads
-// the window's rows. Sorted by p95 descending, then
-// job_id; an empty window gives an empty, non-nil slice.
+// max, mean, and the smallest result_id among the slowest runs. All in one
+// read snapshot, it never reads the window's rows:
+//
+//  1. one query (pages on libSQL) reads each segment's count, min, max, sum
+//     and bin directory, and the first hour's durations with their offsets
+//     (the window starts inside that hour, so its runs are filtered);
+//  2. the per-job histograms, summed, give the bin that holds each
+//     percentile's rank and the rank's place inside it;
+//  3. only those bins are read, from duration_bins: one index range per job
+//     and bin over the window's hours after the first, a few hundred values;
+//  4. the slowest runs are looked up with one query per 1000 jobs.
+//
+// Sorted by p95 descending, then job_id; an empty window gives an empty,
+// non-nil slice.
 func (db *DB) ScanDurations(ctx context.Context, since time.Time) ([]kanade.ScanDuration, error) {
-	page := 0
-	if db.remote {
-		page = remoteSegmentPage
-	}
-	return db.scanDurations(ctx, since, page)
+	return db.scanDurations(ctx, since, db.remote)
 }
-
-// remoteSegmentPage is how many segment rows one libSQL request returns:
-// a server caps responses (sqld: 10 MB), and a window of a million runs is a
-// few MB of segments.
-const remoteSegmentPage = 1000
 
 // queryer is a read snapshot: a transaction or a connection inside one.
 type queryer interface {
@@ -86,31 +85,55 @@ func (db *DB) readSnapshot(ctx context.Context, fn func(q queryer) error) error 
 	return err
 }
 
-// segmentsSQL reads the segments of whole buckets from (hour, job_id) on, in
-// key order; only the window's first hour comes with its offsets.
-const segmentsSQL = `SELECT hour, job_id, runs, durs, CASE WHEN hour = ? THEN offs END
-	FROM duration_segments WHERE (hour, job_id) >= (?, ?) ORDER BY hour, job_id, seg`
+// segmentsSQL is step 1 on SQLite: the window's segments from key (hour,
+// job_id, seg) on, in key order; only the first hour's come with durations
+// and offsets.
+const segmentsSQL = `SELECT hour, job_id, seg, runs, lo, hi, total, bins,
+	CASE WHEN hour = ? THEN durs END, CASE WHEN hour = ? THEN offs END
+	FROM duration_segments WHERE (hour, job_id, seg) > (?, ?, ?) ORDER BY hour, job_id, seg`
 
-// scanDurations is ScanDurations reading the segments in pages of page rows
-// (0: one query).
-func (db *DB) scanDurations(ctx context.Context, since time.Time, page int) ([]kanade.ScanDuration, error) {
+// binsSQL is step 3: the rows of n (job_id, bin) pairs after hour ?, one
+// index range each.
+func binsSQL(n int) string {
+	return `SELECT b.job_id, b.bin, b.runs, b.durs
+		FROM (VALUES ` + strings.TrimSuffix(strings.Repeat("(?,?),", n), ",") + `) AS v
+		JOIN duration_bins AS b ON b.job_id = v.column1 AND b.bin = v.column2 AND b.hour > ?`
+}
+
+// binsChunk bounds the (job_id, bin) pairs of one statement of step 3 (and
+// so, on libSQL, the size of one response).
+const binsChunk = 500
+
+// scanDurations is ScanDurations; aggregate says to sum the segments and
+// histograms after the first hour in SQL (step 1 on libSQL, where a row
+// sent costs far more than a row read: 200 rows instead of thousands).
+func (db *DB) scanDurations(ctx context.Context, since time.Time, aggregate bool) ([]kanade.ScanDuration, error) {
 	h0, off0 := hourOffset(since)
-	acc := windowAcc{h0: h0, off0: off0, jobs: map[string]*jobRuns{}}
+	w := durWindow{h0: h0, off0: off0, jobs: map[string]*jobAcc{}}
 	var out []kanade.ScanDuration
 	err := db.readSnapshot(ctx, func(q queryer) error {
-		var err error
-		if page == 0 {
-			err = acc.readAll(ctx, q)
-		} else {
-			err = acc.readPages(ctx, q, page)
+		read := w.readSegments
+		if aggregate {
+			read = w.readAggregates
 		}
+		if err := read(ctx, q); err != nil {
+			return fmt.Errorf("scan durations: %w", err)
+		}
+		pairs, err := w.plan()
 		if err != nil {
 			return fmt.Errorf("scan durations: %w", err)
 		}
-		out = make([]kanade.ScanDuration, 0, len(acc.jobs))
-		for job, j := range acc.jobs {
+		if err := w.readBins(ctx, q, pairs); err != nil {
+			return fmt.Errorf("scan durations: %w", err)
+		}
+		out = make([]kanade.ScanDuration, 0, len(w.jobs))
+		for _, j := range w.jobs {
 			if j.n > 0 {
-				out = append(out, j.summarize(job))
+				sd, err := j.summarize()
+				if err != nil {
+					return fmt.Errorf("scan durations: %w", err)
+				}
+				out = append(out, sd)
 			}
 		}
 		return slowestRuns(ctx, q, since, out)
@@ -130,208 +153,289 @@ func (db *DB) scanDurations(ctx context.Context, since time.Time, page int) ([]k
 	return out, nil
 }
 
-// windowAcc gathers the window's durations per job from segment rows.
-type windowAcc struct {
+// durWindow gathers a scan's segments and jobs.
+type durWindow struct {
 	h0, off0 int64
-	jobs     map[string]*jobRuns
+	jobs     map[string]*jobAcc
+	durs     []int64
 	offs     []int64
 }
 
-// add decodes one segment row into its job's runs.
-func (a *windowAcc) add(hour int64, job string, runs int64, durBlob, offBlob []byte) error {
-	j := a.jobs[job]
-	if j == nil {
-		j = &jobRuns{}
-		a.jobs[job] = j
-	}
-	// Each segment is decoded into a slice of its own size, never appended
-	// to the job's earlier ones: growing one slice per job was 40% of a
-	// 10M-run scan (bench/scale's profile). A value takes at least a byte,
-	// so a corrupt count cannot ask for more than the blob holds.
-	seg, err := decodeDurs(make([]int64, 0, min(runs, int64(len(durBlob)))), durBlob, runs)
-	if err != nil {
-		return fmt.Errorf("job %q, hour %d: %w", job, hour, err)
-	}
-	if hour == a.h0 {
-		// The window starts inside this hour: keep the runs that finished at
-		// or after since. Filtering keeps the segment sorted.
-		if a.offs, err = decodeOffs(a.offs[:0], offBlob, runs); err != nil {
-			return fmt.Errorf("job %q, hour %d: %w", job, hour, err)
-		}
-		kept := 0
-		for i, o := range a.offs {
-			if o >= a.off0 {
-				seg[kept] = seg[i]
-				kept++
-			}
-		}
-		seg = seg[:kept]
-	}
-	if len(seg) > 0 {
-		j.segs = append(j.segs, seg)
-		j.n += len(seg)
-	}
-	return nil
+// jobAcc is one job's runs in the window.
+type jobAcc struct {
+	name          string
+	n             int64
+	lo, hi, total int64
+	hist          []int64 // runs per bin, at bin + binSpan
+	first         []int64 // the first hour's runs in the window
+	want          []wanted
 }
 
-// readAll reads every segment of the window in one query.
-func (a *windowAcc) readAll(ctx context.Context, q queryer) error {
-	rows, err := q.QueryContext(ctx, segmentsSQL, a.h0, a.h0, "")
+// wanted is a bin holding a percentile's rank: below runs of the job lie in
+// lower bins; vals gathers the bin's durations.
+type wanted struct {
+	bin   int
+	below int64
+	vals  []int64
+}
+
+// binPair is one wanted bin of one job.
+type binPair struct {
+	job *jobAcc
+	bin int
+}
+
+func (w *durWindow) job(name string) *jobAcc {
+	j := w.jobs[name]
+	if j == nil {
+		j = &jobAcc{name: name, hist: make([]int64, 2*binSpan)}
+		w.jobs[name] = j
+	}
+	return j
+}
+
+// count adds a segment's aggregates to j.
+func (j *jobAcc) count(n, lo, hi, total int64) {
+	if j.n == 0 {
+		j.lo, j.hi = lo, hi
+	} else {
+		j.lo, j.hi = min(j.lo, lo), max(j.hi, hi)
+	}
+	j.n += n
+	j.total += total
+}
+
+// readSegments is step 1 on SQLite: every segment row of the window.
+func (w *durWindow) readSegments(ctx context.Context, q queryer) error {
+	rows, err := q.QueryContext(ctx, segmentsSQL, w.h0, w.h0, w.h0, "", -1)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var hour, runs int64
+		var hour, seg, runs, lo, hi, total int64
 		var job string
-		var durBlob, offBlob sql.RawBytes
-		if err := rows.Scan(&hour, &job, &runs, &durBlob, &offBlob); err != nil {
+		var bins, durs, offs sql.RawBytes
+		if err := rows.Scan(&hour, &job, &seg, &runs, &lo, &hi, &total, &bins, &durs, &offs); err != nil {
 			return err
 		}
-		if err := a.add(hour, job, runs, durBlob, offBlob); err != nil {
-			return err
+		if err := w.add(hour, job, runs, lo, hi, total, bins, durs, offs); err != nil {
+			return fmt.Errorf("job %q, hour %d: %w", job, hour, err)
 		}
 	}
 	return rows.Err()
 }
 
-// segRow is one buffered segment row of a page.
-type segRow struct {
-	hour, runs int64
-	job        string
-	durs, offs []byte
+// Step 1 on libSQL: the first hour's segments, then the later hours' per-job
+// aggregates and histograms, summed by the server.
+const (
+	firstHourSQL = `SELECT job_id, runs, lo, hi, total, bins, durs, offs FROM duration_segments WHERE hour = ?`
+	laterSQL     = `SELECT job_id, SUM(runs), MIN(lo), MAX(hi), SUM(total) FROM duration_segments WHERE hour > ? GROUP BY job_id`
+	histSQL      = `SELECT job_id, group_concat(bin || ':' || n) FROM
+		(SELECT job_id, bin, SUM(runs) AS n FROM duration_bins WHERE hour > ? GROUP BY job_id, bin) GROUP BY job_id`
+)
+
+// readAggregates is step 1 on libSQL.
+func (w *durWindow) readAggregates(ctx context.Context, q queryer) error {
+	rows, err := q.QueryContext(ctx, firstHourSQL, w.h0)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var runs, lo, hi, total int64
+		var job string
+		var bins, durs, offs []byte
+		if err := rows.Scan(&job, &runs, &lo, &hi, &total, &bins, &durs, &offs); err != nil {
+			rows.Close()
+			return err
+		}
+		if err := w.add(w.h0, job, runs, lo, hi, total, bins, durs, offs); err != nil {
+			rows.Close()
+			return fmt.Errorf("job %q, hour %d: %w", job, w.h0, err)
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if rows, err = q.QueryContext(ctx, laterSQL, w.h0); err != nil {
+		return err
+	}
+	for rows.Next() {
+		var runs, lo, hi, total int64
+		var job string
+		if err := rows.Scan(&job, &runs, &lo, &hi, &total); err != nil {
+			rows.Close()
+			return err
+		}
+		w.job(job).count(runs, lo, hi, total)
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if rows, err = q.QueryContext(ctx, histSQL, w.h0); err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var job, hist string
+		if err := rows.Scan(&job, &hist); err != nil {
+			return err
+		}
+		j := w.job(job)
+		for _, e := range strings.Split(hist, ",") {
+			b, n, ok := strings.Cut(e, ":")
+			bin, err1 := strconv.Atoi(b)
+			runs, err2 := strconv.ParseInt(n, 10, 64)
+			if !ok || err1 != nil || err2 != nil || bin < -binSpan || bin >= binSpan || runs <= 0 {
+				return fmt.Errorf("job %q: histogram entry %q: %w", job, e, errCorruptSegment)
+			}
+			j.hist[bin+binSpan] += runs
+		}
+	}
+	return rows.Err()
 }
 
-// readPages reads the window page by page. A page never splits a bucket: a
-// full page gives back the rows of its last bucket, which the next page
-// starts with, so every bucket is decoded from one statement.
-func (a *windowAcc) readPages(ctx context.Context, q queryer, page int) error {
-	hour, job := a.h0, ""
-	for {
-		rows, err := q.QueryContext(ctx, segmentsSQL+` LIMIT ?`, a.h0, hour, job, page)
+// add takes one segment row of step 1.
+func (w *durWindow) add(hour int64, name string, runs, lo, hi, total int64, bins, durs, offs []byte) error {
+	j := w.job(name)
+	if hour != w.h0 {
+		var bad bool
+		if err := readBins(bins, runs, -1, func(sb segBin) {
+			if sb.bin < -binSpan || sb.bin >= binSpan {
+				bad = true
+				return
+			}
+			j.hist[sb.bin+binSpan] += sb.n
+		}); err != nil || bad || runs <= 0 {
+			return errCorruptSegment
+		}
+		j.count(runs, lo, hi, total)
+		return nil
+	}
+	// The window starts inside this hour: keep the runs that finished at or
+	// after since.
+	var err error
+	if w.durs, err = decodeDurs(w.durs[:0], bins, durs, runs); err != nil {
+		return err
+	}
+	if w.offs, err = decodeOffs(w.offs[:0], offs, runs); err != nil {
+		return err
+	}
+	for i, o := range w.offs {
+		if o >= w.off0 {
+			v := w.durs[i]
+			j.count(1, v, v, v)
+			j.hist[binOf(v)+binSpan]++
+			j.first = append(j.first, v)
+		}
+	}
+	return nil
+}
+
+// plan is step 2: each job's wanted bins, with the first hour's runs in
+// them.
+func (w *durWindow) plan() ([]binPair, error) {
+	var pairs []binPair
+	for _, j := range w.jobs {
+		if j.n == 0 {
+			continue
+		}
+		below := int64(0)
+		b := 0
+		for _, q := range quantiles {
+			r := int64(rank(q.num, q.den, int(j.n)))
+			for below+j.hist[b] <= r {
+				below += j.hist[b]
+				b++
+				if b == len(j.hist) {
+					return nil, fmt.Errorf("job %q: histogram holds fewer than %d runs", j.name, j.n)
+				}
+			}
+			if k := len(j.want); k == 0 || j.want[k-1].bin != b-binSpan {
+				j.want = append(j.want, wanted{bin: b - binSpan, below: below})
+				pairs = append(pairs, binPair{job: j, bin: b - binSpan})
+			}
+		}
+		for i := range j.want {
+			for _, v := range j.first {
+				if binOf(v) == j.want[i].bin {
+					j.want[i].vals = append(j.want[i].vals, v)
+				}
+			}
+		}
+	}
+	return pairs, nil
+}
+
+// readBins is step 3: the wanted bins' durations after the first hour.
+func (w *durWindow) readBins(ctx context.Context, q queryer, pairs []binPair) error {
+	for start := 0; start < len(pairs); start += binsChunk {
+		chunk := pairs[start:min(start+binsChunk, len(pairs))]
+		args := make([]any, 0, 2*len(chunk)+1)
+		for _, p := range chunk {
+			args = append(args, p.job.name, p.bin)
+		}
+		args = append(args, w.h0)
+		rows, err := q.QueryContext(ctx, binsSQL(len(chunk)), args...)
 		if err != nil {
 			return err
 		}
-		var got []segRow
 		for rows.Next() {
-			var r segRow
-			if err := rows.Scan(&r.hour, &r.job, &r.runs, &r.durs, &r.offs); err != nil {
+			var job, durs sql.RawBytes
+			var bin int
+			var runs int64
+			if err := rows.Scan(&job, &bin, &runs, &durs); err != nil {
 				rows.Close()
 				return err
 			}
-			got = append(got, r)
+			j := w.jobs[string(job)] // no copy: a map index by a converted []byte
+			if j == nil {
+				rows.Close()
+				return fmt.Errorf("job %q: bins read, not asked for", job)
+			}
+			var wb *wanted
+			for i := range j.want {
+				if j.want[i].bin == bin {
+					wb = &j.want[i]
+				}
+			}
+			if wb == nil {
+				rows.Close()
+				return fmt.Errorf("job %q: bin %d read, not asked for", job, bin)
+			}
+			if wb.vals, err = decodeBin(wb.vals, durs, runs); err != nil {
+				rows.Close()
+				return fmt.Errorf("job %q, bin %d: %w", job, bin, err)
+			}
 		}
 		if err := rows.Close(); err != nil {
 			return err
 		}
-		full := len(got) == page
-		if full {
-			last := got[len(got)-1]
-			for len(got) > 0 && got[len(got)-1].hour == last.hour && got[len(got)-1].job == last.job {
-				got = got[:len(got)-1]
-			}
-			if len(got) == 0 {
-				return fmt.Errorf("bucket (hour %d, job %q) has %d or more segments, more than a page", last.hour, last.job, page)
-			}
-			hour, job = last.hour, last.job
-		}
-		for _, r := range got {
-			if err := a.add(r.hour, r.job, r.runs, r.durs, r.offs); err != nil {
-				return err
-			}
-		}
-		if !full {
-			return nil
-		}
 	}
+	return nil
 }
 
-// jobRuns is one job's durations in the window: sorted segments, n values
-// in all.
-type jobRuns struct {
-	segs [][]int64
-	n    int
-}
-
-func (j *jobRuns) summarize(job string) kanade.ScanDuration {
-	n := j.n
-	segs := j.segs
-	lo, hi := segs[0][0], segs[0][len(segs[0])-1]
-	var sumHi, sumLo uint64
-	for _, s := range segs {
-		lo, hi = min(lo, s[0]), max(hi, s[len(s)-1])
-	}
-	for _, s := range segs {
-		for _, v := range s {
-			var c uint64
-			sumLo, c = bits.Add64(sumLo, uint64(v), 0)
-			sumHi += c
-		}
-	}
-	mean, _ := bits.Div64(sumHi, sumLo, uint64(n)) // durations >= 0, so sum/n < 2^63
+// summarize is step 4 for one job: the ranks from the wanted bins.
+func (j *jobAcc) summarize() (kanade.ScanDuration, error) {
 	var p [3]int64
-	switch {
-	case len(segs) == 1 || selectCost(segs, lo, hi) > sortCost(n):
-		vals := segs[0]
-		if len(segs) > 1 {
-			vals = slices.Concat(segs...)
-			slices.Sort(vals)
+	k := 0
+	for i := range j.want {
+		wb := &j.want[i]
+		if int64(len(wb.vals)) != j.hist[wb.bin+binSpan] {
+			return kanade.ScanDuration{}, fmt.Errorf("job %q: bin %d holds %d runs, its histogram says %d",
+				j.name, wb.bin, len(wb.vals), j.hist[wb.bin+binSpan])
 		}
-		for i, q := range quantiles {
-			p[i] = vals[rank(q.num, q.den, n)]
-		}
-	default:
-		for i, q := range quantiles {
-			p[i] = selectRank(segs, lo, hi, rank(q.num, q.den, n))
-		}
-	}
-	return kanade.ScanDuration{JobID: job, Count: int64(n), MinMs: lo, P50Ms: p[0], P95Ms: p[1],
-		P99Ms: p[2], MaxMs: hi, MeanMs: int64(mean)}
-}
-
-// selectCost estimates the comparisons of three selectRank calls; sortCost
-// those of sorting n values. Many tiny segments make sorting cheaper.
-func selectCost(segs [][]int64, lo, hi int64) int {
-	per := 0
-	for _, s := range segs {
-		per += bits.Len(uint(len(s))) + 1
-	}
-	return 3 * bits.Len64(uint64(hi-lo)+1) * per
-}
-
-func sortCost(n int) int { return 2 * n * bits.Len(uint(n)) }
-
-// selectRank returns the value of 0-based rank k among the union of the
-// sorted segments, whose values lie in [lo, hi]: the smallest x with more
-// than k values <= x, found by binary search on the value.
-func selectRank(segs [][]int64, lo, hi int64, k int) int64 {
-	for lo < hi {
-		mid := lo + (hi-lo)/2
-		if countLE(segs, mid) > k {
-			hi = mid
-		} else {
-			lo = mid + 1
-		}
-	}
-	return lo
-}
-
-// countLE counts the values <= x in the sorted segments.
-func countLE(segs [][]int64, x int64) int {
-	c := 0
-	for _, s := range segs {
-		i, j := 0, len(s)
-		for i < j {
-			h := int(uint(i+j) >> 1)
-			if s[h] <= x {
-				i = h + 1
-			} else {
-				j = h
+		slices.Sort(wb.vals)
+		for ; k < len(quantiles); k++ {
+			r := int64(rank(quantiles[k].num, quantiles[k].den, int(j.n)))
+			if r-wb.below >= int64(len(wb.vals)) {
+				break
 			}
+			p[k] = wb.vals[r-wb.below]
 		}
-		c += i
 	}
-	return c
+	return kanade.ScanDuration{JobID: j.name, Count: j.n, MinMs: j.lo, P50Ms: p[0], P95Ms: p[1],
+		P99Ms: p[2], MaxMs: j.hi, MeanMs: j.total / j.n}, nil
 }
 
 // slowestChunk bounds the (job_id, duration_ms) pairs of one statement.

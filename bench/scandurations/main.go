@@ -48,6 +48,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	reps := fs.Int("reps", 7, "timed repetitions of each query (the median is reported)")
 	sqld := fs.String("sqld", "", "sqld binary: also measure over a fresh libSQL server on loopback")
 	sqldN := fs.Int("sqld-n", 100000, "runs seeded into the sqld database")
+	sqldBulk := fs.Bool("sqld-bulk", false, "give sqld a copy of seed.BulkCached's file of -sqld-n runs (100k agents) instead of seeding it over HTTP")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,7 +88,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(os.Stderr, "sqlite N=%d: %s\n", n, strings.ReplaceAll(row, "\t", " "))
 	}
 	if *sqld != "" {
-		row, err := remote(ctx, *sqld, *sqldN, *jobs, *reps)
+		row, err := remote(ctx, *sqld, *sqldN, *jobs, *reps, *sqldBulk)
 		if err != nil {
 			return fmt.Errorf("sqld: %w", err)
 		}
@@ -144,13 +145,30 @@ func median(ds []time.Duration) time.Duration {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // remote starts sqld on a free loopback port with a fresh directory, seeds
-// it over HTTP through the write path, and compares there.
-func remote(ctx context.Context, bin string, n, jobs, reps int) (string, error) {
+// it over HTTP through the write path (or, with bulk, starts it on a copy of
+// the bulk-loaded SQLite file, which sqld takes as its database), and
+// compares there.
+func remote(ctx context.Context, bin string, n, jobs, reps int, bulk bool) (string, error) {
 	dir, err := os.MkdirTemp("", "kanade-bench-sqld-")
 	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(dir)
+	if bulk {
+		path, err := seed.BulkCached(ctx, n, jobs, 100_000, func(format string, args ...any) {
+			fmt.Fprintf(os.Stderr, format+"\n", args...)
+		})
+		if err != nil {
+			return "", err
+		}
+		data := filepath.Join(dir, "db", "dbs", "default")
+		if err := os.MkdirAll(data, 0o755); err != nil {
+			return "", err
+		}
+		if err := copyFile(path, filepath.Join(data, "data")); err != nil {
+			return "", err
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -176,11 +194,13 @@ func remote(ctx context.Context, bin string, n, jobs, reps int) (string, error) 
 		return "", err
 	}
 	defer db.Close()
-	start := time.Now()
-	if err := seed.Seed(ctx, db, n, jobs); err != nil {
-		return "", err
+	if !bulk {
+		start := time.Now()
+		if err := seed.Seed(ctx, db, n, jobs); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(os.Stderr, "sqld N=%d: seeded over HTTP in %v\n", n, time.Since(start).Round(time.Millisecond))
 	}
-	fmt.Fprintf(os.Stderr, "sqld N=%d: seeded over HTTP in %v\n", n, time.Since(start).Round(time.Millisecond))
 	raw, err := sql.Open("libsql", url)
 	if err != nil {
 		return "", err
@@ -189,9 +209,29 @@ func remote(ctx context.Context, bin string, n, jobs, reps int) (string, error) 
 	return compare(ctx, db, raw, reps)
 }
 
+// copyFile copies src to a new file dst.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := out.ReadFrom(in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// waitHealthy waits for sqld's /health; a server given a large database
+// file first builds its replication log from it.
 func waitHealthy(url string) error {
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
 		if resp, err := client.Get(url + "/health"); err == nil {
 			resp.Body.Close()
@@ -201,5 +241,5 @@ func waitHealthy(url string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return errors.New("sqld did not answer /health within 20s")
+	return errors.New("sqld did not answer /health within 5 minutes")
 }

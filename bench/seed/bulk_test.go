@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/storage"
 )
 
@@ -111,4 +112,94 @@ func dump(t *testing.T, path, q string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestBulkCachedUpgradesAnOlderSchema: a cached bulk file of the same rows
+// under an older schema (here, before migration 0021 re-encoded the
+// duration summaries) is copied and brought forward instead of loaded
+// again, is left as it was, and the copy answers scan_durations as a fresh
+// load and the 0.43.56 row pull do.
+func TestBulkCachedUpgradesAnOlderSchema(t *testing.T) {
+	ctx := context.Background()
+	const n, jobs, agents = 6000, 20, 50
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	fresh := filepath.Join(dir, "fresh.db")
+	if err := Bulk(ctx, fresh, n, jobs, agents, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	scan := func(path string) []kanade.ScanDuration {
+		t.Helper()
+		db, err := storage.Open(ctx, path, storage.Options{Clock: func() time.Time { return Now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		got, err := db.ScanDurations(ctx, Since())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	want := scan(fresh)
+	if len(want) != jobs {
+		t.Fatalf("fresh load: %d jobs, want %d", len(want), jobs)
+	}
+
+	old := filepath.Join(dir, fmt.Sprintf("kanade-bench-000000000000-%s-%d-%da-%dj.db", bulkVersion, n, agents, jobs))
+	if err := copyFile(fresh, old); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`DELETE FROM schema_migrations WHERE version = '0021_duration_bins'`,
+		`DROP TABLE duration_segments`,
+		`DROP TABLE duration_bins`,
+		`CREATE TABLE duration_segments (hour INTEGER NOT NULL, job_id TEXT NOT NULL, seg INTEGER NOT NULL,
+			runs INTEGER NOT NULL, durs BLOB NOT NULL, offs BLOB NOT NULL, PRIMARY KEY (hour, job_id, seg)) WITHOUT ROWID`,
+		`INSERT INTO duration_segments VALUES (1, 'stale', 0, 1, x'01', x'00')`,
+	} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := dump(t, old, `SELECT * FROM duration_segments`)
+
+	var logs []string
+	path, err := BulkCached(ctx, n, jobs, agents, func(format string, args ...any) {
+		logs = append(logs, fmt.Sprintf(format, args...))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all := strings.Join(logs, "\n"); !strings.Contains(all, "copied "+old) || strings.Contains(all, "rows loaded") {
+		t.Fatalf("BulkCached did not upgrade %s:\n%s", old, all)
+	}
+	if diff := cmp.Diff(want, scan(path)); diff != "" {
+		t.Errorf("scan_durations differ (-fresh load +upgraded):\n%s", diff)
+	}
+	rawUp, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := Baseline(ctx, rawUp, Since(), 0)
+	rawUp.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(base, want); diff != "" {
+		t.Errorf("scan_durations differ (-0.43.56 +ours):\n%s", diff)
+	}
+	if diff := cmp.Diff(before, dump(t, old, `SELECT * FROM duration_segments`)); diff != "" {
+		t.Errorf("the older file was written:\n%s", diff)
+	}
+	if again, err := BulkCached(ctx, n, jobs, agents, t.Logf); err != nil || again != path {
+		t.Errorf("second call: %q, %v; want the upgraded %q", again, err, path)
+	}
 }

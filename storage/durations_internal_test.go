@@ -1,0 +1,96 @@
+package storage
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestBinOfIsMonotoneAndNarrow: bins must be ordered like the values (the
+// rank search walks them in order) and in range, and a bin is at most a
+// sixteenth of its values wide (or one value wide below 16), so a
+// percentile decodes few values.
+func TestBinOfIsMonotoneAndNarrow(t *testing.T) {
+	vals := []int64{math.MinInt64, math.MinInt64 + 1, math.MaxInt64, math.MaxInt64 - 1}
+	for v := int64(-300); v <= 300; v++ {
+		vals = append(vals, v)
+	}
+	for e := 4; e < 63; e++ {
+		for _, d := range []int64{-1, 0, 1} {
+			vals = append(vals, int64(1)<<e+d, -(int64(1)<<e)+d)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 10000 {
+		vals = append(vals, rng.Int64()>>rng.IntN(63), -(rng.Int64() >> rng.IntN(63)))
+	}
+	slices.Sort(vals)
+	first := map[int]int64{}
+	for i, v := range vals {
+		b := binOf(v)
+		if b < -binSpan || b >= binSpan {
+			t.Fatalf("binOf(%d) = %d, out of range", v, b)
+		}
+		if i > 0 && b < binOf(vals[i-1]) {
+			t.Fatalf("binOf(%d) = %d < binOf(%d) = %d", v, b, vals[i-1], binOf(vals[i-1]))
+		}
+		if _, ok := first[b]; !ok {
+			first[b] = v
+		}
+		lo := first[b]
+		if lo >= 0 && lo >= 16 && float64(v-lo) > float64(lo)/16 || lo >= 0 && lo < 16 && v != lo {
+			t.Fatalf("bin %d holds %d and %d", b, lo, v)
+		}
+	}
+}
+
+// TestSegmentRoundTrip: every segment decodes to its sorted durations, each
+// bin on its own, and a damaged directory is an error, not a wrong answer.
+func TestSegmentRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 300 {
+		es := make([]durEntry, 1+rng.IntN(300))
+		for i := range es {
+			es[i] = durEntry{ms: int64(math.Pow(10, 7*rng.Float64())) - 50, off: rng.Int64N(3600e9)}
+			if rng.IntN(5) == 0 {
+				es[i].ms = es[rng.IntN(i+1)].ms
+			}
+		}
+		e := encodeSegment(es) // sorts es
+		want := make([]int64, len(es))
+		var total int64
+		for i, x := range es {
+			want[i] = x.ms
+			total += x.ms
+		}
+		got, err := decodeDurs(nil, e.bins, e.durs, int64(len(es)))
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("decoded %v, %v; want %v", got, err, want)
+		}
+		if e.lo != want[0] || e.hi != want[len(want)-1] || e.total != total {
+			t.Fatalf("aggregates %d %d %d, want %d %d %d", e.lo, e.hi, e.total, want[0], want[len(want)-1], total)
+		}
+		var pieces []int64
+		if err := readBins(e.bins, int64(len(es)), len(e.durs), func(sb segBin) {
+			vals, err := decodeBin(nil, e.durs[sb.start:sb.end], sb.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range vals {
+				if binOf(v) != sb.bin {
+					t.Fatalf("value %d in bin %d, binOf says %d", v, sb.bin, binOf(v))
+				}
+			}
+			pieces = append(pieces, vals...)
+		}); err != nil || !slices.Equal(pieces, want) {
+			t.Fatalf("bin by bin: %v, %v; want %v", pieces, err, want)
+		}
+		if _, err := decodeDurs(nil, e.bins, e.durs, int64(len(es))+1); err == nil {
+			t.Fatal("a wrong run count decoded")
+		}
+		if _, err := decodeDurs(nil, e.bins[:len(e.bins)-1], e.durs, int64(len(es))); err == nil {
+			t.Fatal("a truncated directory decoded")
+		}
+	}
+}
