@@ -100,9 +100,10 @@ type Config struct {
 	// HousekeepingBatch bounds the rows one housekeeping transaction touches
 	// (default 1000).
 	HousekeepingBatch int
-	// HousekeepingTxTime is the time one housekeeping transaction aims at:
-	// a longer one halves the rows of the next (default 100ms; see
-	// Worker.repeat).
+	// HousekeepingTxTime is the time one housekeeping transaction aims at,
+	// as Clock measures it: a longer one halves the rows of the next
+	// (default 100ms; see Worker.repeat). A Clock that stands still keeps
+	// every transaction at HousekeepingBatch rows.
 	HousekeepingTxTime time.Duration
 	// StaleThreshold: an agent whose last heartbeat is older is stale, and
 	// the watchdog reports it offline (default kanade.DefaultStaleThreshold).

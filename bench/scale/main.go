@@ -83,7 +83,7 @@ type options struct {
 	cpuprofile                                    string
 	// Section 4 (ingest.go).
 	ingestN, ingestRounds, retentionRows, ingestRate int
-	retentionBase                                    time.Duration
+	retentionBase, hkTxTime                          time.Duration
 	scratch                                          string
 }
 
@@ -110,11 +110,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.ingestN, "ingest-n", 100_000, "ingest: results per timed round, for the projector and for the raw insert each")
 	fs.IntVar(&o.ingestRounds, "ingest-rounds", 3, "ingest: timed rounds per database size")
 	fs.IntVar(&o.retentionRows, "retention-rows", 1_000_000, "ingest: runs retention deletes while results arrive (at most a tenth of -runs)")
-	fs.IntVar(&o.ingestRate, "ingest-rate", 500, "ingest: results a second published while retention runs")
+	fs.IntVar(&o.ingestRate, "ingest-rate", 100, "ingest: results a second published while retention runs")
 	fs.DurationVar(&o.retentionBase, "retention-base", 10*time.Second, "ingest: time at -ingest-rate with no retention (the stall's baseline)")
+	fs.DurationVar(&o.hkTxTime, "hk-tx-time", 0, "ingest: projection.Config.HousekeepingTxTime of the retention run (0: its default; 1h: every transaction 1000 rows, as before it existed)")
 	fs.StringVar(&o.scratch, "scratch", "", "ingest: directory of the database copies written into (default the temp dir; a copy is as big as the -runs file)")
 	ci := fs.Bool("ci", false, "CI's size, well under a minute: -runs 100000 -compare 100000 -agents 10000 -pcs 1000 -reps 3 -health-reps 50 "+
-		"-ingest-n 5000 -ingest-rounds 1 -retention-rows 10000 -ingest-rate 200 -retention-base 2s (flags given as well win)")
+		"-ingest-n 5000 -ingest-rounds 1 -retention-rows 10000 -ingest-rate 100 -retention-base 2s (flags given as well win)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "CPU profile of the timed scan_durations calls at -runs, of the dispatches, and of the retention run")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -123,7 +124,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		for name, v := range map[string]string{"runs": "100000", "compare": "100000", "agents": "10000", "pcs": "1000", "reps": "3",
-			"health-reps": "50", "ingest-n": "5000", "ingest-rounds": "1", "retention-rows": "10000", "ingest-rate": "200", "retention-base": "2s"} {
+			"health-reps": "50", "ingest-n": "5000", "ingest-rounds": "1", "retention-rows": "10000", "ingest-rate": "100", "retention-base": "2s"} {
 			if !set[name] {
 				if err := fs.Set(name, v); err != nil {
 					return err
