@@ -283,8 +283,9 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 	// after the seeded ones, so retention never reaches them.
 	hkNow := cutoff.Add(storage.ResultRetention)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// The clock moves with the wall clock from hkNow: housekeeping times
-	// its transactions with it.
+	// The clock moves with the wall clock from hkNow once the round starts:
+	// housekeeping times its transactions with it (and takes the round's
+	// now, hence the cutoff, at its start).
 	wall := time.Now()
 	hk, err := projection.New(projection.Config{DB: db, Clock: func() time.Time { return hkNow.Add(time.Since(wall)) }, Housekeeping: -1,
 		HousekeepingTxTime: o.hkTxTime, Registerer: prometheus.NewRegistry(), Logger: quiet})
@@ -385,6 +386,7 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 			return row{}, err
 		}
 	}
+	wall = time.Now()
 	go func() {
 		defer close(hkDone)
 		if o.cpuprofile != "" {
