@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -283,11 +284,18 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 	// after the seeded ones, so retention never reaches them.
 	hkNow := cutoff.Add(storage.ResultRetention)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// The clock moves with the wall clock from hkNow once the round starts:
-	// housekeeping times its transactions with it (and takes the round's
-	// now, hence the cutoff, at its start).
-	wall := time.Now()
-	hk, err := projection.New(projection.Config{DB: db, Clock: func() time.Time { return hkNow.Add(time.Since(wall)) }, Housekeeping: -1,
+	// The round's first reading of the clock, its now (hence the cutoff),
+	// is hkNow exactly; later ones move on with the wall clock, as
+	// housekeeping times its transactions with them.
+	var armed atomic.Bool
+	var first atomic.Int64 // wall-clock ns of the round's first reading
+	clock := func() time.Time {
+		if !armed.Load() || first.CompareAndSwap(0, time.Now().UnixNano()) {
+			return hkNow
+		}
+		return hkNow.Add(time.Duration(time.Now().UnixNano() - first.Load()))
+	}
+	hk, err := projection.New(projection.Config{DB: db, Clock: clock, Housekeeping: -1,
 		HousekeepingTxTime: o.hkTxTime, Registerer: prometheus.NewRegistry(), Logger: quiet})
 	if err != nil {
 		return row{}, err
@@ -386,7 +394,7 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 			return row{}, err
 		}
 	}
-	wall = time.Now()
+	armed.Store(true)
 	go func() {
 		defer close(hkDone)
 		if o.cpuprofile != "" {
