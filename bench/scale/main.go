@@ -17,7 +17,7 @@
 //     database, at -compare and at -runs runs, and how long a result waits
 //     while retention deletes -retention-rows runs (ingest.go).
 //
-// With -ci it runs at CI's size, 100k runs, in well under a minute.
+// With -ci it runs at CI's size, 100k runs, in about 25 s of CPU.
 //
 // The -runs database is built once by seed.BulkCached (multi-row INSERTs,
 // indexes after the load, journal off) and kept in the temp dir, keyed by
@@ -114,7 +114,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&o.retentionBase, "retention-base", 10*time.Second, "ingest: time at -ingest-rate with no retention (the stall's baseline)")
 	fs.DurationVar(&o.hkTxTime, "hk-tx-time", 0, "ingest: projection.Config.HousekeepingTxTime of the retention run (0: its default; 1h: every transaction 1000 rows, as before it existed)")
 	fs.StringVar(&o.scratch, "scratch", "", "ingest: directory of the database copies written into (default the temp dir; a copy is as big as the -runs file)")
-	ci := fs.Bool("ci", false, "CI's size, well under a minute: -runs 100000 -compare 100000 -agents 10000 -pcs 1000 -reps 3 -health-reps 50 "+
+	ci := fs.Bool("ci", false, "CI's size, about 25 s of CPU with the seed: -runs 100000 -compare 100000 -agents 10000 -pcs 1000 -reps 3 -health-reps 50 "+
 		"-ingest-n 5000 -ingest-rounds 1 -retention-rows 10000 -ingest-rate 100 -retention-base 2s (flags given as well win)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "CPU profile of the timed scan_durations calls at -runs, of the dispatches, and of the retention run")
 	if err := fs.Parse(args); err != nil {
