@@ -201,8 +201,8 @@ func ingestAt(ctx context.Context, o options, size int, retention bool) ([]row, 
 	// neighbour, on either side.
 	n := float64(o.ingestN)
 	oursRate, rawRate := n/median(tOurs).Seconds(), n/median(tRaw).Seconds()
-	slices.Sort(ratios)
-	ratio := ratios[len(ratios)/2]
+	sorted := slices.Sorted(slices.Values(ratios))
+	ratio := (sorted[(len(sorted)-1)/2] + sorted[len(sorted)/2]) / 2 // of an even count, the middle two's mean
 	rows := []row{{fmt.Sprintf("results projection into %d runs (median of %d rounds of %d results, batch 1000)", before, o.ingestRounds, o.ingestN),
 		fmt.Sprintf("%.0f rows/s", oursRate), fmt.Sprintf("raw batched INSERT %.0f rows/s", rawRate), "", "",
 		fmt.Sprintf("projector/raw %.2f (bench/ingest's ratio; the median of the rounds' %.2f)", ratio, ratios)}}
