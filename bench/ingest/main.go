@@ -15,7 +15,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,11 +24,11 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bench/ingestkit"
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/internal/cli"
@@ -132,7 +131,7 @@ func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, 
 		return 0, err
 	}
 	startA := time.Now()
-	if err := rawInsert(ctx, dbA, results); err != nil {
+	if err := ingestkit.RawInsert(ctx, dbA, results); err != nil {
 		return 0, err
 	}
 	rawDur := time.Since(startA)
@@ -166,31 +165,11 @@ func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, 
 // publish publishes n results made by gen to RESULTS (untimed) and returns
 // them with the stream's last sequence.
 func publish(ctx context.Context, out io.Writer, js jetstream.JetStream, n int, gen func(i int) kanade.ExecResult) ([]storage.Result, uint64, error) {
-	results := make([]storage.Result, n)
 	pubStart := time.Now()
-	for i := range n {
-		r := gen(i)
-		data, _ := json.Marshal(r)
-		// A busy machine may keep the server from acknowledging for a
-		// while: wait for room rather than fail (the default waits 200 ms).
-		if _, err := js.PublishAsync("results."+r.RequestID, data, jetstream.WithStallWait(time.Minute)); err != nil {
-			return nil, 0, err
-		}
-		if i%5000 == 4999 {
-			select {
-			case <-js.PublishAsyncComplete():
-			case <-time.After(time.Minute):
-				return nil, 0, errors.New("publish stalled")
-			}
-		}
-		results[i] = storage.Result{ExecResult: r, RecordedAt: time.Now()}
-	}
-	<-js.PublishAsyncComplete()
-	stream, err := js.Stream(ctx, kanade.StreamResults)
+	results, last, err := ingestkit.Publish(ctx, js, n, gen)
 	if err != nil {
 		return nil, 0, err
 	}
-	last := stream.CachedInfo().State.LastSeq
 	fmt.Fprintf(out, "published in %v (stream last seq %d)\n\n", time.Since(pubStart).Round(time.Millisecond), last)
 	return results, last, nil
 }
@@ -214,12 +193,6 @@ func runOurs(ctx context.Context, dir, name string, client *bus.Client, batchSiz
 	if err != nil {
 		return 0, err
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w, err := projection.New(projection.Config{DB: db, Bus: client, Logger: quiet, BatchSize: batchSize, Housekeeping: -1,
-		Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		return 0, err
-	}
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile)
 		if err != nil {
@@ -228,24 +201,10 @@ func runOurs(ctx context.Context, dir, name string, client *bus.Client, batchSiz
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	start := time.Now()
-	done := make(chan struct{})
-	go func() { defer close(done); w.Run(wctx) }()
-	for {
-		off, err := db.Offset(ctx, projection.ConsumerResults)
-		if err != nil {
-			return 0, err
-		}
-		if off.Seq >= last {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	ours, err := ingestkit.Project(ctx, db, client, projection.Config{BatchSize: batchSize}, last)
+	if err != nil {
+		return 0, err
 	}
-	ours := time.Since(start)
-	cancel()
-	<-done
 	rows, err := count(dir, name, `SELECT COUNT(*) FROM execution_results WHERE finished_at IS NOT NULL`)
 	if err != nil {
 		return 0, err
@@ -332,7 +291,7 @@ func ingestInventory(ctx context.Context, out io.Writer, dir string, client *bus
 		return err
 	}
 	startA := time.Now()
-	if err := rawInsert(ctx, dbA, results); err != nil {
+	if err := ingestkit.RawInsert(ctx, dbA, results); err != nil {
 		return err
 	}
 	rawDur := time.Since(startA)
@@ -341,47 +300,6 @@ func ingestInventory(ctx context.Context, out io.Writer, dir string, client *bus
 	fmt.Fprintf(out, "(a) raw multi-row INSERT:       %8d rows in %8v = %9.0f rows/s\n", n, rawDur.Round(time.Millisecond), rawRate)
 	ratio := oursRate / rawRate
 	fmt.Fprintf(out, "ours / (a) = %.2f with inventory, %.2f without: %+.1f%% (goal: within 10%%)\n", ratio, plainRatio, 100*(ratio/plainRatio-1))
-	return nil
-}
-
-const resultCols = 17
-
-// rawInsert is baseline (a): the rows with multi-row INSERTs, 10k rows per
-// transaction, no read-before-write, no summaries.
-func rawInsert(ctx context.Context, db *storage.DB, rows []storage.Result) error {
-	const perStmt = 30000 / resultCols
-	const perTx = 10000
-	one := "(" + strings.TrimSuffix(strings.Repeat("?,", resultCols), ",") + ")"
-	for len(rows) > 0 {
-		txRows := rows[:min(perTx, len(rows))]
-		rows = rows[len(txRows):]
-		err := db.Update(ctx, func(tx *storage.Tx) error {
-			for len(txRows) > 0 {
-				chunk := txRows[:min(perStmt, len(txRows))]
-				txRows = txRows[len(chunk):]
-				args := make([]any, 0, len(chunk)*resultCols)
-				for _, r := range chunk {
-					skipped := 0
-					if r.Skipped {
-						skipped = 1
-					}
-					args = append(args, r.ResultID, r.RequestID, nil, r.PcID, r.ManifestID, nil, *r.ExitCode, skipped,
-						r.Stdout, r.Stderr, kanade.FormatTime(r.StartedAt.Time), kanade.FormatTime(r.FinishedAt.Time),
-						kanade.FormatTime(r.RecordedAt), nil, 0, nil, kanade.DurationMillis(r.StartedAt.Time, r.FinishedAt.Time))
-				}
-				q := `INSERT INTO execution_results (result_id, request_id, exec_id, pc_id, job_id, version, exit_code, skipped,
-					stdout, stderr, started_at, finished_at, recorded_at, expires_at, reaped, parent_result_id, duration_ms) VALUES ` +
-					strings.TrimSuffix(strings.Repeat(one+",", len(chunk)), ",")
-				if _, err := tx.Exec(ctx, q, args...); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("raw insert: %w", err)
-		}
-	}
 	return nil
 }
 

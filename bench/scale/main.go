@@ -15,6 +15,11 @@
 //     the same messages published straight through PublishMsgAsync, and
 //     as core publishes with one acknowledgement at the end (what it
 //     costs the embedded server to store them at all).
+//  4. The results projection's rate over ingestkit.RawInsert's into the same
+//     database, at -compare and at -runs runs, and how long a result waits
+//     while retention deletes -retention-rows runs (ingest.go).
+//
+// With -ci it runs at CI's size, 100k runs, in about 25 s of CPU.
 //
 // The -runs database is built once by seed.BulkCached (multi-row INSERTs,
 // indexes after the load, journal off) and kept in the temp dir, keyed by
@@ -80,6 +85,10 @@ type options struct {
 	pcs                                           []int
 	only                                          map[string]bool
 	cpuprofile                                    string
+	// Section 4 (ingest.go).
+	ingestN, ingestRounds, retentionRows, ingestRate int
+	retentionBase, hkTxTime                          time.Duration
+	scratch                                          string
 }
 
 func logf(format string, args ...any) {
@@ -101,10 +110,31 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.reps, "reps", 7, "timed scan_durations repetitions (median reported)")
 	fs.IntVar(&o.healthReps, "health-reps", 300, "timed fleet health requests (median reported)")
 	pcs := fs.String("pcs", "10000,100000", "fleet sizes of the per_pc dispatch, comma-separated")
-	only := fs.String("only", "scan,health,dispatch", "sections to run, comma-separated")
-	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "CPU profile of the timed scan_durations calls at -runs, and of the dispatches")
+	only := fs.String("only", "scan,health,dispatch,ingest", "sections to run, comma-separated")
+	fs.IntVar(&o.ingestN, "ingest-n", 100_000, "ingest: results per timed round, for the projector and for the raw insert each")
+	fs.IntVar(&o.ingestRounds, "ingest-rounds", 3, "ingest: timed rounds per database size")
+	fs.IntVar(&o.retentionRows, "retention-rows", 1_000_000, "ingest: runs retention deletes while results arrive (at most a tenth of -runs)")
+	fs.IntVar(&o.ingestRate, "ingest-rate", 100, "ingest: results a second published while retention runs")
+	fs.DurationVar(&o.retentionBase, "retention-base", 10*time.Second, "ingest: time at -ingest-rate with no retention (the stall's baseline)")
+	fs.DurationVar(&o.hkTxTime, "hk-tx-time", 0, "ingest: projection.Config.HousekeepingTxTime of the retention run (0: its default; 1h: every transaction 1000 rows, as before it existed)")
+	fs.StringVar(&o.scratch, "scratch", "", "ingest: directory of the database copies written into (default the temp dir; a copy is as big as the -runs file)")
+	ci := fs.Bool("ci", false, "CI's size, about 25 s of CPU with the seed: -runs 100000 -compare 100000 -agents 10000 -pcs 1000 -reps 3 -health-reps 50 "+
+		"-ingest-n 5000 -ingest-rounds 1 -retention-rows 10000 -ingest-rate 100 -retention-base 2s (flags given as well win)")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "CPU profile of the timed scan_durations calls at -runs, of the dispatches, and of the retention run")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *ci {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range map[string]string{"runs": "100000", "compare": "100000", "agents": "10000", "pcs": "1000", "reps": "3",
+			"health-reps": "50", "ingest-n": "5000", "ingest-rounds": "1", "retention-rows": "10000", "ingest-rate": "100", "retention-base": "2s"} {
+			if !set[name] {
+				if err := fs.Set(name, v); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	for _, s := range strings.Split(*pcs, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -119,6 +149,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	o.compare = min(o.compare, o.runs)
 
+	began := time.Now()
 	var rows []row
 	load := []string{uptime()}
 	if o.only["scan"] || o.only["health"] {
@@ -160,6 +191,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			load = append(load, uptime())
 		}
 	}
+	if o.only["ingest"] {
+		r, err := ingest(ctx, o)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+		load = append(load, uptime())
+	}
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "measure\tours\tbaseline (same run)\ttarget\tverdict\tnote\n")
@@ -170,6 +209,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "\nload (uptime) at the start and after each section:\n  %s\n", strings.Join(load, "\n  "))
+	fmt.Fprintf(out, "ran in %v\n", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 

@@ -1,0 +1,492 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"modernc.org/sqlite"
+
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bench/ingestkit"
+	"github.com/kanade-fleet/backend/bench/seed"
+	"github.com/kanade-fleet/backend/bus"
+	"github.com/kanade-fleet/backend/bus/natsd"
+	"github.com/kanade-fleet/backend/projection"
+	"github.com/kanade-fleet/backend/sim"
+	"github.com/kanade-fleet/backend/storage"
+)
+
+// Issue 16's ingest targets.
+const (
+	targetRatioKept = 0.90        // the ratio at -runs over the ratio at -compare
+	targetStall     = time.Second // the longest a result waits while retention runs
+)
+
+// ingest is section 4. For each database size (-compare, then -runs) it
+// copies the cached file (the projector and the baseline write into it),
+// and times, over -ingest-rounds rounds of -ingest-n results, the real
+// projector draining RESULTS of an embedded JetStream server against
+// ingestkit.RawInsert of as many other results into the same copy,
+// alternating which goes first so neither always meets the fuller
+// database. The ratio of the two rates is bench/ingest's. On the -runs copy
+// it then runs retention: results published at -ingest-rate a second, first
+// with nothing else writing (the baseline), then while the real
+// housekeeping (Worker.HousekeepWith, its clock set 90 days after the
+// -retention-rows-th oldest run) deletes those runs in its bounded
+// transactions; the stall is how long a result waited from its publish
+// until the projector's offset covered it.
+func ingest(ctx context.Context, o options) ([]row, error) {
+	sizes := []int{o.compare}
+	if o.runs != o.compare {
+		sizes = append(sizes, o.runs)
+	}
+	var rows []row
+	var ratios []float64
+	for i, size := range sizes {
+		r, ratio, err := ingestAt(ctx, o, size, i == len(sizes)-1)
+		if err != nil {
+			return nil, fmt.Errorf("ingest at %d runs: %w", size, err)
+		}
+		rows = append(rows, r...)
+		ratios = append(ratios, ratio)
+	}
+	if len(ratios) == 2 {
+		q := ratios[1] / ratios[0]
+		rows = append(rows, row{fmt.Sprintf("ingest ratio kept: at %d runs / at %d runs", o.runs, o.compare), fmt.Sprintf("%.2f", q),
+			fmt.Sprintf("%.2f at %d", ratios[0], o.compare), fmt.Sprintf(">= %.2f", targetRatioKept), verdict(q >= targetRatioKept),
+			fmt.Sprintf("projector/raw %.2f at %d runs, %.2f at %d runs", ratios[1], o.runs, ratios[0], o.compare)})
+	}
+	return rows, nil
+}
+
+// ingestAt measures one database size; with retention it also runs the
+// retention part on it.
+func ingestAt(ctx context.Context, o options, size int, retention bool) ([]row, float64, error) {
+	cached, err := seed.BulkCached(ctx, size, o.jobs, o.agents, logf)
+	if err != nil {
+		return nil, 0, err
+	}
+	dir, err := os.MkdirTemp(o.scratch, "kanade-bench-scale-ingest-")
+	if err != nil {
+		return nil, 0, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "kanade.db")
+	start := time.Now()
+	if err := backup(ctx, cached, path); err != nil {
+		return nil, 0, err
+	}
+	logf("ingest: copied %s in %v", cached, time.Since(start).Round(time.Millisecond))
+	db, err := storage.Open(ctx, path, storage.Options{})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer db.Close()
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return nil, 0, err
+	}
+	defer raw.Close()
+	srv, err := natsd.Start(natsd.Options{StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		return nil, 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, 0, err
+	}
+	client, err := bus.NewClient(nc)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer client.Close()
+	if err := client.Bootstrap(ctx, 1); err != nil {
+		return nil, 0, err
+	}
+
+	// Results of a 10k-PC simulated fleet, as bench/ingest publishes them;
+	// each call of next makes results no earlier call made.
+	fleet := sim.NewFleet(sim.Config{Agents: 10000, Seed: uint64(size), LateRate: -1, DuplicateRate: -1})
+	jobs := fleet.Config().Jobs
+	base := time.Now().Add(-24 * time.Hour)
+	made := 0
+	next := func(n int) func(int) kanade.ExecResult {
+		from := made
+		made += n
+		return func(i int) kanade.ExecResult {
+			k := from + i
+			return fleet.Run(sim.RunSpec{Agent: k % 10000, Job: jobs[k%len(jobs)], StartedAt: base.Add(time.Duration(k) * 10 * time.Millisecond)}).Result
+		}
+	}
+	before, err := countRows(ctx, raw)
+	if err != nil {
+		return nil, 0, err
+	}
+	// One round per side, untimed, warms the page cache, the projector's
+	// caches and the server.
+	warm := max(o.ingestN/10, 1000)
+	var tOurs, tRaw []time.Duration
+	var ratios []float64
+	for round := -1; round < o.ingestRounds; round++ {
+		n := o.ingestN
+		if round < 0 {
+			n = warm
+		}
+		_, last, err := ingestkit.Publish(ctx, js, n, next(n))
+		if err != nil {
+			return nil, 0, err
+		}
+		rawRows := make([]storage.Result, n)
+		gen := next(n)
+		for i := range rawRows {
+			rawRows[i] = storage.Result{ExecResult: gen(i), RecordedAt: time.Now()}
+		}
+		var dOurs, dRaw time.Duration
+		ours := func() error {
+			dOurs, err = ingestkit.Project(ctx, db, client, projection.Config{BatchSize: 1000}, last)
+			return err
+		}
+		baseline := func() error {
+			start := time.Now()
+			err := ingestkit.RawInsert(ctx, db, rawRows)
+			dRaw = time.Since(start)
+			return err
+		}
+		first, second := ours, baseline
+		if round%2 != 0 {
+			first, second = baseline, ours
+		}
+		if err := first(); err != nil {
+			return nil, 0, err
+		}
+		if err := second(); err != nil {
+			return nil, 0, err
+		}
+		if round >= 0 {
+			tOurs, tRaw = append(tOurs, dOurs), append(tRaw, dRaw)
+			ratios = append(ratios, dRaw.Seconds()/dOurs.Seconds())
+			logf("ingest at %d runs, round %d: projector %v, raw %v (%d results each)", size, round, dOurs.Round(time.Millisecond),
+				dRaw.Round(time.Millisecond), n)
+		}
+	}
+	after, err := countRows(ctx, raw)
+	if err != nil {
+		return nil, 0, err
+	}
+	if want := before + 2*int64(warm+o.ingestRounds*o.ingestN); after != want {
+		return nil, 0, fmt.Errorf("%d rows after the rounds, want %d", after, want)
+	}
+	// Medians: on a shared machine one round in a few is slowed by a
+	// neighbour, on either side.
+	n := float64(o.ingestN)
+	oursRate, rawRate := n/median(tOurs).Seconds(), n/median(tRaw).Seconds()
+	sorted := slices.Sorted(slices.Values(ratios))
+	ratio := (sorted[(len(sorted)-1)/2] + sorted[len(sorted)/2]) / 2 // of an even count, the middle two's mean
+	rows := []row{{fmt.Sprintf("results projection into %d runs (median of %d rounds of %d results, batch 1000)", before, o.ingestRounds, o.ingestN),
+		fmt.Sprintf("%.0f rows/s", oursRate), fmt.Sprintf("raw batched INSERT %.0f rows/s", rawRate), "", "",
+		fmt.Sprintf("projector/raw %.2f (bench/ingest's ratio; the median of the rounds' %.2f)", ratio, ratios)}}
+	logf("ingest at %d runs: projector %.0f rows/s, raw %.0f rows/s, ratio %.2f", size, oursRate, rawRate, ratio)
+	if !retention {
+		return rows, ratio, nil
+	}
+	r, err := retain(ctx, o, db, raw, client, js, next)
+	if err != nil {
+		return nil, 0, fmt.Errorf("retention: %w", err)
+	}
+	return append(rows, r), ratio, nil
+}
+
+// backup copies the SQLite file at src to dst through SQLite's online
+// backup, in one step under one read transaction: the cached file may be
+// written by another benchmark meanwhile (section 1's writer), and a cp of
+// a file in mid-checkpoint would be torn.
+func backup(ctx context.Context, src, dst string) error {
+	db, err := sql.Open("sqlite", "file:"+src+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	err = c.Raw(func(dc any) error {
+		b, err := dc.(interface {
+			NewBackup(string) (*sqlite.Backup, error)
+		}).NewBackup(dst)
+		if err != nil {
+			return err
+		}
+		for more := true; more; { // Step says whether pages are left
+			if more, err = b.Step(-1); err != nil {
+				b.Finish()
+				return err
+			}
+		}
+		return b.Finish()
+	})
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return nil
+}
+
+func countRows(ctx context.Context, raw *sql.DB) (int64, error) {
+	var n int64
+	err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM execution_results`).Scan(&n)
+	return n, err
+}
+
+// retain is the retention part of section 4 (see ingest).
+func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client *bus.Client, js jetstream.JetStream,
+	next func(int) func(int) kanade.ExecResult) (row, error) {
+	total, err := countRows(ctx, raw)
+	if err != nil {
+		return row{}, err
+	}
+	del := min(o.retentionRows, int(total/10))
+	var edge string
+	if err := raw.QueryRowContext(ctx, `SELECT recorded_at FROM execution_results ORDER BY recorded_at LIMIT 1 OFFSET ?`, del).Scan(&edge); err != nil {
+		return row{}, err
+	}
+	var expired int64
+	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM execution_results WHERE recorded_at < ?`, edge).Scan(&expired); err != nil {
+		return row{}, err
+	}
+	cutoff, err := kanade.ParseTime(edge)
+	if err != nil {
+		return row{}, err
+	}
+	// Housekeeping's clock: the edge row is exactly ResultRetention old.
+	// The results published below are recorded at the wall clock, months
+	// after the seeded ones, so retention never reaches them.
+	hkNow := cutoff.Add(storage.ResultRetention)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The round's first reading of the clock, its now (hence the cutoff),
+	// is hkNow exactly; later ones move on with the wall clock, as
+	// housekeeping times its transactions with them.
+	var armed atomic.Bool
+	var first atomic.Int64 // wall-clock ns of the round's first reading
+	clock := func() time.Time {
+		if !armed.Load() || first.CompareAndSwap(0, time.Now().UnixNano()) {
+			return hkNow
+		}
+		return hkNow.Add(time.Duration(time.Now().UnixNano() - first.Load()))
+	}
+	hk, err := projection.New(projection.Config{DB: db, Clock: clock, Housekeeping: -1,
+		HousekeepingTxTime: o.hkTxTime, Registerer: prometheus.NewRegistry(), Logger: quiet})
+	if err != nil {
+		return row{}, err
+	}
+	w, err := projection.New(projection.Config{DB: db, Bus: client, Housekeeping: -1, Registerer: prometheus.NewRegistry(), Logger: quiet})
+	if err != nil {
+		return row{}, err
+	}
+	stream, err := js.Stream(ctx, kanade.StreamResults)
+	if err != nil {
+		return row{}, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return row{}, err
+	}
+	firstSeq := info.State.LastSeq + 1
+	wctx, stopWorker := context.WithCancel(ctx)
+	defer stopWorker()
+	workerDone := make(chan struct{})
+	go func() { defer close(workerDone); w.Run(wctx) }()
+	defer func() { stopWorker(); <-workerDone }()
+
+	// The poller: when each offset became visible, at 5 ms resolution.
+	type poll struct {
+		at  time.Time
+		seq uint64
+	}
+	var (
+		mu    sync.Mutex
+		polls []poll
+	)
+	pctx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	pollDone := make(chan error, 1)
+	go func() {
+		for pctx.Err() == nil {
+			off, err := db.Offset(pctx, projection.ConsumerResults)
+			if err != nil && pctx.Err() == nil {
+				pollDone <- err
+				return
+			}
+			mu.Lock()
+			polls = append(polls, poll{time.Now(), off.Seq})
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+		pollDone <- nil
+	}()
+
+	// The publisher: -ingest-rate results a second, paced every 10 ms, its
+	// publish times indexed by stream sequence − firstSeq.
+	var published []time.Time
+	gen := next(1 << 30)
+	publish := func(until func() bool) error {
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		began, sent := time.Now(), 0
+		for now := range t.C {
+			if until() {
+				return nil
+			}
+			for due := int(float64(o.ingestRate) * now.Sub(began).Seconds()); sent < due; sent++ {
+				r := gen(len(published))
+				data, err := json.Marshal(r)
+				if err != nil {
+					return err
+				}
+				published = append(published, time.Now())
+				if _, err := js.PublishAsync("results."+r.RequestID, data, jetstream.WithStallWait(time.Minute)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	// Baseline: the same rate, nothing else writing.
+	baseUntil := time.Now().Add(o.retentionBase)
+	if err := publish(func() bool { return time.Now().After(baseUntil) }); err != nil {
+		return row{}, err
+	}
+	split := len(published)
+	var (
+		hkErr   error
+		hkStart = time.Now()
+		hkTook  time.Duration
+		hkDone  = make(chan struct{})
+	)
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile + ".retention")
+		if err != nil {
+			return row{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return row{}, err
+		}
+	}
+	armed.Store(true)
+	go func() {
+		defer close(hkDone)
+		if o.cpuprofile != "" {
+			defer pprof.StopCPUProfile()
+		}
+		hkErr = hk.HousekeepWith(ctx, nil)
+		hkTook = time.Since(hkStart)
+	}()
+	if err := publish(func() bool {
+		select {
+		case <-hkDone:
+			return true
+		default:
+			return false
+		}
+	}); err != nil {
+		return row{}, err
+	}
+	<-hkDone
+	if hkErr != nil {
+		return row{}, hkErr
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		return row{}, fmt.Errorf("publish: no acknowledgement within a minute")
+	}
+	lastSeq := firstSeq + uint64(len(published)) - 1
+	for {
+		off, err := db.Offset(ctx, projection.ConsumerResults)
+		if err != nil {
+			return row{}, err
+		}
+		if off.Seq >= lastSeq {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // one more poll sees it
+	stopPoll()
+	if err := <-pollDone; err != nil {
+		return row{}, err
+	}
+	if info, err := stream.Info(ctx); err != nil {
+		return row{}, err
+	} else if info.State.LastSeq != lastSeq {
+		return row{}, fmt.Errorf("stream's last sequence %d, want %d: something else published", info.State.LastSeq, lastSeq)
+	}
+
+	// Checks: nothing past the window is left, and exactly the expired rows
+	// went (the published ones all arrived).
+	var left int64
+	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM execution_results WHERE recorded_at < ?`, edge).Scan(&left); err != nil {
+		return row{}, err
+	}
+	now, err := countRows(ctx, raw)
+	if err != nil {
+		return row{}, err
+	}
+	if left != 0 || now != total-expired+int64(len(published)) {
+		return row{}, fmt.Errorf("after retention: %d rows past the window left (want 0), %d rows (want %d - %d + %d published)",
+			left, now, total, expired, len(published))
+	}
+
+	// Lags: from a result's publish to the first poll that saw the offset
+	// cover it.
+	lags := make([]time.Duration, len(published))
+	for i, at := range published {
+		seq := firstSeq + uint64(i)
+		j := sort.Search(len(polls), func(j int) bool { return polls[j].seq >= seq })
+		if j == len(polls) {
+			return row{}, fmt.Errorf("result %d never committed", seq)
+		}
+		lags[i] = max(polls[j].at.Sub(at), 0)
+	}
+	pct := func(ds []time.Duration, q float64) time.Duration {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[min(len(s)-1, int(q*float64(len(s))))]
+	}
+	baseLags, hkLags := lags[:split], lags[split:]
+	if len(baseLags) == 0 || len(hkLags) == 0 {
+		return row{}, fmt.Errorf("no results published in a phase (%d, %d)", len(baseLags), len(hkLags))
+	}
+	mx, p99 := slices.Max(hkLags), pct(hkLags, 0.99)
+	rate := float64(expired) / hkTook.Seconds()
+	logf("retention: %d rows in %v (%.0f rows/s); lag with retention p50 %v p99 %v max %v; without p50 %v p99 %v max %v",
+		expired, hkTook.Round(time.Millisecond), rate, pct(hkLags, 0.5), p99, mx, pct(baseLags, 0.5), pct(baseLags, 0.99), slices.Max(baseLags))
+	return row{fmt.Sprintf("ingest stall while retention deletes %d of %d runs (%d results/s)", expired, total, o.ingestRate),
+		fmt.Sprintf("max %s, p99 %s", ms(mx), ms(p99)),
+		fmt.Sprintf("no retention: max %s, p99 %s", ms(slices.Max(baseLags)), ms(pct(baseLags, 0.99))),
+		"<= " + ms(targetStall), verdict(mx <= targetStall),
+		fmt.Sprintf("publish -> offset, 5 ms polls; deleted in %s = %.0f rows/s (transactions of at most 1000 rows, fewer past 100 ms); %d results during it", hkTook.Round(time.Millisecond),
+			rate, len(hkLags))}, nil
+}

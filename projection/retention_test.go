@@ -1,0 +1,112 @@
+package projection
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/storage"
+)
+
+// TestRetentionShrinksSlowTransactionsAndStaysExact runs retention with a
+// clock that makes every housekeeping transaction look a second long: the
+// rows per transaction must halve from HousekeepingBatch down to the floor
+// (so the projector never waits behind a long one), and still exactly the
+// runs past the window go, with the per-minute counters and scan_durations
+// equal to a database that only ever held the runs kept.
+func TestRetentionShrinksSlowTransactionsAndStaysExact(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(16, 4))
+	exit0, exit1 := int64(0), int64(1)
+	var old, kept []storage.Result
+	for i := range 700 {
+		age := 91*24*time.Hour + time.Duration(rng.Int64N(int64(48*time.Hour))) // past the window
+		if i%7 == 0 {
+			age = time.Duration(rng.Int64N(int64(89 * 24 * time.Hour))) // inside it
+		}
+		rec := e.now.Add(-age)
+		exit := &exit0
+		if rng.IntN(5) == 0 {
+			exit = &exit1
+		}
+		r := storage.Result{ExecResult: kanade.ExecResult{ResultID: fmt.Sprintf("r%03d", i), RequestID: fmt.Sprintf("q%03d", i),
+			PcID: fmt.Sprintf("PC-%d", i%13), ExitCode: exit, ManifestID: fmt.Sprintf("job-%d", i%5),
+			StartedAt:  kanade.Timestamp{Time: rec.Add(-time.Duration(rng.Int64N(int64(time.Hour))))},
+			FinishedAt: kanade.Timestamp{Time: rec}}, RecordedAt: rec}
+		if i%7 == 0 {
+			kept = append(kept, r)
+		} else {
+			old = append(old, r)
+		}
+	}
+	apply := func(rs []storage.Result) {
+		t.Helper()
+		if err := e.db.Update(ctx, func(tx *storage.Tx) error { _, err := tx.ApplyResults(ctx, rs); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(old)
+	apply(kept)
+
+	var ticks atomic.Int64 // every reading of the clock is a second later
+	clock := func() time.Time { return e.now.Add(time.Duration(ticks.Add(1)) * time.Second) }
+	var mu sync.Mutex
+	var limits []int
+	w, err := New(Config{DB: e.db, Clock: clock, HousekeepingBatch: 64, Logger: testLogger(t),
+		inHousekeep: func(action string, limit int) {
+			if action == "delete_results" {
+				mu.Lock()
+				limits = append(limits, limit)
+				mu.Unlock()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.HousekeepWith(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := limits
+	mu.Unlock()
+	if len(got) < 6 || got[0] != 64 || got[1] != 32 || got[3] != minHousekeepingBatch || got[len(got)-1] != minHousekeepingBatch {
+		t.Errorf("rows per delete_results transaction = %v, want 64, 32, 16, then %d", got, minHousekeepingBatch)
+	}
+
+	const (
+		results = `SELECT result_id, exit_code, recorded_at FROM execution_results ORDER BY result_id`
+		minutes = `SELECT minute, total, failed FROM result_minutes WHERE total <> 0 OR failed <> 0 ORDER BY minute`
+	)
+	since := e.now.Add(-100 * 24 * time.Hour)
+	scan := func() []kanade.ScanDuration {
+		t.Helper()
+		s, err := e.db.ScanDurations(ctx, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	gotRows, gotMinutes, gotScan := e.dump(results), e.dump(minutes), scan()
+
+	e.openDB() // brute force: a database that only ever held the kept runs
+	apply(kept)
+	if len(gotRows) != len(kept) {
+		t.Errorf("%d runs left after retention, want the %d inside the window", len(gotRows), len(kept))
+	}
+	if diff := cmp.Diff(e.dump(results), gotRows); diff != "" {
+		t.Errorf("runs kept (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(e.dump(minutes), gotMinutes); diff != "" {
+		t.Errorf("result_minutes (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(scan(), gotScan); diff != "" {
+		t.Errorf("scan_durations (-want +got):\n%s", diff)
+	}
+}
