@@ -242,21 +242,10 @@ const gramsSQL = `SELECT agent FROM agent_grams WHERE gram = lower(?1)
 // is searched once a request. A group is served from its members when
 // ordered by pc_id (sorted already: pcOrder) or when it has at most
 // groupCandidatesMax members.
-func (db *DB) source(ctx context.Context, f AgentFilter, pcOrder bool) (agentSource, error) {
-	if f.Query != "" {
-		var q string
-		var arg any
-		if phrase, ok := searchPhrase(f.Query); ok {
-			q, arg = `SELECT rowid FROM agents_search WHERE agents_search MATCH ? LIMIT ?`, phrase
-		} else if piece, ok := gramsQuery(f.Query); ok {
-			q, arg = gramsSQL, piece
-		}
-		if q != "" {
-			hits, err := db.candidates(ctx, q, arg)
-			if err != nil || hits != nil {
-				return agentSource{hits: hits}, err
-			}
-		}
+func (db *DB) source(ctx context.Context, f AgentFilter, pcOrder bool, search *searchOnce) (agentSource, error) {
+	hits, err := search.get(ctx, db, f.Query)
+	if err != nil || hits != nil {
+		return agentSource{hits: hits}, err
 	}
 	if f.Group == "" {
 		return agentSource{}, nil
@@ -270,6 +259,32 @@ func (db *DB) source(ctx context.Context, f AgentFilter, pcOrder bool) (agentSou
 		return agentSource{}, fmt.Errorf("group size: %w", err)
 	}
 	return agentSource{group: n <= groupCandidatesMax}, nil
+}
+
+// searchOnce reads a search's candidates once for a request that lists
+// and counts (ListAndCountAgents): reading them is most of a search's cost.
+type searchOnce struct {
+	done bool
+	hits *string
+	err  error
+}
+
+// get returns the candidates of the search q (nil when it has none to be
+// served from: no search, or too many candidates).
+func (s *searchOnce) get(ctx context.Context, db *DB, q string) (*string, error) {
+	if s.done {
+		return s.hits, s.err
+	}
+	s.done = true
+	if q == "" {
+		return nil, nil
+	}
+	if phrase, ok := searchPhrase(q); ok {
+		s.hits, s.err = db.candidates(ctx, `SELECT rowid FROM agents_search WHERE agents_search MATCH ? LIMIT ?`, phrase)
+	} else if piece, ok := gramsQuery(q); ok {
+		s.hits, s.err = db.candidates(ctx, gramsSQL, piece)
+	}
+	return s.hits, s.err
 }
 
 // candidates runs q (a list of agents rowids, with arg and the limit
@@ -418,6 +433,22 @@ func (f AgentFilter) cursor() (*pageKey, error) {
 
 // ListAgents returns a page of the roster in f's order.
 func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (kanade.Page[kanade.Agent], error) {
+	return db.listAgents(ctx, f, &searchOnce{})
+}
+
+// ListAndCountAgents is ListAgents and CountAgents of f, with a search's
+// candidates read once for both.
+func (db *DB) ListAndCountAgents(ctx context.Context, f AgentFilter) (kanade.Page[kanade.Agent], int64, error) {
+	search := &searchOnce{}
+	page, err := db.listAgents(ctx, f, search)
+	if err != nil {
+		return page, 0, err
+	}
+	n, err := db.countAgents(ctx, f, search)
+	return page, n, err
+}
+
+func (db *DB) listAgents(ctx context.Context, f AgentFilter, search *searchOnce) (kanade.Page[kanade.Agent], error) {
 	var page kanade.Page[kanade.Agent]
 	if err := f.check(); err != nil {
 		return page, fmt.Errorf("list agents: %w", err)
@@ -430,7 +461,7 @@ func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (kanade.Page[kanade
 	if err != nil {
 		return page, fmt.Errorf("list agents: %w", err)
 	}
-	src, err := db.source(ctx, f, expr == "")
+	src, err := db.source(ctx, f, expr == "", search)
 	if err != nil {
 		return page, fmt.Errorf("list agents: %w", err)
 	}
@@ -481,6 +512,10 @@ func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (kanade.Page[kanade
 // counts the entries of the narrowest index of 0013 the filters allow,
 // never a table row.
 func (db *DB) CountAgents(ctx context.Context, f AgentFilter) (int64, error) {
+	return db.countAgents(ctx, f, &searchOnce{})
+}
+
+func (db *DB) countAgents(ctx context.Context, f AgentFilter, search *searchOnce) (int64, error) {
 	if f.OS == "" && f.Version == "" && f.Group == "" && f.Query == "" && f.Status == "" {
 		var known int64
 		if err := db.read.QueryRowContext(ctx, `SELECT value FROM fleet_counters WHERE name = 'agents'`).Scan(&known); err != nil {
@@ -514,7 +549,7 @@ func (db *DB) CountAgents(ctx context.Context, f AgentFilter) (int64, error) {
 	// members whatever its size (countSQL).
 	g := f
 	g.Group = ""
-	src, err := db.source(ctx, g, true)
+	src, err := db.source(ctx, g, true, search)
 	if err != nil {
 		return 0, fmt.Errorf("count agents: %w", err)
 	}
@@ -562,11 +597,21 @@ const groupCountSQL = `SELECT
 	   ON gm.group_name = ?1 AND gm.pc_id = a.pc_id
 	   WHERE a.last_heartbeat >= ?3 AND a.last_heartbeat < ?4)`
 
+// groupKnownSQL is groupCountSQL's first column alone: without a status
+// the cutoff's minute need not be read.
+const groupKnownSQL = `SELECT COALESCE(SUM(agents), 0) FROM group_minutes WHERE group_name = ?`
+
 // countGroup counts the members of f.Group with f.Status, f having no
 // other filter.
 func (db *DB) countGroup(ctx context.Context, f AgentFilter) (int64, error) {
-	minute, from, to := minuteSplit(f.OnlineSince)
 	var known, active int64
+	if f.Status == "" {
+		if err := db.cachedRow(ctx, groupKnownSQL, []any{f.Group}, &known); err != nil {
+			return 0, fmt.Errorf("count agents of group %q: %w", f.Group, err)
+		}
+		return known, nil
+	}
+	minute, from, to := minuteSplit(f.OnlineSince)
 	if err := db.cachedRow(ctx, groupCountSQL, []any{f.Group, minute, from, to}, &known, &active); err != nil {
 		return 0, fmt.Errorf("count agents of group %q: %w", f.Group, err)
 	}

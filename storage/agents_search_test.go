@@ -238,6 +238,13 @@ func TestAgentsSearchMatchesReference(t *testing.T) {
 			if err != nil || n != int64(len(want)) {
 				t.Fatalf("round %d q=%q: count %d, %v; want %d", round, q, n, err, len(want))
 			}
+			// The handler's total=true: the same candidates serve the page and
+			// the count.
+			f.Cursor = ""
+			first, n, err := db.ListAndCountAgents(ctx, f)
+			if err != nil || n != int64(len(want)) || len(first.Items) != min(f.Limit, len(want)) {
+				t.Fatalf("round %d q=%q: list and count: %d rows, count %d, %v; want %d", round, q, len(first.Items), n, err, len(want))
+			}
 			checked++
 		}
 	}
