@@ -350,6 +350,11 @@ func TestAgentsGroupPlans(t *testing.T) {
 					}
 					what := fmt.Sprintf("sort %s desc %v filter %s next %v", sort, desc, name, next)
 					joined := strings.Join(page, " | ")
+					// A sorted page sorts the members' rowids in a subquery and
+					// reads the page's rows after.
+					if len(page) > 0 && page[0] == "CO-ROUTINE pg" {
+						page = page[1:]
+					}
 					if len(page) < 2 || !strings.HasPrefix(page[0], "SEARCH agent_group_members USING PRIMARY KEY (group_name=?") ||
 						!strings.HasPrefix(page[1], "SEARCH agents USING INDEX sqlite_autoindex_agents_1 (pc_id=?)") {
 						t.Errorf("%s: plan %q, want the members' key walked and each row read by pc_id", what, joined)
