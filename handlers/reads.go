@@ -157,19 +157,19 @@ func (srv *Server) registerReads(api huma.API) {
 			if err != nil {
 				return nil, err
 			}
+			if in.Total {
+				// One call: a search's candidates are read once for both.
+				page, n, err := db.ListAndCountAgents(ctx, f)
+				if err != nil {
+					return nil, srv.readsProblem(ctx, "list agents", in.Cursor, err)
+				}
+				return &readsAgentsOutput{Body: page, TotalCount: &n}, nil
+			}
 			page, err := db.ListAgents(ctx, f)
 			if err != nil {
 				return nil, srv.readsProblem(ctx, "list agents", in.Cursor, err)
 			}
-			out := &readsAgentsOutput{Body: page}
-			if in.Total {
-				n, err := db.CountAgents(ctx, f)
-				if err != nil {
-					return nil, srv.readsProblem(ctx, "count agents", "", err)
-				}
-				out.TotalCount = &n
-			}
-			return out, nil
+			return &readsAgentsOutput{Body: page}, nil
 		})
 	registerRead(srv, api, get("get-agent", "/api/agents/{pc_id}", "One agent", ""),
 		func(ctx context.Context, in *struct {

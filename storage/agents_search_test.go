@@ -40,8 +40,8 @@ var searchPieces = []string{
 // names built from hostile pieces, while the rows change between rounds:
 // inserted, renamed by heartbeats and by UPDATE (in case only, too),
 // given a pc_id, heartbeats that leave the name alone, and deleted. The
-// searches are hostile strings, 1- and 2-character ones (served by the
-// walk), and pieces of the stored names in random case. One common
+// searches are hostile strings, 1- and 2-character ones (served by
+// agent_grams, or by the walk when common), and pieces of the stored names in random case. One common
 // piece is in more than 2,000 names, so a search of it is served by the
 // walk too and the rest by the trigram index's candidates. Every page of
 // every sort and the count are compared.
@@ -67,6 +67,12 @@ func TestAgentsSearchMatchesReference(t *testing.T) {
 		h := fmt.Sprintf("fleet-%04d", i)
 		hosts[fmt.Sprintf("bulk-%04d", i)] = &h
 	}
+	// Names longer than agent_grams cuts into pieces (256 characters): a
+	// search of one or two characters must find them all the same.
+	long := strings.Repeat("x", 300) + "Q9"
+	hosts["long-name"] = &long
+	mustExec(t, db, `INSERT INTO agents (pc_id, hostname, last_heartbeat, updated_at) VALUES ('long-name', ?, ?, ?)`,
+		long, kanade.FormatTime(at), kanade.FormatTime(at))
 	insert := func(n int) {
 		for range n {
 			pc := name() + fmt.Sprint(r.IntN(1000))
@@ -86,7 +92,7 @@ func TestAgentsSearchMatchesReference(t *testing.T) {
 	someAgent := func() string {
 		keys := make([]string, 0, len(hosts))
 		for pc := range hosts {
-			if !strings.HasPrefix(pc, "bulk-") {
+			if !strings.HasPrefix(pc, "bulk-") && pc != "long-name" {
 				keys = append(keys, pc)
 			}
 		}
@@ -177,7 +183,7 @@ func TestAgentsSearchMatchesReference(t *testing.T) {
 			insert(20)
 		}
 		queries := []string{"FLEET", "eet-00", "fleet-0001", `"`, `""`, `"*"`, "*", "^", "NEAR", "near(", "a OR b", "OR", "AND NOT",
-			"%", "_", `\`, "%_", `\%`, "é", "É", "K", "\u212a", "ß", "ss", "İ", "日本語", "host", "HOST-", "a", "ab", "zzzzzz"}
+			"%", "_", `\`, "%_", `\%`, "é", "É", "K", "\u212a", "ß", "ss", "İ", "日本語", "host", "HOST-", "a", "ab", "zzzzzz", "q9", "Q", "9"}
 		for range 40 {
 			queries = append(queries, piece())
 		}
@@ -232,6 +238,13 @@ func TestAgentsSearchMatchesReference(t *testing.T) {
 			if err != nil || n != int64(len(want)) {
 				t.Fatalf("round %d q=%q: count %d, %v; want %d", round, q, n, err, len(want))
 			}
+			// The handler's total=true: the same candidates serve the page and
+			// the count.
+			f.Cursor = ""
+			first, n, err := db.ListAndCountAgents(ctx, f)
+			if err != nil || n != int64(len(want)) || len(first.Items) != min(f.Limit, len(want)) {
+				t.Fatalf("round %d q=%q: list and count: %d rows, count %d, %v; want %d", round, q, len(first.Items), n, err, len(want))
+			}
 			checked++
 		}
 	}
@@ -261,7 +274,7 @@ func clipList(xs []string) []string {
 
 // TestAgentsSearchCandidatesPlans proves a search served from the trigram
 // index's candidates reads each candidate's row by its rowid, with the
-// candidates the outer loop, for every sort, order and single filter:
+// candidates the outer loop, for every sort, order and filter combination:
 // never a walk of the roster (the sort of the few candidates is expected).
 func TestAgentsSearchCandidatesPlans(t *testing.T) {
 	db := storagetest.Open(t, nil)
@@ -303,6 +316,77 @@ func TestAgentsSearchCandidatesPlans(t *testing.T) {
 						}
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestAgentsGroupPlans proves a group served from its members walks the
+// membership key with each member's row read by pc_id: in pc_id order with
+// no sort of the rows (the order is the key's), in another order sorting
+// at most groupCandidatesMax members; and that the group's count (alone or
+// with a status) reads group_minutes by its group index, and the one- and
+// two-character search reads agent_grams by its key. Never a walk of the
+// roster or a scan of those tables.
+func TestAgentsGroupPlans(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	if db.Remote() {
+		t.Skip("EXPLAIN QUERY PLAN is checked on SQLite")
+	}
+	ctx := context.Background()
+	for _, sort := range storage.AgentSorts {
+		for _, desc := range []bool{false, true} {
+			for name, f := range agentFilterCases {
+				if f.Group == "" || f.Query != "" {
+					continue // a search with candidates is served from those
+				}
+				for _, next := range []bool{false, true} {
+					f := f
+					f.Sort, f.Desc, f.Limit = sort, desc, 50
+					f.OnlineSince = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+					page, _, err := storage.AgentsGroupPlanForTest(ctx, db, f, next)
+					if err != nil {
+						t.Fatal(err)
+					}
+					what := fmt.Sprintf("sort %s desc %v filter %s next %v", sort, desc, name, next)
+					joined := strings.Join(page, " | ")
+					// A sorted page sorts the members' rowids in a subquery and
+					// reads the page's rows after.
+					if len(page) > 0 && page[0] == "CO-ROUTINE pg" {
+						page = page[1:]
+					}
+					if len(page) < 2 || !strings.HasPrefix(page[0], "SEARCH agent_group_members USING PRIMARY KEY (group_name=?") ||
+						!strings.HasPrefix(page[1], "SEARCH agents USING INDEX sqlite_autoindex_agents_1 (pc_id=?)") {
+						t.Errorf("%s: plan %q, want the members' key walked and each row read by pc_id", what, joined)
+					}
+					pcOrder := sort == storage.AgentSortPCID || (sort == storage.AgentSortOS && f.OS != "") ||
+						(sort == storage.AgentSortVersion && f.Version != "")
+					if pcOrder && strings.Contains(joined, "TEMP B-TREE") {
+						t.Errorf("%s: plan %q sorts the members, want the key's order", what, joined)
+					}
+					if pcOrder && next && !strings.Contains(page[0], "pc_id>?") && !strings.Contains(page[0], "pc_id<?") {
+						t.Errorf("%s: plan %q, want the cursor to start a range of the members' key", what, joined)
+					}
+				}
+			}
+		}
+	}
+	plans, err := storage.AgentsCountPlansForTest(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"group count": "SEARCH group_minutes USING INDEX group_minutes_by_group (group_name=?",
+		"grams":       "SEARCH agent_grams USING PRIMARY KEY (gram=?)",
+	}
+	for name, plan := range plans {
+		joined := strings.Join(plan, " | ")
+		if !strings.Contains(joined, want[name]) {
+			t.Errorf("%s: plan %q, want %q", name, joined, want[name])
+		}
+		for _, step := range plan {
+			if strings.HasPrefix(step, "SCAN") && !strings.Contains(step, "CONSTANT ROW") {
+				t.Errorf("%s: plan %q scans", name, joined)
 			}
 		}
 	}

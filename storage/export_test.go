@@ -222,17 +222,40 @@ func AgentsQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, 
 // statement ListAgents runs for f (a next page when next), and of the
 // COUNT CountAgents runs for f's filters when it counts rows.
 func AgentsListPlanForTest(ctx context.Context, db *DB, f AgentFilter, next bool) (page, count []string, err error) {
-	return agentsListPlan(ctx, db, f, next, agentSearch{})
+	return agentsListPlan(ctx, db, f, next, agentSource{})
 }
 
 // AgentsSearchPlanForTest is AgentsListPlanForTest for a search served from
 // the trigram index's candidates.
 func AgentsSearchPlanForTest(ctx context.Context, db *DB, f AgentFilter, next bool) (page, count []string, err error) {
 	hits := "[1,2,3]"
-	return agentsListPlan(ctx, db, f, next, agentSearch{hits: &hits})
+	return agentsListPlan(ctx, db, f, next, agentSource{hits: &hits})
 }
 
-func agentsListPlan(ctx context.Context, db *DB, f AgentFilter, next bool, search agentSearch) (page, count []string, err error) {
+// AgentsGroupPlanForTest is AgentsListPlanForTest for a page served from
+// the group's members.
+func AgentsGroupPlanForTest(ctx context.Context, db *DB, f AgentFilter, next bool) (page, count []string, err error) {
+	return agentsListPlan(ctx, db, f, next, agentSource{group: true})
+}
+
+// AgentsCountPlansForTest returns the EXPLAIN QUERY PLAN details of a
+// group's count and of the one- and two-character search's candidates.
+func AgentsCountPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
+	return queryPlans(ctx, db, map[string]planCase{
+		"group count": {groupCountSQL, []any{"lab", "2026-01-01T00:00", "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:01:00.000000000Z"}},
+		"grams":       {gramsSQL, []any{"zz", searchCandidatesMax + 1}},
+	})
+}
+
+// SetGroupCandidatesMaxForTest changes how many members a group's page may
+// be sorted from, and returns a function that restores it.
+func SetGroupCandidatesMaxForTest(n int) func() {
+	old := groupCandidatesMax
+	groupCandidatesMax = n
+	return func() { groupCandidatesMax = old }
+}
+
+func agentsListPlan(ctx context.Context, db *DB, f AgentFilter, next bool, src agentSource) (page, count []string, err error) {
 	var after *pageKey
 	if next {
 		id, v := "PC-1", "v"
@@ -244,11 +267,11 @@ func agentsListPlan(ctx context.Context, db *DB, f AgentFilter, next bool, searc
 			after.V = &v
 		}
 	}
-	q, args, err := f.listSQL(after, search)
+	q, args, err := f.listSQL(after, src)
 	if err != nil {
 		return nil, nil, err
 	}
-	cq, cargs, err := f.countSQL(search)
+	cq, cargs, err := f.countSQL(agentSource{hits: src.hits})
 	if err != nil {
 		return nil, nil, err
 	}

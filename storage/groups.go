@@ -366,14 +366,16 @@ type GroupMembers struct {
 // list from the members themselves, walked in key order, so sorted), and
 // its live members from group_minutes (whole minutes after the cutoff's)
 // plus the agents of the cutoff's own minute at or after it, as
-// AgentCounts splits them: one statement, one round trip to a remote
+// AgentCounts splits them (GROUP BY +group_name: grouping in the order of
+// group_minutes_by_group, 0020, would read every minute, not the recent
+// ones): one statement, one round trip to a remote
 // server, however many PCs.
 const groupOverviewSQL = `SELECT l.group_name,
        CASE WHEN l.stale = 0 THEN l.members
             ELSE (SELECT group_concat(pc_id, ' ') FROM agent_group_members AS gm WHERE gm.group_name = l.group_name) END,
        COALESCE(s.n, 0) + COALESCE(f.n, 0)
 FROM group_lists AS l
-LEFT JOIN (SELECT group_name, SUM(agents) AS n FROM group_minutes WHERE minute > ? GROUP BY group_name) AS s
+LEFT JOIN (SELECT group_name, SUM(agents) AS n FROM group_minutes WHERE minute > ? GROUP BY +group_name) AS s
        ON s.group_name = l.group_name
 LEFT JOIN (SELECT gm.group_name, COUNT(*) AS n FROM agents AS a JOIN agent_group_members AS gm ON gm.pc_id = a.pc_id
             WHERE a.last_heartbeat >= ? AND a.last_heartbeat < ? GROUP BY gm.group_name) AS f
