@@ -438,6 +438,7 @@ func (tx *Tx) insertHistory(ctx context.Context, pc, job, observed string, event
 // the PC's collected_at from inventory_facts, which every report sets.
 func (tx *Tx) replaceRows(ctx context.Context, set *explodeSet, pc, job, collected, observed string, st *InventoryStats) (int, error) {
 	spec := set.spec
+	set.typeRows()
 	table := kanade.QuoteIdent(spec.Table)
 	before, err := tx.selectRows(ctx, spec, pc, job)
 	if err != nil {
@@ -1238,6 +1239,11 @@ func (tx *Tx) rebuildExplodeTable(ctx context.Context, spec *kanade.ExplodeSpec,
 		`INSERT OR IGNORE INTO ` + kanade.QuoteIdent(rebuildTable) + ` (` + list + `) SELECT ` + list + ` FROM ` + kanade.QuoteIdent(spec.Table),
 		`DROP TABLE ` + kanade.QuoteIdent(spec.Table),
 		`ALTER TABLE ` + kanade.QuoteIdent(rebuildTable) + ` RENAME TO ` + kanade.QuoteIdent(spec.Table),
+		// The copy may have dropped or converted rows of any job that
+		// writes this table (another manifest's spec may name it), so
+		// no stored signature vouches for its rows any longer (setSigs):
+		// every PC's next report diffs its sets again.
+		`UPDATE inventory_facts SET explode_sig = NULL WHERE explode_sig IS NOT NULL`,
 	} {
 		if _, err := tx.tx.ExecContext(ctx, q); err != nil {
 			return nil, fmt.Errorf("rebuild: %w", err)
