@@ -55,10 +55,10 @@ lint-openapi:
 bench-exec *flags:
     go run ./bench/exec {{flags}}
 
-# The inventory read model at fleet scale (issue 12): 20k PCs x 150 apps (3M derived rows) built once into a kept SQLite file (half an hour) and reused, then medians of projecting one report and of the read routes; then bench/ingest with one result in ten an inventory report. Extra flags go to bench/inventory (e.g. -only reads, -cpuprofile inv.prof).
+# The inventory read model at fleet scale (issue 12): 20k PCs x 150 apps (3M derived rows) built once into a kept SQLite file (half an hour) and reused, then medians of projecting one report and of the read routes; then bench/ingest's ratio with one result in ten an inventory report against the same stream without, over interleaved runs (the seeded fleet kept in TMPDIR for the day). Extra flags go to bench/inventory (e.g. -only reads, -cpuprofile inv.prof).
 bench-inventory *flags:
     go run ./bench/inventory -db "${TMPDIR:-/tmp}/kanade-bench-inventory-20000.db" {{flags}}
-    go run ./bench/ingest -n 200000 -b-subset 20000 -inventory 0.1
+    go run ./bench/ingest -n 100000 -inventory 0.1 -rounds 3 -seed-cache "${TMPDIR:-/tmp}"
 
 # Performance samples at fleet scale (issue 15): 1k PCs x 7 days of host samples (10M rows, seeded once by batched inserts into a kept SQLite file, ~10 min) and the 24 h per-PC series, 24 h fleet average and top-10 over the last hour against raw GROUP BY baselines (p50, p95); then the results projection's rate with and without a fleet's samples. Extra flags go to bench/telemetry (e.g. -skip-ingest, -reps 60).
 bench-telemetry *flags:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -422,9 +423,10 @@ func (tx *Tx) insertHistory(ctx context.Context, pc, job, observed string, event
 }
 
 // replaceRows makes the PC's rows of set's table the report's and, with
-// track_history, logs the difference. The stored rows are read before and
-// (after a change) again: what SQLite stored, after affinity and with
-// duplicate keys counted once, is what the events describe.
+// track_history, logs the difference. The stored rows are read before and,
+// when a written value may have been converted by affinity, again: what
+// SQLite stored, after affinity and with duplicate keys counted once, is
+// what the events describe.
 //
 // Only what changed is written: a key no longer reported is deleted, a new
 // or different row upserted, an equal row left alone, so a report that
@@ -438,6 +440,7 @@ func (tx *Tx) insertHistory(ctx context.Context, pc, job, observed string, event
 // the PC's collected_at from inventory_facts, which every report sets.
 func (tx *Tx) replaceRows(ctx context.Context, set *explodeSet, pc, job, collected, observed string, st *InventoryStats) (int, error) {
 	spec := set.spec
+	set.typeRows()
 	table := kanade.QuoteIdent(spec.Table)
 	before, err := tx.selectRows(ctx, spec, pc, job)
 	if err != nil {
@@ -498,12 +501,25 @@ func (tx *Tx) replaceRows(ctx context.Context, set *explodeSet, pc, job, collect
 	if !spec.TrackHistory || len(writes) == 0 && len(deletes) == 0 && planned {
 		return 0, nil
 	}
-	// What is stored now: known without reading it back when every
-	// written value is stored as bound.
-	var after [][]any
+	// When every written value is stored as bound, what changed is known
+	// without reading the rows back: the rows written and deleted, against
+	// the stored rows of their keys (the rows left alone are certainly
+	// equal, so diffing all 150 of them found nothing more).
 	if planned && allCertain(spec, writes) {
-		after = applyPlan(keyAt, before, writes, deletes)
-	} else if after, err = tx.selectRows(ctx, spec, pc, job); err != nil {
+		touched := make(map[string]bool, len(writes))
+		for _, w := range writes {
+			touched[storedKey(keyAt, w)] = true
+		}
+		old := slices.Clip(deletes)
+		for _, r := range before {
+			if touched[storedKey(keyAt, r)] {
+				old = append(old, r)
+			}
+		}
+		return tx.insertHistory(ctx, pc, job, observed, diffRows(spec, keyAt, old, writes))
+	}
+	after, err := tx.selectRows(ctx, spec, pc, job)
+	if err != nil {
 		return 0, err
 	}
 	return tx.insertHistory(ctx, pc, job, observed, diffRows(spec, keyAt, before, after))
@@ -520,39 +536,6 @@ func allCertain(spec *kanade.ExplodeSpec, rows [][]any) bool {
 		}
 	}
 	return true
-}
-
-// applyPlan is the stored rows after planRows' writes and deletes, when
-// every written value is stored as bound (allCertain): the rows of before
-// not deleted, each replaced by the write of its key, then the new keys.
-// The order is not the table's; diffRows orders its events itself.
-func applyPlan(keyAt []int, before, writes, deletes [][]any) [][]any {
-	written := make(map[string][]any, len(writes))
-	for _, w := range writes {
-		written[storedKey(keyAt, w)] = w
-	}
-	gone := make(map[string]bool, len(deletes))
-	for _, d := range deletes {
-		gone[storedKey(keyAt, d)] = true
-	}
-	after := make([][]any, 0, len(before)+len(writes))
-	for _, r := range before {
-		k := storedKey(keyAt, r)
-		switch w, ok := written[k]; {
-		case gone[k]:
-		case ok:
-			after = append(after, w)
-			delete(written, k)
-		default:
-			after = append(after, r)
-		}
-	}
-	for _, w := range writes {
-		if _, ok := written[storedKey(keyAt, w)]; ok {
-			after = append(after, w)
-		}
-	}
-	return after
 }
 
 func slicesContains(list []string, s string) bool {
@@ -1238,6 +1221,11 @@ func (tx *Tx) rebuildExplodeTable(ctx context.Context, spec *kanade.ExplodeSpec,
 		`INSERT OR IGNORE INTO ` + kanade.QuoteIdent(rebuildTable) + ` (` + list + `) SELECT ` + list + ` FROM ` + kanade.QuoteIdent(spec.Table),
 		`DROP TABLE ` + kanade.QuoteIdent(spec.Table),
 		`ALTER TABLE ` + kanade.QuoteIdent(rebuildTable) + ` RENAME TO ` + kanade.QuoteIdent(spec.Table),
+		// The copy may have dropped or converted rows of any job that
+		// writes this table (another manifest's spec may name it), so
+		// no stored signature vouches for its rows any longer (setSigs):
+		// every PC's next report diffs its sets again.
+		`UPDATE inventory_facts SET explode_sig = NULL WHERE explode_sig IS NOT NULL`,
 	} {
 		if _, err := tx.tx.ExecContext(ctx, q); err != nil {
 			return nil, fmt.Errorf("rebuild: %w", err)

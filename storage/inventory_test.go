@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -814,5 +815,180 @@ func TestInventoryFailureLaterInTheBatch(t *testing.T) {
 	}
 	if got := invRows(t, db, `SELECT pc_id, name FROM inventory_sw_apps ORDER BY 1`); len(got) != 3 {
 		t.Errorf("rows %v", got)
+	}
+}
+
+// TestInventorySkippedSetsMatchBruteForce: a set whose text repeats the
+// stored one is not typed, read or diffed (setSigs), while the rest of
+// the report changes; the history and the rows still equal a brute-force
+// model computed from the payloads alone, through out-of-order reports,
+// redeliveries and a spec change halfway (a column added that the
+// elements carried all along: the same text under the new spec must be
+// projected again, so the column fills and every row logs a change).
+func TestInventorySkippedSetsMatchBruteForce(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	const cols = `{"field":"name"},{"field":"ver"},{"field":"kb","type":"integer"}`
+	spec1 := mustHint(t, `{"display":[],"explode":[{"field":"apps","table":"sk","primary_key":["name"],"columns":[`+cols+`],
+		"track_history":true}],"history_scalars":["free"]}`)
+	spec2 := mustHint(t, `{"display":[],"explode":[{"field":"apps","table":"sk","primary_key":["name"],"columns":[`+cols+`,{"field":"pub"}],
+		"track_history":true}],"history_scalars":["free"]}`)
+	type elem struct {
+		Name, Ver, Pub string
+		KB             int64
+	}
+	render := func(e elem, withPub bool) string {
+		if !withPub {
+			return fmt.Sprintf(`{"name":%q,"ver":%q,"kb":%d}`, e.Name, e.Ver, e.KB)
+		}
+		pub := "null"
+		if e.Pub != "" {
+			pub = strconv.Quote(e.Pub)
+		}
+		return fmt.Sprintf(`{"name":%q,"ver":%q,"kb":%d,"pub":%s}`, e.Name, e.Ver, e.KB, pub)
+	}
+	type model struct {
+		recorded int
+		rows     map[string]elem // name → element as stored
+		apps     string          // the text of the stored report's array
+		free     *string
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	models := map[string]*model{}
+	var want []invEvent
+	seq, unchanged := 0, 0
+	spec, withPub := spec1, false
+	for round := range 60 {
+		if round == 30 {
+			// The spec gains a column; the stored rows get NULL in it
+			// (ALTER TABLE ADD COLUMN), which the model stores too.
+			spec, withPub = spec2, true
+			for _, m := range models {
+				for k, e := range m.rows {
+					e.Pub = ""
+					m.rows[k] = e
+				}
+			}
+		}
+		var batch []storage.Result
+		for range 1 + rng.IntN(4) {
+			pc := fmt.Sprintf("PC-%d", rng.IntN(3))
+			min := round*10 + rng.IntN(10)
+			if rng.IntN(8) == 0 {
+				min -= 25 // older than the stored report
+			}
+			m := models[pc]
+			if m == nil {
+				m = &model{recorded: -1 << 30, rows: map[string]elem{}}
+				models[pc] = m
+			}
+			var apps string
+			if m.apps != "" && rng.IntN(2) == 0 {
+				apps = m.apps // the stored report's apps, byte for byte
+			} else {
+				var parts []string
+				for range rng.IntN(5) {
+					parts = append(parts, fmt.Sprintf(`{"name":"app%d","ver":"%d","kb":%d,"pub":"p%d"}`,
+						rng.IntN(5), rng.IntN(3), rng.IntN(3), rng.IntN(2)))
+				}
+				apps = "[" + strings.Join(parts, ",") + "]"
+			}
+			free := fmt.Sprint(rng.IntN(4))
+			stdout := `{"free":"` + free + `","apps":` + apps + `}`
+			seq++
+			r := invResult(fmt.Sprintf("r%d", seq), pc, min, stdout, spec)
+			batch = append(batch, r)
+
+			if min < m.recorded {
+				continue
+			}
+			m.recorded = min
+			observed := kanade.FormatTime(r.RecordedAt)
+			switch {
+			case m.free == nil:
+				want = append(want, invEvent{pc, "free", "", "added", "", `{"value":"` + free + `"}`, observed})
+			case *m.free != free:
+				want = append(want, invEvent{pc, "free", "", "changed", `{"value":"` + *m.free + `"}`, `{"value":"` + free + `"}`, observed})
+			}
+			m.free = &free
+			var elems []elem
+			if err := json.Unmarshal([]byte(apps), &elems); err != nil {
+				t.Fatal(err)
+			}
+			next := map[string]elem{}
+			for _, e := range elems {
+				if _, dup := next[e.Name]; !dup {
+					if !withPub {
+						e.Pub = ""
+					}
+					next[e.Name] = e
+				}
+			}
+			var evs []invEvent
+			id := func(name string) string { return fmt.Sprintf(`{"name":%q}`, name) }
+			for name, e := range next {
+				old, had := m.rows[name]
+				switch {
+				case !had:
+					evs = append(evs, invEvent{pc, "apps", id(name), "added", "", render(e, withPub), observed})
+				case old != e:
+					evs = append(evs, invEvent{pc, "apps", id(name), "changed", render(old, withPub), render(e, withPub), observed})
+				}
+			}
+			for name, e := range m.rows {
+				if _, ok := next[name]; !ok {
+					evs = append(evs, invEvent{pc, "apps", id(name), "removed", render(e, withPub), "", observed})
+				}
+			}
+			sort.Slice(evs, func(i, j int) bool { return evs[i].Identity < evs[j].Identity })
+			want = append(want, evs...)
+			m.rows, m.apps = next, apps
+		}
+		st := applyInv(t, db, batch...)
+		unchanged += st.Inventory.Unchanged
+		if rng.IntN(3) == 0 {
+			applyInv(t, db, batch...) // a redelivery changes nothing
+		}
+	}
+	if diff := cmp.Diff(want, invHistory(t, db)); diff != "" {
+		t.Errorf("history (-brute force +projection):\n%s", diff)
+	}
+	if unchanged < 20 || len(want) < 100 {
+		t.Errorf("%d unchanged reports, %d events: the test exercises too little", unchanged, len(want))
+	}
+	for pc, m := range models {
+		got := map[string]elem{}
+		for _, r := range invRows(t, db, `SELECT name, ver, kb, COALESCE(pub, '') FROM sk WHERE pc_id = ?`, pc) {
+			got[r[0].(string)] = elem{Name: r[0].(string), Ver: r[1].(string), KB: r[2].(int64), Pub: r[3].(string)}
+		}
+		if diff := cmp.Diff(m.rows, got); diff != "" {
+			t.Errorf("%s rows (-model +db):\n%s", pc, diff)
+		}
+	}
+}
+
+// TestInventoryRebuildByAnotherJobVoidsSignatures: a table two manifests
+// write is rebuilt for one's new key, and the copy drops rows of the
+// other (their keys collide under the new key). The other's next report,
+// the same text as its last, must write its rows again: the rebuild
+// cleared the signatures that vouched for them.
+func TestInventoryRebuildByAnotherJobVoidsSignatures(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	byName := mustHint(t, `{"display":[],"explode":[{"field":"apps","table":"shared","primary_key":["name"],
+		"columns":[{"field":"name"},{"field":"arch"}]}]}`)
+	byArch := mustHint(t, `{"display":[],"explode":[{"field":"apps","table":"shared","primary_key":["arch"],
+		"columns":[{"field":"name"},{"field":"arch"}]}]}`)
+	stdout := `{"apps":[{"name":"a","arch":"x64"},{"name":"b","arch":"x64"},{"name":"c","arch":"x86"}]}`
+	applyInv(t, db, invResult("r1", "PC-1", 0, stdout, byName))
+	other := invResult("r2", "PC-2", 1, `{"apps":[{"name":"z","arch":"arm"}]}`, byArch)
+	other.ManifestID = "other-job"
+	applyInv(t, db, other)
+	// The copy kept one of PC-1's x64 rows.
+	if n := invRows(t, db, `SELECT COUNT(*) FROM shared WHERE pc_id = 'PC-1'`)[0][0]; n != int64(2) {
+		t.Fatalf("after the rebuild PC-1 has %v rows, want 2 (one x64 row dropped)", n)
+	}
+	applyInv(t, db, invResult("r3", "PC-1", 2, stdout, byName))
+	got := invRows(t, db, `SELECT name FROM shared WHERE pc_id = 'PC-1' ORDER BY name`)
+	if diff := cmp.Diff([][]any{{"a"}, {"b"}, {"c"}}, got); diff != "" {
+		t.Errorf("PC-1's rows after its next report (-want +got):\n%s", diff)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,11 +25,11 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/kanade-fleet/backend"
-	"github.com/kanade-fleet/backend/bench/ingestkit"
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/internal/cli"
@@ -54,8 +55,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	steady := fs.Duration("steady", 60*time.Second, "heartbeat mode: time at the normal rate")
 	burst := fs.Duration("burst", 5*time.Second, "heartbeat mode: time at 10x the rate")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the projector run here (with -inventory: of its run)")
-	inventory := fs.Float64("inventory", 0, "also measure a second stream where this share of the results are inventory reports "+
-		"(the simulator's job, ~150 apps; the fleet's previous reports projected untimed first) and compare its ratio")
+	inventory := fs.Float64("inventory", 0, "instead compare the ratio ours/(a) of a stream where this share of the results are inventory reports "+
+		"(the simulator's job, ~150 apps; the fleet's previous reports projected untimed first) with the ratio of the same stream without them")
+	rounds := fs.Int("rounds", 3, "with -inventory: runs with inventory, each between two runs without")
+	seedCache := fs.String("seed-cache", "", "with -inventory: keep the seeded inventory database (over a gigabyte) in this directory and reuse it the same day")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,38 +92,35 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *hb {
 		return heartbeats(ctx, out, dir, srv.ClientURL(), client, js, *agents, *steady, *burst)
 	}
-	// With -inventory the profile is of the run with inventory reports.
-	first := *cpuprofile
 	if *inventory > 0 {
-		first = ""
+		return compareInventory(ctx, out, dir, client, js, *n, *batch, *inventory, max(1, *rounds), *cpuprofile, *seedCache)
 	}
-	oursRatio, err := ingest(ctx, out, dir, client, js, *n, *subset, *batch, first)
-	if err != nil || *inventory <= 0 {
-		return err
-	}
-	return ingestInventory(ctx, out, dir, client, js, *n, *batch, *inventory, oursRatio, *cpuprofile)
+	return ingest(ctx, out, dir, client, js, *n, *subset, *batch, *cpuprofile)
 }
 
 func openDB(ctx context.Context, dir, name string) (*storage.DB, error) {
 	return storage.Open(ctx, filepath.Join(dir, name+".db"), storage.Options{})
 }
 
-func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, js jetstream.JetStream, n, subset, batchSize int, cpuprofile string) (float64, error) {
+func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, js jetstream.JetStream, n, subset, batchSize int, cpuprofile string) error {
 	fleet := sim.NewFleet(sim.Config{Agents: 10000, Seed: 42, LateRate: -1, DuplicateRate: -1})
 	jobs := fleet.Config().Jobs
 	base := time.Now().Add(-24 * time.Hour)
 	fmt.Fprintf(out, "publishing %d results to RESULTS (untimed)...\n", n)
-	results, last, err := publish(ctx, out, js, n, func(i int) kanade.ExecResult {
-		return fleet.Run(sim.RunSpec{Agent: i % 10000, Job: jobs[i%len(jobs)], StartedAt: base.Add(time.Duration(i) * 400 * time.Millisecond)}).Result
-	})
-	if err != nil {
-		return 0, err
+	rs := make([]kanade.ExecResult, n)
+	for i := range rs {
+		rs[i] = fleet.Run(sim.RunSpec{Agent: i % 10000, Job: jobs[i%len(jobs)], StartedAt: base.Add(time.Duration(i) * 400 * time.Millisecond)}).Result
 	}
+	results, last, err := publish(ctx, out, js, rs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "load before ours (1, 5, 15 min): %s\n", loadAvg())
 
 	// Ours.
 	ours, err := runOurs(ctx, dir, "ours", client, batchSize, n, last, cpuprofile, nil)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	oursRate := float64(n) / ours.Seconds()
 	fmt.Fprintf(out, "ours (projector, batch %d):   %8d rows in %8v = %9.0f rows/s\n", batchSize, n, ours.Round(time.Millisecond), oursRate)
@@ -128,11 +128,11 @@ func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, 
 	// (a) raw batched INSERT.
 	dbA, err := openDB(ctx, dir, "raw")
 	if err != nil {
-		return 0, err
+		return err
 	}
 	startA := time.Now()
-	if err := ingestkit.RawInsert(ctx, dbA, results); err != nil {
-		return 0, err
+	if err := rawInsert(ctx, dbA, results); err != nil {
+		return err
 	}
 	rawDur := time.Since(startA)
 	dbA.Close()
@@ -143,11 +143,11 @@ func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, 
 	m := min(n, subset)
 	dbB, err := openDB(ctx, dir, "onebyone")
 	if err != nil {
-		return 0, err
+		return err
 	}
 	durB, err := oneByOne(ctx, js, dbB, m)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	dbB.Close()
 	rateB := float64(m) / durB.Seconds()
@@ -159,17 +159,36 @@ func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, 
 	fmt.Fprintf(out, "(b) one tx + one ack per msg:   %8d rows in %8v = %9.0f rows/s%s\n\n", m, durB.Round(time.Millisecond), rateB, note)
 	fmt.Fprintf(out, "ours / (a) = %.2f  (goal >= 0.70)\n", oursRate/rawRate)
 	fmt.Fprintf(out, "ours / (b) = %.1fx (goal >= 10x)\n", oursRate/rateB)
-	return oursRate / rawRate, nil
+	return nil
 }
 
-// publish publishes n results made by gen to RESULTS (untimed) and returns
-// them with the stream's last sequence.
-func publish(ctx context.Context, out io.Writer, js jetstream.JetStream, n int, gen func(i int) kanade.ExecResult) ([]storage.Result, uint64, error) {
+// publish publishes rs to RESULTS (untimed) and returns them as stored
+// results with the stream's last sequence.
+func publish(ctx context.Context, out io.Writer, js jetstream.JetStream, rs []kanade.ExecResult) ([]storage.Result, uint64, error) {
+	results := make([]storage.Result, len(rs))
 	pubStart := time.Now()
-	results, last, err := ingestkit.Publish(ctx, js, n, gen)
+	for i, r := range rs {
+		data, _ := json.Marshal(r)
+		// A busy machine may keep the server from acknowledging for a
+		// while: wait for room rather than fail (the default waits 200 ms).
+		if _, err := js.PublishAsync("results."+r.RequestID, data, jetstream.WithStallWait(time.Minute)); err != nil {
+			return nil, 0, err
+		}
+		if i%5000 == 4999 {
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				return nil, 0, errors.New("publish stalled")
+			}
+		}
+		results[i] = storage.Result{ExecResult: r, RecordedAt: time.Now()}
+	}
+	<-js.PublishAsyncComplete()
+	stream, err := js.Stream(ctx, kanade.StreamResults)
 	if err != nil {
 		return nil, 0, err
 	}
+	last := stream.CachedInfo().State.LastSeq
 	fmt.Fprintf(out, "published in %v (stream last seq %d)\n\n", time.Since(pubStart).Round(time.Millisecond), last)
 	return results, last, nil
 }
@@ -193,6 +212,12 @@ func runOurs(ctx context.Context, dir, name string, client *bus.Client, batchSiz
 	if err != nil {
 		return 0, err
 	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w, err := projection.New(projection.Config{DB: db, Bus: client, Logger: quiet, BatchSize: batchSize, Housekeeping: -1,
+		Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		return 0, err
+	}
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile)
 		if err != nil {
@@ -201,10 +226,24 @@ func runOurs(ctx context.Context, dir, name string, client *bus.Client, batchSiz
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	ours, err := ingestkit.Project(ctx, db, client, projection.Config{BatchSize: batchSize}, last)
-	if err != nil {
-		return 0, err
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(wctx) }()
+	for {
+		off, err := db.Offset(ctx, projection.ConsumerResults)
+		if err != nil {
+			return 0, err
+		}
+		if off.Seq >= last {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
+	ours := time.Since(start)
+	cancel()
+	<-done
 	rows, err := count(dir, name, `SELECT COUNT(*) FROM execution_results WHERE finished_at IS NOT NULL`)
 	if err != nil {
 		return 0, err
@@ -218,88 +257,307 @@ func runOurs(ctx context.Context, dir, name string, client *bus.Client, batchSiz
 	return ours, nil
 }
 
-// ingestInventory is the run with inventory reports: the same fleet and
-// jobs, a share of the results replaced by runs of the simulator's
-// inventory job, published after the first stream was purged. Each PC's
-// previous report is projected first, untimed, so the run measures the
-// steady state (reports that change a few apps, or none), not a fleet's
-// first inventory. Baseline (a) inserts the same rows without projecting
-// inventory; the ratio is compared with the one measured above.
-func ingestInventory(ctx context.Context, out io.Writer, dir string, client *bus.Client, js jetstream.JetStream, n, batchSize int,
-	share, plainRatio float64, cpuprofile string) error {
+// compareInventory measures the results projection with and without
+// inventory reports, interleaved: 2*rounds+1 runs, without inventory
+// first, last and between every two runs with it, because the machine's
+// load drifts over minutes and one pair of runs is not a measurement.
+//
+// Both streams hold the same n results of the same fleet and jobs, except
+// that in the second one result in 1/share is replaced by a run of the
+// simulator's inventory job (~150 apps) of the same PC. Each run purges
+// RESULTS and publishes its stream (untimed), then times ours (the
+// projector, from start until the offset reaches the stream's end) and
+// baseline (a), raw multi-row INSERTs of the same rows into a fresh
+// database (no projection of anything, so the reports cost it only their
+// stdout bytes).
+//
+// "Today's ratio" is ours/(a) of the runs without inventory, the
+// figure `bench/ingest` without -inventory prints, measured here in the
+// same process between the runs with inventory. Ratios are of medians:
+// median (a) time / median ours time of each kind. The runs with
+// inventory start from a database where every PC's previous report (a
+// day earlier) was projected, untimed, so they measure the steady state:
+// reports that change a few apps, or none.
+func compareInventory(ctx context.Context, out io.Writer, dir string, client *bus.Client, js jetstream.JetStream, n, batchSize int,
+	share float64, rounds int, cpuprofile, seedCache string) error {
 	const agents = 10000
 	fleet := sim.NewFleet(sim.Config{Agents: agents, Seed: 42, LateRate: -1, DuplicateRate: -1})
 	jobs := fleet.Config().Jobs
 	if _, err := client.Put(ctx, kanade.BucketJobs, sim.InventoryJob.ID, sim.InventoryManifest()); err != nil {
 		return err
 	}
-	stream, err := js.Stream(ctx, kanade.StreamResults)
-	if err != nil {
-		return err
-	}
-	if err := stream.Purge(ctx); err != nil {
-		return err
-	}
-	base := time.Now().Add(-24 * time.Hour)
-	every := int(math.Round(1 / share))
+	base := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
+	every := max(1, int(math.Round(1/share)))
+	plain := make([]kanade.ExecResult, n)
+	withInv := make([]kanade.ExecResult, n)
 	reports := 0
-	fmt.Fprintf(out, "\nwith inventory: one result in %d is an inventory report (%s, ~150 apps)\n", every, sim.InventoryJob.ID)
-	results, last, err := publish(ctx, out, js, n, func(i int) kanade.ExecResult {
-		job := jobs[i%len(jobs)]
+	for i := range n {
+		at := base.Add(time.Duration(i) * 400 * time.Millisecond)
+		plain[i] = fleet.Run(sim.RunSpec{Agent: i % agents, Job: jobs[i%len(jobs)], StartedAt: at}).Result
+		withInv[i] = plain[i]
 		if i%every == every-1 {
-			job = sim.InventoryJob
+			withInv[i] = fleet.Run(sim.RunSpec{Agent: i % agents, Job: sim.InventoryJob, StartedAt: at}).Result
 			reports++
 		}
-		return fleet.Run(sim.RunSpec{Agent: i % agents, Job: job, StartedAt: base.Add(time.Duration(i) * 400 * time.Millisecond)}).Result
-	})
-	if err != nil {
+	}
+	fmt.Fprintf(out, "%d results per run; with inventory, one in %d (%d) is an inventory report (%s, ~150 apps) of the same PC\n",
+		n, every, reports, sim.InventoryJob.ID)
+
+	// The fleet's inventory as it was a day earlier, projected once
+	// (untimed) into a database each run with inventory starts from a
+	// copy of; with -seed-cache kept there and reused (it takes a quarter
+	// of an hour on a busy machine), keyed by the day base falls on.
+	seedPath := filepath.Join(dir, "inventory-seed.db")
+	if seedCache != "" {
+		seedPath = filepath.Join(seedCache, fmt.Sprintf("kanade-bench-ingest-seed-%s-%d.db", base.Format("20060102"), agents))
+	}
+	if _, err := os.Stat(seedPath); err == nil {
+		fmt.Fprintf(out, "reusing the seeded inventory of %d PCs in %s\n\n", agents, seedPath)
+	} else if err := seedInventory(ctx, out, seedPath, fleet, agents, base); err != nil {
 		return err
 	}
-	// The fleet's inventory as it was a day earlier, projected untimed.
-	hint := sim.InventoryHint()
-	inv := sim.NewInventory(42, 150, 3000)
-	seed := func(db *storage.DB) error {
-		start := time.Now()
-		for i := 0; i < agents; i += 100 {
-			var rs []storage.Result
-			for j := i; j < min(i+100, agents); j++ {
-				at := base.Add(-24 * time.Hour)
-				stdout := inv.Report(fleet.PcID(j), j, at)
-				exit := int64(0)
-				rs = append(rs, storage.Result{ExecResult: kanade.ExecResult{ResultID: fmt.Sprintf("seed-%d", j), RequestID: fmt.Sprintf("seed-%d", j),
-					PcID: fleet.PcID(j), ExitCode: &exit, Stdout: stdout, StartedAt: kanade.Timestamp{Time: at}, FinishedAt: kanade.Timestamp{Time: at},
-					ManifestID: sim.InventoryJob.ID}, RecordedAt: at, Inventory: storage.PrepareInventory(hint, stdout)})
-			}
-			if err := db.Update(ctx, func(tx *storage.Tx) error { _, err := tx.ApplyResults(ctx, rs); return err }); err != nil {
+
+	type run struct {
+		ours, raw time.Duration
+		load      string
+	}
+	var without, with []run
+	var derived, events string
+	profiled := false
+	fmt.Fprintf(out, "%-4s %-17s %10s %10s %9s  %s\n", "run", "stream", "ours", "(a)", "ours/(a)", "load (1, 5, 15 min)")
+	for i := range 2*rounds + 1 {
+		inventory := i%2 == 1
+		rs, kind, name := plain, "without inventory", fmt.Sprintf("ours-%d", i)
+		if inventory {
+			rs, kind = withInv, "with inventory"
+			if err := copyDB(seedPath, filepath.Join(dir, name+".db")); err != nil {
 				return err
 			}
 		}
-		fmt.Fprintf(out, "seeded the inventory of %d PCs (untimed, %v)\n", agents, time.Since(start).Round(time.Second))
-		return nil
+		stream, err := js.Stream(ctx, kanade.StreamResults)
+		if err != nil {
+			return err
+		}
+		if err := stream.Purge(ctx); err != nil {
+			return err
+		}
+		results, last, err := publish(ctx, io.Discard, js, rs)
+		if err != nil {
+			return err
+		}
+		prof := ""
+		if inventory && !profiled {
+			prof, profiled = cpuprofile, true
+		}
+		load := loadAvg()
+		ours, err := runOurs(ctx, dir, name, client, batchSize, n, last, prof, nil)
+		if err != nil {
+			return err
+		}
+		if inventory {
+			derived, _ = count(dir, name, `SELECT COUNT(*) FROM `+sim.InventoryTable)
+			events, _ = count(dir, name, `SELECT COUNT(*) FROM inventory_history WHERE observed_at > '`+kanade.FormatTime(base.Add(-time.Hour))+`'`)
+		}
+		dbA, err := openDB(ctx, dir, fmt.Sprintf("raw-%d", i))
+		if err != nil {
+			return err
+		}
+		startA := time.Now()
+		if err := rawInsert(ctx, dbA, results); err != nil {
+			return err
+		}
+		raw := time.Since(startA)
+		dbA.Close()
+		removeDB(dir, name)
+		removeDB(dir, fmt.Sprintf("raw-%d", i))
+		r := run{ours, raw, load}
+		if inventory {
+			with = append(with, r)
+		} else {
+			without = append(without, r)
+		}
+		fmt.Fprintf(out, "%-4d %-17s %10v %10v %9.3f  %s\n", i+1, kind, ours.Round(time.Millisecond), raw.Round(time.Millisecond),
+			raw.Seconds()/ours.Seconds(), load)
 	}
-	ours, err := runOurs(ctx, dir, "ours-inventory", client, batchSize, n, last, cpuprofile, seed)
+	med := func(runs []run, f func(run) time.Duration) time.Duration {
+		ds := make([]time.Duration, len(runs))
+		for i, r := range runs {
+			ds[i] = f(r)
+		}
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		if len(ds)%2 == 0 {
+			return (ds[len(ds)/2-1] + ds[len(ds)/2]) / 2
+		}
+		return ds[len(ds)/2]
+	}
+	ours := func(r run) time.Duration { return r.ours }
+	raw := func(r run) time.Duration { return r.raw }
+	oursWithout, rawWithout := med(without, ours), med(without, raw)
+	oursWith, rawWith := med(with, ours), med(with, raw)
+	today := rawWithout.Seconds() / oursWithout.Seconds()
+	ratio := rawWith.Seconds() / oursWith.Seconds()
+	fmt.Fprintf(out, "\nmedians of %d runs without inventory: ours %v, (a) %v: ours/(a) = %.3f (today's ratio)\n",
+		len(without), oursWithout.Round(time.Millisecond), rawWithout.Round(time.Millisecond), today)
+	fmt.Fprintf(out, "medians of %d runs with inventory:    ours %v, (a) %v: ours/(a) = %.3f  (%d reports; last run: %s derived rows, %s history events)\n",
+		len(with), oursWith.Round(time.Millisecond), rawWith.Round(time.Millisecond), ratio, reports, derived, events)
+	// Each run with inventory against the mean of the runs either side
+	// of it, a check on the ratio of medians under drifting load.
+	paired := make([]float64, len(with))
+	for i, w := range with {
+		a, b := without[i], without[i+1]
+		paired[i] = (w.raw.Seconds() / w.ours.Seconds()) / ((a.raw.Seconds()/a.ours.Seconds() + b.raw.Seconds()/b.ours.Seconds()) / 2)
+	}
+	sort.Float64s(paired)
+	fmt.Fprintf(out, "ratio with / ratio without = %.3f: %+.1f%% (goal: within 10%%); each run against the runs either side: %s\n",
+		ratio/today, 100*(ratio/today-1), joined("%+.1f%%", paired, -1))
+	fmt.Fprintf(out, "ours with inventory / ours without = %.3f: %+.1f%% (%.3f ms more per inventory report)\n",
+		oursWith.Seconds()/oursWithout.Seconds(), 100*(oursWith.Seconds()/oursWithout.Seconds()-1),
+		float64((oursWith-oursWithout).Microseconds())/1000/float64(reports))
+	return nil
+}
+
+// seedInventory projects each PC's report of a day before base into a
+// new database at path (written under a temporary name, so an interrupted
+// seed is never reused).
+func seedInventory(ctx context.Context, out io.Writer, path string, fleet *sim.Fleet, agents int, base time.Time) error {
+	hint := sim.InventoryHint()
+	inv := sim.NewInventory(42, 150, 3000)
+	tmp := path + ".tmp"
+	removeDBFile(tmp)
+	db, err := storage.Open(ctx, tmp, storage.Options{})
 	if err != nil {
 		return err
 	}
-	derived, _ := count(dir, "ours-inventory", `SELECT COUNT(*) FROM `+sim.InventoryTable)
-	events, _ := count(dir, "ours-inventory", `SELECT COUNT(*) FROM inventory_history WHERE observed_at > '`+kanade.FormatTime(base.Add(-time.Hour))+`'`)
-	oursRate := float64(n) / ours.Seconds()
-	fmt.Fprintf(out, "ours (projector, batch %d):   %8d rows in %8v = %9.0f rows/s  (%d inventory reports; %s derived rows; %s history events written)\n",
-		batchSize, n, ours.Round(time.Millisecond), oursRate, reports, derived, events)
-	dbA, err := openDB(ctx, dir, "raw-inventory")
+	start := time.Now()
+	for i := 0; i < agents; i += 100 {
+		var rs []storage.Result
+		for j := i; j < min(i+100, agents); j++ {
+			at := base.Add(-24 * time.Hour)
+			stdout := inv.Report(fleet.PcID(j), j, at)
+			exit := int64(0)
+			rs = append(rs, storage.Result{ExecResult: kanade.ExecResult{ResultID: fmt.Sprintf("seed-%d", j), RequestID: fmt.Sprintf("seed-%d", j),
+				PcID: fleet.PcID(j), ExitCode: &exit, Stdout: stdout, StartedAt: kanade.Timestamp{Time: at}, FinishedAt: kanade.Timestamp{Time: at},
+				ManifestID: sim.InventoryJob.ID}, RecordedAt: at, Inventory: storage.PrepareInventory(hint, stdout)})
+		}
+		if err := db.Update(ctx, func(tx *storage.Tx) error { _, err := tx.ApplyResults(ctx, rs); return err }); err != nil {
+			db.Close()
+			return err
+		}
+	}
+	if err := db.Close(); err != nil {
+		return err
+	}
+	for _, suffix := range []string{"", "-wal"} {
+		if err := os.Rename(tmp+suffix, path+suffix); err != nil && suffix == "" {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "seeded the inventory of %d PCs (untimed, %v)\n\n", agents, time.Since(start).Round(time.Second))
+	return nil
+}
+
+// joined prints xs side by side in format f, each first scaled to a
+// percentage change when scale is -1.
+func joined(f string, xs []float64, scale float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		if scale == -1 {
+			x = 100 * (x - 1)
+		}
+		parts[i] = fmt.Sprintf(f, x)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// copyDB copies a closed SQLite database (and its WAL, if one is left),
+// streamed: the seeded inventory database is over a gigabyte.
+func copyDB(from, to string) error {
+	for _, suffix := range []string{"", "-wal"} {
+		src, err := os.Open(from + suffix)
+		if errors.Is(err, os.ErrNotExist) && suffix != "" {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		dst, err := os.Create(to + suffix)
+		if err != nil {
+			src.Close()
+			return err
+		}
+		_, err = io.Copy(dst, src)
+		src.Close()
+		if cerr := dst.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("copy %s: %w", from+suffix, err)
+		}
+	}
+	return nil
+}
+
+// removeDB deletes a bench database's files (each run's hold hundreds of
+// megabytes of stdout).
+func removeDB(dir, name string) { removeDBFile(filepath.Join(dir, name+".db")) }
+
+func removeDBFile(path string) {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + suffix)
+	}
+}
+
+// loadAvg is the machine's load average (1, 5, 15 minutes).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
-		return err
+		return "unknown"
 	}
-	startA := time.Now()
-	if err := ingestkit.RawInsert(ctx, dbA, results); err != nil {
-		return err
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
 	}
-	rawDur := time.Since(startA)
-	dbA.Close()
-	rawRate := float64(n) / rawDur.Seconds()
-	fmt.Fprintf(out, "(a) raw multi-row INSERT:       %8d rows in %8v = %9.0f rows/s\n", n, rawDur.Round(time.Millisecond), rawRate)
-	ratio := oursRate / rawRate
-	fmt.Fprintf(out, "ours / (a) = %.2f with inventory, %.2f without: %+.1f%% (goal: within 10%%)\n", ratio, plainRatio, 100*(ratio/plainRatio-1))
+	return strings.Join(f[:3], " ")
+}
+
+const resultCols = 17
+
+// rawInsert is baseline (a): the rows with multi-row INSERTs, 10k rows per
+// transaction, no read-before-write, no summaries.
+func rawInsert(ctx context.Context, db *storage.DB, rows []storage.Result) error {
+	const perStmt = 30000 / resultCols
+	const perTx = 10000
+	one := "(" + strings.TrimSuffix(strings.Repeat("?,", resultCols), ",") + ")"
+	for len(rows) > 0 {
+		txRows := rows[:min(perTx, len(rows))]
+		rows = rows[len(txRows):]
+		err := db.Update(ctx, func(tx *storage.Tx) error {
+			for len(txRows) > 0 {
+				chunk := txRows[:min(perStmt, len(txRows))]
+				txRows = txRows[len(chunk):]
+				args := make([]any, 0, len(chunk)*resultCols)
+				for _, r := range chunk {
+					skipped := 0
+					if r.Skipped {
+						skipped = 1
+					}
+					args = append(args, r.ResultID, r.RequestID, nil, r.PcID, r.ManifestID, nil, *r.ExitCode, skipped,
+						r.Stdout, r.Stderr, kanade.FormatTime(r.StartedAt.Time), kanade.FormatTime(r.FinishedAt.Time),
+						kanade.FormatTime(r.RecordedAt), nil, 0, nil, kanade.DurationMillis(r.StartedAt.Time, r.FinishedAt.Time))
+				}
+				q := `INSERT INTO execution_results (result_id, request_id, exec_id, pc_id, job_id, version, exit_code, skipped,
+					stdout, stderr, started_at, finished_at, recorded_at, expires_at, reaped, parent_result_id, duration_ms) VALUES ` +
+					strings.TrimSuffix(strings.Repeat(one+",", len(chunk)), ",")
+				if _, err := tx.Exec(ctx, q, args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("raw insert: %w", err)
+		}
+	}
 	return nil
 }
 
