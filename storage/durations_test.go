@@ -394,10 +394,10 @@ func sinces(t *testing.T, db *storage.DB, rng *rand.Rand) []time.Time {
 // TestScanDurationsMatchesBruteForce compares ScanDurations with the
 // brute-force reference on random histories.
 func TestScanDurationsMatchesBruteForce(t *testing.T) {
-	// 20 histories in the default run (each a few seconds under -race on a
-	// busy 2-core machine), 8 against sqld; KANADE_TEST_SEEDS=N runs more
-	// when the summaries change.
-	seeds := 20
+	// 10 histories in the default run (each several seconds under -race on
+	// a busy 2-core machine, and CI has 20 minutes for everything), 8
+	// against sqld; KANADE_TEST_SEEDS=N runs more when the summaries change.
+	seeds := 10
 	if testing.Short() || os.Getenv(storagetest.EnvSQLD) != "" {
 		seeds = 8
 	}
