@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bench/ingestkit"
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/internal/cli"
@@ -131,7 +132,7 @@ func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, 
 		return err
 	}
 	startA := time.Now()
-	if err := rawInsert(ctx, dbA, results); err != nil {
+	if err := ingestkit.RawInsert(ctx, dbA, results); err != nil {
 		return err
 	}
 	rawDur := time.Since(startA)
@@ -165,30 +166,11 @@ func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, 
 // publish publishes rs to RESULTS (untimed) and returns them as stored
 // results with the stream's last sequence.
 func publish(ctx context.Context, out io.Writer, js jetstream.JetStream, rs []kanade.ExecResult) ([]storage.Result, uint64, error) {
-	results := make([]storage.Result, len(rs))
 	pubStart := time.Now()
-	for i, r := range rs {
-		data, _ := json.Marshal(r)
-		// A busy machine may keep the server from acknowledging for a
-		// while: wait for room rather than fail (the default waits 200 ms).
-		if _, err := js.PublishAsync("results."+r.RequestID, data, jetstream.WithStallWait(time.Minute)); err != nil {
-			return nil, 0, err
-		}
-		if i%5000 == 4999 {
-			select {
-			case <-js.PublishAsyncComplete():
-			case <-time.After(time.Minute):
-				return nil, 0, errors.New("publish stalled")
-			}
-		}
-		results[i] = storage.Result{ExecResult: r, RecordedAt: time.Now()}
-	}
-	<-js.PublishAsyncComplete()
-	stream, err := js.Stream(ctx, kanade.StreamResults)
+	results, last, err := ingestkit.Publish(ctx, js, len(rs), func(i int) kanade.ExecResult { return rs[i] })
 	if err != nil {
 		return nil, 0, err
 	}
-	last := stream.CachedInfo().State.LastSeq
 	fmt.Fprintf(out, "published in %v (stream last seq %d)\n\n", time.Since(pubStart).Round(time.Millisecond), last)
 	return results, last, nil
 }
@@ -363,7 +345,7 @@ func compareInventory(ctx context.Context, out io.Writer, dir string, client *bu
 			return err
 		}
 		startA := time.Now()
-		if err := rawInsert(ctx, dbA, results); err != nil {
+		if err := ingestkit.RawInsert(ctx, dbA, results); err != nil {
 			return err
 		}
 		raw := time.Since(startA)
@@ -518,47 +500,6 @@ func loadAvg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
-}
-
-const resultCols = 17
-
-// rawInsert is baseline (a): the rows with multi-row INSERTs, 10k rows per
-// transaction, no read-before-write, no summaries.
-func rawInsert(ctx context.Context, db *storage.DB, rows []storage.Result) error {
-	const perStmt = 30000 / resultCols
-	const perTx = 10000
-	one := "(" + strings.TrimSuffix(strings.Repeat("?,", resultCols), ",") + ")"
-	for len(rows) > 0 {
-		txRows := rows[:min(perTx, len(rows))]
-		rows = rows[len(txRows):]
-		err := db.Update(ctx, func(tx *storage.Tx) error {
-			for len(txRows) > 0 {
-				chunk := txRows[:min(perStmt, len(txRows))]
-				txRows = txRows[len(chunk):]
-				args := make([]any, 0, len(chunk)*resultCols)
-				for _, r := range chunk {
-					skipped := 0
-					if r.Skipped {
-						skipped = 1
-					}
-					args = append(args, r.ResultID, r.RequestID, nil, r.PcID, r.ManifestID, nil, *r.ExitCode, skipped,
-						r.Stdout, r.Stderr, kanade.FormatTime(r.StartedAt.Time), kanade.FormatTime(r.FinishedAt.Time),
-						kanade.FormatTime(r.RecordedAt), nil, 0, nil, kanade.DurationMillis(r.StartedAt.Time, r.FinishedAt.Time))
-				}
-				q := `INSERT INTO execution_results (result_id, request_id, exec_id, pc_id, job_id, version, exit_code, skipped,
-					stdout, stderr, started_at, finished_at, recorded_at, expires_at, reaped, parent_result_id, duration_ms) VALUES ` +
-					strings.TrimSuffix(strings.Repeat(one+",", len(chunk)), ",")
-				if _, err := tx.Exec(ctx, q, args...); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("raw insert: %w", err)
-		}
-	}
-	return nil
 }
 
 // oneByOne is baseline (b): fetch one message, apply it in its own
