@@ -165,7 +165,7 @@ func remote(ctx context.Context, bin string, n, jobs, reps int, bulk bool) (stri
 		if err := os.MkdirAll(data, 0o755); err != nil {
 			return "", err
 		}
-		if err := copyFile(path, filepath.Join(data, "data")); err != nil {
+		if err := seed.CopyFile(path, filepath.Join(data, "data")); err != nil {
 			return "", err
 		}
 	}
@@ -207,24 +207,6 @@ func remote(ctx context.Context, bin string, n, jobs, reps int, bulk bool) (stri
 	}
 	defer raw.Close()
 	return compare(ctx, db, raw, reps)
-}
-
-// copyFile copies src to a new file dst.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := out.ReadFrom(in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // waitHealthy waits for sqld's /health; a server given a large database

@@ -126,7 +126,7 @@ func appliedMigrations(ctx context.Context, path string) ([]string, error) {
 func Upgrade(ctx context.Context, old, path string, log func(format string, args ...any)) error {
 	start := time.Now()
 	for _, suffix := range []string{"", "-wal"} {
-		if err := copyFile(old+suffix, path+suffix); err != nil && !(suffix != "" && errors.Is(err, os.ErrNotExist)) {
+		if err := CopyFile(old+suffix, path+suffix); err != nil && !(suffix != "" && errors.Is(err, os.ErrNotExist)) {
 			return fmt.Errorf("bulk: copy %s: %w", old, err)
 		}
 	}
@@ -153,9 +153,9 @@ func Upgrade(ctx context.Context, old, path string, log func(format string, args
 	return nil
 }
 
-// copyFile copies src to a new file dst (a reflink or an in-kernel copy
+// CopyFile copies src to a new file dst (a reflink or an in-kernel copy
 // where the file system offers one: os.File.ReadFrom).
-func copyFile(src, dst string) error {
+func CopyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err

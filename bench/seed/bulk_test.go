@@ -147,7 +147,7 @@ func TestBulkCachedUpgradesAnOlderSchema(t *testing.T) {
 	}
 
 	old := filepath.Join(dir, fmt.Sprintf("kanade-bench-000000000000-%s-%d-%da-%dj.db", bulkVersion, n, agents, jobs))
-	if err := copyFile(fresh, old); err != nil {
+	if err := CopyFile(fresh, old); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := sql.Open("sqlite", old)
