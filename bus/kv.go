@@ -286,20 +286,11 @@ func (c *Client) Watch(ctx context.Context, bucket string) (<-chan *Entry, error
 // publish on $KV.<bucket>.<key>, so a per_pc dispatch's marks for 100k PCs
 // cost a round trip per chunk instead of one per key.
 func (c *Client) PutAll(ctx context.Context, bucket string, keys []string, value []byte) error {
-	rctx, cancel := c.request(ctx, requestTimeout)
-	_, err := c.bucket(rctx, bucket)
-	cancel()
-	if err != nil {
-		return err
+	values := make([][]byte, len(keys))
+	for i := range values {
+		values[i] = value
 	}
-	msgs := make([]*nats.Msg, len(keys))
-	for i, k := range keys {
-		msgs[i] = &nats.Msg{Subject: "$KV." + bucket + "." + k, Data: value}
-	}
-	if _, err := c.PublishAll(ctx, msgs); err != nil {
-		return fmt.Errorf("put %d keys of %s: %w", len(keys), bucket, err)
-	}
-	return nil
+	return c.PutEach(ctx, bucket, keys, values)
 }
 
 // PutEach writes values[i] under keys[i] of bucket, pipelined like PutAll
