@@ -60,54 +60,44 @@ func TestAgentsListQueryPlans(t *testing.T) {
 		t.Skip("EXPLAIN QUERY PLAN is checked on SQLite")
 	}
 	ctx := context.Background()
-	for _, sort := range storage.AgentSorts {
-		for _, desc := range []bool{false, true} {
-			for name, f := range agentFilterCases {
-				for _, next := range []bool{false, true} {
-					f := f
-					f.Sort, f.Desc, f.Limit = sort, desc, 50
-					f.OnlineSince = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-					page, count, err := storage.AgentsListPlanForTest(ctx, db, f, next)
-					if err != nil {
-						t.Fatal(err)
-					}
-					what := fmt.Sprintf("sort %s desc %v filter %s next %v", sort, desc, name, next)
-					plan := strings.Join(page, " | ")
-					t.Logf("%s: %s", what, plan)
-					if strings.Contains(plan, "TEMP B-TREE") || !strings.Contains(plan, "INDEX") {
-						t.Errorf("%s: plan %q, want an index walk without a sort", what, plan)
-					}
-					if next && sort != storage.AgentSortPCID && !strings.Contains(plan, "SEARCH agents") {
-						t.Errorf("%s: plan %q, want the cursor to start a range of the index", what, plan)
-					}
-					for _, step := range page {
-						if strings.HasPrefix(step, "SCAN agents") && !strings.Contains(step, "INDEX") {
-							t.Errorf("%s: plan %q scans the table", what, plan)
-						}
-					}
-					// Without OS, version or search the count reads the summaries
-					// (fleet or group), not this statement.
-					if !next && !desc && (f.OS != "" || f.Version != "" || f.Query != "") {
-						cplan := strings.Join(count, " | ")
-						t.Logf("%s count: %s", what, cplan)
-						// A count reads a range of an index, or searches one per
-						// member of a group; only a search with many matches walks
-						// a whole index, a covering one. (A group alone or with a
-						// status is counted from group_minutes: TestAgentsGroupPlans.)
-						for _, step := range count {
-							if strings.HasPrefix(step, "SCAN") && !strings.Contains(step, "COVERING INDEX") ||
-								strings.Contains(step, "TEMP B-TREE") {
-								t.Errorf("%s: count plan %q, want index ranges or a covering index", what, cplan)
-							}
-						}
-						if f.Query == "" && strings.HasPrefix(cplan, "SCAN") {
-							t.Errorf("%s: count plan %q walks an index without a search", what, cplan)
-						}
-					}
-				}
+	forEachPlanCase(t, func(what string, f storage.AgentFilter, next bool) {
+		page, count, err := storage.AgentsListPlanForTest(ctx, db, f, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := strings.Join(page, " | ")
+		t.Logf("%s: %s", what, plan)
+		if strings.Contains(plan, "TEMP B-TREE") || !strings.Contains(plan, "INDEX") {
+			t.Errorf("%s: plan %q, want an index walk without a sort", what, plan)
+		}
+		if next && f.Sort != storage.AgentSortPCID && !strings.Contains(plan, "SEARCH agents") {
+			t.Errorf("%s: plan %q, want the cursor to start a range of the index", what, plan)
+		}
+		for _, step := range page {
+			if strings.HasPrefix(step, "SCAN agents") && !strings.Contains(step, "INDEX") {
+				t.Errorf("%s: plan %q scans the table", what, plan)
 			}
 		}
-	}
+		// Without OS, version or search the count reads the summaries
+		// (fleet or group), not this statement.
+		if !next && !f.Desc && (f.OS != "" || f.Version != "" || f.Query != "") {
+			cplan := strings.Join(count, " | ")
+			t.Logf("%s count: %s", what, cplan)
+			// A count reads a range of an index, or searches one per
+			// member of a group; only a search with many matches walks
+			// a whole index, a covering one. (A group alone or with a
+			// status is counted from group_minutes: TestAgentsGroupPlans.)
+			for _, step := range count {
+				if strings.HasPrefix(step, "SCAN") && !strings.Contains(step, "COVERING INDEX") ||
+					strings.Contains(step, "TEMP B-TREE") {
+					t.Errorf("%s: count plan %q, want index ranges or a covering index", what, cplan)
+				}
+			}
+			if f.Query == "" && strings.HasPrefix(cplan, "SCAN") {
+				t.Errorf("%s: count plan %q walks an index without a search", what, cplan)
+			}
+		}
+	})
 }
 
 // refAgent is the test's own copy of a roster row.
@@ -373,5 +363,24 @@ func TestListAgentsRefusesCursorOfAnotherSort(t *testing.T) {
 	}
 	if _, err := db.ListAgents(ctx, storage.AgentFilter{PageRequest: storage.PageRequest{Limit: 2}, Status: "asleep"}); err == nil {
 		t.Error("unknown status accepted")
+	}
+}
+
+// forEachPlanCase calls check for every sort, order, filter of
+// agentFilterCases and first or next page of the agents list, with what
+// naming the case: the plan tests of the list, the search and the groups
+// walk the same combinations.
+func forEachPlanCase(t *testing.T, check func(what string, f storage.AgentFilter, next bool)) {
+	t.Helper()
+	for _, sort := range storage.AgentSorts {
+		for _, desc := range []bool{false, true} {
+			for name, f := range agentFilterCases {
+				for _, next := range []bool{false, true} {
+					f.Sort, f.Desc, f.Limit = sort, desc, 50
+					f.OnlineSince = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+					check(fmt.Sprintf("sort %s desc %v filter %s next %v", sort, desc, name, next), f, next)
+				}
+			}
+		}
 	}
 }

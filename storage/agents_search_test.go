@@ -290,43 +290,34 @@ func TestAgentsSearchCandidatesPlans(t *testing.T) {
 		t.Skip("EXPLAIN QUERY PLAN is checked on SQLite")
 	}
 	ctx := context.Background()
-	for _, sort := range storage.AgentSorts {
-		for _, desc := range []bool{false, true} {
-			for name, f := range agentFilterCases {
-				for _, next := range []bool{false, true} {
-					f := f
-					f.Query, f.Sort, f.Desc, f.Limit = "host-0123", sort, desc, 50
-					f.OnlineSince = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-					page, count, err := storage.AgentsSearchPlanForTest(ctx, db, f, next)
-					if err != nil {
-						t.Fatal(err)
-					}
-					what := fmt.Sprintf("sort %s desc %v filter %s next %v", sort, desc, name, next)
-					for kind, plan := range map[string][]string{"page": page, "count": count} {
-						joined := strings.Join(plan, " | ")
-						first := -1
-						for i, step := range plan {
-							if strings.Contains(step, "json_each") {
-								first = i
-								break
-							}
-						}
-						by := slices.IndexFunc(plan, func(s string) bool {
-							return strings.HasPrefix(s, "SEARCH agents USING INTEGER PRIMARY KEY (rowid=?)")
-						})
-						if first < 0 || by < first {
-							t.Errorf("%s %s: plan %q, want the candidates outside and agents read by rowid", what, kind, joined)
-						}
-						for _, step := range plan {
-							if strings.HasPrefix(step, "SCAN agents") {
-								t.Errorf("%s %s: plan %q walks the roster", what, kind, joined)
-							}
-						}
-					}
+	forEachPlanCase(t, func(what string, f storage.AgentFilter, next bool) {
+		f.Query = "host-0123"
+		page, count, err := storage.AgentsSearchPlanForTest(ctx, db, f, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for kind, plan := range map[string][]string{"page": page, "count": count} {
+			joined := strings.Join(plan, " | ")
+			first := -1
+			for i, step := range plan {
+				if strings.Contains(step, "json_each") {
+					first = i
+					break
+				}
+			}
+			by := slices.IndexFunc(plan, func(s string) bool {
+				return strings.HasPrefix(s, "SEARCH agents USING INTEGER PRIMARY KEY (rowid=?)")
+			})
+			if first < 0 || by < first {
+				t.Errorf("%s %s: plan %q, want the candidates outside and agents read by rowid", what, kind, joined)
+			}
+			for _, step := range plan {
+				if strings.HasPrefix(step, "SCAN agents") {
+					t.Errorf("%s %s: plan %q walks the roster", what, kind, joined)
 				}
 			}
 		}
-	}
+	})
 }
 
 // TestAgentsGroupPlans proves a group served from its members walks the
