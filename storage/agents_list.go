@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -99,7 +101,7 @@ type AgentFilter struct {
 	Status      AgentStatus
 	// Query matches pc_id or hostname as a case-insensitive (ASCII) substring;
 	// %, _ and \ are literal. Three characters or more are looked up in the
-	// trigram index of migration 0016 (see agentSearch).
+	// trigram index of migration 0016 (see searchPhrase).
 	Query string
 	// OS, Version and Group match exactly when not empty (Group: a member of
 	// that group in the agent_groups mirror).
@@ -163,55 +165,103 @@ func (f AgentFilter) where(indexedStatus, groupDrives, groupInFrom bool) ([]stri
 		// ifnull(hostname, '') matches as hostname does (an empty text holds no
 		// non-empty substring) and is what the sort indexes hold.
 		p := likeContains(f.Query)
-		conds = append(conds, `(pc_id LIKE ? ESCAPE '\' OR ifnull(hostname, '') LIKE ? ESCAPE '\')`)
+		conds = append(conds, `(pc_id LIKE (? || '') ESCAPE '\' OR ifnull(hostname, '') LIKE (? || '') ESCAPE '\')`)
 		args = append(args, p, p)
 	}
 	return conds, args, nil
 }
 
-// searchPhrase returns the full-text query of migration 0016's trigram
-// index that finds every agent whose pc_id or hostname holds q (a superset
-// of the LIKE's matches: the index folds case as Unicode does, LIKE only
-// ASCII), and false when the index cannot serve q. The trigram index
+// trigramPieces returns the distinct three-character pieces of q, in
+// order, and false when the trigram index of 0016 cannot serve q: it
 // matches only pieces of three characters or more, so a shorter search is
-// left to agent_grams (gramsQuery). A NUL or invalid UTF-8 is left to the
+// left to agent_grams (gramsQuery); a NUL or invalid UTF-8 is left to the
 // walk, as the tokenizer and LIKE may read those differently.
+func trigramPieces(q string) ([]string, bool) {
+	if utf8.RuneCountInString(q) < 3 || !utf8.ValidString(q) || strings.ContainsRune(q, 0) {
+		return nil, false
+	}
+	rs := []rune(q)
+	var pieces []string
+	for i := 0; i+3 <= len(rs); i++ {
+		if p := string(rs[i : i+3]); !slices.Contains(pieces, p) {
+			pieces = append(pieces, p)
+		}
+	}
+	return pieces, true
+}
+
+// rareRatio bounds the second piece a search asks the index for: it is
+// asked too when it is held by at most this many times the agents of the
+// rarest, as the AND then costs about as much as the rarest alone and cuts
+// the candidates the LIKE tests.
+const rareRatio = 4
+
+// pieceCounts returns how many agents hold each of pieces, by
+// agent_piece_counts (0023): 0 for a piece it has no row of.
+func (db *DB) pieceCounts(ctx context.Context, pieces []string) ([]int, error) {
+	js, err := json.Marshal(pieces)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.cached(ctx, `SELECT p.key, ifnull(c.agents, 0) FROM json_each(?) AS p
+		LEFT JOIN agent_piece_counts AS c ON c.gram = lower(p.value)`, string(js))
+	if err != nil {
+		return nil, fmt.Errorf("piece counts: %w", err)
+	}
+	defer rows.Close()
+	counts := make([]int, len(pieces))
+	seen := 0
+	for rows.Next() {
+		var i, n int
+		if err := rows.Scan(&i, &n); err != nil {
+			return nil, fmt.Errorf("piece counts: %w", err)
+		}
+		if i < 0 || i >= len(counts) {
+			return nil, fmt.Errorf("piece counts: piece %d of %d", i, len(counts))
+		}
+		counts[i] = n
+		seen++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("piece counts: %w", err)
+	}
+	if seen != len(pieces) {
+		return nil, fmt.Errorf("piece counts: %d rows for %d pieces", seen, len(pieces))
+	}
+	return counts, nil
+}
+
+// searchPhrase returns the full-text query of the trigram index of 0016
+// that finds every agent whose pc_id or hostname holds q, given q's
+// pieces of three characters and how many agents hold each: a superset of
+// the LIKE's matches (the index folds case as Unicode does, LIKE only
+// ASCII), which the LIKE then tests. It also returns how many agents hold
+// the rarest piece asked for, the most candidates the query can find
+// (counts permitting).
 //
-// The query asks for the pieces of three characters that cover q end to
-// end (at 0, 3, 6, … and the last three), each anywhere in the row, not
-// for all of q's trigrams in a row: FTS5 reads every listed trigram's
-// whole list of agents, and the common ones ("hos" of "host-…") are in
-// every agent, so a phrase of q's seven trigrams cost 2.4 times the CPU of
-// its three covering ones. The candidates are a few more (the LIKE
-// removes them), and still every agent holding q.
+// Any of q's pieces finds every agent holding q, and FTS5 reads the whole
+// list of agents of each piece asked for, so the query asks for the
+// rarest piece, and the next rarest when it is nearly as rare: in a fleet
+// named alike, "hos" of "host-0123" is in every agent and "012" in one in
+// 150, and asking for the covering pieces ("hos", "t-0", "123") cost three
+// times the CPU.
 //
 // Each piece is one FTS5 string (between double quotes, a quote doubled),
 // so nothing in q is query syntax: "*", "^", NEAR, OR, AND and parentheses
 // are characters to find.
-func searchPhrase(q string) (string, bool) {
-	if utf8.RuneCountInString(q) < 3 || !utf8.ValidString(q) || strings.ContainsRune(q, 0) {
-		return "", false
+func searchPhrase(pieces []string, counts []int) (string, int) {
+	order := make([]int, len(pieces))
+	for i := range order {
+		order[i] = i
 	}
-	rs := []rune(q)
-	var b strings.Builder
-	seen := map[string]bool{}
-	piece := func(i int) {
-		p := string(rs[i : i+3])
-		if seen[p] {
-			return // "999" of "st-99999" once
-		}
-		seen[p] = true
-		if b.Len() > 0 {
-			b.WriteString(" AND ")
-		}
-		b.WriteString(`"` + strings.ReplaceAll(p, `"`, `""`) + `"`)
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(counts[a], counts[b]) })
+	quote := func(p string) string { return `"` + strings.ReplaceAll(p, `"`, `""`) + `"` }
+	first := order[0]
+	phrase := quote(pieces[first])
+	if len(order) > 1 && counts[first] > 0 && counts[order[1]] <= rareRatio*counts[first] {
+		phrase += " AND " + quote(pieces[order[1]])
 	}
-	last := len(rs) - 3
-	for i := 0; i < last; i += 3 {
-		piece(i)
-	}
-	piece(last)
-	return b.String(), true
+	return phrase, counts[first]
 }
 
 // agentSource is where a page's rows come from. With neither field set,
@@ -309,10 +359,27 @@ func (s *searchOnce) get(ctx context.Context, db *DB, q string) (*string, error)
 	if q == "" {
 		return nil, nil
 	}
-	if phrase, ok := searchPhrase(q); ok {
-		s.hits, s.err = db.candidates(ctx, `SELECT rowid AS r FROM agents_search WHERE agents_search MATCH ? LIMIT ?`, phrase)
+	if pieces, ok := trigramPieces(q); ok {
+		counts, err := db.pieceCounts(ctx, pieces)
+		if err != nil {
+			s.err = err
+			return nil, err
+		}
+		// With more candidates than are read, the walk serves q: do not ask.
+		if phrase, most := searchPhrase(pieces, counts); most <= searchCandidatesMax {
+			s.hits, s.err = db.candidates(ctx, `SELECT rowid AS r FROM agents_search WHERE agents_search MATCH ? LIMIT ?`, phrase)
+		}
 	} else if piece, ok := gramsQuery(q); ok {
-		s.hits, s.err = db.candidates(ctx, gramsSQL, piece)
+		counts, err := db.pieceCounts(ctx, []string{piece})
+		if err != nil {
+			s.err = err
+			return nil, err
+		}
+		// The agents with a name too long for pieces are candidates too, so
+		// a count within the bound may still find more: candidates checks.
+		if counts[0] <= searchCandidatesMax {
+			s.hits, s.err = db.candidates(ctx, gramsSQL, piece)
+		}
 	}
 	return s.hits, s.err
 }
@@ -555,8 +622,8 @@ func (db *DB) countAgents(ctx context.Context, f AgentFilter, search *searchOnce
 	}
 	if f.OS == "" && f.Version == "" && f.Group == "" && f.Query == "" {
 		var known, active *int64
-		minute, from, to := minuteSplit(f.OnlineSince)
-		if err := db.read.QueryRowContext(ctx, agentCountsSQL, minute, from, to).Scan(&known, &active); err != nil {
+		e := edgeOf(f.OnlineSince)
+		if err := db.read.QueryRowContext(ctx, e.pick(agentCountsAdd, agentCountsSub), e.minute, e.from, e.to).Scan(&known, &active); err != nil {
 			return 0, fmt.Errorf("count agents: %w", err)
 		}
 		if known == nil || active == nil {
@@ -615,19 +682,27 @@ func (f AgentFilter) countSQL(src agentSource) (string, []any, error) {
 	return `SELECT COUNT(*) FROM ` + from + ` WHERE ` + strings.Join(conds, " AND "), append(fromArgs, args...), nil
 }
 
-// groupCountSQL counts a group's members that have an agents row, and
+// groupCountQuery counts a group's members that have an agents row, and
 // those of them online, from group_minutes (0009, by the index of 0020):
-// all its minutes, and the whole minutes after the cutoff's plus the
-// members of the cutoff's own minute at or after the cutoff, split as
-// agentCountsSQL splits the fleet's.
-const groupCountSQL = `SELECT
+// all its minutes, and the minutes after the cutoff's (op ">", sign "+")
+// or from it on (">=", "-") with the members of the cutoff's minute on the
+// edge's side of the cutoff added or taken away, the shorter part of the
+// minute as edgeOf picks it for the fleet's count.
+func groupCountQuery(op, sign string) string {
+	return `SELECT
 	(SELECT COALESCE(SUM(agents), 0) FROM group_minutes WHERE group_name = ?1),
-	(SELECT COALESCE(SUM(agents), 0) FROM group_minutes WHERE group_name = ?1 AND minute > ?2)
-	+ (SELECT COUNT(*) FROM agents AS a CROSS JOIN agent_group_members AS gm
+	(SELECT COALESCE(SUM(agents), 0) FROM group_minutes WHERE group_name = ?1 AND minute ` + op + ` ?2)
+	` + sign + ` (SELECT COUNT(*) FROM agents AS a CROSS JOIN agent_group_members AS gm
 	   ON gm.group_name = ?1 AND gm.pc_id = a.pc_id
 	   WHERE a.last_heartbeat >= ?3 AND a.last_heartbeat < ?4)`
+}
 
-// groupKnownSQL is groupCountSQL's first column alone: without a status
+var (
+	groupCountAdd = groupCountQuery(">", "+")
+	groupCountSub = groupCountQuery(">=", "-")
+)
+
+// groupKnownSQL is groupCountQuery's first column alone: without a status
 // the cutoff's minute need not be read.
 const groupKnownSQL = `SELECT COALESCE(SUM(agents), 0) FROM group_minutes WHERE group_name = ?`
 
@@ -641,8 +716,8 @@ func (db *DB) countGroup(ctx context.Context, f AgentFilter) (int64, error) {
 		}
 		return known, nil
 	}
-	minute, from, to := minuteSplit(f.OnlineSince)
-	if err := db.cachedRow(ctx, groupCountSQL, []any{f.Group, minute, from, to}, &known, &active); err != nil {
+	e := edgeOf(f.OnlineSince)
+	if err := db.cachedRow(ctx, e.pick(groupCountAdd, groupCountSub), []any{f.Group, e.minute, e.from, e.to}, &known, &active); err != nil {
 		return 0, fmt.Errorf("count agents of group %q: %w", f.Group, err)
 	}
 	switch f.Status {

@@ -232,7 +232,11 @@ func TestListAgentsMatchesReference(t *testing.T) {
 		}
 	}
 	insert(150)
-	cutoff := base.Add(-2 * time.Minute)
+	// The cutoff moves between rounds: on a minute, and at 10 s and 30 s
+	// into one, so the counts' edge (edgeOf) is taken on both sides of the
+	// cutoff with heartbeats in it (they fall on :00 and :30).
+	cutoffs := []time.Time{base.Add(-2 * time.Minute), base.Add(-110 * time.Second), base.Add(-150 * time.Second)}
+	cutoff := cutoffs[0]
 	randomFilter := func() storage.AgentFilter {
 		f := storage.AgentFilter{OnlineSince: cutoff}
 		if r.IntN(3) == 0 {
@@ -257,6 +261,7 @@ func TestListAgentsMatchesReference(t *testing.T) {
 		// Odd rounds serve a group (about 50 members) by the sort's walk,
 		// even ones from its members.
 		storage.SetGroupCandidatesMaxForTest([]int{2000, 20}[round%2])
+		cutoff = cutoffs[round%3]
 		for _, sort := range storage.AgentSorts {
 			for _, desc := range []bool{false, true} {
 				f := randomFilter()
@@ -325,6 +330,25 @@ func TestListAgentsMatchesReference(t *testing.T) {
 				got, err := db.CountAgents(ctx, f)
 				if err != nil || got != want {
 					t.Fatalf("%s: count %d, %v; want %d", what, got, err, want)
+				}
+			}
+		}
+	}
+	// Every count the summaries answer (a status alone, a group with or
+	// without one) at every cutoff: the random filters reach these few.
+	for _, cut := range cutoffs {
+		for _, g := range append([]string{""}, groups...) {
+			for _, st := range append([]storage.AgentStatus{""}, storage.AgentStatuses...) {
+				f := storage.AgentFilter{OnlineSince: cut, Group: g, Status: st}
+				var want int64
+				for _, a := range ref {
+					if refMatch(a, f) {
+						want++
+					}
+				}
+				got, err := db.CountAgents(ctx, f)
+				if err != nil || got != want {
+					t.Fatalf("count of group %q status %q at %s: %d, %v; want %d", g, st, kanade.FormatTime(cut), got, err, want)
 				}
 			}
 		}

@@ -2,12 +2,15 @@ package storage_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/storage"
@@ -255,11 +258,54 @@ func TestAgentsSearchMatchesReference(t *testing.T) {
 			}
 			checked++
 		}
+		checkPieceCounts(t, db, hosts)
 	}
 	if walked == 0 {
 		t.Errorf("no search had more than 2,000 matches: the walk was not compared")
 	}
 	t.Logf("%d searches compared, %d of them with more than 2,000 matches", checked, walked)
+}
+
+// checkPieceCounts compares agent_piece_counts (0023), which only chooses
+// how a search is served and so cannot fail a search, with the counts of
+// the reference: for each piece of one to three characters of a name of
+// at most 256, lowered in ASCII as SQL's lower(), the agents holding it.
+func checkPieceCounts(t *testing.T, db *storage.DB, hosts map[string]*string) {
+	t.Helper()
+	want := map[string]int{}
+	for pc, h := range hosts {
+		names := []string{pc}
+		if h != nil {
+			names = append(names, *h)
+		}
+		held := map[string]bool{}
+		for _, name := range names {
+			rs := []rune(asciiLower(name))
+			if len(rs) > 256 {
+				continue
+			}
+			for n := 1; n <= 3; n++ {
+				for i := 0; i+n <= len(rs); i++ {
+					held[string(rs[i:i+n])] = true
+				}
+			}
+		}
+		for p := range held {
+			want[p]++
+		}
+	}
+	var js string
+	if err := storage.QueryRowForTest(context.Background(), db,
+		`SELECT json_group_object(gram, agents) FROM agent_piece_counts WHERE agents <> 0`, &js); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	if err := json.Unmarshal([]byte(js), &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("agent_piece_counts differs from the reference (-want +got):\n%s", diff)
+	}
 }
 
 // minus is the sorted a without the elements of the sorted b (repeats kept).
@@ -375,8 +421,10 @@ func TestAgentsGroupPlans(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"group count": "SEARCH group_minutes USING INDEX group_minutes_by_group (group_name=?",
-		"grams":       "SEARCH agent_grams USING PRIMARY KEY (gram=?)",
+		"group count":          "SEARCH group_minutes USING INDEX group_minutes_by_group (group_name=?",
+		"group count subtract": "SEARCH group_minutes USING INDEX group_minutes_by_group (group_name=?",
+		"grams":                "SEARCH agent_grams USING PRIMARY KEY (gram=?)",
+		"piece counts":         "SEARCH c USING PRIMARY KEY (gram=?)",
 	}
 	for name, plan := range plans {
 		joined := strings.Join(plan, " | ")
@@ -384,7 +432,9 @@ func TestAgentsGroupPlans(t *testing.T) {
 			t.Errorf("%s: plan %q, want %q", name, joined, want[name])
 		}
 		for _, step := range plan {
-			if strings.HasPrefix(step, "SCAN") && !strings.Contains(step, "CONSTANT ROW") {
+			// The only scans allowed: a constant row, and json_each over the
+			// search's own pieces.
+			if strings.HasPrefix(step, "SCAN") && !strings.Contains(step, "CONSTANT ROW") && !strings.HasPrefix(step, "SCAN p VIRTUAL TABLE") {
 				t.Errorf("%s: plan %q scans", name, joined)
 			}
 		}

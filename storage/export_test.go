@@ -242,8 +242,10 @@ func AgentsGroupPlanForTest(ctx context.Context, db *DB, f AgentFilter, next boo
 // group's count and of the one- and two-character search's candidates.
 func AgentsCountPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
 	return queryPlans(ctx, db, map[string]planCase{
-		"group count": {groupCountSQL, []any{"lab", "2026-01-01T00:00", "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:01:00.000000000Z"}},
-		"grams":       {gramsSQL, []any{"zz", searchCandidatesMax + 1}},
+		"group count":          {groupCountAdd, []any{"lab", "2026-01-01T00:00", "2026-01-01T00:00:30.000000000Z", "2026-01-01T00:01:00.000000000Z"}},
+		"group count subtract": {groupCountSub, []any{"lab", "2026-01-01T00:00", "2026-01-01T00:00:00.000000000Z", "2026-01-01T00:00:20.000000000Z"}},
+		"piece counts":         {`SELECT p.key, ifnull(c.agents, 0) FROM json_each(?) AS p LEFT JOIN agent_piece_counts AS c ON c.gram = lower(p.value)`, []any{`["hos","012"]`}},
+		"grams":                {gramsSQL, []any{"zz", searchCandidatesMax + 1}},
 	})
 }
 

@@ -66,7 +66,7 @@ func (e edge) pick(add, sub string) string {
 	return add
 }
 
-// agentCountsSQL: known from the counter, active from the per-minute summary
+// agentCountsQuery: known from the counter, active from the per-minute summary
 // and the edge (see edge), the edge as an index-only range of
 // agents_last_heartbeat.
 func agentCountsQuery(op, sign string) string {
@@ -79,9 +79,6 @@ func agentCountsQuery(op, sign string) string {
 var (
 	agentCountsAdd = agentCountsQuery(">", "+")
 	agentCountsSub = agentCountsQuery(">=", "-")
-	// agentCountsSQL is the adding form, for readers that split with
-	// minuteSplit (CountAgents).
-	agentCountsSQL = agentCountsAdd
 )
 
 // AgentCounts returns how many agents are known and how many are active: their
