@@ -278,6 +278,19 @@ type agentSource struct {
 	// group: the rows are the members of f.Group (agent_group_members walked
 	// by its key, so in pc_id order), joined to their agents rows.
 	group bool
+	// keyed: the rows are the members of f.Group walked by the index of
+	// 0025 on their copy of the sort's value (groupSortKeys), so in the
+	// sort's order, joined to their agents rows.
+	keyed bool
+}
+
+// groupSortKeys are the sorts whose values each membership row carries
+// (0025): the column of agent_group_members holding the sort's expression
+// and the index leading with the group and that column.
+var groupSortKeys = map[AgentSort]struct{ column, index string }{
+	AgentSortHostname: {"host_key", "agent_group_members_by_host"},
+	AgentSortOS:       {"os_key", "agent_group_members_by_os"},
+	AgentSortVersion:  {"version_key", "agent_group_members_by_version"},
 }
 
 // searchCandidatesMax is the most candidates a search is served from; with
@@ -320,8 +333,9 @@ const gramsSQL = `SELECT agent AS r FROM agent_grams WHERE gram = lower(?1)
 // searchCandidatesMax of them (read up to one more, stopping there); the
 // candidates are read once and handed to the page's statement, so the index
 // is searched once a request. A group is served from its members when
-// ordered by pc_id (sorted already: pcOrder) or when it has at most
-// groupCandidatesMax members.
+// ordered by pc_id (sorted already: pcOrder), from its members' copy of the
+// sort's value when the sort is one of groupSortKeys, or from its members
+// sorted when it has at most groupCandidatesMax of them.
 func (db *DB) source(ctx context.Context, f AgentFilter, pcOrder bool, search *searchOnce) (agentSource, error) {
 	hits, err := search.get(ctx, db, f.Query)
 	if err != nil || hits != nil {
@@ -332,6 +346,9 @@ func (db *DB) source(ctx context.Context, f AgentFilter, pcOrder bool, search *s
 	}
 	if pcOrder {
 		return agentSource{group: true}, nil
+	}
+	if _, ok := groupSortKeys[f.Sort]; ok {
+		return agentSource{keyed: true}, nil
 	}
 	var n int
 	if err := db.cachedRow(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM agent_group_members WHERE group_name = ? LIMIT ?)`,
@@ -429,6 +446,12 @@ func (s agentSource) from(f AgentFilter) (string, []any, string) {
 	switch {
 	case s.hits != nil:
 		return "(SELECT value AS r FROM json_each(?)) AS hit CROSS JOIN agents ON agents.rowid = hit.r", []any{*s.hits}, "pc_id"
+	case s.keyed:
+		// The membership's columns renamed, so that pc_id in the filters and
+		// the columns read is the agents row's alone.
+		k := groupSortKeys[f.Sort]
+		return "(SELECT group_name AS gg, pc_id AS gpc, " + k.column + " AS gk FROM agent_group_members INDEXED BY " + k.index +
+			" WHERE group_name = ?) AS gm CROSS JOIN agents INDEXED BY sqlite_autoindex_agents_1 ON agents.pc_id = gm.gpc", []any{f.Group}, "gm.gpc"
 	case s.group:
 		// INDEXED BY the primary key's: with a filter on OS or version the
 		// planner may otherwise pick an index led by those and read a range
@@ -445,11 +468,14 @@ func (f AgentFilter) listSQL(after *pageKey, src agentSource) (string, []any, er
 	if err != nil {
 		return "", nil, err
 	}
-	conds, args, err := f.where(expr == "last_heartbeat", false, src.group)
+	conds, args, err := f.where(expr == "last_heartbeat", false, src.group || src.keyed)
 	if err != nil {
 		return "", nil, err
 	}
 	from, fromArgs, pc := src.from(f)
+	if src.keyed && expr != "" {
+		expr = "gm.gk"
+	}
 	dir, cmp := "ASC", ">"
 	if f.Desc {
 		dir, cmp = "DESC", "<"
@@ -465,7 +491,7 @@ func (f AgentFilter) listSQL(after *pageKey, src agentSource) (string, []any, er
 			// Not the row value (expr, pc_id) > (?, ?), which SQLite tests
 			// entry by entry from the index's start: the first term is a range
 			// of the index, the second sorts out the ties at its start.
-			conds = append(conds, expr+" "+cmp+"= ?", "("+expr+" "+cmp+" ? OR pc_id "+cmp+" ?)")
+			conds = append(conds, expr+" "+cmp+"= ?", "("+expr+" "+cmp+" ? OR "+pc+" "+cmp+" ?)")
 			args = append(args, *after.V, *after.V, *after.ID)
 		}
 	}

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"errors"
+	"maps"
 	"math/rand/v2"
 	"slices"
 
@@ -198,6 +199,7 @@ func TestListAgentsMatchesReference(t *testing.T) {
 		return &v
 	}
 	ref := map[string]refAgent{}
+	gone := map[string]bool{} // deleted agents whose memberships stay
 	next := 0
 	insert := func(n int) {
 		var vals []string
@@ -207,7 +209,7 @@ func TestListAgentsMatchesReference(t *testing.T) {
 			next++
 			a := refAgent{pc: fmt.Sprintf("PC-%04d", r.IntN(10000)*10+next%10), host: pick(hosts), os: pick(oses),
 				version: pick(versions), groups: map[string]bool{}}
-			if _, dup := ref[a.pc]; dup {
+			if _, dup := ref[a.pc]; dup || gone[a.pc] {
 				continue
 			}
 			// Few distinct instants: many ties on the heartbeat, some on each
@@ -232,6 +234,64 @@ func TestListAgentsMatchesReference(t *testing.T) {
 		}
 	}
 	insert(150)
+	// mutate changes what the members of a group carry of their agent
+	// (0025) in every way it can change: an UPDATE of the sorted columns, a
+	// heartbeat's upsert naming an agent, an agent deleted and back with
+	// other values, a membership written before its agent, and an agent
+	// deleted for good under its memberships.
+	mutate := func(n int) {
+		for range n {
+			keys := slices.Sorted(maps.Keys(ref))
+			pc := keys[r.IntN(len(keys))]
+			a := ref[pc]
+			switch r.IntN(5) {
+			case 0:
+				a.host, a.os, a.version = pick(hosts), pick(oses), pick(versions)
+				mustExec(t, db, `UPDATE agents SET hostname = ?, os_family = ?, agent_version = ? WHERE pc_id = ?`, a.host, a.os, a.version, pc)
+			case 1:
+				// storage.md: a heartbeat's hostname names only an agent without one.
+				h, v := hosts[r.IntN(len(hosts))], versions[r.IntN(len(versions))]
+				if a.host == nil {
+					a.host = &h
+				}
+				a.version = &v
+				at, err := time.Parse(time.RFC3339Nano, a.beat)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := db.Update(ctx, func(tx *storage.Tx) error {
+					return tx.UpsertHeartbeats(ctx, []kanade.Heartbeat{{PcID: pc, At: kanade.Timestamp{Time: at}, AgentVersion: v, Hostname: &h}})
+				}); err != nil {
+					t.Fatal(err)
+				}
+			case 2:
+				mustExec(t, db, `DELETE FROM agents WHERE pc_id = ?`, pc)
+				a.host, a.os, a.version = pick(hosts), pick(oses), pick(versions)
+				mustExec(t, db, `INSERT INTO agents (pc_id, hostname, os_family, agent_version, last_heartbeat, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+					pc, a.host, a.os, a.version, a.beat, a.beat)
+			case 3:
+				next++
+				b := refAgent{pc: fmt.Sprintf("PC-%04d", r.IntN(10000)*10+next%10), host: pick(hosts), os: pick(oses),
+					version: pick(versions), groups: map[string]bool{groups[r.IntN(len(groups))]: true}, beat: a.beat}
+				if _, dup := ref[b.pc]; dup || gone[b.pc] {
+					continue
+				}
+				for g := range b.groups {
+					mustExec(t, db, `INSERT INTO agent_group_members (group_name, pc_id) VALUES (?, ?)`, g, b.pc)
+				}
+				mustExec(t, db, `INSERT INTO agents (pc_id, hostname, os_family, agent_version, last_heartbeat, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+					b.pc, b.host, b.os, b.version, b.beat, b.beat)
+				ref[b.pc] = b
+				continue
+			case 4:
+				mustExec(t, db, `DELETE FROM agents WHERE pc_id = ?`, pc)
+				delete(ref, pc)
+				gone[pc] = true
+				continue
+			}
+			ref[pc] = a
+		}
+	}
 	// The cutoff moves between rounds: on a minute, and at 10 s and 30 s
 	// into one, so the counts' edge (edgeOf) is taken on both sides of the
 	// cutoff with heartbeats in it (they fall on :00 and :30).
@@ -262,6 +322,9 @@ func TestListAgentsMatchesReference(t *testing.T) {
 		// even ones from its members.
 		storage.SetGroupCandidatesMaxForTest([]int{2000, 20}[round%2])
 		cutoff = cutoffs[round%3]
+		if round > 0 {
+			mutate(20)
+		}
 		for _, sort := range storage.AgentSorts {
 			for _, desc := range []bool{false, true} {
 				f := randomFilter()

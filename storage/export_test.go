@@ -238,6 +238,19 @@ func AgentsGroupPlanForTest(ctx context.Context, db *DB, f AgentFilter, next boo
 	return agentsListPlan(ctx, db, f, next, agentSource{group: true})
 }
 
+// AgentsKeyedGroupPlanForTest is AgentsListPlanForTest for a page served
+// from the members' copy of the sort's value (0025).
+func AgentsKeyedGroupPlanForTest(ctx context.Context, db *DB, f AgentFilter, next bool) (page, count []string, err error) {
+	return agentsListPlan(ctx, db, f, next, agentSource{keyed: true})
+}
+
+// GroupSortKeyed says whether a group's page in sort s is served from the
+// members' copy of its value (0025).
+func GroupSortKeyed(s AgentSort) bool {
+	_, ok := groupSortKeys[s]
+	return ok
+}
+
 // AgentsCountPlansForTest returns the EXPLAIN QUERY PLAN details of a
 // group's count and of the one- and two-character search's candidates.
 func AgentsCountPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
