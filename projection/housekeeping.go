@@ -98,17 +98,20 @@ const minHousekeepingBatch = 10
 
 // repeat runs fn in bounded transactions until one changes fewer rows than
 // the limit it was given, counting the rows under action, and returns how
-// many it changed. The limit starts at HousekeepingBatch; a transaction
-// that took longer than HousekeepingTxTime halves it (down to
-// minHousekeepingBatch) and one that took under a quarter of it doubles it
-// back, so a transaction stays near that time whatever a row costs: on a
-// 10M-row table with its indexes, on a loaded machine, a 1000-row delete
-// can take seconds, and the projector's next batch waits for the whole of
-// it. Retention needs little throughput (a day's expired runs are about a
-// day's new ones), so small transactions cost nothing that matters.
+// many it changed. The limit starts at minHousekeepingBatch and doubles
+// after a transaction that took under a quarter of HousekeepingTxTime (up
+// to HousekeepingBatch); one that took longer than HousekeepingTxTime
+// halves it, so a transaction stays near that time whatever a row costs:
+// on a 10M-row table with its indexes, on a loaded machine, a 1000-row
+// delete can take seconds, and the projector's next batch waits for the
+// whole of it. Starting small, no transaction is ever more than twice the
+// size of one seen to be quick (starting at HousekeepingBatch, the first
+// transaction of every step of every round was the one that stalled the
+// projector). Retention needs little throughput (a day's expired runs are
+// about a day's new ones), so small transactions cost nothing that matters.
 func (w *Worker) repeat(ctx context.Context, action string, fn func(tx *storage.Tx, limit int) (int64, error)) (int64, error) {
 	var total int64
-	limit := w.cfg.HousekeepingBatch
+	limit := min(minHousekeepingBatch, w.cfg.HousekeepingBatch)
 	for {
 		var n int64
 		var start time.Time

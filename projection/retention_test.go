@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,8 +56,17 @@ func TestRetentionShrinksSlowTransactionsAndStaysExact(t *testing.T) {
 	apply(old)
 	apply(kept)
 
-	var ticks atomic.Int64 // every reading of the clock is a second later
-	clock := func() time.Time { return e.now.Add(time.Duration(ticks.Add(1)) * time.Second) }
+	// The clock stands still (every transaction quick) until the fifth
+	// delete_results transaction starts; from then on every reading of it is
+	// a second later (every transaction slow).
+	var ticks atomic.Int64
+	var slow atomic.Bool
+	clock := func() time.Time {
+		if slow.Load() {
+			return e.now.Add(time.Duration(ticks.Add(1)) * time.Second)
+		}
+		return e.now.Add(time.Duration(ticks.Load()) * time.Second)
+	}
 	var mu sync.Mutex
 	var limits []int
 	w, err := New(Config{DB: e.db, Clock: clock, HousekeepingBatch: 64, Logger: testLogger(t),
@@ -64,6 +74,9 @@ func TestRetentionShrinksSlowTransactionsAndStaysExact(t *testing.T) {
 			if action == "delete_results" {
 				mu.Lock()
 				limits = append(limits, limit)
+				if len(limits) == 5 {
+					slow.Store(true)
+				}
 				mu.Unlock()
 			}
 		}})
@@ -76,8 +89,11 @@ func TestRetentionShrinksSlowTransactionsAndStaysExact(t *testing.T) {
 	mu.Lock()
 	got := limits
 	mu.Unlock()
-	if len(got) < 6 || got[0] != 64 || got[1] != 32 || got[3] != minHousekeepingBatch || got[len(got)-1] != minHousekeepingBatch {
-		t.Errorf("rows per delete_results transaction = %v, want 64, 32, 16, then %d", got, minHousekeepingBatch)
+	// Small first, doubled while quick up to the batch, then halved while
+	// slow down to the least.
+	want := []int{minHousekeepingBatch, 2 * minHousekeepingBatch, 4 * minHousekeepingBatch, 64, 64, 32, 16, minHousekeepingBatch}
+	if len(got) < len(want)+2 || !slices.Equal(got[:len(want)], want) || got[len(got)-1] != minHousekeepingBatch {
+		t.Errorf("rows per delete_results transaction = %v, want %v, then %d", got, want, minHousekeepingBatch)
 	}
 
 	const (
