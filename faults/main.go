@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/kanade-fleet/backend/internal/cli"
+	"github.com/kanade-fleet/backend/internal/machine"
 )
 
 func main() {
@@ -155,7 +156,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer os.RemoveAll(work)
 	}
 	wallStart := time.Now()
-	h := Header{Date: wallStart, Size: sz.Name, NProc: runtime.NumCPU(), LoadStart: loadAvg(), GoVersion: runtime.Version(),
+	h := Header{Date: wallStart, Size: sz.Name, NProc: runtime.NumCPU(), LoadStart: machine.LoadAvg(), GoVersion: runtime.Version(),
 		Command: "go run ./faults -size " + sz.Name}
 	h.Commit = gitDescribe(ctx, root)
 	binDir := *bins
@@ -200,7 +201,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func writeReport(path string, h Header, results []*Result, wallStart time.Time) error {
-	h.LoadEnd = loadAvg()
+	h.LoadEnd = machine.LoadAvg()
 	h.Wall = time.Since(wallStart)
 	var buf bytes.Buffer
 	if err := Render(&buf, h, results); err != nil {
@@ -290,16 +291,4 @@ func gitDescribe(ctx context.Context, root string) string {
 		return "unknown (" + err.Error() + ")"
 	}
 	return strings.TrimSpace(string(out))
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/internal/cli"
+	"github.com/kanade-fleet/backend/internal/machine"
 	"github.com/kanade-fleet/backend/projection"
 	"github.com/kanade-fleet/backend/sim"
 	"github.com/kanade-fleet/backend/storage"
@@ -116,7 +117,7 @@ func ingest(ctx context.Context, out io.Writer, dir string, client *bus.Client, 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "load before ours (1, 5, 15 min): %s\n", loadAvg())
+	fmt.Fprintf(out, "load before ours (1, 5, 15 min): %s\n", machine.LoadAvg())
 
 	// Ours.
 	ours, err := runOurs(ctx, dir, "ours", client, batchSize, n, last, cpuprofile, nil)
@@ -331,7 +332,7 @@ func compareInventory(ctx context.Context, out io.Writer, dir string, client *bu
 		if inventory && !profiled {
 			prof, profiled = cpuprofile, true
 		}
-		load := loadAvg()
+		load := machine.LoadAvg()
 		ours, err := runOurs(ctx, dir, name, client, batchSize, n, last, prof, nil)
 		if err != nil {
 			return err
@@ -487,19 +488,6 @@ func removeDBFile(path string) {
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		os.Remove(path + suffix)
 	}
-}
-
-// loadAvg is the machine's load average (1, 5, 15 minutes).
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // oneByOne is baseline (b): fetch one message, apply it in its own

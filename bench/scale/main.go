@@ -39,7 +39,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -64,6 +63,7 @@ import (
 	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/internal/cli"
+	"github.com/kanade-fleet/backend/internal/machine"
 	"github.com/kanade-fleet/backend/schedule"
 	"github.com/kanade-fleet/backend/storage"
 )
@@ -215,11 +215,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 // uptime is the machine's load line, recorded with every figure.
 func uptime() string {
-	b, err := exec.Command("uptime").Output()
-	if err != nil {
-		return "uptime: " + err.Error()
-	}
-	return strings.TrimSpace(string(b))
+	return time.Now().UTC().Format("15:04:05") + " load average: " + machine.LoadAvg()
 }
 
 func median(ds []time.Duration) time.Duration {
