@@ -47,7 +47,20 @@ const sqlitePragmas = "_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pra
 // the WAL mid-transaction and reads them back, which profiling showed as a
 // quarter of the projector's time. 64 MiB is paid once, by one connection;
 // the readers keep the default.
-const writerPragmas = "&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(8192)"
+//
+// The WAL is copied back into the database by the checkpointer
+// (checkpointLoop) beside the writer, not by the writer's commits: a commit
+// that crossed wal_autocheckpoint copied the whole WAL (32 MiB at 8192
+// pages) and synced the file before returning, and on a busy machine the
+// projector's next batch waited a second or more behind the retention
+// delete that happened to cross it. The writer's own checkpoint stays as a
+// backstop, four times further out, for a checkpointer that cannot keep up.
+const writerPragmas = "&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(32768)"
+
+// checkpointEvery is how often the checkpointer copies the WAL back. A
+// busy projector writes a few MiB of WAL a second, so a checkpoint copies
+// about that, while the writer goes on.
+const checkpointEvery = time.Second
 
 // readerPragmas are added for the read pool. The inventory searches walk
 // indexes of millions of rows (fleet.md §5.5: a derived table of 20k PCs ×
@@ -82,6 +95,34 @@ type DB struct {
 	// stmts are the read statements prepared once (cached), by query text.
 	stmts   map[string]*sql.Stmt
 	stmtsMu sync.Mutex
+	// checkpoint is the connection of checkpointLoop (SQLite files only);
+	// stopCheckpoint ends the loop (once) and checkpointDone says it has.
+	checkpoint     *sql.DB
+	stopCheckpoint context.CancelFunc
+	checkpointDone chan struct{}
+	closeOnce      sync.Once
+	closeErr       error
+}
+
+// checkpointLoop runs a PASSIVE checkpoint every checkpointEvery until ctx
+// ends (stopCheckpoint, at Close, which also interrupts one running). PASSIVE copies the frames no reader needs
+// without taking the write lock, so the writer never waits for it; a
+// checkpoint that fails or falls behind leaves the WAL to the writer's
+// backstop (writerPragmas), so its error is not kept: the next tick tries
+// again.
+func (db *DB) checkpointLoop(ctx context.Context) {
+	defer close(db.checkpointDone)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var busy, frames, copied int
+		_ = db.checkpoint.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
+	}
 }
 
 // cached runs a read query through a statement prepared once per DB, for
@@ -252,7 +293,20 @@ func openSQLite(dsn string, opts Options) (*DB, error) {
 	}
 	rollup.SetMaxOpenConns(2)
 	rollup.SetMaxIdleConns(2)
-	return &DB{write: write, read: read, rollup: rollup, now: opts.Clock, writer: make(chan struct{}, 1)}, nil
+	checkpoint, err := sql.Open("sqlite", full)
+	if err != nil {
+		write.Close()
+		read.Close()
+		rollup.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	checkpoint.SetMaxOpenConns(1)
+	checkpoint.SetMaxIdleConns(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	db := &DB{write: write, read: read, rollup: rollup, now: opts.Clock, writer: make(chan struct{}, 1),
+		checkpoint: checkpoint, stopCheckpoint: cancel, checkpointDone: make(chan struct{})}
+	go db.checkpointLoop(ctx)
+	return db, nil
 }
 
 // Remote reports whether the database is a libSQL server, where each query is
@@ -268,6 +322,14 @@ func (db *DB) Close() error {
 	}
 	db.stmts = nil
 	db.stmtsMu.Unlock()
+	if db.checkpoint != nil {
+		db.closeOnce.Do(func() {
+			db.stopCheckpoint()
+			<-db.checkpointDone
+			db.closeErr = db.checkpoint.Close()
+		})
+		err = errors.Join(err, db.closeErr)
+	}
 	err = errors.Join(err, db.write.Close())
 	if db.read != db.write {
 		err = errors.Join(err, db.read.Close())
