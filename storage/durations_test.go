@@ -152,7 +152,7 @@ func TestScanDurationsQueryPlans(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"segments":    "SEARCH duration_segments USING PRIMARY KEY ((hour,job_id,seg)>(?,?,?))",
+		"segments":    "SEARCH duration_segments USING PRIMARY KEY (hour>?)",
 		"first hour":  "SEARCH duration_segments USING PRIMARY KEY (hour=?)",
 		"bins":        "SEARCH b USING PRIMARY KEY (job_id=? AND bin=? AND hour>?)",
 		"delete bins": "SEARCH duration_bins USING PRIMARY KEY (job_id=? AND bin=? AND hour=?)",
