@@ -47,9 +47,9 @@ func FinishedRunsForTest(ctx context.Context, db *DB) ([]FinishedRunForTest, err
 func ScanQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, error) {
 	in, args := bucketValues([]bucketKey{{1, "a"}, {2, "b"}})
 	return queryPlans(ctx, db, map[string]planCase{
-		"segments":    {segmentsSQL, []any{1, 1, 1, "", -1}},
+		"segments":    {segmentsSQL, []any{1}},
 		"first hour":  {firstHourSQL, []any{1}},
-		"bins":        {binsSQL(2), []any{"a", 1, "b", -3, 5}},
+		"bins":        {binsSQL(2), []any{"a", 1, 0, "b", -3, 1, 5}},
 		"delete bins": {deleteBinsSQL(2), []any{"a", 1, 5, "b", 2, 6}},
 		"slowest":     {slowestRunsSQL(2), []any{"a", 1, "b", 2, "2026-01-01T00:00:00.000000000Z"}},
 		"meta": {`SELECT hour, job_id, COUNT(*), MAX(seg) FROM duration_segments

@@ -141,18 +141,17 @@ func TestScanDurationsEmptyWindow(t *testing.T) {
 
 // TestScanDurationsQueryPlans proves the reads use their indexes: a range of
 // the segments' primary key (no sort), and one covering (job_id, duration_ms,
-// finished_at, result_id) index range per job for the slowest run.
+// finished_at, result_id) index range per job for the slowest run; on SQLite
+// and, with KANADE_TEST_SQLD, on sqld's older SQLite, which plans some
+// statements otherwise.
 func TestScanDurationsQueryPlans(t *testing.T) {
 	db := storagetest.Open(t, nil)
-	if db.Remote() {
-		t.Skip("EXPLAIN QUERY PLAN is checked on SQLite")
-	}
 	plans, err := storage.ScanQueryPlansForTest(t.Context(), db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"segments":    "SEARCH duration_segments USING PRIMARY KEY ((hour,job_id,seg)>(?,?,?))",
+		"segments":    "SEARCH duration_segments USING PRIMARY KEY (hour>?)",
 		"first hour":  "SEARCH duration_segments USING PRIMARY KEY (hour=?)",
 		"bins":        "SEARCH b USING PRIMARY KEY (job_id=? AND bin=? AND hour>?)",
 		"delete bins": "SEARCH duration_bins USING PRIMARY KEY (job_id=? AND bin=? AND hour=?)",
@@ -161,11 +160,19 @@ func TestScanDurationsQueryPlans(t *testing.T) {
 		"delete":      "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
 	}
 	for name, w := range want {
+		if db.Remote() && (name == "delete bins" || name == "meta" || name == "delete") {
+			// sqld's SQLite 3.45 plans these write-path row-value INs on
+			// their first column only (not yet rewritten as the slowest
+			// lookup was); the read statements are checked there too.
+			continue
+		}
 		if !slices.Contains(plans[name], w) {
 			t.Errorf("%s: plan %q lacks %q", name, plans[name], w)
 		}
 		for _, line := range plans[name] {
-			if strings.HasPrefix(line, "SCAN ") && !strings.Contains(line, "VALUES") || strings.Contains(line, "FOR ORDER BY") {
+			// The VALUES lists may be scanned: "SCAN v" is slowest's.
+			values := strings.Contains(line, "VALUES") || strings.Contains(line, "CONSTANT ROWS") || line == "SCAN v"
+			if strings.HasPrefix(line, "SCAN ") && !values || strings.Contains(line, "FOR ORDER BY") {
 				t.Errorf("%s: plan scans or sorts: %q", name, plans[name])
 			}
 		}

@@ -62,3 +62,21 @@ func TestUpsertFiresUpdateTriggerOnly(t *testing.T) {
 		t.Fatalf("known=%d minutes=%d inMinute=%d, want 2 1 2", known, minutes, inMinute)
 	}
 }
+
+// TestReadersMapTheFile checks that the read pool's connections map the
+// database file (db.go, readerPragmas): scan_durations and the searches read
+// their pages through the map instead of a pread into a page cache that
+// another connection's commit empties.
+func TestReadersMapTheFile(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	if db.Remote() {
+		t.Skip("a SQLite setting")
+	}
+	n, err := storage.CountForTest(t.Context(), db, `PRAGMA mmap_size`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 1<<30 {
+		t.Fatalf("a read connection maps %d bytes of the file, want the build's most (2 GiB)", n)
+	}
+}
