@@ -164,6 +164,9 @@ func (f AgentFilter) where(indexedStatus, groupDrives, groupInFrom bool) ([]stri
 	if f.Query != "" {
 		// ifnull(hostname, '') matches as hostname does (an empty text holds no
 		// non-empty substring) and is what the sort indexes hold.
+		// (? || ''), not a bare ?: SQLite re-prepares a statement whose LIKE
+		// pattern is a bare parameter at every bind (the LIKE optimisation
+		// may depend on its value), 8.5% of a search's CPU.
 		p := likeContains(f.Query)
 		conds = append(conds, `(pc_id LIKE (? || '') ESCAPE '\' OR ifnull(hostname, '') LIKE (? || '') ESCAPE '\')`)
 		args = append(args, p, p)
