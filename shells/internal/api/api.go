@@ -54,6 +54,7 @@ func New(ctx context.Context, d *app.Deps, a app.Auth, m handlers.Metrics, progr
 		NATSConnected:      d.NATS.Connected,
 		Bus:                d.NATS.Client,
 		StallAfter:         d.Config.ProjectionStall,
+		ProbeMaxAge:        d.Config.ProbeMaxAge,
 		Progress:           progress,
 		Clock:              d.Clock,
 		StaleThreshold:     d.Config.StaleThreshold,

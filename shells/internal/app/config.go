@@ -72,6 +72,9 @@ type Config struct {
 	// ProjectionStall: a projection making no progress this long while
 	// messages wait degrades fleet health and the worker's readiness.
 	ProjectionStall time.Duration
+	// ProbeMaxAge: fleet health may answer from a JetStream probe sent up to
+	// this long before its request arrived (handlers.Config.ProbeMaxAge).
+	ProbeMaxAge time.Duration
 	// ProjectorMaxBytes bounds the message bytes each projected stream holds
 	// in memory.
 	ProjectorMaxBytes int64
@@ -157,6 +160,8 @@ var settings = []setting{
 		usage: "fleet health is degraded when stale/known agents reaches this ratio, in (0, 1]; 1.0 = only a total blackout"},
 	{env: "KANADE_PROJECTION_STALL", flag: "projection-stall", def: durationText(kanade.DefaultStallAfter), shells: every, placeholder: "duration",
 		usage: "fleet health and worker readiness fail when a projection makes no progress this long while messages wait"},
+	{env: "KANADE_PROBE_MAX_AGE", flag: "probe-max-age", def: "0s", shells: api, placeholder: "duration",
+		usage: "fleet health may answer from a JetStream probe sent up to this long before the request arrived, one probe shared by the requests within it (0 = only a probe sent after the request arrived, the freshest answer; at most 1m)"},
 	// The projector.
 	{env: "KANADE_PROJECTOR_MAX_BYTES", flag: "projector-max-bytes", def: "64MiB", shells: onPrem, placeholder: "bytes",
 		usage: "message bytes each projected stream may hold in memory (e.g. 64MiB; never less than twice NATS's max_payload for the fetch)"},
@@ -382,6 +387,13 @@ func build(shell Shell, values map[string]*value) (Config, error) {
 		bad("KANADE_PROJECTION_STALL", "want a positive duration such as 2m or 90s, got %q", str("KANADE_PROJECTION_STALL"))
 	} else {
 		cfg.ProjectionStall = d
+	}
+	if _, ok := values["KANADE_PROBE_MAX_AGE"]; ok {
+		if d, err := time.ParseDuration(str("KANADE_PROBE_MAX_AGE")); err != nil || d < 0 || d > time.Minute {
+			bad("KANADE_PROBE_MAX_AGE", "want a duration from 0s to 1m such as 0s or 2s, got %q", str("KANADE_PROBE_MAX_AGE"))
+		} else {
+			cfg.ProbeMaxAge = d
+		}
 	}
 	if _, ok := values["KANADE_PROJECTOR_MAX_BYTES"]; ok {
 		n, err := parseBytes(str("KANADE_PROJECTOR_MAX_BYTES"))

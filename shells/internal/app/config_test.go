@@ -61,7 +61,7 @@ func TestParse(t *testing.T) {
 				"KANADE_NATS_REPLICAS": "3", "KANADE_STALE_THRESHOLD": "90s", "KANADE_STALE_DEGRADED_RATIO": "0.000001",
 				"KANADE_AUTH_STATIC_TOKEN": "st", "KANADE_JWT_SECRET": "js", "KANADE_WORKER": "off",
 				"KANADE_LOG_LEVEL": "debug", "KANADE_LOG_FORMAT": "JSON", "KANADE_DEMO": "50",
-				"KANADE_PROJECTION_STALL": "45s", "KANADE_PROJECTOR_MAX_BYTES": "256MiB",
+				"KANADE_PROJECTION_STALL": "45s", "KANADE_PROJECTOR_MAX_BYTES": "256MiB", "KANADE_PROBE_MAX_AGE": "2s",
 				"KANADE_BOOTSTRAP_ADMIN_USER": "root", "KANADE_BOOTSTRAP_ADMIN_PASSWORD": " pass word ",
 			},
 			check: func(t *testing.T, c Config) {
@@ -70,7 +70,7 @@ func TestParse(t *testing.T) {
 					NATSURL: "nats://n:4222", NATSListen: "127.0.0.1:4222", NATSToken: "nt", NATSReplicas: 3,
 					StaleThreshold: 90 * time.Second, StaleDegradedRatio: 0.000001, AuthStaticToken: "st", JWTSecret: "js",
 					LogLevel: slog.LevelDebug, LogFormat: "json", Demo: 50,
-					ProjectionStall: 45 * time.Second, ProjectorMaxBytes: 256 << 20,
+					ProjectionStall: 45 * time.Second, ProjectorMaxBytes: 256 << 20, ProbeMaxAge: 2 * time.Second,
 					BootstrapAdminUser: "root", BootstrapAdminPassword: " pass word ", // a password is not trimmed
 				}
 				if diff := cmp.Diff(want, c); diff != "" {
@@ -280,6 +280,9 @@ func TestParseRejects(t *testing.T) {
 		{"demo runs naming a job twice", ShellHTTP, map[string]string{"KANADE_DEMO_RUNS": "a=1m, a=2m"}, nil, []string{"job a given twice"}},
 		{"demo runs with an empty pair", ShellHTTP, map[string]string{"KANADE_DEMO_RUNS": "a=1m,,b=2m"}, nil, []string{"KANADE_DEMO_RUNS", `got ""`}},
 		{"demo runs naming a job that is no KV key", ShellHTTP, map[string]string{"KANADE_DEMO_RUNS": "a b=1m"}, nil, []string{`"a b=1m"`}},
+		{"a negative probe age", ShellHTTP, map[string]string{"KANADE_PROBE_MAX_AGE": "-1s"}, nil, []string{"KANADE_PROBE_MAX_AGE (-probe-max-age)", `"-1s"`}},
+		{"a probe age over a minute", ShellLambda, map[string]string{"KANADE_PROBE_MAX_AGE": "90s"}, nil, []string{"KANADE_PROBE_MAX_AGE", "1m", `"90s"`}},
+		{"a probe age that is no duration", ShellHTTP, nil, []string{"-probe-max-age", "2"}, []string{"KANADE_PROBE_MAX_AGE (-probe-max-age)", `"2"`}},
 		{"a stall of 0", ShellWorker, map[string]string{"KANADE_PROJECTION_STALL": "0s"}, nil, []string{"KANADE_PROJECTION_STALL", "positive"}},
 		{"a size without number", ShellHTTP, map[string]string{"KANADE_PROJECTOR_MAX_BYTES": "MiB"}, nil, []string{"KANADE_PROJECTOR_MAX_BYTES"}},
 		{"a size under 1 MiB", ShellWorker, map[string]string{"KANADE_PROJECTOR_MAX_BYTES": "512KiB"}, nil, []string{"at least 1MiB"}},
