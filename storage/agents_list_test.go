@@ -316,6 +316,16 @@ func TestListAgentsMatchesReference(t *testing.T) {
 		}
 		return f
 	}
+	// refCount is the reference's count of the agents f matches.
+	refCount := func(f storage.AgentFilter) int64 {
+		var n int64
+		for _, a := range ref {
+			if refMatch(a, f) {
+				n++
+			}
+		}
+		return n
+	}
 	defer storage.SetGroupCandidatesMaxForTest(2000)()
 	for round := range 6 {
 		// Odd rounds serve a group (about 50 members) by the sort's walk,
@@ -384,12 +394,7 @@ func TestListAgentsMatchesReference(t *testing.T) {
 					}
 				}
 				f.Cursor = ""
-				var want int64
-				for _, a := range ref {
-					if refMatch(a, f) {
-						want++
-					}
-				}
+				want := refCount(f)
 				got, err := db.CountAgents(ctx, f)
 				if err != nil || got != want {
 					t.Fatalf("%s: count %d, %v; want %d", what, got, err, want)
@@ -403,12 +408,7 @@ func TestListAgentsMatchesReference(t *testing.T) {
 		for _, g := range append([]string{""}, groups...) {
 			for _, st := range append([]storage.AgentStatus{""}, storage.AgentStatuses...) {
 				f := storage.AgentFilter{OnlineSince: cut, Group: g, Status: st}
-				var want int64
-				for _, a := range ref {
-					if refMatch(a, f) {
-						want++
-					}
-				}
+				want := refCount(f)
 				got, err := db.CountAgents(ctx, f)
 				if err != nil || got != want {
 					t.Fatalf("count of group %q status %q at %s: %d, %v; want %d", g, st, kanade.FormatTime(cut), got, err, want)
