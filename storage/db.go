@@ -370,9 +370,10 @@ type Tx struct {
 	// stmts are the statements prepared for this transaction (see
 	// prepared), closed by database/sql when it ends.
 	stmts map[string]*sql.Stmt
-	// whole says the inventory of a batch is being projected under one
-	// savepoint (see projectInventory).
-	whole bool
+	// careful says this is the second try of a transaction whose first
+	// failed in an inventory step: each step runs under its own savepoint
+	// (see projectInventory).
+	careful bool
 }
 
 // prepared is query prepared once per transaction. The inventory
@@ -407,6 +408,10 @@ func (tx *Tx) execPrepared(ctx context.Context, query string, args ...any) (sql.
 
 // Update runs fn in a write transaction and commits it if fn returns nil.
 // Write transactions of one DB run one at a time.
+//
+// fn may run twice: when a step of the inventory projection fails
+// (errStepFailed), the transaction is rolled back and fn runs again in a
+// careful one, where each step undoes only itself (projectInventory).
 func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	select {
 	case db.writer <- struct{}{}:
@@ -414,11 +419,20 @@ func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
 		return fmt.Errorf("begin write: %w", ctx.Err())
 	}
 	defer func() { <-db.writer }()
+	err := db.update(ctx, fn, false)
+	if errors.Is(err, errStepFailed) && ctx.Err() == nil {
+		err = db.update(ctx, fn, true)
+	}
+	return err
+}
+
+// update is one try of Update.
+func (db *DB) update(ctx context.Context, fn func(tx *Tx) error, careful bool) error {
 	sqlTx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin write: %w", err)
 	}
-	tx := &Tx{tx: sqlTx, now: db.now(), cache: &db.tables}
+	tx := &Tx{tx: sqlTx, now: db.now(), cache: &db.tables, careful: careful}
 	if err := fn(tx); err != nil {
 		sqlTx.Rollback()
 		return err

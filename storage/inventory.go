@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -91,43 +90,20 @@ var errTxGone = errors.New("inventory: the transaction was rolled back by the da
 
 // projectInventory projects the reports of rs in order.
 //
-// First all of them under one savepoint, without one per report and step:
-// SQLite copies every page a savepoint's statements first change into the
-// sub-journal, so a savepoint per report copied the pages of the history
-// indexes, the facts and the derived rows again for each report, a tenth
-// of the projection's time. Steps fail rarely; when one does, the batch's
-// inventory is rolled back to that savepoint and projected again report by
-// report, each step under its own savepoint, which undoes only what failed.
+// Normally without any savepoint. SQLite copies every page first changed
+// under an open savepoint into the sub-journal (a temporary file past 64
+// KiB, memory allocated a kilobyte at a time with temp_store=MEMORY): a
+// savepoint per report and step was a tenth of the projection's time, and
+// one around the batch's inventory, still a fifth (bench/ingest -inventory
+// 0.1, profiled: pwrite and malloc under subjournalPage). Steps fail
+// rarely; when one does, the step's error is errStepFailed, the whole
+// transaction is rolled back by Update, and the batch is applied again
+// with tx.careful set: each step under its own savepoint, which undoes
+// only what failed.
 func (tx *Tx) projectInventory(ctx context.Context, rs []*Result, st *InventoryStats) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	if _, err := tx.execPrepared(ctx, `SAVEPOINT inventory_batch`); err != nil {
-		return fmt.Errorf("savepoint inventory_batch: %w", err)
-	}
-	saved := *st
-	saved.Issues = append([]InventoryIssue(nil), st.Issues...)
-	pending := tx.pendingTables().clone()
-	tx.whole = true
-	err := tx.projectReports(ctx, rs, st)
-	tx.whole = false
-	if err == nil {
-		if _, err := tx.execPrepared(ctx, `RELEASE inventory_batch`); err != nil {
-			return fmt.Errorf("release inventory_batch: %w", err)
-		}
-		return nil
-	}
-	if !errors.Is(err, errStepFailed) || ctx.Err() != nil {
-		return err
-	}
-	if _, rerr := tx.execPrepared(ctx, `ROLLBACK TO inventory_batch`); rerr != nil {
-		return errors.Join(errTxGone, err, rerr)
-	}
-	if _, rerr := tx.execPrepared(ctx, `RELEASE inventory_batch`); rerr != nil {
-		return errors.Join(errTxGone, err, rerr)
-	}
-	*st = saved
-	tx.tables = pending
 	return tx.projectReports(ctx, rs, st)
 }
 
@@ -140,16 +116,16 @@ func (tx *Tx) projectReports(ctx context.Context, rs []*Result, st *InventorySta
 	return nil
 }
 
-// errStepFailed is what a step's failure becomes while a batch is
-// projected whole (Tx.whole): projectInventory starts over step by step.
-var errStepFailed = errors.New("inventory: a step failed while the batch was projected whole")
+// errStepFailed is what a step's failure becomes outside careful mode:
+// Update rolls the transaction back and applies it again, carefully.
+var errStepFailed = errors.New("inventory: a step failed; the transaction is applied again step by step")
 
 // savepoint runs fn under a savepoint named name. fn's error is undone and
 // returned as failed; fatal is set when the transaction is gone (or ctx
-// ended), and the batch must fail. While the batch is projected whole
-// there is no savepoint, and fn's error is fatal (errStepFailed).
+// ended), and the batch must fail. Outside careful mode there is no
+// savepoint, and fn's error is fatal (errStepFailed).
 func (tx *Tx) savepoint(ctx context.Context, name string, fn func() error) (failed, fatal error) {
-	if tx.whole {
+	if !tx.careful {
 		if err := fn(); err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", errStepFailed, name, err)
 		}
@@ -863,11 +839,6 @@ func (c *tableCache) merge(p *tablePending) {
 type tablePending struct {
 	tables  map[string]*tableShape
 	history map[string]bool
-}
-
-// clone copies p, so a rolled-back attempt can be forgotten.
-func (p *tablePending) clone() *tablePending {
-	return &tablePending{tables: maps.Clone(p.tables), history: maps.Clone(p.history)}
 }
 
 func (tx *Tx) pendingTables() *tablePending {
