@@ -327,6 +327,7 @@ func (w *Worker) add(ctx context.Context, c *conn, spec consumerSpec, b *batch, 
 			return err
 		}
 		b.bytes += res.Inventory.Size()
+		res.Pack() // here, beside the writer, not in its transaction
 		b.results = append(b.results, seqd[storage.Result]{seq, res})
 		if res.ManifestID != "" {
 			h, ok, err := c.timeouts.Check(ctx, res.ManifestID)

@@ -248,7 +248,7 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 			    recorded_at = excluded.recorded_at, explode_sig = excluded.explode_sig,
 			    scalars_json = excluded.scalars_json
 			WHERE excluded.recorded_at >= inventory_facts.recorded_at`,
-			pc, job, rep.facts, rep.display, rep.summary, collected, recorded, sig, rep.top); err != nil {
+			pc, job, rep.factsValue(), rep.display, rep.summary, collected, recorded, sig, rep.top); err != nil {
 			return fmt.Errorf("upsert facts: %w", err)
 		}
 
@@ -338,13 +338,13 @@ func (tx *Tx) previousScalars(ctx context.Context, rep *InventoryReport, cur sto
 			return prev, nil
 		}
 	}
-	var facts string
+	var facts packedText
 	if err := tx.tx.QueryRowContext(ctx, `SELECT facts_json FROM inventory_facts WHERE pc_id = ? AND job_id = ?`, pc, job).Scan(&facts); err != nil {
 		return nil, fmt.Errorf("read facts: %w", err)
 	}
 	// Stored facts that no longer parse count as no previous facts.
 	prev = nil
-	_ = json.Unmarshal([]byte(strings.TrimSpace(facts)), &prev)
+	_ = json.Unmarshal([]byte(strings.TrimSpace(facts.String)), &prev)
 	return prev, nil
 }
 

@@ -610,12 +610,12 @@ func (db *DB) InventoryByJob(ctx context.Context, job string) (kanade.InventoryB
 	snap := false
 	for rows.Next() {
 		var r kanade.InventoryJobRow
-		var facts string
+		var facts packedText
 		var display, summary *string
 		if err := rows.Scan(&r.PCID, &facts, &display, &summary, &r.CollectedAt); err != nil {
 			return out, fmt.Errorf("inventory of job %s: %w", kanade.Clip(job), err)
 		}
-		r.Facts = rawJSON(&facts)
+		r.Facts = rawJSON(facts.ptr())
 		if !snap && display != nil {
 			if d := rawJSON(display); d != nil {
 				out.Display, out.Summary, snap = d, rawJSON(summary), true
@@ -641,12 +641,12 @@ func (db *DB) InventoryOfPC(ctx context.Context, pc string) ([]kanade.InventoryP
 	out := []kanade.InventoryPCFacts{}
 	for rows.Next() {
 		var f kanade.InventoryPCFacts
-		var facts string
+		var facts packedText
 		var display, summary *string
 		if err := rows.Scan(&f.JobID, &facts, &display, &summary, &f.CollectedAt, &f.RecordedAt); err != nil {
 			return nil, fmt.Errorf("inventory of %s: %w", kanade.Clip(pc), err)
 		}
-		f.Facts, f.Display, f.Summary = rawJSON(&facts), rawJSON(display), rawJSON(summary)
+		f.Facts, f.Display, f.Summary = rawJSON(facts.ptr()), rawJSON(display), rawJSON(summary)
 		out = append(out, f)
 	}
 	if err := rows.Err(); err != nil {

@@ -30,14 +30,17 @@ type InventoryReport struct {
 	// then (the run row still is).
 	Err error
 
-	facts   string
-	top     string            // the scalar members as one JSON object
-	scalars map[string]string // present history scalar → canonical JSON
-	sets    []explodeSet
-	display any // JSON text or nil
-	summary any
-	sigs    []string // setSigs of sets
-	size    int64
+	facts string
+	// packedFacts is facts as bound (packText), packed here, outside
+	// the transaction.
+	packedFacts any
+	top         string            // the scalar members as one JSON object
+	scalars     map[string]string // present history scalar → canonical JSON
+	sets        []explodeSet
+	display     any // JSON text or nil
+	summary     any
+	sigs        []string // setSigs of sets
+	size        int64
 }
 
 // explodeSet is one ExplodeSpec's rows of a report.
@@ -113,6 +116,7 @@ func PrepareInventory(spec *kanade.InventoryHint, stdout string) *InventoryRepor
 			return r
 		}
 	}
+	r.packedFacts = packText(text)
 	r.top = scalarMembers(top)
 	r.display = snapshot(spec.Display)
 	if spec.Summary != nil {
@@ -375,4 +379,12 @@ func marshalText(v any) string {
 		return "null"
 	}
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// factsValue is facts as bound for facts_json.
+func (r *InventoryReport) factsValue() any {
+	if r.packedFacts != nil {
+		return r.packedFacts
+	}
+	return packText(r.facts)
 }

@@ -31,6 +31,30 @@ type Result struct {
 	// Inventory is the report of a successful run of a job with an
 	// inventory hint (PrepareInventory); nil for every other result.
 	Inventory *InventoryReport
+
+	// packed says stdout and stderr hold the values to bind for Stdout and
+	// Stderr (Pack).
+	packed         bool
+	stdout, stderr any
+}
+
+// Pack compresses the long outputs (packText) ahead of the transaction:
+// the projector packs while it fetches, beside the writer. Call it after
+// the last change to Stdout, Stderr and Inventory. ApplyResults packs the
+// results that were not.
+func (r *Result) Pack() {
+	r.stdout, r.stderr, r.packed = packText(r.Stdout), packText(r.Stderr), true
+	if rep := r.Inventory; rep != nil && rep.facts == r.Stdout && rep.packedFacts != nil {
+		r.stdout = rep.packedFacts // the same text, packed once
+	}
+}
+
+// outputs are the values to bind for r's stdout and stderr.
+func (r *Result) outputs() (stdout, stderr any) {
+	if !r.packed {
+		return packText(r.Stdout), packText(r.Stderr)
+	}
+	return r.stdout, r.stderr
 }
 
 // Started is a started event ready to apply.
@@ -270,12 +294,13 @@ func (tx *Tx) ApplyResults(ctx context.Context, batch []Result) (ApplyStats, err
 			if r.Skipped {
 				skipped = 1
 			}
+			stdout, stderr := r.outputs()
 			_, err := tx.tx.ExecContext(ctx, `UPDATE execution_results
 				SET exit_code = ?, skipped = ?, stdout = ?, stderr = ?, finished_at = ?, reaped = 0,
 				    job_id = COALESCE(job_id, ?), duration_ms = ?,
 				    recorded_at = CASE WHEN ? < recorded_at THEN ? ELSE recorded_at END
 				WHERE result_id = ?`,
-				exit, skipped, r.Stdout, r.Stderr, kanade.FormatTime(r.FinishedAt.Time),
+				exit, skipped, stdout, stderr, kanade.FormatTime(r.FinishedAt.Time),
 				nullString(r.ManifestID), durationArg(dur, plausible),
 				kanade.FormatTime(r.RecordedAt), kanade.FormatTime(r.RecordedAt), r.ResultID)
 			if err != nil {
@@ -324,8 +349,9 @@ func (tx *Tx) insertResults(ctx context.Context, rows []*Result) error {
 			if r.Skipped {
 				skipped = 1
 			}
+			stdout, stderr := r.outputs()
 			args = append(args, r.ResultID, r.RequestID, nullString(r.ExecID), r.PcID,
-				nullString(r.ManifestID), nil, *r.ExitCode, skipped, r.Stdout, r.Stderr,
+				nullString(r.ManifestID), nil, *r.ExitCode, skipped, stdout, stderr,
 				kanade.FormatTime(r.StartedAt.Time), kanade.FormatTime(r.FinishedAt.Time),
 				kanade.FormatTime(r.RecordedAt), nil, 0, nullString(r.ParentResultID),
 				durationArg(runMillis(r.StartedAt.Time, r.FinishedAt.Time)))

@@ -582,9 +582,10 @@ func scanIDs(rows *sql.Rows, what string) ([]string, error) {
 func (db *DB) GetRun(ctx context.Context, resultID string) (kanade.RunDetail, error) {
 	var r kanade.RunDetail
 	var skipped, reaped int64
+	var stdout, stderr packedText
 	err := db.read.QueryRowContext(ctx, `SELECT `+runColumns+`, stdout, stderr
 		FROM execution_results WHERE result_id = ?`, resultID).
-		Scan(append(runDest(&r.Run, &skipped, &reaped), &r.Stdout, &r.Stderr)...)
+		Scan(append(runDest(&r.Run, &skipped, &reaped), &stdout, &stderr)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("result %q: %w", resultID, ErrNotFound)
 	}
@@ -592,6 +593,7 @@ func (db *DB) GetRun(ctx context.Context, resultID string) (kanade.RunDetail, er
 		return r, fmt.Errorf("get result %q: %w", resultID, err)
 	}
 	r.Skipped, r.Reaped = skipped != 0, reaped != 0
+	r.Stdout, r.Stderr = stdout.ptr(), stderr.ptr()
 	return r, nil
 }
 
