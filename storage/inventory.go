@@ -63,6 +63,9 @@ type InventoryStats struct {
 	// Skipped counts array elements left out (not an object, or without
 	// a primary-key value, or a duplicate key).
 	Skipped int
+	// ByElement and Whole count the changed sets diffed element by
+	// element (replaceChanged) and from all their rows (replaceAll).
+	ByElement, Whole int
 	// Issues describe the invalid and failed reports (at most
 	// maxInventoryIssues), for the projector's log.
 	Issues []InventoryIssue
@@ -284,6 +287,9 @@ func (tx *Tx) projectReport(ctx context.Context, r *Result, st *InventoryStats) 
 				if _, err := tx.tx.ExecContext(ctx, `UPDATE inventory_facts SET explode_sig = NULL WHERE pc_id = ? AND job_id = ?`, pc, job); err != nil {
 					return fmt.Errorf("clear explode_sig: %w", err)
 				}
+				if _, err := tx.tx.ExecContext(ctx, `DELETE FROM inventory_elements WHERE pc_id = ? AND job_id = ?`, pc, job); err != nil {
+					return fmt.Errorf("clear element digests: %w", err)
+				}
 				continue
 			}
 			st.Events += n
@@ -414,7 +420,34 @@ func (tx *Tx) insertHistory(ctx context.Context, pc, job, observed string, event
 // no rows yet, the PC's rows are deleted and inserted. A row left alone
 // keeps the collected_at of the report that wrote it; the read routes serve
 // the PC's collected_at from inventory_facts, which every report sets.
+//
+// With the element digests of the stored rows (inventory_elements.go) the
+// set is diffed by element when it can be, else from all its rows
+// (replaceAll), after which the digests are the report's.
 func (tx *Tx) replaceRows(ctx context.Context, set *explodeSet, pc, job, collected, observed string, st *InventoryStats) (int, error) {
+	if old, err := tx.readDigests(ctx, set.spec, pc, job); err != nil {
+		return 0, err
+	} else if old != nil {
+		n, done, err := tx.replaceChanged(ctx, set, old, pc, job, collected, observed)
+		if err != nil {
+			return 0, err
+		}
+		if done {
+			st.ByElement++
+			return n, nil
+		}
+	}
+	n, err := tx.replaceAll(ctx, set, pc, job, collected, observed, st)
+	if err != nil {
+		return 0, err
+	}
+	st.Whole++
+	return n, tx.writeDigests(ctx, set.spec, pc, job, set.digests, set.clean)
+}
+
+// replaceAll is replaceRows from all the set's rows and all the PC's
+// stored ones.
+func (tx *Tx) replaceAll(ctx context.Context, set *explodeSet, pc, job, collected, observed string, st *InventoryStats) (int, error) {
 	spec := set.spec
 	set.typeRows()
 	table := kanade.QuoteIdent(spec.Table)
@@ -423,24 +456,9 @@ func (tx *Tx) replaceRows(ctx context.Context, set *explodeSet, pc, job, collect
 		return 0, err
 	}
 	keyAt := keyColumns(spec)
-	cols := []string{`"pc_id"`, `"job_id"`, `"collected_at"`}
-	update := []string{`"collected_at" = excluded."collected_at"`}
-	key := []string{`"pc_id"`, `"job_id"`}
-	for _, c := range spec.Columns {
-		q := kanade.QuoteIdent(c.Field)
-		cols = append(cols, q)
-		if !slicesContains(spec.PrimaryKey, c.Field) {
-			update = append(update, q+" = excluded."+q)
-		}
-	}
-	for _, k := range spec.PrimaryKey {
-		key = append(key, kanade.QuoteIdent(k))
-	}
 	writes, deletes, dups, planned := planRows(spec, keyAt, before, set.rows)
-	verb, tail := `INSERT INTO `, ` ON CONFLICT (`+strings.Join(key, ", ")+`) DO UPDATE SET `+strings.Join(update, ", ")
 	if !planned {
 		writes, deletes, dups = set.rows, nil, 0
-		verb, tail = `INSERT OR IGNORE INTO `, ""
 		if len(before) > 0 {
 			if _, err := tx.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE "pc_id" = ? AND "job_id" = ?`, pc, job); err != nil {
 				return 0, fmt.Errorf("delete rows: %w", err)
@@ -450,24 +468,9 @@ func (tx *Tx) replaceRows(ctx context.Context, set *explodeSet, pc, job, collect
 	if err := tx.deleteKeys(ctx, spec, keyAt, pc, job, deletes); err != nil {
 		return 0, err
 	}
-	width := len(cols)
-	per := maxVars / width
-	written := 0
-	for rest := writes; len(rest) > 0; {
-		n := min(len(rest), per)
-		args := make([]any, 0, n*width)
-		for _, row := range rest[:n] {
-			args = append(args, pc, job, collected)
-			args = append(args, row...)
-		}
-		rest = rest[n:]
-		res, err := tx.execPrepared(ctx, verb+table+` (`+strings.Join(cols, ", ")+`) VALUES `+placeholders(n, width)+tail, args...)
-		if err != nil {
-			return 0, fmt.Errorf("write %d rows: %w", n, err)
-		}
-		if c, err := res.RowsAffected(); err == nil {
-			written += int(c)
-		}
+	written, err := tx.writeRows(ctx, spec, pc, job, collected, writes, planned)
+	if err != nil {
+		return 0, err
 	}
 	if planned {
 		st.Skipped += dups
@@ -482,23 +485,72 @@ func (tx *Tx) replaceRows(ctx context.Context, set *explodeSet, pc, job, collect
 	// the stored rows of their keys (the rows left alone are certainly
 	// equal, so diffing all 150 of them found nothing more).
 	if planned && allCertain(spec, writes) {
-		touched := make(map[string]bool, len(writes))
-		for _, w := range writes {
-			touched[storedKey(keyAt, w)] = true
-		}
-		old := slices.Clip(deletes)
-		for _, r := range before {
-			if touched[storedKey(keyAt, r)] {
-				old = append(old, r)
-			}
-		}
-		return tx.insertHistory(ctx, pc, job, observed, diffRows(spec, keyAt, old, writes))
+		return tx.insertHistory(ctx, pc, job, observed, diffRows(spec, keyAt, touchedRows(keyAt, before, writes, deletes), writes))
 	}
 	after, err := tx.selectRows(ctx, spec, pc, job)
 	if err != nil {
 		return 0, err
 	}
 	return tx.insertHistory(ctx, pc, job, observed, diffRows(spec, keyAt, before, after))
+}
+
+// touchedRows are the stored rows (of before) a write or a delete
+// touched: the deleted ones and those whose key was written.
+func touchedRows(keyAt []int, before, writes, deletes [][]any) [][]any {
+	touched := make(map[string]bool, len(writes))
+	for _, w := range writes {
+		touched[storedKey(keyAt, w)] = true
+	}
+	old := slices.Clip(deletes)
+	for _, r := range before {
+		if touched[storedKey(keyAt, r)] {
+			old = append(old, r)
+		}
+	}
+	return old
+}
+
+// writeRows writes rows of the PC: upserted by key, or, when upsert is
+// false (the PC's rows were just deleted), inserted with a repeated key
+// ignored. It returns the rows SQLite changed.
+func (tx *Tx) writeRows(ctx context.Context, spec *kanade.ExplodeSpec, pc, job, collected string, rows [][]any, upsert bool) (int, error) {
+	cols := []string{`"pc_id"`, `"job_id"`, `"collected_at"`}
+	update := []string{`"collected_at" = excluded."collected_at"`}
+	key := []string{`"pc_id"`, `"job_id"`}
+	for _, c := range spec.Columns {
+		q := kanade.QuoteIdent(c.Field)
+		cols = append(cols, q)
+		if !slicesContains(spec.PrimaryKey, c.Field) {
+			update = append(update, q+" = excluded."+q)
+		}
+	}
+	for _, k := range spec.PrimaryKey {
+		key = append(key, kanade.QuoteIdent(k))
+	}
+	verb, tail := `INSERT INTO `, ` ON CONFLICT (`+strings.Join(key, ", ")+`) DO UPDATE SET `+strings.Join(update, ", ")
+	if !upsert {
+		verb, tail = `INSERT OR IGNORE INTO `, ""
+	}
+	width := len(cols)
+	per := maxVars / width
+	written := 0
+	for rest := rows; len(rest) > 0; {
+		n := min(len(rest), per)
+		args := make([]any, 0, n*width)
+		for _, row := range rest[:n] {
+			args = append(args, pc, job, collected)
+			args = append(args, row...)
+		}
+		rest = rest[n:]
+		res, err := tx.execPrepared(ctx, verb+kanade.QuoteIdent(spec.Table)+` (`+strings.Join(cols, ", ")+`) VALUES `+placeholders(n, width)+tail, args...)
+		if err != nil {
+			return 0, fmt.Errorf("write %d rows: %w", n, err)
+		}
+		if c, err := res.RowsAffected(); err == nil {
+			written += int(c)
+		}
+	}
+	return written, nil
 }
 
 // allCertain says whether SQLite stores every value of rows as bound (see
@@ -668,35 +720,42 @@ func (tx *Tx) selectRows(ctx context.Context, spec *kanade.ExplodeSpec, pc, job 
 	for i, k := range spec.PrimaryKey {
 		order[i] = kanade.QuoteIdent(k)
 	}
-	read, err := tx.prepared(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM `+kanade.QuoteIdent(spec.Table)+`
-		WHERE "pc_id" = ? AND "job_id" = ? ORDER BY `+strings.Join(order, ", "))
+	out, err := tx.queryRows(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM `+kanade.QuoteIdent(spec.Table)+`
+		WHERE "pc_id" = ? AND "job_id" = ? ORDER BY `+strings.Join(order, ", "), len(cols), pc, job)
 	if err != nil {
 		return nil, fmt.Errorf("read rows: %w", err)
 	}
-	rows, err := read.QueryContext(ctx, pc, job)
+	return out, nil
+}
+
+// queryRows runs query (prepared once per transaction) and returns its
+// rows of width values each (sqlValue).
+func (tx *Tx) queryRows(ctx context.Context, query string, width int, args ...any) ([][]any, error) {
+	read, err := tx.prepared(ctx, query)
 	if err != nil {
-		return nil, fmt.Errorf("read rows: %w", err)
+		return nil, err
+	}
+	rows, err := read.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out [][]any
 	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
+		vals := make([]any, width)
+		ptrs := make([]any, width)
 		for i := range vals {
 			ptrs[i] = &vals[i]
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("read rows: %w", err)
+			return nil, err
 		}
 		for i := range vals {
 			vals[i] = sqlValue(vals[i])
 		}
 		out = append(out, vals)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read rows: %w", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // sqlValue normalises a scanned value: drivers return text as string or
@@ -1197,6 +1256,7 @@ func (tx *Tx) rebuildExplodeTable(ctx context.Context, spec *kanade.ExplodeSpec,
 		// no stored signature vouches for its rows any longer (setSigs):
 		// every PC's next report diffs its sets again.
 		`UPDATE inventory_facts SET explode_sig = NULL WHERE explode_sig IS NOT NULL`,
+		`DELETE FROM inventory_elements`, // and no element digest either
 	} {
 		if _, err := tx.tx.ExecContext(ctx, q); err != nil {
 			return nil, fmt.Errorf("rebuild: %w", err)

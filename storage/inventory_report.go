@@ -13,6 +13,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/kanade-fleet/backend"
 )
 
@@ -59,6 +60,10 @@ type explodeSet struct {
 	// skipped counts elements dropped before SQL: not objects, or missing
 	// a primary-key value.
 	skipped int
+	// digests are the elements' (elemDigest), in order, when clean: every
+	// element became a row, and their keys are certain and distinct.
+	digests []elemDigest
+	clean   bool
 	// missing says the field was absent or not an array; it is projected
 	// as an empty array (fleet.md §5.4, the later #929 behaviour), so the
 	// PC's rows are removed and, with history, logged as removed.
@@ -146,7 +151,7 @@ func (s *explodeSet) typeRows() {
 		return
 	}
 	e := explodeRows(s.spec, s.raw)
-	s.rows, s.skipped, s.missing, s.typed = e.rows, e.skipped, e.missing, true
+	s.rows, s.skipped, s.missing, s.digests, s.clean, s.typed = e.rows, e.skipped, e.missing, e.digests, e.clean, true
 }
 
 // setSigs are digests of each explode spec and the JSON text of its
@@ -255,51 +260,105 @@ func explodeRows(spec *kanade.ExplodeSpec, raw json.RawMessage) explodeSet {
 	set := explodeSet{spec: spec}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '[' {
-		set.missing = true
+		set.missing, set.clean = true, true
 		return set
 	}
-	keyCol := make([]bool, len(spec.Columns))
-	for i, c := range spec.Columns {
-		for _, k := range spec.PrimaryKey {
-			keyCol[i] = keyCol[i] || c.Field == k
-		}
-	}
-	vals := make([][]byte, len(spec.Columns))
+	t := newElementTyper(spec)
 	set.rows = make([][]any, 0, 64)
+	set.digests = make([]elemDigest, 0, 64)
+	keys := map[uint64]bool{}
+	set.clean = true
 	eachElement(raw, func(e []byte) {
-		if e[0] != '{' {
+		row, ok := t.row(e)
+		if !ok {
 			set.skipped++
+			set.clean = false
 			return
 		}
-		clear(vals)
-		plain := eachMember(e, func(k, v []byte) {
-			for i, c := range spec.Columns {
-				if c.Field == string(k) {
-					vals[i] = v // the last of a repeated name, as encoding/json
-				}
-			}
-		})
-		if !plain {
-			var obj map[string]json.RawMessage
-			if json.Unmarshal(e, &obj) != nil {
-				set.skipped++
-				return
-			}
-			for i, c := range spec.Columns {
-				vals[i] = obj[c.Field]
-			}
-		}
-		row := make([]any, len(spec.Columns))
-		for i, c := range spec.Columns {
-			row[i] = bindValue(c.Kind(), vals[i])
-			if keyCol[i] && row[i] == nil {
-				set.skipped++
-				return
-			}
-		}
 		set.rows = append(set.rows, row)
+		if !set.clean {
+			return
+		}
+		k, ok := t.keyDigest(row)
+		if !ok || keys[k] {
+			set.clean = false
+			return
+		}
+		keys[k] = true
+		set.digests = append(set.digests, elemDigest{elem: elementDigest(e), key: k})
 	})
+	if !set.clean {
+		set.digests = nil
+	}
 	return set
+}
+
+// elementTyper types the elements of one spec's array.
+type elementTyper struct {
+	spec   *kanade.ExplodeSpec
+	keyCol []bool
+	keyAt  []int
+	vals   [][]byte
+}
+
+func newElementTyper(spec *kanade.ExplodeSpec) *elementTyper {
+	t := &elementTyper{spec: spec, keyCol: make([]bool, len(spec.Columns)), keyAt: keyColumns(spec), vals: make([][]byte, len(spec.Columns))}
+	for i, c := range spec.Columns {
+		for _, k := range spec.PrimaryKey {
+			t.keyCol[i] = t.keyCol[i] || c.Field == k
+		}
+	}
+	return t
+}
+
+// row types element e (one value per spec column, in spec order); false
+// when e is not an object or lacks a primary-key value.
+func (t *elementTyper) row(e []byte) ([]any, bool) {
+	spec, vals := t.spec, t.vals
+	if e[0] != '{' {
+		return nil, false
+	}
+	clear(vals)
+	plain := eachMember(e, func(k, v []byte) {
+		for i, c := range spec.Columns {
+			if c.Field == string(k) {
+				vals[i] = v // the last of a repeated name, as encoding/json
+			}
+		}
+	})
+	if !plain {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(e, &obj) != nil {
+			return nil, false
+		}
+		for i, c := range spec.Columns {
+			vals[i] = obj[c.Field]
+		}
+	}
+	row := make([]any, len(spec.Columns))
+	for i, c := range spec.Columns {
+		row[i] = bindValue(c.Kind(), vals[i])
+		if t.keyCol[i] && row[i] == nil {
+			return nil, false
+		}
+	}
+	return row, true
+}
+
+// keyDigest is the digest of row's key as SQLite stores it; false when a
+// key value may be converted by affinity (see certain).
+func (t *elementTyper) keyDigest(row []any) (uint64, bool) {
+	var b []byte
+	for _, j := range t.keyAt {
+		f, ok := certain(t.spec.Columns[j].Kind(), row[j])
+		if !ok {
+			return 0, false
+		}
+		b = strconv.AppendInt(b, int64(len(f)), 10)
+		b = append(b, ':')
+		b = append(b, f...)
+	}
+	return xxhash.Sum64(b), true
 }
 
 // bindValue types one element value for a column of kind (fleet.md §5.4):

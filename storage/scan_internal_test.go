@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
 )
@@ -20,14 +21,21 @@ func explodeRowsByDecoding(spec *kanade.ExplodeSpec, raw json.RawMessage) explod
 	}
 	var elems []json.RawMessage
 	if err := json.Unmarshal(raw, &elems); err != nil {
-		set.missing = true
+		set.missing, set.clean = true, true
 		return set
 	}
 	set.rows = make([][]any, 0, 64)
+	// The digests as the element diff needs them (inventory_elements.go):
+	// one per element, of its text and of its key, when every element is
+	// a row with a certain key of its own.
+	typer := newElementTyper(spec)
+	keys := map[uint64]bool{}
+	set.clean = true
 	for _, e := range elems {
 		var obj map[string]json.RawMessage
 		if e = bytes.TrimSpace(e); len(e) == 0 || e[0] != '{' || json.Unmarshal(e, &obj) != nil {
 			set.skipped++
+			set.clean = false
 			continue
 		}
 		row := make([]any, len(spec.Columns))
@@ -49,9 +57,22 @@ func explodeRowsByDecoding(spec *kanade.ExplodeSpec, raw json.RawMessage) explod
 		}
 		if !ok {
 			set.skipped++
+			set.clean = false
 			continue
 		}
 		set.rows = append(set.rows, row)
+		k, certain := typer.keyDigest(row)
+		if set.clean && certain && !keys[k] {
+			keys[k] = true
+			set.digests = append(set.digests, elemDigest{elem: xxhash.Sum64(e), key: k})
+		} else {
+			set.clean = false
+		}
+	}
+	if !set.clean {
+		set.digests = nil
+	} else if set.digests == nil {
+		set.digests = []elemDigest{}
 	}
 	return set
 }
@@ -76,7 +97,7 @@ func TestExplodeRowsScanAsDecoding(t *testing.T) {
 	for _, raw := range scanSeeds {
 		want := explodeRowsByDecoding(scanSpec, json.RawMessage(raw))
 		got := explodeRows(scanSpec, json.RawMessage(raw))
-		if diff := cmp.Diff(want, got, cmp.AllowUnexported(explodeSet{})); diff != "" {
+		if diff := cmp.Diff(want, got, cmp.AllowUnexported(explodeSet{}, elemDigest{})); diff != "" {
 			t.Errorf("%q (-decoding +scan):\n%s", raw, diff)
 		}
 	}
@@ -95,7 +116,7 @@ func FuzzExplodeRows(f *testing.F) {
 		}
 		want := explodeRowsByDecoding(scanSpec, b)
 		got := explodeRows(scanSpec, b)
-		if diff := cmp.Diff(want, got, cmp.AllowUnexported(explodeSet{})); diff != "" {
+		if diff := cmp.Diff(want, got, cmp.AllowUnexported(explodeSet{}, elemDigest{})); diff != "" {
 			t.Errorf("%q (-decoding +scan):\n%s", raw, diff)
 		}
 	})

@@ -289,10 +289,13 @@ func compareInventory(ctx context.Context, out io.Writer, dir string, client *bu
 	// The fleet's inventory as it was a day earlier, projected once
 	// (untimed) into a database each run with inventory starts from a
 	// copy of; with -seed-cache kept there and reused (it takes a quarter
-	// of an hour on a busy machine), keyed by the day base falls on.
+	// of an hour on a busy machine), keyed by the schema and the day base
+	// falls on.
 	seedPath := filepath.Join(dir, "inventory-seed.db")
 	if seedCache != "" {
-		seedPath = filepath.Join(seedCache, fmt.Sprintf("kanade-bench-ingest-seed-%s-%d.db", base.Format("20060102"), agents))
+		// Keyed by the schema too: a seed projected by older code lacks
+		// what the projector keeps beside the rows (element digests).
+		seedPath = filepath.Join(seedCache, fmt.Sprintf("kanade-bench-ingest-seed-%s-%s-%d.db", storage.SchemaHash(), base.Format("20060102"), agents))
 	}
 	if _, err := os.Stat(seedPath); err == nil {
 		fmt.Fprintf(out, "reusing the seeded inventory of %d PCs in %s\n\n", agents, seedPath)
