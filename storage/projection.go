@@ -43,10 +43,12 @@ type Result struct {
 // the last change to Stdout, Stderr and Inventory. ApplyResults packs the
 // results that were not.
 func (r *Result) Pack() {
-	r.stdout, r.stderr, r.packed = packText(r.Stdout), packText(r.Stderr), true
 	if rep := r.Inventory; rep != nil && rep.facts == r.Stdout && rep.packedFacts != nil {
 		r.stdout = rep.packedFacts // the same text, packed once
+	} else {
+		r.stdout = packText(r.Stdout)
 	}
+	r.stderr, r.packed = packText(r.Stderr), true
 }
 
 // outputs are the values to bind for r's stdout and stderr.
