@@ -52,3 +52,57 @@ func TestWALIsCheckpointedBesideTheWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWALStaysBoundedUnderAWriterThatNeverPauses: a writer committing
+// back to back with readers beside it (the projector under a backlog,
+// HTTP reads) leaves the checkpointer a commit behind, and PASSIVE alone
+// never let SQLite start the WAL over: it grew by everything written. The
+// checkpointer truncates it past its limit (here 256 pages, 1 MiB).
+func TestWALStaysBoundedUnderAWriterThatNeverPauses(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "bounded.db")
+	var opts storage.Options
+	storage.CheckpointForTest(&opts, 20*time.Millisecond, 256)
+	db, err := storage.Open(ctx, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mustExec(t, db, `CREATE TABLE w (i INTEGER PRIMARY KEY, v TEXT)`)
+	stop := make(chan struct{})
+	readerDone := make(chan struct{})
+	go func() { // readers polling, as the projector's offset and the API do
+		defer close(readerDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var n int64
+			_ = storage.QueryRowForTest(ctx, db, `SELECT COUNT(*) FROM w WHERE i > 0 AND i < 50`, &n)
+		}
+	}()
+	written, largest := int64(0), int64(0)
+	for i := 0; written < 24<<20; i++ {
+		if err := db.Update(ctx, func(tx *storage.Tx) error { // as every writer of the backend does
+			_, err := tx.Exec(ctx, `WITH RECURSIVE s(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM s WHERE k < 20)
+				INSERT INTO w (i, v) SELECT ? * 1000 + k, ? FROM s`, i, strings.Repeat("y", 1000))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		written += 20 * 1000
+		if st, err := os.Stat(path + "-wal"); err == nil {
+			largest = max(largest, st.Size())
+		}
+	}
+	close(stop)
+	<-readerDone
+	// 1 MiB of limit, what a tick lets the writer add past it, and the
+	// passes that gave up waiting: far below the 24 MB written.
+	if largest > 8<<20 {
+		t.Errorf("the WAL reached %d bytes while %d were written: it is not started over", largest, written)
+	}
+	t.Logf("largest WAL %d bytes for %d written", largest, written)
+}

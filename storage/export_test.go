@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 )
 
 // QueryRowForTest reads one row through the read pool.
@@ -292,4 +293,10 @@ func agentsListPlan(ctx context.Context, db *DB, f AgentFilter, next bool, src a
 	}
 	plans, err := queryPlans(ctx, db, map[string]planCase{"page": {q, args}, "count": {cq, cargs}})
 	return plans["page"], plans["count"], err
+}
+
+// CheckpointForTest makes the checkpointer run every every and truncate
+// the WAL past frames pages.
+func CheckpointForTest(o *Options, every time.Duration, frames int) {
+	o.checkpointEvery, o.walFrames = every, frames
 }
