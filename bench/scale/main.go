@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	pcs := fs.String("pcs", "10000,100000", "fleet sizes of the per_pc dispatch, comma-separated")
 	only := fs.String("only", "scan,health,dispatch,ingest", "sections to run, comma-separated")
 	fs.IntVar(&o.ingestN, "ingest-n", 100_000, "ingest: results per timed round, for the projector and for the raw insert each")
-	fs.IntVar(&o.ingestRounds, "ingest-rounds", 3, "ingest: timed rounds per database size")
+	fs.IntVar(&o.ingestRounds, "ingest-rounds", 6, "ingest: timed rounds per database size, the two orders alternating (an odd number is rounded up)")
 	fs.IntVar(&o.retentionRows, "retention-rows", 1_000_000, "ingest: runs retention deletes while results arrive (at most a tenth of -runs)")
 	fs.IntVar(&o.ingestRate, "ingest-rate", 100, "ingest: results a second published while retention runs")
 	fs.DurationVar(&o.retentionBase, "retention-base", 10*time.Second, "ingest: time at -ingest-rate with no retention (the stall's baseline)")
