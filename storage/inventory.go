@@ -684,9 +684,18 @@ func planRows(spec *kanade.ExplodeSpec, keyAt []int, before [][]any, rows [][]an
 // deleteKeys deletes the PC's rows with the keys of rows (stored rows,
 // whose key values are bound exactly as read).
 func (tx *Tx) deleteKeys(ctx context.Context, spec *kanade.ExplodeSpec, keyAt []int, pc, job string, rows [][]any) error {
-	if len(rows) == 0 {
+	return byKeys(spec, keyAt, pc, job, rows, func(n int, where string, args []any) error {
+		if _, err := tx.execPrepared(ctx, `DELETE FROM `+kanade.QuoteIdent(spec.Table)+where, args...); err != nil {
+			return fmt.Errorf("delete %d rows no longer reported: %w", n, err)
+		}
 		return nil
-	}
+	})
+}
+
+// byKeys calls fn with a WHERE clause matching the PC's rows with the keys
+// of rows, and its arguments, for as many rows at a time as one
+// statement binds (n).
+func byKeys(spec *kanade.ExplodeSpec, keyAt []int, pc, job string, rows [][]any, fn func(n int, where string, args []any) error) error {
 	names := make([]string, len(keyAt))
 	for i, j := range keyAt {
 		names[i] = kanade.QuoteIdent(spec.Columns[j].Field)
@@ -701,9 +710,8 @@ func (tx *Tx) deleteKeys(ctx context.Context, spec *kanade.ExplodeSpec, keyAt []
 			}
 		}
 		rows = rows[n:]
-		if _, err := tx.execPrepared(ctx, `DELETE FROM `+kanade.QuoteIdent(spec.Table)+` WHERE "pc_id" = ? AND "job_id" = ? AND (`+
-			strings.Join(names, ", ")+`) IN (VALUES `+placeholders(n, len(keyAt))+`)`, args...); err != nil {
-			return fmt.Errorf("delete %d rows no longer reported: %w", n, err)
+		if err := fn(n, ` WHERE "pc_id" = ? AND "job_id" = ? AND (`+strings.Join(names, ", ")+`) IN (VALUES `+placeholders(n, len(keyAt))+`)`, args); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -211,28 +211,14 @@ func (tx *Tx) selectKeys(ctx context.Context, spec *kanade.ExplodeSpec, keyAt []
 	for i, c := range spec.Columns {
 		cols[i] = kanade.QuoteIdent(c.Field)
 	}
-	names := make([]string, len(keyAt))
-	for i, j := range keyAt {
-		names[i] = kanade.QuoteIdent(spec.Columns[j].Field)
-	}
 	var out [][]any
-	per := (maxVars - 2) / len(keyAt)
-	for len(rows) > 0 {
-		n := min(len(rows), per)
-		args := []any{pc, job}
-		for _, r := range rows[:n] {
-			for _, j := range keyAt {
-				args = append(args, r[j])
-			}
-		}
-		rows = rows[n:]
-		got, err := tx.queryRows(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM `+kanade.QuoteIdent(spec.Table)+
-			` WHERE "pc_id" = ? AND "job_id" = ? AND (`+strings.Join(names, ", ")+`) IN (VALUES `+placeholders(n, len(keyAt))+`)`,
-			len(cols), args...)
-		if err != nil {
-			return nil, fmt.Errorf("read changed rows: %w", err)
-		}
+	err := byKeys(spec, keyAt, pc, job, rows, func(_ int, where string, args []any) error {
+		got, err := tx.queryRows(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM `+kanade.QuoteIdent(spec.Table)+where, len(cols), args...)
 		out = append(out, got...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read changed rows: %w", err)
 	}
 	return out, nil
 }
