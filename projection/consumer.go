@@ -312,8 +312,13 @@ func (w *Worker) add(ctx context.Context, c *conn, spec consumerSpec, b *batch, 
 	w.progress[spec.Name].received(seq, msg.Time, msg.Pending, begin)
 	switch spec.kind {
 	case kindResults:
-		var r kanade.ExecResult
-		if err := decode(msg.Data, &r); err != nil {
+		r, err := kanade.DecodeExecResult(msg.Data)
+		if err == nil {
+			err = r.Validate()
+		} else {
+			err = fmt.Errorf("decode: %w", err)
+		}
+		if err != nil {
 			w.bad(spec, msg.Subject, seq, err)
 			return nil
 		}

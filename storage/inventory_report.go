@@ -15,6 +15,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/internal/jsonscan"
 )
 
 // InventoryReport is an inventory job's stdout made ready to project
@@ -91,7 +92,7 @@ func PrepareInventory(spec *kanade.InventoryHint, stdout string) *InventoryRepor
 	r := &InventoryReport{Spec: spec, facts: text, size: 2 * int64(len(text))}
 	trimmed := bytes.TrimSpace([]byte(text))
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		if len(trimmed) > 0 && json.Valid(trimmed) {
+		if len(trimmed) > 0 && jsonscan.Valid(trimmed) {
 			r.Err = errNotObject
 		} else {
 			r.Err = notJSON(trimmed)
@@ -102,7 +103,7 @@ func PrepareInventory(spec *kanade.InventoryHint, stdout string) *InventoryRepor
 	// members' values stay slices of trimmed. A name that is escaped or
 	// not ASCII is left to encoding/json (which unescapes it, or replaces
 	// invalid UTF-8 as it does in every other name it reads).
-	if !json.Valid(trimmed) {
+	if !jsonscan.Valid(trimmed) {
 		r.Err = notJSON(trimmed)
 		return r
 	}
@@ -381,11 +382,7 @@ func bindValue(kind string, raw json.RawMessage) any {
 		if in := raw[1 : len(raw)-1]; bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
 			return string(in)
 		}
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return nil
-		}
-		return s
+		return jsonscan.UnquoteValid(raw)
 	case 't', 'f':
 		return string(raw)
 	case '{', '[':
