@@ -94,3 +94,74 @@ func TestSegmentRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestNthIsWhatASortPutsThere checks the selection summarize uses against
+// a sort, on inputs made to be hard for it: sorted, reversed, all equal,
+// few distinct values, organ pipes, random; every rank of each.
+func TestNthIsWhatASortPutsThere(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	inputs := map[string]func(n int) []int64{
+		"sorted": func(n int) []int64 {
+			v := make([]int64, n)
+			for i := range v {
+				v[i] = int64(i)
+			}
+			return v
+		},
+		"reversed": func(n int) []int64 {
+			v := make([]int64, n)
+			for i := range v {
+				v[i] = int64(n - i)
+			}
+			return v
+		},
+		"equal": func(n int) []int64 { return make([]int64, n) },
+		"few": func(n int) []int64 {
+			v := make([]int64, n)
+			for i := range v {
+				v[i] = rng.Int64N(3) - 1
+			}
+			return v
+		},
+		"pipes": func(n int) []int64 {
+			v := make([]int64, n)
+			for i := range v {
+				v[i] = int64(min(i, n-i))
+			}
+			return v
+		},
+		"random": func(n int) []int64 {
+			v := make([]int64, n)
+			for i := range v {
+				v[i] = rng.Int64()
+			}
+			return v
+		},
+	}
+	for name, gen := range inputs {
+		for _, n := range []int{1, 2, 3, 16, 17, 100, 1000} {
+			want := gen(n)
+			slices.Sort(want)
+			for k := range n {
+				vs := gen(n)
+				if name == "random" || name == "few" {
+					vs = slices.Clone(want)
+					rng.Shuffle(n, func(i, j int) { vs[i], vs[j] = vs[j], vs[i] })
+				}
+				if got := nth(vs, k); got != want[k] {
+					t.Fatalf("%s, n=%d: nth(%d) = %d, want %d", name, n, k, got, want[k])
+				}
+				for i := range k {
+					if vs[i] > vs[k] {
+						t.Fatalf("%s, n=%d, k=%d: vs[%d] = %d > vs[k] = %d", name, n, k, i, vs[i], vs[k])
+					}
+				}
+				for i := k + 1; i < n; i++ {
+					if vs[i] < vs[k] {
+						t.Fatalf("%s, n=%d, k=%d: vs[%d] = %d < vs[k] = %d", name, n, k, i, vs[i], vs[k])
+					}
+				}
+			}
+		}
+	}
+}

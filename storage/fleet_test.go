@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/internal/testkit"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/kanade-fleet/backend/storage/storagetest"
 )
@@ -150,7 +151,7 @@ func cutoffs(r *rand.Rand, instants []time.Time) []time.Time {
 }
 
 func TestFleetCountsMatchBruteForce(t *testing.T) {
-	for seed := range uint64(2) {
+	for seed := range uint64(testkit.Size(2, 1)) {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			ctx := context.Background()
 			db := storagetest.Open(t, nil)
