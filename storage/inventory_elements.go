@@ -95,10 +95,9 @@ func (tx *Tx) writeDigests(ctx context.Context, spec *kanade.ExplodeSpec, pc, jo
 
 // replaceChanged is replaceRows by element, against old, the stored
 // digests. done is false, with nothing written, when the set needs the
-// whole diff: it lost a row (a key no element has any more, whose values
-// only the stored row holds), or it is not clean, or a new element's
-// values may be converted by affinity, or the stored rows of the changed
-// keys are not all there.
+// whole diff: it is not clean, or a new element's values may be converted
+// by affinity, or the stored rows of the changed or removed keys are not
+// all there.
 func (tx *Tx) replaceChanged(ctx context.Context, set *explodeSet, old []elemDigest, pc, job, collected, observed string) (int, bool, error) {
 	spec := set.spec
 	if set.missing {
@@ -150,21 +149,45 @@ func (tx *Tx) replaceChanged(ctx context.Context, set *explodeSet, old []elemDig
 	if !clean {
 		return 0, false, nil
 	}
-	for _, d := range old {
-		if !keys[d.key] {
-			return 0, false, nil // a row removed
-		}
-	}
 	if !allCertain(spec, added) || !allCertain(spec, changed) {
 		return 0, false, nil
 	}
-	keyAt := keyColumns(spec)
-	before, err := tx.selectKeys(ctx, spec, keyAt, pc, job, changed)
-	if err != nil {
-		return 0, false, err
+	removed := make(map[uint64]bool)
+	for _, d := range old {
+		if !keys[d.key] {
+			removed[d.key] = true
+		}
 	}
-	if len(before) != len(changed) {
-		return 0, false, nil
+	keyAt := keyColumns(spec)
+	var before, gone [][]any
+	var err error
+	if len(removed) == 0 {
+		// Only the changed keys' stored rows are read.
+		if before, err = tx.selectKeys(ctx, spec, keyAt, pc, job, changed); err != nil {
+			return 0, false, err
+		}
+		if len(before) != len(changed) {
+			return 0, false, nil
+		}
+	} else {
+		// A key no element has any more: only its stored row holds its
+		// values, and the digest names it. The PC's rows are read (a
+		// read, where the whole diff also types every element and
+		// rewrites what it finds changed) and the removed ones picked
+		// by the digest of their stored key.
+		all, err := tx.selectRows(ctx, spec, pc, job)
+		if err != nil {
+			return 0, false, err
+		}
+		for _, r := range all {
+			if removed[xxhash.Sum64String(storedKey(keyAt, r))] {
+				gone = append(gone, r)
+			}
+		}
+		if len(gone) != len(removed) {
+			return 0, false, nil
+		}
+		before = all
 	}
 	prev := make(map[string][]any, len(before))
 	for _, r := range before {
@@ -178,16 +201,19 @@ func (tx *Tx) replaceChanged(ctx context.Context, set *explodeSet, old []elemDig
 			writes = append(writes, r)
 		}
 	}
+	if err := tx.deleteKeys(ctx, spec, keyAt, pc, job, gone); err != nil {
+		return 0, false, err
+	}
 	if _, err := tx.writeRows(ctx, spec, pc, job, collected, writes, true); err != nil {
 		return 0, false, err
 	}
 	if err := tx.writeDigests(ctx, spec, pc, job, digests, true); err != nil {
 		return 0, false, err
 	}
-	if !spec.TrackHistory || len(writes) == 0 {
+	if !spec.TrackHistory || len(writes) == 0 && len(gone) == 0 {
 		return 0, true, nil
 	}
-	n, err := tx.insertHistory(ctx, pc, job, observed, diffRows(spec, keyAt, touchedRows(keyAt, before, writes, nil), writes))
+	n, err := tx.insertHistory(ctx, pc, job, observed, diffRows(spec, keyAt, touchedRows(keyAt, before, writes, gone), writes))
 	return n, true, err
 }
 
