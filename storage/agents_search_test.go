@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kanade-fleet/backend"
-	"github.com/kanade-fleet/backend/internal/testkit"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/kanade-fleet/backend/storage/storagetest"
 )
@@ -181,9 +180,9 @@ func TestAgentsSearchMatchesReference(t *testing.T) {
 		t.Fatal("no agent without a hostname: the heartbeat that names one is not tested")
 	}
 	checked, walked := 0, 0
-	// Five rounds of changes and ~75 searches each; two under the race
-	// detector, where a round costs ~15 s.
-	for round := range testkit.Size(5, 2) {
+	// Five rounds of changes and ~75 searches each; two with a small sample
+	// (storagetest.Small), where a round costs ~15 s.
+	for round := range storagetest.Sample(5, 2) {
 		if round > 0 {
 			change(60)
 			insert(20)

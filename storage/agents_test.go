@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
-	"github.com/kanade-fleet/backend/internal/testkit"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/kanade-fleet/backend/storage/storagetest"
 )
@@ -46,7 +45,7 @@ func bruteVersions(t *testing.T, db *storage.DB, activeSince time.Time) []kanade
 // deletes) and compares the summary-based rollup with a GROUP BY over the
 // rows, at cutoffs on and around every instant written.
 func TestAgentVersionsMatchABruteForceCount(t *testing.T) {
-	for seed := range uint64(testkit.Size(3, 1)) {
+	for seed := range uint64(storagetest.Sample(3, 1)) {
 		t.Run(fmt.Sprint("seed ", seed+1), func(t *testing.T) {
 			db := storagetest.Open(t, nil)
 			ctx := context.Background()

@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
-	"github.com/kanade-fleet/backend/internal/testkit"
 	"github.com/kanade-fleet/backend/storage"
 	"github.com/kanade-fleet/backend/storage/storagetest"
 )
@@ -151,7 +150,7 @@ func cutoffs(r *rand.Rand, instants []time.Time) []time.Time {
 }
 
 func TestFleetCountsMatchBruteForce(t *testing.T) {
-	for seed := range uint64(testkit.Size(2, 1)) {
+	for seed := range uint64(storagetest.Sample(2, 1)) {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			ctx := context.Background()
 			db := storagetest.Open(t, nil)

@@ -256,6 +256,9 @@ func TestInventorySearchEveryOperatorMatchesTheReference(t *testing.T) {
 	all := seedSearch(t, db, 40, rng)
 	spec := &searchSpec(t).Explode[0]
 	values := []string{"10", "9", "2.5", "-1", "0", "abc", "a", "Chrome", "chrome", "%", "_", `\`, "1e1", "ü", "n/a", "", "x", "100%_", "ZOOM", "7"}
+	if storagetest.Small() { // half of them: every kind, and LIKE's metacharacters
+		values = []string{"10", "2.5", "-1", "abc", "Chrome", "%", "_", `\`, "ü", ""}
+	}
 	queries := 0
 	// Twice: patterns on the indexed column read value by value, then
 	// (few values allowed) through SQLite's own filter.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/storage"
+	"github.com/kanade-fleet/backend/storage/storagetest"
 )
 
 // TestBulkMatchesTheWritePath loads the same data set twice, through the
@@ -22,7 +23,9 @@ import (
 // the scan_durations answer.
 func TestBulkMatchesTheWritePath(t *testing.T) {
 	ctx := context.Background()
-	const n, jobs = 12000, 20
+	// A quarter of the runs under the race detector, where the pure-Go
+	// SQLite is ~30x slower (storagetest.Small).
+	n, jobs := storagetest.Sample(12000, 3000), 20
 	dir := t.TempDir()
 	slow := filepath.Join(dir, "seed.db")
 	db, err := storage.Open(ctx, slow, storage.Options{Clock: func() time.Time { return Now }})
@@ -121,7 +124,7 @@ func dump(t *testing.T, path, q string) []string {
 // load and the 0.43.56 row pull do.
 func TestBulkCachedUpgradesAnOlderSchema(t *testing.T) {
 	ctx := context.Background()
-	const n, jobs, agents = 6000, 20, 50
+	n, jobs, agents := storagetest.Sample(6000, 2000), 20, 50
 	dir := t.TempDir()
 	t.Setenv("TMPDIR", dir)
 	fresh := filepath.Join(dir, "fresh.db")

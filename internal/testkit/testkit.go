@@ -95,11 +95,3 @@ func Time(tb testing.TB, s string) time.Time {
 	}
 	return v
 }
-
-// Size is full, or underRace when the race detector is on (see Race).
-func Size(full, underRace int) int {
-	if Race {
-		return underRace
-	}
-	return full
-}

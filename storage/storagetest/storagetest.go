@@ -108,3 +108,19 @@ func copyFile(src, dst string) error {
 	}
 	return out.Close()
 }
+
+// Small reports whether a database call costs many times what it does on
+// plain SQLite: under the race detector (the pure-Go SQLite runs ~30×
+// slower, and the detector finds nothing more in a bigger sample) or over
+// a sqld (a loopback round trip per statement). The brute-force reference
+// tests then take a smaller sample; `just test` and CI run them at full
+// size on plain SQLite too (`go test ./storage`, without -race).
+func Small() bool { return race || os.Getenv(EnvSQLD) != "" }
+
+// Sample is full, or small when Small.
+func Sample(full, small int) int {
+	if Small() {
+		return small
+	}
+	return full
+}

@@ -1,6 +1,0 @@
-//go:build !race
-
-package testkit
-
-// Race is whether the race detector is on (see race.go).
-const Race = false
