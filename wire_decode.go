@@ -60,7 +60,7 @@ func fastResult(data []byte, r *ExecResult) bool {
 			return false
 		}
 		i = skipJSONSpace(data, i+1)
-		end = jsonscan.Value(data, i)
+		end = jsonscan.NestedValue(data, i, 1) // inside the message's object
 		if end < 0 || !r.set(name, data[i:end]) {
 			return false
 		}

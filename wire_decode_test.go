@@ -68,6 +68,19 @@ func TestDecodeExecResultOfAnAgentsResult(t *testing.T) {
 	if diff := cmp.Diff(in, got); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
+	// encoding/json's nesting limit counts the message's own object.
+	for _, depth := range []int{9999, 10000} {
+		msg := []byte(`{"request_id":"q","pc_id":"p","exit_code":0,"extra":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}`)
+		var want kanade.ExecResult
+		wantErr := json.Unmarshal(msg, &want)
+		got, err := kanade.DecodeExecResult(msg)
+		if (err == nil) != (wantErr == nil) || cmp.Diff(want, got) != "" {
+			t.Errorf("a member %d deep: error %v, encoding/json's %v", depth, err, wantErr)
+		}
+		if depth == 10000 && wantErr == nil {
+			t.Errorf("encoding/json took a member %d deep: the case tests nothing", depth)
+		}
+	}
 	if _, err := kanade.DecodeExecResult([]byte(`{"exit_code":1.5}`)); err == nil || !strings.Contains(err.Error(), "exit_code") {
 		t.Errorf("a fraction as exit code: err = %v, want encoding/json's error naming exit_code", err)
 	}

@@ -43,7 +43,11 @@ func Valid(b []byte) bool {
 // just past it, or -1 if there is none: the part of Valid that walks one
 // value, for callers that take an object's members apart as they check
 // it.
-func Value(b []byte, i int) int {
+func Value(b []byte, i int) int { return NestedValue(b, i, 0) }
+
+// NestedValue is Value of a value inside outer open arrays and objects,
+// which count toward the nesting limit as they do for encoding/json.
+func NestedValue(b []byte, i, outer int) int {
 	// The open containers, '{' or '['; inline up to 64 deep.
 	var inline [64]byte
 	stack := inline[:0]
@@ -53,7 +57,7 @@ value:
 	}
 	switch c := b[i]; {
 	case c == '{' || c == '[':
-		if len(stack) >= maxDepth {
+		if outer+len(stack) >= maxDepth {
 			return -1
 		}
 		stack = append(stack, c)
