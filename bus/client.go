@@ -171,6 +171,9 @@ func why(ctx context.Context, err error) error {
 // up to askFor: a loop that restarted for every lost reply would throw away
 // everything it holds. An answer, "not found" included, ends it.
 func (c *Client) ask(ctx context.Context, fn func(ctx context.Context) error) error {
+	if ctx.Value(answersACallerKey{}) != nil {
+		return c.once(ctx, fn)
+	}
 	wait := 20 * time.Millisecond
 	giveUp := time.Now().Add(askFor)
 	for {
@@ -188,6 +191,17 @@ func (c *Client) ask(ctx context.Context, fn func(ctx context.Context) error) er
 		}
 		wait = min(2*wait, time.Second)
 	}
+}
+
+type answersACallerKey struct{}
+
+// AnswersACaller marks ctx as an API request's: its JetStream questions
+// are asked once, as once does, rather than again after a lost reply as
+// ask does for the worker. An HTTP client can retry; one left waiting
+// while NATS is down got its 503 only when its 30 s ran out (a request
+// sent just before the client saw the connection close).
+func AnswersACaller(ctx context.Context) context.Context {
+	return context.WithValue(ctx, answersACallerKey{}, true)
 }
 
 // once runs one JetStream request bounded by requestTimeout and the

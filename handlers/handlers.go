@@ -250,5 +250,5 @@ func (srv *Server) buildRoutes() (*routes, huma.API, error) {
 
 // ServeHTTP serves one request through auth, the metrics and the routes.
 func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	srv.handler.ServeHTTP(w, r)
+	srv.handler.ServeHTTP(w, r.WithContext(bus.AnswersACaller(r.Context())))
 }
