@@ -35,11 +35,11 @@ var resultFields = []string{"result_id", "request_id", "exec_id", "pc_id", "exit
 // would, and reports whether it did. It checks the text as it goes (as
 // json.Valid would, member by member) rather than in a pass of its own.
 func fastResult(data []byte, r *ExecResult) bool {
-	i := skipJSONSpace(data, 0)
+	i := jsonscan.SkipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return false
 	}
-	i = skipJSONSpace(data, i+1)
+	i = jsonscan.SkipSpace(data, i+1)
 	for first := true; ; first = false {
 		if i < len(data) && data[i] == '}' && first {
 			break
@@ -55,18 +55,18 @@ func fastResult(data []byte, r *ExecResult) bool {
 		if bytes.IndexByte(name, '\\') >= 0 {
 			return false
 		}
-		i = skipJSONSpace(data, end)
+		i = jsonscan.SkipSpace(data, end)
 		if i >= len(data) || data[i] != ':' {
 			return false
 		}
-		i = skipJSONSpace(data, i+1)
+		i = jsonscan.SkipSpace(data, i+1)
 		end = jsonscan.NestedValue(data, i, 1) // inside the message's object
 		if end < 0 || !r.set(name, data[i:end]) {
 			return false
 		}
-		i = skipJSONSpace(data, end)
+		i = jsonscan.SkipSpace(data, end)
 		if i < len(data) && data[i] == ',' {
-			i = skipJSONSpace(data, i+1)
+			i = jsonscan.SkipSpace(data, i+1)
 			continue
 		}
 		if i < len(data) && data[i] == '}' {
@@ -74,7 +74,7 @@ func fastResult(data []byte, r *ExecResult) bool {
 		}
 		return false
 	}
-	return skipJSONSpace(data, i+1) == len(data)
+	return jsonscan.SkipSpace(data, i+1) == len(data)
 }
 
 // set stores member name's value v in r, and reports false where
@@ -156,11 +156,4 @@ func (r *ExecResult) set(name, v []byte) bool {
 		return true
 	}
 	return false
-}
-
-func skipJSONSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
 }

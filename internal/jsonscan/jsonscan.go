@@ -35,8 +35,8 @@ var plain = func() (t [256]bool) {
 // Valid reports whether b is one JSON value (with white space around it),
 // as json.Valid does.
 func Valid(b []byte) bool {
-	i := Value(b, skipSpace(b, 0))
-	return i >= 0 && skipSpace(b, i) == len(b)
+	i := Value(b, SkipSpace(b, 0))
+	return i >= 0 && SkipSpace(b, i) == len(b)
 }
 
 // Value checks the JSON value that starts at b[i] and returns the index
@@ -61,7 +61,7 @@ value:
 			return -1
 		}
 		stack = append(stack, c)
-		i = skipSpace(b, i+1)
+		i = SkipSpace(b, i+1)
 		if i < len(b) && b[i] == c+2 { // '}' is '{'+2, ']' is '['+2
 			stack = stack[:len(stack)-1]
 			i++
@@ -98,14 +98,14 @@ value:
 	}
 	// After a value: the end, a comma or the close of its container.
 	for len(stack) > 0 {
-		i = skipSpace(b, i)
+		i = SkipSpace(b, i)
 		if i >= len(b) {
 			return -1
 		}
 		top := stack[len(stack)-1]
 		switch b[i] {
 		case ',':
-			i = skipSpace(b, i+1)
+			i = SkipSpace(b, i+1)
 			if top == '{' {
 				if i = member(b, i); i < 0 {
 					return -1
@@ -131,11 +131,11 @@ func member(b []byte, i int) int {
 	if i = String(b, i); i < 0 {
 		return -1
 	}
-	i = skipSpace(b, i)
+	i = SkipSpace(b, i)
 	if i >= len(b) || b[i] != ':' {
 		return -1
 	}
-	return skipSpace(b, i+1)
+	return SkipSpace(b, i+1)
 }
 
 // String checks the string whose opening quote is b[i] and returns the
@@ -240,7 +240,9 @@ func literal(b []byte, i int, lit string) int {
 	return i + len(lit)
 }
 
-func skipSpace(b []byte, i int) int {
+// SkipSpace returns the index of the first byte at or after i in b that
+// is not JSON white space.
+func SkipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
