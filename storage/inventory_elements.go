@@ -169,29 +169,24 @@ func (tx *Tx) replaceChanged(ctx context.Context, set *explodeSet, old []elemDig
 		if len(before) != len(changed) {
 			return 0, false, nil
 		}
-	} else {
+	} else if before, err = tx.selectRows(ctx, spec, pc, job); err != nil {
 		// A key no element has any more: only its stored row holds its
 		// values, and the digest names it. The PC's rows are read (a
 		// read, where the whole diff also types every element and
 		// rewrites what it finds changed) and the removed ones picked
-		// by the digest of their stored key.
-		all, err := tx.selectRows(ctx, spec, pc, job)
-		if err != nil {
-			return 0, false, err
-		}
-		for _, r := range all {
-			if removed[xxhash.Sum64String(storedKey(keyAt, r))] {
-				gone = append(gone, r)
-			}
-		}
-		if len(gone) != len(removed) {
-			return 0, false, nil
-		}
-		before = all
+		// below by the digest of their stored key.
+		return 0, false, err
 	}
 	prev := make(map[string][]any, len(before))
 	for _, r := range before {
-		prev[storedKey(keyAt, r)] = r
+		k := storedKey(keyAt, r)
+		prev[k] = r
+		if len(removed) > 0 && removed[xxhash.Sum64String(k)] {
+			gone = append(gone, r)
+		}
+	}
+	if len(gone) != len(removed) {
+		return 0, false, nil
 	}
 	writes := added
 	for _, r := range changed {
