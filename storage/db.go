@@ -141,11 +141,10 @@ type DB struct {
 //
 // A PASSIVE pass can also stop short every time: readers' snapshots pin
 // the frames after theirs, and with readers polling beside a writer that
-// commits back to back some snapshot is always a commit behind (a fast
-// machine, no race detector: TestWALStaysBoundedUnderAWriterThatNeverPauses
-// saw the WAL reach 38 MB of 25 written). So past twice the limit the
-// TRUNCATE runs whatever PASSIVE copied, and copies the rest itself under
-// the writer's turn: a longer wait, once, rather than a WAL without end.
+// commits back to back some snapshot may always be a commit behind. So
+// past twice the limit the TRUNCATE runs whatever PASSIVE copied, and
+// copies the rest itself under the writer's turn: a longer wait, once,
+// rather than a WAL without end.
 func (db *DB) checkpointLoop(ctx context.Context, every time.Duration, limit int) {
 	defer close(db.checkpointDone)
 	// The connection is (re)opened at a tick when it is missing: one that
