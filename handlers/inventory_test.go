@@ -16,6 +16,7 @@ import (
 	"github.com/kanade-fleet/backend/bus"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/storage"
+	"github.com/kanade-fleet/backend/storage/storagetest"
 )
 
 const invJob = `{"id":"inventory-sw","version":"1","description":"Installed software",
@@ -464,6 +465,12 @@ func TestInventorySearchPagingBounds(t *testing.T) {
 			"offset=9223372036854775000":          0,
 			"offset=99999999999999999999&limit=1": 1, // unparseable: 0
 		} {
+			// The bounds are parsed once for every plan: under the race
+			// detector (each 5,000-row page costs seconds) the first plan
+			// takes them all, the others the pages past the end.
+			if storagetest.Small() && c.filter != "" && !strings.HasPrefix(q, "offset=") {
+				continue
+			}
 			got := search(c.filter + q)
 			if len(got) != want {
 				t.Errorf("?%s%s: %d rows, want %d", c.filter, q, len(got), want)

@@ -49,6 +49,7 @@ var searchPieces = []string{
 // walk too and the rest by the trigram index's candidates. Every page of
 // every sort and the count are compared.
 func TestAgentsSearchMatchesReference(t *testing.T) {
+	storagetest.AnswersOnly(t)
 	db := storagetest.Open(t, nil)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(16, 16))
@@ -331,6 +332,7 @@ func clipList(xs []string) []string {
 // candidates the outer loop, for every sort, order and filter combination:
 // never a walk of the roster (the sort of the few candidates is expected).
 func TestAgentsSearchCandidatesPlans(t *testing.T) {
+	storagetest.AnswersOnly(t)
 	db := storagetest.Open(t, nil)
 	if db.Remote() {
 		t.Skip("EXPLAIN QUERY PLAN is checked on SQLite")

@@ -401,9 +401,9 @@ func sinces(t *testing.T, db *storage.DB, rng *rand.Rand) []time.Time {
 // TestScanDurationsMatchesBruteForce compares ScanDurations with the
 // brute-force reference on random histories.
 func TestScanDurationsMatchesBruteForce(t *testing.T) {
-	// 10 histories in the default run (each several seconds under -race on
-	// a busy 2-core machine, and CI has 20 minutes for everything), 8
-	// against sqld; KANADE_TEST_SEEDS=N runs more when the summaries change.
+	storagetest.AnswersOnly(t)
+	// 10 histories in the default run, 8 against sqld (a round trip per
+	// statement); KANADE_TEST_SEEDS=N runs more when the summaries change.
 	seeds := 10
 	if testing.Short() || os.Getenv(storagetest.EnvSQLD) != "" {
 		seeds = 8
@@ -636,6 +636,7 @@ func mustScan(t *testing.T, db *storage.DB, since time.Time) []kanade.ScanDurati
 // (used when sorting would cost more): thousands of runs per job, spread over
 // a day and a half, in batches, with heavy ties in one job.
 func TestScanDurationsLargeJobs(t *testing.T) {
+	storagetest.AnswersOnly(t)
 	db := storagetest.Open(t, nil)
 	rng := rand.New(rand.NewPCG(3, 4))
 	var batch []storage.Result
@@ -674,6 +675,7 @@ func TestScanDurationsLargeJobs(t *testing.T) {
 // (hour edges, mid-hour, before and after everything) must match the brute
 // force, in both read modes.
 func TestScanDurationsManyJobsWideRange(t *testing.T) {
+	storagetest.AnswersOnly(t)
 	db := storagetest.Open(t, nil)
 	rng := rand.New(rand.NewPCG(16, 1))
 	const jobs, hours = 60, 30

@@ -313,6 +313,7 @@ func TestInventoryHostileNamesAndValues(t *testing.T) {
 }
 
 func TestInventoryLargeArrays(t *testing.T) {
+	storagetest.AnswersOnly(t)
 	db := storagetest.Open(t, nil)
 	spec := swSpec(t)
 	var apps []string
