@@ -20,10 +20,10 @@ default:
 run *flags:
     go run ./shells/http {{flags}}
 
-# The test suite, as the README says: everything under the race detector, then the database package again without it, where its brute-force reference tests run at full size (under the detector, where they would find no race, they skip: storagetest.AnswersOnly).
+# The test suite, as the README says: everything under the race detector, then the database package and the bulk loader again without it, where their brute-force reference tests run in full (under the detector, where they would find no race, they skip: storagetest.AnswersOnly).
 test:
     go test -race -timeout 30m ./...
-    go test -timeout 30m ./storage
+    go test -timeout 30m ./storage ./bench/seed
 
 # The suites too slow for .ci/run (which stays under 20 minutes): every fuzz target for 5 s, then the fault suite at its CI size with real processes (its report in a temporary folder; its summary printed). Run it before resolving an issue.
 slow:

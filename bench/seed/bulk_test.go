@@ -22,9 +22,9 @@ import (
 // dropped triggers keep (result_minutes, job_completions), the roster and
 // the scan_durations answer.
 func TestBulkMatchesTheWritePath(t *testing.T) {
+	storagetest.AnswersOnly(t)
 	ctx := context.Background()
-	// A quarter of the runs under the race detector, where the pure-Go
-	// SQLite is ~30x slower (storagetest.Small).
+	// A quarter of the runs over sqld (storagetest.Small).
 	n, jobs := storagetest.Sample(12000, 3000), 20
 	dir := t.TempDir()
 	slow := filepath.Join(dir, "seed.db")

@@ -120,13 +120,13 @@ func Small() bool { return race || os.Getenv(EnvSQLD) != "" }
 // AnswersOnly skips t under the race detector. It marks a brute-force
 // reference test that checks answers from one goroutine: the detector finds
 // races between goroutines, and there are none to find in it, while the
-// pure-Go SQLite under the detector turns its 1–3 s into 20–50 s. The pass
-// without the detector (`just test`, CI: `go test ./storage`) runs it in
-// full, and over sqld it runs at Small's size.
+// pure-Go SQLite under the detector turns its 1–3 s into 20–60 s. The pass
+// without the detector (`just test` and CI: `go test ./storage
+// ./bench/seed`) runs it in full, and over sqld it runs at Small's size.
 func AnswersOnly(t testing.TB) {
 	t.Helper()
 	if race {
-		t.Skip("answers only, no goroutines: run in full by the pass without -race (go test ./storage)")
+		t.Skip("answers only, no goroutines: run in full by the pass without -race (just test)")
 	}
 }
 
