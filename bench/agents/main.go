@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	conns := fs.Int("c", 50, "concurrent connections")
 	dur := fs.Duration("d", 3*time.Second, "measuring time per variant (after a warm-up of a fifth of it)")
 	only := fs.String("only", "", "run only the variants whose query contains this")
+	readConns := fs.Int("read-conns", 0, "the SQLite read pool's size (0: storage's default)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured variants (server and client) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -64,7 +65,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		defer os.RemoveAll(dir)
 		target = filepath.Join(dir, "agents.db")
 	}
-	db, err := storage.Open(ctx, target, storage.Options{Clock: func() time.Time { return now }})
+	db, err := storage.Open(ctx, target, storage.Options{Clock: func() time.Time { return now }, ReadConns: *readConns})
 	if err != nil {
 		return err
 	}
