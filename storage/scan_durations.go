@@ -162,6 +162,7 @@ type jobAcc struct {
 	lo, hi, total int64
 	hist          []int64 // runs per bin, at bin + binSpan
 	first         []int64 // the first hour's runs in the window
+	firstBin      []int32 // the bin of each of first
 	want          []wanted
 }
 
@@ -310,23 +311,47 @@ func (w *durWindow) add(hour int64, name string, runs, lo, hi, total int64, bins
 		return j.addLater(runs, lo, hi, total, bins)
 	}
 	// The window starts inside this hour: keep the runs that finished at or
-	// after since.
+	// after since. Bin by bin from the segment's directory, so each kept
+	// run's bin comes with it (plan matches the first hour's runs to the
+	// wanted bins by it, 1.2M binOf calls at 10M runs otherwise).
 	var err error
-	if w.durs, err = decodeDurs(w.durs[:0], bins, durs, runs); err != nil {
-		return err
-	}
 	if w.offs, err = decodeOffs(w.offs[:0], offs, runs); err != nil {
 		return err
 	}
-	for i, o := range w.offs {
-		if o >= w.off0 {
-			v := w.durs[i]
-			j.count(1, v, v, v)
-			j.hist[binOf(v)+binSpan]++
-			j.first = append(j.first, v)
+	at := 0
+	if rerr := readBins(bins, runs, len(durs), func(sb segBin) {
+		if err != nil {
+			return
 		}
+		if sb.bin < -binSpan || sb.bin >= binSpan {
+			err = errCorruptSegment
+			return
+		}
+		if w.durs, err = decodeBin(w.durs[:0], durs[sb.start:sb.end], sb.n); err != nil {
+			return
+		}
+		var kept, sum, lo, hi int64
+		for i, v := range w.durs { // ascending
+			if w.offs[at+i] >= w.off0 {
+				if kept == 0 {
+					lo = v
+				}
+				kept++
+				sum += v
+				hi = v
+				j.first = append(j.first, v)
+				j.firstBin = append(j.firstBin, int32(sb.bin))
+			}
+		}
+		at += len(w.durs)
+		if kept > 0 {
+			j.count(kept, lo, hi, sum)
+			j.hist[sb.bin+binSpan] += kept
+		}
+	}); rerr != nil {
+		return rerr
 	}
-	return nil
+	return err
 }
 
 // addLater adds a segment of an hour after the first to j: its aggregates
@@ -371,9 +396,9 @@ func (w *durWindow) plan() ([]binPair, error) {
 			}
 		}
 		for i := range j.want {
-			for _, v := range j.first {
-				if binOf(v) == j.want[i].bin {
-					j.want[i].vals = append(j.want[i].vals, v)
+			for k, b := range j.firstBin {
+				if int(b) == j.want[i].bin {
+					j.want[i].vals = append(j.want[i].vals, j.first[k])
 				}
 			}
 		}
