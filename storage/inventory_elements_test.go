@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -139,22 +138,7 @@ func TestInventoryElementDiffMatchesBruteForce(t *testing.T) {
 				}
 				next[id] = fmt.Sprintf(`{"name":%q,"arch":%q,"ver":%q,"kb":%d}`, e.name, e.arch, e.ver, e.kb)
 			}
-			var evs []invEvent
-			for id, v := range next {
-				switch old, had := s.rows[id]; {
-				case !had:
-					evs = append(evs, invEvent{pc, "apps", id, "added", "", v, observed})
-				case old != v:
-					evs = append(evs, invEvent{pc, "apps", id, "changed", old, v, observed})
-				}
-			}
-			for id, v := range s.rows {
-				if _, ok := next[id]; !ok {
-					evs = append(evs, invEvent{pc, "apps", id, "removed", v, "", observed})
-				}
-			}
-			sort.Slice(evs, func(i, j int) bool { return evs[i].Identity < evs[j].Identity })
-			want = append(want, evs...)
+			want = append(want, setEvents(pc, "apps", observed, s.rows, next)...)
 			s.rows = next
 		}
 		st := applyInv(t, db, batch...)

@@ -94,6 +94,28 @@ func invHistory(t testing.TB, db *storage.DB) []invEvent {
 	return out
 }
 
+// setEvents is the brute-force history of one explode set of one PC: the
+// events that turn its stored rows into next (identity → value JSON, both),
+// sorted by identity as the projection logs them.
+func setEvents(pc, field, observed string, rows, next map[string]string) []invEvent {
+	var evs []invEvent
+	for id, v := range next {
+		switch old, had := rows[id]; {
+		case !had:
+			evs = append(evs, invEvent{pc, field, id, "added", "", v, observed})
+		case old != v:
+			evs = append(evs, invEvent{pc, field, id, "changed", old, v, observed})
+		}
+	}
+	for id, v := range rows {
+		if _, ok := next[id]; !ok {
+			evs = append(evs, invEvent{pc, field, id, "removed", v, "", observed})
+		}
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].Identity < evs[j].Identity })
+	return evs
+}
+
 func report(os string, ram int, apps ...string) string {
 	return fmt.Sprintf(`{"hostname":"pc","os_version":%q,"ram_bytes":%d,"apps":[%s]}`, os, ram, strings.Join(apps, ","))
 }
@@ -588,23 +610,7 @@ func TestInventoryHistoryMatchesBruteForce(t *testing.T) {
 				}
 				next[id] = fmt.Sprintf(`{"name":%q,"arch":%q,"ver":%q,"kb":%d,"r":%s}`, e.Name, e.Arch, e.Ver, e.KB, floatJSON(e.R))
 			}
-			var evs []invEvent
-			for id, v := range next {
-				old, had := m.rows[id]
-				switch {
-				case !had:
-					evs = append(evs, invEvent{pc, "apps", id, "added", "", v, observed})
-				case old != v:
-					evs = append(evs, invEvent{pc, "apps", id, "changed", old, v, observed})
-				}
-			}
-			for id, v := range m.rows {
-				if _, ok := next[id]; !ok {
-					evs = append(evs, invEvent{pc, "apps", id, "removed", v, "", observed})
-				}
-			}
-			sort.Slice(evs, func(i, j int) bool { return evs[i].Identity < evs[j].Identity })
-			want = append(want, evs...)
+			want = append(want, setEvents(pc, "apps", observed, m.rows, next)...)
 			m.rows = next
 		}
 		applyInv(t, db, batch...)
