@@ -391,7 +391,10 @@ func (w *durWindow) plan() ([]binPair, error) {
 				}
 			}
 			if k := len(j.want); k == 0 || j.want[k-1].bin != b-binSpan {
-				j.want = append(j.want, wanted{bin: b - binSpan, below: below})
+				// vals is sized once for the bin's runs (thousands at 10M
+				// runs); summarize checks the count, so a corrupt one
+				// can only cost the bound here.
+				j.want = append(j.want, wanted{bin: b - binSpan, below: below, vals: make([]int64, 0, min(j.hist[b], 1<<20))})
 				pairs = append(pairs, binPair{job: j, bin: b - binSpan})
 			}
 		}

@@ -43,8 +43,8 @@ import (
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/bench/benchbus"
 	"github.com/kanade-fleet/backend/bus"
-	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/internal/cli"
 	"github.com/kanade-fleet/backend/storage"
@@ -145,26 +145,13 @@ func openFleet(ctx context.Context, dir string, o options) (_ *fleet, err error)
 		return nil, err
 	}
 	f.closer = append(f.closer, func() { f.db.Close() })
-	srv, err := natsd.Start(natsd.Options{StoreDir: filepath.Join(dir, "nats")})
+	// The raw baseline has every message in flight at once.
+	b, err := benchbus.Start(ctx, filepath.Join(dir, "nats"), jetstream.WithPublishAsyncMaxPending(o.pcs+1))
 	if err != nil {
 		return nil, err
 	}
-	f.closer = append(f.closer, func() { srv.Shutdown(); srv.WaitForShutdown() })
-	if f.nc, err = nats.Connect(srv.ClientURL()); err != nil {
-		return nil, err
-	}
-	f.closer = append(f.closer, f.nc.Close)
-	if f.client, err = bus.NewClient(f.nc); err != nil {
-		return nil, err
-	}
-	f.closer = append(f.closer, f.client.Close)
-	if err := f.client.Bootstrap(ctx, 1); err != nil {
-		return nil, err
-	}
-	// The raw baseline has every message in flight at once.
-	if f.js, err = jetstream.New(f.nc, jetstream.WithPublishAsyncMaxPending(o.pcs+1)); err != nil {
-		return nil, err
-	}
+	f.closer = append(f.closer, b.Close)
+	f.nc, f.client, f.js = b.Conn, b.Client, b.JS
 
 	start := time.Now()
 	f.pcs = make([]string, o.pcs)

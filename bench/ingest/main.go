@@ -30,9 +30,9 @@ import (
 	"time"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bench/benchbus"
 	"github.com/kanade-fleet/backend/bench/ingestkit"
 	"github.com/kanade-fleet/backend/bus"
-	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/internal/cli"
 	"github.com/kanade-fleet/backend/internal/machine"
 	"github.com/kanade-fleet/backend/projection"
@@ -69,30 +69,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := natsd.Start(natsd.Options{StoreDir: filepath.Join(dir, "nats")})
+	b, err := benchbus.Start(ctx, filepath.Join(dir, "nats"))
 	if err != nil {
 		return err
 	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	client, err := bus.NewClient(nc)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	if err := client.Bootstrap(ctx, 1); err != nil {
-		return err
-	}
+	defer b.Close()
+	client, js := b.Client, b.JS
 	if *hb {
-		return heartbeats(ctx, out, dir, srv.ClientURL(), client, js, *agents, *steady, *burst)
+		return heartbeats(ctx, out, dir, b.URL(), client, js, *agents, *steady, *burst)
 	}
 	if *inventory > 0 {
 		return compareInventory(ctx, out, dir, client, js, *n, *batch, *inventory, max(1, *rounds), *cpuprofile, *seedCache)

@@ -36,13 +36,12 @@ import (
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/bench/benchbus"
 	"github.com/kanade-fleet/backend/bus"
-	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/internal/cli"
 	"github.com/kanade-fleet/backend/sim"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/nats-io/nats.go"
 )
 
 func main() { cli.Main("inventory", run) }
@@ -288,24 +287,12 @@ func appsOf(stdout string) string { return stdout[strings.Index(stdout, `"apps":
 
 // reads times the read routes through the handler and storage.
 func reads(ctx context.Context, out io.Writer, dir string, db *storage.DB, samples int) error {
-	srv, err := natsd.Start(natsd.Options{StoreDir: filepath.Join(dir, "nats")})
+	b, err := benchbus.Start(ctx, filepath.Join(dir, "nats"))
 	if err != nil {
 		return err
 	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	client, err := bus.NewClient(nc)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	if err := client.Bootstrap(ctx, 1); err != nil {
-		return err
-	}
+	defer b.Close()
+	client := b.Client
 	if _, err := client.Put(ctx, kanade.BucketJobs, sim.InventoryJob.ID, sim.InventoryManifest()); err != nil {
 		return err
 	}

@@ -16,16 +16,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"modernc.org/sqlite"
 
 	"github.com/kanade-fleet/backend"
+	"github.com/kanade-fleet/backend/bench/benchbus"
 	"github.com/kanade-fleet/backend/bench/ingestkit"
 	"github.com/kanade-fleet/backend/bench/seed"
 	"github.com/kanade-fleet/backend/bus"
-	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/projection"
 	"github.com/kanade-fleet/backend/sim"
 	"github.com/kanade-fleet/backend/storage"
@@ -102,28 +101,12 @@ func ingestAt(ctx context.Context, o options, size int, retention bool) ([]row, 
 		return nil, 0, err
 	}
 	defer raw.Close()
-	srv, err := natsd.Start(natsd.Options{StoreDir: filepath.Join(dir, "nats")})
+	b, err := benchbus.Start(ctx, filepath.Join(dir, "nats"))
 	if err != nil {
 		return nil, 0, err
 	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		return nil, 0, err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, 0, err
-	}
-	client, err := bus.NewClient(nc)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer client.Close()
-	if err := client.Bootstrap(ctx, 1); err != nil {
-		return nil, 0, err
-	}
+	defer b.Close()
+	js, client := b.JS, b.Client
 
 	// Results of a 10k-PC simulated fleet, as bench/ingest publishes them;
 	// each call of next makes results no earlier call made.

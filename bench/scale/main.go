@@ -58,9 +58,9 @@ import (
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
+	"github.com/kanade-fleet/backend/bench/benchbus"
 	"github.com/kanade-fleet/backend/bench/seed"
 	"github.com/kanade-fleet/backend/bus"
-	"github.com/kanade-fleet/backend/bus/natsd"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/internal/cli"
 	"github.com/kanade-fleet/backend/internal/machine"
@@ -461,24 +461,12 @@ func health(ctx context.Context, o options, path string) ([]row, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := natsd.Start(natsd.Options{StoreDir: dir})
+	b, err := benchbus.Start(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	client, err := bus.NewClient(nc)
-	if err != nil {
-		return nil, err
-	}
-	defer client.Close()
-	if err := client.Bootstrap(ctx, 1); err != nil {
-		return nil, err
-	}
+	defer b.Close()
+	client := b.Client
 	prober := bus.Prober{Client: bus.Static(client), Replicas: 1}
 	// The age of the probe each answer used (request arrival − probe sent):
 	// with the default budget (ProbeMaxAge 0) it must be ≤ 0, a probe sent
@@ -612,24 +600,12 @@ func dispatch(ctx context.Context, o options, n int) (row, error) {
 		return row{}, err
 	}
 	defer db.Close()
-	srv, err := natsd.Start(natsd.Options{StoreDir: filepath.Join(dir, "nats")})
+	b, err := benchbus.Start(ctx, filepath.Join(dir, "nats"))
 	if err != nil {
 		return row{}, err
 	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		return row{}, err
-	}
-	defer nc.Close()
-	client, err := bus.NewClient(nc)
-	if err != nil {
-		return row{}, err
-	}
-	defer client.Close()
-	if err := client.Bootstrap(ctx, 1); err != nil {
-		return row{}, err
-	}
+	defer b.Close()
+	nc, client := b.Conn, b.Client
 	pcs := make([]string, n)
 	now := time.Now()
 	beats := make([]kanade.Heartbeat, n)
@@ -657,7 +633,7 @@ func dispatch(ctx context.Context, o options, n int) (row, error) {
 	defer func() { stop(); <-done }()
 
 	// The subscriber, on a connection of its own.
-	lc, err := nats.Connect(srv.ClientURL())
+	lc, err := nats.Connect(b.URL())
 	if err != nil {
 		return row{}, err
 	}

@@ -34,15 +34,12 @@ import (
 
 	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/auth"
-	"github.com/kanade-fleet/backend/bus"
-	"github.com/kanade-fleet/backend/bus/natsd"
+	"github.com/kanade-fleet/backend/bench/benchbus"
 	"github.com/kanade-fleet/backend/handlers"
 	"github.com/kanade-fleet/backend/internal/cli"
 	"github.com/kanade-fleet/backend/projection"
 	"github.com/kanade-fleet/backend/sim"
 	"github.com/kanade-fleet/backend/storage"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -404,28 +401,12 @@ func percentiles(ds []time.Duration) timing {
 // ---- ingest ----------------------------------------------------------------
 
 func ingest(ctx context.Context, out io.Writer, dir string, results, agents, samples, rounds int) error {
-	srv, err := natsd.Start(natsd.Options{StoreDir: filepath.Join(dir, "nats")})
+	b, err := benchbus.Start(ctx, filepath.Join(dir, "nats"))
 	if err != nil {
 		return err
 	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	client, err := bus.NewClient(nc)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	if err := client.Bootstrap(ctx, 1); err != nil {
-		return err
-	}
+	defer b.Close()
+	nc, js, client := b.Conn, b.JS, b.Client
 	fleet := sim.NewFleet(sim.Config{Agents: max(agents, 10000), Seed: 42, LateRate: -1, DuplicateRate: -1})
 	jobs := fleet.Config().Jobs
 	base := time.Now().Add(-24 * time.Hour)
