@@ -159,24 +159,26 @@ func (tx *Tx) replaceChanged(ctx context.Context, set *explodeSet, old []elemDig
 		}
 	}
 	keyAt := keyColumns(spec)
-	var before, gone [][]any
+	var before [][]any
 	var err error
 	if len(removed) == 0 {
 		// Only the changed keys' stored rows are read.
-		if before, err = tx.selectKeys(ctx, spec, keyAt, pc, job, changed); err != nil {
-			return 0, false, err
-		}
-		if len(before) != len(changed) {
-			return 0, false, nil
-		}
-	} else if before, err = tx.selectRows(ctx, spec, pc, job); err != nil {
+		before, err = tx.selectKeys(ctx, spec, keyAt, pc, job, changed)
+	} else {
 		// A key no element has any more: only its stored row holds its
 		// values, and the digest names it. The PC's rows are read (a
 		// read, where the whole diff also types every element and
 		// rewrites what it finds changed) and the removed ones picked
 		// below by the digest of their stored key.
+		before, err = tx.selectRows(ctx, spec, pc, job)
+	}
+	if err != nil {
 		return 0, false, err
 	}
+	if len(removed) == 0 && len(before) != len(changed) {
+		return 0, false, nil
+	}
+	var gone [][]any
 	prev := make(map[string][]any, len(before))
 	for _, r := range before {
 		k := storedKey(keyAt, r)

@@ -112,9 +112,9 @@ func copyFile(src, dst string) error {
 // Small reports whether a database call costs many times what it does on
 // plain SQLite: under the race detector (the pure-Go SQLite runs ~30×
 // slower, and the detector finds nothing more in a bigger sample) or over
-// a sqld (a loopback round trip per statement). The brute-force reference
-// tests then take a smaller sample; `just test` and CI run them at full
-// size on plain SQLite too (`go test ./storage`, without -race).
+// a sqld (a loopback round trip per statement). The tests that check
+// answers from one goroutine skip under the detector (AnswersOnly) and take
+// a smaller sample over sqld; the others that are costly take it in both.
 func Small() bool { return race || os.Getenv(EnvSQLD) != "" }
 
 // AnswersOnly skips t under the race detector. It marks a brute-force
