@@ -62,6 +62,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// DefaultHousekeepingTxTime is the time a housekeeping transaction aims at
+// unless Config says otherwise. The projector's next batch may wait for one
+// whole transaction, so this is most of what retention adds to a result's
+// wait: at 10M runs, retention beside 100 results/s gave a p99 wait of 380
+// ms at 100ms and 289 ms at 50ms, and still deleted 290 rows/s (a day's
+// expiry at a million runs a day is 12/s).
+const DefaultHousekeepingTxTime = 50 * time.Millisecond
+
 // Config configures a Worker. DB is required; Bus is the connection Run
 // uses (RunWith takes its own).
 type Config struct {
@@ -102,8 +110,8 @@ type Config struct {
 	HousekeepingBatch int
 	// HousekeepingTxTime is the time one housekeeping transaction aims at,
 	// as Clock measures it: a longer one halves the rows of the next
-	// (default 100ms; see Worker.repeat). A Clock that stands still keeps
-	// every transaction at HousekeepingBatch rows.
+	// (default DefaultHousekeepingTxTime; see Worker.repeat). A Clock that
+	// stands still keeps every transaction at HousekeepingBatch rows.
 	HousekeepingTxTime time.Duration
 	// StaleThreshold: an agent whose last heartbeat is older is stale, and
 	// the watchdog reports it offline (default kanade.DefaultStaleThreshold).
@@ -156,7 +164,7 @@ func (c *Config) defaults() error {
 	setDefault(&c.HeartbeatMaxPending, 5000)
 	setDefault(&c.Housekeeping, 5*time.Minute)
 	setDefault(&c.HousekeepingBatch, 1000)
-	setDefault(&c.HousekeepingTxTime, 100*time.Millisecond)
+	setDefault(&c.HousekeepingTxTime, DefaultHousekeepingTxTime)
 	setDefault(&c.StaleThreshold, kanade.DefaultStaleThreshold)
 	if c.WatchSince.IsZero() {
 		c.WatchSince = c.Clock()

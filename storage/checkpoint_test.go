@@ -57,7 +57,7 @@ func TestWALIsCheckpointedBesideTheWriter(t *testing.T) {
 // back to back with readers beside it (the projector under a backlog,
 // HTTP reads) leaves the checkpointer a commit behind, and PASSIVE alone
 // never let SQLite start the WAL over: it grew by everything written. The
-// checkpointer truncates it past its limit (here 256 pages, 1 MiB).
+// checkpointer starts it over past its limit (here 256 pages, 1 MiB).
 func TestWALStaysBoundedUnderAWriterThatNeverPauses(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "bounded.db")

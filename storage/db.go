@@ -129,20 +129,30 @@ type DB struct {
 // never pauses the checkpointer is always a commit or two behind. The WAL
 // then grew without end (686 MB after ten rounds of bench/scale's ingest
 // of 100k results, each round slower than the last: 6.7 s to 22 s at 1M
-// runs). So when the WAL holds more than walTruncateFrames and the PASSIVE
+// runs). So when the WAL holds more than walRestartFrames and the PASSIVE
 // pass copied all it saw, the checkpointer takes the writer's turn
 // (db.writer, between two write transactions: SQLite's own write lock is
 // free for a moment only, and a busy-waiting checkpoint never won it) and
-// runs a TRUNCATE checkpoint: it copies the few frames committed since
-// the PASSIVE pass, waits for the readers to leave the WAL, for at most
-// walTruncateWait (its busy timeout; past it, it gives up and the next
-// tick tries again), and truncates the file. The writer waits that long
-// once per walTruncateFrames written.
+// runs a RESTART checkpoint: it copies the frames committed since the
+// PASSIVE passes, waits for the readers to leave the WAL, for at most
+// walRestartWait (its busy timeout; past it, it gives up and the next
+// tick tries again), and the next write starts the WAL over from its
+// beginning. The writer waits that long once per walRestartFrames
+// written.
+//
+// RESTART, not TRUNCATE: the file keeps its size and is written over.
+// Truncating it gave its blocks back to the file system, which on a disk
+// mounted with discard trims them before ftruncate returns: 270–650 ms
+// under the writer's turn, every 2–3 s while retention deleted at 10M
+// runs, and the projector's batches waited that long (bench/scale's
+// retention stall: p99 588 ms, then 380 ms with RESTART, 225 ms with the
+// two extra passes and DefaultHousekeepingTxTime at 50 ms). The file is
+// removed when the last connection closes, as always.
 //
 // A PASSIVE pass can also stop short every time: readers' snapshots pin
 // the frames after theirs, and with readers polling beside a writer that
 // commits back to back some snapshot may always be a commit behind. So
-// past twice the limit the TRUNCATE runs whatever PASSIVE copied, and
+// past twice the limit the RESTART runs whatever PASSIVE copied, and
 // copies the rest itself under the writer's turn: a longer wait, once,
 // rather than a WAL without end.
 func (db *DB) checkpointLoop(ctx context.Context, every time.Duration, limit int) {
@@ -169,7 +179,7 @@ func (db *DB) checkpointLoop(ctx context.Context, every time.Duration, limit int
 			if err != nil {
 				continue
 			}
-			if _, err := c.ExecContext(ctx, fmt.Sprintf(`PRAGMA busy_timeout = %d`, walTruncateWait.Milliseconds())); err != nil {
+			if _, err := c.ExecContext(ctx, fmt.Sprintf(`PRAGMA busy_timeout = %d`, walRestartWait.Milliseconds())); err != nil {
 				c.Close()
 				continue
 			}
@@ -180,23 +190,32 @@ func (db *DB) checkpointLoop(ctx context.Context, every time.Duration, limit int
 		if err != nil || frames <= limit || copied != frames && frames <= 2*limit {
 			continue
 		}
+		// Two more passes copy what the writer committed during the last,
+		// each shorter, so the restart below finds little left to copy:
+		// what it copies it must also sync, under the writer's turn.
+		for range 2 {
+			if conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied) != nil {
+				break
+			}
+		}
 		select { // between two of the writer's transactions
 		case db.writer <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
-		_ = conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
+		_ = conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &frames, &copied)
 		<-db.writer
 	}
 }
 
-// walTruncateFrames is the WAL size (in pages) past which the checkpointer
-// truncates it: 64 MiB at 4 KiB pages, a few seconds of a busy projector.
-const walTruncateFrames = 16384
+// walRestartFrames is the WAL size (in pages) past which the checkpointer
+// starts it over: 64 MiB at 4 KiB pages, a few seconds of a busy projector.
+// The file stays about that size (plus what a tick adds) once reached.
+const walRestartFrames = 16384
 
-// walTruncateWait bounds how long a TRUNCATE checkpoint holds off the
+// walRestartWait bounds how long a RESTART checkpoint holds off the
 // writer while it waits for readers.
-const walTruncateWait = 250 * time.Millisecond
+const walRestartWait = 250 * time.Millisecond
 
 // cached runs a read query through a statement prepared once per DB, for
 // the hot read paths whose SQL text is long enough that parsing it again
@@ -229,7 +248,7 @@ type Options struct {
 	ReadConns int
 
 	// checkpointEvery and walFrames replace checkpointEvery and
-	// walTruncateFrames in tests (export_test.go).
+	// walRestartFrames in tests (export_test.go).
 	checkpointEvery time.Duration
 	walFrames       int
 }
@@ -383,7 +402,7 @@ func openSQLite(dsn string, opts Options) (*DB, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	db := &DB{write: write, read: read, rollup: rollup, now: opts.Clock, writer: make(chan struct{}, 1),
 		checkpoint: checkpoint, stopCheckpoint: cancel, checkpointDone: make(chan struct{})}
-	every, limit := checkpointEvery, walTruncateFrames
+	every, limit := checkpointEvery, walRestartFrames
 	if opts.checkpointEvery > 0 {
 		every = opts.checkpointEvery
 	}

@@ -295,8 +295,8 @@ func agentsListPlan(ctx context.Context, db *DB, f AgentFilter, next bool, src a
 	return plans["page"], plans["count"], err
 }
 
-// CheckpointForTest makes the checkpointer run every every and truncate
-// the WAL past frames pages.
+// CheckpointForTest makes the checkpointer run every every and start the
+// WAL over past frames pages.
 func CheckpointForTest(o *Options, every time.Duration, frames int) {
 	o.checkpointEvery, o.walFrames = every, frames
 }

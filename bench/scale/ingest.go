@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -480,6 +481,6 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		fmt.Sprintf("max %s, p99 %s", ms(mx), ms(p99)),
 		fmt.Sprintf("no retention: max %s, p99 %s", ms(slices.Max(baseLags)), ms(pct(baseLags, 0.99))),
 		"<= " + ms(targetStall), verdict(mx <= targetStall),
-		fmt.Sprintf("publish -> offset, 5 ms polls; deleted in %s = %.0f rows/s (transactions of at most 1000 rows, fewer past 100 ms); %d results during it", hkTook.Round(time.Millisecond),
-			rate, len(hkLags))}, nil
+		fmt.Sprintf("publish -> offset, 5 ms polls; deleted in %s = %.0f rows/s (transactions of at most 1000 rows, fewer past %v); %d results during it", hkTook.Round(time.Millisecond),
+			rate, cmp.Or(o.hkTxTime, projection.DefaultHousekeepingTxTime), len(hkLags))}, nil
 }
