@@ -37,7 +37,9 @@ func Open(tb testing.TB, clock func() time.Time) *storage.DB {
 	return db
 }
 
-// DSN returns the DSN of a fresh, empty database for this test.
+// DSN returns the DSN of a fresh database with no rows for this test: a path
+// where no file is yet, or the URL of a sqld whose database is already
+// migrated (startSQLD), which storage.Open then finds nothing to do in.
 func DSN(tb testing.TB) string {
 	tb.Helper()
 	if url := startSQLD(tb); url != "" {
