@@ -185,6 +185,7 @@ func refMatch(a refAgent, f storage.AgentFilter) bool {
 // The count is checked against the reference for every filter.
 func TestListAgentsMatchesReference(t *testing.T) {
 	storagetest.AnswersOnly(t)
+	t.Parallel() // beside the other brute-force tests (storagetest.AnswersOnly)
 	db := storagetest.Open(t, nil)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(13, 13))

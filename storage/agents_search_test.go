@@ -50,6 +50,7 @@ var searchPieces = []string{
 // every sort and the count are compared.
 func TestAgentsSearchMatchesReference(t *testing.T) {
 	storagetest.AnswersOnly(t)
+	t.Parallel() // beside the other brute-force tests (storagetest.AnswersOnly)
 	db := storagetest.Open(t, nil)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(16, 16))

@@ -46,6 +46,7 @@ func bruteVersions(t *testing.T, db *storage.DB, activeSince time.Time) []kanade
 // rows, at cutoffs on and around every instant written.
 func TestAgentVersionsMatchABruteForceCount(t *testing.T) {
 	storagetest.AnswersOnly(t)
+	t.Parallel() // beside the other brute-force tests (storagetest.AnswersOnly)
 	for seed := range uint64(storagetest.Sample(3, 1)) {
 		t.Run(fmt.Sprint("seed ", seed+1), func(t *testing.T) {
 			db := storagetest.Open(t, nil)

@@ -402,6 +402,7 @@ func sinces(t *testing.T, db *storage.DB, rng *rand.Rand) []time.Time {
 // brute-force reference on random histories.
 func TestScanDurationsMatchesBruteForce(t *testing.T) {
 	storagetest.AnswersOnly(t)
+	t.Parallel() // beside the other brute-force tests (storagetest.AnswersOnly)
 	// 10 histories in the default run, 8 against sqld (a round trip per
 	// statement); KANADE_TEST_SEEDS=N runs more when the summaries change.
 	seeds := 10
@@ -637,6 +638,7 @@ func mustScan(t *testing.T, db *storage.DB, since time.Time) []kanade.ScanDurati
 // a day and a half, in batches, with heavy ties in one job.
 func TestScanDurationsLargeJobs(t *testing.T) {
 	storagetest.AnswersOnly(t)
+	t.Parallel() // beside the other brute-force tests (storagetest.AnswersOnly)
 	db := storagetest.Open(t, nil)
 	rng := rand.New(rand.NewPCG(3, 4))
 	var batch []storage.Result
@@ -676,6 +678,7 @@ func TestScanDurationsLargeJobs(t *testing.T) {
 // force, in both read modes.
 func TestScanDurationsManyJobsWideRange(t *testing.T) {
 	storagetest.AnswersOnly(t)
+	t.Parallel() // beside the other brute-force tests (storagetest.AnswersOnly)
 	db := storagetest.Open(t, nil)
 	rng := rand.New(rand.NewPCG(16, 1))
 	const jobs, hours = 60, 30

@@ -105,6 +105,7 @@ func checkCounters(t *testing.T, db *storage.DB, inTarget map[string]bool, when 
 }
 
 func TestExecutionCountersEqualARecountUnderAnyDelivery(t *testing.T) {
+	t.Parallel() // beside the other brute-force tests (storagetest.AnswersOnly)
 	ctx := context.Background()
 	for seed := range uint64(12) {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {

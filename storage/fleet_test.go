@@ -151,6 +151,7 @@ func cutoffs(r *rand.Rand, instants []time.Time) []time.Time {
 
 func TestFleetCountsMatchBruteForce(t *testing.T) {
 	storagetest.AnswersOnly(t)
+	t.Parallel() // beside the other brute-force tests (storagetest.AnswersOnly)
 	for seed := range uint64(storagetest.Sample(2, 1)) {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			ctx := context.Background()

@@ -177,6 +177,7 @@ func beat(t *testing.T, db *storage.DB, pc string, at time.Time) {
 // around the stored instants (the minute split is where it would go wrong).
 func TestGroupOverviewMatchesBruteForce(t *testing.T) {
 	storagetest.AnswersOnly(t)
+	t.Parallel() // beside the other brute-force tests (storagetest.AnswersOnly)
 	for seed := range uint64(storagetest.Sample(2, 1)) {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			ctx := context.Background()
