@@ -13,7 +13,7 @@ import (
 
 // TestWALIsCheckpointedBesideTheWriter: 8 MB written in one transaction
 // stays in the WAL until something copies it back into the database file.
-// The writer's own checkpoint is 128 MiB out (writerPragmas), so the file
+// The writer's own checkpoint is 256 MiB out (walAutocheckpoint), so the file
 // grows only if the checkpointer copies it beside the writer.
 func TestWALIsCheckpointedBesideTheWriter(t *testing.T) {
 	ctx := context.Background()
@@ -50,6 +50,25 @@ func TestWALIsCheckpointedBesideTheWriter(t *testing.T) {
 	}
 	if err := db.Close(); err != nil { // the checkpointer stops once
 		t.Fatal(err)
+	}
+}
+
+// TestTheWritersCheckpointLiesBeyondTheCheckpointers: the checkpointer
+// starts the WAL over at twice its limit whatever the readers pinned; the
+// writer's own checkpoint, the backstop, must not be met first, or the
+// commit that meets it copies and syncs the whole WAL under the projector.
+func TestTheWritersCheckpointLiesBeyondTheCheckpointers(t *testing.T) {
+	db, err := storage.Open(t.Context(), filepath.Join(t.TempDir(), "k.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	n, err := storage.WriterPragmaForTest(t.Context(), db, "wal_autocheckpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n <= 2*storage.WALRestartFramesForTest {
+		t.Errorf("the writer checkpoints at %d pages, not beyond the checkpointer's restart at %d", n, 2*storage.WALRestartFramesForTest)
 	}
 }
 

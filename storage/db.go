@@ -60,8 +60,17 @@ const sqlitePragmas = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pra
 // pages) and synced the file before returning, and on a busy machine the
 // projector's next batch waited a second or more behind the retention
 // delete that happened to cross it. The writer's own checkpoint stays as a
-// backstop, four times further out, for a checkpointer that cannot keep up.
-const writerPragmas = "&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(32768)"
+// backstop for a checkpointer that cannot keep up (walAutocheckpoint).
+const writerPragmas = "&_pragma=cache_size(-65536)"
+
+// walAutocheckpoint is the WAL size (in pages) at which the writer's own
+// commit checkpoints: the backstop, 256 MiB. It must lie beyond twice
+// walRestartFrames, where the checkpointer starts the WAL over whatever the
+// readers pinned. It was 32768, exactly that point: with readers pinning
+// frames the WAL reached it before the checkpointer's turn (34,330 frames
+// were seen), and the commit that crossed it copied and synced up to
+// 128 MiB while the projector's batches waited.
+const walAutocheckpoint = 4 * walRestartFrames
 
 // checkpointEvery is how often the checkpointer copies the WAL back. A
 // busy projector writes a few MiB of WAL a second, so a checkpoint copies
@@ -360,7 +369,7 @@ func openSQLite(dsn string, opts Options) (*DB, error) {
 	if query != "" {
 		full += "&" + query
 	}
-	write, err := sql.Open("sqlite", full+writerPragmas)
+	write, err := sql.Open("sqlite", full+writerPragmas+fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", walAutocheckpoint))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}

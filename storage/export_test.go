@@ -12,6 +12,16 @@ func QueryRowForTest(ctx context.Context, db *DB, q string, dest ...any) error {
 	return db.read.QueryRowContext(ctx, q).Scan(dest...)
 }
 
+// WriterPragmaForTest reads an integer pragma of the write connection.
+func WriterPragmaForTest(ctx context.Context, db *DB, name string) (int64, error) {
+	var n int64
+	err := db.write.QueryRowContext(ctx, "PRAGMA "+name).Scan(&n)
+	return n, err
+}
+
+// WALRestartFramesForTest is the checkpointer's limit (walRestartFrames).
+const WALRestartFramesForTest = walRestartFrames
+
 // ExecForTest runs one statement on the write connection, so tests can seed
 // rows the projection would write (the triggers still run).
 func ExecForTest(ctx context.Context, db *DB, q string, args ...any) error {
