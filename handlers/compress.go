@@ -51,9 +51,12 @@ func compressAPI(next http.Handler) (http.Handler, error) {
 	}), nil
 }
 
-// gzipLevel is a fast level: an answer is compressed once per request,
+// gzipLevel is the fastest: an answer is compressed once per request,
 // where the dashboard's files are compressed once per process at the best.
-const gzipLevel = 5
+// A 500-agent page (225 KB of JSON) took 1.77 ms at level 5 and 0.64 ms at
+// level 1, a fifth of the request's CPU, for 9.0 KB against 10.7 KB on the
+// wire.
+const gzipLevel = gzip.BestSpeed
 
 // gzipWriter decides per answer: it holds the status and the first bytes
 // until it knows the answer is compressible text of at least apiGzipMin

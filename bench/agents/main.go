@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	dur := fs.Duration("d", 3*time.Second, "measuring time per variant (after a warm-up of a fifth of it)")
 	only := fs.String("only", "", "run only the variants whose query contains this")
 	readConns := fs.Int("read-conns", 0, "the SQLite read pool's size (0: storage's default)")
+	gzipped := fs.Bool("gzip", false, "ask for gzip as a browser does (the answers are then compressed by the server and decompressed by the client, both in the CPU figure)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured variants (server and client) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -88,7 +89,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	go hs.Serve(ln) //nolint:errcheck // ends with Shutdown
 	defer hs.Shutdown(context.Background())
 	base := "http://" + ln.Addr().String() + "/api/agents"
-	client := &http.Client{Transport: &http.Transport{MaxIdleConns: *conns, MaxIdleConnsPerHost: *conns, DisableCompression: true}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: *conns, MaxIdleConnsPerHost: *conns, DisableCompression: !*gzipped}}
 
 	// A cursor deep in the hostname order, for the next-page variant.
 	deep, err := cursorAt(ctx, client, base+"?sort=hostname&limit=500", 40)
