@@ -8,7 +8,10 @@
 # each, the next ones 20-50 s); a package missing from it only runs later.
 set -euo pipefail
 longest=(handlers storage spa projection faults/httpload sim schedule bus shells/http shells/lambda)
-mapfile -t all
+all=()
+while IFS= read -r p; do
+	all+=("$p")
+done
 module="$(go list -m)"
 for short in "${longest[@]}"; do
 	for p in "${all[@]}"; do
