@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,13 +53,20 @@ func Build(t testing.TB, env, pkg string, flags ...string) string {
 	return out
 }
 
+// moduleRoot asks the go command for the module of the test's working
+// directory (go test runs a test in its package's directory). Not
+// runtime.Caller: under -trimpath, which CI builds everything with, it
+// names the file by import path, not by where it lies.
 func moduleRoot() (string, error) {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", errors.New("proctest: cannot locate the module")
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("proctest: go env GOMOD: %w", err)
 	}
-	// shells/internal/proctest/proctest.go
-	return filepath.Join(filepath.Dir(file), "..", "..", ".."), nil
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("proctest: the working directory is outside a module")
+	}
+	return filepath.Dir(gomod), nil
 }
 
 // Proc is a running process and what it wrote.
