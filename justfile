@@ -9,8 +9,8 @@ ldflags := "-s -w -X github.com/kanade-fleet/backend.Version=" + version + " -X 
 staticcheck := `echo "$(go env GOPATH)/bin/staticcheck"`
 # The Lambda bootstrap: no RPC mode (provided.al2023 has none) and no SQLite driver (nothing persists there).
 lambda_tags := "lambda.norpc,kanade.nosqlite,kanade.nobrotli"
-# No inlining in handlers for the bootstrap: huma.Register is stenciled once per operation (98 of them) in that package, and inlining into each copy is 0.58 MB of the 15 MB target (the route setup it slows is overlapped with the network at a cold start).
-lambda_gcflags := "github.com/kanade-fleet/backend/handlers=-l"
+# No inlining for the bootstrap in handlers (huma.Register is stenciled once per operation, 98 of them, and inlining into each copy is 0.58 MB of the 15 MB target; the route setup it slows is overlapped with the network at a cold start), nor in bus and the root package (53 KB: their calls are a few a request, beside a round trip to libSQL or NATS). storage keeps it: its row loops are the CPU a read spends.
+lambda_gcflags := "-gcflags=github.com/kanade-fleet/backend=-l -gcflags=github.com/kanade-fleet/backend/bus=-l -gcflags=github.com/kanade-fleet/backend/handlers=-l"
 
 # List the recipes.
 default:
@@ -95,7 +95,7 @@ build:
     mkdir -p bin/lambda
     CGO_ENABLED=0 go build -trimpath -ldflags '{{ldflags}}' -o bin/kanade-http ./shells/http
     CGO_ENABLED=0 go build -trimpath -ldflags '{{ldflags}}' -o bin/kanade-worker ./shells/worker
-    CGO_ENABLED=0 GOOS=linux go build -trimpath -tags '{{lambda_tags}}' -gcflags '{{lambda_gcflags}}' -ldflags '{{ldflags}}' -o bin/lambda/bootstrap ./shells/lambda
+    CGO_ENABLED=0 GOOS=linux go build -trimpath -tags '{{lambda_tags}}' {{lambda_gcflags}} -ldflags '{{ldflags}}' -o bin/lambda/bootstrap ./shells/lambda
     @ls -l bin bin/lambda
 
 # The Lambda bootstrap zipped for provided.al2023, for arm64 and amd64: bin/lambda/<arch>/bootstrap.zip (template.yaml deploys arm64).
@@ -104,7 +104,7 @@ lambda:
     set -euo pipefail
     for arch in arm64 amd64; do
         mkdir -p "bin/lambda/$arch"
-        CGO_ENABLED=0 GOOS=linux GOARCH="$arch" go build -trimpath -tags '{{lambda_tags}}' -gcflags '{{lambda_gcflags}}' -ldflags '{{ldflags}}' -o "bin/lambda/$arch/bootstrap" ./shells/lambda
+        CGO_ENABLED=0 GOOS=linux GOARCH="$arch" go build -trimpath -tags '{{lambda_tags}}' {{lambda_gcflags}} -ldflags '{{ldflags}}' -o "bin/lambda/$arch/bootstrap" ./shells/lambda
         go run ./deploy/lambdazip -o "bin/lambda/$arch/bootstrap.zip" "bin/lambda/$arch/bootstrap"
     done
     ls -l bin/lambda/*/

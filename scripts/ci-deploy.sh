@@ -61,7 +61,8 @@ mkdir -p "$work/bin" "$work/tests"
 # as on a core. Each test binary is linked once here and run below (go test
 # would link it again at every call).
 CGO_ENABLED=0 GOOS=linux go build -trimpath -tags lambda.norpc,kanade.nosqlite,kanade.nobrotli \
-	-gcflags github.com/kanade-fleet/backend/handlers=-l -ldflags "-s -w" -o "$work/bin/bootstrap" ./shells/lambda &
+	-gcflags=github.com/kanade-fleet/backend=-l -gcflags=github.com/kanade-fleet/backend/bus=-l -gcflags=github.com/kanade-fleet/backend/handlers=-l \
+	-ldflags "-s -w" -o "$work/bin/bootstrap" ./shells/lambda &
 b1=$!
 CGO_ENABLED=0 go build -trimpath -o "$work/bin/" ./shells/http ./shells/worker &
 b2=$!
