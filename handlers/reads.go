@@ -54,7 +54,13 @@ type readsAgentsInput struct {
 // every matching agent.
 type readsAgentsOutput struct {
 	TotalCount *int64 `header:"X-Total-Count" doc:"Agents matching the filters (with total=true)."`
-	Body       kanade.Page[kanade.Agent]
+	Body       agentsPage
+}
+
+// encodedPage is a roster page storage encoded into a buffer of srv.pages,
+// which goes back once the page is written.
+func (srv *Server) encodedPage(b []byte) agentsPage {
+	return agentsPage{json: b, done: func() { srv.pages.put(b) }}
 }
 
 // filter checks the roster's enumerated parameters (a 400 naming the
@@ -159,17 +165,17 @@ func (srv *Server) registerReads(api huma.API) {
 			}
 			if in.Total {
 				// One call: a search's candidates are read once for both.
-				page, n, err := db.ListAndCountAgents(ctx, f)
+				page, n, err := db.ListAndCountAgentsJSON(ctx, srv.pages.get(), f)
 				if err != nil {
 					return nil, srv.readsProblem(ctx, "list agents", in.Cursor, err)
 				}
-				return &readsAgentsOutput{Body: page, TotalCount: &n}, nil
+				return &readsAgentsOutput{Body: srv.encodedPage(page), TotalCount: &n}, nil
 			}
-			page, err := db.ListAgents(ctx, f)
+			page, err := db.ListAgentsJSON(ctx, srv.pages.get(), f)
 			if err != nil {
 				return nil, srv.readsProblem(ctx, "list agents", in.Cursor, err)
 			}
-			return &readsAgentsOutput{Body: page}, nil
+			return &readsAgentsOutput{Body: srv.encodedPage(page)}, nil
 		})
 	registerRead(srv, api, get("get-agent", "/api/agents/{pc_id}", "One agent", ""),
 		func(ctx context.Context, in *struct {

@@ -1,9 +1,12 @@
 package handlers_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -528,4 +531,60 @@ func TestReadsHTTPAgentsSortFilterTotal(t *testing.T) {
 	if want := []string{"PC-1", "PC-3", "PC-4", "PC-2"}; !slices.Equal(got, want) {
 		t.Errorf("paged by hostname desc: %v, want %v", got, want)
 	}
+}
+
+// TestAgentsPagesServedAtOnceKeepTheirOwnBytes: the roster's pages are
+// encoded into pooled buffers (encoded, bufferPool), each returned once its
+// page is written. Pages of different sizes served at once, gzipped or
+// not, must each be exactly the page served alone: a buffer handed back
+// before its page was written would show here as another page's bytes
+// (and to the race detector).
+func TestAgentsPagesServedAtOnceKeepTheirOwnBytes(t *testing.T) {
+	e := newReadsEnv(t, nil)
+	for i := range 300 {
+		e.exec(`INSERT INTO agents (pc_id, hostname, os_family, agent_version, last_heartbeat, agent_cpu_pct, last_logon_user, command_keys, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, fmt.Sprintf("PC-%03d", i), fmt.Sprintf("host-%d", i*7%300),
+			[]string{"windows", "linux"}[i%2], "0.43.56", readsTime(-time.Duration(i)*time.Second), float64(i)/3,
+			fmt.Sprintf(`CORP\user%d`, i), `["k1"]`, readsTime(0))
+	}
+	queries := []string{"limit=500", "limit=3", "sort=hostname&limit=200", "os=linux&limit=77", "q=host-1&sort=last_heartbeat&order=desc"}
+	alone := map[string][]byte{}
+	for _, q := range queries {
+		rec := e.get("/api/agents?" + q)
+		if rec.Code != http.StatusOK || !strings.HasSuffix(rec.Body.String(), "}\n") {
+			t.Fatalf("%s: %d %.200s", q, rec.Code, rec.Body)
+		}
+		alone[q] = rec.Body.Bytes()
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 40 {
+				q := queries[(g+i)%len(queries)]
+				req := httptest.NewRequest(http.MethodGet, "/api/agents?"+q, nil)
+				if i%2 == 0 {
+					req.Header.Set("Accept-Encoding", "gzip")
+				}
+				rec := httptest.NewRecorder()
+				e.h.ServeHTTP(rec, req)
+				body := rec.Body.Bytes()
+				if rec.Header().Get("Content-Encoding") == "gzip" {
+					zr, err := gzip.NewReader(rec.Body)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if body, err = io.ReadAll(zr); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				if !bytes.Equal(body, alone[q]) {
+					t.Errorf("%s (goroutine %d, request %d): %d bytes differ from the page served alone (%d bytes)", q, g, i, len(body), len(alone[q]))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

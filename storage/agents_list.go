@@ -1,12 +1,15 @@
 package storage
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -465,8 +468,9 @@ func (s agentSource) from(f AgentFilter) (string, []any, string) {
 	return "agents", nil, "pc_id"
 }
 
-// listSQL builds the page statement; after is the decoded cursor or nil.
-func (f AgentFilter) listSQL(after *pageKey, src agentSource) (string, []any, error) {
+// listSQL builds the page statement reading columns (agentJSONColumns,
+// whose one argument comes first); after is the decoded cursor or nil.
+func (f AgentFilter) listSQL(after *pageKey, src agentSource, columns string, columnArgs ...any) (string, []any, error) {
 	expr, err := f.orderExpr()
 	if err != nil {
 		return "", nil, err
@@ -512,10 +516,10 @@ func (f AgentFilter) listSQL(after *pageKey, src agentSource) (string, []any, er
 		if expr != "" {
 			outer = expr + " " + dir + ", " + outer
 		}
-		return `SELECT ` + agentColumns + ` FROM (SELECT agents.rowid AS r FROM ` + from + where +
-			`) AS pg CROSS JOIN agents ON agents.rowid = pg.r ORDER BY ` + outer, append(fromArgs, args...), nil
+		return `SELECT ` + columns + ` FROM (SELECT agents.rowid AS r FROM ` + from + where +
+			`) AS pg CROSS JOIN agents ON agents.rowid = pg.r ORDER BY ` + outer, append(append(columnArgs, fromArgs...), args...), nil
 	}
-	return `SELECT ` + agentColumns + ` FROM ` + from + where, append(fromArgs, args...), nil
+	return `SELECT ` + columns + ` FROM ` + from + where, append(append(columnArgs, fromArgs...), args...), nil
 }
 
 // orderExpr is the expression f's rows are ordered by before pc_id, ""
@@ -557,43 +561,78 @@ func (f AgentFilter) cursor() (*pageKey, error) {
 	return after, nil
 }
 
-// ListAgents returns a page of the roster in f's order.
-func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (kanade.Page[kanade.Agent], error) {
-	return db.listAgents(ctx, f, &searchOnce{})
+// ListAgentsJSON appends to dst a page of the roster in f's order as the
+// API's JSON: kanade.Page[kanade.Agent] as encoding/json writes it (without
+// HTML escaping, as huma's encoder), field for field and number for number.
+// dst lets the caller reuse a buffer: a 500-row page is 300 KB.
+func (db *DB) ListAgentsJSON(ctx context.Context, dst []byte, f AgentFilter) ([]byte, error) {
+	return db.listAgents(ctx, dst, f, &searchOnce{})
 }
 
-// ListAndCountAgents is ListAgents and CountAgents of f, with a search's
-// candidates read once for both.
-func (db *DB) ListAndCountAgents(ctx context.Context, f AgentFilter) (kanade.Page[kanade.Agent], int64, error) {
+// ListAndCountAgentsJSON is ListAgentsJSON and CountAgents of f, with a
+// search's candidates read once for both.
+func (db *DB) ListAndCountAgentsJSON(ctx context.Context, dst []byte, f AgentFilter) ([]byte, int64, error) {
 	search := &searchOnce{}
-	page, err := db.listAgents(ctx, f, search)
+	page, err := db.listAgents(ctx, dst, f, search)
 	if err != nil {
-		return page, 0, err
+		return nil, 0, err
 	}
 	n, err := db.countAgents(ctx, f, search)
 	return page, n, err
 }
 
-func (db *DB) listAgents(ctx context.Context, f AgentFilter, search *searchOnce) (kanade.Page[kanade.Agent], error) {
-	var page kanade.Page[kanade.Agent]
+// agentJSONColumns are a roster row as the API's JSON object in two
+// halves, either side of agent_cpu_pct, and that column between them.
+// SQLite builds the halves, so a row costs the driver three values instead
+// of sixteen and the page no reflection: at 500 rows a page, reading the
+// columns one by one and encoding them with encoding/json were over half of
+// a request's CPU (issue 13). The float is left to Go because SQLite prints
+// a REAL with 15 significant digits, which is not always the same float64
+// again; appendJSONFloat writes it as encoding/json does. The one argument
+// is the online cutoff, compared as scanAgent compares it. json('true') and
+// json('false') are constants, computed once a statement.
+//
+// The three string arrays (JSON text, NULL: null) are written as
+// encoding/json writes the []string stringList decodes from them. json()
+// keeps a text's escapes as they are written (\u00e9, or \u003c from an
+// encoder that escapes HTML) and only drops the spaces; a text without a
+// backslash has no escapes, so that is already encoding/json's form (but for
+// U+2028 and U+2029, see appendJSONText). One with a backslash is decoded
+// and written again element by element (and given to json() again: a
+// subquery's value loses its JSON subtype, and json_object would quote it as
+// a string). Malformed JSON is an error either way, as in stringList.
+const agentJSONColumns = `json_object('pc_id', pc_id, 'hostname', hostname, 'os_family', os_family,
+	'agent_version', agent_version, 'last_heartbeat', last_heartbeat,
+	'online', iif(last_heartbeat >= ?, json('true'), json('false'))),
+	agent_cpu_pct,
+	json_object('agent_rss_bytes', agent_rss_bytes, 'agent_disk_read_bytes', agent_disk_read_bytes,
+	'agent_disk_written_bytes', agent_disk_written_bytes,
+	'quarantined_versions', CASE WHEN instr(quarantined_versions, '\') THEN json((SELECT json_group_array(value) FROM json_each(quarantined_versions))) ELSE json(quarantined_versions) END,
+	'last_logon_user', last_logon_user, 'last_logon_display_name', last_logon_display_name,
+	'command_keys', CASE WHEN instr(command_keys, '\') THEN json((SELECT json_group_array(value) FROM json_each(command_keys))) ELSE json(command_keys) END,
+	'command_protocols', CASE WHEN instr(command_protocols, '\') THEN json((SELECT json_group_array(value) FROM json_each(command_protocols))) ELSE json(command_protocols) END,
+	'enforcing', CASE WHEN enforcing IS NULL THEN NULL WHEN enforcing THEN json('true') ELSE json('false') END,
+	'updated_at', updated_at)`
+
+func (db *DB) listAgents(ctx context.Context, dst []byte, f AgentFilter, search *searchOnce) ([]byte, error) {
 	if err := f.check(); err != nil {
-		return page, fmt.Errorf("list agents: %w", err)
+		return nil, fmt.Errorf("list agents: %w", err)
 	}
 	after, err := f.cursor()
 	if err != nil {
-		return page, fmt.Errorf("list agents: %w", err)
+		return nil, fmt.Errorf("list agents: %w", err)
 	}
 	expr, err := f.orderExpr()
 	if err != nil {
-		return page, fmt.Errorf("list agents: %w", err)
+		return nil, fmt.Errorf("list agents: %w", err)
 	}
 	src, err := db.source(ctx, f, expr == "", search)
 	if err != nil {
-		return page, fmt.Errorf("list agents: %w", err)
+		return nil, fmt.Errorf("list agents: %w", err)
 	}
-	q, args, err := f.listSQL(after, src)
+	q, args, err := f.listSQL(after, src, agentJSONColumns, kanade.FormatTime(f.OnlineSince))
 	if err != nil {
-		return page, fmt.Errorf("list agents: %w", err)
+		return nil, fmt.Errorf("list agents: %w", err)
 	}
 	// A prepared statement per distinct text: every value is an argument,
 	// so the texts are the combinations of sort, order, cursor or not, each
@@ -602,32 +641,117 @@ func (db *DB) listAgents(ctx context.Context, f AgentFilter, search *searchOnce)
 	// page's CPU.
 	rows, err := db.cached(ctx, q, args...)
 	if err != nil {
-		return page, fmt.Errorf("list agents: %w", err)
+		return nil, fmt.Errorf("list agents: %w", err)
 	}
 	defer rows.Close()
-	cutoff := kanade.FormatTime(f.OnlineSince)
-	page.Items = []kanade.Agent{}
+	// About 600 bytes a row with every field filled.
+	b := slices.Grow(dst, 64+min(f.Limit, 500)*640)
+	b = append(b, `{"items":[`...)
+	var head, tail sql.RawBytes
+	var cpu sql.NullFloat64
+	n, last, more := 0, 0, false
 	for rows.Next() {
-		a, err := scanAgent(rows, cutoff)
-		if err != nil {
-			return page, fmt.Errorf("list agents: %w", err)
+		if n == f.Limit {
+			more = true // the row past the page: there is a next one
+			break
 		}
-		page.Items = append(page.Items, a)
+		if err := rows.Scan(&head, &cpu, &tail); err != nil {
+			return nil, fmt.Errorf("list agents: %w", err)
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		last = len(b)
+		if len(head) < 2 || len(tail) < 2 {
+			return nil, fmt.Errorf("list agents: row %d: not a JSON object", n)
+		}
+		b = appendJSONText(b, head[:len(head)-1])
+		b = append(b, `,"agent_cpu_pct":`...)
+		if b, err = appendJSONFloat(b, cpu); err != nil {
+			return nil, fmt.Errorf("list agents: row %d: agent_cpu_pct: %w", n, err)
+		}
+		b = append(b, ',')
+		b = appendJSONText(b, tail[1:])
+		n++
 	}
 	if err := rows.Err(); err != nil {
-		return page, fmt.Errorf("list agents: %w", err)
+		return nil, fmt.Errorf("list agents: %w", err)
 	}
-	if len(page.Items) > f.Limit {
-		page.Items = page.Items[:f.Limit]
-		last := &page.Items[f.Limit-1]
-		k := pageKey{Kind: "agents", S: f.sortKey(), ID: &last.PCID}
-		if agentSortExpr[f.Sort] != "" {
-			v := agentSortValue(f.Sort, last)
-			k.V = &v
+	b = append(b, `],"next_cursor":`...)
+	if !more {
+		return append(b, "null}"...), nil
+	}
+	// The cursor is the last row's keys, read back from its JSON.
+	var a kanade.Agent
+	if err := json.Unmarshal(b[last:len(b)-len(`],"next_cursor":`)], &a); err != nil {
+		return nil, fmt.Errorf("list agents: the page's last row: %w", err)
+	}
+	k := pageKey{Kind: "agents", S: f.sortKey(), ID: &a.PCID}
+	if agentSortExpr[f.Sort] != "" {
+		v := agentSortValue(f.Sort, &a)
+		k.V = &v
+	}
+	c, err := json.Marshal(encodeCursor(k))
+	if err != nil {
+		return nil, fmt.Errorf("list agents: %w", err)
+	}
+	b = append(b, c...)
+	return append(b, '}'), nil
+}
+
+// appendJSONText appends JSON text SQLite wrote, with U+2028 and U+2029
+// escaped as encoding/json escapes them (for JavaScript, where they end a
+// line; JSON itself allows them). SQLite writes every other character of a
+// string as encoding/json does without HTML escaping (checked by
+// TestAgentsPageIsEncodingJSONOfItsRows), and these two occur only inside
+// strings, so they can be replaced wherever they are.
+func appendJSONText(b, text []byte) []byte {
+	for {
+		i := bytes.Index(text, lineSeparatorPrefix)
+		if i < 0 || i+2 >= len(text) {
+			return append(b, text...)
 		}
-		page.NextCursor = encodeCursor(k)
+		b = append(b, text[:i]...)
+		switch text[i+2] {
+		case 0xa8:
+			b = append(b, `\u2028`...)
+		case 0xa9:
+			b = append(b, `\u2029`...)
+		default:
+			b = append(b, text[i:i+3]...)
+		}
+		text = text[i+3:]
 	}
-	return page, nil
+}
+
+// lineSeparatorPrefix is the UTF-8 of U+2028 and U+2029 but their last byte.
+var lineSeparatorPrefix = []byte{0xe2, 0x80}
+
+// appendJSONFloat appends f as encoding/json writes a float64: the
+// shortest text that reads back as the same float64, in exponent form
+// below 1e-6 and from 1e21 in magnitude; NULL as null. Infinities are an
+// error, as there.
+func appendJSONFloat(b []byte, f sql.NullFloat64) ([]byte, error) {
+	if !f.Valid {
+		return append(b, "null"...), nil
+	}
+	v := f.Float64
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return b, fmt.Errorf("%v has no JSON form", v)
+	}
+	format := byte('f')
+	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, v, format, -1, 64)
+	if format == 'e' {
+		// e-09 as e-9, as encoding/json.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, nil
 }
 
 // CountAgents returns how many agents match f's filters (its paging and

@@ -189,7 +189,7 @@ func seed(ctx context.Context, out io.Writer, db *storage.DB, target string, n i
 	}
 	if have == int64(n) {
 		fmt.Fprintf(out, "reusing %s: %d agents\n", target, have)
-		return nil
+		return fill(ctx, out, db)
 	}
 	if have != 0 {
 		return fmt.Errorf("%s holds %d agents, not %d: remove it or pass -db", target, have, n)
@@ -218,6 +218,37 @@ func seed(ctx context.Context, out io.Writer, db *storage.DB, target string, n i
 		return err
 	}
 	fmt.Fprintf(out, "seeded %d agents into %s in %v\n", n, target, time.Since(start).Round(time.Millisecond))
+	return fill(ctx, out, db)
+}
+
+// fill gives every agent the optional columns a 0.43.56 agent's heartbeat
+// carries (wire.md: its CPU and memory, disk counters, the logged-on user
+// as DOMAIN\user, its command keys and protocols, enforcing), as files
+// seeded before it had them only names and a heartbeat: a page of empty
+// rows is cheaper to read and encode than a real one. A file already filled
+// is left as it is.
+func fill(ctx context.Context, out io.Writer, db *storage.DB) error {
+	start := time.Now()
+	var filled int64
+	err := db.Update(ctx, func(tx *storage.Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE agents SET
+			agent_cpu_pct = (rowid % 1000) / 7.0, agent_rss_bytes = 40000000 + (rowid * 7919) % 120000000,
+			agent_disk_read_bytes = rowid * 40961, agent_disk_written_bytes = rowid * 81923, quarantined_versions = '[]',
+			last_logon_user = printf('CORP\user%05d', rowid % 50000), last_logon_display_name = printf('User %05d', rowid % 50000),
+			command_keys = '["k-2026-01"]', command_protocols = '["v1","v2"]', enforcing = rowid % 2
+			WHERE agent_rss_bytes IS NULL`)
+		if err != nil {
+			return err
+		}
+		filled, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("fill the agents' optional columns: %w", err)
+	}
+	if filled > 0 {
+		fmt.Fprintf(out, "filled the optional columns of %d agents in %v\n", filled, time.Since(start).Round(time.Millisecond))
+	}
 	return nil
 }
 
