@@ -107,11 +107,14 @@ func (g *gzipWriter) Write(b []byte) (int, error) {
 	case g.decided:
 		return g.ResponseWriter.Write(b)
 	}
-	g.held = append(g.held, b...)
-	if len(g.held) >= apiGzipMin {
-		g.compress()
+	if len(g.held)+len(b) < apiGzipMin {
+		g.held = append(g.held, b...)
+		return len(b), nil
 	}
-	return len(b), nil
+	// Enough to decide: b goes to the compressor as it is, not copied
+	// behind what is held (a body is often one Write of all of it).
+	g.compress()
+	return g.zw.Write(b)
 }
 
 // pass sends the held status and bytes as they are.
