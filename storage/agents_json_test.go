@@ -19,7 +19,8 @@ import (
 // from the struct. Each row of it must be, byte for byte, what huma's
 // encoder (encoding/json without HTML escaping) writes for the same row read
 // column by column (GetAgent), over values chosen to differ: quotes,
-// backslashes, control characters, HTML characters, non-ASCII, SQL, floats
+// backslashes, control characters, HTML characters, non-ASCII, bytes that
+// are not UTF-8, SQL, floats
 // at the edges of encoding/json's two forms and of 15 significant digits,
 // integers beyond 2^53, JSON arrays written with spaces, and every value of
 // enforcing.
@@ -28,7 +29,7 @@ func TestAgentsPageIsEncodingJSONOfItsRows(t *testing.T) {
 	ctx := context.Background()
 	at := time.Date(2026, 6, 20, 12, 0, 0, 0, time.UTC)
 	texts := []any{nil, "", `a"b\c`, "tab\there\nnl\r\b\f", "\x01\x1f\x7f", "<&>", "日本語 山田 太郎", "emoji 😀",
-		"'; DROP TABLE agents; --", "%_\\", "\u00e9\u0301", "x\u2028y\u2029z"}
+		"'; DROP TABLE agents; --", "%_\\", "\u00e9\u0301", "x\u2028y\u2029z", "bad\xffutf8\xc3(\xe2\x80"}
 	floats := []any{nil, 0.0, 0.1 + 0.2, 1e-7, 1e-6, 9.999999999999999e20, 1e21, 1.2345678901234567e22, 33.333333333333336,
 		-2.5, 5.0, 100.0, math.SmallestNonzeroFloat64, math.MaxFloat64, -1e-300, 12.345678901234567}
 	ints := []any{nil, 0, int64(1) << 53, int64(1)<<53 + 1, int64(math.MaxInt64), int64(math.MinInt64), -1}

@@ -700,12 +700,28 @@ func (db *DB) listAgents(ctx context.Context, dst []byte, f AgentFilter, search 
 }
 
 // appendJSONText appends JSON text SQLite wrote, with U+2028 and U+2029
-// escaped as encoding/json escapes them (for JavaScript, where they end a
-// line; JSON itself allows them). SQLite writes every other character of a
-// string as encoding/json does without HTML escaping (checked by
-// TestAgentsPageIsEncodingJSONOfItsRows), and these two occur only inside
-// strings, so they can be replaced wherever they are.
+// escaped and each byte that is not UTF-8 written as \ufffd, as
+// encoding/json does (SQLite copies both as they are: JSON allows the two
+// characters, and it does not check its text). SQLite writes every other
+// character of a string as encoding/json does without HTML escaping
+// (checked by TestAgentsPageIsEncodingJSONOfItsRows), and these occur only
+// inside strings, so they can be replaced wherever they are. (The
+// projector's decoder already replaces bytes that are not UTF-8; a row
+// written by other means may still hold them.)
 func appendJSONText(b, text []byte) []byte {
+	if !utf8.Valid(text) {
+		fixed := make([]byte, 0, len(text)+16)
+		for len(text) > 0 {
+			r, size := utf8.DecodeRune(text)
+			if r == utf8.RuneError && size == 1 {
+				fixed = append(fixed, `\ufffd`...)
+			} else {
+				fixed = append(fixed, text[:size]...)
+			}
+			text = text[size:]
+		}
+		text = fixed
+	}
 	for {
 		i := bytes.Index(text, lineSeparatorPrefix)
 		if i < 0 || i+2 >= len(text) {
