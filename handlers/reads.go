@@ -163,19 +163,23 @@ func (srv *Server) registerReads(api huma.API) {
 			if err != nil {
 				return nil, err
 			}
+			out := &readsAgentsOutput{}
+			buf := srv.pages.get()
+			var page []byte
 			if in.Total {
 				// One call: a search's candidates are read once for both.
-				page, n, err := db.ListAndCountAgentsJSON(ctx, srv.pages.get(), f)
-				if err != nil {
-					return nil, srv.readsProblem(ctx, "list agents", in.Cursor, err)
-				}
-				return &readsAgentsOutput{Body: srv.encodedPage(page), TotalCount: &n}, nil
+				var n int64
+				page, n, err = db.ListAndCountAgentsJSON(ctx, buf, f)
+				out.TotalCount = &n
+			} else {
+				page, err = db.ListAgentsJSON(ctx, buf, f)
 			}
-			page, err := db.ListAgentsJSON(ctx, srv.pages.get(), f)
 			if err != nil {
+				srv.pages.put(buf)
 				return nil, srv.readsProblem(ctx, "list agents", in.Cursor, err)
 			}
-			return &readsAgentsOutput{Body: srv.encodedPage(page)}, nil
+			out.Body = srv.encodedPage(page)
+			return out, nil
 		})
 	registerRead(srv, api, get("get-agent", "/api/agents/{pc_id}", "One agent", ""),
 		func(ctx context.Context, in *struct {

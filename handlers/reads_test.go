@@ -534,7 +534,7 @@ func TestReadsHTTPAgentsSortFilterTotal(t *testing.T) {
 }
 
 // TestAgentsPagesServedAtOnceKeepTheirOwnBytes: the roster's pages are
-// encoded into pooled buffers (encoded, bufferPool), each returned once its
+// encoded into pooled buffers (agentsPage, bufferPool), each returned once its
 // page is written. Pages of different sizes served at once, gzipped or
 // not, must each be exactly the page served alone: a buffer handed back
 // before its page was written would show here as another page's bytes

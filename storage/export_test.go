@@ -310,8 +310,9 @@ func agentsListPlan(ctx context.Context, db *DB, f AgentFilter, next bool, src a
 }
 
 // withoutListColumns drops from a page's plan the subqueries of its
-// columns (jsonStringList's, each a scan of one row's JSON array, run only
-// for an array with an escape), leaving the plan of its rows.
+// columns (the string arrays' of agentJSONColumns, each a scan of one
+// row's JSON array, run only for an array with an escape), leaving the plan
+// of its rows.
 func withoutListColumns(plan []string) []string {
 	var out []string
 	for i := 0; i < len(plan); i++ {
