@@ -140,7 +140,8 @@ func TestScanDurationsEmptyWindow(t *testing.T) {
 }
 
 // TestScanDurationsQueryPlans proves the reads use their indexes: a range of
-// the segments' primary key (no sort), and one covering (job_id, duration_ms,
+// the segments' primary key (no sort), one range of duration_bins' per
+// wanted bin (no sort either), and one covering (job_id, duration_ms,
 // finished_at, result_id) index range per job for the slowest run; on SQLite
 // and, with KANADE_TEST_SQLD, on sqld's older SQLite, which plans some
 // statements otherwise.
@@ -172,7 +173,11 @@ func TestScanDurationsQueryPlans(t *testing.T) {
 		for _, line := range plans[name] {
 			// The VALUES lists may be scanned: "SCAN v" is slowest's.
 			values := strings.Contains(line, "VALUES") || strings.Contains(line, "CONSTANT ROWS") || line == "SCAN v"
-			if strings.HasPrefix(line, "SCAN ") && !values || strings.Contains(line, "FOR ORDER BY") {
+			// A temporary B-tree is a sort: of the bins' joined durations,
+			// when step 3 grouped a join by pair. The write path's meta
+			// groups the few segments of the buckets a batch touched.
+			sorts := strings.Contains(line, "FOR ORDER BY") || strings.Contains(line, "TEMP B-TREE") && name != "meta"
+			if strings.HasPrefix(line, "SCAN ") && !values || sorts {
 				t.Errorf("%s: plan scans or sorts: %q", name, plans[name])
 			}
 		}
