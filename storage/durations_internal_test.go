@@ -165,3 +165,55 @@ func TestNthIsWhatASortPutsThere(t *testing.T) {
 		}
 	}
 }
+
+// TestAddHistIsReadBins checks scan_durations' directory loop against
+// readBins: the same histogram for every segment, with entries past one
+// byte (bins of over 127 runs, steps over 127 bins, over 127 bytes), and
+// the same verdict on every truncation and every one-byte change of a
+// directory.
+func TestAddHistIsReadBins(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	viaReadBins := func(b []byte, runs int64) ([]int64, error) {
+		hist := make([]int64, 2*binSpan)
+		bad := false
+		err := readBins(b, runs, -1, func(sb segBin) {
+			if sb.bin < -binSpan || sb.bin >= binSpan {
+				bad = true
+				return
+			}
+			hist[sb.bin+binSpan] += sb.n
+		})
+		if err == nil && bad {
+			err = errCorruptSegment
+		}
+		return hist, err
+	}
+	check := func(b []byte, runs int64) {
+		t.Helper()
+		want, werr := viaReadBins(b, runs)
+		got := make([]int64, 2*binSpan)
+		gerr := addHist(got, b, runs)
+		if (werr == nil) != (gerr == nil) || werr == nil && !slices.Equal(got, want) {
+			t.Fatalf("directory %x, %d runs: addHist %v, readBins %v (histograms equal: %v)", b, runs, gerr, werr, slices.Equal(got, want))
+		}
+	}
+	for round := range 300 {
+		es := make([]durEntry, 1+rng.IntN(600))
+		for i := range es {
+			es[i] = durEntry{ms: int64(math.Pow(10, 9*rng.Float64())) - 50, off: rng.Int64N(3600e9)}
+			if round%3 == 0 && rng.IntN(2) == 0 {
+				es[i].ms = 1 << 40 // one bin of hundreds of runs and bytes
+			}
+		}
+		e := encodeSegment(es)
+		runs := int64(len(es))
+		check(e.bins, runs)
+		check(e.bins, runs+1)
+		for i := range e.bins {
+			check(e.bins[:i], runs)
+			c := slices.Clone(e.bins)
+			c[i] ^= byte(1 + rng.IntN(255))
+			check(c, runs)
+		}
+	}
+}

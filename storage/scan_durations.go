@@ -358,14 +358,7 @@ func (w *durWindow) add(hour int64, name string, runs, lo, hi, total int64, bins
 // addLater adds a segment of an hour after the first to j: its aggregates
 // and its histogram.
 func (j *jobAcc) addLater(runs, lo, hi, total int64, bins []byte) error {
-	var bad bool
-	if err := readBins(bins, runs, -1, func(sb segBin) {
-		if sb.bin < -binSpan || sb.bin >= binSpan {
-			bad = true
-			return
-		}
-		j.hist[sb.bin+binSpan] += sb.n
-	}); err != nil || bad || runs <= 0 {
+	if runs <= 0 || addHist(j.hist, bins, runs) != nil {
 		return errCorruptSegment
 	}
 	j.count(runs, lo, hi, total)
