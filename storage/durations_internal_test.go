@@ -217,3 +217,98 @@ func TestAddHistIsReadBins(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstHourKeepsTheWindowsRuns checks scan_durations' reading of the
+// hour the window starts in against the entries it was encoded from: the
+// runs at or after the window's offset, their count, sum, min, max and
+// bins, and each bin's values; that every truncation of its three blobs,
+// and a byte past the offsets, is an error; and that a one-byte change is
+// an error or an answer, never a panic.
+func TestFirstHourKeepsTheWindowsRuns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	read := func(es []durEntry, off0 int64, e encodedSegment) (*jobAcc, error) {
+		w := &durWindow{h0: 5, off0: off0, jobs: map[string]*jobAcc{}}
+		err := w.add(5, "job", int64(len(es)), e.lo, e.hi, e.total, e.bins, e.durs, e.offs)
+		return w.jobs["job"], err
+	}
+	for round := range 200 {
+		es := make([]durEntry, 1+rng.IntN(400))
+		for i := range es {
+			es[i] = durEntry{ms: int64(math.Pow(10, 6*rng.Float64())) - 20, off: rng.Int64N(3600e9)}
+			if rng.IntN(4) == 0 {
+				es[i] = es[rng.IntN(i+1)] // equal durations, equal offsets
+			}
+		}
+		e := encodeSegment(es) // sorts es by (duration, offset)
+		off0 := es[rng.IntN(len(es))].off + int64(rng.IntN(3)) - 1
+		if round%10 == 0 {
+			off0 = 0 // every run kept
+		}
+		j, err := read(es, off0, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n, sum int64
+		hist := make([]int64, 2*binSpan)
+		byBin := map[int][]int64{}
+		for _, x := range es {
+			if x.off >= off0 {
+				n++
+				sum += x.ms
+				hist[binOf(x.ms)+binSpan]++
+				byBin[binOf(x.ms)] = append(byBin[binOf(x.ms)], x.ms)
+			}
+		}
+		if j.n != n || j.total != sum || !slices.Equal(j.hist, hist) {
+			t.Fatalf("off0 %d: kept %d (sum %d), want %d (sum %d); histograms equal: %v", off0, j.n, j.total, n, sum, slices.Equal(j.hist, hist))
+		}
+		if n > 0 {
+			var lo, hi int64 = math.MaxInt64, math.MinInt64
+			for _, vs := range byBin {
+				lo, hi = min(lo, slices.Min(vs)), max(hi, slices.Max(vs))
+			}
+			if j.lo != lo || j.hi != hi {
+				t.Fatalf("min, max %d, %d; want %d, %d", j.lo, j.hi, lo, hi)
+			}
+		}
+		got := map[int][]int64{}
+		for _, f := range j.firstBins {
+			got[int(f.bin)] = append(got[int(f.bin)], j.first[f.start:f.end]...)
+		}
+		for b, vs := range byBin {
+			if !slices.Equal(got[b], vs) {
+				t.Fatalf("bin %d: %v, want %v", b, got[b], vs)
+			}
+		}
+		if len(got) != len(byBin) {
+			t.Fatalf("%d bins kept, want %d", len(got), len(byBin))
+		}
+		if round%20 != 0 {
+			continue
+		}
+		for _, blob := range []*[]byte{&e.bins, &e.durs, &e.offs} {
+			orig := *blob
+			for i := range orig {
+				*blob = orig[:i]
+				if _, err := read(es, off0, e); err == nil {
+					t.Fatalf("a blob cut to %d of %d bytes read", i, len(orig))
+				}
+				c := slices.Clone(orig)
+				c[i] ^= byte(1 + rng.IntN(255))
+				*blob = c
+				_, _ = read(es, off0, e)
+			}
+			*blob = orig
+		}
+		w := &durWindow{h0: 5, off0: off0, jobs: map[string]*jobAcc{}}
+		for _, runs := range []int64{int64(len(es)) + 1, 1 << 40, 0, -1} { // a corrupt runs column
+			if err := w.add(5, "job", runs, e.lo, e.hi, e.total, e.bins, e.durs, e.offs); err == nil {
+				t.Fatalf("a segment of %d runs said to hold %d read", len(es), runs)
+			}
+		}
+		e.offs = append(e.offs, 1)
+		if _, err := read(es, off0, e); err == nil {
+			t.Fatal("an offset past the segment's runs read")
+		}
+	}
+}

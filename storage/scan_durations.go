@@ -5,9 +5,11 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 	"strconv"
@@ -152,8 +154,6 @@ func (db *DB) scanDurations(ctx context.Context, since time.Time, aggregate bool
 type durWindow struct {
 	h0, off0 int64
 	jobs     map[string]*jobAcc
-	durs     []int64
-	offs     []int64
 }
 
 // jobAcc is one job's runs in the window.
@@ -161,10 +161,17 @@ type jobAcc struct {
 	name          string
 	n             int64
 	lo, hi, total int64
-	hist          []int64 // runs per bin, at bin + binSpan
-	first         []int64 // the first hour's runs in the window
-	firstBin      []int32 // the bin of each of first
+	hist          []int64     // runs per bin, at bin + binSpan
+	first         []int64     // the first hour's runs in the window, bin by bin
+	firstBins     []firstSpan // where each bin's runs lie in first
 	want          []wanted
+}
+
+// firstSpan is first[start:end], the kept runs of one bin of one of the
+// first hour's segments.
+type firstSpan struct {
+	bin        int32
+	start, end int32
 }
 
 // wanted is a bin holding a percentile's rank: below runs of the job lie in
@@ -314,12 +321,16 @@ func (w *durWindow) add(hour int64, name string, runs, lo, hi, total int64, bins
 	// The window starts inside this hour: keep the runs that finished at or
 	// after since. Bin by bin from the segment's directory, so each kept
 	// run's bin comes with it (plan matches the first hour's runs to the
-	// wanted bins by it, 1.2M binOf calls at 10M runs otherwise).
-	var err error
-	if w.offs, err = decodeOffs(w.offs[:0], offs, runs); err != nil {
-		return err
+	// wanted bins by it, 1.2M binOf calls at 10M runs otherwise); each
+	// duration and its offset are decoded side by side, straight from the
+	// blobs (the hour holds a twenty-fourth of a day's window: 400k runs
+	// at 10M).
+	if runs <= 0 || runs > int64(len(durs)) || runs > int64(len(offs)) || len(j.first)+int(runs) > math.MaxInt32 {
+		return errCorruptSegment // every run takes a byte of each blob
 	}
-	at := 0
+	j.first = slices.Grow(j.first, int(runs))
+	rest := offs
+	var err error
 	if rerr := readBins(bins, runs, len(durs), func(sb segBin) {
 		if err != nil {
 			return
@@ -328,29 +339,49 @@ func (w *durWindow) add(hour int64, name string, runs, lo, hi, total int64, bins
 			err = errCorruptSegment
 			return
 		}
-		if w.durs, err = decodeBin(w.durs[:0], durs[sb.start:sb.end], sb.n); err != nil {
-			return
-		}
-		var kept, sum, lo, hi int64
-		for i, v := range w.durs { // ascending
-			if w.offs[at+i] >= w.off0 {
-				if kept == 0 {
-					lo = v
-				}
-				kept++
-				sum += v
-				hi = v
+		b := durs[sb.start:sb.end]
+		start := len(j.first)
+		var v, sum int64
+		for i := range sb.n {
+			var u uint64
+			k := 1
+			if len(b) > 0 && b[0] < 0x80 {
+				u = uint64(b[0])
+			} else if u, k = binary.Uvarint(b); k <= 0 {
+				err = errCorruptSegment
+				return
+			}
+			b = b[k:]
+			if i == 0 {
+				v = unzigzag(u)
+			} else {
+				v += int64(u) // ascending
+			}
+			o, k := binary.Uvarint(rest)
+			if k <= 0 {
+				err = errCorruptSegment
+				return
+			}
+			rest = rest[k:]
+			if int64(o) >= w.off0 {
 				j.first = append(j.first, v)
-				j.firstBin = append(j.firstBin, int32(sb.bin))
+				sum += v
 			}
 		}
-		at += len(w.durs)
-		if kept > 0 {
-			j.count(kept, lo, hi, sum)
-			j.hist[sb.bin+binSpan] += kept
+		if len(b) != 0 {
+			err = errCorruptSegment
+			return
+		}
+		if kept := len(j.first) - start; kept > 0 {
+			j.count(int64(kept), j.first[start], j.first[len(j.first)-1], sum)
+			j.hist[sb.bin+binSpan] += int64(kept)
+			j.firstBins = append(j.firstBins, firstSpan{bin: int32(sb.bin), start: int32(start), end: int32(len(j.first))})
 		}
 	}); rerr != nil {
 		return rerr
+	}
+	if err == nil && len(rest) != 0 {
+		err = errCorruptSegment
 	}
 	return err
 }
@@ -392,11 +423,9 @@ func (w *durWindow) plan() ([]binPair, error) {
 				pairs = append(pairs, binPair{job: j, bin: b - binSpan})
 			}
 		}
-		for i := range j.want {
-			for k, b := range j.firstBin {
-				if int(b) == j.want[i].bin {
-					j.want[i].vals = append(j.want[i].vals, j.first[k])
-				}
+		for _, f := range j.firstBins {
+			if wb := j.wantedBin(int(f.bin)); wb != nil {
+				wb.vals = append(wb.vals, j.first[f.start:f.end]...)
 			}
 		}
 	}
