@@ -77,6 +77,18 @@ func TestSegmentRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// scan_durations' step 3 decodes a bin's bytes to their end.
+			if all, err := decodeAll(nil, e.durs[sb.start:sb.end]); err != nil || !slices.Equal(all, vals) {
+				t.Fatalf("decodeAll: %v, %v; want %v", all, err, vals)
+			}
+			if _, err := decodeAll(nil, e.durs[sb.start:sb.start]); err == nil {
+				t.Fatal("decodeAll: an empty bin decoded")
+			}
+			if b := e.durs[sb.start:sb.end]; b[len(b)-1] < 0x80 && len(b) > 1 && b[len(b)-2] >= 0x80 {
+				if _, err := decodeAll(nil, b[:len(b)-1]); err == nil {
+					t.Fatal("decodeAll: a cut varint decoded")
+				}
+			}
 			for _, v := range vals {
 				if binOf(v) != sb.bin {
 					t.Fatalf("value %d in bin %d, binOf says %d", v, sb.bin, binOf(v))
