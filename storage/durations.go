@@ -532,13 +532,9 @@ func readBins(b []byte, runs int64, size int, fn func(segBin)) error {
 			return errCorruptSegment
 		}
 		b = b[k1+k2+k3:]
-		if i == 0 {
-			bin = int(unzigzag(d))
-		} else {
-			if d == 0 || d > 2*binSpan {
-				return errCorruptSegment
-			}
-			bin += int(d)
+		var ok bool
+		if bin, ok = nextBin(i == 0, bin, d); !ok {
+			return errCorruptSegment
 		}
 		fn(segBin{bin: bin, n: int64(n), start: at, end: at + int(l)})
 		at += int(l)
@@ -548,6 +544,18 @@ func readBins(b []byte, runs int64, size int, fn func(segBin)) error {
 		return errCorruptSegment
 	}
 	return nil
+}
+
+// nextBin is the bin of a directory entry: the first one's is its
+// zigzag-encoded value, every later one a step up from the last.
+func nextBin(first bool, last int, d uint64) (int, bool) {
+	if first {
+		return int(unzigzag(d)), true
+	}
+	if d == 0 || d > 2*binSpan {
+		return 0, false
+	}
+	return last + int(d), true
 }
 
 // addHist adds a segment's directory to hist (runs per bin, at bin +
@@ -578,15 +586,8 @@ func addHist(hist []int64, b []byte, runs int64) error {
 		if n == 0 || n > uint64(runs-seen) || l < n || l > math.MaxInt32 {
 			return errCorruptSegment
 		}
-		if i == 0 {
-			bin = int(unzigzag(d))
-		} else {
-			if d == 0 || d > 2*binSpan {
-				return errCorruptSegment
-			}
-			bin += int(d)
-		}
-		if bin < -binSpan || bin >= binSpan {
+		var ok bool
+		if bin, ok = nextBin(i == 0, bin, d); !ok || bin < -binSpan || bin >= binSpan {
 			return errCorruptSegment
 		}
 		hist[bin+binSpan] += int64(n)
@@ -598,11 +599,9 @@ func addHist(hist []int64, b []byte, runs int64) error {
 	return nil
 }
 
-// decodeBin appends the n durations of one bin's bytes to dst.
-func decodeBin(dst []int64, b []byte, n int64) ([]int64, error) {
-	if n <= 0 {
-		return dst, errCorruptSegment
-	}
+// decodeAll appends the durations of one bin's bytes to dst, as many as
+// they hold (decodeBin's encoding; at least one).
+func decodeAll(dst []int64, b []byte) ([]int64, error) {
 	f, k := binary.Uvarint(b)
 	if k <= 0 {
 		return dst, errCorruptSegment
@@ -610,19 +609,30 @@ func decodeBin(dst []int64, b []byte, n int64) ([]int64, error) {
 	b = b[k:]
 	v := unzigzag(f)
 	dst = append(dst, v)
-	for i := int64(1); i < n; i++ {
-		d, k := binary.Uvarint(b)
-		if k <= 0 {
+	for len(b) > 0 {
+		var d uint64
+		k := 1
+		if b[0] < 0x80 {
+			d = uint64(b[0])
+		} else if d, k = binary.Uvarint(b); k <= 0 {
 			return dst, errCorruptSegment
 		}
 		b = b[k:]
 		v += int64(d)
 		dst = append(dst, v)
 	}
-	if len(b) != 0 {
-		return dst, errCorruptSegment
-	}
 	return dst, nil
+}
+
+// decodeBin appends the n durations of one bin's bytes to dst: exactly n,
+// which must use every byte.
+func decodeBin(dst []int64, b []byte, n int64) ([]int64, error) {
+	at := len(dst)
+	dst, err := decodeAll(dst, b)
+	if err == nil && int64(len(dst)-at) != n {
+		err = errCorruptSegment
+	}
+	return dst, err
 }
 
 // decodeDurs appends every duration of a segment to dst, ascending.

@@ -519,31 +519,6 @@ func decodeJoined(dst []int64, joined []byte) ([]int64, error) {
 	return dst, nil
 }
 
-// decodeAll appends the durations of one bin's bytes to dst, as many as
-// they hold (decodeBin's encoding; at least one).
-func decodeAll(dst []int64, b []byte) ([]int64, error) {
-	f, k := binary.Uvarint(b)
-	if k <= 0 {
-		return dst, errCorruptSegment
-	}
-	b = b[k:]
-	v := unzigzag(f)
-	dst = append(dst, v)
-	for len(b) > 0 {
-		var d uint64
-		k := 1
-		if b[0] < 0x80 {
-			d = uint64(b[0])
-		} else if d, k = binary.Uvarint(b); k <= 0 {
-			return dst, errCorruptSegment
-		}
-		b = b[k:]
-		v += int64(d)
-		dst = append(dst, v)
-	}
-	return dst, nil
-}
-
 // summarize is step 4 for one job: the ranks from the wanted bins.
 func (j *jobAcc) summarize() (kanade.ScanDuration, error) {
 	var p [3]int64
