@@ -28,8 +28,9 @@ import (
 // a few segments: each write transaction appends at most one segment per
 // bucket it touched (a blind insert, no read), and a bucket is compacted into
 // one segment when it reaches maxSegments or once its job has moved on to the
-// next hour. Removing an entry (a reaped run that got its real result, a row
-// deleted by retention) rewrites its bucket: rare, and a bucket is small.
+// next hour, and again by every write that adds a late run to it then.
+// Removing an entry (a reaped run that got its real result, a row deleted by
+// retention) rewrites its bucket: rare, and a bucket is small.
 //
 // A segment also keeps its count, min, max and sum, and a histogram of fixed
 // bins (binOf: 16 per power of two) with each bin's bytes in durs; each of
@@ -46,6 +47,18 @@ import (
 
 // maxSegments is how many segments a bucket may have before the next write
 // compacts it. More segments mean cheaper appends and a slower scan.
+//
+// A bucket its job has moved on from (the next hour of the job has runs)
+// is closed: it was compacted when the job moved on, and only late results
+// reach it (an agent that was offline, a reaped run's real result). Up to
+// maxSegments of them would stay for as long as the hour is in a scan's
+// window: the bench's late writes at 10M runs added about 100 segment rows
+// to the window per run of it (each row 2.6 µs of a scan, and rows of
+// duration_bins), and a fleet whose late results reach every hour would
+// keep about four segments a bucket instead of one. So every write that
+// adds to a closed bucket compacts it (flushDurations): late results are
+// few, a batch rewrites each bucket once, and a bucket is one hour of one
+// job.
 const maxSegments = 8
 
 // durationsFormat versions the segment encoding; part of SchemaHash.
@@ -167,11 +180,16 @@ func (tx *Tx) flushDurations(ctx context.Context) error {
 	sortKeys(touched)
 	// The previous hour of every bucket that grows: compacted once its job has
 	// moved on, so closed hours are read as one segment each.
+	// The next hour too: a bucket its job has moved on from is closed
+	// (see maxSegments).
 	probe := slices.Clone(touched)
 	for _, k := range touched {
 		p := bucketKey{hour: k.hour - 1, job: k.job}
 		if len(changes[k].adds) > 0 && changes[p] == nil {
 			probe = append(probe, p)
+		}
+		if n := (bucketKey{hour: k.hour + 1, job: k.job}); changes[n] == nil {
+			probe = append(probe, n)
 		}
 	}
 	sortKeys(probe)
@@ -183,7 +201,9 @@ func (tx *Tx) flushDurations(ctx context.Context) error {
 	var rewrite, appendOnly []bucketKey
 	for _, k := range touched {
 		c := changes[k]
-		if len(c.removes) > 0 || meta[k].count >= maxSegments {
+		next := bucketKey{hour: k.hour + 1, job: k.job}
+		closed := meta[next].count > 0 || changes[next] != nil && len(changes[next].adds) > 0
+		if len(c.removes) > 0 || meta[k].count >= maxSegments || closed && meta[k].count > 0 {
 			rewrite = append(rewrite, k)
 		} else {
 			appendOnly = append(appendOnly, k)

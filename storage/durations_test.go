@@ -627,6 +627,35 @@ func TestDurationSegmentsCompact(t *testing.T) {
 	if diff := gocmp.Diff(reference(t, db, t0.Add(17*time.Minute+1)), mustScan(t, db, t0.Add(17*time.Minute+1))); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
+	// Late results for the closed hour, one per transaction: each
+	// compacts it.
+	most = 0
+	for i := 0; i < 12; i++ {
+		applyResults(t, db, result(fmt.Sprintf("late%02d", i), "job", t0.Add(time.Duration(i)*4*time.Minute+time.Second), time.Duration(i+1)*time.Second))
+		most = max(most, segments(t0))
+		since := t0.Add(time.Duration(i) * 3 * time.Minute)
+		if diff := gocmp.Diff(reference(t, db, since), mustScan(t, db, since)); diff != "" {
+			t.Fatalf("after late run %d (-want +got):\n%s", i, diff)
+		}
+	}
+	if most != 1 {
+		t.Fatalf("a closed hour reached %d segments under late results, want 1", most)
+	}
+	// An hour is closed too when its job moves on in the same transaction.
+	h5 := t0.Add(5 * time.Hour)
+	applyResults(t, db, result("h5-a", "job", h5.Add(time.Minute), time.Second))
+	applyResults(t, db, result("h5-b", "job", h5.Add(2*time.Minute), time.Second))
+	if n := segments(h5); n != 2 {
+		t.Fatalf("open hour: %d segments, want 2", n)
+	}
+	applyResults(t, db, result("h5-c", "job", h5.Add(3*time.Minute), time.Second), result("h6", "job", h5.Add(time.Hour), time.Second))
+	if n := segments(h5); n != 1 {
+		t.Fatalf("hour closed by the same transaction: %d segments, want 1", n)
+	}
+	if diff := gocmp.Diff(reference(t, db, h5.Add(90*time.Second)), mustScan(t, db, h5.Add(90*time.Second))); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	checkSummaryInvariants(t, db)
 }
 
 func mustScan(t *testing.T, db *storage.DB, since time.Time) []kanade.ScanDuration {
