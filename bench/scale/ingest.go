@@ -315,8 +315,9 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 
 	// The poller: when each offset became visible, at 5 ms resolution.
 	type poll struct {
-		at  time.Time
-		seq uint64
+		start, at time.Time // the read's start and end
+		seq       uint64
+		began     time.Time // when the transaction that moved the offset to seq began (its updated_at)
 	}
 	var (
 		mu    sync.Mutex
@@ -327,13 +328,14 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 	pollDone := make(chan error, 1)
 	go func() {
 		for pctx.Err() == nil {
+			start := time.Now()
 			off, err := db.Offset(pctx, projection.ConsumerResults)
 			if err != nil && pctx.Err() == nil {
 				pollDone <- err
 				return
 			}
 			mu.Lock()
-			polls = append(polls, poll{time.Now(), off.Seq})
+			polls = append(polls, poll{start, time.Now(), off.Seq, off.UpdatedAt})
 			mu.Unlock()
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -474,6 +476,31 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		return row{}, fmt.Errorf("no results published in a phase (%d, %d)", len(baseLags), len(hkLags))
 	}
 	mx, p99 := slices.Max(hkLags), pct(hkLags, 0.99)
+	// Where the longest waits went: publish -> stored in the stream (the
+	// message's timestamp) -> the projector's transaction began (its
+	// updated_at: fetched, decoded, the writer's turn won) -> the poll that
+	// saw it ended (applied, committed, read back).
+	worst := make([]int, 0, len(hkLags))
+	for i := range hkLags {
+		worst = append(worst, split+i)
+	}
+	slices.SortFunc(worst, func(a, b int) int { return cmp.Compare(lags[b], lags[a]) })
+	var longestPoll time.Duration
+	for _, p := range polls {
+		longestPoll = max(longestPoll, p.at.Sub(p.start))
+	}
+	logf("retention: the longest poll (one read of the offset) took %v", longestPoll)
+	for _, i := range worst[:min(5, len(worst))] {
+		seq := firstSeq + uint64(i)
+		m, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			return row{}, fmt.Errorf("stream message %d: %w", seq, err)
+		}
+		j := sort.Search(len(polls), func(j int) bool { return polls[j].seq >= seq })
+		p := polls[j]
+		logf("retention: wait %v of result %d: publish -> stored %v, -> its transaction began %v, -> the poll that saw it ended %v (that poll took %v; the one before ended %v after the publish)",
+			lags[i], seq, m.Time.Sub(published[i]), p.began.Sub(m.Time), p.at.Sub(p.began), p.at.Sub(p.start), polls[max(j-1, 0)].at.Sub(published[i]))
+	}
 	rate := float64(expired) / hkTook.Seconds()
 	logf("retention: %d rows in %v (%.0f rows/s); lag with retention p50 %v p99 %v max %v; without p50 %v p99 %v max %v",
 		expired, hkTook.Round(time.Millisecond), rate, pct(hkLags, 0.5), p99, mx, pct(baseLags, 0.5), pct(baseLags, 0.99), slices.Max(baseLags))
