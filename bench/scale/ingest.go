@@ -456,15 +456,16 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 	}
 
 	// Lags: from a result's publish to the first poll that saw the offset
-	// cover it.
+	// cover it (seenBy: that poll's index).
 	lags := make([]time.Duration, len(published))
+	seenBy := make([]int, len(published))
 	for i, at := range published {
 		seq := firstSeq + uint64(i)
 		j := sort.Search(len(polls), func(j int) bool { return polls[j].seq >= seq })
 		if j == len(polls) {
 			return row{}, fmt.Errorf("result %d never committed", seq)
 		}
-		lags[i] = max(polls[j].at.Sub(at), 0)
+		lags[i], seenBy[i] = max(polls[j].at.Sub(at), 0), j
 	}
 	pct := func(ds []time.Duration, q float64) time.Duration {
 		s := slices.Clone(ds)
@@ -496,7 +497,7 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		if err != nil {
 			return row{}, fmt.Errorf("stream message %d: %w", seq, err)
 		}
-		j := sort.Search(len(polls), func(j int) bool { return polls[j].seq >= seq })
+		j := seenBy[i]
 		p := polls[j]
 		logf("retention: wait %v of result %d: publish -> stored %v, -> its transaction began %v, -> the poll that saw it ended %v (that poll took %v; the one before ended %v after the publish)",
 			lags[i], seq, m.Time.Sub(published[i]), p.began.Sub(m.Time), p.at.Sub(p.began), p.at.Sub(p.start), polls[max(j-1, 0)].at.Sub(published[i]))
