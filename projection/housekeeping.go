@@ -108,7 +108,9 @@ const minHousekeepingBatch = 10
 // size of one seen to be quick (starting at HousekeepingBatch, the first
 // transaction of every step of every round was the one that stalled the
 // projector). Retention needs little throughput (a day's expired runs are
-// about a day's new ones), so small transactions cost nothing that matters.
+// about a day's new ones), so small transactions cost nothing that matters,
+// and neither does the rest after each (Config.HousekeepingRest) that
+// leaves the disk time to take what the last one dirtied.
 func (w *Worker) repeat(ctx context.Context, action string, fn func(tx *storage.Tx, limit int) (int64, error)) (int64, error) {
 	var total int64
 	limit := min(minHousekeepingBatch, w.cfg.HousekeepingBatch)
@@ -137,6 +139,13 @@ func (w *Worker) repeat(ctx context.Context, action string, fn func(tx *storage.
 		}
 		if ctx.Err() != nil {
 			return total, ctx.Err()
+		}
+		// Rest before the next one (Config.HousekeepingRest): what this
+		// transaction dirtied is still to be checkpointed and synced.
+		if rest := time.Duration(float64(took) * w.cfg.HousekeepingRest); rest > 0 {
+			if err := w.cfg.rest(ctx, rest); err != nil {
+				return total, err
+			}
 		}
 		switch {
 		case took > w.cfg.HousekeepingTxTime:

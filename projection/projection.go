@@ -70,6 +70,23 @@ import (
 // expiry at a million runs a day is 12/s).
 const DefaultHousekeepingTxTime = 50 * time.Millisecond
 
+// DefaultHousekeepingRest is how long housekeeping rests after each of its
+// transactions, as a multiple of the time that transaction took, unless
+// Config says otherwise: 1, so it writes at most half the time.
+//
+// A retention delete costs the disk more after its commit than during it:
+// the checkpointer copies every page it dirtied (a run's row and its
+// fourteen index entries, scattered over a 10M-run file) back into the
+// database and syncs it. Back to back, the deletes kept the disk saturated
+// for the whole of a 1M-run sweep, and any sync on the projector's own
+// path (the WAL header's, the first commit after the checkpointer starts
+// the WAL over) queued behind that writeback: 2.4 s for one fsync of the
+// WAL was sampled in the kernel during bench/scale's retention run, whose
+// longest wait ranged from 0.4 to 1.7 s over six runs. Retention needs
+// little throughput (a day's expiry at a million runs a day is 12 rows/s,
+// and it still deletes hundreds a second at half time).
+const DefaultHousekeepingRest = 1.0
+
 // Config configures a Worker. DB is required; Bus is the connection Run
 // uses (RunWith takes its own).
 type Config struct {
@@ -113,6 +130,10 @@ type Config struct {
 	// (default DefaultHousekeepingTxTime; see Worker.repeat). A Clock that
 	// stands still keeps every transaction at HousekeepingBatch rows.
 	HousekeepingTxTime time.Duration
+	// HousekeepingRest is how long housekeeping waits after a transaction
+	// before its next one, as a multiple of the time that transaction took
+	// by Clock (default DefaultHousekeepingRest; negative: no rest).
+	HousekeepingRest float64
 	// StaleThreshold: an agent whose last heartbeat is older is stale, and
 	// the watchdog reports it offline (default kanade.DefaultStaleThreshold).
 	StaleThreshold time.Duration
@@ -144,6 +165,9 @@ type Config struct {
 	// inHousekeep runs inside every housekeeping transaction, with the
 	// step's action and the rows it may touch.
 	inHousekeep func(action string, limit int)
+	// rest replaces housekeeping's real wait between two transactions
+	// (sleep, by default).
+	rest func(ctx context.Context, d time.Duration) error
 }
 
 func (c *Config) defaults() error {
@@ -165,6 +189,12 @@ func (c *Config) defaults() error {
 	setDefault(&c.Housekeeping, 5*time.Minute)
 	setDefault(&c.HousekeepingBatch, 1000)
 	setDefault(&c.HousekeepingTxTime, DefaultHousekeepingTxTime)
+	if c.HousekeepingRest == 0 {
+		c.HousekeepingRest = DefaultHousekeepingRest
+	}
+	if c.rest == nil {
+		c.rest = sleep
+	}
 	setDefault(&c.StaleThreshold, kanade.DefaultStaleThreshold)
 	if c.WatchSince.IsZero() {
 		c.WatchSince = c.Clock()
@@ -176,6 +206,18 @@ func (c *Config) defaults() error {
 	setDefault(&c.ManifestTTL, time.Minute)
 	setDefault(&c.MaxBackoff, backoff.DefaultMax)
 	return nil
+}
+
+// sleep waits d, or until ctx ends (its error).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func setDefault[T int | int64 | time.Duration](v *T, d T) {

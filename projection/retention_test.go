@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -69,7 +70,7 @@ func TestRetentionShrinksSlowTransactionsAndStaysExact(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var limits []int
-	w, err := New(Config{DB: e.db, Clock: clock, HousekeepingBatch: 64, Logger: testLogger(t),
+	w, err := New(Config{DB: e.db, Clock: clock, HousekeepingBatch: 64, HousekeepingRest: -1, Logger: testLogger(t),
 		inHousekeep: func(action string, limit int) {
 			if action == "delete_results" {
 				mu.Lock()
@@ -124,5 +125,80 @@ func TestRetentionShrinksSlowTransactionsAndStaysExact(t *testing.T) {
 	}
 	if diff := cmp.Diff(scan(), gotScan); diff != "" {
 		t.Errorf("scan_durations (-want +got):\n%s", diff)
+	}
+}
+
+// TestHousekeepingRestsBetweenTransactions: with a clock that makes every
+// housekeeping transaction take 100 ms, housekeeping waits HousekeepingRest
+// times that after each transaction that another of the same step follows
+// (what it dirtied is still to be checkpointed), never after a step's last,
+// and not at all with a negative HousekeepingRest.
+func TestHousekeepingRestsBetweenTransactions(t *testing.T) {
+	for _, tc := range []struct {
+		ratio float64
+		want  time.Duration // each rest
+	}{{0, 100 * time.Millisecond}, {2.5, 250 * time.Millisecond}, {-1, 0}} {
+		t.Run(fmt.Sprint(tc.ratio), func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			var old []storage.Result
+			exit0 := int64(0)
+			for i := range 100 {
+				rec := e.now.Add(-91*24*time.Hour - time.Duration(i)*time.Minute)
+				old = append(old, storage.Result{ExecResult: kanade.ExecResult{ResultID: fmt.Sprintf("r%03d", i),
+					RequestID: fmt.Sprintf("q%03d", i), PcID: "PC-1", ManifestID: "job", ExitCode: &exit0,
+					StartedAt: kanade.Timestamp{Time: rec.Add(-time.Second)}, FinishedAt: kanade.Timestamp{Time: rec}}, RecordedAt: rec})
+			}
+			if err := e.db.Update(ctx, func(tx *storage.Tx) error { _, err := tx.ApplyResults(ctx, old); return err }); err != nil {
+				t.Fatal(err)
+			}
+			var ticks atomic.Int64 // every reading of the clock 100 ms after the one before
+			clock := func() time.Time { return e.now.Add(time.Duration(ticks.Add(1)) * 100 * time.Millisecond) }
+			var mu sync.Mutex
+			var events []string
+			w, err := New(Config{DB: e.db, Clock: clock, HousekeepingBatch: 16, HousekeepingTxTime: time.Hour,
+				HousekeepingRest: tc.ratio, Logger: testLogger(t),
+				inHousekeep: func(action string, limit int) {
+					mu.Lock()
+					events = append(events, action)
+					mu.Unlock()
+				},
+				rest: func(ctx context.Context, d time.Duration) error {
+					mu.Lock()
+					events = append(events, "rest "+d.String())
+					mu.Unlock()
+					return nil
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.HousekeepWith(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+			if n := e.dump(`SELECT COUNT(*) FROM execution_results`); !slices.Equal(n, []string{"0"}) {
+				t.Fatalf("%v runs left after retention, want 0", n)
+			}
+			// A rest between two transactions of the same step, none after
+			// a step's last. delete_results: 10, 16, 16, 16, 16, 16 and 10
+			// rows, six full transactions.
+			var txs, want []string
+			for _, s := range events {
+				if !strings.HasPrefix(s, "rest") {
+					txs = append(txs, s)
+				}
+			}
+			for j, s := range txs {
+				want = append(want, s)
+				if tc.want > 0 && j+1 < len(txs) && txs[j+1] == s {
+					want = append(want, "rest "+tc.want.String())
+				}
+			}
+			if diff := cmp.Diff(want, events); diff != "" {
+				t.Errorf("housekeeping's transactions and rests (-want +got):\n%s", diff)
+			}
+			if got := strings.Count(strings.Join(events, ","), "delete_results"); got != 7 {
+				t.Errorf("%d delete_results transactions, want 7: %v", got, events)
+			}
+		})
 	}
 }

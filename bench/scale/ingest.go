@@ -290,7 +290,7 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		return hkNow.Add(time.Duration(time.Now().UnixNano() - first.Load()))
 	}
 	hk, err := projection.New(projection.Config{DB: db, Clock: clock, Housekeeping: -1,
-		HousekeepingTxTime: o.hkTxTime, Registerer: prometheus.NewRegistry(), Logger: quiet})
+		HousekeepingTxTime: o.hkTxTime, HousekeepingRest: o.hkRest, Registerer: prometheus.NewRegistry(), Logger: quiet})
 	if err != nil {
 		return row{}, err
 	}
@@ -499,8 +499,8 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		}
 		j := seenBy[i]
 		p := polls[j]
-		logf("retention: wait %v of result %d: publish -> stored %v, -> its transaction began %v, -> the poll that saw it ended %v (that poll took %v; the one before ended %v after the publish)",
-			lags[i], seq, m.Time.Sub(published[i]), p.began.Sub(m.Time), p.at.Sub(p.began), p.at.Sub(p.start), polls[max(j-1, 0)].at.Sub(published[i]))
+		logf("retention: wait %v of result %d published at %s: publish -> stored %v, -> its transaction began %v, -> the poll that saw it ended %v (that poll took %v; the one before ended %v after the publish)",
+			lags[i], seq, published[i].UTC().Format("15:04:05.000"), m.Time.Sub(published[i]), p.began.Sub(m.Time), p.at.Sub(p.began), p.at.Sub(p.start), polls[max(j-1, 0)].at.Sub(published[i]))
 	}
 	rate := float64(expired) / hkTook.Seconds()
 	logf("retention: %d rows in %v (%.0f rows/s); lag with retention p50 %v p99 %v max %v; without p50 %v p99 %v max %v",
@@ -509,6 +509,6 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		fmt.Sprintf("max %s, p99 %s", ms(mx), ms(p99)),
 		fmt.Sprintf("no retention: max %s, p99 %s", ms(slices.Max(baseLags)), ms(pct(baseLags, 0.99))),
 		"<= " + ms(targetStall), verdict(mx <= targetStall),
-		fmt.Sprintf("publish -> offset, 5 ms polls; deleted in %s = %.0f rows/s (transactions of at most 1000 rows, fewer past %v); %d results during it", hkTook.Round(time.Millisecond),
-			rate, cmp.Or(o.hkTxTime, projection.DefaultHousekeepingTxTime), len(hkLags))}, nil
+		fmt.Sprintf("publish -> offset, 5 ms polls; deleted in %s = %.0f rows/s (transactions of at most 1000 rows, fewer past %v, each followed by a rest of %gx its time); %d results during it", hkTook.Round(time.Millisecond),
+			rate, cmp.Or(o.hkTxTime, projection.DefaultHousekeepingTxTime), max(cmp.Or(o.hkRest, projection.DefaultHousekeepingRest), 0), len(hkLags))}, nil
 }

@@ -88,6 +88,7 @@ type options struct {
 	// Section 4 (ingest.go).
 	ingestN, ingestRounds, retentionRows, ingestRate int
 	retentionBase, hkTxTime                          time.Duration
+	hkRest                                           float64
 	scratch                                          string
 }
 
@@ -116,6 +117,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.retentionRows, "retention-rows", 1_000_000, "ingest: runs retention deletes while results arrive (at most a tenth of -runs)")
 	fs.IntVar(&o.ingestRate, "ingest-rate", 100, "ingest: results a second published while retention runs")
 	fs.DurationVar(&o.retentionBase, "retention-base", 10*time.Second, "ingest: time at -ingest-rate with no retention (the stall's baseline)")
+	fs.Float64Var(&o.hkRest, "hk-rest", 0, "ingest: projection.Config.HousekeepingRest of the retention run (0: its default; -1: no rest, as before it existed)")
 	fs.DurationVar(&o.hkTxTime, "hk-tx-time", 0, "ingest: projection.Config.HousekeepingTxTime of the retention run (0: its default; 1h: every transaction 1000 rows, as before it existed)")
 	fs.StringVar(&o.scratch, "scratch", "", "ingest: directory of the database copies written into (default the temp dir; a copy is as big as the -runs file)")
 	ci := fs.Bool("ci", false, "CI's size, about 25 s of CPU with the seed: -runs 100000 -compare 100000 -agents 10000 -pcs 1000 -reps 3 -health-reps 50 "+
