@@ -36,11 +36,22 @@ func Forever(ctx context.Context, max time.Duration, fn func(context.Context) er
 		}
 		wait := b/2 + rand.N(b/2+1)
 		failed(err, wait)
-		select {
-		case <-ctx.Done():
+		if Sleep(ctx, wait) != nil {
 			return
-		case <-time.After(wait):
 		}
 		b = min(b*2, max)
+	}
+}
+
+// Sleep waits d, or until ctx ends (its error): the wait between two tries,
+// and between two of housekeeping's transactions.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

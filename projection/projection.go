@@ -82,7 +82,7 @@ const DefaultHousekeepingTxTime = 50 * time.Millisecond
 // path (the WAL header's, the first commit after the checkpointer starts
 // the WAL over) queued behind that writeback: 2.4 s for one fsync of the
 // WAL was sampled in the kernel during bench/scale's retention run, whose
-// longest wait ranged from 0.4 to 1.7 s over six runs. Retention needs
+// longest wait ranged from 0.4 to 2.7 s over seven runs. Retention needs
 // little throughput (a day's expiry at a million runs a day is 12 rows/s,
 // and it still deletes hundreds a second at half time).
 const DefaultHousekeepingRest = 1.0
@@ -166,7 +166,7 @@ type Config struct {
 	// step's action and the rows it may touch.
 	inHousekeep func(action string, limit int)
 	// rest replaces housekeeping's real wait between two transactions
-	// (sleep, by default).
+	// (backoff.Sleep, by default).
 	rest func(ctx context.Context, d time.Duration) error
 }
 
@@ -193,7 +193,7 @@ func (c *Config) defaults() error {
 		c.HousekeepingRest = DefaultHousekeepingRest
 	}
 	if c.rest == nil {
-		c.rest = sleep
+		c.rest = backoff.Sleep
 	}
 	setDefault(&c.StaleThreshold, kanade.DefaultStaleThreshold)
 	if c.WatchSince.IsZero() {
@@ -206,18 +206,6 @@ func (c *Config) defaults() error {
 	setDefault(&c.ManifestTTL, time.Minute)
 	setDefault(&c.MaxBackoff, backoff.DefaultMax)
 	return nil
-}
-
-// sleep waits d, or until ctx ends (its error).
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 func setDefault[T int | int64 | time.Duration](v *T, d T) {
