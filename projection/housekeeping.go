@@ -47,37 +47,46 @@ func (w *Worker) HousekeepWith(ctx context.Context, c *bus.Client) error {
 	steps := []struct {
 		action string
 		fn     func(tx *storage.Tx, limit int) (int64, error)
+		// warm, when set, reads before each transaction what fn will
+		// change (see repeat).
+		warm func(ctx context.Context, limit int) error
 	}{
 		{"reap", func(tx *storage.Tx, limit int) (int64, error) {
 			n, err := tx.Reap(ctx, now, limit)
 			return int64(n), err
-		}},
-		{"expire_pending", func(tx *storage.Tx, limit int) (int64, error) { return tx.ExpirePending(ctx, now, limit) }},
+		}, nil},
+		{"expire_pending", func(tx *storage.Tx, limit int) (int64, error) { return tx.ExpirePending(ctx, now, limit) }, nil},
 		{"delete_results", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldResults(ctx, now.Add(-storage.ResultRetention), limit)
+		}, func(ctx context.Context, limit int) error {
+			found, err := w.cfg.DB.WarmOldResults(ctx, now.Add(-storage.ResultRetention), limit)
+			if w.cfg.warmed != nil {
+				w.cfg.warmed(limit, found)
+			}
+			return err
 		}},
 		{"delete_executions", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldExecutions(ctx, now.Add(-storage.ResultRetention), limit)
-		}},
+		}, nil},
 		{"delete_audit", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldAudit(ctx, now.Add(-storage.AuditRetention), limit)
-		}},
+		}, nil},
 		{"delete_inventory_history", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldInventoryHistory(ctx, now.Add(-storage.InventoryHistoryRetention), limit)
-		}},
+		}, nil},
 		{"delete_host_perf", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldHostPerf(ctx, now.Add(-storage.HostPerfRetention), limit)
-		}},
+		}, nil},
 		{"delete_process_perf", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldProcessPerf(ctx, now.Add(-storage.ProcessPerfRetention), limit)
-		}},
+		}, nil},
 		{"delete_obs_events", func(tx *storage.Tx, limit int) (int64, error) {
 			return tx.DeleteOldObsEvents(ctx, now.Add(-storage.ObsRetention), limit)
-		}},
+		}, nil},
 	}
 	var errs []error
 	for _, s := range steps {
-		if _, err := w.repeat(ctx, s.action, s.fn); err != nil {
+		if _, err := w.repeat(ctx, s.action, s.fn, s.warm); err != nil {
 			errs = append(errs, err)
 			break // the same database would fail the next steps too
 		}
@@ -96,6 +105,12 @@ func (w *Worker) HousekeepWith(ctx context.Context, c *bus.Client) error {
 // minHousekeepingBatch is the fewest rows repeat lets a transaction touch.
 const minHousekeepingBatch = 10
 
+// housekeepingWarmTime bounds a warm read (see repeat). A read transaction
+// keeps the checkpointer from starting the WAL over while it lasts, so it
+// must not last long; a batch whose pages are that cold is left to read
+// the rest in its transaction.
+const housekeepingWarmTime = time.Second
+
 // repeat runs fn in bounded transactions until one changes fewer rows than
 // the limit it was given, counting the rows under action, and returns how
 // many it changed. The limit starts at minHousekeepingBatch and doubles
@@ -111,10 +126,31 @@ const minHousekeepingBatch = 10
 // about a day's new ones), so small transactions cost nothing that matters,
 // and neither does the rest after each (Config.HousekeepingRest) that
 // leaves the disk time to take what the last one dirtied.
-func (w *Worker) repeat(ctx context.Context, action string, fn func(tx *storage.Tx, limit int) (int64, error)) (int64, error) {
+//
+// warm, when not nil, runs before each transaction with its limit, outside
+// the writer's turn: it reads the pages fn is about to change, so that a
+// page the cache does not hold costs housekeeping a disk read, not the
+// projector (storage.DB.WarmOldResults). It is cut short at
+// housekeepingWarmTime, and the transaction runs all the same: a warm read
+// is only ever an advance on the transaction's own. The rest counts the
+// warm read's time with the transaction's: both are housekeeping's use of
+// the disk.
+func (w *Worker) repeat(ctx context.Context, action string, fn func(tx *storage.Tx, limit int) (int64, error), warm func(ctx context.Context, limit int) error) (int64, error) {
 	var total int64
 	limit := min(minHousekeepingBatch, w.cfg.HousekeepingBatch)
 	for {
+		var warmed time.Duration
+		if warm != nil {
+			start := w.cfg.Clock()
+			wctx, cancel := context.WithTimeout(ctx, housekeepingWarmTime)
+			err := warm(wctx, limit)
+			cut := ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded)
+			cancel()
+			if err != nil && !cut {
+				return total, fmt.Errorf("housekeeping %s: %w", action, err)
+			}
+			warmed = w.cfg.Clock().Sub(start)
+		}
 		var n int64
 		var start time.Time
 		err := w.cfg.DB.Update(ctx, func(tx *storage.Tx) error {
@@ -142,7 +178,7 @@ func (w *Worker) repeat(ctx context.Context, action string, fn func(tx *storage.
 		}
 		// Rest before the next one (Config.HousekeepingRest): what this
 		// transaction dirtied is still to be checkpointed and synced.
-		if rest := time.Duration(float64(took) * w.cfg.HousekeepingRest); rest > 0 {
+		if rest := time.Duration(float64(warmed+took) * w.cfg.HousekeepingRest); rest > 0 {
 			if err := w.cfg.rest(ctx, rest); err != nil {
 				return total, err
 			}
@@ -172,7 +208,7 @@ func (w *Worker) pruneAgents(ctx context.Context, c *bus.Client, now time.Time) 
 	cutoff := now.Add(-time.Duration(days) * 24 * time.Hour)
 	n, err := w.repeat(ctx, "prune_agents", func(tx *storage.Tx, limit int) (int64, error) {
 		return tx.PruneAgents(ctx, cutoff, limit)
-	})
+	}, nil)
 	if n > 0 {
 		w.log.Info("pruned agents not seen for the prune window", slog.Int64("agents", n), slog.Int("days", days))
 	}

@@ -165,6 +165,9 @@ type Config struct {
 	// inHousekeep runs inside every housekeeping transaction, with the
 	// step's action and the rows it may touch.
 	inHousekeep func(action string, limit int)
+	// warmed sees what each warm read before a delete_results transaction
+	// found (storage.DB.WarmOldResults), with the transaction's limit.
+	warmed func(limit int, found map[string]int)
 	// rest replaces housekeeping's real wait between two transactions
 	// (backoff.Sleep, by default).
 	rest func(ctx context.Context, d time.Duration) error

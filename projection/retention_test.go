@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -70,7 +71,14 @@ func TestRetentionShrinksSlowTransactionsAndStaysExact(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var limits []int
+	type warm struct{ limit, rows int }
+	var warms []warm
 	w, err := New(Config{DB: e.db, Clock: clock, HousekeepingBatch: 64, HousekeepingRest: -1, Logger: testLogger(t),
+		warmed: func(limit int, found map[string]int) {
+			mu.Lock()
+			warms = append(warms, warm{limit, found[""]})
+			mu.Unlock()
+		},
 		inHousekeep: func(action string, limit int) {
 			if action == "delete_results" {
 				mu.Lock()
@@ -96,6 +104,23 @@ func TestRetentionShrinksSlowTransactionsAndStaysExact(t *testing.T) {
 	if len(got) < len(want)+2 || !slices.Equal(got[:len(want)], want) || got[len(got)-1] != minHousekeepingBatch {
 		t.Errorf("rows per delete_results transaction = %v, want %v, then %d", got, want, minHousekeepingBatch)
 	}
+	// Each transaction was warmed first, with its own limit, and the warm
+	// read found the rows it then deleted (a libSQL server is not warmed).
+	var wantWarms []warm
+	left := len(old)
+	for _, l := range got {
+		n := min(l, left)
+		if e.db.Remote() {
+			n = 0
+		}
+		wantWarms = append(wantWarms, warm{l, n})
+		left -= min(l, left)
+	}
+	mu.Lock()
+	if diff := cmp.Diff(wantWarms, warms, cmp.AllowUnexported(warm{})); diff != "" {
+		t.Errorf("warm reads before delete_results transactions (-want +got):\n%s", diff)
+	}
+	mu.Unlock()
 
 	const (
 		results = `SELECT result_id, exit_code, recorded_at FROM execution_results ORDER BY result_id`
@@ -132,7 +157,8 @@ func TestRetentionShrinksSlowTransactionsAndStaysExact(t *testing.T) {
 // housekeeping transaction take 100 ms, housekeeping waits HousekeepingRest
 // times that after each transaction that another of the same step follows
 // (what it dirtied is still to be checkpointed), never after a step's last,
-// and not at all with a negative HousekeepingRest.
+// and not at all with a negative HousekeepingRest. delete_results' warm
+// read counts too (one more reading of the clock: 100 ms more).
 func TestHousekeepingRestsBetweenTransactions(t *testing.T) {
 	for _, tc := range []struct {
 		ratio float64
@@ -190,7 +216,11 @@ func TestHousekeepingRestsBetweenTransactions(t *testing.T) {
 			for j, s := range txs {
 				want = append(want, s)
 				if tc.want > 0 && j+1 < len(txs) && txs[j+1] == s {
-					want = append(want, "rest "+tc.want.String())
+					rest := tc.want
+					if s == "delete_results" {
+						rest *= 2 // its warm read's time too: one more tick
+					}
+					want = append(want, "rest "+rest.String())
 				}
 			}
 			if diff := cmp.Diff(want, events); diff != "" {
@@ -200,5 +230,38 @@ func TestHousekeepingRestsBetweenTransactions(t *testing.T) {
 				t.Errorf("%d delete_results transactions, want 7: %v", got, events)
 			}
 		})
+	}
+}
+
+// TestHousekeepingWarmIsAnAdvanceOnly: a warm read cut short at
+// housekeepingWarmTime still lets its transaction run (the read is only
+// ever ahead of the transaction's own), while a warm read that fails for
+// another reason fails the step before its transaction, as the
+// transaction would have.
+func TestHousekeepingWarmIsAnAdvanceOnly(t *testing.T) {
+	e := newEnv(t)
+	w, err := New(Config{DB: e.db, HousekeepingRest: -1, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txs int
+	fn := func(tx *storage.Tx, limit int) (int64, error) { txs++; return 0, nil }
+	start := time.Now()
+	slow := func(ctx context.Context, limit int) error {
+		<-ctx.Done()
+		return fmt.Errorf("interrupted: %w", ctx.Err())
+	}
+	if _, err := w.repeat(t.Context(), "delete_results", fn, slow); err != nil {
+		t.Fatalf("a warm read cut short failed the step: %v", err)
+	}
+	if took := time.Since(start); txs != 1 || took < housekeepingWarmTime {
+		t.Errorf("%d transactions after %v; want 1 after the warm read's %v", txs, took, housekeepingWarmTime)
+	}
+	broken := func(ctx context.Context, limit int) error { return errors.New("disk I/O error") }
+	if _, err := w.repeat(t.Context(), "delete_results", fn, broken); err == nil || !strings.Contains(err.Error(), "disk I/O error") {
+		t.Errorf("a failed warm read: err = %v, want the read's error", err)
+	}
+	if txs != 1 {
+		t.Errorf("%d transactions, want none after the failed warm read", txs-1)
 	}
 }

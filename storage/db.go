@@ -124,6 +124,11 @@ type DB struct {
 	checkpointDone chan struct{}
 	closeOnce      sync.Once
 	closeErr       error
+	// warmQuery is WarmOldResults' statement, built once from the schema
+	// (warm.go), and warmNames what its rows count.
+	warmMu    sync.Mutex
+	warmQuery string
+	warmNames []string
 }
 
 // checkpointLoop runs a PASSIVE checkpoint every checkpointEvery until ctx

@@ -345,3 +345,14 @@ func (db *DB) ListAgents(ctx context.Context, f AgentFilter) (kanade.Page[kanade
 	}
 	return page, nil
 }
+
+// WarmPlanForTest returns WarmOldResults' statement and the EXPLAIN QUERY
+// PLAN details of it, so a test can prove each lookup seeks its index.
+func WarmPlanForTest(ctx context.Context, db *DB) (string, []string, error) {
+	q, _, err := db.warmResultsQuery(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	plans, err := queryPlans(ctx, db, map[string]planCase{"warm": {q, []any{"2026-01-01T00:00:00.000000000Z", 10}}})
+	return q, plans["warm"], err
+}
