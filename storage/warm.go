@@ -178,6 +178,8 @@ func warmQuery(table, batch string, wide []string, idx []index) (string, []strin
 	fmt.Fprintf(&b, "r AS MATERIALIZED (SELECT t.rowid AS id, %s AS size%s FROM b JOIN %s AS t ON t.rowid = b.id)\n",
 		size, prefixed(", ", cols), quoteName(table))
 	names := []string{""}
+	// sum(size) only makes r's wide columns be read in full (length of
+	// text counts its characters); the row counts the batch's rows.
 	b.WriteString("SELECT 0, count(*) + 0 * coalesce(sum(size), 0) FROM r")
 	for _, ix := range idx {
 		var terms []string
