@@ -36,12 +36,16 @@ func (tx *Tx) ExpirePending(ctx context.Context, now time.Time, limit int) (int6
 	return n, nil
 }
 
+// oldResults is the batch DeleteOldResults takes (and WarmOldResults reads
+// ahead of it): the oldest limit runs recorded before cutoff, bound in that
+// order.
+const oldResults = `FROM execution_results WHERE recorded_at < ? ORDER BY recorded_at LIMIT ?`
+
 // DeleteOldResults deletes at most limit execution_results recorded before
 // cutoff, taking each deleted run out of the duration summaries in the same
 // transaction so the summaries stay exact.
 func (tx *Tx) DeleteOldResults(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
-	rows, err := tx.tx.QueryContext(ctx, `SELECT result_id, job_id, finished_at, duration_ms
-		FROM execution_results WHERE recorded_at < ? ORDER BY recorded_at LIMIT ?`,
+	rows, err := tx.tx.QueryContext(ctx, `SELECT result_id, job_id, finished_at, duration_ms `+oldResults,
 		kanade.FormatTime(cutoff), limit)
 	if err != nil {
 		return 0, fmt.Errorf("select old results: %w", err)

@@ -39,7 +39,7 @@ func (db *DB) WarmOldResults(ctx context.Context, cutoff time.Time, limit int) (
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.read.QueryContext(ctx, q, kanade.FormatTime(cutoff), limit)
+	rows, err := db.cached(ctx, q, kanade.FormatTime(cutoff), limit)
 	if err != nil {
 		return nil, fmt.Errorf("warm old results: %w", err)
 	}
@@ -71,8 +71,7 @@ func (db *DB) warmResultsQuery(ctx context.Context) (string, []string, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("warm old results: %w", err)
 	}
-	db.warmQuery, db.warmNames = warmQuery("execution_results",
-		`SELECT rowid FROM execution_results WHERE recorded_at < ?1 ORDER BY recorded_at LIMIT ?2`,
+	db.warmQuery, db.warmNames = warmQuery("execution_results", `SELECT rowid `+oldResults,
 		[]string{"stdout", "stderr"}, idx)
 	return db.warmQuery, db.warmNames, nil
 }
@@ -89,70 +88,51 @@ type index struct {
 // partialWhere finds a partial index's predicate in its CREATE INDEX text.
 var partialWhere = regexp.MustCompile(`(?is)\bWHERE\b(.*)$`)
 
-// tableIndexes reads the indexes of table from the schema.
+// tableIndexes reads the indexes of table from the schema, in one query:
+// each index's key columns in order, its WHERE when it is partial.
 func tableIndexes(ctx context.Context, db *DB, table string) ([]index, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT l.name, l.partial, coalesce(s.sql, '')
-		FROM pragma_index_list(?1) AS l LEFT JOIN sqlite_schema AS s ON s.type = 'index' AND s.name = l.name
-		ORDER BY l.name`, table)
+	rows, err := db.read.QueryContext(ctx, `SELECT l.name, l.partial, coalesce(s.sql, ''), i.name
+		FROM pragma_index_list(?1) AS l
+		JOIN pragma_index_info(l.name) AS i
+		LEFT JOIN sqlite_schema AS s ON s.type = 'index' AND s.name = l.name
+		ORDER BY l.name, i.seqno`, table)
 	if err != nil {
 		return nil, fmt.Errorf("list indexes of %s: %w", table, err)
 	}
+	defer rows.Close()
 	var out []index
+	var expr bool // the current index's key reached an expression
 	for rows.Next() {
-		var ix index
+		var name, text string
 		var partial bool
-		var text string
-		if err := rows.Scan(&ix.name, &partial, &text); err != nil {
-			rows.Close()
+		var col *string
+		if err := rows.Scan(&name, &partial, &text, &col); err != nil {
 			return nil, fmt.Errorf("list indexes of %s: %w", table, err)
 		}
-		if partial {
-			m := partialWhere.FindStringSubmatch(text)
-			if m == nil {
-				rows.Close()
-				return nil, fmt.Errorf("partial index %s: no WHERE in %q", ix.name, text)
+		if len(out) == 0 || out[len(out)-1].name != name {
+			ix := index{name: name}
+			if partial {
+				m := partialWhere.FindStringSubmatch(text)
+				if m == nil {
+					return nil, fmt.Errorf("partial index %s: no WHERE in %q", name, text)
+				}
+				ix.where = strings.TrimSpace(m[1])
 			}
-			ix.where = strings.TrimSpace(m[1])
+			out = append(out, ix)
+			expr = false
 		}
-		out = append(out, ix)
+		if expr = expr || col == nil; !expr {
+			out[len(out)-1].columns = append(out[len(out)-1].columns, *col)
+		}
 	}
-	if err := rows.Close(); err != nil {
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list indexes of %s: %w", table, err)
-	}
-	for i := range out {
-		cols, err := indexColumns(ctx, db, out[i].name)
-		if err != nil {
-			return nil, err
-		}
-		out[i].columns = cols
 	}
 	return out, nil
 }
 
-// indexColumns returns an index's key columns in order, up to the first
-// expression.
-func indexColumns(ctx context.Context, db *DB, name string) ([]string, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT name FROM pragma_index_info(?1) ORDER BY seqno`, name)
-	if err != nil {
-		return nil, fmt.Errorf("columns of index %s: %w", name, err)
-	}
-	defer rows.Close()
-	var cols []string
-	for rows.Next() {
-		var col *string
-		if err := rows.Scan(&col); err != nil {
-			return nil, fmt.Errorf("columns of index %s: %w", name, err)
-		}
-		if col == nil {
-			break
-		}
-		cols = append(cols, *col)
-	}
-	return cols, rows.Err()
-}
-
 // warmQuery builds one statement that materializes the batch (batch selects
-// its rowids, with ?1 and ?2 as the delete's own arguments), reading each
+// its rowids, bound with the delete's own two arguments), reading each
 // row and the whole of the columns in wide (so their overflow pages too),
 // then looks every row up in every index through the index itself (INDEXED
 // BY; IS, so NULL keys match; the rowid last, as the index stores it). It
@@ -165,7 +145,7 @@ func warmQuery(table, batch string, wide []string, idx []index) (string, []strin
 		for _, c := range ix.columns {
 			if _, ok := alias[c]; !ok {
 				alias[c] = fmt.Sprintf("c%d", len(alias))
-				cols = append(cols, fmt.Sprintf("t.%s AS %s", quoteName(c), alias[c]))
+				cols = append(cols, fmt.Sprintf(", t.%s AS %s", quoteName(c), alias[c]))
 			}
 		}
 	}
@@ -176,7 +156,7 @@ func warmQuery(table, batch string, wide []string, idx []index) (string, []strin
 	var b strings.Builder
 	fmt.Fprintf(&b, "WITH b(id) AS MATERIALIZED (%s),\n", batch)
 	fmt.Fprintf(&b, "r AS MATERIALIZED (SELECT t.rowid AS id, %s AS size%s FROM b JOIN %s AS t ON t.rowid = b.id)\n",
-		size, prefixed(", ", cols), quoteName(table))
+		size, strings.Join(cols, ""), quoteName(table))
 	names := []string{""}
 	// sum(size) only makes r's wide columns be read in full (length of
 	// text counts its characters); the row counts the batch's rows.
@@ -195,12 +175,4 @@ func warmQuery(table, batch string, wide []string, idx []index) (string, []strin
 		names = append(names, ix.name)
 	}
 	return b.String(), names
-}
-
-// prefixed joins s with sep before each.
-func prefixed(sep string, s []string) string {
-	if len(s) == 0 {
-		return ""
-	}
-	return sep + strings.Join(s, sep)
 }
