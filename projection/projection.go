@@ -168,6 +168,9 @@ type Config struct {
 	// warmed sees what each warm read before a delete_results transaction
 	// found (storage.DB.WarmOldResults), with the transaction's limit.
 	warmed func(limit int, found map[string]int)
+	// maxPacedRows replaces the constant of that name (a backlog's
+	// threshold; see HousekeepOver).
+	maxPacedRows int
 	// rest replaces housekeeping's real wait between two transactions
 	// (backoff.Sleep, by default).
 	rest func(ctx context.Context, d time.Duration) error
@@ -195,6 +198,7 @@ func (c *Config) defaults() error {
 	if c.HousekeepingRest == 0 {
 		c.HousekeepingRest = DefaultHousekeepingRest
 	}
+	setDefault(&c.maxPacedRows, maxPacedRows)
 	if c.rest == nil {
 		c.rest = backoff.Sleep
 	}

@@ -251,17 +251,162 @@ func TestHousekeepingWarmIsAnAdvanceOnly(t *testing.T) {
 		<-ctx.Done()
 		return fmt.Errorf("interrupted: %w", ctx.Err())
 	}
-	if _, err := w.repeat(t.Context(), "delete_results", fn, slow); err != nil {
+	if _, err := w.repeat(t.Context(), step{action: "delete_results", fn: fn, warm: slow}, 0); err != nil {
 		t.Fatalf("a warm read cut short failed the step: %v", err)
 	}
 	if took := time.Since(start); txs != 1 || took < housekeepingWarmTime {
 		t.Errorf("%d transactions after %v; want 1 after the warm read's %v", txs, took, housekeepingWarmTime)
 	}
 	broken := func(ctx context.Context, limit int) error { return errors.New("disk I/O error") }
-	if _, err := w.repeat(t.Context(), "delete_results", fn, broken); err == nil || !strings.Contains(err.Error(), "disk I/O error") {
+	if _, err := w.repeat(t.Context(), step{action: "delete_results", fn: fn, warm: broken}, 0); err == nil || !strings.Contains(err.Error(), "disk I/O error") {
 		t.Errorf("a failed warm read: err = %v, want the read's error", err)
 	}
 	if txs != 1 {
 		t.Errorf("%d transactions, want none after the failed warm read", txs-1)
+	}
+}
+
+// seedExpired stores n runs past the result window (and one inside it),
+// recorded a minute apart.
+func (e *env) seedExpired(n int) {
+	e.t.Helper()
+	var rs []storage.Result
+	exit0 := int64(0)
+	for i := range n + 1 {
+		rec := e.now.Add(-91*24*time.Hour - time.Duration(i)*time.Minute)
+		if i == n {
+			rec = e.now.Add(-time.Hour)
+		}
+		rs = append(rs, storage.Result{ExecResult: kanade.ExecResult{ResultID: fmt.Sprintf("r%03d", i),
+			RequestID: fmt.Sprintf("q%03d", i), PcID: "PC-1", ManifestID: "job", ExitCode: &exit0,
+			StartedAt: kanade.Timestamp{Time: rec.Add(-time.Second)}, FinishedAt: kanade.Timestamp{Time: rec}}, RecordedAt: rec})
+	}
+	if err := e.db.Update(context.Background(), func(tx *storage.Tx) error { _, err := tx.ApplyResults(context.Background(), rs); return err }); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// housekeepLog records a worker's housekeeping transactions (action and
+// limit) and rests, in order.
+type housekeepLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *housekeepLog) add(s string) {
+	l.mu.Lock()
+	l.events = append(l.events, s)
+	l.mu.Unlock()
+}
+
+func (l *housekeepLog) get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events)
+}
+
+func (l *housekeepLog) hooks(c *Config) {
+	c.inHousekeep = func(action string, limit int) { l.add(fmt.Sprintf("%s %d", action, limit)) }
+	c.rest = func(ctx context.Context, d time.Duration) error { l.add("rest " + d.String()); return nil }
+}
+
+// results is the delete_results part of the log.
+func (l *housekeepLog) results() []string {
+	var out []string
+	events := l.get()
+	for i, s := range events {
+		if strings.HasPrefix(s, "delete_results") || (strings.HasPrefix(s, "rest") && i > 0 && strings.HasPrefix(events[i-1], "delete_results")) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// TestHousekeepingPacesRetention: a round with a spread counts the runs
+// past the window and deletes them at the pace that takes the spread,
+// in transactions of what that pace deletes in pacedEvery (at least
+// minHousekeepingBatch rows), resting after each until its rows' share of
+// the spread has passed; and it deletes the runs after every other step.
+// A round that finds maxPacedRows or more (a backlog) is not paced: it
+// deletes as a round without a spread does, with only the rests of
+// HousekeepingRest.
+func TestHousekeepingPacesRetention(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		rows    int
+		spread  time.Duration
+		maxRows int
+		want    []string
+	}{
+		// 50 rows over 100 s: 0.5 rows/s, so transactions of 10 rows (the
+		// floor), each followed by 20 s less the 0.2 s its warm read and
+		// transaction took (a clock reading is 100 ms).
+		{"paced", 50, 100 * time.Second, 0, []string{
+			"delete_results 10", "rest 19.8s", "delete_results 10", "rest 19.8s", "delete_results 10", "rest 19.8s",
+			"delete_results 10", "rest 19.8s", "delete_results 10", "rest 19.8s", "delete_results 10"}},
+		// 300 rows over 10 s: 30 rows/s, transactions of up to 30 rows
+		// (they double from 10 while quick), each resting until its
+		// share (a row's is 1/30 s) has passed, or at least HousekeepingRest
+		// times the 0.2 s it took.
+		{"capped at a second's pace", 300, 10 * time.Second, 0, []string{
+			"delete_results 10", "rest 200ms", "delete_results 20", "rest 466.666666ms",
+			"delete_results 30", "rest 800ms", "delete_results 30", "rest 800ms", "delete_results 30", "rest 800ms",
+			"delete_results 30", "rest 800ms", "delete_results 30", "rest 800ms", "delete_results 30", "rest 800ms",
+			"delete_results 30", "rest 800ms", "delete_results 30", "rest 800ms", "delete_results 30", "rest 800ms",
+			"delete_results 30"}},
+		// A backlog: as many rows as maxPacedRows. As without a spread.
+		{"backlog", 50, 100 * time.Second, 50, []string{
+			"delete_results 10", "rest 200ms", "delete_results 20", "rest 200ms", "delete_results 40"}},
+		{"no spread", 50, 0, 0, []string{
+			"delete_results 10", "rest 200ms", "delete_results 20", "rest 200ms", "delete_results 40"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.seedExpired(tc.rows)
+			var ticks atomic.Int64 // every reading of the clock 100 ms after the one before
+			clock := func() time.Time { return e.now.Add(time.Duration(ticks.Add(1)) * 100 * time.Millisecond) }
+			var log housekeepLog
+			cfg := Config{DB: e.db, Clock: clock, HousekeepingTxTime: time.Hour, Logger: testLogger(t), maxPacedRows: tc.maxRows}
+			log.hooks(&cfg)
+			w, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.HousekeepOver(t.Context(), nil, tc.spread); err != nil {
+				t.Fatal(err)
+			}
+			if n := e.dump(`SELECT COUNT(*) FROM execution_results`); !slices.Equal(n, []string{"1"}) {
+				t.Fatalf("%v runs left after retention, want the 1 inside the window", n)
+			}
+			if diff := cmp.Diff(tc.want, log.results()); diff != "" {
+				t.Errorf("delete_results' transactions and rests (-want +got):\n%s", diff)
+			}
+			events := log.get()
+			if last := events[len(events)-1]; !strings.HasPrefix(last, "delete_results") {
+				t.Errorf("the round ended with %q, want delete_results last: %v", last, events)
+			}
+		})
+	}
+}
+
+// TestHousekeepingLoopSpreadsRetention: the worker's own housekeeping loop
+// spreads a round's run deletes over retentionSpread quarters of its
+// period: 20 rows in a 40 s period are deleted over 30 s.
+func TestHousekeepingLoopSpreadsRetention(t *testing.T) {
+	e := newEnv(t)
+	e.seedExpired(20)
+	var log housekeepLog
+	e.start(func(c *Config, _ context.CancelFunc) {
+		c.Housekeeping = 40 * time.Second
+		c.HousekeepingTxTime = time.Hour
+		log.hooks(c)
+	})
+	want := []string{"delete_results 10", "rest 15s", "delete_results 10", "rest 15s", "delete_results 10"}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(log.results()) < len(want) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if diff := cmp.Diff(want, log.results()); diff != "" {
+		t.Errorf("delete_results' transactions and rests (-want +got):\n%s", diff)
 	}
 }

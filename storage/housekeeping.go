@@ -41,6 +41,21 @@ func (tx *Tx) ExpirePending(ctx context.Context, now time.Time, limit int) (int6
 // order.
 const oldResults = `FROM execution_results WHERE recorded_at < ? ORDER BY recorded_at LIMIT ?`
 
+// CountOldResults counts the runs recorded before cutoff, up to most: what
+// a housekeeping round has to delete, so it can spread the deletes over
+// its period instead of making them all at once (projection's pacing). It
+// reads the batch clause DeleteOldResults deletes by, through the index
+// on recorded_at, so the count costs at most most index entries; a count
+// of most means at least that many.
+func (db *DB) CountOldResults(ctx context.Context, cutoff time.Time, most int) (int64, error) {
+	var n int64
+	if err := db.cachedRow(ctx, `SELECT count(*) FROM (SELECT 1 `+oldResults+`)`,
+		[]any{kanade.FormatTime(cutoff), most}, &n); err != nil {
+		return 0, fmt.Errorf("count old results: %w", err)
+	}
+	return n, nil
+}
+
 // DeleteOldResults deletes at most limit execution_results recorded before
 // cutoff, taking each deleted run out of the duration summaries in the same
 // transaction so the summaries stay exact.
