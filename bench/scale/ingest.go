@@ -46,10 +46,13 @@ const (
 // database. The ratio of the two rates is bench/ingest's. On the -runs copy
 // it then runs retention: results published at -ingest-rate a second, first
 // with nothing else writing (the baseline), then while the real
-// housekeeping (Worker.HousekeepWith, its clock set 90 days after the
-// -retention-rows-th oldest run) deletes those runs in its bounded
-// transactions; the stall is how long a result waited from its publish
-// until the projector's offset covered it.
+// housekeeping (Worker.HousekeepOver) deletes old runs in its bounded
+// transactions: by default in a round every -hk-period, each spread over
+// three quarters of it as the worker's own loop spreads it, its clock set
+// so that the runs past the window grow by -retention-rate a day; with
+// -retention-rate 0, a backlog of -retention-rows runs in one round at
+// once. The stall is how long a result waited from its publish until the
+// projector's offset covered it.
 func ingest(ctx context.Context, o options) ([]row, error) {
 	sizes := []int{o.compare}
 	if o.runs != o.compare {
@@ -260,34 +263,83 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 	if err != nil {
 		return row{}, err
 	}
-	del := min(o.retentionRows, int(total/10))
-	var edge string
-	if err := raw.QueryRowContext(ctx, `SELECT recorded_at FROM execution_results ORDER BY recorded_at LIMIT 1 OFFSET ?`, del).Scan(&edge); err != nil {
-		return row{}, err
+	// The housekeeping rounds: when each starts (after the retention
+	// part's start) and its now. Paced, a round every -hk-period at the
+	// now that makes the runs expired by then -retention-rate a day's
+	// worth, spread as the worker's loop spreads it; as a backlog, one
+	// round at once.
+	type round struct {
+		at  time.Duration
+		now time.Time
+	}
+	var (
+		rounds []round
+		spread time.Duration
+		edge   string // the last round's cutoff: what is older must be gone
+	)
+	if o.retentionRate == 0 {
+		del := min(o.retentionRows, int(total/10))
+		if err := raw.QueryRowContext(ctx, `SELECT recorded_at FROM execution_results ORDER BY recorded_at LIMIT 1 OFFSET ?`, del).Scan(&edge); err != nil {
+			return row{}, err
+		}
+		cutoff, err := kanade.ParseTime(edge)
+		if err != nil {
+			return row{}, err
+		}
+		// Housekeeping's clock: the edge row is exactly ResultRetention old.
+		// The results published below are recorded at the wall clock, months
+		// after the seeded ones, so retention never reaches them.
+		rounds = []round{{0, cutoff.Add(storage.ResultRetention)}}
+	} else {
+		day := 24 * time.Hour
+		del := min(int(float64(o.retentionRate)*o.retentionTime.Seconds()/day.Seconds()), int(total/10))
+		rs, err := raw.QueryContext(ctx, `SELECT recorded_at FROM execution_results ORDER BY recorded_at LIMIT ?`, del+1)
+		if err != nil {
+			return row{}, err
+		}
+		var edges []string
+		for rs.Next() {
+			var e string
+			if err := rs.Scan(&e); err != nil {
+				rs.Close()
+				return row{}, err
+			}
+			edges = append(edges, e)
+		}
+		if err := cmp.Or(rs.Err(), rs.Close()); err != nil {
+			return row{}, err
+		}
+		for at := o.hkPeriod; at <= o.retentionTime; at += o.hkPeriod {
+			edge = edges[min(int(float64(o.retentionRate)*at.Seconds()/day.Seconds()), len(edges)-1)]
+			cutoff, err := kanade.ParseTime(edge)
+			if err != nil {
+				return row{}, err
+			}
+			rounds = append(rounds, round{at, cutoff.Add(storage.ResultRetention)})
+		}
+		if len(rounds) == 0 {
+			return row{}, fmt.Errorf("-retention-time %v is shorter than -hk-period %v", o.retentionTime, o.hkPeriod)
+		}
+		spread = o.hkPeriod * 3 / 4
 	}
 	var expired int64
 	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM execution_results WHERE recorded_at < ?`, edge).Scan(&expired); err != nil {
 		return row{}, err
 	}
-	cutoff, err := kanade.ParseTime(edge)
-	if err != nil {
-		return row{}, err
-	}
-	// Housekeeping's clock: the edge row is exactly ResultRetention old.
-	// The results published below are recorded at the wall clock, months
-	// after the seeded ones, so retention never reaches them.
-	hkNow := cutoff.Add(storage.ResultRetention)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// The round's first reading of the clock, its now (hence the cutoff),
-	// is hkNow exactly; later ones move on with the wall clock, as
-	// housekeeping times its transactions with them.
+	// A round's first reading of the clock, its now (hence the cutoff), is
+	// the round's now exactly; later ones move on with the wall clock, as
+	// housekeeping times its transactions and rests with them.
 	var armed atomic.Bool
-	var first atomic.Int64 // wall-clock ns of the round's first reading
+	var roundNow atomic.Int64 // the round's now, ns
+	var first atomic.Int64    // wall-clock ns of the round's first reading
+	roundNow.Store(rounds[0].now.UnixNano())
 	clock := func() time.Time {
+		base := time.Unix(0, roundNow.Load()).UTC()
 		if !armed.Load() || first.CompareAndSwap(0, time.Now().UnixNano()) {
-			return hkNow
+			return base
 		}
-		return hkNow.Add(time.Duration(time.Now().UnixNano() - first.Load()))
+		return base.Add(time.Duration(time.Now().UnixNano() - first.Load()))
 	}
 	hk, err := projection.New(projection.Config{DB: db, Clock: clock, Housekeeping: -1,
 		HousekeepingTxTime: o.hkTxTime, HousekeepingRest: o.hkRest, Registerer: prometheus.NewRegistry(), Logger: quiet})
@@ -396,7 +448,23 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		if o.cpuprofile != "" {
 			defer pprof.StopCPUProfile()
 		}
-		hkErr = hk.HousekeepWith(ctx, nil)
+		for _, r := range rounds {
+			select {
+			case <-time.After(time.Until(hkStart.Add(r.at))):
+			case <-ctx.Done():
+				hkErr = ctx.Err()
+				return
+			}
+			first.Store(0)
+			roundNow.Store(r.now.UnixNano())
+			start := time.Now()
+			if hkErr = hk.HousekeepOver(ctx, nil, spread); hkErr != nil {
+				return
+			}
+			if len(rounds) > 1 {
+				logf("retention: round at %v (cutoff %s) took %v", r.at, r.now.Add(-storage.ResultRetention).Format(time.RFC3339), time.Since(start).Round(time.Millisecond))
+			}
+		}
 		hkTook = time.Since(hkStart)
 	}()
 	if err := publish(func() bool {
@@ -503,12 +571,19 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 			lags[i], seq, published[i].UTC().Format("15:04:05.000"), m.Time.Sub(published[i]), p.began.Sub(m.Time), p.at.Sub(p.began), p.at.Sub(p.start), polls[max(j-1, 0)].at.Sub(published[i]))
 	}
 	rate := float64(expired) / hkTook.Seconds()
-	logf("retention: %d rows in %v (%.0f rows/s); lag with retention p50 %v p99 %v max %v; without p50 %v p99 %v max %v",
+	logf("retention: %d rows in %v (%.1f rows/s); lag with retention p50 %v p99 %v max %v; without p50 %v p99 %v max %v",
 		expired, hkTook.Round(time.Millisecond), rate, pct(hkLags, 0.5), p99, mx, pct(baseLags, 0.5), pct(baseLags, 0.99), slices.Max(baseLags))
-	return row{fmt.Sprintf("ingest stall while retention deletes %d of %d runs (%d results/s)", expired, total, o.ingestRate),
+	how, txRows, paceRest := fmt.Sprintf("a backlog of %d of %d runs at once", expired, total), "1000 rows", ""
+	if o.retentionRate > 0 {
+		txRows, paceRest = "a second's pace", " or until its rows' share of the spread has passed"
+	}
+	if o.retentionRate > 0 {
+		how = fmt.Sprintf("%d runs a day (%d of %d runs in %v, rounds every %v spread over %v)", o.retentionRate, expired, total, o.retentionTime, o.hkPeriod, spread)
+	}
+	return row{fmt.Sprintf("ingest stall while retention deletes %s (%d results/s)", how, o.ingestRate),
 		fmt.Sprintf("max %s, p99 %s", ms(mx), ms(p99)),
 		fmt.Sprintf("no retention: max %s, p99 %s", ms(slices.Max(baseLags)), ms(pct(baseLags, 0.99))),
 		"<= " + ms(targetStall), verdict(mx <= targetStall),
-		fmt.Sprintf("publish -> offset, 5 ms polls; deleted in %s = %.0f rows/s (transactions of at most 1000 rows, fewer past %v, each followed by a rest of %gx its time); %d results during it", hkTook.Round(time.Millisecond),
-			rate, cmp.Or(o.hkTxTime, projection.DefaultHousekeepingTxTime), max(cmp.Or(o.hkRest, projection.DefaultHousekeepingRest), 0), len(hkLags))}, nil
+		fmt.Sprintf("publish -> offset, 5 ms polls; deleted in %s = %.1f rows/s (transactions of at most %s, fewer past %v, each followed by a rest of %gx its time%s); %d results during it", hkTook.Round(time.Millisecond),
+			rate, txRows, cmp.Or(o.hkTxTime, projection.DefaultHousekeepingTxTime), max(cmp.Or(o.hkRest, projection.DefaultHousekeepingRest), 0), paceRest, len(hkLags))}, nil
 }

@@ -17,7 +17,10 @@
 //     costs the embedded server to store them at all).
 //  4. The results projection's rate over ingestkit.RawInsert's into the same
 //     database, at -compare and at -runs runs, and how long a result waits
-//     while retention deletes -retention-rows runs (ingest.go).
+//     while retention deletes -retention-rate runs a day for
+//     -retention-time, paced as the worker's housekeeping loop paces it
+//     (or, with -retention-rate 0, a backlog of -retention-rows runs at
+//     once) (ingest.go).
 //
 // With -ci it runs at CI's size, 100k runs, in about 25 s of CPU.
 //
@@ -87,7 +90,9 @@ type options struct {
 	cpuprofile                                    string
 	// Section 4 (ingest.go).
 	ingestN, ingestRounds, retentionRows, ingestRate int
+	retentionRate                                    int
 	retentionBase, hkTxTime                          time.Duration
+	retentionTime, hkPeriod                          time.Duration
 	hkRest                                           float64
 	scratch                                          string
 }
@@ -114,14 +119,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	only := fs.String("only", "scan,health,dispatch,ingest", "sections to run, comma-separated")
 	fs.IntVar(&o.ingestN, "ingest-n", 100_000, "ingest: results per timed round, for the projector and for the raw insert each")
 	fs.IntVar(&o.ingestRounds, "ingest-rounds", 6, "ingest: timed rounds per database size, the two orders alternating (an odd number is rounded up)")
-	fs.IntVar(&o.retentionRows, "retention-rows", 1_000_000, "ingest: runs retention deletes while results arrive (at most a tenth of -runs)")
+	fs.IntVar(&o.retentionRate, "retention-rate", 1_000_000, "ingest: runs a day that expire while results arrive, deleted by housekeeping rounds every -hk-period, each spread over three quarters of it as the worker's loop does; 0: a backlog of -retention-rows runs, deleted by one round at once")
+	fs.DurationVar(&o.retentionTime, "retention-time", 30*time.Minute, "ingest: how long runs expire at -retention-rate")
+	fs.DurationVar(&o.hkPeriod, "hk-period", 5*time.Minute, "ingest: the housekeeping period of the paced retention run (projection.Config.Housekeeping's default)")
+	fs.IntVar(&o.retentionRows, "retention-rows", 1_000_000, "ingest: with -retention-rate 0, the runs retention deletes at once while results arrive (at most a tenth of -runs)")
 	fs.IntVar(&o.ingestRate, "ingest-rate", 100, "ingest: results a second published while retention runs")
 	fs.DurationVar(&o.retentionBase, "retention-base", 10*time.Second, "ingest: time at -ingest-rate with no retention (the stall's baseline)")
 	fs.Float64Var(&o.hkRest, "hk-rest", 0, "ingest: projection.Config.HousekeepingRest of the retention run (0: its default; -1: no rest, as before it existed)")
 	fs.DurationVar(&o.hkTxTime, "hk-tx-time", 0, "ingest: projection.Config.HousekeepingTxTime of the retention run (0: its default; 1h: every transaction 1000 rows, as before it existed)")
 	fs.StringVar(&o.scratch, "scratch", "", "ingest: directory of the database copies written into (default the temp dir; a copy is as big as the -runs file)")
 	ci := fs.Bool("ci", false, "CI's size, about 25 s of CPU with the seed: -runs 100000 -compare 100000 -agents 10000 -pcs 1000 -reps 3 -health-reps 50 "+
-		"-ingest-n 5000 -ingest-rounds 1 -retention-rows 10000 -ingest-rate 100 -retention-base 2s (flags given as well win)")
+		"-ingest-n 5000 -ingest-rounds 1 -retention-rate 0 -retention-rows 10000 -ingest-rate 100 -retention-base 2s (flags given as well win)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "CPU profile of the timed scan_durations calls at -runs, of the dispatches, and of the retention run")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -130,7 +138,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		for name, v := range map[string]string{"runs": "100000", "compare": "100000", "agents": "10000", "pcs": "1000", "reps": "3",
-			"health-reps": "50", "ingest-n": "5000", "ingest-rounds": "1", "retention-rows": "10000", "ingest-rate": "100", "retention-base": "2s"} {
+			"health-reps": "50", "ingest-n": "5000", "ingest-rounds": "1", "retention-rate": "0", "retention-rows": "10000", "ingest-rate": "100", "retention-base": "2s"} {
 			if !set[name] {
 				if err := fs.Set(name, v); err != nil {
 					return err
