@@ -22,7 +22,7 @@ func (w *Worker) runHousekeeping(ctx context.Context, c *bus.Client) error {
 	t := time.NewTicker(w.cfg.Housekeeping)
 	defer t.Stop()
 	for {
-		if err := w.HousekeepOver(ctx, c, w.cfg.Housekeeping*retentionSpread/4); err != nil && ctx.Err() == nil {
+		if err := w.HousekeepOver(ctx, c, RetentionSpread(w.cfg.Housekeeping)); err != nil && ctx.Err() == nil {
 			w.log.Error("housekeeping failed; next round will retry", slog.Any("err", err))
 		}
 		select {
@@ -33,10 +33,11 @@ func (w *Worker) runHousekeeping(ctx context.Context, c *bus.Client) error {
 	}
 }
 
-// retentionSpread is the quarters of the housekeeping period a round
-// spreads its retention deletes over: the rest of the period is slack for
-// a round that runs long, so rounds do not run into each other.
-const retentionSpread = 3
+// RetentionSpread is how long the housekeeping loop of the given period
+// spreads a round's run deletes over (HousekeepOver): three quarters of
+// it, the rest being slack for a round that runs long, so rounds do not
+// run into each other. Exported so bench/scale paces as the loop does.
+func RetentionSpread(period time.Duration) time.Duration { return period * 3 / 4 }
 
 // maxPacedRows is the most expired runs a round paces (HousekeepOver). A
 // round that finds at least this many has a backlog (the first round on
@@ -107,19 +108,20 @@ func (w *Worker) HousekeepOver(ctx context.Context, c *bus.Client, spread time.D
 			return tx.DeleteOldObsEvents(ctx, now.Add(-storage.ObsRetention), limit)
 		}},
 	}
+	cutoff := now.Add(-storage.ResultRetention)
 	results := step{action: "delete_results",
 		fn: func(tx *storage.Tx, limit int) (int64, error) {
-			return tx.DeleteOldResults(ctx, now.Add(-storage.ResultRetention), limit)
+			return tx.DeleteOldResults(ctx, cutoff, limit)
 		},
 		warm: func(ctx context.Context, limit int) error {
-			found, err := w.cfg.DB.WarmOldResults(ctx, now.Add(-storage.ResultRetention), limit)
+			found, err := w.cfg.DB.WarmOldResults(ctx, cutoff, limit)
 			if w.cfg.warmed != nil {
 				w.cfg.warmed(limit, found)
 			}
 			return err
 		},
 		pending: func(ctx context.Context) (int64, error) {
-			return w.cfg.DB.CountOldResults(ctx, now.Add(-storage.ResultRetention), w.cfg.maxPacedRows)
+			return w.cfg.DB.CountOldResults(ctx, cutoff, w.cfg.maxPacedRows)
 		},
 	}
 	var errs []error

@@ -390,8 +390,7 @@ func TestHousekeepingPacesRetention(t *testing.T) {
 }
 
 // TestHousekeepingLoopSpreadsRetention: the worker's own housekeeping loop
-// spreads a round's run deletes over retentionSpread quarters of its
-// period: 20 rows in a 40 s period are deleted over 30 s.
+// spreads a round's run deletes over RetentionSpread of its period: 20 rows in a 40 s period are deleted over 30 s.
 func TestHousekeepingLoopSpreadsRetention(t *testing.T) {
 	e := newEnv(t)
 	e.seedExpired(20)

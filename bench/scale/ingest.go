@@ -320,7 +320,7 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		if len(rounds) == 0 {
 			return row{}, fmt.Errorf("-retention-time %v is shorter than -hk-period %v", o.retentionTime, o.hkPeriod)
 		}
-		spread = o.hkPeriod * 3 / 4
+		spread = projection.RetentionSpread(o.hkPeriod)
 	}
 	var expired int64
 	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM execution_results WHERE recorded_at < ?`, edge).Scan(&expired); err != nil {
@@ -576,8 +576,6 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 	how, txRows, paceRest := fmt.Sprintf("a backlog of %d of %d runs at once", expired, total), "1000 rows", ""
 	if o.retentionRate > 0 {
 		txRows, paceRest = "a second's pace", " or until its rows' share of the spread has passed"
-	}
-	if o.retentionRate > 0 {
 		how = fmt.Sprintf("%d runs a day (%d of %d runs in %v, rounds every %v spread over %v)", o.retentionRate, expired, total, o.retentionTime, o.hkPeriod, spread)
 	}
 	return row{fmt.Sprintf("ingest stall while retention deletes %s (%d results/s)", how, o.ingestRate),
