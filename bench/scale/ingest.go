@@ -264,13 +264,18 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		return row{}, err
 	}
 	// The housekeeping rounds: when each starts (after the retention
-	// part's start) and its now. Paced, a round every -hk-period at the
-	// now that makes the runs expired by then -retention-rate a day's
-	// worth, spread as the worker's loop spreads it; as a backlog, one
+	// part's start), its now and whether runs expire by it. Paced, a round
+	// every -hk-period, spread as the worker's loop spreads it, at the now
+	// that makes the runs expired by then -retention-rate a day's worth of
+	// the windows with retention; with -retention-control every other
+	// round is a control: its now is the round's before, so it finds
+	// nothing new to delete, and the results published in its window are
+	// the baseline of those published in the others. As a backlog, one
 	// round at once.
 	type round struct {
 		at  time.Duration
 		now time.Time
+		on  bool
 	}
 	var (
 		rounds []round
@@ -289,10 +294,24 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		// Housekeeping's clock: the edge row is exactly ResultRetention old.
 		// The results published below are recorded at the wall clock, months
 		// after the seeded ones, so retention never reaches them.
-		rounds = []round{{0, cutoff.Add(storage.ResultRetention)}}
+		rounds = []round{{0, cutoff.Add(storage.ResultRetention), true}}
 	} else {
-		day := 24 * time.Hour
-		del := min(int(float64(o.retentionRate)*o.retentionTime.Seconds()/day.Seconds()), int(total/10))
+		n := int(o.retentionTime / o.hkPeriod)
+		if n == 0 || o.retentionControl && n < 2 {
+			return row{}, fmt.Errorf("-retention-time %v holds no round of -hk-period %v with retention (and one without, with -retention-control)", o.retentionTime, o.hkPeriod)
+		}
+		on := func(i int) bool { return !o.retentionControl || i%2 == 0 }
+		// expiring is how many runs expire in k windows with retention.
+		expiring := func(k int) int {
+			return int(float64(o.retentionRate) * (time.Duration(k) * o.hkPeriod).Seconds() / (24 * time.Hour).Seconds())
+		}
+		windows := 0
+		for i := range n {
+			if on(i) {
+				windows++
+			}
+		}
+		del := min(expiring(windows), int(total/10))
 		rs, err := raw.QueryContext(ctx, `SELECT recorded_at FROM execution_results ORDER BY recorded_at LIMIT ?`, del+1)
 		if err != nil {
 			return row{}, err
@@ -309,16 +328,18 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		if err := cmp.Or(rs.Err(), rs.Close()); err != nil {
 			return row{}, err
 		}
-		for at := o.hkPeriod; at <= o.retentionTime; at += o.hkPeriod {
-			edge = edges[min(int(float64(o.retentionRate)*at.Seconds()/day.Seconds()), len(edges)-1)]
-			cutoff, err := kanade.ParseTime(edge)
-			if err != nil {
-				return row{}, err
+		var now time.Time
+		for i, k := 0, 0; i < n; i++ {
+			if on(i) {
+				k++
+				edge = edges[min(expiring(k), len(edges)-1)]
+				cutoff, err := kanade.ParseTime(edge)
+				if err != nil {
+					return row{}, err
+				}
+				now = cutoff.Add(storage.ResultRetention)
 			}
-			rounds = append(rounds, round{at, cutoff.Add(storage.ResultRetention)})
-		}
-		if len(rounds) == 0 {
-			return row{}, fmt.Errorf("-retention-time %v is shorter than -hk-period %v", o.retentionTime, o.hkPeriod)
+			rounds = append(rounds, round{time.Duration(i) * o.hkPeriod, now, on(i)})
 		}
 		spread = projection.RetentionSpread(o.hkPeriod)
 	}
@@ -462,7 +483,19 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 				return
 			}
 			if len(rounds) > 1 {
-				logf("retention: round at %v (cutoff %s) took %v", r.at, r.now.Add(-storage.ResultRetention).Format(time.RFC3339), time.Since(start).Round(time.Millisecond))
+				kind := "round"
+				if !r.on {
+					kind = "control round"
+				}
+				logf("retention: %s at %v (cutoff %s) took %v", kind, r.at, r.now.Add(-storage.ResultRetention).Format(time.RFC3339), time.Since(start).Round(time.Millisecond))
+			}
+		}
+		if len(rounds) > 1 { // the last window runs its length too
+			select {
+			case <-time.After(time.Until(hkStart.Add(time.Duration(len(rounds)) * o.hkPeriod))):
+			case <-ctx.Done():
+				hkErr = ctx.Err()
+				return
 			}
 		}
 		hkTook = time.Since(hkStart)
@@ -540,26 +573,53 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		slices.Sort(s)
 		return s[min(len(s)-1, int(q*float64(len(s))))]
 	}
-	baseLags, hkLags := lags[:split], lags[split:]
-	if len(baseLags) == 0 || len(hkLags) == 0 {
-		return row{}, fmt.Errorf("no results published in a phase (%d, %d)", len(baseLags), len(hkLags))
+	// The waits of the results published with retention (hkLags) and, in
+	// the paced run with -retention-control, of those published in the
+	// control windows between (offLags): a result belongs to the window of
+	// the round its publish fell in.
+	baseLags := lags[:split]
+	var on, off []int // indexes into lags
+	for i := split; i < len(lags); i++ {
+		w := 0
+		if len(rounds) > 1 {
+			w = min(int(published[i].Sub(hkStart)/o.hkPeriod), len(rounds)-1)
+		}
+		if rounds[w].on {
+			on = append(on, i)
+		} else {
+			off = append(off, i)
+		}
+	}
+	pick := func(is []int) []time.Duration {
+		ds := make([]time.Duration, len(is))
+		for k, i := range is {
+			ds[k] = lags[i]
+		}
+		return ds
+	}
+	hkLags, offLags := pick(on), pick(off)
+	if len(baseLags) == 0 || len(hkLags) == 0 || o.retentionRate > 0 && o.retentionControl && len(offLags) == 0 {
+		return row{}, fmt.Errorf("no results published in a phase (%d before, %d with retention, %d in control windows)", len(baseLags), len(hkLags), len(offLags))
 	}
 	mx, p99 := slices.Max(hkLags), pct(hkLags, 0.99)
 	// Where the longest waits went: publish -> stored in the stream (the
 	// message's timestamp) -> the projector's transaction began (its
 	// updated_at: fetched, decoded, the writer's turn won) -> the poll that
-	// saw it ended (applied, committed, read back).
-	worst := make([]int, 0, len(hkLags))
-	for i := range hkLags {
-		worst = append(worst, split+i)
+	// saw it ended (applied, committed, read back). The five longest with
+	// retention, and the three longest of the control windows.
+	longest := func(is []int, k int) []int {
+		s := slices.Clone(is)
+		slices.SortFunc(s, func(a, b int) int { return cmp.Compare(lags[b], lags[a]) })
+		return s[:min(k, len(s))]
 	}
-	slices.SortFunc(worst, func(a, b int) int { return cmp.Compare(lags[b], lags[a]) })
+	worst := longest(on, 5)
+	worstOff := longest(off, 3)
 	var longestPoll time.Duration
 	for _, p := range polls {
 		longestPoll = max(longestPoll, p.at.Sub(p.start))
 	}
 	logf("retention: the longest poll (one read of the offset) took %v", longestPoll)
-	for _, i := range worst[:min(5, len(worst))] {
+	for k, i := range append(worst, worstOff...) {
 		seq := firstSeq + uint64(i)
 		m, err := stream.GetMsg(ctx, seq)
 		if err != nil {
@@ -567,21 +627,43 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		}
 		j := seenBy[i]
 		p := polls[j]
-		logf("retention: wait %v of result %d published at %s: publish -> stored %v, -> its transaction began %v, -> the poll that saw it ended %v (that poll took %v; the one before ended %v after the publish)",
-			lags[i], seq, published[i].UTC().Format("15:04:05.000"), m.Time.Sub(published[i]), p.began.Sub(m.Time), p.at.Sub(p.began), p.at.Sub(p.start), polls[max(j-1, 0)].at.Sub(published[i]))
+		arm := "with retention"
+		if k >= len(worst) {
+			arm = "in a control window"
+		}
+		logf("retention: wait %v of result %d published at %s %s: publish -> stored %v, -> its transaction began %v, -> the poll that saw it ended %v (that poll took %v; the one before ended %v after the publish)",
+			lags[i], seq, published[i].UTC().Format("15:04:05.000"), arm, m.Time.Sub(published[i]), p.began.Sub(m.Time), p.at.Sub(p.began), p.at.Sub(p.start), polls[max(j-1, 0)].at.Sub(published[i]))
 	}
-	rate := float64(expired) / hkTook.Seconds()
-	logf("retention: %d rows in %v (%.1f rows/s); lag with retention p50 %v p99 %v max %v; without p50 %v p99 %v max %v",
-		expired, hkTook.Round(time.Millisecond), rate, pct(hkLags, 0.5), p99, mx, pct(baseLags, 0.5), pct(baseLags, 0.99), slices.Max(baseLags))
+	// The rate over the windows with retention (a backlog: over its round).
+	onTime := hkTook
+	if len(rounds) > 1 {
+		onTime = 0
+		for _, r := range rounds {
+			if r.on {
+				onTime += o.hkPeriod
+			}
+		}
+	}
+	rate := float64(expired) / onTime.Seconds()
+	baseline := fmt.Sprintf("no retention: max %s, p99 %s", ms(slices.Max(baseLags)), ms(pct(baseLags, 0.99)))
+	logf("retention: %d rows in %v of windows with retention (%.1f rows/s); lag with retention p50 %v p99 %v max %v; %v before it p50 %v p99 %v max %v",
+		expired, onTime.Round(time.Millisecond), rate, pct(hkLags, 0.5), p99, mx, o.retentionBase, pct(baseLags, 0.5), pct(baseLags, 0.99), slices.Max(baseLags))
+	if len(offLags) > 0 {
+		logf("retention: lag in the control windows between (%v) p50 %v p99 %v max %v", hkTook-onTime, pct(offLags, 0.5), pct(offLags, 0.99), slices.Max(offLags))
+		baseline = fmt.Sprintf("control windows between: max %s, p99 %s (%v before: max %s)", ms(slices.Max(offLags)), ms(pct(offLags, 0.99)), o.retentionBase, ms(slices.Max(baseLags)))
+	}
 	how, txRows, paceRest := fmt.Sprintf("a backlog of %d of %d runs at once", expired, total), "1000 rows", ""
 	if o.retentionRate > 0 {
 		txRows, paceRest = "a second's pace", " or until its rows' share of the spread has passed"
-		how = fmt.Sprintf("%d runs a day (%d of %d runs in %v, rounds every %v spread over %v)", o.retentionRate, expired, total, o.retentionTime, o.hkPeriod, spread)
+		how = fmt.Sprintf("%d runs a day (%d of %d runs in %v, rounds every %v spread over %v)", o.retentionRate, expired, total, onTime, o.hkPeriod, spread)
+		if len(offLags) > 0 {
+			how += fmt.Sprintf(", each window with retention followed by a control window of %v", o.hkPeriod)
+		}
 	}
 	return row{fmt.Sprintf("ingest stall while retention deletes %s (%d results/s)", how, o.ingestRate),
 		fmt.Sprintf("max %s, p99 %s", ms(mx), ms(p99)),
-		fmt.Sprintf("no retention: max %s, p99 %s", ms(slices.Max(baseLags)), ms(pct(baseLags, 0.99))),
+		baseline,
 		"<= " + ms(targetStall), verdict(mx <= targetStall),
-		fmt.Sprintf("publish -> offset, 5 ms polls; deleted in %s = %.1f rows/s (transactions of at most %s, fewer past %v, each followed by a rest of %gx its time%s); %d results during it", hkTook.Round(time.Millisecond),
-			rate, txRows, cmp.Or(o.hkTxTime, projection.DefaultHousekeepingTxTime), max(cmp.Or(o.hkRest, projection.DefaultHousekeepingRest), 0), paceRest, len(hkLags))}, nil
+		fmt.Sprintf("publish -> offset, 5 ms polls; deleted at %.1f rows/s (transactions of at most %s, fewer past %v, each followed by a rest of %gx its time%s); %d results with retention, %d in control windows",
+			rate, txRows, cmp.Or(o.hkTxTime, projection.DefaultHousekeepingTxTime), max(cmp.Or(o.hkRest, projection.DefaultHousekeepingRest), 0), paceRest, len(hkLags), len(offLags))}, nil
 }

@@ -95,6 +95,7 @@ type options struct {
 	retentionTime, hkPeriod                          time.Duration
 	hkRest                                           float64
 	scratch                                          string
+	retentionControl                                 bool
 }
 
 func logf(format string, args ...any) {
@@ -120,7 +121,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.ingestN, "ingest-n", 100_000, "ingest: results per timed round, for the projector and for the raw insert each")
 	fs.IntVar(&o.ingestRounds, "ingest-rounds", 6, "ingest: timed rounds per database size, the two orders alternating (an odd number is rounded up)")
 	fs.IntVar(&o.retentionRate, "retention-rate", 1_000_000, "ingest: runs a day that expire while results arrive, deleted by housekeeping rounds every -hk-period, each spread over three quarters of it as the worker's loop does; 0: a backlog of -retention-rows runs, deleted by one round at once")
-	fs.DurationVar(&o.retentionTime, "retention-time", 30*time.Minute, "ingest: how long runs expire at -retention-rate")
+	fs.DurationVar(&o.retentionTime, "retention-time", 30*time.Minute, "ingest: how long the paced retention run lasts (with -retention-control, half of it in windows where runs expire at -retention-rate)")
+	fs.BoolVar(&o.retentionControl, "retention-control", true, "ingest: in the paced run, every other -hk-period is a control window whose round finds nothing new expired, so the waits with retention are compared with waits without it over as long a time, interleaved in the same run")
 	fs.DurationVar(&o.hkPeriod, "hk-period", 5*time.Minute, "ingest: the housekeeping period of the paced retention run (projection.Config.Housekeeping's default)")
 	fs.IntVar(&o.retentionRows, "retention-rows", 1_000_000, "ingest: with -retention-rate 0, the runs retention deletes at once while results arrive (at most a tenth of -runs)")
 	fs.IntVar(&o.ingestRate, "ingest-rate", 100, "ingest: results a second published while retention runs")
