@@ -660,10 +660,14 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 			how += fmt.Sprintf(", each window with retention followed by a control window of %v", o.hkPeriod)
 		}
 	}
+	counts := fmt.Sprintf("%d results during it", len(hkLags))
+	if len(offLags) > 0 {
+		counts = fmt.Sprintf("%d results with retention, %d in control windows", len(hkLags), len(offLags))
+	}
 	return row{fmt.Sprintf("ingest stall while retention deletes %s (%d results/s)", how, o.ingestRate),
 		fmt.Sprintf("max %s, p99 %s", ms(mx), ms(p99)),
 		baseline,
 		"<= " + ms(targetStall), verdict(mx <= targetStall),
-		fmt.Sprintf("publish -> offset, 5 ms polls; deleted at %.1f rows/s (transactions of at most %s, fewer past %v, each followed by a rest of %gx its time%s); %d results with retention, %d in control windows",
-			rate, txRows, cmp.Or(o.hkTxTime, projection.DefaultHousekeepingTxTime), max(cmp.Or(o.hkRest, projection.DefaultHousekeepingRest), 0), paceRest, len(hkLags), len(offLags))}, nil
+		fmt.Sprintf("publish -> offset, 5 ms polls; deleted at %.1f rows/s (transactions of at most %s, fewer past %v, each followed by a rest of %gx its time%s); %s",
+			rate, txRows, cmp.Or(o.hkTxTime, projection.DefaultHousekeepingTxTime), max(cmp.Or(o.hkRest, projection.DefaultHousekeepingRest), 0), paceRest, counts)}, nil
 }
