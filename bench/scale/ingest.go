@@ -278,9 +278,10 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		on  bool
 	}
 	var (
-		rounds []round
-		spread time.Duration
-		edge   string // the last round's cutoff: what is older must be gone
+		rounds  []round
+		windows int // paced: the rounds with retention
+		spread  time.Duration
+		edge    string // the last round's cutoff: what is older must be gone
 	)
 	if o.retentionRate == 0 {
 		del := min(o.retentionRows, int(total/10))
@@ -305,11 +306,9 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		expiring := func(k int) int {
 			return int(float64(o.retentionRate) * (time.Duration(k) * o.hkPeriod).Seconds() / (24 * time.Hour).Seconds())
 		}
-		windows := 0
-		for i := range n {
-			if on(i) {
-				windows++
-			}
+		windows = n
+		if o.retentionControl {
+			windows = (n + 1) / 2 // the even rounds
 		}
 		del := min(expiring(windows), int(total/10))
 		rs, err := raw.QueryContext(ctx, `SELECT recorded_at FROM execution_results ORDER BY recorded_at LIMIT ?`, del+1)
@@ -578,16 +577,16 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 	// control windows between (offLags): a result belongs to the window of
 	// the round its publish fell in.
 	baseLags := lags[:split]
-	var on, off []int // indexes into lags
+	var withIdx, offIdx []int // indexes into lags
 	for i := split; i < len(lags); i++ {
 		w := 0
 		if len(rounds) > 1 {
 			w = min(int(published[i].Sub(hkStart)/o.hkPeriod), len(rounds)-1)
 		}
 		if rounds[w].on {
-			on = append(on, i)
+			withIdx = append(withIdx, i)
 		} else {
-			off = append(off, i)
+			offIdx = append(offIdx, i)
 		}
 	}
 	pick := func(is []int) []time.Duration {
@@ -597,7 +596,7 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		}
 		return ds
 	}
-	hkLags, offLags := pick(on), pick(off)
+	hkLags, offLags := pick(withIdx), pick(offIdx)
 	if len(baseLags) == 0 || len(hkLags) == 0 || o.retentionRate > 0 && o.retentionControl && len(offLags) == 0 {
 		return row{}, fmt.Errorf("no results published in a phase (%d before, %d with retention, %d in control windows)", len(baseLags), len(hkLags), len(offLags))
 	}
@@ -612,8 +611,8 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 		slices.SortFunc(s, func(a, b int) int { return cmp.Compare(lags[b], lags[a]) })
 		return s[:min(k, len(s))]
 	}
-	worst := longest(on, 5)
-	worstOff := longest(off, 3)
+	worst := longest(withIdx, 5)
+	worstOff := longest(offIdx, 3)
 	var longestPoll time.Duration
 	for _, p := range polls {
 		longestPoll = max(longestPoll, p.at.Sub(p.start))
@@ -636,13 +635,8 @@ func retain(ctx context.Context, o options, db *storage.DB, raw *sql.DB, client 
 	}
 	// The rate over the windows with retention (a backlog: over its round).
 	onTime := hkTook
-	if len(rounds) > 1 {
-		onTime = 0
-		for _, r := range rounds {
-			if r.on {
-				onTime += o.hkPeriod
-			}
-		}
+	if o.retentionRate > 0 {
+		onTime = time.Duration(windows) * o.hkPeriod
 	}
 	rate := float64(expired) / onTime.Seconds()
 	baseline := fmt.Sprintf("no retention: max %s, p99 %s", ms(slices.Max(baseLags)), ms(pct(baseLags, 0.99)))
