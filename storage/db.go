@@ -596,8 +596,11 @@ func (db *DB) Migrate(ctx context.Context) error {
 			if n > 0 {
 				return nil
 			}
-			if _, err := tx.Exec(ctx, string(body)); err != nil {
-				return err
+			if hasStatements(string(body)) {
+				// (libSQL refuses a request with no statement in it.)
+				if _, err := tx.Exec(ctx, string(body)); err != nil {
+					return err
+				}
 			}
 			if hook := migrationHook(version); hook != nil {
 				if err := hook(tx, ctx); err != nil {
@@ -615,13 +618,27 @@ func (db *DB) Migrate(ctx context.Context) error {
 	return nil
 }
 
+// hasStatements reports whether a migration's SQL holds more than
+// whitespace and -- comments (one whose work is all its Go step holds
+// only its comment).
+func hasStatements(sql string) bool {
+	for line := range strings.Lines(sql) {
+		if s := strings.TrimSpace(line); s != "" && !strings.HasPrefix(s, "--") {
+			return true
+		}
+	}
+	return false
+}
+
 // migrationHook returns the Go step of a migration, run after its SQL in
 // the same transaction, for changes SQL cannot make (re-encoding the
-// duration summaries); nil for most.
+// duration summaries, dropping indexes SQL cannot name); nil for most.
 func migrationHook(version string) func(*Tx, context.Context) error {
 	switch version {
 	case "0021_duration_bins":
 		return (*Tx).rebuildDurations
+	case "0027_history_identity_index":
+		return (*Tx).dropIdentityIndexes
 	}
 	return nil
 }

@@ -154,6 +154,23 @@ func queryPlans(ctx context.Context, db *DB, cases map[string]planCase) (map[str
 	return plans, nil
 }
 
+// HistoryQueryPlansForTest returns the plans of the history search and of
+// first_seen for q, with the index ranges historyFrom finds in db.
+func HistoryQueryPlansForTest(ctx context.Context, db *DB, q HistoryQuery) (map[string][]string, error) {
+	cases := map[string]planCase{}
+	for name, c := range map[string]struct {
+		cols string
+		sql  func(string) string
+	}{"search": {historyEventCols, historyEventsSQL}, "first_seen": {firstSeenCols, firstSeenSQL}} {
+		from, args, none, err := historyFrom(ctx, db.read, q, c.cols)
+		if err != nil || none {
+			return nil, fmt.Errorf("%s: %v (no ranges: %v)", name, err, none)
+		}
+		cases[name] = planCase{c.sql(from), append(args, q.Limit, q.Offset)}
+	}
+	return queryPlans(ctx, db, cases)
+}
+
 // RetryAfterForTest is the throttle's pure rule.
 var RetryAfterForTest = retryAfter
 

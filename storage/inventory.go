@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"slices"
 	"sort"
 	"strconv"
@@ -868,9 +867,8 @@ type tableShape struct {
 // transaction that made them commits (Tx.tables, merged by Update); a
 // table that fails a statement is forgotten and looked at again.
 type tableCache struct {
-	mu      sync.Mutex
-	tables  map[string]*tableShape
-	history map[string]bool // identity indexes on inventory_history
+	mu     sync.Mutex
+	tables map[string]*tableShape
 }
 
 func (c *tableCache) get(name string) *tableShape {
@@ -887,7 +885,7 @@ func (c *tableCache) merge(p *tablePending) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.tables == nil {
-		c.tables, c.history = map[string]*tableShape{}, map[string]bool{}
+		c.tables = map[string]*tableShape{}
 	}
 	for k, s := range p.tables {
 		if s == nil {
@@ -896,21 +894,17 @@ func (c *tableCache) merge(p *tablePending) {
 			c.tables[k] = s
 		}
 	}
-	for k := range p.history {
-		c.history[k] = true
-	}
 }
 
 // tablePending is what a transaction learnt about derived tables, taken
 // into the cache when it commits. A nil shape forgets the table.
 type tablePending struct {
-	tables  map[string]*tableShape
-	history map[string]bool
+	tables map[string]*tableShape
 }
 
 func (tx *Tx) pendingTables() *tablePending {
 	if tx.tables == nil {
-		tx.tables = &tablePending{tables: map[string]*tableShape{}, history: map[string]bool{}}
+		tx.tables = &tablePending{tables: map[string]*tableShape{}}
 	}
 	return tx.tables
 }
@@ -997,41 +991,27 @@ func checkSpecIdents(spec *kanade.ExplodeSpec) error {
 	return nil
 }
 
-// tableReady reports whether spec's table and history indexes are known
-// to fit spec, so the report needs no schema work.
+// tableReady reports whether spec's table is known to fit spec, so the
+// report needs no schema work.
 func (tx *Tx) tableReady(spec *kanade.ExplodeSpec) bool {
-	if checkSpecIdents(spec) != nil || !tx.shape(spec.Table).fits(spec) {
-		return false
-	}
-	if spec.TrackHistory && !tx.historyIndexed(spec.PrimaryKey[0]) {
-		return false
-	}
-	return true
+	return checkSpecIdents(spec) == nil && tx.shape(spec.Table).fits(spec)
 }
 
 // ensureExplodeTable makes spec's table exist and fit spec, registering it
-// when it creates it (job is recorded as its creator), and gives its key
-// fields their inventory_history indexes. What it established goes to the
-// transaction's pending shapes only when all of it succeeded.
+// when it creates it (job is recorded as its creator). What it established
+// goes to the transaction's pending shapes only when all of it succeeded.
 func (tx *Tx) ensureExplodeTable(ctx context.Context, spec *kanade.ExplodeSpec, job string) error {
 	if err := checkSpecIdents(spec); err != nil {
 		return err
 	}
-	keys, err := tx.ensureIdentityIndexes(ctx, spec)
-	if err != nil {
-		return err
-	}
 	s := tx.shape(spec.Table)
 	if !s.fits(spec) {
+		var err error
 		if s, err = tx.fitTable(ctx, spec, job); err != nil {
 			return fmt.Errorf("table %s: %w", spec.Table, err)
 		}
 	}
-	p := tx.pendingTables()
-	p.tables[strings.ToLower(spec.Table)] = s
-	for _, k := range keys {
-		p.history[k] = true
-	}
+	tx.pendingTables().tables[strings.ToLower(spec.Table)] = s
 	return nil
 }
 
@@ -1273,49 +1253,30 @@ func (tx *Tx) rebuildExplodeTable(ctx context.Context, spec *kanade.ExplodeSpec,
 	return s, tx.createIndexes(ctx, spec, s)
 }
 
-// identityIndexName names the inventory_history index for a key field;
-// the checksum keeps keys that differ only in case apart.
-func identityIndexName(key string) string {
-	return fmt.Sprintf("inventory_history_identity_%s_%08x", key, crc32.ChecksumIEEE([]byte(key)))
-}
-
-// identityExpr is the JSON value of key in identity_json, written exactly
-// as the index and the history search both spell it (key is a checked
-// identifier, so it can stand in a string literal).
-func identityExpr(key string) string {
-	if !kanade.ValidSQLIdent(key) {
-		panic("storage: identity key " + key + " is not an identifier")
+// dropIdentityIndexes is migration 0027's Go step: it drops the
+// inventory_history indexes the projector used to create per tracked key.
+func (tx *Tx) dropIdentityIndexes(ctx context.Context) error {
+	rows, err := tx.tx.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'inventory_history'
+		AND name LIKE 'inventory\_history\_identity\_%' ESCAPE '\'`)
+	if err != nil {
+		return fmt.Errorf("history identity indexes: %w", err)
 	}
-	return `json_extract(identity_json, '$.` + key + `')`
-}
-
-// historyIndexed reports whether key's inventory_history index is known
-// to exist.
-func (tx *Tx) historyIndexed(key string) bool {
-	if tx.tables != nil && tx.tables.history[key] {
-		return true
-	}
-	tx.cache.mu.Lock()
-	defer tx.cache.mu.Unlock()
-	return tx.cache.history[key]
-}
-
-// ensureIdentityIndexes gives the first key field of a tracked spec its
-// inventory_history index (a search names an app, rarely only its second
-// key; every index is paid by every event written), and returns the keys
-// it looked at.
-func (tx *Tx) ensureIdentityIndexes(ctx context.Context, spec *kanade.ExplodeSpec) ([]string, error) {
-	if !spec.TrackHistory {
-		return nil, nil
-	}
-	for _, k := range spec.PrimaryKey[:1] {
-		if tx.historyIndexed(k) {
-			continue
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return fmt.Errorf("history identity indexes: %w", err)
 		}
-		if _, err := tx.tx.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS `+quoteName(identityIndexName(k))+
-			` ON inventory_history (job_id, `+identityExpr(k)+`, field_path, observed_at)`); err != nil {
-			return nil, fmt.Errorf("history index for %s: %w", k, err)
+		names = append(names, n)
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("history identity indexes: %w", err)
+	}
+	for _, n := range names {
+		if _, err := tx.tx.ExecContext(ctx, `DROP INDEX IF EXISTS `+quoteName(n)); err != nil {
+			return fmt.Errorf("drop %s: %w", n, err)
 		}
 	}
-	return spec.PrimaryKey[:1], nil
+	return nil
 }

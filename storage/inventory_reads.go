@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kanade-fleet/backend"
 )
@@ -672,11 +673,11 @@ type HistoryQuery struct {
 // IdentityMatch is one identity.<key>=<value> condition.
 type IdentityMatch struct{ Key, Value string }
 
+// where is the query's conditions, the identity ones included (evaluated
+// on each event the index ranges of historyFrom bring).
 func (q HistoryQuery) where() (string, []any, error) {
 	conds := []string{"job_id = ?"}
 	args := []any{q.JobID}
-	// The first identity key first: its expression leads the index the
-	// projection made for it.
 	for _, m := range q.Identity {
 		if !kanade.ValidSQLIdent(m.Key) {
 			return "", nil, &QueryError{Param: "identity." + m.Key, Reason: "the key must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$"}
@@ -704,33 +705,185 @@ func (q HistoryQuery) where() (string, []any, error) {
 	return strings.Join(conds, " AND "), args, nil
 }
 
+// identityExpr is the JSON value of key in identity_json, as the history
+// search tests it (key is a checked identifier, so it can stand in a
+// string literal).
+func identityExpr(key string) string {
+	if !kanade.ValidSQLIdent(key) {
+		panic("storage: identity key " + key + " is not an identifier")
+	}
+	return `json_extract(identity_json, '$.` + key + `')`
+}
+
+// identityRange is the part of the (job_id, field_path, identity_json)
+// index that holds every event of field whose identity can match: its
+// identity_json in [lo, hi).
+type identityRange struct{ field, lo, hi string }
+
+// historyFrom is the rows of inventory_history q selects, as a subquery
+// with its arguments; none when no event can match.
+//
+// A search by identity reads only the index ranges that can hold a match,
+// through the (job_id, field_path, identity_json) index fleet.md §5.3
+// prescribes. The projection writes identity_json itself (diffRows, one
+// encoding: marshalText of the key's values in primary-key order, strings
+// in valid UTF-8 since bindValue replaces what is not), so an event whose
+// first key is k and whose value at k is the string v begins with
+// {"k":<marshalText(v)>; a v that is not valid UTF-8 matches nothing. The ranges come from the index: for each
+// field_path of the job (or the one asked for), each first key its
+// identities were written with (one, unless the spec's key changed),
+// found by seeking past the last (a few index seeks). Where the first key
+// is one the query names, the range is that value's; where it is not (a
+// search by a later key, or events written under an earlier key), the
+// range is every identity with that first key, filtered. Every range
+// carries all of where's conditions, so the ranges only narrow what is
+// read, never what matches.
+func historyFrom(ctx context.Context, db queryer, q HistoryQuery, cols string) (string, []any, bool, error) {
+	where, args, err := q.where()
+	if err != nil {
+		return "", nil, false, err
+	}
+	if len(q.Identity) == 0 {
+		return `SELECT ` + cols + ` FROM inventory_history WHERE ` + where, args, false, nil
+	}
+	for _, m := range q.Identity {
+		if !utf8.ValidString(m.Value) {
+			// Stored identities are valid UTF-8. (Over libSQL the value
+			// would reach the server with U+FFFD for the bytes, and match.)
+			return "", nil, true, nil
+		}
+	}
+	ranges, err := identityRanges(ctx, db, q)
+	if err != nil || len(ranges) == 0 {
+		return "", nil, len(ranges) == 0, err
+	}
+	var b strings.Builder
+	var all []any
+	for i, r := range ranges {
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		b.WriteString(`SELECT ` + cols + ` FROM inventory_history INDEXED BY inventory_history_job_field_identity
+			WHERE field_path = ? AND identity_json >= ? AND identity_json < ? AND ` + where)
+		all = append(append(all, r.field, r.lo, r.hi), args...)
+	}
+	return b.String(), all, false, nil
+}
+
+// identityRanges finds historyFrom's index ranges.
+func identityRanges(ctx context.Context, db queryer, q HistoryQuery) ([]identityRange, error) {
+	first := func(query string, args ...any) (string, bool, error) {
+		rows, err := db.QueryContext(ctx, query, args...)
+		if err != nil {
+			return "", false, err
+		}
+		defer rows.Close()
+		var v sql.NullString
+		if rows.Next() {
+			if err := rows.Scan(&v); err != nil {
+				return "", false, err
+			}
+		}
+		return v.String, v.Valid, rows.Err()
+	}
+	fields := []string{q.Field}
+	if q.Field == "" {
+		fields = fields[:0]
+		for f, ok, err := first(`SELECT MIN(field_path) FROM inventory_history WHERE job_id = ?`, q.JobID); ok || err != nil; f, ok, err = first(
+			`SELECT MIN(field_path) FROM inventory_history WHERE job_id = ? AND field_path > ?`, q.JobID, f) {
+			if err != nil {
+				return nil, fmt.Errorf("inventory history: fields: %w", err)
+			}
+			fields = append(fields, f)
+		}
+	}
+	var out []identityRange
+	for _, f := range fields {
+		// Identities are objects, so every one sorts at or after `{"`;
+		// scalars (NULL) sort before them.
+		for id, ok, err := first(`SELECT MIN(identity_json) FROM inventory_history WHERE job_id = ? AND field_path = ? AND identity_json >= '{"'`,
+			q.JobID, f); ok || err != nil; id, ok, err = first(
+			`SELECT MIN(identity_json) FROM inventory_history WHERE job_id = ? AND field_path = ? AND identity_json >= ?`, q.JobID, f, id) {
+			if err != nil {
+				return nil, fmt.Errorf("inventory history: identities of %s: %w", kanade.Clip(f), err)
+			}
+			key, ok := firstKey(id)
+			if !ok {
+				// Not an identity the projection wrote: the rest of the
+				// field, filtered.
+				out = append(out, identityRange{field: f, lo: id, hi: "\U0010FFFF"})
+				break
+			}
+			prefix := `{"` + key + `":`
+			r := identityRange{field: f, lo: prefix, hi: `{"` + key + `";`} // ';' follows ':'
+			for _, m := range q.Identity {
+				if m.Key == key {
+					// '~' sorts after the ',' or '}' that ends the value.
+					r.lo = prefix + marshalText(m.Value)
+					r.hi = r.lo + "~"
+					break
+				}
+			}
+			out = append(out, r)
+			id = `{"` + key + `";`
+		}
+	}
+	return out, nil
+}
+
+// firstKey is the first key of an identity_json the projection wrote
+// ({"<identifier>":…}).
+func firstKey(id string) (string, bool) {
+	rest, ok := strings.CutPrefix(id, `{"`)
+	if !ok {
+		return "", false
+	}
+	key, _, ok := strings.Cut(rest, `":`)
+	return key, ok && kanade.ValidSQLIdent(key)
+}
+
+// The history routes' statements over historyFrom's rows.
+const (
+	historyEventCols = `id, pc_id, job_id, field_path, identity_json, change_kind, before_json, after_json, observed_at`
+	firstSeenCols    = `pc_id, observed_at`
+)
+
+func historyEventsSQL(from string) string {
+	return `SELECT * FROM (` + from + `) ORDER BY observed_at DESC, id DESC LIMIT ? OFFSET ?`
+}
+
+func firstSeenSQL(from string) string {
+	return `SELECT pc_id, MIN(observed_at) AS first_seen FROM (` + from + `) GROUP BY pc_id ORDER BY first_seen, pc_id LIMIT ? OFFSET ?`
+}
+
 // InventoryHistory is GET …/history/pc/{pc_id} and …/history/search:
 // matching events, newest first (observed_at, then id, descending).
 func (db *DB) InventoryHistory(ctx context.Context, q HistoryQuery) ([]kanade.InventoryHistoryEvent, error) {
 	if err := checkLimit(q.Limit, q.Offset, InventoryHistoryMaxLimit); err != nil {
 		return nil, err
 	}
-	where, args, err := q.where()
-	if err != nil {
-		return nil, err
-	}
-	rows, err := db.read.QueryContext(ctx, `SELECT id, pc_id, job_id, field_path, identity_json, change_kind, before_json,
-		after_json, observed_at FROM inventory_history WHERE `+where+` ORDER BY observed_at DESC, id DESC LIMIT ? OFFSET ?`,
-		append(args, q.Limit, q.Offset)...)
-	if err != nil {
-		return nil, fmt.Errorf("inventory history: %w", err)
-	}
-	defer rows.Close()
 	out := []kanade.InventoryHistoryEvent{}
-	for rows.Next() {
-		var e kanade.InventoryHistoryEvent
-		if err := rows.Scan(&e.ID, &e.PCID, &e.JobID, &e.FieldPath, &e.IdentityJSON, &e.ChangeKind, &e.BeforeJSON,
-			&e.AfterJSON, &e.ObservedAt); err != nil {
-			return nil, fmt.Errorf("inventory history: %w", err)
+	err := db.readSnapshot(ctx, func(rq queryer) error {
+		from, args, none, err := historyFrom(ctx, rq, q, historyEventCols)
+		if err != nil || none {
+			return err
 		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+		rows, err := rq.QueryContext(ctx, historyEventsSQL(from), append(args, q.Limit, q.Offset)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e kanade.InventoryHistoryEvent
+			if err := rows.Scan(&e.ID, &e.PCID, &e.JobID, &e.FieldPath, &e.IdentityJSON, &e.ChangeKind, &e.BeforeJSON,
+				&e.AfterJSON, &e.ObservedAt); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, fmt.Errorf("inventory history: %w", err)
 	}
 	return out, nil
@@ -742,25 +895,27 @@ func (db *DB) InventoryFirstSeen(ctx context.Context, q HistoryQuery) ([]kanade.
 	if err := checkLimit(q.Limit, q.Offset, InventoryHistoryMaxLimit); err != nil {
 		return nil, err
 	}
-	where, args, err := q.where()
-	if err != nil {
-		return nil, err
-	}
-	rows, err := db.read.QueryContext(ctx, `SELECT pc_id, MIN(observed_at) AS first_seen FROM inventory_history
-		WHERE `+where+` GROUP BY pc_id ORDER BY first_seen, pc_id LIMIT ? OFFSET ?`, append(args, q.Limit, q.Offset)...)
-	if err != nil {
-		return nil, fmt.Errorf("inventory first seen: %w", err)
-	}
-	defer rows.Close()
 	out := []kanade.InventoryFirstSeen{}
-	for rows.Next() {
-		var f kanade.InventoryFirstSeen
-		if err := rows.Scan(&f.PCID, &f.FirstSeenAt); err != nil {
-			return nil, fmt.Errorf("inventory first seen: %w", err)
+	err := db.readSnapshot(ctx, func(rq queryer) error {
+		from, args, none, err := historyFrom(ctx, rq, q, firstSeenCols)
+		if err != nil || none {
+			return err
 		}
-		out = append(out, f)
-	}
-	if err := rows.Err(); err != nil {
+		rows, err := rq.QueryContext(ctx, firstSeenSQL(from), append(args, q.Limit, q.Offset)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var f kanade.InventoryFirstSeen
+			if err := rows.Scan(&f.PCID, &f.FirstSeenAt); err != nil {
+				return err
+			}
+			out = append(out, f)
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, fmt.Errorf("inventory first seen: %w", err)
 	}
 	return out, nil

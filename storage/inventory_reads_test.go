@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kanade-fleet/backend"
@@ -593,4 +594,119 @@ func historyMatch(e kanade.InventoryHistoryEvent, q storage.HistoryQuery) bool {
 		}
 	}
 	return true
+}
+
+// The history search by identity reads index ranges of identity_json
+// (historyFrom) and must find exactly what json_extract finds: across a
+// primary key that changed order and length between reports (identities
+// whose first key differs), by a later key, without a field, and for
+// values JSON escapes or that are not valid UTF-8.
+func TestInventoryHistorySearchByIdentityAcrossKeys(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	ctx := context.Background()
+	hint := func(key string) *kanade.InventoryHint {
+		return mustHint(t, `{"display": [{"field":"os_version","label":"OS"}], "explode": [
+		  {"field":"apps","table":"inventory_sw_apps","primary_key":[`+key+`],
+		   "columns":[{"field":"name"},{"field":"source"},{"field":"version"}],"track_history":true},
+		  {"field":"disks","table":"inventory_sw_disks","primary_key":["name"],
+		   "columns":[{"field":"name"},{"field":"size","type":"integer"}],"track_history":true}],
+		  "history_scalars": ["os_version"]}`)
+	}
+	specs := []*kanade.InventoryHint{hint(`"name","source"`), hint(`"source","name"`), hint(`"name"`), hint(`"version","name"`)}
+	names := []string{"Chrome", "Chrome ", "chrome", `Ch"rome`, `a\b`, "line\u2028sep", "tab\there", "日本語", "\ufffd",
+		"bad\xff\xfeutf8", "\xff", "x<y&z>", "Chrome,", "Chrome}", "Chrome~", "", "{\"name\":", "'; DROP TABLE inventory_history; --"}
+	quote := func(s string) string {
+		if !utf8.ValidString(s) {
+			return `"` + s + `"` // as an agent may send it: the bytes, not U+FFFD
+		}
+		b, _ := json.Marshal(s)
+		return string(b)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := range 16 {
+		spec := specs[round/4]
+		var batch []storage.Result
+		for pc := range 5 {
+			var apps, disks []string
+			for _, n := range names {
+				if rng.IntN(3) != 0 {
+					apps = append(apps, fmt.Sprintf(`{"name":%s,"source":%s,"version":"%d"}`, quote(n), quote([]string{"x64", "x86", n}[rng.IntN(3)]), rng.IntN(2)))
+				}
+				if rng.IntN(4) == 0 {
+					disks = append(disks, fmt.Sprintf(`{"name":%s,"size":%d}`, quote(n), rng.IntN(3)))
+				}
+			}
+			stdout := fmt.Sprintf(`{"os_version":"%d","apps":[%s],"disks":[%s]}`, rng.IntN(2), strings.Join(apps, ","), strings.Join(disks, ","))
+			batch = append(batch, invResult(fmt.Sprintf("k-%d-%d", round, pc), fmt.Sprintf("PC-%d", pc), round*60, stdout, spec))
+		}
+		applyInv(t, db, batch...)
+	}
+	all, err := db.InventoryHistory(ctx, storage.HistoryQuery{JobID: "inventory-sw", Limit: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstKeys := map[string]bool{}
+	for _, e := range all {
+		if e.IdentityJSON != nil {
+			k, _, _ := strings.Cut(strings.TrimPrefix(*e.IdentityJSON, `{"`), `"`)
+			firstKeys[e.FieldPath+"."+k] = true
+		}
+	}
+	if len(all) < 500 || len(all) == 5000 || len(firstKeys) != 4 {
+		t.Fatalf("%d events, identities by field and first key %v: want 4 (apps by name, source and version; disks by name)", len(all), firstKeys)
+	}
+	matched := 0
+	for _, n := range names {
+		for _, q := range []storage.HistoryQuery{
+			{Identity: []storage.IdentityMatch{{"name", n}}},
+			{Field: "apps", Identity: []storage.IdentityMatch{{"name", n}}},
+			{Field: "disks", Identity: []storage.IdentityMatch{{"name", n}}, Kind: "added"},
+			{Field: "apps", Identity: []storage.IdentityMatch{{"source", n}}},
+			{Identity: []storage.IdentityMatch{{"source", "x64"}, {"name", n}}, Since: invBase.Add(3 * time.Hour)},
+			{Field: "apps", Identity: []storage.IdentityMatch{{"version", "1"}, {"name", n}}},
+			{Field: "os_version", Identity: []storage.IdentityMatch{{"name", n}}},
+			{Field: "nope", Identity: []storage.IdentityMatch{{"name", n}}},
+		} {
+			q.JobID, q.Limit = "inventory-sw", 5000
+			want := []kanade.InventoryHistoryEvent{}
+			for _, e := range all {
+				if historyMatch(e, q) {
+					want = append(want, e)
+				}
+			}
+			matched += len(want)
+			got, err := db.InventoryHistory(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got, cmpEmpty); diff != "" {
+				t.Errorf("%q: %+v (-reference +query):\n%s", n, q, diff)
+			}
+			pcs := map[string]bool{}
+			for _, e := range want {
+				pcs[e.PCID] = true
+			}
+			first, err := db.InventoryFirstSeen(ctx, q)
+			if err != nil || len(first) != len(pcs) {
+				t.Errorf("%q: %+v: first seen of %d PCs, %d matched: %v", n, q, len(first), len(pcs), err)
+			}
+		}
+	}
+	if matched < 1000 {
+		t.Errorf("only %d events matched in all: the queries test little", matched)
+	}
+	// The search reads the prescribed index's ranges, never the whole
+	// history; a page of it too.
+	plans, err := storage.HistoryQueryPlansForTest(ctx, db, storage.HistoryQuery{JobID: "inventory-sw", Limit: 10,
+		Identity: []storage.IdentityMatch{{"name", "Chrome"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, plan := range plans {
+		joined := strings.Join(plan, "\n")
+		if strings.Count(joined, "USING INDEX inventory_history_job_field_identity (job_id=? AND field_path=? AND identity_json>? AND identity_json<?)") != 4 ||
+			strings.Contains(joined, "SCAN inventory_history") {
+			t.Errorf("%s plan:\n%s", name, joined)
+		}
+	}
 }
