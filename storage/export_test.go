@@ -161,7 +161,7 @@ func HistoryQueryPlansForTest(ctx context.Context, db *DB, q HistoryQuery) (map[
 	for name, c := range map[string]struct {
 		cols string
 		sql  func(string) string
-	}{"search": {historyEventCols, historyEventsSQL}, "first_seen": {firstSeenCols, firstSeenSQL}} {
+	}{"search": {historyColsFor(q), func(from string) string { return historyEventsSQL(q, from) }}, "first_seen": {firstSeenCols, firstSeenSQL}} {
 		from, args, none, err := historyFrom(ctx, db.read, q, c.cols)
 		if err != nil || none {
 			return nil, fmt.Errorf("%s: %v (no ranges: %v)", name, err, none)

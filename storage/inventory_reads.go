@@ -673,18 +673,16 @@ type HistoryQuery struct {
 // IdentityMatch is one identity.<key>=<value> condition.
 type IdentityMatch struct{ Key, Value string }
 
-// where is the query's conditions, the identity ones included (evaluated
-// on each event the index ranges of historyFrom bring).
+// where is the query's conditions but its identity ones (historyFrom
+// adds those per index range).
 func (q HistoryQuery) where() (string, []any, error) {
-	conds := []string{"job_id = ?"}
-	args := []any{q.JobID}
 	for _, m := range q.Identity {
 		if !kanade.ValidSQLIdent(m.Key) {
 			return "", nil, &QueryError{Param: "identity." + m.Key, Reason: "the key must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$"}
 		}
-		conds = append(conds, identityExpr(m.Key)+" = ?")
-		args = append(args, m.Value)
 	}
+	conds := []string{"job_id = ?"}
+	args := []any{q.JobID}
 	for _, c := range []struct {
 		cond string
 		v    string
@@ -715,29 +713,33 @@ func identityExpr(key string) string {
 	return `json_extract(identity_json, '$.` + key + `')`
 }
 
-// identityRange is the part of the (job_id, field_path, identity_json)
-// index that holds every event of field whose identity can match: its
-// identity_json in [lo, hi).
-type identityRange struct{ field, lo, hi string }
+// identityRange is the part of the (job_id, field_path, identity_json,
+// observed_at) index that holds every event of field whose identity can
+// match: its identity_json in [lo, hi). exact names the identity key whose
+// value the range holds alone (empty when the range is every identity
+// with some first key).
+type identityRange struct{ field, lo, hi, exact string }
 
 // historyFrom is the rows of inventory_history q selects, as a subquery
 // with its arguments; none when no event can match.
 //
 // A search by identity reads only the index ranges that can hold a match,
 // through the (job_id, field_path, identity_json) index fleet.md §5.3
-// prescribes. The projection writes identity_json itself (diffRows, one
-// encoding: marshalText of the key's values in primary-key order, strings
-// in valid UTF-8 since bindValue replaces what is not), so an event whose
-// first key is k and whose value at k is the string v begins with
-// {"k":<marshalText(v)>; a v that is not valid UTF-8 matches nothing. The ranges come from the index: for each
-// field_path of the job (or the one asked for), each first key its
-// identities were written with (one, unless the spec's key changed),
-// found by seeking past the last (a few index seeks). Where the first key
-// is one the query names, the range is that value's; where it is not (a
-// search by a later key, or events written under an earlier key), the
-// range is every identity with that first key, filtered. Every range
-// carries all of where's conditions, so the ranges only narrow what is
-// read, never what matches.
+// prescribes (observed_at added, migration 0027). The projection writes
+// identity_json itself (diffRows, one encoding: marshalText of the key's
+// values in primary-key order, strings in valid UTF-8 since bindValue
+// replaces what is not), so an event whose first key is k and whose
+// value at k is the string v begins with {"k":<marshalText(v)>, and
+// every identity in that range has v at k; a v that is not valid UTF-8
+// matches nothing. The ranges come from the index: for each field_path of
+// the job (or the one asked for), each first key its identities were
+// written with (one, unless the spec's key changed), found by seeking
+// past the last (a few index seeks). Where the first key is one the query
+// names, the range is that value's; where it is not (a search by a later
+// key, or events written under an earlier key), the range is every
+// identity with that first key. The other identity conditions are tested
+// on each index entry (json_extract), with every condition of where, so
+// the ranges only narrow what is read, never what matches.
 func historyFrom(ctx context.Context, db queryer, q HistoryQuery, cols string) (string, []any, bool, error) {
 	where, args, err := q.where()
 	if err != nil {
@@ -766,6 +768,12 @@ func historyFrom(ctx context.Context, db queryer, q HistoryQuery, cols string) (
 		b.WriteString(`SELECT ` + cols + ` FROM inventory_history INDEXED BY inventory_history_job_field_identity
 			WHERE field_path = ? AND identity_json >= ? AND identity_json < ? AND ` + where)
 		all = append(append(all, r.field, r.lo, r.hi), args...)
+		for _, m := range q.Identity {
+			if m.Key != r.exact {
+				b.WriteString(" AND " + identityExpr(m.Key) + " = ?")
+				all = append(all, m.Value)
+			}
+		}
 	}
 	return b.String(), all, false, nil
 }
@@ -820,7 +828,7 @@ func identityRanges(ctx context.Context, db queryer, q HistoryQuery) ([]identity
 				if m.Key == key {
 					// '~' sorts after the ',' or '}' that ends the value.
 					r.lo = prefix + marshalText(m.Value)
-					r.hi = r.lo + "~"
+					r.hi, r.exact = r.lo+"~", key
 					break
 				}
 			}
@@ -848,7 +856,24 @@ const (
 	firstSeenCols    = `pc_id, observed_at`
 )
 
-func historyEventsSQL(from string) string {
+// historyColsFor is what historyEventsSQL needs historyFrom to select.
+func historyColsFor(q HistoryQuery) string {
+	if len(q.Identity) > 0 {
+		return `id, observed_at`
+	}
+	return historyEventCols
+}
+
+// historyEventsSQL pages the events of from. By identity, the page is
+// chosen from the index entries alone (id and observed_at, which the
+// identity index holds) and only its rows are read: a popular app has tens
+// of thousands of events, and reading each row to sort them was most of
+// the search.
+func historyEventsSQL(q HistoryQuery, from string) string {
+	if len(q.Identity) > 0 {
+		return `SELECT ` + historyEventCols + ` FROM inventory_history WHERE id IN
+			(SELECT id FROM (` + from + `) ORDER BY observed_at DESC, id DESC LIMIT ? OFFSET ?) ORDER BY observed_at DESC, id DESC`
+	}
 	return `SELECT * FROM (` + from + `) ORDER BY observed_at DESC, id DESC LIMIT ? OFFSET ?`
 }
 
@@ -864,11 +889,11 @@ func (db *DB) InventoryHistory(ctx context.Context, q HistoryQuery) ([]kanade.In
 	}
 	out := []kanade.InventoryHistoryEvent{}
 	err := db.readSnapshot(ctx, func(rq queryer) error {
-		from, args, none, err := historyFrom(ctx, rq, q, historyEventCols)
+		from, args, none, err := historyFrom(ctx, rq, q, historyColsFor(q))
 		if err != nil || none {
 			return err
 		}
-		rows, err := rq.QueryContext(ctx, historyEventsSQL(from), append(args, q.Limit, q.Offset)...)
+		rows, err := rq.QueryContext(ctx, historyEventsSQL(q, from), append(args, q.Limit, q.Offset)...)
 		if err != nil {
 			return err
 		}

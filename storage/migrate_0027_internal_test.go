@@ -48,4 +48,20 @@ func TestMigration0027DropsTheProjectorsIdentityIndexes(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("indexes after 0027: %q, want %q", got, want)
 	}
+	cols, err := db.read.QueryContext(ctx, `SELECT name FROM pragma_index_info('inventory_history_job_field_identity') ORDER BY seqno`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cols.Close()
+	var key []string
+	for cols.Next() {
+		var n string
+		if err := cols.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		key = append(key, n)
+	}
+	if want := []string{"job_id", "field_path", "identity_json", "observed_at"}; !slices.Equal(key, want) {
+		t.Errorf("the identity index is on %q, want %q", key, want)
+	}
 }
