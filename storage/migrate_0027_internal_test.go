@@ -30,36 +30,18 @@ func TestMigration0027DropsTheProjectorsIdentityIndexes(t *testing.T) {
 	if err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'inventory_history' AND sql IS NOT NULL ORDER BY name`)
+	got, err := StringsForTest(ctx, db, `SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'inventory_history' AND sql IS NOT NULL ORDER BY name`)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer rows.Close()
-	var got []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, n)
 	}
 	want := []string{"inventory_historyXidentity_kept", "inventory_history_job_field_identity", "inventory_history_job_field_observed",
 		"inventory_history_observed", "inventory_history_pc_observed"}
 	if !slices.Equal(got, want) {
 		t.Errorf("indexes after 0027: %q, want %q", got, want)
 	}
-	cols, err := db.read.QueryContext(ctx, `SELECT name FROM pragma_index_info('inventory_history_job_field_identity') ORDER BY seqno`)
+	key, err := StringsForTest(ctx, db, `SELECT name FROM pragma_index_info('inventory_history_job_field_identity') ORDER BY seqno`)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer cols.Close()
-	var key []string
-	for cols.Next() {
-		var n string
-		if err := cols.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		key = append(key, n)
 	}
 	if want := []string{"job_id", "field_path", "identity_json", "observed_at"}; !slices.Equal(key, want) {
 		t.Errorf("the identity index is on %q, want %q", key, want)
