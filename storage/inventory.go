@@ -1261,17 +1261,9 @@ func (tx *Tx) dropIdentityIndexes(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("history identity indexes: %w", err)
 	}
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return fmt.Errorf("history identity indexes: %w", err)
-		}
-		names = append(names, n)
-	}
-	if err := rows.Close(); err != nil {
-		return fmt.Errorf("history identity indexes: %w", err)
+	names, err := scanIDs(rows, "history identity indexes")
+	if err != nil {
+		return err
 	}
 	for _, n := range names {
 		if _, err := tx.tx.ExecContext(ctx, `DROP INDEX IF EXISTS `+quoteName(n)); err != nil {

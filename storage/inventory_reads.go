@@ -881,6 +881,16 @@ func firstSeenSQL(from string) string {
 	return `SELECT pc_id, MIN(observed_at) AS first_seen FROM (` + from + `) GROUP BY pc_id ORDER BY first_seen, pc_id LIMIT ? OFFSET ?`
 }
 
+// historyRead runs a history route's reads: in one read snapshot when it
+// searches by identity (the index ranges it finds first must be those its
+// search reads), else as one statement on the read pool.
+func (db *DB) historyRead(ctx context.Context, q HistoryQuery, fn func(rq queryer) error) error {
+	if len(q.Identity) == 0 {
+		return fn(db.read)
+	}
+	return db.readSnapshot(ctx, fn)
+}
+
 // InventoryHistory is GET …/history/pc/{pc_id} and …/history/search:
 // matching events, newest first (observed_at, then id, descending).
 func (db *DB) InventoryHistory(ctx context.Context, q HistoryQuery) ([]kanade.InventoryHistoryEvent, error) {
@@ -888,7 +898,7 @@ func (db *DB) InventoryHistory(ctx context.Context, q HistoryQuery) ([]kanade.In
 		return nil, err
 	}
 	out := []kanade.InventoryHistoryEvent{}
-	err := db.readSnapshot(ctx, func(rq queryer) error {
+	err := db.historyRead(ctx, q, func(rq queryer) error {
 		from, args, none, err := historyFrom(ctx, rq, q, historyColsFor(q))
 		if err != nil || none {
 			return err
@@ -921,7 +931,7 @@ func (db *DB) InventoryFirstSeen(ctx context.Context, q HistoryQuery) ([]kanade.
 		return nil, err
 	}
 	out := []kanade.InventoryFirstSeen{}
-	err := db.readSnapshot(ctx, func(rq queryer) error {
+	err := db.historyRead(ctx, q, func(rq queryer) error {
 		from, args, none, err := historyFrom(ctx, rq, q, firstSeenCols)
 		if err != nil || none {
 			return err
