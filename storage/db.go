@@ -77,19 +77,26 @@ const walAutocheckpoint = 4 * walRestartFrames
 // about that, while the writer goes on.
 const checkpointEvery = time.Second
 
-// readerPragmas are added for the read pool. The inventory searches walk
-// indexes of millions of rows (fleet.md §5.5: a derived table of 20k PCs ×
-// 150 apps); with SQLite's 2 MiB default each search fetches the same index
-// pages again through the kernel, which doubled its time. 32 MiB per read
-// connection, filled only as pages are read.
+// readerPragmas are added for the read pool: they map the file (its first
+// 2 GiB, the most this SQLite build maps: 0x7fff0000 bytes). A page read
+// through the map is neither copied by a pread nor given a page of the
+// connection's cache. scan_durations at 1M runs right after the 0.43.56 row
+// pull read the same file: 118 ms without the map, 52 ms with it (35 ms
+// warm either way).
 //
-// Readers also map the file (its first 2 GiB, the most this SQLite build
-// maps: 0x7fff0000 bytes). A page read through the map is neither copied by
-// a pread nor given a page of that cache, which is emptied whenever another
-// connection commits and evicted by another connection's big read.
-// scan_durations at 1M runs right after the 0.43.56 row pull read the same
-// file: 118 ms without the map, 52 ms with it (35 ms warm either way).
-const readerPragmas = "&_pragma=cache_size(-32768)&_pragma=mmap_size(2147418112)"
+// The page cache keeps SQLite's default (2 MB) on purpose. SQLite empties a
+// connection's whole cache when its next read finds that another connection
+// has committed, which under a running projector is nearly every read. Each
+// cached page is a malloc of modernc's allocator, whose freed pages go back
+// to the kernel, so a large cache made every read after a commit free what
+// the last one filled and fault fresh memory in again, page by page. With
+// 32 MB per connection (this pragma until 2026-12-05), reads that follow a
+// commit, measured on the files of bench/scale and bench/inventory:
+// scan_durations at 10M runs 117 ms, against 45 ms with the default; the
+// inventory search name__contains=chrome at 3M rows 179 ms, against 79 ms.
+// The large cache only paid when nothing was written between two reads (the
+// search 22 ms against 29 ms), which is not a running fleet.
+const readerPragmas = "&_pragma=mmap_size(2147418112)"
 
 // DB is the read model. Writes go through a single connection (SQLite allows
 // one writer at a time; queuing in Go is cheaper than busy-waiting in SQLite),

@@ -66,7 +66,7 @@ func TestUpsertFiresUpdateTriggerOnly(t *testing.T) {
 // TestReadersMapTheFile checks that the read pool's connections map the
 // database file (db.go, readerPragmas): scan_durations and the searches read
 // their pages through the map instead of a pread into a page cache that
-// another connection's commit empties.
+// another connection's commit empties; and that this cache stays small.
 func TestReadersMapTheFile(t *testing.T) {
 	db := storagetest.Open(t, nil)
 	if db.Remote() {
@@ -78,5 +78,14 @@ func TestReadersMapTheFile(t *testing.T) {
 	}
 	if n < 1<<30 {
 		t.Fatalf("a read connection maps %d bytes of the file, want the build's most (2 GiB)", n)
+	}
+	// And keeps a small page cache, which every commit of the writer empties
+	// (db.go, readerPragmas): negative is KiB, positive pages of 4 KiB.
+	c, err := storage.CountForTest(t.Context(), db, `PRAGMA cache_size`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c < -2048 || c > 512 {
+		t.Fatalf("a read connection's page cache is cache_size=%d, want at most 2 MiB", c)
 	}
 }
