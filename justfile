@@ -55,7 +55,7 @@ lint-openapi:
 bench-exec *flags:
     go run ./bench/exec {{flags}}
 
-# The inventory read model at fleet scale (issue 12): 20k PCs x 150 apps (3M derived rows) built once into a kept SQLite file (half an hour) and reused, then medians of projecting one report and of the read routes; then bench/ingest's ratio with one result in ten an inventory report against the same stream without, over interleaved runs (the seeded fleet kept in TMPDIR for the day). Extra flags go to bench/inventory (e.g. -only reads, -cpuprofile inv.prof).
+# The inventory read model at fleet scale (issue 12): 20k PCs x 150 apps (3M derived rows) built once into a kept SQLite file (half an hour) and reused, then medians of projecting one report and of the read routes; then bench/ingest's ratio with one result in ten an inventory report against the same stream without, over interleaved runs (the seeded fleet kept in TMPDIR for the day). Extra flags go to bench/inventory (e.g. -only reads, -cpuprofile inv.prof, -commit: each timed read after a commit of the writer, as on a running system).
 bench-inventory *flags:
     go run ./bench/inventory -db "${TMPDIR:-/tmp}/kanade-bench-inventory-20000.db" {{flags}}
     go run ./bench/ingest -n 100000 -inventory 0.1 -rounds 3 -seed-cache "${TMPDIR:-/tmp}"

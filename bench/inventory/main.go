@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	batch := fs.Int("batch", 100, "reports per transaction while building")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	only := fs.String("only", "", "run only this part: project or reads")
+	commit := fs.Bool("commit", false, "reads: before each timed read, the writer commits (a consumer offset of its own), as a running projector does; SQLite then empties the read connection's page cache")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -116,7 +117,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *only == "project" {
 		return nil
 	}
-	return reads(ctx, out, dir, db, *samples)
+	before := func() error { return nil }
+	if *commit {
+		// Above any offset an earlier run left: an Advance that is not
+		// further writes nothing, and a commit that changes nothing
+		// empties no cache.
+		seq := uint64(time.Now().UnixNano())
+		before = func() error {
+			seq++
+			return db.Update(ctx, func(tx *storage.Tx) error { return tx.Advance(ctx, "bench-inventory-commit", seq, "") })
+		}
+		fmt.Fprintf(out, "each timed read follows a commit of the writer\n")
+	}
+	return reads(ctx, out, dir, db, *samples, before)
 }
 
 // base is the fleet's first report time.
@@ -286,7 +299,7 @@ func projectOne(ctx context.Context, out io.Writer, db *storage.DB, hint *kanade
 func appsOf(stdout string) string { return stdout[strings.Index(stdout, `"apps":`):] }
 
 // reads times the read routes through the handler and storage.
-func reads(ctx context.Context, out io.Writer, dir string, db *storage.DB, samples int) error {
+func reads(ctx context.Context, out io.Writer, dir string, db *storage.DB, samples int, before func() error) error {
 	b, err := benchbus.Start(ctx, filepath.Join(dir, "nats"))
 	if err != nil {
 		return err
@@ -328,6 +341,9 @@ func reads(ctx context.Context, out io.Writer, dir string, db *storage.DB, sampl
 		var ds []sample
 		var size, n int
 		for range samples {
+			if err := before(); err != nil {
+				return err
+			}
 			d, err := measure(func() error {
 				var err error
 				size, n, err = get(path)
@@ -344,6 +360,9 @@ func reads(ctx context.Context, out io.Writer, dir string, db *storage.DB, sampl
 	spec := &sim.InventoryHint().Explode[0]
 	var ds []sample
 	for range samples {
+		if err := before(); err != nil {
+			return err
+		}
 		d, err := measure(func() error {
 			_, err := db.SearchInventory(ctx, sim.InventoryJob.ID, spec, []storage.InventoryFilter{{Column: "name", Op: "contains", Value: "chrome"}}, 1000, 0)
 			return err
@@ -356,6 +375,9 @@ func reads(ctx context.Context, out io.Writer, dir string, db *storage.DB, sampl
 	fmt.Fprintf(out, "\nstorage alone: SearchInventory name contains chrome: %s\n", stats(ds))
 	ds = nil
 	for range samples {
+		if err := before(); err != nil {
+			return err
+		}
 		d, err := measure(func() error {
 			_, err := db.InventoryHistory(ctx, storage.HistoryQuery{JobID: sim.InventoryJob.ID, Field: "apps",
 				Identity: []storage.IdentityMatch{{Key: "name", Value: "Google Chrome"}}, Limit: 500})
