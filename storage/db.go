@@ -642,8 +642,8 @@ func hasStatements(sql string) bool {
 // duration summaries, dropping indexes SQL cannot name); nil for most.
 func migrationHook(version string) func(*Tx, context.Context) error {
 	switch version {
-	case "0021_duration_bins":
-		return (*Tx).rebuildDurations
+	case "0028_duration_runs":
+		return (*Tx).rebuildEmptyDurations
 	case "0027_history_identity_index":
 		return (*Tx).dropIdentityIndexes
 	}

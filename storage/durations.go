@@ -18,8 +18,8 @@ import (
 	"time"
 )
 
-// Run-duration summaries (tables duration_segments and duration_bins, read
-// by ScanDurations).
+// Run-duration summaries (tables duration_segments, duration_runs and
+// duration_bins, read by ScanDurations).
 //
 // GET /api/health/scan_durations must give exact nearest-rank percentiles over
 // a window that may hold a million runs, also over a remote libSQL database
@@ -35,7 +35,9 @@ import (
 // A segment also keeps its count, min, max and sum, and a histogram of fixed
 // bins (binOf: 16 per power of two) with each bin's bytes in durs; each of
 // its bins is also a row of duration_bins, keyed (job, bin, hour), written
-// and deleted with the segment. A scan over ten million runs thus sums a few
+// and deleted with the segment. Its blobs (durs, offs) are a row of
+// duration_runs, beside its row of duration_segments: seeks into a
+// WITHOUT ROWID table read every compared row whole (0028_duration_runs.sql). A scan over ten million runs thus sums a few
 // hundred thousand bin counts, and reads only the rows of the three bins per
 // job that hold its percentiles' ranks (scan_durations.go), exactly.
 //
@@ -315,6 +317,14 @@ type binKey struct {
 	bin, hour int64
 }
 
+// loadBucketsSQL reads the segments of the buckets of in (a VALUES list of
+// (hour, job_id)) with their blobs.
+func loadBucketsSQL(in string) string {
+	return `SELECT s.hour, s.job_id, s.runs, s.bins, r.durs, r.offs
+		FROM duration_segments AS s JOIN duration_runs AS r USING (hour, job_id, seg)
+		WHERE (s.hour, s.job_id) IN ` + in
+}
+
 // loadBuckets returns every entry of the given buckets, segments merged,
 // and the keys of their bins' rows.
 func (tx *Tx) loadBuckets(ctx context.Context, keys []bucketKey) (map[bucketKey][]durEntry, []binKey, error) {
@@ -322,8 +332,7 @@ func (tx *Tx) loadBuckets(ctx context.Context, keys []bucketKey) (map[bucketKey]
 	var bins []binKey
 	err := chunks(keys, func(ks []bucketKey) error {
 		in, args := bucketValues(ks)
-		rows, err := tx.tx.QueryContext(ctx, `SELECT hour, job_id, runs, bins, durs, offs FROM duration_segments
-			WHERE (hour, job_id) IN `+in, args...)
+		rows, err := tx.tx.QueryContext(ctx, loadBucketsSQL(in), args...)
 		if err != nil {
 			return fmt.Errorf("load duration segments: %w", err)
 		}
@@ -357,12 +366,15 @@ func (tx *Tx) loadBuckets(ctx context.Context, keys []bucketKey) (map[bucketKey]
 	return out, bins, err
 }
 
-// deleteBuckets deletes the segments of keys and their bins' rows.
+// deleteBuckets deletes the segments of keys, their blobs and their bins'
+// rows.
 func (tx *Tx) deleteBuckets(ctx context.Context, keys []bucketKey, bins []binKey) error {
 	err := chunks(keys, func(ks []bucketKey) error {
 		in, args := bucketValues(ks)
-		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM duration_segments WHERE (hour, job_id) IN `+in, args...); err != nil {
-			return fmt.Errorf("delete duration segments: %w", err)
+		for _, table := range []string{"duration_segments", "duration_runs"} {
+			if _, err := tx.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE (hour, job_id) IN `+in, args...); err != nil {
+				return fmt.Errorf("delete duration segments: %w", err)
+			}
 		}
 		return nil
 	})
@@ -401,22 +413,28 @@ type segmentRow struct {
 }
 
 func (tx *Tx) insertSegments(ctx context.Context, segs []segmentRow) error {
-	const cols = 10
+	const cols, runCols = 8, 5
 	per := maxVars / cols
 	var bins []any // rows of duration_bins, binCols values each
 	for len(segs) > 0 {
 		n := min(len(segs), per)
 		args := make([]any, 0, n*cols)
+		runs := make([]any, 0, n*runCols)
 		for _, s := range segs[:n] {
 			e := encodeSegment(s.entries)
-			args = append(args, s.key.hour, s.key.job, s.seg, int64(len(s.entries)), e.lo, e.hi, e.total, e.bins, e.durs, e.offs)
+			args = append(args, s.key.hour, s.key.job, s.seg, int64(len(s.entries)), e.lo, e.hi, e.total, e.bins)
+			runs = append(runs, s.key.hour, s.key.job, s.seg, e.durs, e.offs)
 			_ = readBins(e.bins, int64(len(s.entries)), len(e.durs), func(sb segBin) { // just encoded
 				bins = append(bins, s.key.job, int64(sb.bin), s.key.hour, s.seg, sb.n, e.durs[sb.start:sb.end])
 			})
 		}
-		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO duration_segments (hour, job_id, seg, runs, lo, hi, total, bins, durs, offs)
+		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO duration_segments (hour, job_id, seg, runs, lo, hi, total, bins)
 			VALUES `+placeholders(n, cols), args...); err != nil {
 			return fmt.Errorf("insert %d duration segments: %w", n, err)
+		}
+		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO duration_runs (hour, job_id, seg, durs, offs)
+			VALUES `+placeholders(n, runCols), runs...); err != nil {
+			return fmt.Errorf("insert %d duration segments' runs: %w", n, err)
 		}
 		segs = segs[n:]
 	}

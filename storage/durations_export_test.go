@@ -49,6 +49,10 @@ func ScanQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, er
 	return queryPlans(ctx, db, map[string]planCase{
 		"segments":    {segmentsSQL, []any{1}},
 		"first hour":  {firstHourSQL, []any{1}},
+		"first blobs": {firstHourSQL, []any{1}},
+		"load":        {loadBucketsSQL(in), args},
+		"load blobs":  {loadBucketsSQL(in), args},
+		"delete runs": {`DELETE FROM duration_runs WHERE (hour, job_id) IN ` + in, args},
 		"bins":        {binsSQL(2), []any{5, "a", 1, 0, "b", -3, 1}},
 		"delete bins": {deleteBinsSQL(2), []any{"a", 1, 5, "b", 2, 6}},
 		"slowest":     {slowestRunsSQL(2), []any{"a", 1, "b", 2, "2026-01-01T00:00:00.000000000Z"}},

@@ -17,11 +17,10 @@ func (db *DB) RebuildDurations(ctx context.Context) error {
 	return db.Update(ctx, func(tx *Tx) error { return tx.rebuildDurations(ctx) })
 }
 
-// rebuildDurations is RebuildDurations inside tx; also the Go step of
-// migration 0021, which changed the summaries' format (migrationHooks). The
-// entries go in when the transaction flushes its summary changes.
+// rebuildDurations is RebuildDurations inside tx. The entries go in when
+// the transaction flushes its summary changes.
 func (tx *Tx) rebuildDurations(ctx context.Context) error {
-	for _, table := range []string{"duration_segments", "duration_bins"} {
+	for _, table := range []string{"duration_segments", "duration_runs", "duration_bins"} {
 		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM `+table); err != nil {
 			return fmt.Errorf("rebuild durations: %w", err)
 		}
@@ -49,4 +48,22 @@ func (tx *Tx) rebuildDurations(ctx context.Context) error {
 		return fmt.Errorf("rebuild durations: %w", err)
 	}
 	return nil
+}
+
+// rebuildEmptyDurations is the Go step of migration 0028: it rebuilds the
+// summaries if they are empty while summarized runs exist. Migration 0021
+// changed the summaries' format and recreated their tables empty; the
+// rebuild is this code's, which writes 0028's tables, so a file from
+// before 0021 is rebuilt here, after both. On a file whose summaries were
+// kept, 0028's SQL moved them and this reads one row.
+func (tx *Tx) rebuildEmptyDurations(ctx context.Context) error {
+	var empty bool
+	if err := tx.tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT 1 FROM duration_segments)
+		AND EXISTS (SELECT 1 FROM execution_results WHERE job_id IS NOT NULL AND finished_at IS NOT NULL AND duration_ms IS NOT NULL)`).Scan(&empty); err != nil {
+		return fmt.Errorf("rebuild durations: %w", err)
+	}
+	if !empty {
+		return nil
+	}
+	return tx.rebuildDurations(ctx)
 }

@@ -140,7 +140,8 @@ func TestScanDurationsEmptyWindow(t *testing.T) {
 }
 
 // TestScanDurationsQueryPlans proves the reads use their indexes: a range of
-// the segments' primary key (no sort), one range of duration_bins' per
+// the segments' primary key (no sort), the first hour's blobs and a
+// bucket's by the index of their key, one range of duration_bins' per
 // wanted bin (no sort either), and one covering (job_id, duration_ms,
 // finished_at, result_id) index range per job for the slowest run; on SQLite
 // and, with KANADE_TEST_SQLD, on sqld's older SQLite, which plans some
@@ -153,7 +154,11 @@ func TestScanDurationsQueryPlans(t *testing.T) {
 	}
 	want := map[string]string{
 		"segments":    "SEARCH duration_segments USING PRIMARY KEY (hour>?)",
-		"first hour":  "SEARCH duration_segments USING PRIMARY KEY (hour=?)",
+		"first hour":  "SEARCH r USING INDEX sqlite_autoindex_duration_runs_1 (hour=?)",
+		"first blobs": "SEARCH s USING PRIMARY KEY (hour=? AND job_id=? AND seg=?)",
+		"load":        "SEARCH r USING INDEX sqlite_autoindex_duration_runs_1 (hour=? AND job_id=?)",
+		"load blobs":  "SEARCH s USING PRIMARY KEY (hour=? AND job_id=? AND seg=?)",
+		"delete runs": "SEARCH duration_runs USING COVERING INDEX sqlite_autoindex_duration_runs_1 (hour=? AND job_id=?)",
 		"bins":        "SEARCH b USING PRIMARY KEY (job_id=? AND bin=? AND hour>?)",
 		"delete bins": "SEARCH duration_bins USING PRIMARY KEY (job_id=? AND bin=? AND hour=?)",
 		"slowest":     "SEARCH execution_results USING COVERING INDEX execution_results_job_duration (job_id=? AND duration_ms=? AND finished_at>?)",
@@ -161,7 +166,7 @@ func TestScanDurationsQueryPlans(t *testing.T) {
 		"delete":      "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
 	}
 	for name, w := range want {
-		if db.Remote() && (name == "delete bins" || name == "meta" || name == "delete") {
+		if db.Remote() && (name == "delete bins" || name == "meta" || name == "delete" || name == "load" || name == "load blobs" || name == "delete runs") {
 			// sqld's SQLite 3.45 plans these write-path row-value INs on
 			// their first column only (not yet rewritten as the slowest
 			// lookup was); the read statements are checked there too.
@@ -451,8 +456,8 @@ func TestScanDurationsMatchesBruteForce(t *testing.T) {
 }
 
 // checkSummaryInvariants checks that the summaries hold one entry per row
-// with job_id, finished_at and duration_ms, and no bucket has more than 8
-// segments.
+// with job_id, finished_at and duration_ms, each segment has its blobs and
+// its bins, and no bucket has more than 8 segments.
 func checkSummaryInvariants(t *testing.T, db *storage.DB) {
 	t.Helper()
 	ctx := t.Context()
@@ -480,6 +485,22 @@ func checkSummaryInvariants(t *testing.T, db *storage.DB) {
 	}
 	if binRows != rows || orphans != 0 {
 		t.Fatalf("duration_bins hold %d entries (%d rows without a segment), execution_results %d summarized rows", binRows, orphans, rows)
+	}
+	// Every segment has its row of blobs in duration_runs, and no others.
+	segs, err := storage.CountForTest(ctx, db, `SELECT COUNT(*) FROM duration_segments`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paired, err := storage.CountForTest(ctx, db, `SELECT COUNT(*) FROM duration_segments JOIN duration_runs USING (hour, job_id, seg)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := storage.CountForTest(ctx, db, `SELECT COUNT(*) FROM duration_runs`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if paired != segs || blobs != segs {
+		t.Fatalf("%d segments, %d rows of duration_runs, %d of them a segment's", segs, blobs, paired)
 	}
 	most, err := storage.CountForTest(ctx, db, `SELECT COALESCE(MAX(c), 0) FROM (SELECT COUNT(*) AS c FROM duration_segments GROUP BY hour, job_id)`)
 	if err != nil {

@@ -262,7 +262,8 @@ func (w *durWindow) readFirstHour(ctx context.Context, q queryer) error {
 // Step 1 on libSQL: the first hour's segments, then the later hours' per-job
 // aggregates and histograms, summed by the server.
 const (
-	firstHourSQL = `SELECT job_id, runs, lo, hi, total, bins, durs, offs FROM duration_segments WHERE hour = ?`
+	firstHourSQL = `SELECT s.job_id, s.runs, s.lo, s.hi, s.total, s.bins, r.durs, r.offs
+		FROM duration_segments AS s JOIN duration_runs AS r USING (hour, job_id, seg) WHERE s.hour = ?`
 	laterSQL     = `SELECT job_id, SUM(runs), MIN(lo), MAX(hi), SUM(total) FROM duration_segments WHERE hour > ? GROUP BY job_id`
 	histSQL      = `SELECT job_id, group_concat(bin || ':' || n) FROM
 		(SELECT job_id, bin, SUM(runs) AS n FROM duration_bins WHERE hour > ? GROUP BY job_id, bin) GROUP BY job_id`

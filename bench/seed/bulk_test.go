@@ -158,8 +158,9 @@ func TestBulkCachedUpgradesAnOlderSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
-		`DELETE FROM schema_migrations WHERE version = '0021_duration_bins'`,
+		`DELETE FROM schema_migrations WHERE version IN ('0021_duration_bins', '0028_duration_runs')`,
 		`DROP TABLE duration_segments`,
+		`DROP TABLE duration_runs`,
 		`DROP TABLE duration_bins`,
 		`CREATE TABLE duration_segments (hour INTEGER NOT NULL, job_id TEXT NOT NULL, seg INTEGER NOT NULL,
 			runs INTEGER NOT NULL, durs BLOB NOT NULL, offs BLOB NOT NULL, PRIMARY KEY (hour, job_id, seg)) WITHOUT ROWID`,
