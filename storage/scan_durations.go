@@ -264,8 +264,8 @@ func (w *durWindow) readFirstHour(ctx context.Context, q queryer) error {
 const (
 	firstHourSQL = `SELECT s.job_id, s.runs, s.lo, s.hi, s.total, s.bins, r.durs, r.offs
 		FROM duration_segments AS s JOIN duration_runs AS r USING (hour, job_id, seg) WHERE s.hour = ?`
-	laterSQL     = `SELECT job_id, SUM(runs), MIN(lo), MAX(hi), SUM(total) FROM duration_segments WHERE hour > ? GROUP BY job_id`
-	histSQL      = `SELECT job_id, group_concat(bin || ':' || n) FROM
+	laterSQL = `SELECT job_id, SUM(runs), MIN(lo), MAX(hi), SUM(total) FROM duration_segments WHERE hour > ? GROUP BY job_id`
+	histSQL  = `SELECT job_id, group_concat(bin || ':' || n) FROM
 		(SELECT job_id, bin, SUM(runs) AS n FROM duration_bins WHERE hour > ? GROUP BY job_id, bin) GROUP BY job_id`
 )
 
@@ -329,62 +329,89 @@ func (w *durWindow) add(hour int64, name string, runs, lo, hi, total int64, bins
 	if runs <= 0 || runs > int64(len(durs)) || runs > int64(len(offs)) || len(j.first)+int(runs) > math.MaxInt32 {
 		return errCorruptSegment // every run takes a byte of each blob
 	}
-	j.first = slices.Grow(j.first, int(runs))
-	rest := offs
-	var err error
-	if rerr := readBins(bins, runs, len(durs), func(sb segBin) {
-		if err != nil {
-			return
+	if err := readBins(bins, runs, len(durs), func(segBin) {}); err != nil {
+		return err // the directory checked once, so the loop below need not
+	}
+	// Each run is written at pos and kept by moving pos past it, without a
+	// branch: whether a run of the hour is in the window is a coin toss the
+	// CPU cannot predict, and most of the loop's time went to mispredicts.
+	first := slices.Grow(j.first, int(runs))
+	buf, pos := first[:cap(first)], len(first)
+	rest, dir, at := offs, bins, 0
+	off0 := w.off0
+	bin := 0
+	for i := 0; len(dir) > 0; i++ {
+		d, k1 := binary.Uvarint(dir)
+		n, k2 := binary.Uvarint(dir[k1:])
+		l, k3 := binary.Uvarint(dir[k1+k2:])
+		dir = dir[k1+k2+k3:]
+		bin, _ = nextBin(i == 0, bin, d)
+		if bin < -binSpan || bin >= binSpan {
+			return errCorruptSegment
 		}
-		if sb.bin < -binSpan || sb.bin >= binSpan {
-			err = errCorruptSegment
-			return
-		}
-		b := durs[sb.start:sb.end]
-		start := len(j.first)
+		b := durs[at : at+int(l)]
+		at += int(l)
+		start := pos
 		var v, sum int64
-		for i := range sb.n {
+		for k := range int(n) {
 			var u uint64
-			k := 1
 			if len(b) > 0 && b[0] < 0x80 {
-				u = uint64(b[0])
-			} else if u, k = binary.Uvarint(b); k <= 0 {
-				err = errCorruptSegment
-				return
+				u, b = uint64(b[0]), b[1:]
+			} else {
+				var m int
+				if u, m = binary.Uvarint(b); m <= 0 {
+					return errCorruptSegment
+				}
+				b = b[m:]
 			}
-			b = b[k:]
-			if i == 0 {
+			if k == 0 {
 				v = unzigzag(u)
 			} else {
 				v += int64(u) // ascending
 			}
-			o, k := binary.Uvarint(rest)
-			if k <= 0 {
-				err = errCorruptSegment
-				return
+			var o uint64
+			var m int
+			if len(rest) >= 8 {
+				o, m = uvarintWord(binary.LittleEndian.Uint64(rest))
 			}
-			rest = rest[k:]
-			if int64(o) >= w.off0 {
-				j.first = append(j.first, v)
-				sum += v
+			if m == 0 || m > 8 {
+				if o, m = binary.Uvarint(rest); m <= 0 {
+					return errCorruptSegment
+				}
 			}
+			rest = rest[m:]
+			keep := int(uint64(off0-1-int64(o)) >> 63) // 1 if o >= off0 (both below 2⁶²)
+			buf[pos] = v
+			pos += keep
+			sum += v & -int64(keep)
 		}
 		if len(b) != 0 {
-			err = errCorruptSegment
-			return
+			return errCorruptSegment
 		}
-		if kept := len(j.first) - start; kept > 0 {
-			j.count(int64(kept), j.first[start], j.first[len(j.first)-1], sum)
-			j.hist[sb.bin+binSpan] += int64(kept)
-			j.firstBins = append(j.firstBins, firstSpan{bin: int32(sb.bin), start: int32(start), end: int32(len(j.first))})
+		if kept := pos - start; kept > 0 {
+			j.count(int64(kept), buf[start], buf[pos-1], sum)
+			j.hist[bin+binSpan] += int64(kept)
+			j.firstBins = append(j.firstBins, firstSpan{bin: int32(bin), start: int32(start), end: int32(pos)})
 		}
-	}); rerr != nil {
-		return rerr
 	}
-	if err == nil && len(rest) != 0 {
-		err = errCorruptSegment
+	j.first = buf[:pos]
+	if len(rest) != 0 {
+		return errCorruptSegment
 	}
-	return err
+	return nil
+}
+
+// uvarintWord decodes a uvarint from the first bytes of x (8 bytes of a
+// blob, little-endian) without a loop, as binary.Uvarint would, and
+// returns its length; a length over 8 means the uvarint is longer than x
+// and v is meaningless. A first-hour offset (nanoseconds within an hour,
+// 42 bits) takes 6 bytes, and scan_durations decodes one per run of the
+// hour (400k at 10M runs).
+func uvarintWord(x uint64) (v uint64, n int) {
+	n = bits.TrailingZeros64(^x&0x8080808080808080)/8 + 1 // 9 if no byte ends it
+	x &= 1<<(8*uint(n)) - 1                               // a shift by 64 or more is 0: all ones
+	return x&0x7f | x>>1&(0x7f<<7) | x>>2&(0x7f<<14) | x>>3&(0x7f<<21) |
+		x>>4&(0x7f<<28) | x>>5&(0x7f<<35) | x>>6&(0x7f<<42) | x>>7&(0x7f<<49), n
 }
 
 // addLater adds a segment of an hour after the first to j: its aggregates
