@@ -35,11 +35,12 @@ import (
 // A segment also keeps its count, min, max and sum, and a histogram of fixed
 // bins (binOf: 16 per power of two) with each bin's bytes in durs; each of
 // its bins is also a row of duration_bins, keyed (job, bin, hour), written
-// and deleted with the segment. Its blobs (durs, offs) are a row of
-// duration_runs, beside its row of duration_segments: seeks into a
-// WITHOUT ROWID table read every compared row whole (0028_duration_runs.sql). A scan over ten million runs thus sums a few
-// hundred thousand bin counts, and reads only the rows of the three bins per
-// job that hold its percentiles' ranks (scan_durations.go), exactly.
+// and deleted with the segment. A scan over ten million runs thus sums a
+// few hundred thousand bin counts, and reads only the rows of the three
+// bins per job that hold its percentiles' ranks (scan_durations.go),
+// exactly. A segment's blobs (durs, offs) are a row of duration_runs,
+// beside its row of duration_segments: a seek into a WITHOUT ROWID table
+// reads every row it compares whole (0028_duration_runs.sql).
 //
 // Invariant: a row of execution_results has exactly one entry (duration_ms,
 // finished_at's offset within its hour) in bucket (hour, job_id) iff its
