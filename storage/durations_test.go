@@ -502,6 +502,15 @@ func checkSummaryInvariants(t *testing.T, db *storage.DB) {
 	if paired != segs || blobs != segs {
 		t.Fatalf("%d segments, %d rows of duration_runs, %d of them a segment's", segs, blobs, paired)
 	}
+	// The head of each bins blob is the segment's runs, lo, hi and total.
+	heads, err := storage.CountForTest(ctx, db, `SELECT COUNT(*) FROM duration_segments WHERE typeof(bins) = 'blob'
+		AND substr(bins, 1, 32) = unhex(printf('%016x%016x%016x%016x', runs, lo, hi, total))`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if heads != segs {
+		t.Fatalf("%d of %d segments have a bins head equal to their columns", heads, segs)
+	}
 	most, err := storage.CountForTest(ctx, db, `SELECT COALESCE(MAX(c), 0) FROM (SELECT COUNT(*) AS c FROM duration_segments GROUP BY hour, job_id)`)
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,8 @@ import (
 )
 
 // Migration 0028 moves each segment's blobs from duration_segments into
-// duration_runs. A file in the layout before it (built here from the
+// duration_runs and puts a head (runs, lo, hi, total) before each bins
+// directory. A file in the layout before it (built here from the
 // current tables, which hold the same values) answers scan_durations the
 // same after the migration, keeps every segment, and still takes writes
 // that rewrite its buckets. A file whose summaries are empty (one from
@@ -27,6 +28,9 @@ func TestMigration0028MovesTheSegmentsBlobs(t *testing.T) {
 		batch = append(batch, result(fmt.Sprintf("r%04d", i), fmt.Sprintf("job-%d", rng.IntN(7)), started,
 			time.Duration(rng.Int64N(int64(time.Hour)))))
 	}
+	// Clock skew: a run that finished before it started (negative lo,
+	// total), whose head the migration writes from SQL.
+	batch = append(batch, result("skewed", "job-1", t0.Add(20*time.Hour), -90*time.Second))
 	since := t0.Add(5*time.Hour + 17*time.Minute)
 
 	for _, tc := range []struct {
@@ -40,8 +44,9 @@ func TestMigration0028MovesTheSegmentsBlobs(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := 0; i < len(batch); i += 500 { // many segments per bucket
-				applyResults(t, db, batch[i:i+500]...)
+				applyResults(t, db, batch[i:min(i+500, len(batch))]...)
 			}
+			checkSummaryInvariants(t, db)
 			want, err := db.ScanDurations(ctx, since)
 			if err != nil {
 				t.Fatal(err)
@@ -58,7 +63,7 @@ func TestMigration0028MovesTheSegmentsBlobs(t *testing.T) {
 				`CREATE TABLE old (hour INTEGER NOT NULL, job_id TEXT NOT NULL, seg INTEGER NOT NULL, runs INTEGER NOT NULL,
 					lo INTEGER NOT NULL, hi INTEGER NOT NULL, total INTEGER NOT NULL, bins BLOB NOT NULL, durs BLOB NOT NULL,
 					offs BLOB NOT NULL, PRIMARY KEY (hour, job_id, seg)) WITHOUT ROWID`,
-				`INSERT INTO old SELECT s.hour, s.job_id, s.seg, s.runs, s.lo, s.hi, s.total, s.bins, r.durs, r.offs
+				`INSERT INTO old SELECT s.hour, s.job_id, s.seg, s.runs, s.lo, s.hi, s.total, substr(s.bins, 33), r.durs, r.offs
 					FROM duration_segments AS s JOIN duration_runs AS r USING (hour, job_id, seg)`,
 				`DROP TABLE duration_segments`,
 				`DROP TABLE duration_runs`,

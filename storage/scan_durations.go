@@ -93,9 +93,9 @@ func (db *DB) readSnapshot(ctx context.Context, fn func(q queryer) error) error 
 }
 
 // segmentsSQL is step 1 on SQLite after the first hour (firstHourSQL): the
-// later hours' segments, only the columns summed (each column of each row is
-// a call into the driver: 6 instead of the 10 of one query for all hours).
-const segmentsSQL = `SELECT job_id, runs, lo, hi, total, bins FROM duration_segments WHERE hour > ?`
+// later hours' segments, their counts and directories from the bins blob
+// alone (each column of each row is calls into the driver; see segHeadLen).
+const segmentsSQL = `SELECT job_id, bins FROM duration_segments WHERE hour > ?`
 
 // binsChunk bounds the (job_id, bin) pairs of one statement of step 3 (and
 // so, on libSQL, the size of one response).
@@ -221,16 +221,19 @@ func (w *durWindow) readSegments(ctx context.Context, q queryer) error {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var runs, lo, hi, total int64
 		var job, bins sql.RawBytes
-		if err := rows.Scan(&job, &runs, &lo, &hi, &total, &bins); err != nil {
+		if err := rows.Scan(&job, &bins); err != nil {
 			return err
 		}
 		j := w.jobs[string(job)] // no copy: a map index by a converted []byte
 		if j == nil {
 			j = w.job(string(job))
 		}
-		if err := j.addLater(runs, lo, hi, total, bins); err != nil {
+		h, dir, err := splitBins(bins)
+		if err == nil {
+			err = j.addLater(h.runs, h.lo, h.hi, h.total, dir)
+		}
+		if err != nil {
 			return fmt.Errorf("job %q, after hour %d: %w", job, w.h0, err)
 		}
 	}
@@ -246,13 +249,16 @@ func (w *durWindow) readFirstHour(ctx context.Context, q queryer) error {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var runs, lo, hi, total int64
 		var job string
 		var bins, durs, offs sql.RawBytes
-		if err := rows.Scan(&job, &runs, &lo, &hi, &total, &bins, &durs, &offs); err != nil {
+		if err := rows.Scan(&job, &bins, &durs, &offs); err != nil {
 			return err
 		}
-		if err := w.add(w.h0, job, runs, lo, hi, total, bins, durs, offs); err != nil {
+		h, dir, err := splitBins(bins)
+		if err == nil {
+			err = w.add(w.h0, job, h.runs, h.lo, h.hi, h.total, dir, durs, offs)
+		}
+		if err != nil {
 			return fmt.Errorf("job %q, hour %d: %w", job, w.h0, err)
 		}
 	}
@@ -262,7 +268,7 @@ func (w *durWindow) readFirstHour(ctx context.Context, q queryer) error {
 // Step 1 on libSQL: the first hour's segments, then the later hours' per-job
 // aggregates and histograms, summed by the server.
 const (
-	firstHourSQL = `SELECT s.job_id, s.runs, s.lo, s.hi, s.total, s.bins, r.durs, r.offs
+	firstHourSQL = `SELECT s.job_id, s.bins, r.durs, r.offs
 		FROM duration_segments AS s JOIN duration_runs AS r USING (hour, job_id, seg) WHERE s.hour = ?`
 	laterSQL = `SELECT job_id, SUM(runs), MIN(lo), MAX(hi), SUM(total) FROM duration_segments WHERE hour > ? GROUP BY job_id`
 	histSQL  = `SELECT job_id, group_concat(bin || ':' || n) FROM

@@ -15,10 +15,15 @@
 -- (a few hundred bytes), and duration_runs its durs and offs. duration_runs
 -- is an ordinary rowid table: a row is found through the small index of its
 -- key, then by rowid, and its blobs are read only when asked for. The
--- encoding is unchanged (0021_duration_bins.sql). If the summaries are empty
--- while runs exist (a file from before 0021, whose SQL recreated them
--- empty), the Go step of this migration rebuilds them (storage/db.go,
--- migrationHook).
+-- encoding is 0021_duration_bins.sql's, except that bins starts with a head
+-- of 32 bytes: runs, lo, hi and total again, as big-endian 64-bit integers,
+-- so that a scan reads a row's job_id and bins, two columns instead of six
+-- (each column of each row is calls into the driver: 40% of the later
+-- hours' read at 10M runs). The columns stay for SQL.
+--
+-- If the summaries are empty while runs exist (a file from before 0021,
+-- whose SQL recreated them empty), the Go step of this migration rebuilds
+-- them (storage/db.go, migrationHook).
 CREATE TABLE duration_runs (
     hour   INTEGER NOT NULL,
     job_id TEXT NOT NULL,
@@ -42,6 +47,9 @@ CREATE TABLE duration_segments_0028 (
     PRIMARY KEY (hour, job_id, seg)
 ) WITHOUT ROWID;
 INSERT INTO duration_segments_0028 (hour, job_id, seg, runs, lo, hi, total, bins)
-    SELECT hour, job_id, seg, runs, lo, hi, total, bins FROM duration_segments;
+    SELECT hour, job_id, seg, runs, lo, hi, total,
+        -- || makes TEXT of two blobs, bytes kept; the cast makes it a BLOB again.
+        CAST(unhex(printf('%016x%016x%016x%016x', runs, lo, hi, total)) || bins AS BLOB)
+    FROM duration_segments;
 DROP TABLE duration_segments;
 ALTER TABLE duration_segments_0028 RENAME TO duration_segments;
