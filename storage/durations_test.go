@@ -176,8 +176,8 @@ func TestScanDurationsQueryPlans(t *testing.T) {
 			t.Errorf("%s: plan %q lacks %q", name, plans[name], w)
 		}
 		for _, line := range plans[name] {
-			// The VALUES lists may be scanned: "SCAN v" is slowest's.
-			values := strings.Contains(line, "VALUES") || strings.Contains(line, "CONSTANT ROWS") || line == "SCAN v"
+			// The VALUES lists may be scanned, and json_each's pairs.
+			values := strings.Contains(line, "VALUES") || strings.Contains(line, "CONSTANT ROWS") || strings.HasPrefix(line, "SCAN v VIRTUAL TABLE")
 			// A temporary B-tree is a sort: of the bins' joined durations,
 			// when step 3 grouped a join by pair. The write path's meta
 			// groups the few segments of the buckets a batch touched.
@@ -824,4 +824,32 @@ func TestScanDurationsManyJobsWideRange(t *testing.T) {
 		return err
 	})
 	check("after retention")
+}
+
+// TestScanDurationsJobNamesInJSON: the wanted bins and the slowest runs
+// are asked for with the job names inside a JSON argument; names that JSON
+// must escape (quotes, backslashes, control characters, non-ASCII, a name
+// that is itself JSON) are answered exactly, slowest run included.
+func TestScanDurationsJobNamesInJSON(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	names := []string{`a"b`, `c\d`, "tab\tand\nnewline", "ctl\x01", "é✓ジョブ", `["x",1]`, "\u2028", "plain"}
+	var batch []storage.Result
+	for i := range 400 {
+		batch = append(batch, result(fmt.Sprintf("r%03d", i), names[i%len(names)], t0.Add(time.Duration(i)*time.Minute),
+			time.Duration(1+i%37)*time.Second))
+	}
+	applyResults(t, db, batch...)
+	since := t0.Add(90*time.Minute + 7*time.Second)
+	got := mustScan(t, db, since)
+	if len(got) != len(names) {
+		t.Fatalf("%d jobs, want %d", len(got), len(names))
+	}
+	for _, s := range got {
+		if s.MaxResultID == nil {
+			t.Errorf("job %q: no slowest run", s.JobID)
+		}
+	}
+	if diff := gocmp.Diff(reference(t, db, since), got); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
 }
