@@ -221,10 +221,11 @@ func (tx *Tx) flushDurations(ctx context.Context) error {
 
 	var out []segmentRow
 	if len(rewrite) > 0 {
-		stored, oldBins, err := tx.loadBuckets(ctx, rewrite)
+		stored, oldBins, oldBytes, err := tx.loadBuckets(ctx, rewrite)
 		if err != nil {
 			return err
 		}
+		keep := map[binKey]bool{}
 		for _, k := range rewrite {
 			es := stored[k]
 			if c := changes[k]; c != nil {
@@ -236,10 +237,27 @@ func (tx *Tx) flushDurations(ctx context.Context) error {
 					}
 				}
 			}
-			if len(es) > 0 {
-				out = append(out, segmentRow{key: k, seg: 0, entries: es})
+			if len(es) == 0 {
+				continue
 			}
+			e := encodeSegment(es)
+			if m := meta[k]; m.count == 1 && m.maxSeg == 0 {
+				// The bucket was one segment, numbered 0 as the new one
+				// is: a bin whose bytes did not change keeps its row of
+				// duration_bins. A late result or a reaped run changes
+				// one bin of a closed hour's fifty, whose rows lie on as
+				// many pages of duration_bins.
+				n := int64(len(es))
+				_ = readBins(e.bins, n, len(e.durs), func(sb segBin) { // just encoded
+					bk := binKey{job: k.job, bin: int64(sb.bin), hour: k.hour}
+					if old, ok := oldBytes[bk]; ok && old == string(e.durs[sb.start:sb.end]) {
+						keep[bk] = true
+					}
+				})
+			}
+			out = append(out, segmentRow{key: k, seg: 0, entries: es, enc: &e, keep: keep})
 		}
+		oldBins = slices.DeleteFunc(oldBins, func(b binKey) bool { return keep[b] })
 		if err := tx.deleteBuckets(ctx, rewrite, oldBins); err != nil {
 			return err
 		}
@@ -327,10 +345,12 @@ func loadBucketsSQL(in string) string {
 }
 
 // loadBuckets returns every entry of the given buckets, segments merged,
-// and the keys of their bins' rows.
-func (tx *Tx) loadBuckets(ctx context.Context, keys []bucketKey) (map[bucketKey][]durEntry, []binKey, error) {
+// the keys of their bins' rows, and each bin's bytes of durs (for a bucket
+// of one segment, that segment's).
+func (tx *Tx) loadBuckets(ctx context.Context, keys []bucketKey) (map[bucketKey][]durEntry, []binKey, map[binKey]string, error) {
 	out := make(map[bucketKey][]durEntry, len(keys))
 	var bins []binKey
+	bytesOf := map[binKey]string{} // a bin's bytes of durs (meaningful for a bucket of one segment)
 	err := chunks(keys, func(ks []bucketKey) error {
 		in, args := bucketValues(ks)
 		rows, err := tx.tx.QueryContext(ctx, loadBucketsSQL(in), args...)
@@ -354,7 +374,9 @@ func (tx *Tx) loadBuckets(ctx context.Context, keys []bucketKey) (map[bucketKey]
 				return fmt.Errorf("duration segment of job %q, hour %d: %w", k.job, k.hour, err)
 			}
 			_ = readBins(binBlob, runs, len(durBlob), func(sb segBin) { // checked by decodeDurs
-				bins = append(bins, binKey{job: k.job, bin: int64(sb.bin), hour: k.hour})
+				bk := binKey{job: k.job, bin: int64(sb.bin), hour: k.hour}
+				bins = append(bins, bk)
+				bytesOf[bk] = string(durBlob[sb.start:sb.end])
 			})
 			if offs, err = decodeOffs(offs[:0], offBlob, runs); err != nil {
 				return fmt.Errorf("duration segment of job %q, hour %d: %w", k.job, k.hour, err)
@@ -368,7 +390,7 @@ func (tx *Tx) loadBuckets(ctx context.Context, keys []bucketKey) (map[bucketKey]
 		}
 		return nil
 	})
-	return out, bins, err
+	return out, bins, bytesOf, err
 }
 
 // deleteBuckets deletes the segments of keys, their blobs and their bins'
@@ -415,6 +437,8 @@ type segmentRow struct {
 	key     bucketKey
 	seg     int64
 	entries []durEntry
+	enc     *encodedSegment // entries encoded, or nil
+	keep    map[binKey]bool // bins whose row of duration_bins is kept as it is
 }
 
 func (tx *Tx) insertSegments(ctx context.Context, segs []segmentRow) error {
@@ -426,12 +450,19 @@ func (tx *Tx) insertSegments(ctx context.Context, segs []segmentRow) error {
 		args := make([]any, 0, n*cols)
 		blobs := make([]any, 0, n*runCols)
 		for _, s := range segs[:n] {
-			e := encodeSegment(s.entries)
+			var e encodedSegment
+			if s.enc != nil {
+				e = *s.enc
+			} else {
+				e = encodeSegment(s.entries)
+			}
 			runs := int64(len(s.entries))
 			args = append(args, s.key.hour, s.key.job, s.seg, runs, e.lo, e.hi, e.total, e.storedBins(runs))
 			blobs = append(blobs, s.key.hour, s.key.job, s.seg, e.durs, e.offs)
 			_ = readBins(e.bins, runs, len(e.durs), func(sb segBin) { // just encoded
-				bins = append(bins, s.key.job, int64(sb.bin), s.key.hour, s.seg, sb.n, e.durs[sb.start:sb.end])
+				if !s.keep[binKey{job: s.key.job, bin: int64(sb.bin), hour: s.key.hour}] {
+					bins = append(bins, s.key.job, int64(sb.bin), s.key.hour, s.seg, sb.n, e.durs[sb.start:sb.end])
+				}
 			})
 		}
 		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO duration_segments (hour, job_id, seg, runs, lo, hi, total, bins)

@@ -853,3 +853,51 @@ func TestScanDurationsJobNamesInJSON(t *testing.T) {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
 }
+
+// TestLateResultRewritesOneBinRow: a late result in a closed hour (one
+// segment) rewrites the bucket, but of duration_bins only the row of the bin
+// it joins; the other bins' rows, unchanged, stay as they are. The answers
+// stay exact and the summaries whole.
+func TestLateResultRewritesOneBinRow(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	ctx := t.Context()
+	var batch []storage.Result
+	for i := range 200 { // durations over many bins
+		batch = append(batch, result(fmt.Sprintf("r%03d", i), "job", t0.Add(time.Duration(i)*15*time.Second),
+			time.Duration(1+i*i)*time.Millisecond*37))
+	}
+	applyResults(t, db, batch...)
+	applyResults(t, db, result("next", "job", t0.Add(time.Hour), time.Second)) // closes t0's hour
+	bins, err := storage.CountForTest(ctx, db, `SELECT COUNT(*) FROM duration_bins WHERE hour = ?`, t0.Unix()/3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bins < 20 {
+		t.Fatalf("%d bins in the closed hour; the test wants many", bins)
+	}
+	for _, q := range []string{
+		`CREATE TABLE bin_writes (n INTEGER NOT NULL)`,
+		`INSERT INTO bin_writes VALUES (0)`,
+		`CREATE TRIGGER count_bin_inserts AFTER INSERT ON duration_bins BEGIN UPDATE bin_writes SET n = n + 1; END`,
+		`CREATE TRIGGER count_bin_deletes AFTER DELETE ON duration_bins BEGIN UPDATE bin_writes SET n = n + 1; END`,
+	} {
+		if err := storage.ExecForTest(ctx, db, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 37 ms · (1+4) = 185 ms lies in a bin that already holds r002.
+	applyResults(t, db, result("late", "job", t0.Add(20*time.Minute+time.Second), 185*time.Millisecond))
+	writes, err := storage.CountForTest(ctx, db, `SELECT n FROM bin_writes`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if writes != 2 { // the one bin's row deleted and inserted again
+		t.Errorf("%d writes to duration_bins for one late result; want 2", writes)
+	}
+	checkSummaryInvariants(t, db)
+	for _, since := range []time.Time{t0, t0.Add(20 * time.Minute), t0.Add(20*time.Minute + 2*time.Second)} {
+		if diff := gocmp.Diff(reference(t, db, since), mustScan(t, db, since)); diff != "" {
+			t.Fatalf("since %s (-want +got):\n%s", since, diff)
+		}
+	}
+}
