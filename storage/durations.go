@@ -220,12 +220,12 @@ func (tx *Tx) flushDurations(ctx context.Context) error {
 	rewrite = slices.Compact(rewrite)
 
 	var out []segmentRow
+	keep := map[binKey]bool{} // bins of rewritten buckets whose row of duration_bins stays
 	if len(rewrite) > 0 {
 		stored, oldBins, oldBytes, err := tx.loadBuckets(ctx, rewrite)
 		if err != nil {
 			return err
 		}
-		keep := map[binKey]bool{}
 		for _, k := range rewrite {
 			es := stored[k]
 			if c := changes[k]; c != nil {
@@ -255,7 +255,7 @@ func (tx *Tx) flushDurations(ctx context.Context) error {
 					}
 				})
 			}
-			out = append(out, segmentRow{key: k, seg: 0, entries: es, enc: &e, keep: keep})
+			out = append(out, segmentRow{key: k, seg: 0, entries: es, enc: &e})
 		}
 		oldBins = slices.DeleteFunc(oldBins, func(b binKey) bool { return keep[b] })
 		if err := tx.deleteBuckets(ctx, rewrite, oldBins); err != nil {
@@ -269,7 +269,7 @@ func (tx *Tx) flushDurations(ctx context.Context) error {
 		}
 		out = append(out, segmentRow{key: k, seg: seg, entries: changes[k].adds})
 	}
-	return tx.insertSegments(ctx, out)
+	return tx.insertSegments(ctx, out, keep)
 }
 
 func sortKeys(ks []bucketKey) {
@@ -438,10 +438,11 @@ type segmentRow struct {
 	seg     int64
 	entries []durEntry
 	enc     *encodedSegment // entries encoded, or nil
-	keep    map[binKey]bool // bins whose row of duration_bins is kept as it is
 }
 
-func (tx *Tx) insertSegments(ctx context.Context, segs []segmentRow) error {
+// insertSegments inserts segs, their blobs and their bins' rows of
+// duration_bins, except the rows of the bins in keep, which are there.
+func (tx *Tx) insertSegments(ctx context.Context, segs []segmentRow, keep map[binKey]bool) error {
 	const cols, runCols = 8, 5
 	per := maxVars / cols
 	var bins []any // rows of duration_bins, binCols values each
@@ -460,7 +461,7 @@ func (tx *Tx) insertSegments(ctx context.Context, segs []segmentRow) error {
 			args = append(args, s.key.hour, s.key.job, s.seg, runs, e.lo, e.hi, e.total, e.storedBins(runs))
 			blobs = append(blobs, s.key.hour, s.key.job, s.seg, e.durs, e.offs)
 			_ = readBins(e.bins, runs, len(e.durs), func(sb segBin) { // just encoded
-				if !s.keep[binKey{job: s.key.job, bin: int64(sb.bin), hour: s.key.hour}] {
+				if !keep[binKey{job: s.key.job, bin: int64(sb.bin), hour: s.key.hour}] {
 					bins = append(bins, s.key.job, int64(sb.bin), s.key.hour, s.seg, sb.n, e.durs[sb.start:sb.end])
 				}
 			})
