@@ -136,6 +136,9 @@ type DB struct {
 	warmMu    sync.Mutex
 	warmQuery string
 	warmNames []string
+	// scans holds *scanScratch, the memory one scan_durations call leaves
+	// to the next (scan_durations.go).
+	scans sync.Pool
 }
 
 // checkpointLoop runs a PASSIVE checkpoint every checkpointEvery until ctx

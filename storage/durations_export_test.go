@@ -54,6 +54,7 @@ func ScanQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, er
 		"load blobs":  {loadBucketsSQL(in), args},
 		"delete runs": {`DELETE FROM duration_runs WHERE (hour, job_id) IN ` + in, args},
 		"bins":        {binsSQL, []any{5, `[["a",1],["b",-3]]`}},
+		"bins raw":    {binsRawSQL, []any{5, `[["a",1],["b",-3]]`}},
 		"delete bins": {deleteBinsSQL(2), []any{"a", 1, 5, "b", 2, 6}},
 		"slowest":     {slowestRunsSQL, []any{"2026-01-01T00:00:00.000000000Z", `[["a",1],["b",2]]`}},
 		"meta": {`SELECT hour, job_id, COUNT(*), MAX(seg) FROM duration_segments

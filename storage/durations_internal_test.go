@@ -238,8 +238,9 @@ func TestAddHistIsReadBins(t *testing.T) {
 // an error or an answer, never a panic.
 func TestFirstHourKeepsTheWindowsRuns(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
+	var w *durWindow
 	read := func(es []durEntry, off0 int64, e encodedSegment) (*jobAcc, error) {
-		w := &durWindow{h0: 5, off0: off0, jobs: map[string]*jobAcc{}}
+		w = &durWindow{h0: 5, off0: off0, jobs: map[string]*jobAcc{}}
 		err := w.add(5, "job", int64(len(es)), e.lo, e.hi, e.total, e.bins, e.durs, e.offs)
 		return w.jobs["job"], err
 	}
@@ -285,7 +286,7 @@ func TestFirstHourKeepsTheWindowsRuns(t *testing.T) {
 		}
 		got := map[int][]int64{}
 		for _, f := range j.firstBins {
-			got[int(f.bin)] = append(got[int(f.bin)], j.first[f.start:f.end]...)
+			got[int(f.bin)] = append(got[int(f.bin)], w.first[f.start:f.end]...)
 		}
 		for b, vs := range byBin {
 			if !slices.Equal(got[b], vs) {

@@ -160,6 +160,7 @@ func TestScanDurationsQueryPlans(t *testing.T) {
 		"load blobs":  "SEARCH s USING PRIMARY KEY (hour=? AND job_id=? AND seg=?)",
 		"delete runs": "SEARCH duration_runs USING COVERING INDEX sqlite_autoindex_duration_runs_1 (hour=? AND job_id=?)",
 		"bins":        "SEARCH b USING PRIMARY KEY (job_id=? AND bin=? AND hour>?)",
+		"bins raw":    "SEARCH b USING PRIMARY KEY (job_id=? AND bin=? AND hour>?)",
 		"delete bins": "SEARCH duration_bins USING PRIMARY KEY (job_id=? AND bin=? AND hour=?)",
 		"slowest":     "SEARCH execution_results USING COVERING INDEX execution_results_job_duration (job_id=? AND duration_ms=? AND finished_at>?)",
 		"meta":        "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",

@@ -2,8 +2,12 @@ package storage
 
 import (
 	"encoding/binary"
+	"encoding/hex"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -56,6 +60,50 @@ func TestUvarintWordIsUvarint(t *testing.T) {
 		v, n := uvarintWord(binary.LittleEndian.Uint64(b))
 		if wn > 0 && wn <= 8 && (v != wv || n != wn) || n <= 8 && (wn <= 0 || wn > 8) {
 			t.Fatalf("% x: uvarintWord %d, %d; binary.Uvarint %d, %d", b, v, n, wv, wn)
+		}
+	}
+}
+
+// TestDecodeRawIsDecodeJoined holds binsRawSQL's decoding to binsSQL's over
+// the same rows (the SQL side of both is checked by the scan's brute-force
+// tests, on SQLite the raw one and on sqld the hex one): equal values, and
+// every cut of the raw column that is not between two rows is an error.
+func TestDecodeRawIsDecodeJoined(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := range 100 {
+		var hexed, raw []byte
+		var bounds []int
+		for i := range 1 + rng.IntN(6) {
+			vs := make([]int64, 1+rng.IntN(100))
+			for k := range vs {
+				vs[k] = rng.Int64N(1 << uint(1+rng.IntN(40)))
+			}
+			slices.Sort(vs)
+			b := binary.AppendUvarint(nil, zigzag(vs[0]))
+			for k := 1; k < len(vs); k++ {
+				b = binary.AppendUvarint(b, uint64(vs[k]-vs[k-1]))
+			}
+			if i > 0 {
+				hexed = append(hexed, ',')
+			}
+			hexed = append(hexed, strings.ToUpper(hex.EncodeToString(b))...) // as SQLite's hex()
+			raw = fmt.Appendf(raw, "%x:", len(b))
+			raw = append(raw, b...)
+			bounds = append(bounds, len(raw))
+		}
+		want, err := decodeJoined(nil, hexed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeRaw(nil, raw)
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("round %d: %v (%v), want %v", round, got, err, want)
+		}
+		for cut := 1; cut < len(raw); cut++ {
+			_, err := decodeRaw(nil, raw[:cut])
+			if between := slices.Contains(bounds, cut); between != (err == nil) {
+				t.Fatalf("round %d, cut at %d of %d (between rows: %v): %v", round, cut, len(raw), between, err)
+			}
 		}
 	}
 }

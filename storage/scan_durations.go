@@ -107,7 +107,15 @@ const binsChunk = 500
 // sent costs far more than a row read: 200 rows instead of thousands).
 func (db *DB) scanDurations(ctx context.Context, since time.Time, aggregate bool) ([]kanade.ScanDuration, error) {
 	h0, off0 := hourOffset(since)
-	w := durWindow{h0: h0, off0: off0, jobs: map[string]*jobAcc{}}
+	sc, _ := db.scans.Get().(*scanScratch)
+	if sc == nil {
+		sc = &scanScratch{}
+	}
+	w := durWindow{h0: h0, off0: off0, jobs: map[string]*jobAcc{}, sc: sc, first: sc.first[:0]}
+	defer func() {
+		sc.first = w.first // grown by the first hour's runs
+		db.scans.Put(sc.reset())
+	}()
 	var out []kanade.ScanDuration
 	err := db.readSnapshot(ctx, func(q queryer) error {
 		read := w.readSegments
@@ -121,7 +129,7 @@ func (db *DB) scanDurations(ctx context.Context, since time.Time, aggregate bool
 		if err != nil {
 			return fmt.Errorf("scan durations: %w", err)
 		}
-		if err := w.readBins(ctx, q, pairs); err != nil {
+		if err := w.readBins(ctx, q, pairs, !db.remote); err != nil {
 			return fmt.Errorf("scan durations: %w", err)
 		}
 		out = make([]kanade.ScanDuration, 0, len(w.jobs))
@@ -155,6 +163,51 @@ func (db *DB) scanDurations(ctx context.Context, since time.Time, aggregate bool
 type durWindow struct {
 	h0, off0 int64
 	jobs     map[string]*jobAcc
+	first    []int64 // the first hour's runs in the window, job by job, bin by bin
+	sc       *scanScratch
+}
+
+// scanScratch is the memory of a scan that the next one reuses: at 10M
+// runs a call needs 8 MB of it (the jobs' histograms, the first hour's
+// kept runs, the wanted bins' values), and allocating it afresh at every
+// call (zeroed, page-faulted in again after the runtime returned it to
+// the kernel, and collected) was a tenth of the call's CPU. Each part is a
+// slab carved in order; a carved piece is never handed out twice within a
+// call, and reset forgets them for the next.
+type scanScratch struct {
+	hist  []int64 // 2·binSpan per job
+	first []int64
+	vals  []int64
+}
+
+// scratchKeep bounds the slab a scratch keeps between calls (in int64s):
+// a window of unusually many jobs or runs allocates what it needs, but
+// does not keep it.
+const scratchKeep = 4 << 20
+
+// reset forgets every piece carved from sc and drops a slab grown past
+// scratchKeep.
+func (sc *scanScratch) reset() *scanScratch {
+	for _, s := range []*[]int64{&sc.hist, &sc.first, &sc.vals} {
+		if cap(*s) > scratchKeep {
+			*s = nil
+		}
+		*s = (*s)[:0]
+	}
+	return sc
+}
+
+// carve returns n int64s of *slab, length 0 and capacity n, growing the
+// slab (into a new array: pieces carved before keep theirs) when it has
+// no room; appending past the capacity reallocates, never overwrites the
+// next piece.
+func carve(slab *[]int64, n int) []int64 {
+	s := *slab
+	if cap(s)-len(s) < n {
+		s = make([]int64, 0, max(2*cap(s), n, 1024))
+	}
+	*slab = s[:len(s)+n]
+	return s[len(s) : len(s) : len(s)+n]
 }
 
 // jobAcc is one job's runs in the window.
@@ -163,13 +216,12 @@ type jobAcc struct {
 	n             int64
 	lo, hi, total int64
 	hist          []int64     // runs per bin, at bin + binSpan
-	first         []int64     // the first hour's runs in the window, bin by bin
-	firstBins     []firstSpan // where each bin's runs lie in first
+	firstBins     []firstSpan // where each bin's runs lie in durWindow.first
 	want          []wanted
 }
 
-// firstSpan is first[start:end], the kept runs of one bin of one of the
-// first hour's segments.
+// firstSpan is durWindow.first[start:end], the kept runs of one bin of one
+// of the first hour's segments.
 type firstSpan struct {
 	bin        int32
 	start, end int32
@@ -192,7 +244,12 @@ type binPair struct {
 func (w *durWindow) job(name string) *jobAcc {
 	j := w.jobs[name]
 	if j == nil {
-		j = &jobAcc{name: name, hist: make([]int64, 2*binSpan)}
+		if w.sc == nil {
+			w.sc = &scanScratch{}
+		}
+		h := carve(&w.sc.hist, 2*binSpan)[:2*binSpan]
+		clear(h) // a piece of an earlier call's histograms
+		j = &jobAcc{name: name, hist: h}
 		w.jobs[name] = j
 	}
 	return j
@@ -333,7 +390,7 @@ func (w *durWindow) add(hour int64, name string, runs, lo, hi, total int64, bins
 	// duration and its offset are decoded side by side, straight from the
 	// blobs (the hour holds a twenty-fourth of a day's window: 400k runs
 	// at 10M).
-	if runs <= 0 || runs > int64(len(durs)) || runs > int64(len(offs)) || len(j.first)+int(runs) > math.MaxInt32 {
+	if runs <= 0 || runs > int64(len(durs)) || runs > int64(len(offs)) || len(w.first)+int(runs) > math.MaxInt32 {
 		return errCorruptSegment // every run takes a byte of each blob
 	}
 	if err := readBins(bins, runs, len(durs), func(segBin) {}); err != nil {
@@ -342,7 +399,7 @@ func (w *durWindow) add(hour int64, name string, runs, lo, hi, total int64, bins
 	// Each run is written at pos and kept by moving pos past it, without a
 	// branch: whether a run of the hour is in the window is a coin toss the
 	// CPU cannot predict, and most of the loop's time went to mispredicts.
-	first := slices.Grow(j.first, int(runs))
+	first := slices.Grow(w.first, int(runs))
 	buf, pos := first[:cap(first)], len(first)
 	rest, dir, at := offs, bins, 0
 	off0 := w.off0
@@ -401,7 +458,7 @@ func (w *durWindow) add(hour int64, name string, runs, lo, hi, total int64, bins
 			j.firstBins = append(j.firstBins, firstSpan{bin: int32(bin), start: int32(start), end: int32(pos)})
 		}
 	}
-	j.first = buf[:pos]
+	w.first = buf[:pos]
 	if len(rest) != 0 {
 		return errCorruptSegment
 	}
@@ -454,13 +511,13 @@ func (w *durWindow) plan() ([]binPair, error) {
 				// vals is sized once for the bin's runs (thousands at 10M
 				// runs); summarize checks the count, so a corrupt one
 				// can only cost the bound here.
-				j.want = append(j.want, wanted{bin: b - binSpan, below: below, vals: make([]int64, 0, min(j.hist[b], 1<<20))})
+				j.want = append(j.want, wanted{bin: b - binSpan, below: below, vals: carve(&w.sc.vals, int(min(j.hist[b], 1<<20)))})
 				pairs = append(pairs, binPair{job: j, bin: b - binSpan})
 			}
 		}
 		for _, f := range j.firstBins {
 			if wb := j.wantedBin(int(f.bin)); wb != nil {
-				wb.vals = append(wb.vals, j.first[f.start:f.end]...)
+				wb.vals = append(wb.vals, w.first[f.start:f.end]...)
 			}
 		}
 	}
@@ -496,6 +553,16 @@ const binsSQL = `SELECT v.key, (SELECT group_concat(hex(b.durs)) FROM duration_b
 		WHERE b.job_id = v.value->>0 AND b.bin = v.value->>1 AND b.hour > ?1)
 	FROM json_each(?2) AS v`
 
+// binsRawSQL is binsSQL on SQLite: each row's durs as they are, after its
+// length in hex and a colon, so the joined column is half as long and
+// neither SQLite nor Go converts it to hex and back (a tenth of the bins
+// step at 10M runs). SQLite's || and group_concat copy a blob's bytes by
+// length, NULs and all; the result would not survive libSQL's JSON, which
+// is why binsSQL stays hex.
+const binsRawSQL = `SELECT v.key, (SELECT CAST(group_concat(printf('%x:', length(b.durs)) || b.durs, '') AS BLOB)
+		FROM duration_bins AS b WHERE b.job_id = v.value->>0 AND b.bin = v.value->>1 AND b.hour > ?1)
+	FROM json_each(?2) AS v`
+
 // pairsJSON is the JSON array of [name, n] for each of len pairs, for a
 // json_each argument.
 func pairsJSON(n int, pair func(i int) (string, int64)) string {
@@ -518,12 +585,17 @@ func pairsJSON(n int, pair func(i int) (string, int64)) string {
 	return string(append(b, ']'))
 }
 
-// readBins is step 3: the wanted bins' durations after the first hour.
-func (w *durWindow) readBins(ctx context.Context, q queryer, pairs []binPair) error {
+// readBins is step 3: the wanted bins' durations after the first hour,
+// joined in hex (binsSQL) or raw (binsRawSQL).
+func (w *durWindow) readBins(ctx context.Context, q queryer, pairs []binPair, raw bool) error {
+	query, decode := binsSQL, decodeJoined
+	if raw {
+		query, decode = binsRawSQL, decodeRaw
+	}
 	for start := 0; start < len(pairs); start += binsChunk {
 		chunk := pairs[start:min(start+binsChunk, len(pairs))]
 		arg := pairsJSON(len(chunk), func(i int) (string, int64) { return chunk[i].job.name, int64(chunk[i].bin) })
-		rows, err := q.QueryContext(ctx, binsSQL, w.h0, arg)
+		rows, err := q.QueryContext(ctx, query, w.h0, arg)
 		if err != nil {
 			return err
 		}
@@ -547,7 +619,7 @@ func (w *durWindow) readBins(ctx context.Context, q queryer, pairs []binPair) er
 				rows.Close()
 				return fmt.Errorf("job %q: bin %d read, not asked for", p.job.name, p.bin)
 			}
-			if wb.vals, err = decodeJoined(wb.vals, joined); err != nil {
+			if wb.vals, err = decode(wb.vals, joined); err != nil {
 				rows.Close()
 				return fmt.Errorf("job %q, bin %d: %w", p.job.name, p.bin, err)
 			}
@@ -570,6 +642,22 @@ func decodeJoined(dst []int64, joined []byte) ([]int64, error) {
 		if dst, err = decodeAll(dst, buf); err != nil {
 			return dst, err
 		}
+	}
+	return dst, nil
+}
+
+// decodeRaw appends the durations of a binsRawSQL row's rows to dst.
+func decodeRaw(dst []int64, joined []byte) ([]int64, error) {
+	for len(joined) > 0 {
+		hexLen, rest, ok := bytes.Cut(joined, []byte(":"))
+		n, err := strconv.ParseUint(string(hexLen), 16, 31) // no allocation: the conversion is the argument
+		if !ok || err != nil || n > uint64(len(rest)) {
+			return dst, errCorruptSegment
+		}
+		if dst, err = decodeAll(dst, rest[:n]); err != nil {
+			return dst, err
+		}
+		joined = rest[n:]
 	}
 	return dst, nil
 }
