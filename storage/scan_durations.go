@@ -107,14 +107,19 @@ const binsChunk = 500
 // sent costs far more than a row read: 200 rows instead of thousands).
 func (db *DB) scanDurations(ctx context.Context, since time.Time, aggregate bool) ([]kanade.ScanDuration, error) {
 	h0, off0 := hourOffset(since)
-	sc, _ := db.scans.Get().(*scanScratch)
-	if sc == nil {
-		sc = &scanScratch{}
+	var sc *scanScratch
+	select {
+	case sc = <-db.scans:
+	default:
+		sc = &scanScratch{} // none kept, or as many calls as kept running
 	}
 	w := durWindow{h0: h0, off0: off0, jobs: map[string]*jobAcc{}, sc: sc, first: sc.first[:0]}
 	defer func() {
 		sc.first = w.first // grown by the first hour's runs
-		db.scans.Put(sc.reset())
+		select {
+		case db.scans <- sc.reset():
+		default:
+		}
 	}()
 	var out []kanade.ScanDuration
 	err := db.readSnapshot(ctx, func(q queryer) error {
@@ -182,8 +187,12 @@ type scanScratch struct {
 
 // scratchKeep bounds the slab a scratch keeps between calls (in int64s):
 // a window of unusually many jobs or runs allocates what it needs, but
-// does not keep it.
-const scratchKeep = 4 << 20
+// does not keep it. scanScratches is how many scratches a DB keeps (about
+// 8 MB each at 10M runs): as many calls at once reuse theirs.
+const (
+	scratchKeep   = 4 << 20
+	scanScratches = 2
+)
 
 // reset forgets every piece carved from sc and drops a slab grown past
 // scratchKeep.
