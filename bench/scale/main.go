@@ -436,9 +436,7 @@ func lateWriter(ctx context.Context, db *storage.DB, rate int, writes, commits *
 		nStarted, nLate = 1, 3
 	}
 	began := time.Now()
-	var written int64
 	commit := func(n int) {
-		written += int64(n)
 		writes.Add(int64(n))
 		commits.Add(1)
 	}
@@ -489,8 +487,9 @@ func lateWriter(ctx context.Context, db *storage.DB, rate int, writes, commits *
 		commit(len(res))
 		wait := pause
 		if rate > 0 {
-			// The next round is due when the writes so far meet the rate.
-			wait = time.Until(began.Add(time.Duration(float64(written) / float64(rate) * float64(time.Second))))
+			// The next round is due when the writes so far (this writer
+			// is the only one counting them) meet the rate.
+			wait = time.Until(began.Add(time.Duration(float64(writes.Load()) / float64(rate) * float64(time.Second))))
 		}
 		if wait > 0 {
 			select {
