@@ -141,6 +141,10 @@ type DB struct {
 	// garbage collection but one drops, and a call allocates enough for
 	// two collections at 10M runs.
 	scans chan *scanScratch
+	// scanCache is what scan_durations keeps of the buckets it read
+	// (scan_cache.go), on SQLite; nil over libSQL, where the server sums
+	// the later hours.
+	scanCache *scanCache
 }
 
 // checkpointLoop runs a PASSIVE checkpoint every checkpointEvery until ctx
@@ -395,7 +399,8 @@ func openSQLite(dsn string, opts Options) (*DB, error) {
 	write.SetConnMaxLifetime(0)
 	if path == ":memory:" {
 		// Each :memory: connection is its own database: share the one writer.
-		return &DB{write: write, read: write, rollup: write, now: opts.Clock, writer: make(chan struct{}, 1), scans: make(chan *scanScratch, scanScratches)}, nil
+		return &DB{write: write, read: write, rollup: write, now: opts.Clock, writer: make(chan struct{}, 1), scans: make(chan *scanScratch, scanScratches),
+			scanCache: &scanCache{}}, nil
 	}
 	read, err := sql.Open("sqlite", full+readerPragmas)
 	if err != nil {
@@ -427,7 +432,7 @@ func openSQLite(dsn string, opts Options) (*DB, error) {
 	checkpoint.SetMaxIdleConns(1)
 	ctx, cancel := context.WithCancel(context.Background())
 	db := &DB{write: write, read: read, rollup: rollup, now: opts.Clock, writer: make(chan struct{}, 1), scans: make(chan *scanScratch, scanScratches),
-		checkpoint: checkpoint, stopCheckpoint: cancel, checkpointDone: make(chan struct{})}
+		scanCache: &scanCache{}, checkpoint: checkpoint, stopCheckpoint: cancel, checkpointDone: make(chan struct{})}
 	every, limit := checkpointEvery, walRestartFrames
 	if opts.checkpointEvery > 0 {
 		every = opts.checkpointEvery
@@ -626,6 +631,11 @@ func (db *DB) Migrate(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("migrate %s: %w", version, err)
 		}
+	}
+	// A migration may rewrite the summaries and start duration_buckets'
+	// marks over: nothing scan_durations kept before is known to be them.
+	if db.scanCache != nil {
+		db.scanCache.clear()
 	}
 	return nil
 }

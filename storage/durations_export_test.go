@@ -57,8 +57,45 @@ func ScanQueryPlansForTest(ctx context.Context, db *DB) (map[string][]string, er
 		"bins raw":    {binsRawSQL, []any{5, `[["a",1],["b",-3]]`}},
 		"delete bins": {deleteBinsSQL(2), []any{"a", 1, 5, "b", 2, 6}},
 		"slowest":     {slowestRunsSQL, []any{"2026-01-01T00:00:00.000000000Z", `[["a",1],["b",2]]`}},
+		"marks":       {bucketMarksSQL, []any{5}},
+		"bucket segs": {bucketSegsSQL, []any{`[["a",1],["b",2]]`}},
+		"bucket runs": {bucketRunsSQL, []any{`[["a",1],["b",2]]`}},
+		"later segs":  {laterSegsSQL, []any{5}},
+		"first runs":  {firstRunsSQL, []any{5}},
+		"first segs":  {firstRunsSQL, []any{5}},
+		"bins hour":   {binsHourSQL, []any{`[["a",1,5],["b",-3,6]]`}},
+		"bins walk":   {binsWalkSQL, []any{5, `[["a",1],["b",-3]]`}},
 		"meta": {`SELECT hour, job_id, COUNT(*), MAX(seg) FROM duration_segments
 			WHERE (hour, job_id) IN ` + in + ` GROUP BY hour, job_id`, args},
 		"delete": {`DELETE FROM duration_segments WHERE (hour, job_id) IN ` + in, args},
 	})
+}
+
+// ScanDurationsUncachedForTest is ScanDurations reading every hour again,
+// as it did before it kept them (scan_cache.go); what is kept stays.
+func ScanDurationsUncachedForTest(ctx context.Context, db *DB, since time.Time) ([]kanade.ScanDuration, error) {
+	c := db.scanCache
+	db.scanCache = nil
+	defer func() { db.scanCache = c }()
+	return db.ScanDurations(ctx, since)
+}
+
+// ScanCacheForTest says how many buckets db keeps for scan_durations,
+// how many of them with their first-hour runs and how many of their bins.
+func ScanCacheForTest(db *DB) (buckets, first, bins int) {
+	if db.scanCache == nil {
+		return 0, 0, 0
+	}
+	db.scanCache.mu.Lock()
+	defer db.scanCache.mu.Unlock()
+	for _, b := range db.scanCache.buckets {
+		buckets++
+		if b.first != nil {
+			first++
+		}
+		b.mu.Lock()
+		bins += len(b.bins)
+		b.mu.Unlock()
+	}
+	return buckets, first, bins
 }

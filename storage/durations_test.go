@@ -165,6 +165,14 @@ func TestScanDurationsQueryPlans(t *testing.T) {
 		"slowest":     "SEARCH execution_results USING COVERING INDEX execution_results_job_duration (job_id=? AND duration_ms=? AND finished_at>?)",
 		"meta":        "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
 		"delete":      "SEARCH duration_segments USING PRIMARY KEY (hour=? AND job_id=?)",
+		"marks":       "SEARCH duration_buckets USING PRIMARY KEY (hour>?)",
+		"bucket segs": "SEARCH s USING PRIMARY KEY (hour=? AND job_id=?)",
+		"bucket runs": "SEARCH r USING INDEX sqlite_autoindex_duration_runs_1 (hour=? AND job_id=? AND seg=?)",
+		"later segs":  "SEARCH duration_segments USING PRIMARY KEY (hour>?)",
+		"first runs":  "SEARCH r USING INDEX sqlite_autoindex_duration_runs_1 (hour=?)",
+		"first segs":  "SEARCH s USING PRIMARY KEY (hour=? AND job_id=? AND seg=?)",
+		"bins hour":   "SEARCH b USING PRIMARY KEY (job_id=? AND bin=? AND hour=?)",
+		"bins walk":   "SEARCH b USING PRIMARY KEY (job_id=? AND bin=? AND hour>?)",
 	}
 	for name, w := range want {
 		if db.Remote() && (name == "delete bins" || name == "meta" || name == "delete" || name == "load" || name == "load blobs" || name == "delete runs") {
@@ -447,6 +455,13 @@ func TestScanDurationsMatchesBruteForce(t *testing.T) {
 					}
 					if diff := gocmp.Diff(got, paged); diff != "" {
 						t.Fatalf("%s, since %s: (-one query +aggregated in SQL):\n%s", when, since.Format(time.RFC3339Nano), diff)
+					}
+					uncached, err := storage.ScanDurationsUncachedForTest(t.Context(), db, since)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if diff := gocmp.Diff(got, uncached); diff != "" {
+						t.Fatalf("%s, since %s: (-with kept hours +every hour read):\n%s", when, since.Format(time.RFC3339Nano), diff)
 					}
 				}
 			}
@@ -900,5 +915,95 @@ func TestLateResultRewritesOneBinRow(t *testing.T) {
 		if diff := gocmp.Diff(reference(t, db, since), mustScan(t, db, since)); diff != "" {
 			t.Fatalf("since %s (-want +got):\n%s", since, diff)
 		}
+	}
+}
+
+// TestScanDurationsKeptHoursFollowTheirRows keeps every hour of a window
+// (a first call), then changes the rows of kept hours each way the write
+// path does: appends to the open hour, a late result into a closed one,
+// and retention deleting whole hours. Each next call must answer from the
+// rows, as a call that reads every hour again does, while keeping the hours
+// nothing changed.
+func TestScanDurationsKeptHoursFollowTheirRows(t *testing.T) {
+	ctx := t.Context()
+	db := storagetest.Open(t, nil)
+	rng := rand.New(rand.NewPCG(8, 9))
+	var batch []storage.Result
+	for i := range 1200 {
+		d := time.Duration(math.Exp(rng.Float64()*9)) * time.Millisecond
+		batch = append(batch, result(fmt.Sprintf("r%05d", i), fmt.Sprintf("job-%d", i%4), t0.Add(time.Duration(i)*18*time.Second), d))
+	}
+	applyResults(t, db, batch...) // six hours
+	since := t0.Add(-time.Hour)   // every hour with runs is a later hour
+	check := func(when string) {
+		t.Helper()
+		got := mustScan(t, db, since)
+		if diff := gocmp.Diff(reference(t, db, since), got); diff != "" {
+			t.Fatalf("%s: (-reference +got):\n%s", when, diff)
+		}
+		uncached, err := storage.ScanDurationsUncachedForTest(ctx, db, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := gocmp.Diff(uncached, got); diff != "" {
+			t.Fatalf("%s: (-every hour read +with kept hours):\n%s", when, diff)
+		}
+	}
+	check("first call")
+	if buckets, first, bins := storage.ScanCacheForTest(db); buckets != 24 || first != 0 || bins == 0 {
+		t.Fatalf("%d buckets kept (%d with their runs) with %d bins, want 24 (none) and their wanted bins", buckets, first, bins)
+	}
+	check("nothing changed")
+	applyResults(t, db, result("open", "job-1", t0.Add(6*time.Hour-2*time.Minute), time.Minute))
+	check("a run appended to the last hour")
+	applyResults(t, db, result("late", "job-2", t0.Add(2*time.Hour), 2*time.Hour)) // finished in hour 4
+	check("a late result in a closed hour")
+	apply(t, db, func(ctx context.Context, tx *storage.Tx) error {
+		_, err := tx.DeleteOldResults(ctx, t0.Add(3*time.Hour), 10000)
+		return err
+	})
+	check("retention deleted the first three hours")
+}
+
+// TestScanDurationsConcurrentCallsBesideAWriter runs scan_durations on
+// four goroutines while late results land in closed hours, so that calls
+// share, replace and grow what is kept at the same time (the race detector
+// watches; a call that read a kept bucket at the wrong mark would fail
+// summarize's counts), then checks the answer against the rows.
+func TestScanDurationsConcurrentCallsBesideAWriter(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	rng := rand.New(rand.NewPCG(10, 11))
+	var batch []storage.Result
+	for i := range 2000 {
+		d := time.Duration(math.Exp(rng.Float64()*9)) * time.Millisecond
+		batch = append(batch, result(fmt.Sprintf("r%05d", i), fmt.Sprintf("job-%d", i%5), t0.Add(time.Duration(i)*11*time.Second), d))
+	}
+	applyResults(t, db, batch...)
+	since := t0.Add(100 * time.Minute)
+	ctx, stop := context.WithCancel(t.Context())
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			for ctx.Err() == nil {
+				if _, err := db.ScanDurations(ctx, since.Add(time.Duration(g)*time.Minute)); err != nil && ctx.Err() == nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := range 30 {
+		started := t0.Add(time.Duration(rng.Int64N(int64(6 * time.Hour))))
+		applyResults(t, db, result(fmt.Sprintf("late%02d", i), fmt.Sprintf("job-%d", i%5), started, time.Duration(rng.Int64N(int64(time.Hour)))))
+	}
+	stop()
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := gocmp.Diff(reference(t, db, since), mustScan(t, db, since)); diff != "" {
+		t.Fatalf("(-reference +got):\n%s", diff)
 	}
 }

@@ -69,6 +69,10 @@ func TestMigration0028MovesTheSegmentsBlobs(t *testing.T) {
 				`DROP TABLE duration_runs`,
 				`ALTER TABLE old RENAME TO duration_segments`,
 				`DELETE FROM schema_migrations WHERE version = '0028_duration_runs'`,
+				// 0029's triggers went with the table: 0029 again too.
+				`DROP TABLE duration_buckets`,
+				`DROP TABLE duration_changes`,
+				`DELETE FROM schema_migrations WHERE version = '0029_duration_buckets'`,
 			}
 			if tc.empty {
 				back = append(back, `DELETE FROM duration_segments`, `DELETE FROM duration_bins`)
