@@ -950,7 +950,8 @@ func TestScanDurationsKeptHoursFollowTheirRows(t *testing.T) {
 		}
 	}
 	check("first call")
-	if buckets, first, bins := storage.ScanCacheForTest(db); buckets != 24 || first != 0 || bins == 0 {
+	// Over libSQL nothing is kept: the server sums the later hours.
+	if buckets, first, bins := storage.ScanCacheForTest(db); !db.Remote() && (buckets != 24 || first != 0 || bins == 0) {
 		t.Fatalf("%d buckets kept (%d with their runs) with %d bins, want 24 (none) and their wanted bins", buckets, first, bins)
 	}
 	check("nothing changed")
