@@ -240,7 +240,7 @@ func (w *durWindow) readCached(ctx context.Context, q queryer, c *scanCache) (ma
 		}
 		hj := &b.hj
 		if hj.n == 0 {
-			continue // a bucket whose segments were all deleted since its mark was read
+			continue // a mark without segments (the triggers leave none): nothing to add
 		}
 		j.count(hj.n, hj.lo, hj.hi, hj.total)
 		for i, bin := range hj.bins {
