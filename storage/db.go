@@ -570,6 +570,12 @@ func (db *DB) update(ctx context.Context, fn func(tx *Tx) error, careful bool) e
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {
+		if cerr := ctx.Err(); cerr != nil && errors.Is(err, sql.ErrTxDone) {
+			// database/sql rolled the transaction back when ctx ended; say
+			// why, so that a caller stopping its work sees its own
+			// cancellation rather than a failure.
+			err = fmt.Errorf("%w (%w)", cerr, err)
+		}
 		return fmt.Errorf("commit: %w", err)
 	}
 	db.tables.merge(tx.tables)

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -87,5 +88,22 @@ func TestReadersMapTheFile(t *testing.T) {
 	}
 	if c < -2048 || c > 512 {
 		t.Fatalf("a read connection's page cache is cache_size=%d, want at most 2 MiB", c)
+	}
+}
+
+// TestUpdateCanceledBeforeCommitSaysSo ends the context of an Update after
+// its work and before its commit, once database/sql has rolled the
+// transaction back: the error must be the cancellation (a caller that
+// stops its writer checks for it), not only "transaction done".
+func TestUpdateCanceledBeforeCommitSaysSo(t *testing.T) {
+	db := storagetest.Open(t, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	err := db.Update(ctx, func(tx *storage.Tx) error {
+		cancel()
+		time.Sleep(50 * time.Millisecond) // database/sql's rollback on ctx's end
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Update after its context ended: %v, want context.Canceled", err)
 	}
 }
