@@ -1,11 +1,13 @@
 package storage_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/kanade-fleet/backend/bench/seed"
 	"github.com/kanade-fleet/backend/storage"
+	"github.com/kanade-fleet/backend/storage/storagetest"
 )
 
 // BenchmarkScanDurations answers scan_durations over 100k runs of 200 jobs in
@@ -40,4 +42,44 @@ func openSeeded(b *testing.B, runs int) *storage.DB {
 	}
 	b.Cleanup(func() { db.Close() })
 	return db
+}
+
+// BenchmarkApplyResultsMarks projects batches of 1000 results of 200 jobs
+// (the projector's batch), each run finishing in the current hour, with
+// duration_buckets' triggers as migrated ("marks") and with them dropped
+// ("no marks"), alternating: what keeping scan_durations' marks costs the
+// write path, in the same run.
+func BenchmarkApplyResultsMarks(b *testing.B) {
+	for _, marks := range []bool{true, false, true, false} {
+		name := "marks"
+		if !marks {
+			name = "no marks"
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx := b.Context()
+			db := storagetest.Open(b, nil)
+			if !marks {
+				for _, trig := range []string{"insert", "delete", "update"} {
+					if err := storage.ExecForTest(ctx, db, "DROP TRIGGER duration_segments_"+trig); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+			i := 0
+			for b.Loop() {
+				batch := make([]storage.Result, 1000)
+				for k := range batch {
+					i++
+					batch[k] = result(fmt.Sprintf("r%09d", i), fmt.Sprintf("job-%03d", i%200), at.Add(time.Duration(i)*10*time.Millisecond), time.Duration(i%5000)*time.Millisecond)
+				}
+				if err := db.Update(ctx, func(tx *storage.Tx) error {
+					_, err := tx.ApplyResults(ctx, batch)
+					return err
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
