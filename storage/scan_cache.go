@@ -27,8 +27,22 @@ import (
 // not state of the process, and any process, with it or without it,
 // answers the same.
 //
+// The marks (0029_duration_buckets.sql). Every write of the summaries
+// inserts or deletes rows of duration_segments: a bucket is rewritten by
+// deleting its segments and inserting new ones, and its rows of
+// duration_bins and duration_runs change only with them (durations.go). So
+// triggers on duration_segments see every change, whoever writes it: the
+// projector, the reaper, retention, a rebuild. A mark is drawn from one
+// counter, duration_changes, never from the bucket's own row: a bucket
+// emptied (its row deleted) and filled again gets a mark no bucket ever
+// had, so nothing kept of it before can match. The counter starts from the
+// clock (microseconds), so that a database migrated again (its tables
+// dropped and made anew) does not count through the marks of before either;
+// and Migrate forgets what a DB kept.
+//
 // On SQLite only: over libSQL the later hours are summed by the server
-// (readAggregates) and the first hour is read as before.
+// (readAggregates) and the first hour is read as before; a build without
+// SQLite (the Lambda bootstrap) leaves this code out.
 
 // scanCache is what a DB keeps of the buckets scan_durations read.
 type scanCache struct {

@@ -132,7 +132,7 @@ func (db *DB) scanDurations(ctx context.Context, since time.Time, aggregate bool
 		var later map[*jobAcc][]*cachedBucket // each job's later buckets, kept or read (scan_cache.go)
 		var err error
 		switch {
-		case aggregate:
+		case aggregate || !sqliteLinked: // (a build without SQLite opens libSQL only, and leaves the rest out)
 			err = w.readAggregates(ctx, q)
 		case db.scanCache != nil:
 			later, err = w.readCached(ctx, q, db.scanCache)
@@ -146,7 +146,7 @@ func (db *DB) scanDurations(ctx context.Context, since time.Time, aggregate bool
 		if err != nil {
 			return fmt.Errorf("scan durations: %w", err)
 		}
-		if later != nil {
+		if sqliteLinked && later != nil {
 			err = w.readBinsCached(ctx, q, pairs, later, db.scanCache)
 		} else {
 			err = w.readBins(ctx, q, pairs, !db.remote)

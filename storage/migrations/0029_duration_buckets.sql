@@ -1,20 +1,9 @@
--- duration_buckets says, per bucket of the duration summaries (an hour of
--- one job), when its rows last changed, so that scan_durations can keep
--- what it read of a bucket and use it again for as long as the bucket has
--- not changed (scan_cache.go). Read in the same snapshot as the summaries,
--- an unchanged v means unchanged rows: every write of the summaries inserts
--- or deletes rows of duration_segments (a bucket is rewritten by deleting
--- its segments and inserting new ones; its rows of duration_bins and
--- duration_runs change only with them, durations.go), so the triggers below
--- see every change, whoever writes it: the projector, the reaper,
--- retention, a rebuild.
---
--- v is drawn from one counter, duration_changes, never from the bucket's
--- own row: a bucket emptied (its row deleted) and filled again gets a v no
--- bucket ever had, so nothing kept of it before can match. The counter
--- starts from the clock (microseconds), so that a database migrated again
--- (its tables dropped and made anew) does not count through the marks of
--- before either.
+-- duration_buckets marks each bucket of the duration summaries (an hour of
+-- one job) with when its rows last changed, for scan_durations to keep what
+-- it read of a bucket while its mark stands (scan_cache.go says why the
+-- triggers see every change, and why marks come from one counter that
+-- starts from the clock). Comments are kept short here: this file is in
+-- the Lambda bootstrap, whose size has a budget.
 CREATE TABLE duration_changes (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     n  INTEGER NOT NULL
