@@ -513,34 +513,20 @@ func (w *durWindow) readBinsCached(ctx context.Context, q queryer, pairs []binPa
 	}
 	for start := 0; start < len(missing); start += binsChunk {
 		chunk := missing[start:min(start+binsChunk, len(missing))]
-		rows, err := q.QueryContext(ctx, binsHourSQL, triplesJSON(chunk))
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var i int
-			var joined sql.RawBytes
-			if err := rows.Scan(&i, &joined); err != nil {
-				rows.Close()
-				return err
-			}
-			if i < 0 || i >= len(chunk) {
-				rows.Close()
-				return fmt.Errorf("bins of pair %d read, %d asked for", i, len(chunk))
-			}
+		err := indexedRows(ctx, q, len(chunk), binsHourSQL, []any{triplesJSON(chunk)}, func(i int, joined sql.RawBytes) error {
 			p := chunk[i]
 			vals, err := decodeRaw(nil, joined)
 			if err == nil && int64(len(vals)) != p.bucket.hj.count(int(p.bin)) {
 				err = errCorruptSegment
 			}
 			if err != nil {
-				rows.Close()
 				return fmt.Errorf("job %q, bin %d, hour %d: %w", p.bucket.key.job, p.bin, p.bucket.key.hour, err)
 			}
 			p.wb.vals = append(p.wb.vals, vals...)
 			p.bucket.keep(c, p.bin, vals, w.h0)
-		}
-		if err := rows.Close(); err != nil {
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -625,20 +611,52 @@ func (b *cachedBucket) keep(c *scanCache, bin int32, vals []int64, h0 int64) {
 // triplesJSON is the JSON array of [job_id, bin, hour] of bins, for a
 // json_each argument.
 func triplesJSON(bins []bucketBin) string {
-	b := make([]byte, 0, 32*len(bins))
+	b := make([]byte, 0, 32*len(bins)+2)
 	b = append(b, '[')
 	for i, p := range bins {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		q, _ := json.Marshal(p.bucket.key.job) // a string always marshals (pairsJSON)
-		b = append(b, '[')
-		b = append(b, q...)
-		b = append(b, ',')
-		b = strconv.AppendInt(b, int64(p.bin), 10)
-		b = append(b, ',')
-		b = strconv.AppendInt(b, p.bucket.key.hour, 10)
-		b = append(b, ']')
+		b = appendKeyJSON(b, p.bucket.key.job, int64(p.bin), p.bucket.key.hour)
 	}
 	return string(append(b, ']'))
+}
+
+// appendKeyJSON appends the JSON array [name, nums…] to b.
+func appendKeyJSON(b []byte, name string, nums ...int64) []byte {
+	// A string always marshals; job IDs are valid UTF-8 (decoded from
+	// JSON), so none is changed on the way.
+	q, _ := json.Marshal(name)
+	b = append(b, '[')
+	b = append(b, q...)
+	for _, v := range nums {
+		b = append(b, ',')
+		b = strconv.AppendInt(b, v, 10)
+	}
+	return append(b, ']')
+}
+
+// indexedRows runs query, whose rows are each an index into the n keys it
+// was asked about and one value, and calls fn with each (the value valid
+// until fn returns).
+func indexedRows(ctx context.Context, q queryer, n int, query string, args []any, fn func(i int, v sql.RawBytes) error) error {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var i int
+		var v sql.RawBytes
+		if err := rows.Scan(&i, &v); err != nil {
+			return err
+		}
+		if i < 0 || i >= n {
+			return fmt.Errorf("row of pair %d read, %d asked for", i, n)
+		}
+		if err := fn(i, v); err != nil {
+			return err
+		}
+	}
+	return rows.Close()
 }
