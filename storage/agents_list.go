@@ -428,7 +428,12 @@ func (db *DB) candidates(ctx context.Context, q string, arg any) (*string, error
 
 // cachedRow reads one row of a cached statement into dest.
 func (db *DB) cachedRow(ctx context.Context, q string, args []any, dest ...any) error {
-	rows, err := db.cached(ctx, q, args...)
+	return db.cachedRowOn(ctx, db.read, q, args, dest...)
+}
+
+// cachedRowOn is cachedRow on pool.
+func (db *DB) cachedRowOn(ctx context.Context, pool *sql.DB, q string, args []any, dest ...any) error {
+	rows, err := db.cachedOn(ctx, pool, q, args...)
 	if err != nil {
 		return err
 	}

@@ -122,7 +122,7 @@ type DB struct {
 	// tables (inventory.go).
 	tables tableCache
 	// stmts are the read statements prepared once (cached), by query text.
-	stmts   map[string]*sql.Stmt
+	stmts   map[stmtKey]*sql.Stmt
 	stmtsMu sync.Mutex
 	// checkpoint is the connection of checkpointLoop (SQLite files only);
 	// stopCheckpoint ends the loop (once) and checkpointDone says it has.
@@ -251,21 +251,34 @@ const walRestartWait = 250 * time.Millisecond
 // the hot read paths whose SQL text is long enough that parsing it again
 // at every request costs more than running it.
 func (db *DB) cached(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return db.cachedOn(ctx, db.read, q, args...)
+}
+
+// cachedOn is cached on pool (db.read or db.rollup): a statement belongs to
+// the pool it was prepared on.
+func (db *DB) cachedOn(ctx context.Context, pool *sql.DB, q string, args ...any) (*sql.Rows, error) {
+	key := stmtKey{pool, q}
 	db.stmtsMu.Lock()
-	st, ok := db.stmts[q]
+	st, ok := db.stmts[key]
 	if !ok {
 		var err error
-		if st, err = db.read.PrepareContext(ctx, q); err != nil {
+		if st, err = pool.PrepareContext(ctx, q); err != nil {
 			db.stmtsMu.Unlock()
 			return nil, err
 		}
 		if db.stmts == nil {
-			db.stmts = map[string]*sql.Stmt{}
+			db.stmts = map[stmtKey]*sql.Stmt{}
 		}
-		db.stmts[q] = st
+		db.stmts[key] = st
 	}
 	db.stmtsMu.Unlock()
 	return st.QueryContext(ctx, args...)
+}
+
+// stmtKey names a prepared statement: its pool and its text.
+type stmtKey struct {
+	pool *sql.DB
+	q    string
 }
 
 // Options tune Open. The zero value is usable.

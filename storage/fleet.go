@@ -87,7 +87,7 @@ var (
 func (db *DB) AgentCounts(ctx context.Context, now time.Time, staleThreshold time.Duration) (known, active int64, err error) {
 	e := edgeOf(now.Add(-staleThreshold))
 	var k *int64
-	if err := db.rollup.QueryRowContext(ctx, e.pick(agentCountsAdd, agentCountsSub), e.minute, e.from, e.to).Scan(&k, &active); err != nil {
+	if err := db.cachedRowOn(ctx, db.rollup, e.pick(agentCountsAdd, agentCountsSub), []any{e.minute, e.from, e.to}, &k, &active); err != nil {
 		return 0, 0, fmt.Errorf("count agents: %w", err)
 	}
 	if k == nil {
@@ -123,7 +123,7 @@ var (
 // skipped runs are never failures.
 func (db *DB) ResultCounts(ctx context.Context, since time.Time) (total, failed int64, err error) {
 	e := edgeOf(since)
-	if err := db.rollup.QueryRowContext(ctx, e.pick(resultCountsAdd, resultCountsSub), e.minute, e.from, e.to).Scan(&total, &failed); err != nil {
+	if err := db.cachedRowOn(ctx, db.rollup, e.pick(resultCountsAdd, resultCountsSub), []any{e.minute, e.from, e.to}, &total, &failed); err != nil {
 		return 0, 0, fmt.Errorf("count recent results: %w", err)
 	}
 	return total, failed, nil

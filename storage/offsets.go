@@ -68,9 +68,11 @@ func (db *DB) Offset(ctx context.Context, name string) (Offset, error) {
 	return o, nil
 }
 
+var offsetsSQL = `SELECT consumer, ` + offsetCols + ` FROM consumer_offsets`
+
 // Offsets returns every projection's position, by name.
 func (db *DB) Offsets(ctx context.Context) (map[string]Offset, error) {
-	rows, err := db.rollup.QueryContext(ctx, `SELECT consumer, `+offsetCols+` FROM consumer_offsets`)
+	rows, err := db.cachedOn(ctx, db.rollup, offsetsSQL)
 	if err != nil {
 		return nil, fmt.Errorf("projection offsets: %w", err)
 	}
