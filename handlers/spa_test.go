@@ -492,3 +492,38 @@ func TestSPASmallFilesGoAsTheyAre(t *testing.T) {
 		t.Errorf("Vary %q", v)
 	}
 }
+
+// spaGzipBudget is issue 13's budget for the dashboard's files together,
+// as a browser that accepts gzip receives them.
+const spaGzipBudget = 60_000
+
+// TestSPAAssetsWithinTheirGzipBudget: every file of the embedded
+// dashboard, fetched through the handler with gzip accepted, adds up to
+// less than spaGzipBudget bytes on the wire (a file too small to gain from
+// compression counts as sent).
+func TestSPAAssetsWithinTheirGzipBudget(t *testing.T) {
+	h := spaServer(t, spa.FS())
+	total, files := 0, 0
+	err := fs.WalkDir(spa.FS(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		got := spaGet(t, h, "GET", "/"+path, "gzip")
+		if got.rec.Code != http.StatusOK {
+			t.Errorf("GET /%s: %d", path, got.rec.Code)
+		}
+		total += got.rec.Body.Len()
+		files++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files == 0 {
+		t.Fatal("the embedded dashboard has no files")
+	}
+	t.Logf("%d files, %d bytes gzipped", files, total)
+	if total >= spaGzipBudget {
+		t.Errorf("the dashboard's %d files are %d bytes gzipped, over the %d-byte budget", files, total, spaGzipBudget)
+	}
+}
