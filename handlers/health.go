@@ -16,9 +16,9 @@ import (
 	"github.com/kanade-fleet/backend"
 )
 
-// recentWindow is the look-back of recent_results and the default of
-// scan_durations' since.
-const recentWindow = 24 * time.Hour
+// RecentWindow is the look-back of recent_results and the default of
+// scan_durations' since (a shell warms that window at start).
+const RecentWindow = 24 * time.Hour
 
 // Fleet statuses of api.md.
 const (
@@ -206,7 +206,7 @@ func (srv *Server) registerHealth(api huma.API) {
 		Description: "Finished runs with finished_at >= since, one row per job, sorted by p95 descending then job_id.",
 		Tags:        []string{"health"},
 	}, func(ctx context.Context, in *scanDurationsInput) (*scanDurationsOutput, error) {
-		since := srv.cfg.Clock().Add(-recentWindow)
+		since := srv.cfg.Clock().Add(-RecentWindow)
 		if in.Since != "" {
 			t, err := kanade.ParseTime(in.Since)
 			if err != nil {
@@ -379,14 +379,14 @@ func (srv *Server) fleetHealth(ctx context.Context) FleetHealth {
 		}
 	})
 	wg.Go(func() { known, active, agentsErr = srv.cfg.DB.AgentCounts(ctx, now, srv.cfg.StaleThreshold) })
-	wg.Go(func() { total, failed, resultsErr = srv.cfg.DB.ResultCounts(ctx, now.Add(-recentWindow)) })
+	wg.Go(func() { total, failed, resultsErr = srv.cfg.DB.ResultCounts(ctx, now.Add(-RecentWindow)) })
 	wg.Go(func() { projection, projectionErr = srv.projection(ctx, now) })
 	wg.Wait()
 
 	h := FleetHealth{
 		ObservedAt:    now,
 		JetStream:     FleetJetStream{Total: len(statuses), Missing: []string{}},
-		RecentResults: FleetRecentResults{WindowHours: int(recentWindow / time.Hour)},
+		RecentResults: FleetRecentResults{WindowHours: int(RecentWindow / time.Hour)},
 		Projection:    projection,
 	}
 	fail := func(part string, err error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kanade-fleet/backend"
 	"github.com/kanade-fleet/backend/internal/testkit"
 	"github.com/kanade-fleet/backend/shells/internal/app"
+	"github.com/kanade-fleet/backend/storage"
 )
 
 // shell is one in-process run of the HTTP shell.
@@ -23,6 +26,7 @@ type shell struct {
 	token   string
 	created bool
 	stdout  *testkit.SyncBuffer
+	stderr  *testkit.SyncBuffer
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when run returned
 	err     error         // run's result, valid after done
@@ -36,8 +40,8 @@ func start(t *testing.T, env map[string]string, args ...string) *shell {
 	t.Helper()
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &shell{stdout: &testkit.SyncBuffer{}, cancel: cancel, done: make(chan struct{})}
 	stderr := &testkit.SyncBuffer{}
+	s := &shell{stdout: &testkit.SyncBuffer{}, stderr: stderr, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		s.err = run(ctx, append([]string{"kanade-http"}, args...), lookup, s.stdout, stderr)
@@ -275,4 +279,48 @@ func TestBadConfigurationFailsBeforeOpeningAnything(t *testing.T) {
 	if entries, _ := os.ReadDir(env["KANADE_DATA_DIR"]); len(entries) != 0 {
 		t.Errorf("a rejected configuration still wrote into the data folder: %v", entries)
 	}
+}
+
+// TestStartWarmsScanDurations: a start reads scan_durations' default window
+// once in the background (warmScanDurations), so the first caller finds it
+// kept; the log says so, with the jobs it found in the database the shell
+// opened.
+func TestStartWarmsScanDurations(t *testing.T) {
+	env := freshEnv(t)
+	ctx := context.Background()
+	db, err := storage.Open(ctx, filepath.Join(env["KANADE_DATA_DIR"], "kanade.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exit := int64(0)
+	var rs []storage.Result
+	for i, job := range []string{"job-a", "job-b", "job-a"} {
+		done := time.Now().Add(-time.Duration(i+1) * time.Hour)
+		rs = append(rs, storage.Result{ExecResult: kanade.ExecResult{ResultID: fmt.Sprintf("r%d", i), RequestID: fmt.Sprintf("q%d", i),
+			PcID: "PC-1", ExitCode: &exit, ManifestID: job,
+			StartedAt: kanade.Timestamp{Time: done.Add(-time.Minute)}, FinishedAt: kanade.Timestamp{Time: done}}, RecordedAt: done})
+	}
+	if err := db.Update(ctx, func(tx *storage.Tx) error { _, err := tx.ApplyResults(ctx, rs); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := start(t, env, "-addr", "127.0.0.1:0")
+	warmed := regexp.MustCompile(`msg="scan_durations warmed" jobs=(\d+)`)
+	deadline := time.Now().Add(30 * time.Second) // a guard against hangs, not a performance target
+	for {
+		if m := warmed.FindStringSubmatch(s.stderr.String()); m != nil {
+			if m[1] != "2" {
+				t.Errorf("warmed %s jobs, want the 2 of the window", m[1])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no scan_durations warm-up logged after 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.stop(t)
 }
