@@ -68,7 +68,8 @@ func (db *DB) Offset(ctx context.Context, name string) (Offset, error) {
 	return o, nil
 }
 
-var offsetsSQL = `SELECT consumer, ` + offsetCols + ` FROM consumer_offsets`
+// offsetsSQL reads every projection's offset (Offsets).
+const offsetsSQL = `SELECT consumer, ` + offsetCols + ` FROM consumer_offsets`
 
 // Offsets returns every projection's position, by name.
 func (db *DB) Offsets(ctx context.Context) (map[string]Offset, error) {
